@@ -1,0 +1,58 @@
+import type { Clock, TimerHandle } from '../../domain/clock.js';
+
+interface Pending {
+  at: number;
+  seq: number;
+  fn: () => void;
+  cancelled: boolean;
+}
+
+/**
+ * A clock that moves only when told to. Lives beside the real clock so tests
+ * and simulations (`floatd rules simulate`) share one implementation.
+ */
+export class FakeClock implements Clock {
+  private t: number;
+  private mono = 0;
+  private seq = 0;
+  private pending: Pending[] = [];
+
+  constructor(startMs = Date.UTC(2026, 0, 1)) {
+    this.t = startMs;
+  }
+
+  now(): number {
+    return this.t;
+  }
+
+  monotonic(): number {
+    return this.mono;
+  }
+
+  setTimer(delayMs: number, fn: () => void): TimerHandle {
+    const p: Pending = { at: this.t + Math.max(0, delayMs), seq: this.seq++, fn, cancelled: false };
+    this.pending.push(p);
+    return { cancel: () => void (p.cancelled = true) };
+  }
+
+  /** Moves time forward, firing due timers in order (timers they set fire too when due). */
+  advance(ms: number): void {
+    const target = this.t + ms;
+    for (;;) {
+      this.pending = this.pending.filter((p) => !p.cancelled);
+      this.pending.sort((a, b) => a.at - b.at || a.seq - b.seq);
+      const next = this.pending[0];
+      if (next === undefined || next.at > target) break;
+      this.pending.shift();
+      this.mono += next.at - this.t;
+      this.t = next.at;
+      next.fn();
+    }
+    this.mono += target - this.t;
+    this.t = target;
+  }
+
+  pendingTimers(): number {
+    return this.pending.filter((p) => !p.cancelled).length;
+  }
+}

@@ -1,0 +1,303 @@
+import Database from 'better-sqlite3';
+import type { EventFilter, LeaseEvent, LeaseEventInput } from '../../domain/events.js';
+import type { Lease } from '../../domain/lease.js';
+import type { LeaseStore, LeaseTx, StoredLicense } from '../../domain/ports.js';
+import { migrate } from './migrate.js';
+
+interface LeaseRow {
+  id: string;
+  pool_id: string;
+  product: string;
+  user: string;
+  host: string;
+  instance: string;
+  remote: string;
+  listener: string;
+  granted_at: number;
+  renewed_at: number;
+  expires_at: number;
+  lease_ms: number;
+}
+
+interface EventRow {
+  id: number;
+  ts: number;
+  event: string;
+  pool_id: string | null;
+  product: string | null;
+  lease_id: string | null;
+  user: string | null;
+  host: string | null;
+  instance: string | null;
+  remote: string | null;
+  listener: string | null;
+  seats_in_use: number | null;
+  seats_total: number | null;
+  code: string | null;
+  reason: string | null;
+  message: string | null;
+}
+
+function toLease(r: LeaseRow): Lease {
+  return {
+    id: r.id,
+    poolId: r.pool_id,
+    product: r.product,
+    user: r.user,
+    host: r.host,
+    instance: r.instance,
+    remote: r.remote,
+    listener: r.listener,
+    grantedAt: r.granted_at,
+    renewedAt: r.renewed_at,
+    expiresAt: r.expires_at,
+    leaseMs: r.lease_ms,
+  };
+}
+
+function toEvent(r: EventRow): LeaseEvent {
+  return {
+    id: r.id,
+    ts: r.ts,
+    event: r.event as LeaseEvent['event'],
+    poolId: r.pool_id,
+    product: r.product,
+    leaseId: r.lease_id,
+    user: r.user,
+    host: r.host,
+    instance: r.instance,
+    remote: r.remote,
+    listener: r.listener,
+    seatsInUse: r.seats_in_use,
+    seatsTotal: r.seats_total,
+    code: r.code,
+    reason: r.reason,
+    message: r.message,
+  };
+}
+
+function eventParams(e: LeaseEventInput): unknown[] {
+  return [
+    e.ts, e.event, e.poolId ?? null, e.product ?? null, e.leaseId ?? null, e.user ?? null, e.host ?? null,
+    e.instance ?? null, e.remote ?? null, e.listener ?? null, e.seatsInUse ?? null, e.seatsTotal ?? null,
+    e.code ?? null, e.reason ?? null, e.message ?? null,
+  ];
+}
+
+export interface SqliteOptions {
+  readonly readonly?: boolean;
+}
+
+/**
+ * The durable store. WAL mode keeps readers (status, log) off the writer's
+ * back; every lease change runs in one IMMEDIATE transaction, so another
+ * process sharing the file can never interleave with it. synchronous=NORMAL
+ * makes each commit survive a process crash (kill -9): the WAL is in the OS
+ * before the commit returns.
+ */
+export class SqliteLeaseStore implements LeaseStore {
+  private readonly db: Database.Database;
+  private readonly tx: LeaseTx;
+  private readonly stmt;
+  private closed = false;
+
+  constructor(file: string, options: SqliteOptions = {}) {
+    this.db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
+    this.db.pragma('busy_timeout = 5000');
+    if (!options.readonly) {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.db.pragma('foreign_keys = ON');
+      migrate(this.db);
+    }
+    const db = this.db;
+    this.stmt = {
+      findLease: db.prepare<[string], LeaseRow>('SELECT * FROM leases WHERE id = ?'),
+      findByHolder: db.prepare<[string, string, string], LeaseRow>(
+        'SELECT * FROM leases WHERE user = ? AND instance = ? AND product = ?',
+      ),
+      inUse: db.prepare<[string], { in_use: number }>('SELECT in_use FROM pool_usage WHERE pool_id = ?'),
+      expiredInPool: db.prepare<[string, number], { n: number }>(
+        'SELECT COUNT(*) AS n FROM leases WHERE pool_id = ? AND expires_at <= ?',
+      ),
+      countHeld: db.prepare<[string, string, number], { n: number }>(
+        'SELECT COUNT(*) AS n FROM leases WHERE user = ? AND listener = ? AND expires_at > ?',
+      ),
+      countGrants: db.prepare<[string, number, string], { n: number }>(
+        "SELECT COUNT(*) AS n FROM events WHERE user = ? AND ts > ? AND event = 'granted' AND listener = ?",
+      ),
+      poolMinExpiry: db.prepare<[string, number], { t: number | null }>(
+        'SELECT MIN(expires_at) AS t FROM leases WHERE pool_id = ? AND expires_at > ?',
+      ),
+      insertLease: db.prepare(
+        `INSERT INTO leases (id, pool_id, product, user, host, instance, remote, listener, granted_at, renewed_at, expires_at, lease_ms)
+         VALUES (@id, @poolId, @product, @user, @host, @instance, @remote, @listener, @grantedAt, @renewedAt, @expiresAt, @leaseMs)`,
+      ),
+      updateExpiry: db.prepare<[number, number, string]>('UPDATE leases SET renewed_at = ?, expires_at = ? WHERE id = ?'),
+      deleteLease: db.prepare<[string]>('DELETE FROM leases WHERE id = ?'),
+      expired: db.prepare<[number, number], LeaseRow>(
+        'SELECT * FROM leases WHERE expires_at <= ? ORDER BY expires_at LIMIT ?',
+      ),
+      leasesOfPool: db.prepare<[string], LeaseRow>('SELECT * FROM leases WHERE pool_id = ? ORDER BY granted_at'),
+      allLeases: db.prepare<[], LeaseRow>('SELECT * FROM leases ORDER BY product, granted_at'),
+      nextExpiry: db.prepare<[], { t: number | null }>('SELECT MIN(expires_at) AS t FROM leases'),
+      appendEvent: db.prepare(
+        `INSERT INTO events (ts, event, pool_id, product, lease_id, user, host, instance, remote, listener, seats_in_use, seats_total, code, reason, message)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
+      setMeta: db.prepare<[string, string]>(
+        'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+      ),
+      initMeta: db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING'),
+      listLicenses: db.prepare<[], { id: string; token: string; added_at: number }>(
+        'SELECT id, token, added_at FROM licenses ORDER BY added_at, id',
+      ),
+      addLicense: db.prepare<[string, string, number]>('INSERT INTO licenses (id, token, added_at) VALUES (?, ?, ?)'),
+      removeLicense: db.prepare<[string]>('DELETE FROM licenses WHERE id = ?'),
+      pruneEvents: db.prepare<[number]>('DELETE FROM events WHERE ts < ?'),
+    };
+    const s = this.stmt;
+    this.tx = {
+      findLease: (id) => {
+        const r = s.findLease.get(id);
+        return r && toLease(r);
+      },
+      findLeaseByHolder: (user, instance, product) => {
+        const r = s.findByHolder.get(user, instance, product);
+        return r && toLease(r);
+      },
+      countActive: (poolId, now) => (s.inUse.get(poolId)?.in_use ?? 0) - s.expiredInPool.get(poolId, now)!.n,
+      countHeld: (listener, user, now) => s.countHeld.get(user, listener, now)!.n,
+      countGrantsSince: (listener, user, sinceMs) => s.countGrants.get(user, sinceMs, listener)!.n,
+      earliestExpiry: (poolIds, now) => {
+        let min: number | undefined;
+        for (const id of poolIds) {
+          const t = s.poolMinExpiry.get(id, now)!.t;
+          if (t !== null && (min === undefined || t < min)) min = t;
+        }
+        return min;
+      },
+      insertLease: (lease) => {
+        s.insertLease.run(lease);
+      },
+      updateExpiry: (id, renewedAt, expiresAt) => {
+        s.updateExpiry.run(renewedAt, expiresAt, id);
+      },
+      deleteLease: (id) => {
+        s.deleteLease.run(id);
+      },
+      expiredLeases: (now, limit) => s.expired.all(now, limit).map(toLease),
+      leasesOfPool: (poolId) => s.leasesOfPool.all(poolId).map(toLease),
+      appendEvent: (event) => {
+        s.appendEvent.run(...eventParams(event));
+      },
+    };
+  }
+
+  transact<T>(fn: (tx: LeaseTx) => T): T {
+    return this.db.transaction(() => fn(this.tx)).immediate();
+  }
+
+  nextExpiry(): number | undefined {
+    return this.stmt.nextExpiry.get()!.t ?? undefined;
+  }
+
+  allLeases(): Lease[] {
+    return this.stmt.allLeases.all().map(toLease);
+  }
+
+  getMeta(key: string): string | undefined {
+    return this.stmt.getMeta.get(key)?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.stmt.setMeta.run(key, value);
+  }
+
+  initMeta(key: string, value: string): string {
+    return this.db
+      .transaction(() => {
+        this.stmt.initMeta.run(key, value);
+        return this.stmt.getMeta.get(key)!.value;
+      })
+      .immediate();
+  }
+
+  listLicenses(): StoredLicense[] {
+    return this.stmt.listLicenses.all().map((r) => ({ id: r.id, token: r.token, addedAt: r.added_at }));
+  }
+
+  addLicense(license: StoredLicense, event: LeaseEventInput): void {
+    this.db
+      .transaction(() => {
+        this.stmt.addLicense.run(license.id, license.token, license.addedAt);
+        this.tx.appendEvent(event);
+      })
+      .immediate();
+  }
+
+  removeLicense(id: string, event: LeaseEventInput): boolean {
+    return this.db
+      .transaction(() => {
+        const removed = this.stmt.removeLicense.run(id).changes > 0;
+        if (removed) this.tx.appendEvent(event);
+        return removed;
+      })
+      .immediate();
+  }
+
+  appendEvent(event: LeaseEventInput): void {
+    this.tx.appendEvent(event);
+  }
+
+  queryEvents(filter: EventFilter): LeaseEvent[] {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (sql: string, value: unknown) => {
+      where.push(sql);
+      params.push(value);
+    };
+    if (filter.afterId !== undefined) add('id > ?', filter.afterId);
+    if (filter.sinceMs !== undefined) add('ts >= ?', filter.sinceMs);
+    if (filter.untilMs !== undefined) add('ts < ?', filter.untilMs);
+    if (filter.user !== undefined) add('user = ?', filter.user);
+    if (filter.host !== undefined) add('host = ?', filter.host);
+    if (filter.product !== undefined) add('product = ?', filter.product);
+    if (filter.pool !== undefined) add('pool_id = ?', filter.pool);
+    if (filter.events !== undefined && filter.events.length > 0) {
+      where.push(`event IN (${filter.events.map(() => '?').join(', ')})`);
+      params.push(...filter.events);
+    }
+    let sql = 'SELECT * FROM events';
+    if (where.length > 0) sql += ` WHERE ${where.join(' AND ')}`;
+    sql += ' ORDER BY id';
+    if (filter.limit !== undefined) {
+      // The newest `limit` entries, still printed oldest first.
+      sql = `SELECT * FROM (${sql.replace('ORDER BY id', 'ORDER BY id DESC')} LIMIT ?) ORDER BY id`;
+      params.push(filter.limit);
+    }
+    return this.db.prepare<unknown[], EventRow>(sql).all(...params).map(toEvent);
+  }
+
+  pruneEvents(beforeMs: number): number {
+    return this.stmt.pruneEvents.run(beforeMs).changes;
+  }
+
+  changeCounter(): number {
+    return this.db.pragma('data_version', { simple: true }) as number;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.db.readonly) {
+      try {
+        this.db.pragma('wal_checkpoint(TRUNCATE)');
+      } catch {
+        // Another process may hold the WAL; the next open checkpoints it.
+      }
+    }
+    this.db.close();
+  }
+}

@@ -1,0 +1,277 @@
+import { randomUUID } from 'node:crypto';
+import type { Clock } from '../domain/clock.js';
+import { deny, type Denial } from '../domain/errors.js';
+import type { LeaseEventInput } from '../domain/events.js';
+import { OPEN_GATE, type AcquireGate } from '../domain/gate.js';
+import { holds, type ClientIdentity, type Lease } from '../domain/lease.js';
+import { leaseLengthMs, poolIsValid, type Pool } from '../domain/pool.js';
+import type { LeaseStore, LeaseTx } from '../domain/ports.js';
+import type { PoolRegistry } from './pool-registry.js';
+
+export interface LeaseGranted {
+  readonly ok: true;
+  readonly lease: Lease;
+  /** True when an existing lease was extended rather than a new seat taken. */
+  readonly renewed: boolean;
+}
+
+export type LeaseOutcome = LeaseGranted | Denial;
+
+export interface LeaseServiceOptions {
+  readonly leaseMs: number;
+  /** 'summary' leaves renewals out of the lease log. */
+  readonly logLevel: 'detailed' | 'summary';
+}
+
+export type LeaseEndKind = 'released' | 'expired' | 'revoked';
+
+export interface LeaseServiceHooks {
+  /** After a commit that ended leases (for pushing `revoked` to clients, rescheduling). */
+  leaseEnded?(lease: Lease, kind: LeaseEndKind, reason: string | null): void;
+  /** After a commit that set an expiry, so the sweeper can wake in time. */
+  expiryScheduled?(at: number): void;
+}
+
+const SWEEP_BATCH = 500;
+
+function who(lease: Lease): Pick<LeaseEventInput, 'user' | 'host' | 'instance' | 'remote' | 'listener' | 'product' | 'poolId' | 'leaseId'> {
+  return {
+    user: lease.user,
+    host: lease.host,
+    instance: lease.instance,
+    remote: lease.remote,
+    listener: lease.listener,
+    product: lease.product,
+    poolId: lease.poolId,
+    leaseId: lease.id,
+  };
+}
+
+/**
+ * The lease use cases. Each runs as one store transaction; notifications go
+ * out only after the commit.
+ */
+export class LeaseService {
+  private gate: AcquireGate = OPEN_GATE;
+
+  constructor(
+    private readonly store: LeaseStore,
+    private readonly clock: Clock,
+    private readonly pools: PoolRegistry,
+    private options: LeaseServiceOptions,
+    private readonly hooks: LeaseServiceHooks = {},
+  ) {}
+
+  setGate(gate: AcquireGate): void {
+    this.gate = gate;
+  }
+
+  setOptions(options: LeaseServiceOptions): void {
+    this.options = options;
+  }
+
+  private poolSeats(pool: Pool, tx: LeaseTx, now: number): Pick<LeaseEventInput, 'seatsInUse' | 'seatsTotal'> {
+    return { seatsInUse: tx.countActive(pool.id, now), seatsTotal: pool.seats };
+  }
+
+  private expireInTx(tx: LeaseTx, lease: Lease, now: number, ended: Array<[Lease, LeaseEndKind, string | null]>): void {
+    tx.deleteLease(lease.id);
+    const pool = this.pools.get(lease.poolId);
+    tx.appendEvent({
+      ts: now,
+      event: 'expired',
+      ...who(lease),
+      seatsInUse: pool ? tx.countActive(pool.id, now) : null,
+      seatsTotal: pool?.seats ?? null,
+      message: `lease not renewed by ${new Date(lease.expiresAt).toISOString()}`,
+    });
+    ended.push([lease, 'expired', null]);
+  }
+
+  private revokeInTx(tx: LeaseTx, lease: Lease, now: number, reason: string, ended: Array<[Lease, LeaseEndKind, string | null]>): void {
+    tx.deleteLease(lease.id);
+    tx.appendEvent({ ts: now, event: 'revoked', ...who(lease), reason, message: reason });
+    ended.push([lease, 'revoked', reason]);
+  }
+
+  private notify(ended: Array<[Lease, LeaseEndKind, string | null]>, expiry?: number): void {
+    for (const [lease, kind, reason] of ended) this.hooks.leaseEnded?.(lease, kind, reason);
+    if (expiry !== undefined) this.hooks.expiryScheduled?.(expiry);
+  }
+
+  private extendInTx(tx: LeaseTx, lease: Lease, pool: Pool, now: number, reacquire: boolean): Lease {
+    const leaseMs = leaseLengthMs(this.options.leaseMs, pool);
+    const renewed: Lease = { ...lease, renewedAt: now, expiresAt: now + leaseMs, leaseMs };
+    tx.updateExpiry(lease.id, now, renewed.expiresAt);
+    if (this.options.logLevel === 'detailed') {
+      tx.appendEvent({
+        ts: now,
+        event: 'renewed',
+        ...who(renewed),
+        ...this.poolSeats(pool, tx, now),
+        message: reacquire ? 'acquire while holding the lease' : null,
+      });
+    }
+    return renewed;
+  }
+
+  /** Takes a seat for `client`, or returns the lease it already holds, renewed. */
+  acquire(client: ClientIdentity, product: string | undefined): LeaseOutcome {
+    const now = this.clock.now();
+    const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
+    const outcome = this.store.transact((tx): LeaseOutcome => {
+      const selection = this.pools.select(product, now);
+      const denied = (d: Denial, poolId: string | null, seats?: Pick<LeaseEventInput, 'seatsInUse' | 'seatsTotal'>): Denial => {
+        tx.appendEvent({
+          ts: now,
+          event: 'denied',
+          user: client.user,
+          host: client.host,
+          instance: client.instance,
+          remote: client.remote,
+          listener: client.listener,
+          product: product ?? null,
+          poolId,
+          code: d.code,
+          reason: typeof d.details.reason === 'string' ? d.details.reason : null,
+          message: d.message,
+          ...seats,
+        });
+        return d;
+      };
+      if (!selection.ok) return denied(selection, null);
+      const existing = tx.findLeaseByHolder(client.user, client.instance, selection.product);
+      if (existing !== undefined) {
+        const pool = this.pools.get(existing.poolId);
+        if (existing.expiresAt > now && pool !== undefined && poolIsValid(pool, now)) {
+          return { ok: true, lease: this.extendInTx(tx, existing, pool, now, true), renewed: true };
+        }
+        if (existing.expiresAt <= now) this.expireInTx(tx, existing, now, ended);
+        else this.revokeInTx(tx, existing, now, 'the license key of its pool is no longer valid', ended);
+      }
+      const verdict = this.gate.check(client, selection.product, now, tx);
+      if (!verdict.allowed) {
+        return denied(deny('RULE_DENIED', verdict.message, { reason: verdict.reason }), null);
+      }
+      for (const pool of selection.pools) {
+        const inUse = tx.countActive(pool.id, now);
+        if (inUse >= pool.seats) continue;
+        const leaseMs = leaseLengthMs(this.options.leaseMs, pool);
+        const lease: Lease = {
+          id: randomUUID(),
+          poolId: pool.id,
+          product: selection.product,
+          user: client.user,
+          host: client.host,
+          instance: client.instance,
+          remote: client.remote,
+          listener: client.listener,
+          grantedAt: now,
+          renewedAt: now,
+          expiresAt: now + leaseMs,
+          leaseMs,
+        };
+        tx.insertLease(lease);
+        tx.appendEvent({
+          ts: now,
+          event: 'granted',
+          ...who(lease),
+          seatsInUse: inUse + 1,
+          seatsTotal: pool.seats,
+          message: verdict.logAll ? `user ${client.user} now holds ${tx.countHeld(client.listener, client.user, now)} lease(s) on listener ${client.listener}` : null,
+        });
+        return { ok: true, lease, renewed: false };
+      }
+      const ids = selection.pools.map((p) => p.id);
+      const next = tx.earliestExpiry(ids, now);
+      const retryAfterMs = Math.min(10_000, Math.max(1_000, next === undefined ? 10_000 : next - now));
+      const total = selection.pools.reduce((n, p) => n + p.seats, 0);
+      return denied(
+        deny('NO_FREE_SEATS', `all ${total} seat(s) of "${selection.product}" are in use`, { retryAfterMs }),
+        selection.pools.length === 1 ? selection.pools[0]!.id : null,
+        { seatsInUse: total, seatsTotal: total },
+      );
+    });
+    this.notify(ended, outcome.ok ? outcome.lease.expiresAt : undefined);
+    return outcome;
+  }
+
+  /** Extends a lease the client holds. */
+  renew(client: Pick<ClientIdentity, 'user' | 'instance'>, leaseId: string): LeaseOutcome {
+    const now = this.clock.now();
+    const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
+    const outcome = this.store.transact((tx): LeaseOutcome => {
+      const lease = tx.findLease(leaseId);
+      if (lease === undefined) return deny('LEASE_NOT_FOUND', `no lease ${leaseId}; acquire a new one`);
+      if (!holds(lease, client)) return deny('LEASE_NOT_YOURS', `lease ${leaseId} is held by another client instance`);
+      if (lease.expiresAt <= now) {
+        this.expireInTx(tx, lease, now, ended);
+        return deny('LEASE_EXPIRED', `lease ${leaseId} expired at ${new Date(lease.expiresAt).toISOString()}; acquire a new one`);
+      }
+      const pool = this.pools.get(lease.poolId);
+      if (pool === undefined || !poolIsValid(pool, now)) {
+        const reason = pool === undefined ? 'its license key was removed' : 'its license key is no longer valid';
+        this.revokeInTx(tx, lease, now, reason, ended);
+        return deny('LICENSE_EXPIRED', `lease ${leaseId} cannot be renewed: ${reason}`);
+      }
+      return { ok: true, lease: this.extendInTx(tx, lease, pool, now, false), renewed: true };
+    });
+    this.notify(ended, outcome.ok ? outcome.lease.expiresAt : undefined);
+    return outcome;
+  }
+
+  /** Gives a seat back. Releasing an unknown or already ended lease is fine. */
+  release(client: Pick<ClientIdentity, 'user' | 'instance'>, leaseId: string): { ok: true; released: boolean } | Denial {
+    const now = this.clock.now();
+    const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
+    const outcome = this.store.transact((tx) => {
+      const lease = tx.findLease(leaseId);
+      if (lease === undefined) return { ok: true as const, released: false };
+      if (!holds(lease, client)) return deny('LEASE_NOT_YOURS', `lease ${leaseId} is held by another client instance`);
+      tx.deleteLease(lease.id);
+      const pool = this.pools.get(lease.poolId);
+      tx.appendEvent({
+        ts: now,
+        event: lease.expiresAt <= now ? 'expired' : 'released',
+        ...who(lease),
+        seatsInUse: pool ? tx.countActive(pool.id, now) : null,
+        seatsTotal: pool?.seats ?? null,
+      });
+      ended.push([lease, lease.expiresAt <= now ? 'expired' : 'released', null]);
+      return { ok: true as const, released: true };
+    });
+    this.notify(ended);
+    return outcome;
+  }
+
+  /** Ends every lease whose expiry has passed; returns how many. */
+  sweep(): number {
+    const now = this.clock.now();
+    let total = 0;
+    for (;;) {
+      const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
+      const n = this.store.transact((tx) => {
+        const expired = tx.expiredLeases(now, SWEEP_BATCH);
+        for (const lease of expired) this.expireInTx(tx, lease, now, ended);
+        return expired.length;
+      });
+      this.notify(ended);
+      total += n;
+      if (n < SWEEP_BATCH) return total;
+    }
+  }
+
+  /** Revokes the leases of pools that are gone or no longer valid. */
+  revokeInvalid(reasonFor: (poolId: string) => string | null): number {
+    const now = this.clock.now();
+    const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
+    this.store.transact((tx) => {
+      for (const lease of this.store.allLeases()) {
+        const reason = reasonFor(lease.poolId);
+        if (reason !== null) this.revokeInTx(tx, lease, now, reason, ended);
+      }
+    });
+    this.notify(ended);
+    return ended.length;
+  }
+}

@@ -1,0 +1,119 @@
+import type { LicenseKey } from '../domain/license.js';
+import { licenseValidity } from '../domain/license.js';
+import { poolIsValid } from '../domain/pool.js';
+import type { LeaseStore } from '../domain/ports.js';
+import { EVALUATION_STARTED_META } from './licensing.js';
+import { EVALUATION_PRODUCT, type PoolRegistry } from './pool-registry.js';
+import { VERSION } from './version.js';
+
+export interface ProductStatus {
+  readonly product: string;
+  readonly seatsTotal: number;
+  readonly seatsInUse: number;
+  readonly seatsFree: number;
+}
+
+export interface KeyStatus {
+  readonly id: string;
+  readonly licensee: string;
+  readonly product: string;
+  readonly seats: number;
+  readonly seatsInUse: number;
+  readonly notBefore: string | null;
+  readonly expires: string | null;
+  readonly maxLeaseSeconds: number | null;
+  readonly state: 'valid' | 'expired' | 'not-yet-valid';
+}
+
+export interface ServerStatus {
+  readonly version: string;
+  readonly mode: 'licensed' | 'evaluation' | 'unlicensed';
+  readonly evaluation: null | {
+    readonly seats: number;
+    readonly startedAt: string;
+    readonly endsAt: string;
+    readonly daysLeft: number;
+    readonly expired: boolean;
+  };
+  readonly keys: readonly KeyStatus[];
+  readonly rejectedKeys: ReadonlyArray<{ id: string; code: string; message: string }>;
+  readonly products: readonly ProductStatus[];
+  readonly leasesHeld: number;
+  /** How long the server may be down before the first running lease expires (null: no lease). */
+  readonly downToleranceMs: number | null;
+  readonly serverKeyFingerprint: string | null;
+  readonly listeners: ReadonlyArray<{ name: string; address: string; port: number }>;
+  readonly running: boolean | null;
+}
+
+export interface StatusInputs {
+  readonly store: LeaseStore;
+  readonly pools: PoolRegistry;
+  readonly now: number;
+  readonly rejectedKeys?: ReadonlyArray<{ id: string; code: string; message: string }>;
+  readonly serverKeyFingerprint: string | null;
+  readonly listeners: ReadonlyArray<{ name: string; address: string; port: number }>;
+  readonly running: boolean | null;
+}
+
+const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
+
+export function collectStatus(input: StatusInputs): ServerStatus {
+  const { store, pools, now } = input;
+  const usage = new Map<string, number>();
+  let held = 0;
+  let first: number | null = null;
+  for (const lease of store.allLeases()) {
+    if (lease.expiresAt <= now) continue;
+    held++;
+    usage.set(lease.poolId, (usage.get(lease.poolId) ?? 0) + 1);
+    if (first === null || lease.expiresAt < first) first = lease.expiresAt;
+  }
+  const products = new Map<string, { total: number; inUse: number }>();
+  for (const pool of pools.all()) {
+    const name = pool.product === '*' ? EVALUATION_PRODUCT : pool.product;
+    const p = products.get(name) ?? { total: 0, inUse: 0 };
+    p.inUse += usage.get(pool.id) ?? 0;
+    if (poolIsValid(pool, now)) p.total += pool.seats;
+    products.set(name, p);
+  }
+  const evalPool = pools.evaluationPool();
+  const keyStatus = (k: LicenseKey): KeyStatus => ({
+    id: k.id,
+    licensee: k.licensee,
+    product: k.product,
+    seats: k.seats,
+    seatsInUse: usage.get(k.id) ?? 0,
+    notBefore: iso(k.notBefore),
+    expires: iso(k.expiresAt),
+    maxLeaseSeconds: k.maxLeaseSeconds,
+    state: licenseValidity(k, now).state,
+  });
+  return {
+    version: VERSION,
+    mode: pools.licenseKeys().length > 0 ? 'licensed' : evalPool !== null ? 'evaluation' : 'unlicensed',
+    evaluation:
+      evalPool === null
+        ? null
+        : {
+            seats: evalPool.seats,
+            startedAt: new Date(Number(store.getMeta(EVALUATION_STARTED_META) ?? now)).toISOString(),
+            endsAt: new Date(evalPool.expiresAt!).toISOString(),
+            daysLeft: Math.max(0, Math.ceil((evalPool.expiresAt! - now) / 86_400_000)),
+            expired: now >= evalPool.expiresAt!,
+          },
+    keys: pools.licenseKeys().map(keyStatus),
+    rejectedKeys: input.rejectedKeys ?? [],
+    products: [...products].map(([product, p]) => ({
+      product,
+      seatsTotal: p.total,
+      seatsInUse: p.inUse,
+      seatsFree: Math.max(0, p.total - p.inUse),
+    })),
+    leasesHeld: held,
+    downToleranceMs: first === null ? null : first - now,
+    serverKeyFingerprint: input.serverKeyFingerprint,
+    listeners: input.listeners,
+    running: input.running,
+  };
+}

@@ -1,0 +1,56 @@
+import type { Clock, TimerHandle } from '../domain/clock.js';
+
+/**
+ * Wakes exactly when the next lease expires (not on a coarse interval), and
+ * at least every `maxWaitMs` so a wall-clock jump cannot leave it asleep.
+ */
+export class Sweeper {
+  private timer: TimerHandle | null = null;
+  private wakeAt = Infinity;
+  private running = false;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly sweep: () => void,
+    private readonly nextExpiry: () => number | undefined,
+    private readonly onError: (err: unknown) => void,
+    private readonly maxWaitMs = 60_000,
+  ) {}
+
+  start(): void {
+    this.running = true;
+    this.fire();
+  }
+
+  stop(): void {
+    this.running = false;
+    this.timer?.cancel();
+    this.timer = null;
+  }
+
+  /** A lease now expires at `at`: wake earlier if that is sooner than planned. */
+  expiryAt(at: number): void {
+    if (this.running && at < this.wakeAt) this.arm(at);
+  }
+
+  private arm(at: number): void {
+    this.timer?.cancel();
+    const now = this.clock.now();
+    const target = Math.min(at, now + this.maxWaitMs);
+    this.wakeAt = target;
+    this.timer = this.clock.setTimer(Math.max(0, target - now), () => this.fire());
+  }
+
+  private fire(): void {
+    if (!this.running) return;
+    this.timer = null;
+    this.wakeAt = Infinity;
+    try {
+      this.sweep();
+    } catch (err) {
+      this.onError(err);
+    }
+    const next = this.nextExpiry();
+    this.arm(next === undefined ? Infinity : next);
+  }
+}

@@ -1,0 +1,72 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { loadConfig, type Config } from '../config/config.js';
+import { FloatdError } from '../domain/errors.js';
+
+export interface Io {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+  readonly env: Record<string, string | undefined>;
+  readonly cwd: string;
+}
+
+export const processIo: Io = {
+  out: (text) => void process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
+  err: (text) => void process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
+  env: process.env,
+  cwd: process.cwd(),
+};
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** The flags every command that reads the data directory takes, as `serve` spells them. */
+export const CONFIG_FLAGS = {
+  config: { type: 'string' },
+  'data-dir': { type: 'string' },
+  'vendor-public-key': { type: 'string', multiple: true },
+} as const satisfies Options;
+
+export function parse<O extends Options>(args: string[], options: O, allowPositionals = false) {
+  try {
+    return parseArgs({ args, options, allowPositionals, strict: true });
+  } catch (err) {
+    throw new FloatdError('USAGE', (err as Error).message.replace(/\. To specify a positional.*$/, ''));
+  }
+}
+
+export function configFrom(io: Io, values: Record<string, unknown>, extra: Record<string, unknown> = {}): Config {
+  return loadConfig({
+    configFile: values['config'] as string | undefined,
+    env: io.env,
+    cwd: io.cwd,
+    flags: {
+      dataDir: values['data-dir'],
+      vendorPublicKeys: values['vendor-public-key'],
+      ...extra,
+    },
+  });
+}
+
+export function intFlag(value: unknown, name: string, min = 0): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !/^\d+$/.test(value) || Number(value) < min) {
+    throw new FloatdError('USAGE', `--${name} must be a whole number of at least ${min}; got "${String(value)}"`);
+  }
+  return Number(value);
+}
+
+/** An ISO date/time, or a time relative to now: `30m`, `12h`, `7d` ago. */
+export function timeFlag(value: unknown, name: string, now: number): number | undefined {
+  if (value === undefined) return undefined;
+  const text = String(value);
+  const rel = /^(\d+)([smhd])$/.exec(text);
+  if (rel) return now - Number(rel[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 's' | 'm' | 'h' | 'd'];
+  const t = Date.parse(text);
+  if (Number.isNaN(t)) throw new FloatdError('USAGE', `--${name} must be an ISO date/time (2026-11-21T09:00Z) or a span ago (30m, 12h, 7d); got "${text}"`);
+  return t;
+}
+
+export function table(rows: readonly (readonly string[])[], headers: readonly string[]): string {
+  const all = [headers, ...rows];
+  const widths = headers.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+  return all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+}

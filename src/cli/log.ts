@@ -1,0 +1,109 @@
+import { openExisting } from '../app/inspect.js';
+import { SystemClock } from '../adapters/clock/system-clock.js';
+import { FloatdError } from '../domain/errors.js';
+import { LEASE_EVENTS, type EventFilter, type LeaseEvent } from '../domain/events.js';
+import { CONFIG_FLAGS, configFrom, intFlag, parse, timeFlag, type Io } from './common.js';
+
+export const LOG_USAGE = `floatd log [--since TIME] [--until TIME] [--user U] [--host H] [--product P] [--pool ID]
+           [--event KIND]... [--limit N] [--json | --csv] [--follow] [--config FILE] [--data-dir DIR]
+  TIME is an ISO date/time or a span ago (30m, 12h, 7d). KIND: ${LEASE_EVENTS.join(', ')}`;
+
+const COLUMNS = ['id', 'ts', 'event', 'product', 'poolId', 'leaseId', 'user', 'host', 'instance', 'remote', 'listener', 'seatsInUse', 'seatsTotal', 'code', 'reason', 'message'] as const;
+
+function csvCell(v: unknown): string {
+  if (v === null || v === undefined) return '';
+  const s = String(v);
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+function asJson(e: LeaseEvent): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const c of COLUMNS) {
+    const v = c === 'ts' ? new Date(e.ts).toISOString() : e[c];
+    if (v !== null && v !== undefined) out[c] = v;
+  }
+  return out;
+}
+
+function asText(e: LeaseEvent): string {
+  const who = e.user ? `${e.user}@${e.host ?? '?'}${e.instance ? `/${e.instance}` : ''}` : '';
+  const seats = e.seatsInUse !== null && e.seatsInUse !== undefined ? `${e.seatsInUse}/${e.seatsTotal ?? '?'}` : '';
+  const parts = [
+    new Date(e.ts).toISOString(),
+    e.event.padEnd(10),
+    (e.product ?? '').padEnd(12),
+    who.padEnd(28),
+    seats.padEnd(9),
+    e.leaseId ? e.leaseId.slice(0, 8) : ''.padEnd(8),
+    e.remote ?? '',
+    e.code ? `${e.code}${e.reason ? `(${e.reason})` : ''}` : '',
+    e.message ?? '',
+  ];
+  return parts.join(' ').trimEnd();
+}
+
+export async function log(args: string[], io: Io, signal?: AbortSignal): Promise<number> {
+  const { values } = parse(args, {
+    ...CONFIG_FLAGS,
+    since: { type: 'string' },
+    until: { type: 'string' },
+    user: { type: 'string' },
+    host: { type: 'string' },
+    product: { type: 'string' },
+    pool: { type: 'string' },
+    event: { type: 'string', multiple: true },
+    limit: { type: 'string' },
+    json: { type: 'boolean' },
+    csv: { type: 'boolean' },
+    follow: { type: 'boolean', short: 'f' },
+  });
+  if (values.json && values.csv) throw new FloatdError('USAGE', 'choose one of --json and --csv');
+  const events = values.event?.flatMap((e) => e.split(',')).map((e) => e.trim());
+  for (const e of events ?? []) {
+    if (!(LEASE_EVENTS as readonly string[]).includes(e)) throw new FloatdError('USAGE', `--event: unknown event "${e}" (events: ${LEASE_EVENTS.join(', ')})`);
+  }
+  const now = new SystemClock().now();
+  const filter: EventFilter = {
+    sinceMs: timeFlag(values.since, 'since', now),
+    untilMs: timeFlag(values.until, 'until', now),
+    user: values.user,
+    host: values.host,
+    product: values.product,
+    pool: values.pool,
+    events,
+    limit: intFlag(values.limit, 'limit', 1),
+  };
+  const store = openExisting(configFrom(io, values));
+  const print = (e: LeaseEvent) => io.out(values.json ? JSON.stringify(asJson(e)) : values.csv ? COLUMNS.map((c) => csvCell(asJson(e)[c])).join(',') : asText(e));
+  try {
+    if (values.csv) io.out(COLUMNS.join(','));
+    let last = 0;
+    for (const e of store.queryEvents(filter)) {
+      print(e);
+      last = e.id;
+    }
+    if (!values.follow) return 0;
+    const { limit: _limit, ...live } = filter;
+    if (last === 0) last = store.queryEvents({ limit: 1 }).at(-1)?.id ?? 0;
+    await new Promise<void>((resolve) => {
+      const stop = () => {
+        clearInterval(timer);
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        resolve();
+      };
+      const timer = setInterval(() => {
+        for (const e of store.queryEvents({ ...live, afterId: last })) {
+          print(e);
+          last = e.id;
+        }
+      }, 250);
+      signal?.addEventListener('abort', stop);
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    });
+    return 0;
+  } finally {
+    store.close();
+  }
+}

@@ -1,0 +1,88 @@
+import { hostname, userInfo } from 'node:os';
+import { offlineStatus } from '../app/inspect.js';
+import type { ServerStatus } from '../app/status.js';
+import { SystemClock } from '../adapters/clock/system-clock.js';
+import { TcpTransport } from '../client/tcp-transport.js';
+import { FloatdError } from '../domain/errors.js';
+import { CONFIG_FLAGS, configFrom, parse, table, type Io } from './common.js';
+
+export const STATUS_USAGE = 'floatd status [--json] [--server HOST:PORT] [--config FILE] [--data-dir DIR] [--vendor-public-key FILE]...';
+
+function duration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  if (s < 172800) return `${(s / 3600).toFixed(1)} h`;
+  return `${Math.round(s / 86400)} days`;
+}
+
+export function formatStatus(s: ServerStatus): string {
+  const lines: string[] = [];
+  lines.push(`floatd ${s.version}${s.running === null ? '' : s.running ? ' (server running)' : ' (server not running)'}`);
+  if (s.mode === 'evaluation' && s.evaluation) {
+    lines.push(
+      s.evaluation.expired
+        ? `mode: EVALUATION OVER since ${s.evaluation.endsAt}; install a license key`
+        : `mode: evaluation, ${s.evaluation.seats} seat(s), ${s.evaluation.daysLeft} day(s) left (ends ${s.evaluation.endsAt})`,
+    );
+  } else {
+    lines.push(`mode: ${s.mode}`);
+  }
+  if (s.keys.length > 0) {
+    lines.push('', 'license keys:');
+    lines.push(
+      table(
+        s.keys.map((k) => [k.id, k.licensee, k.product, String(k.seats), String(k.seatsInUse), k.expires ?? 'never', k.state]),
+        ['ID', 'LICENSEE', 'PRODUCT', 'SEATS', 'IN USE', 'EXPIRES', 'STATE'],
+      ),
+    );
+  }
+  for (const r of s.rejectedKeys) lines.push(`ignored key ${r.id}: ${r.code}: ${r.message}`);
+  lines.push('', 'seats:');
+  lines.push(
+    s.products.length === 0
+      ? '  (no pools)'
+      : table(s.products.map((p) => [p.product, String(p.seatsTotal), String(p.seatsInUse), String(p.seatsFree)]), ['PRODUCT', 'TOTAL', 'IN USE', 'FREE']),
+  );
+  lines.push('');
+  lines.push(`leases held: ${s.leasesHeld}`);
+  lines.push(
+    s.downToleranceMs === null
+      ? 'server may be down: indefinitely (no lease is held)'
+      : `server may be down: ${duration(s.downToleranceMs)} before the first lease expires`,
+  );
+  lines.push(`server key fingerprint: ${s.serverKeyFingerprint ?? '(not yet created)'}`);
+  if (s.listeners.length > 0) lines.push(`listeners: ${s.listeners.map((l) => `${l.name} ${l.address.includes(':') ? `[${l.address}]` : l.address}:${l.port}`).join(', ')}`);
+  return lines.join('\n');
+}
+
+async function remoteStatus(address: string): Promise<ServerStatus> {
+  const transport = await TcpTransport.connect(address, { requestTimeoutMs: 10_000 });
+  try {
+    const hello = await transport.request('hello', { v: 1, client: { user: userInfo().username, host: hostname(), instance: 'floatd-status' } });
+    if (!hello.ok) throw new FloatdError('SERVER_UNREACHABLE', `${address}: ${hello.error.code}: ${hello.error.message}`);
+    const reply = await transport.request('status');
+    if (!reply.ok) throw new FloatdError('SERVER_UNREACHABLE', `${address}: ${reply.error.code}: ${reply.error.message}`);
+    const { ok: _ok, id: _id, ...status } = reply as Record<string, unknown>;
+    return status as unknown as ServerStatus;
+  } finally {
+    transport.close();
+  }
+}
+
+export async function status(args: string[], io: Io): Promise<number> {
+  const { values } = parse(args, { ...CONFIG_FLAGS, json: { type: 'boolean' }, server: { type: 'string' } });
+  let s: ServerStatus;
+  if (values.server !== undefined) {
+    try {
+      s = await remoteStatus(values.server);
+    } catch (err) {
+      if (err instanceof FloatdError) throw err;
+      throw new FloatdError('SERVER_UNREACHABLE', (err as Error).message);
+    }
+  } else {
+    s = await offlineStatus(configFrom(io, values), new SystemClock());
+  }
+  io.out(values.json ? JSON.stringify(s, null, 2) : formatStatus(s));
+  return 0;
+}

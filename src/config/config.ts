@@ -1,0 +1,272 @@
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { FloatdError } from '../domain/errors.js';
+import { parseHostPort, type ListenAddress } from './listen-address.js';
+
+export interface ListenerConfig extends ListenAddress {
+  /** The listener's name, as CLT rules' `port` property sees it. */
+  readonly name: string;
+}
+
+export interface Config {
+  readonly dataDir: string;
+  readonly dbFile: string;
+  readonly serverKeyFile: string;
+  readonly listeners: readonly ListenerConfig[];
+  readonly leaseSeconds: number;
+  readonly frameMaxBytes: number;
+  readonly handshakeTimeoutSeconds: number;
+  readonly idleTimeoutSeconds: number;
+  readonly maxConnections: number;
+  readonly backlog: number;
+  readonly keepAliveSeconds: number;
+  readonly vendorPublicKeys: readonly string[];
+  /** Products this server accepts keys for; empty accepts any. */
+  readonly products: readonly string[];
+  readonly evaluation: { readonly seats: number; readonly days: number };
+  readonly leaseLog: { readonly level: 'detailed' | 'summary'; readonly retentionDays: number };
+  readonly log: { readonly level: string; readonly destination: string; readonly format: 'json' | 'pretty' | 'auto' };
+  readonly rules: {
+    readonly file: string | null;
+    readonly inline: string | null;
+    readonly groupsFile: string | null;
+  };
+}
+
+/** Where a value came from, for error messages. */
+type Source = string;
+
+interface Raw {
+  value: unknown;
+  source: Source;
+  /** Folder that relative paths are resolved against. */
+  base: string;
+}
+
+type Parser = (value: unknown, raw: Raw) => unknown;
+
+class SettingError extends Error {}
+
+function int(min: number, max: number): Parser {
+  return (value) => {
+    const n = typeof value === 'string' && /^-?\d+$/.test(value.trim()) ? Number(value) : value;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+      throw new SettingError(`must be a whole number from ${min} to ${max}`);
+    }
+    return n;
+  };
+}
+
+function oneOf(...allowed: string[]): Parser {
+  return (value) => {
+    if (typeof value !== 'string' || !allowed.includes(value)) throw new SettingError(`must be one of ${allowed.join(', ')}`);
+    return value;
+  };
+}
+
+function list(value: unknown): string[] {
+  if (typeof value === 'string') return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string' || (typeof v === 'object' && v !== null))) return value as string[];
+  throw new SettingError('must be a list (an array in the config file, comma-separated in the environment)');
+}
+
+const path: Parser = (value, raw) => {
+  if (typeof value !== 'string' || value.trim() === '') throw new SettingError('must be a file or folder path');
+  return isAbsolute(value) ? value : resolve(raw.base, value);
+};
+
+const optionalPath: Parser = (value, raw) => (value === null || value === '' ? null : path(value, raw));
+
+const paths: Parser = (value, raw) => list(value).map((p) => path(p, raw) as string);
+
+const listeners: Parser = (value) => {
+  const items = list(value);
+  if (items.length === 0) throw new SettingError('must name at least one HOST:PORT');
+  const names = new Set<string>();
+  return items.map((item, i) => {
+    let address: unknown = item;
+    let name = 'tcp';
+    if (typeof item === 'object') {
+      const o = item as Record<string, unknown>;
+      address = o['address'];
+      if (o['name'] !== undefined) {
+        if (typeof o['name'] !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(o['name'])) {
+          throw new SettingError(`[${i}].name must be 1-64 letters, digits or _ . : -`);
+        }
+        name = o['name'];
+      }
+      for (const key of Object.keys(o)) {
+        if (key !== 'address' && key !== 'name') throw new SettingError(`[${i}] has unknown key "${key}" (allowed: address, name)`);
+      }
+    }
+    if (typeof address !== 'string') throw new SettingError(`[${i}] must be "HOST:PORT" or {"address": "HOST:PORT", "name": "…"}`);
+    try {
+      const parsed = parseHostPort(address);
+      names.add(name);
+      return { ...parsed, name };
+    } catch (err) {
+      throw new SettingError(`[${i}] ${(err as Error).message}`);
+    }
+  });
+};
+
+const text: Parser = (value) => {
+  if (value === null) return null;
+  if (typeof value !== 'string') throw new SettingError('must be a string');
+  return value;
+};
+
+const logLevel = oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent');
+
+interface SettingSpec {
+  readonly env: string;
+  readonly parse: Parser;
+  readonly fallback: unknown;
+}
+
+/** Every setting: its config-file path, environment variable and default. */
+const SETTINGS: Record<string, SettingSpec> = {
+  dataDir: { env: 'FLOATD_DATA_DIR', parse: path, fallback: './data' },
+  listeners: { env: 'FLOATD_LISTEN', parse: listeners, fallback: ['[::]:8989'] },
+  leaseSeconds: { env: 'FLOATD_LEASE_SECONDS', parse: int(30, 31 * 86400), fallback: 1800 },
+  frameMaxBytes: { env: 'FLOATD_FRAME_MAX_BYTES', parse: int(256, 1 << 20), fallback: 16384 },
+  handshakeTimeoutSeconds: { env: 'FLOATD_HANDSHAKE_TIMEOUT_SECONDS', parse: int(1, 600), fallback: 10 },
+  idleTimeoutSeconds: { env: 'FLOATD_IDLE_TIMEOUT_SECONDS', parse: int(0, 31 * 86400), fallback: 0 },
+  maxConnections: { env: 'FLOATD_MAX_CONNECTIONS', parse: int(1, 1_000_000), fallback: 20000 },
+  backlog: { env: 'FLOATD_BACKLOG', parse: int(1, 65535), fallback: 4096 },
+  keepAliveSeconds: { env: 'FLOATD_KEEPALIVE_SECONDS', parse: int(0, 7200), fallback: 60 },
+  vendorPublicKeys: { env: 'FLOATD_VENDOR_PUBLIC_KEYS', parse: paths, fallback: [] },
+  products: { env: 'FLOATD_PRODUCTS', parse: (v) => list(v).map(String), fallback: [] },
+  'evaluation.seats': { env: 'FLOATD_EVALUATION_SEATS', parse: int(0, 100), fallback: 5 },
+  'evaluation.days': { env: 'FLOATD_EVALUATION_DAYS', parse: int(0, 365), fallback: 30 },
+  'leaseLog.level': { env: 'FLOATD_LEASE_LOG_LEVEL', parse: oneOf('detailed', 'summary'), fallback: 'detailed' },
+  'leaseLog.retentionDays': { env: 'FLOATD_LEASE_LOG_RETENTION_DAYS', parse: int(0, 36500), fallback: 400 },
+  'log.level': { env: 'FLOATD_LOG_LEVEL', parse: logLevel, fallback: 'info' },
+  'log.destination': { env: 'FLOATD_LOG_DESTINATION', parse: (v, r) => (v === 'stdout' || v === 'stderr' ? v : path(v, r)), fallback: 'stdout' },
+  'log.format': { env: 'FLOATD_LOG_FORMAT', parse: oneOf('json', 'pretty', 'auto'), fallback: 'auto' },
+  'rules.file': { env: 'FLOATD_RULES_FILE', parse: optionalPath, fallback: null },
+  'rules.inline': { env: 'FLOATD_RULES_INLINE', parse: text, fallback: null },
+  'rules.groupsFile': { env: 'FLOATD_GROUPS_FILE', parse: optionalPath, fallback: null },
+};
+
+export const SETTING_NAMES = Object.keys(SETTINGS);
+
+export function envNameOf(setting: string): string {
+  return SETTINGS[setting]!.env;
+}
+
+export interface ConfigSources {
+  /** Path of a JSON config file (`--config`, or FLOATD_CONFIG). */
+  readonly configFile?: string;
+  readonly env?: Record<string, string | undefined>;
+  /** Values from command-line flags, by setting name. */
+  readonly flags?: Record<string, unknown>;
+  readonly cwd?: string;
+}
+
+function flatten(obj: Record<string, unknown>, file: string): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  for (const [key, value] of Object.entries(obj)) {
+    if (key === '$schema' || key === '//' || key.startsWith('_comment')) continue;
+    if (value !== null && typeof value === 'object' && !Array.isArray(value) && !(key in SETTINGS)) {
+      for (const [sub, v] of Object.entries(value as Record<string, unknown>)) {
+        const name = `${key}.${sub}`;
+        if (!(name in SETTINGS)) throw new FloatdError('CONFIG_INVALID', `${file}: unknown setting "${name}"`, { setting: name });
+        out.set(name, v);
+      }
+    } else {
+      if (!(key in SETTINGS)) throw new FloatdError('CONFIG_INVALID', `${file}: unknown setting "${key}"`, { setting: key });
+      out.set(key, value);
+    }
+  }
+  return out;
+}
+
+function readConfigFile(file: string): Map<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new FloatdError('CONFIG_INVALID', `${file}: cannot read the config file: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new FloatdError('CONFIG_INVALID', `${file}: the config file must hold one JSON object`);
+  }
+  return flatten(parsed as Record<string, unknown>, file);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/**
+ * Merges defaults ← config file ← FLOATD_* environment ← flags, validates every
+ * value once, derives file locations and freezes the result. A bad value
+ * throws CONFIG_INVALID naming the setting, where it came from and what is allowed.
+ */
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const cwd = sources.cwd ?? process.cwd();
+  const env = sources.env ?? {};
+  const raws = new Map<string, Raw>();
+  const configFile = sources.configFile ?? env['FLOATD_CONFIG'];
+  if (configFile !== undefined && configFile !== '') {
+    const file = resolve(cwd, configFile);
+    for (const [name, value] of readConfigFile(file)) raws.set(name, { value, source: `${file}`, base: dirname(file) });
+  }
+  for (const [name, spec] of Object.entries(SETTINGS)) {
+    const v = env[spec.env];
+    if (v !== undefined && v !== '') raws.set(name, { value: v, source: `environment ${spec.env}`, base: cwd });
+  }
+  for (const [name, value] of Object.entries(sources.flags ?? {})) {
+    if (!(name in SETTINGS)) throw new FloatdError('CONFIG_INVALID', `unknown setting "${name}"`, { setting: name });
+    if (value !== undefined) raws.set(name, { value, source: 'command line', base: cwd });
+  }
+  const values: Record<string, unknown> = {};
+  for (const [name, spec] of Object.entries(SETTINGS)) {
+    const raw = raws.get(name) ?? { value: spec.fallback, source: 'default', base: cwd };
+    try {
+      values[name] = spec.parse(raw.value, raw);
+    } catch (err) {
+      const shown = typeof raw.value === 'string' ? `"${raw.value}"` : JSON.stringify(raw.value);
+      throw new FloatdError('CONFIG_INVALID', `setting ${name} (${raw.source}) ${(err as Error).message}; got ${shown}`, { setting: name });
+    }
+  }
+  const dataDir = values['dataDir'] as string;
+  if (values['rules.file'] !== null && values['rules.inline'] !== null) {
+    throw new FloatdError('CONFIG_INVALID', 'settings rules.file and rules.inline are both set; choose one rules provider', { setting: 'rules.file' });
+  }
+  return deepFreeze({
+    dataDir,
+    dbFile: join(dataDir, 'floatd.db'),
+    serverKeyFile: join(dataDir, 'server-key.jwk'),
+    listeners: values['listeners'] as ListenerConfig[],
+    leaseSeconds: values['leaseSeconds'] as number,
+    frameMaxBytes: values['frameMaxBytes'] as number,
+    handshakeTimeoutSeconds: values['handshakeTimeoutSeconds'] as number,
+    idleTimeoutSeconds: values['idleTimeoutSeconds'] as number,
+    maxConnections: values['maxConnections'] as number,
+    backlog: values['backlog'] as number,
+    keepAliveSeconds: values['keepAliveSeconds'] as number,
+    vendorPublicKeys: values['vendorPublicKeys'] as string[],
+    products: values['products'] as string[],
+    evaluation: { seats: values['evaluation.seats'] as number, days: values['evaluation.days'] as number },
+    leaseLog: {
+      level: values['leaseLog.level'] as 'detailed' | 'summary',
+      retentionDays: values['leaseLog.retentionDays'] as number,
+    },
+    log: {
+      level: values['log.level'] as string,
+      destination: values['log.destination'] as string,
+      format: values['log.format'] as 'json' | 'pretty' | 'auto',
+    },
+    rules: {
+      file: values['rules.file'] as string | null,
+      inline: values['rules.inline'] as string | null,
+      groupsFile: values['rules.groupsFile'] as string | null,
+    },
+  });
+}

@@ -1,0 +1,82 @@
+/**
+ * The closed set of error codes floatd speaks. Every code is documented in
+ * docs/errors.md (a test checks that); adapters map codes to wire or HTTP
+ * forms in one table each.
+ */
+export const ERROR_CODES = [
+  // protocol
+  'BAD_REQUEST',
+  'FRAME_TOO_LARGE',
+  'HELLO_REQUIRED',
+  'UNKNOWN_OP',
+  'UNSUPPORTED_VERSION',
+  'HANDSHAKE_TIMEOUT',
+  'IDLE_TIMEOUT',
+  'TOO_MANY_CONNECTIONS',
+  'SHUTTING_DOWN',
+  // leasing (expected denials)
+  'NO_FREE_SEATS',
+  'RULE_DENIED',
+  'NOT_ACTIVATED',
+  'LICENSE_EXPIRED',
+  'UNKNOWN_PRODUCT',
+  'PRODUCT_REQUIRED',
+  'LEASE_EXPIRED',
+  'LEASE_NOT_FOUND',
+  'LEASE_NOT_YOURS',
+  'EVALUATION_EXPIRED',
+  // license keys
+  'LICENSE_KEY_MALFORMED',
+  'LICENSE_KEY_BAD_SIGNATURE',
+  'LICENSE_KEY_UNKNOWN_VENDOR',
+  'LICENSE_KEY_EXPIRED',
+  'LICENSE_KEY_NOT_YET_VALID',
+  'LICENSE_KEY_BAD_CLAIMS',
+  'LICENSE_KEY_DUPLICATE',
+  'LICENSE_KEY_NOT_FOUND',
+  'NO_VENDOR_KEYS',
+  // configuration and operation
+  'CONFIG_INVALID',
+  'RULES_INVALID',
+  'USAGE',
+  'SERVER_UNREACHABLE',
+  'TOKEN_INVALID',
+  'INTERNAL',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface ErrorDetails {
+  retryAfterMs?: number;
+  reason?: string;
+  [key: string]: unknown;
+}
+
+/** The one error type of floatd: a stable code, a human message, optional details. */
+export class FloatdError extends Error {
+  readonly code: ErrorCode;
+  readonly details: ErrorDetails;
+
+  constructor(code: ErrorCode, message: string, details: ErrorDetails = {}) {
+    super(message);
+    this.name = 'FloatdError';
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export function isFloatdError(err: unknown): err is FloatdError {
+  return err instanceof FloatdError;
+}
+
+/** An expected refusal, returned as a value rather than thrown. */
+export interface Denial {
+  readonly ok: false;
+  readonly code: ErrorCode;
+  readonly message: string;
+  readonly details: ErrorDetails;
+}
+
+export function deny(code: ErrorCode, message: string, details: ErrorDetails = {}): Denial {
+  return { ok: false, code, message, details };
+}

@@ -1,0 +1,51 @@
+import type { Lease } from './lease.js';
+import type { EventFilter, LeaseEvent, LeaseEventInput } from './events.js';
+
+/** The view of the lease table inside one atomic transaction. */
+export interface LeaseTx {
+  findLease(id: string): Lease | undefined;
+  findLeaseByHolder(user: string, instance: string, product: string): Lease | undefined;
+  /** Leases of a pool that are still running at `now`. */
+  countActive(poolId: string, now: number): number;
+  /** Leases a user holds on a listener at `now` (for count rules). */
+  countHeld(listener: string, user: string, now: number): number;
+  /** New acquisitions a user made on a listener at a time > `sinceMs` (for frequency rules). */
+  countGrantsSince(listener: string, user: string, sinceMs: number): number;
+  /** Earliest expiry among running leases of the given pools, if any. */
+  earliestExpiry(poolIds: readonly string[], now: number): number | undefined;
+  insertLease(lease: Lease): void;
+  updateExpiry(id: string, renewedAt: number, expiresAt: number): void;
+  deleteLease(id: string): void;
+  /** Leases whose expiry is at or before `now`, oldest first. */
+  expiredLeases(now: number, limit: number): Lease[];
+  leasesOfPool(poolId: string): Lease[];
+  appendEvent(event: LeaseEventInput): void;
+}
+
+export interface StoredLicense {
+  readonly id: string;
+  readonly token: string;
+  readonly addedAt: number;
+}
+
+/** Durable state: leases, license keys, settings and the lease log. */
+export interface LeaseStore {
+  /** Runs `fn` as one atomic transaction: all its writes commit, or none. */
+  transact<T>(fn: (tx: LeaseTx) => T): T;
+  nextExpiry(): number | undefined;
+  allLeases(): Lease[];
+  getMeta(key: string): string | undefined;
+  setMeta(key: string, value: string): void;
+  /** Sets `key` to `value` unless it already holds one; returns the stored value. */
+  initMeta(key: string, value: string): string;
+  listLicenses(): StoredLicense[];
+  addLicense(license: StoredLicense, event: LeaseEventInput): void;
+  removeLicense(id: string, event: LeaseEventInput): boolean;
+  appendEvent(event: LeaseEventInput): void;
+  queryEvents(filter: EventFilter): LeaseEvent[];
+  /** Deletes lease-log entries older than `beforeMs`; returns how many. */
+  pruneEvents(beforeMs: number): number;
+  /** A number that changes whenever another process commits a change. */
+  changeCounter(): number;
+  close(): void;
+}
