@@ -4,6 +4,7 @@ import type { Config } from '../config/config.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
 import { FloatdError } from '../domain/errors.js';
 import { licenseValidity } from '../domain/license.js';
+import { EVALUATION_POOL_ID } from '../domain/pool.js';
 import type { LeaseStore } from '../domain/ports.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { loadOrCreateServerKey, readJwkFile, thumbprint } from '../adapters/crypto/keys.js';
@@ -183,7 +184,10 @@ export class Floatd {
     this.lastChange = this.store.changeCounter();
     const loaded = await this.licensing.load();
     this.rejected = loaded.rejected;
-    const evaluation = { seats: this.config.evaluation.seats, periodMs: this.config.evaluation.days * DAY_MS, startedAt: this.licensing.evaluationStartedAt(loaded.keys.length === 0 && loaded.rejected.length === 0) };
+    // Evaluation only while no key is installed at all: a rejected key does not bring it back.
+    const noKeys = loaded.keys.length === 0 && loaded.rejected.length === 0;
+    const startedAt = this.licensing.evaluationStartedAt(noKeys);
+    const evaluation = noKeys ? { seats: this.config.evaluation.seats, periodMs: this.config.evaluation.days * DAY_MS, startedAt } : null;
     const before = new Set(this.pools.all().map((p) => p.id));
     this.pools.set(loaded.keys, evaluation);
     for (const r of loaded.rejected) {
@@ -206,7 +210,9 @@ export class Floatd {
       this.logger.error('no usable license key is installed and evaluation is off: no seats can be granted');
     }
     const current = new Set(this.pools.all().map((p) => p.id));
-    const revoked = this.leases.revokeInvalid((poolId) => (current.has(poolId) ? null : 'its license key was removed'));
+    const revoked = this.leases.revokeInvalid((poolId) =>
+      current.has(poolId) ? null : poolId === EVALUATION_POOL_ID ? 'evaluation ended: a license key is installed' : 'its license key was removed',
+    );
     if (revoked > 0) this.logger.warn({ revoked }, 'leases revoked: their license key is gone');
   }
 
@@ -232,15 +238,21 @@ export class Floatd {
   private scheduleMaintenance(): void {
     if (this.stopped) return;
     this.maintenance = this.clock.setTimer(MAINTENANCE_MS, () => {
-      this.maintain()
-        .catch((err: unknown) => this.logger.error({ err }, 'maintenance failed'))
-        .finally(() => this.scheduleMaintenance());
+      try {
+        this.maintain();
+      } catch (err) {
+        this.logger.error({ err }, 'maintenance failed');
+      }
+      this.scheduleMaintenance();
     });
   }
 
-  private async maintain(): Promise<void> {
+  /** Every second: notice key changes made by `floatd license`, key expiry, and prune the lease log. */
+  private maintain(): void {
     const now = this.clock.now();
-    if (this.store.changeCounter() !== this.lastChange) await this.reloadLicenses();
+    if (this.store.changeCounter() !== this.lastChange) {
+      this.reloadLicenses().catch((err: unknown) => this.logger.error({ err }, 'reloading license keys failed'));
+    }
     this.checkKeyStates(now, false);
     if (this.config.leaseLog.retentionDays > 0 && now - this.lastPrune > 3_600_000) {
       this.lastPrune = now;

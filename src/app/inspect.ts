@@ -35,7 +35,8 @@ export async function offlineStatus(config: Config, clock: Clock): Promise<Serve
     const loaded = await licensing.load();
     const pools = new PoolRegistry();
     const startedAt = Number(store.getMeta(EVALUATION_STARTED_META) ?? clock.now());
-    pools.set(loaded.keys, { seats: config.evaluation.seats, periodMs: config.evaluation.days * 86_400_000, startedAt });
+    const noKeys = loaded.keys.length === 0 && loaded.rejected.length === 0;
+    pools.set(loaded.keys, noKeys ? { seats: config.evaluation.seats, periodMs: config.evaluation.days * 86_400_000, startedAt } : null);
     let fingerprint: string | null = null;
     if (existsSync(config.serverKeyFile)) fingerprint = await thumbprint(readJwkFile(config.serverKeyFile, 'private'));
     const runtimeText = store.getMeta(RUNTIME_META);

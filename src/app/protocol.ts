@@ -79,28 +79,36 @@ export class LeaseProtocol implements ConnectionHandler {
     if (id !== undefined && typeof id !== 'string' && typeof id !== 'number') {
       return failure(undefined, 'BAD_REQUEST', 'field "id" must be a string or a number');
     }
-    try {
-      const op = msg['op'];
-      if (typeof op !== 'string') return failure(id, 'BAD_REQUEST', 'field "op" is required');
-      const session = this.session(conn);
-      if (op === 'hello') return this.hello(conn, session, id, msg);
-      if (!KNOWN_OPS.has(op)) return failure(id, 'UNKNOWN_OP', `unknown op "${op}" (ops: ${[...KNOWN_OPS].join(', ')})`);
-      if (session.client === null) return failure(id, 'HELLO_REQUIRED', 'say hello first');
-      switch (op) {
-        case 'acquire':
-          return this.acquire(conn, session, id, msg);
-        case 'renew':
-          return this.renew(conn, session, id, msg);
-        case 'release':
-          return this.release(session, id, msg);
-        case 'status':
-          return { id, ok: true, ...this.deps.status() };
-        default:
-          return { id, ok: true };
-      }
-    } catch (err) {
+    const asReply = (err: unknown): unknown => {
       if (err instanceof FloatdError) return failure(id, err.code, err.message, err.details);
       throw err;
+    };
+    try {
+      const reply = this.route(conn, id, msg);
+      return reply instanceof Promise ? reply.catch(asReply) : reply;
+    } catch (err) {
+      return asReply(err);
+    }
+  }
+
+  private route(conn: Connection, id: unknown, msg: Record<string, unknown>): Promise<unknown> | unknown {
+    const op = msg['op'];
+    if (typeof op !== 'string') return failure(id, 'BAD_REQUEST', 'field "op" is required');
+    const session = this.session(conn);
+    if (op === 'hello') return this.hello(conn, session, id, msg);
+    if (!KNOWN_OPS.has(op)) return failure(id, 'UNKNOWN_OP', `unknown op "${op}" (ops: ${[...KNOWN_OPS].join(', ')})`);
+    if (session.client === null) return failure(id, 'HELLO_REQUIRED', 'say hello first');
+    switch (op) {
+      case 'acquire':
+        return this.acquire(conn, session, id, msg);
+      case 'renew':
+        return this.renew(conn, session, id, msg);
+      case 'release':
+        return this.release(session, id, msg);
+      case 'status':
+        return { id, ok: true, ...this.deps.status() };
+      default:
+        return { id, ok: true };
     }
   }
 

@@ -1,0 +1,138 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { TcpTransport } from '../../src/client/tcp-transport.js';
+import { tempDir } from '../support/helpers.js';
+import { errorOf, leaseOf } from '../support/server.js';
+
+const MAIN = join(import.meta.dirname, '..', '..', 'dist', 'src', 'main.js');
+const children: ChildProcess[] = [];
+
+beforeAll(() => {
+  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run npm run build (npm install does it)`);
+});
+
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
+});
+
+function floatd(args: string[], input?: string) {
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', input, env: { PATH: process.env['PATH'] } });
+  return { code: r.status, out: r.stdout.trim(), err: r.stderr.trim() };
+}
+
+/** Starts `floatd serve` and resolves with the port it reports in its JSON log. */
+function serve(args: string[]): Promise<{ child: ChildProcess; port: number; log: () => string }> {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--listen', '127.0.0.1:0', ...args], { env: { PATH: process.env['PATH'] } });
+  children.push(child);
+  let out = '';
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /"msg":"listening"/.test(out) ? /"port":(\d+)[^\n]*"msg":"listening"/.exec(out) : null;
+      if (m) resolve({ child, port: Number(m[1]), log: () => out });
+    });
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('exit', (code) => reject(new Error(`floatd serve exited with ${code}: ${out}`)));
+  });
+}
+
+function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
+    else child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+}
+
+async function hello(port: number, user: string): Promise<TcpTransport> {
+  const t = await TcpTransport.connect(`127.0.0.1:${port}`);
+  await t.request('hello', { v: 1, client: { user, instance: `${user}-1` }, product: 'cad' });
+  return t;
+}
+
+describe('the built floatd command', () => {
+  it('issues and installs keys, serves, survives kill -9 with leases intact, and stops on SIGTERM', async () => {
+    const dir = tempDir();
+    const data = join(dir, 'data');
+    expect(floatd(['vendor', 'keygen', '--out', join(dir, 'vendor')]).code).toBe(0);
+    expect(statSync(join(dir, 'vendor', 'vendor-private.jwk')).mode & 0o777).toBe(0o600);
+    const pub = ['--vendor-public-key', join(dir, 'vendor', 'vendor-public.jwk')];
+    const issued = floatd(['vendor', 'issue', '--private-key', join(dir, 'vendor', 'vendor-private.jwk'), '--licensee', 'Acme', '--product', 'cad', '--seats', '2', '--expires', '2099-01-01']);
+    expect(issued.code).toBe(0);
+    expect(issued.out).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+    const added = floatd(['license', 'add', issued.out, '--data-dir', data, ...pub]);
+    expect(added).toMatchObject({ code: 0 });
+    expect(added.out).toMatch(/2 seat\(s\) of cad for Acme/);
+    expect(floatd(['license', 'add', `${issued.out.slice(0, -4)}AAAA`, '--data-dir', data, ...pub])).toMatchObject({ code: 1, err: expect.stringContaining('LICENSE_KEY_') });
+
+    const first = await serve(['--data-dir', data, ...pub, '--lease-seconds', '60']);
+    expect(statSync(join(data, 'server-key.jwk')).mode & 0o777).toBe(0o600);
+    const a = await hello(first.port, 'alice');
+    const b = await hello(first.port, 'bob');
+    const la = leaseOf(await a.request('acquire'));
+    const lb = leaseOf(await b.request('acquire'));
+    const running = JSON.parse(floatd(['status', '--json', '--data-dir', data, ...pub]).out);
+    expect(running).toMatchObject({ running: true, leasesHeld: 2, products: [{ product: 'cad', seatsTotal: 2, seatsInUse: 2, seatsFree: 0 }] });
+    expect(running.downToleranceMs).toBeGreaterThan(50_000);
+
+    first.child.kill('SIGKILL');
+    expect((await exited(first.child)).signal).toBe('SIGKILL');
+    a.close();
+    b.close();
+
+    const second = await serve(['--data-dir', data, ...pub, '--lease-seconds', '60']);
+    const a2 = await hello(second.port, 'alice');
+    const b2 = await hello(second.port, 'bob');
+    const c2 = await hello(second.port, 'carol');
+    expect(leaseOf(await a2.request('renew', { lease: la.id })).id).toBe(la.id);
+    expect(leaseOf(await b2.request('renew', { lease: lb.id })).id).toBe(lb.id);
+    expect(errorOf(await c2.request('acquire')).code).toBe('NO_FREE_SEATS');
+    const remote = floatd(['status', '--server', `127.0.0.1:${second.port}`]);
+    expect(remote.code).toBe(0);
+    expect(remote.out).toMatch(/cad\s+2\s+2\s+0/);
+    const log = floatd(['log', '--data-dir', data, '--json', '--event', 'granted', '--event', 'renewed']);
+    expect(log.out.split('\n').map((l) => JSON.parse(l).event)).toEqual(['granted', 'granted', 'renewed', 'renewed']);
+    const csv = floatd(['log', '--data-dir', data, '--csv', '--user', 'carol']);
+    expect(csv.out.split('\n')[0]).toMatch(/^id,ts,event/);
+    expect(csv.out).toContain('NO_FREE_SEATS');
+
+    second.child.kill('SIGTERM');
+    expect(await exited(second.child)).toEqual({ code: 0, signal: null });
+    expect(second.log()).toContain('"msg":"stopped"');
+    const after = JSON.parse(floatd(['status', '--json', '--data-dir', data, ...pub]).out);
+    expect(after).toMatchObject({ running: false, leasesHeld: 2 });
+  });
+
+  it('notices a key added while it runs', async () => {
+    const dir = tempDir();
+    const data = join(dir, 'data');
+    floatd(['vendor', 'keygen', '--out', join(dir, 'v')]);
+    const pub = ['--vendor-public-key', join(dir, 'v', 'vendor-public.jwk')];
+    const server = await serve(['--data-dir', data, ...pub]);
+    const events: Array<Record<string, unknown>> = [];
+    const t = await TcpTransport.connect(`127.0.0.1:${server.port}`, { onEvent: (e) => events.push(e) });
+    await t.request('hello', { v: 1, client: { user: 'alice', instance: 'a-1' }, product: 'cad' });
+    const evaluationLease = leaseOf(await t.request('acquire'));
+    const key = floatd(['vendor', 'issue', '--private-key', join(dir, 'v', 'vendor-private.jwk'), '--licensee', 'A', '--product', 'cad', '--seats', '1']).out;
+    expect(floatd(['license', 'add', '-', '--data-dir', data, ...pub], key).code).toBe(0);
+    for (let i = 0; i < 50 && events.length === 0; i++) await new Promise((res) => setTimeout(res, 100));
+    // The evaluation pool ends when a key is installed: its lease is revoked and pushed to the holder.
+    expect(events).toEqual([{ event: 'revoked', lease: evaluationLease.id, product: 'cad', reason: 'evaluation ended: a license key is installed' }]);
+    const licensed = leaseOf(await t.request('acquire'));
+    expect(licensed.id).not.toBe(evaluationLease.id);
+    const status = JSON.parse(floatd(['status', '--json', '--data-dir', data, ...pub]).out);
+    expect(status).toMatchObject({ mode: 'licensed', products: [{ product: 'cad', seatsTotal: 1, seatsInUse: 1 }] });
+    server.child.kill('SIGTERM');
+    await exited(server.child);
+  });
+
+  it('refuses a bad setting at start-up, naming it', () => {
+    const r = floatd(['serve', '--data-dir', tempDir(), '--lease-seconds', '10']);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/CONFIG_INVALID: setting leaseSeconds \(command line\) must be a whole number from 30/);
+    const u = floatd(['serve', '--bogus']);
+    expect(u.code).toBe(2);
+    expect(u.err).toMatch(/bogus/);
+  });
+});

@@ -1,0 +1,47 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach } from 'vitest';
+import { FakeClock } from '../../src/adapters/clock/fake-clock.js';
+import { loadConfig, type Config } from '../../src/config/config.js';
+import type { ClientIdentity } from '../../src/domain/lease.js';
+import type { LicenseKey } from '../../src/domain/license.js';
+
+const dirs: string[] = [];
+
+/** A temp directory removed after the test. */
+export function tempDir(prefix = 'floatd-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(dir);
+  return dir;
+}
+
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** Config built through the same validation as production, with overrides. */
+export function testConfig(flags: Record<string, unknown> = {}, dataDir = tempDir()): Config {
+  return loadConfig({ env: {}, cwd: dataDir, flags: { dataDir, listeners: ['127.0.0.1:0'], 'log.level': 'silent', ...flags } });
+}
+
+export function client(user: string, instance = `${user}-1`, extra: Partial<ClientIdentity> = {}): ClientIdentity {
+  return { user, instance, host: `${user}-host`, remote: '127.0.0.1', listener: 'tcp', groups: [], ...extra };
+}
+
+export function licenseKey(overrides: Partial<LicenseKey> = {}): LicenseKey {
+  return {
+    id: 'key-1',
+    licensee: 'Acme',
+    product: 'cad',
+    seats: 2,
+    issuedAt: null,
+    notBefore: null,
+    expiresAt: null,
+    maxLeaseSeconds: null,
+    features: [],
+    ...overrides,
+  };
+}
+
+export { FakeClock };

@@ -1,0 +1,94 @@
+import { join } from 'node:path';
+import { Floatd } from '../../src/app/floatd.js';
+import { withLicensing } from '../../src/app/inspect.js';
+import { SystemClock } from '../../src/adapters/clock/system-clock.js';
+import { newEd25519KeyPair, writeSecretFile, type KeyPairJwk } from '../../src/adapters/crypto/keys.js';
+import { issueLicenseKey, type IssueOptions } from '../../src/adapters/crypto/license-keys.js';
+import { silentLogger } from '../../src/adapters/log/logger.js';
+import { TcpTransport, type Reply } from '../../src/client/tcp-transport.js';
+import type { Config } from '../../src/config/config.js';
+import type { Clock } from '../../src/domain/clock.js';
+import { tempDir, testConfig } from './helpers.js';
+
+export interface Vendor {
+  readonly pair: KeyPairJwk;
+  readonly publicFile: string;
+  readonly privateFile: string;
+  issue(opts: Partial<IssueOptions>): Promise<string>;
+}
+
+export async function makeVendor(dir = tempDir('floatd-vendor-')): Promise<Vendor> {
+  const pair = await newEd25519KeyPair();
+  const publicFile = join(dir, 'vendor-public.jwk');
+  const privateFile = join(dir, 'vendor-private.jwk');
+  writeSecretFile(publicFile, JSON.stringify(pair.publicJwk));
+  writeSecretFile(privateFile, JSON.stringify(pair.privateJwk));
+  return {
+    pair,
+    publicFile,
+    privateFile,
+    issue: (opts) => issueLicenseKey(pair.privateJwk, { licensee: 'Acme', product: 'cad', seats: 5, now: Date.now(), ...opts }),
+  };
+}
+
+export interface TestServer {
+  readonly floatd: Floatd;
+  readonly config: Config;
+  readonly vendor: Vendor;
+  readonly address: string;
+  connect(user?: string, instance?: string, product?: string): Promise<TcpTransport>;
+  stop(): Promise<void>;
+}
+
+export interface TestServerOptions {
+  readonly seats?: number;
+  readonly product?: string;
+  readonly clock?: Clock;
+  readonly flags?: Record<string, unknown>;
+  /** No key: evaluation mode. */
+  readonly evaluation?: boolean;
+  readonly dataDir?: string;
+  readonly vendor?: Vendor;
+}
+
+const opened: TcpTransport[] = [];
+
+/** A real floatd on 127.0.0.1, port 0, with a temp data dir and a real SQLite file. */
+export async function startServer(opts: TestServerOptions = {}): Promise<TestServer> {
+  const vendor = opts.vendor ?? (await makeVendor());
+  const config = testConfig({ vendorPublicKeys: [vendor.publicFile], ...opts.flags }, opts.dataDir ?? tempDir());
+  if (!opts.evaluation && opts.dataDir === undefined) {
+    const token = await vendor.issue({ seats: opts.seats ?? 5, product: opts.product ?? 'cad' });
+    await withLicensing(config, new SystemClock(), (l) => l.add(token));
+  }
+  const floatd = await Floatd.create(config, { clock: opts.clock, logger: silentLogger() });
+  const [bound] = await floatd.start();
+  const address = `127.0.0.1:${bound!.port}`;
+  return {
+    floatd,
+    config,
+    vendor,
+    address,
+    async connect(user = 'alice', instance = `${user}-1`, product?: string) {
+      const t = await TcpTransport.connect(address);
+      opened.push(t);
+      const hello = await t.request('hello', { v: 1, client: { user, host: `${user}-host`, instance }, ...(product ? { product } : {}) });
+      if (!hello.ok) throw new Error(`hello failed: ${JSON.stringify(hello)}`);
+      return t;
+    },
+    async stop() {
+      for (const t of opened.splice(0)) t.close();
+      await floatd.stop();
+    },
+  };
+}
+
+export function leaseOf(reply: Reply): { id: string; expiresInMs: number; renewAfterMs: number; leaseMs: number; token: string; product: string } {
+  if (!reply.ok) throw new Error(`expected a lease, got ${JSON.stringify(reply)}`);
+  return (reply as unknown as { lease: ReturnType<typeof leaseOf> }).lease;
+}
+
+export function errorOf(reply: Reply): { code: string; message: string; retryAfterMs?: number; reason?: string } {
+  if (reply.ok) throw new Error(`expected an error, got ${JSON.stringify(reply)}`);
+  return reply.error;
+}

@@ -1,0 +1,260 @@
+import { describe, expect, it } from 'vitest';
+import { LeaseService } from '../../src/app/lease-service.js';
+import { PoolRegistry } from '../../src/app/pool-registry.js';
+import { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.js';
+import type { Lease } from '../../src/domain/lease.js';
+import type { LeaseStore } from '../../src/domain/ports.js';
+import { FakeLeaseStore } from '../support/fake-lease-store.js';
+import { FakeClock, client, licenseKey, tempDir } from '../support/helpers.js';
+import { join } from 'node:path';
+
+const STORES: Array<[string, () => LeaseStore]> = [
+  ['FakeLeaseStore', () => new FakeLeaseStore()],
+  ['SqliteLeaseStore', () => new SqliteLeaseStore(join(tempDir(), 'floatd.db'))],
+];
+
+function lease(overrides: Partial<Lease> = {}): Lease {
+  return {
+    id: 'l1',
+    poolId: 'key-1',
+    product: 'cad',
+    user: 'alice',
+    host: 'ws1',
+    instance: 'i1',
+    remote: '127.0.0.1',
+    listener: 'tcp',
+    grantedAt: 1000,
+    renewedAt: 1000,
+    expiresAt: 5000,
+    leaseMs: 4000,
+    ...overrides,
+  };
+}
+
+describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
+  it('stores, finds, renews and deletes a lease', () => {
+    const store = make();
+    store.transact((tx) => tx.insertLease(lease()));
+    expect(store.transact((tx) => tx.findLease('l1'))).toEqual(lease());
+    expect(store.transact((tx) => tx.findLeaseByHolder('alice', 'i1', 'cad'))?.id).toBe('l1');
+    expect(store.transact((tx) => tx.findLeaseByHolder('alice', 'i2', 'cad'))).toBeUndefined();
+    store.transact((tx) => tx.updateExpiry('l1', 2000, 9000));
+    expect(store.transact((tx) => tx.findLease('l1'))).toMatchObject({ renewedAt: 2000, expiresAt: 9000 });
+    store.transact((tx) => tx.deleteLease('l1'));
+    expect(store.transact((tx) => tx.findLease('l1'))).toBeUndefined();
+    store.close();
+  });
+
+  it('counts only running leases of a pool', () => {
+    const store = make();
+    store.transact((tx) => {
+      tx.insertLease(lease({ id: 'a', instance: 'a', expiresAt: 5000 }));
+      tx.insertLease(lease({ id: 'b', instance: 'b', expiresAt: 8000 }));
+      tx.insertLease(lease({ id: 'c', instance: 'c', poolId: 'other', expiresAt: 8000 }));
+    });
+    expect(store.transact((tx) => tx.countActive('key-1', 4999))).toBe(2);
+    expect(store.transact((tx) => tx.countActive('key-1', 5000))).toBe(1);
+    expect(store.transact((tx) => tx.countActive('other', 0))).toBe(1);
+    expect(store.transact((tx) => tx.countActive('none', 0))).toBe(0);
+    expect(store.transact((tx) => tx.earliestExpiry(['key-1'], 0))).toBe(5000);
+    expect(store.transact((tx) => tx.earliestExpiry(['key-1'], 5000))).toBe(8000);
+    expect(store.nextExpiry()).toBe(5000);
+    const expired = store.transact((tx) => tx.expiredLeases(8000, 10)).map((l) => l.id);
+    expect(expired[0]).toBe('a');
+    expect([...expired].sort()).toEqual(['a', 'b', 'c']);
+    expect(store.transact((tx) => tx.expiredLeases(8000, 1))).toHaveLength(1);
+    expect(store.transact((tx) => tx.expiredLeases(4999, 10))).toHaveLength(0);
+    store.close();
+  });
+
+  it('refuses a second lease for the same user, instance and product', () => {
+    const store = make();
+    store.transact((tx) => tx.insertLease(lease()));
+    expect(() => store.transact((tx) => tx.insertLease(lease({ id: 'l2' })))).toThrow(/UNIQUE/);
+    store.close();
+  });
+
+  it('rolls back every write of a failed transaction', () => {
+    const store = make();
+    expect(() =>
+      store.transact((tx) => {
+        tx.insertLease(lease());
+        tx.appendEvent({ ts: 1, event: 'granted' });
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+    expect(store.allLeases()).toEqual([]);
+    expect(store.queryEvents({})).toEqual([]);
+    store.close();
+  });
+
+  it('counts held leases and recent grants per listener and user', () => {
+    const store = make();
+    store.transact((tx) => {
+      tx.insertLease(lease({ id: 'a', instance: 'a' }));
+      tx.insertLease(lease({ id: 'b', instance: 'b', listener: 'https' }));
+      tx.appendEvent({ ts: 100, event: 'granted', user: 'alice', listener: 'tcp' });
+      tx.appendEvent({ ts: 200, event: 'granted', user: 'alice', listener: 'tcp' });
+      tx.appendEvent({ ts: 300, event: 'renewed', user: 'alice', listener: 'tcp' });
+      tx.appendEvent({ ts: 300, event: 'granted', user: 'bob', listener: 'tcp' });
+    });
+    expect(store.transact((tx) => tx.countHeld('tcp', 'alice', 0))).toBe(1);
+    expect(store.transact((tx) => tx.countHeld('https', 'alice', 0))).toBe(1);
+    expect(store.transact((tx) => tx.countHeld('tcp', 'alice', 5000))).toBe(0);
+    expect(store.transact((tx) => tx.countGrantsSince('tcp', 'alice', 99))).toBe(2);
+    expect(store.transact((tx) => tx.countGrantsSince('tcp', 'alice', 100))).toBe(1);
+    store.close();
+  });
+
+  it('queries and prunes the lease log', () => {
+    const store = make();
+    for (let i = 1; i <= 5; i++) store.appendEvent({ ts: i * 100, event: i % 2 ? 'granted' : 'released', user: i < 3 ? 'alice' : 'bob', product: 'cad' });
+    expect(store.queryEvents({}).map((e) => e.ts)).toEqual([100, 200, 300, 400, 500]);
+    expect(store.queryEvents({ user: 'alice' }).map((e) => e.ts)).toEqual([100, 200]);
+    expect(store.queryEvents({ events: ['released'] }).map((e) => e.ts)).toEqual([200, 400]);
+    expect(store.queryEvents({ sinceMs: 200, untilMs: 400 }).map((e) => e.ts)).toEqual([200, 300]);
+    expect(store.queryEvents({ limit: 2 }).map((e) => e.ts)).toEqual([400, 500]);
+    const third = store.queryEvents({})[2]!;
+    expect(store.queryEvents({ afterId: third.id }).map((e) => e.ts)).toEqual([400, 500]);
+    expect(store.pruneEvents(300)).toBe(2);
+    expect(store.queryEvents({}).map((e) => e.ts)).toEqual([300, 400, 500]);
+    store.close();
+  });
+
+  it('keeps meta values and license keys', () => {
+    const store = make();
+    expect(store.initMeta('k', 'first')).toBe('first');
+    expect(store.initMeta('k', 'second')).toBe('first');
+    store.setMeta('k', 'third');
+    expect(store.getMeta('k')).toBe('third');
+    store.addLicense({ id: 'x', token: 'a.b.c', addedAt: 5 }, { ts: 5, event: 'key-added' });
+    expect(store.listLicenses()).toEqual([{ id: 'x', token: 'a.b.c', addedAt: 5 }]);
+    expect(store.removeLicense('x', { ts: 6, event: 'key-removed' })).toBe(true);
+    expect(store.removeLicense('x', { ts: 6, event: 'key-removed' })).toBe(false);
+    expect(store.queryEvents({}).map((e) => e.event)).toEqual(['key-added', 'key-removed']);
+    store.close();
+  });
+
+  describe('LeaseService on this store', () => {
+    function setup(seats = 2, leaseMs = 60_000) {
+      const store = make();
+      const clock = new FakeClock();
+      const pools = new PoolRegistry();
+      pools.set([licenseKey({ seats })], null);
+      const ended: string[] = [];
+      const service = new LeaseService(store, clock, pools, { leaseMs, logLevel: 'detailed' }, { leaseEnded: (l, kind) => ended.push(`${kind}:${l.user}`) });
+      return { store, clock, pools, service, ended };
+    }
+
+    it('grants up to the seat count, then denies with NO_FREE_SEATS and a retry hint', () => {
+      const { service, store, clock } = setup(2);
+      expect(service.acquire(client('a'), 'cad').ok).toBe(true);
+      clock.advance(1000);
+      expect(service.acquire(client('b'), 'cad').ok).toBe(true);
+      const third = service.acquire(client('c'), 'cad');
+      expect(third).toMatchObject({ ok: false, code: 'NO_FREE_SEATS' });
+      if (!third.ok) expect(third.details.retryAfterMs).toBe(10_000);
+      const log = store.queryEvents({});
+      expect(log.map((e) => e.event)).toEqual(['granted', 'granted', 'denied']);
+      expect(log.map((e) => e.seatsInUse)).toEqual([1, 2, 2]);
+      expect(log[2]).toMatchObject({ user: 'c', code: 'NO_FREE_SEATS' });
+    });
+
+    it('is idempotent per user, instance and product: the same lease, renewed', () => {
+      const { service, store, clock } = setup(1);
+      const first = service.acquire(client('a'), 'cad');
+      clock.advance(5000);
+      const again = service.acquire(client('a'), 'cad');
+      expect(again.ok && first.ok && again.lease.id === first.lease.id).toBe(true);
+      expect(again.ok && again.renewed).toBe(true);
+      expect(again.ok && again.lease.expiresAt).toBe(clock.now() + 60_000);
+      expect(store.allLeases()).toHaveLength(1);
+      expect(service.acquire(client('a', 'a-2'), 'cad')).toMatchObject({ ok: false, code: 'NO_FREE_SEATS' });
+    });
+
+    it('renews a held lease, refuses a lease of another instance, and an unknown one', () => {
+      const { service, clock } = setup();
+      const got = service.acquire(client('a'), 'cad');
+      if (!got.ok) throw new Error('no lease');
+      clock.advance(30_000);
+      const renewed = service.renew(client('a'), got.lease.id);
+      expect(renewed.ok && renewed.lease.expiresAt).toBe(clock.now() + 60_000);
+      expect(service.renew(client('b'), got.lease.id)).toMatchObject({ ok: false, code: 'LEASE_NOT_YOURS' });
+      expect(service.renew(client('a'), 'nope')).toMatchObject({ ok: false, code: 'LEASE_NOT_FOUND' });
+    });
+
+    it('refuses to renew an expired lease and frees its seat', () => {
+      const { service, clock, store } = setup(1);
+      const got = service.acquire(client('a'), 'cad');
+      if (!got.ok) throw new Error('no lease');
+      clock.advance(60_000);
+      expect(service.renew(client('a'), got.lease.id)).toMatchObject({ ok: false, code: 'LEASE_EXPIRED' });
+      expect(store.allLeases()).toHaveLength(0);
+      expect(service.acquire(client('b'), 'cad').ok).toBe(true);
+    });
+
+    it('releases once and accepts a second release', () => {
+      const { service, store } = setup(1);
+      const got = service.acquire(client('a'), 'cad');
+      if (!got.ok) throw new Error('no lease');
+      expect(service.release(client('b'), got.lease.id)).toMatchObject({ ok: false, code: 'LEASE_NOT_YOURS' });
+      expect(service.release(client('a'), got.lease.id)).toEqual({ ok: true, released: true });
+      expect(service.release(client('a'), got.lease.id)).toEqual({ ok: true, released: false });
+      expect(service.acquire(client('b'), 'cad').ok).toBe(true);
+      expect(store.queryEvents({ events: ['released'] })[0]).toMatchObject({ user: 'a', seatsInUse: 0, seatsTotal: 1 });
+    });
+
+    it('sweeps exactly the leases that expired', () => {
+      const { service, clock, store, ended } = setup(3);
+      service.acquire(client('a'), 'cad');
+      clock.advance(10_000);
+      service.acquire(client('b'), 'cad');
+      clock.advance(50_000);
+      expect(service.sweep()).toBe(1);
+      expect(ended).toEqual(['expired:a']);
+      expect(store.allLeases().map((l) => l.user)).toEqual(['b']);
+      expect(store.queryEvents({ events: ['expired'] })[0]).toMatchObject({ user: 'a', seatsInUse: 1 });
+    });
+
+    it('caps the lease length at the key maximum', () => {
+      const store = make();
+      const pools = new PoolRegistry();
+      pools.set([licenseKey({ maxLeaseSeconds: 60 })], null);
+      const service = new LeaseService(store, new FakeClock(), pools, { leaseMs: 1_800_000, logLevel: 'detailed' });
+      const got = service.acquire(client('a'), 'cad');
+      expect(got.ok && got.lease.leaseMs).toBe(60_000);
+    });
+
+    it('denies unknown products, expired keys and a missing product with several', () => {
+      const store = make();
+      const clock = new FakeClock();
+      const pools = new PoolRegistry();
+      pools.set([licenseKey(), licenseKey({ id: 'k2', product: 'viewer', expiresAt: clock.now() + 1000 })], null);
+      const service = new LeaseService(store, clock, pools, { leaseMs: 60_000, logLevel: 'detailed' });
+      expect(service.acquire(client('a'), 'paint')).toMatchObject({ ok: false, code: 'UNKNOWN_PRODUCT' });
+      expect(service.acquire(client('a'), undefined)).toMatchObject({ ok: false, code: 'PRODUCT_REQUIRED' });
+      expect(service.acquire(client('a'), 'viewer').ok).toBe(true);
+      clock.advance(1000);
+      expect(service.acquire(client('b'), 'viewer')).toMatchObject({ ok: false, code: 'LICENSE_EXPIRED' });
+      expect(store.queryEvents({ events: ['denied'] }).map((e) => e.code)).toEqual(['UNKNOWN_PRODUCT', 'PRODUCT_REQUIRED', 'LICENSE_EXPIRED']);
+    });
+
+    it('revokes leases whose pool is gone', () => {
+      const { service, pools, store, ended } = setup(2);
+      service.acquire(client('a'), 'cad');
+      pools.set([], null);
+      expect(service.revokeInvalid((id) => (pools.get(id) ? null : 'gone'))).toBe(1);
+      expect(ended).toEqual(['revoked:a']);
+      expect(store.queryEvents({ events: ['revoked'] })[0]).toMatchObject({ user: 'a', reason: 'gone' });
+    });
+
+    it('leaves renewals out of the lease log at summary level', () => {
+      const { store, clock, pools } = setup(1);
+      const service = new LeaseService(store, clock, pools, { leaseMs: 60_000, logLevel: 'summary' });
+      const got = service.acquire(client('a'), 'cad');
+      if (!got.ok) throw new Error('no lease');
+      service.renew(client('a'), got.lease.id);
+      expect(store.queryEvents({}).map((e) => e.event)).toEqual(['granted']);
+    });
+  });
+});
