@@ -66,4 +66,5 @@ CREATE TABLE events (
   message      TEXT
 );
 CREATE INDEX events_ts ON events (ts);
-CREATE INDEX events_user_ts ON events (user, ts);
+-- Only grants: frequency rules count a user's recent acquisitions; renewals stay cheap.
+CREATE INDEX events_grants ON events (user, ts) WHERE event = 'granted';

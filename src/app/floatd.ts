@@ -118,6 +118,7 @@ export class Floatd {
         maxConnections: config.maxConnections,
         backlog: config.backlog,
         keepAliveMs: config.keepAliveSeconds * 1000,
+        runBatch: (fn) => store.batch(fn),
       },
       this.protocol,
       {

@@ -32,6 +32,12 @@ export interface StoredLicense {
 export interface LeaseStore {
   /** Runs `fn` as one atomic transaction: all its writes commit, or none. */
   transact<T>(fn: (tx: LeaseTx) => T): T;
+  /**
+   * Group commit: runs `fn`, in which each `transact` becomes a savepoint
+   * (still all-or-nothing on its own), and commits once at the end. Throws if
+   * the commit fails, in which case nothing of `fn` is kept.
+   */
+  batch(fn: () => void): void;
   nextExpiry(): number | undefined;
   allLeases(): Lease[];
   getMeta(key: string): string | undefined;

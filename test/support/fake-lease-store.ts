@@ -55,6 +55,10 @@ export class FakeLeaseStore implements LeaseStore {
     }
   }
 
+  batch(fn: () => void): void {
+    fn();
+  }
+
   nextExpiry(): number | undefined {
     const times = [...this.leases.values()].map((l) => l.expiresAt);
     return times.length === 0 ? undefined : Math.min(...times);

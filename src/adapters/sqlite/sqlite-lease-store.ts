@@ -196,7 +196,12 @@ export class SqliteLeaseStore implements LeaseStore {
   }
 
   transact<T>(fn: (tx: LeaseTx) => T): T {
+    // Inside batch() better-sqlite3 turns this into a SAVEPOINT.
     return this.db.transaction(() => fn(this.tx)).immediate();
+  }
+
+  batch(fn: () => void): void {
+    this.db.transaction(fn).immediate();
   }
 
   nextExpiry(): number | undefined {

@@ -21,6 +21,12 @@ export interface TcpServerOptions {
   readonly keepAliveMs: number;
   /** A peer that leaves this much unread output is dropped. */
   readonly maxPendingWriteBytes?: number;
+  /**
+   * Wraps the handling of every request read in one event-loop turn (group
+   * commit). If it throws, each request of the batch is answered with the
+   * handler's error reply and none of their own replies is sent.
+   */
+  readonly runBatch?: (fn: () => void) => void;
 }
 
 /** What the protocol layer sees of one connection. */
@@ -71,6 +77,8 @@ export class TcpServer {
   private readonly sockets = new Set<Socket>();
   private nextId = 1;
   private inFlight = 0;
+  private queue: Array<[Connection, Record<string, unknown>]> = [];
+  private flushScheduled = false;
   private idleWaiters: Array<() => void> = [];
   private stopping = false;
 
@@ -203,26 +211,60 @@ export class TcpServer {
   }
 
   private dispatch(conn: Connection, message: Record<string, unknown>): void {
-    let reply: unknown;
+    this.queue.push([conn, message]);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      this.inFlight++;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.queue;
+    this.queue = [];
+    const replies: unknown[] = [];
     try {
-      reply = this.handler.onMessage(conn, message);
+      const run = () => {
+        for (const [conn, message] of batch) {
+          try {
+            replies.push(this.handler.onMessage(conn, message));
+          } catch (err) {
+            replies.push(this.handler.onError(conn, message, err));
+          }
+        }
+      };
+      if (this.options.runBatch) this.options.runBatch(run);
+      else run();
     } catch (err) {
-      conn.send(this.handler.onError(conn, message, err));
+      // The commit failed: nothing of the batch is kept, so no success may be reported.
+      for (const [i, [conn, message]] of batch.entries()) {
+        const r = replies[i];
+        if (r instanceof Promise) r.catch(() => {});
+        conn.send(this.handler.onError(conn, message, err));
+      }
+      this.settled();
       return;
     }
-    if (reply instanceof Promise) {
-      this.inFlight++;
-      reply
-        .then(
-          (r) => conn.send(r),
-          (err) => conn.send(this.handler.onError(conn, message, err)),
-        )
-        .finally(() => {
-          if (--this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
-        });
-    } else if (reply !== undefined) {
-      conn.send(reply);
+    for (const [i, [conn, message]] of batch.entries()) {
+      const reply = replies[i];
+      if (reply instanceof Promise) {
+        this.inFlight++;
+        reply
+          .then(
+            (r) => conn.send(r),
+            (err: unknown) => conn.send(this.handler.onError(conn, message, err)),
+          )
+          .finally(() => this.settled());
+      } else if (reply !== undefined) {
+        conn.send(reply);
+      }
     }
+    this.settled();
+  }
+
+  private settled(): void {
+    if (--this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
   private closeServers(): Promise<void> {

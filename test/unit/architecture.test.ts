@@ -1,0 +1,71 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ERROR_CODES } from '../../src/domain/errors.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const SRC = join(ROOT, 'src');
+
+function files(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const p = join(dir, name);
+    return statSync(p).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : [];
+  });
+}
+
+function imports(file: string): string[] {
+  return [...readFileSync(file, 'utf8').matchAll(/^(?:import|export)[^'"]*from\s+'([^']+)'/gm)].map((m) => m[1]!);
+}
+
+const LAYER_ORDER = ['domain', 'adapters', 'client', 'app', 'cli'] as const;
+
+function layerOf(file: string): string {
+  const rel = relative(SRC, file).split('/');
+  return rel.length === 1 ? 'main' : rel[0]!;
+}
+
+describe('architecture', () => {
+  it('keeps the domain pure: no node built-ins, no packages, no wall clock, no environment', () => {
+    for (const file of files(join(SRC, 'domain'))) {
+      for (const spec of imports(file)) {
+        expect(spec.startsWith('./') || spec.startsWith('../domain/'), `${relative(ROOT, file)} imports ${spec}`).toBe(true);
+      }
+      const text = readFileSync(file, 'utf8');
+      expect(/Date\.now\(|process\.env|performance\.now\(/.test(text), `${relative(ROOT, file)} reads the clock or environment`).toBe(false);
+    }
+  });
+
+  it('points dependencies inward: cli → app → adapters → domain', () => {
+    const allowed: Record<string, string[]> = {
+      domain: ['domain'],
+      adapters: ['domain', 'adapters', 'config'],
+      config: ['domain', 'config'],
+      client: ['domain', 'adapters', 'config', 'client'],
+      app: ['domain', 'adapters', 'config', 'app', 'client'],
+      cli: ['domain', 'adapters', 'config', 'app', 'client', 'cli'],
+      main: ['domain', 'app', 'cli'],
+    };
+    for (const file of files(SRC)) {
+      const from = layerOf(file);
+      if (from === 'index.ts') continue;
+      for (const spec of imports(file)) {
+        if (!spec.startsWith('.')) continue;
+        const target = layerOf(join(file, '..', spec));
+        expect(allowed[from] ?? LAYER_ORDER, `${relative(ROOT, file)} (${from}) imports ${spec} (${target})`).toContain(target);
+      }
+    }
+  });
+
+  it('reads the wall clock only in the clock adapter', () => {
+    for (const file of files(SRC)) {
+      if (file.includes('/adapters/clock/') || file.includes('/cli/') || file.includes('/client/')) continue;
+      expect(/Date\.now\(\)/.test(readFileSync(file, 'utf8')), relative(ROOT, file)).toBe(false);
+    }
+  });
+
+  it('documents every error code in docs/protocol.md', () => {
+    const doc = readFileSync(join(ROOT, 'docs', 'protocol.md'), 'utf8');
+    const missing = ERROR_CODES.filter((code) => !new RegExp(`^\\| \`${code}\` \\|`, 'm').test(doc));
+    expect(missing).toEqual([]);
+  });
+});
