@@ -26,11 +26,6 @@ export interface Config {
   readonly evaluation: { readonly seats: number; readonly days: number };
   readonly leaseLog: { readonly level: 'detailed' | 'summary'; readonly retentionDays: number };
   readonly log: { readonly level: string; readonly destination: string; readonly format: 'json' | 'pretty' | 'auto' };
-  readonly rules: {
-    readonly file: string | null;
-    readonly inline: string | null;
-    readonly groupsFile: string | null;
-  };
 }
 
 /** Where a value came from, for error messages. */
@@ -75,8 +70,6 @@ const path: Parser = (value, raw) => {
   return isAbsolute(value) ? value : resolve(raw.base, value);
 };
 
-const optionalPath: Parser = (value, raw) => (value === null || value === '' ? null : path(value, raw));
-
 const paths: Parser = (value, raw) => list(value).map((p) => path(p, raw) as string);
 
 const listeners: Parser = (value) => {
@@ -110,12 +103,6 @@ const listeners: Parser = (value) => {
   });
 };
 
-const text: Parser = (value) => {
-  if (value === null) return null;
-  if (typeof value !== 'string') throw new SettingError('must be a string');
-  return value;
-};
-
 const logLevel = oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent');
 
 interface SettingSpec {
@@ -144,9 +131,6 @@ const SETTINGS: Record<string, SettingSpec> = {
   'log.level': { env: 'FLOATD_LOG_LEVEL', parse: logLevel, fallback: 'info' },
   'log.destination': { env: 'FLOATD_LOG_DESTINATION', parse: (v, r) => (v === 'stdout' || v === 'stderr' ? v : path(v, r)), fallback: 'stdout' },
   'log.format': { env: 'FLOATD_LOG_FORMAT', parse: oneOf('json', 'pretty', 'auto'), fallback: 'auto' },
-  'rules.file': { env: 'FLOATD_RULES_FILE', parse: optionalPath, fallback: null },
-  'rules.inline': { env: 'FLOATD_RULES_INLINE', parse: text, fallback: null },
-  'rules.groupsFile': { env: 'FLOATD_GROUPS_FILE', parse: optionalPath, fallback: null },
 };
 
 export const SETTING_NAMES = Object.keys(SETTINGS);
@@ -236,9 +220,6 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     }
   }
   const dataDir = values['dataDir'] as string;
-  if (values['rules.file'] !== null && values['rules.inline'] !== null) {
-    throw new FloatdError('CONFIG_INVALID', 'settings rules.file and rules.inline are both set; choose one rules provider', { setting: 'rules.file' });
-  }
   return deepFreeze({
     dataDir,
     dbFile: join(dataDir, 'floatd.db'),
@@ -262,11 +243,6 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       level: values['log.level'] as string,
       destination: values['log.destination'] as string,
       format: values['log.format'] as 'json' | 'pretty' | 'auto',
-    },
-    rules: {
-      file: values['rules.file'] as string | null,
-      inline: values['rules.inline'] as string | null,
-      groupsFile: values['rules.groupsFile'] as string | null,
     },
   });
 }
