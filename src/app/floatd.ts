@@ -248,13 +248,14 @@ export class Floatd {
     });
   }
 
-  /** Every second: notice key changes made by `floatd license`, key expiry, and prune the lease log. */
+  /** Every second: notice key changes made by `floatd license` and key expiry, checkpoint the WAL, prune the lease log. */
   private maintain(): void {
     const now = this.clock.now();
     if (this.store.changeCounter() !== this.lastChange) {
       this.reloadLicenses().catch((err: unknown) => this.logger.error({ err }, 'reloading license keys failed'));
     }
     this.checkKeyStates(now, false);
+    this.store.checkpoint();
     if (this.config.leaseLog.retentionDays > 0 && now - this.lastPrune > 3_600_000) {
       this.lastPrune = now;
       const pruned = this.store.pruneEvents(now - this.config.leaseLog.retentionDays * DAY_MS);

@@ -51,6 +51,8 @@ export interface LeaseStore {
   queryEvents(filter: EventFilter): LeaseEvent[];
   /** Deletes lease-log entries older than `beforeMs`; returns how many. */
   pruneEvents(beforeMs: number): number;
+  /** Moves committed changes from the write-ahead log into the database (cheap and frequent beats big and rare). */
+  checkpoint(): void;
   /** A number that changes whenever another process commits a change. */
   changeCounter(): number;
   close(): void;

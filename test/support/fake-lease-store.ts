@@ -124,6 +124,8 @@ export class FakeLeaseStore implements LeaseStore {
     return before - this.events.length;
   }
 
+  checkpoint(): void {}
+
   changeCounter(): number {
     return this.version;
   }
