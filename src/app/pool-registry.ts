@@ -1,6 +1,6 @@
 import { deny, type Denial } from '../domain/errors.js';
 import type { LicenseKey } from '../domain/license.js';
-import { EVALUATION_POOL_ID, evaluationPool, poolFromLicense, poolIsValid, poolServes, type Pool } from '../domain/pool.js';
+import { evaluationPool, poolFromLicense, poolIsValid, poolServes, type Pool } from '../domain/pool.js';
 
 export const EVALUATION_PRODUCT = 'evaluation';
 
@@ -79,9 +79,5 @@ export class PoolRegistry {
     }
     valid.sort((a, b) => (b.expiresAt ?? Infinity) - (a.expiresAt ?? Infinity));
     return { ok: true, product: name, pools: valid };
-  }
-
-  isEvaluation(poolId: string): boolean {
-    return poolId === EVALUATION_POOL_ID;
   }
 }

@@ -133,12 +133,6 @@ const SETTINGS: Record<string, SettingSpec> = {
   'log.format': { env: 'FLOATD_LOG_FORMAT', parse: oneOf('json', 'pretty', 'auto'), fallback: 'auto' },
 };
 
-export const SETTING_NAMES = Object.keys(SETTINGS);
-
-export function envNameOf(setting: string): string {
-  return SETTINGS[setting]!.env;
-}
-
 export interface ConfigSources {
   /** Path of a JSON config file (`--config`, or FLOATD_CONFIG). */
   readonly configFile?: string;

@@ -50,7 +50,3 @@ export function parseHostPort(text: string, defaultPort = DEFAULT_PORT): ListenA
   return { host, port };
 }
 
-export function formatHostPort(a: ListenAddress): string {
-  const host = a.host === '' ? '*' : a.host.includes(':') ? `[${a.host}]` : a.host;
-  return `${host}:${a.port}`;
-}

@@ -1,5 +1,4 @@
 import type { LicenseKey } from './license.js';
-import { licenseValidity } from './license.js';
 
 /**
  * A pool is the seats of one license key, or the evaluation pool when no key
@@ -69,4 +68,3 @@ export function renewAfterMs(leaseMs: number): number {
   return Math.floor(leaseMs / 2);
 }
 
-export { licenseValidity };

@@ -18,7 +18,6 @@ export interface LeaseTx {
   deleteLease(id: string): void;
   /** Leases whose expiry is at or before `now`, oldest first. */
   expiredLeases(now: number, limit: number): Lease[];
-  leasesOfPool(poolId: string): Lease[];
   appendEvent(event: LeaseEventInput): void;
 }
 

@@ -39,7 +39,6 @@ export class FakeLeaseStore implements LeaseStore {
     deleteLease: (id) => void this.leases.delete(id),
     expiredLeases: (now, limit) =>
       [...this.leases.values()].filter((l) => l.expiresAt <= now).sort((a, b) => a.expiresAt - b.expiresAt).slice(0, limit),
-    leasesOfPool: (poolId) => [...this.leases.values()].filter((l) => l.poolId === poolId).sort((a, b) => a.grantedAt - b.grantedAt),
     appendEvent: (event) => void this.events.push({ ...event, id: this.nextEventId++ }),
   };
 

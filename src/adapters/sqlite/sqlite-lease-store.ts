@@ -140,7 +140,6 @@ export class SqliteLeaseStore implements LeaseStore {
       expired: db.prepare<[number, number], LeaseRow>(
         'SELECT * FROM leases WHERE expires_at <= ? ORDER BY expires_at LIMIT ?',
       ),
-      leasesOfPool: db.prepare<[string], LeaseRow>('SELECT * FROM leases WHERE pool_id = ? ORDER BY granted_at'),
       allLeases: db.prepare<[], LeaseRow>('SELECT * FROM leases ORDER BY product, granted_at'),
       nextExpiry: db.prepare<[], { t: number | null }>('SELECT MIN(expires_at) AS t FROM leases'),
       appendEvent: db.prepare(
@@ -190,7 +189,6 @@ export class SqliteLeaseStore implements LeaseStore {
         s.deleteLease.run(id);
       },
       expiredLeases: (now, limit) => s.expired.all(now, limit).map(toLease),
-      leasesOfPool: (poolId) => s.leasesOfPool.all(poolId).map(toLease),
       appendEvent: (event) => {
         s.appendEvent.run(...eventParams(event));
       },

@@ -88,10 +88,6 @@ export class TcpServer {
     private readonly events: TcpServerEvents = {},
   ) {}
 
-  connectionCount(): number {
-    return this.sockets.size;
-  }
-
   async start(): Promise<BoundListener[]> {
     const bound: BoundListener[] = [];
     try {
