@@ -13,7 +13,7 @@ export interface LoggerOptions {
 export function createLogger(options: LoggerOptions): Logger {
   const toFile = options.destination !== 'stdout' && options.destination !== 'stderr';
   const fd = options.destination === 'stderr' ? 2 : 1;
-  const tty = !toFile && process.stdout.isTTY === true && fd === 1 ? true : !toFile && fd === 2 && process.stderr.isTTY === true;
+  const tty = !toFile && (fd === 1 ? process.stdout : process.stderr).isTTY === true;
   const pretty = options.format === 'pretty' || (options.format === 'auto' && tty);
   const base = { level: options.level, base: { service: 'floatd' }, timestamp: pino.stdTimeFunctions.isoTime };
   if (pretty) {
