@@ -4,6 +4,7 @@ import { VERSION } from './app/version.js';
 import { processIo } from './cli/common.js';
 import { LICENSE_USAGE, license } from './cli/license.js';
 import { LOG_USAGE, log } from './cli/log.js';
+import { RULES_USAGE, rules } from './cli/rules.js';
 import { SERVE_USAGE, serve } from './cli/serve.js';
 import { STATUS_USAGE, status } from './cli/status.js';
 import { VENDOR_USAGE, vendor } from './cli/vendor.js';
@@ -14,6 +15,7 @@ ${SERVE_USAGE}
 ${STATUS_USAGE}
 ${LOG_USAGE}
 ${LICENSE_USAGE}
+${RULES_USAGE}
 ${VENDOR_USAGE}
 floatd version`;
 
@@ -22,6 +24,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   status: (a) => status(a, processIo),
   log: (a) => log(a, processIo),
   license: (a) => license(a, processIo),
+  rules: (a) => rules(a, processIo),
   vendor: (a) => vendor(a, processIo),
   version: async () => {
     processIo.out(VERSION);

@@ -1,10 +1,12 @@
 import { mkdirSync } from 'node:fs';
 import type { JWK } from 'jose';
-import type { Config } from '../config/config.js';
+import type { Config, RulesSettings } from '../config/config.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
 import { FloatdError } from '../domain/errors.js';
 import { licenseValidity } from '../domain/license.js';
 import { EVALUATION_POOL_ID } from '../domain/pool.js';
+import { OPEN_GATE } from '../domain/gate.js';
+import { RuleGate } from '../domain/rules/rule-gate.js';
 import type { LeaseStore } from '../domain/ports.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { loadOrCreateServerKey, readJwkFile, thumbprint } from '../adapters/crypto/keys.js';
@@ -17,6 +19,7 @@ import { LeaseService } from './lease-service.js';
 import { Licensing, type LoadedLicenses } from './licensing.js';
 import { PoolRegistry } from './pool-registry.js';
 import { LeaseProtocol } from './protocol.js';
+import { loadRules, type FileError, type LoadedRules } from './rules.js';
 import { collectStatus, type ServerStatus } from './status.js';
 import { Sweeper } from './sweeper.js';
 import { VERSION } from './version.js';
@@ -28,7 +31,16 @@ export const RUNTIME_META = 'runtime';
 export interface FloatdDeps {
   readonly clock?: Clock;
   readonly logger?: Logger;
+  /**
+   * Where rules come from on reload (`serve` re-reads the config file, so
+   * inline rules can change too). Defaults to the settings in `config`.
+   */
+  readonly rulesSettings?: () => RulesSettings;
 }
+
+export type RulesReload =
+  | { readonly ok: true; readonly summary: string }
+  | { readonly ok: false; readonly message: string; readonly errors: readonly FileError[] };
 
 /** Reads the trusted vendor public keys named in config, naming any bad file. */
 export async function loadTrustedVendorKeys(config: Config): Promise<TrustedVendorKey[]> {
@@ -69,6 +81,8 @@ export class Floatd {
   private started = false;
   private stopped = false;
   private reloading: Promise<void> | null = null;
+  private rules: LoadedRules;
+  private readonly rulesSettings: () => RulesSettings;
 
   private constructor(
     readonly config: Config,
@@ -77,10 +91,13 @@ export class Floatd {
     private readonly fingerprint: string,
     publicJwk: JWK,
     signer: LeaseTokenSigner,
-    deps: { clock: Clock; logger: Logger },
+    rules: LoadedRules,
+    deps: { clock: Clock; logger: Logger; rulesSettings: () => RulesSettings },
   ) {
     this.clock = deps.clock;
     this.logger = deps.logger;
+    this.rules = rules;
+    this.rulesSettings = deps.rulesSettings;
     this.leases = new LeaseService(
       store,
       this.clock,
@@ -107,7 +124,7 @@ export class Floatd {
       logger: this.logger,
       publicJwk,
       status: () => this.status(),
-      groupsOf: () => [],
+      groupsOf: (user) => this.rules.groups.get(user) ?? [],
     });
     this.tcp = new TcpServer(
       {
@@ -126,18 +143,48 @@ export class Floatd {
           this.logger.debug({ remote: conn.remote, listener: conn.listener, code, detail }, 'protocol error'),
       },
     );
+    this.applyRules(rules);
+  }
+
+  private applyRules(rules: LoadedRules): void {
+    this.rules = rules;
+    this.leases.setGate(rules.book === null ? OPEN_GATE : new RuleGate(rules.book));
+  }
+
+  /**
+   * Re-reads the rules and groups (SIGHUP, `floatd rules reload`). A file
+   * with errors is refused and the rules in force stay; either way the
+   * outcome is logged and recorded in the lease log.
+   */
+  reloadRules(): RulesReload {
+    const now = this.clock.now();
+    try {
+      const rules = loadRules(this.rulesSettings());
+      this.applyRules(rules);
+      this.logger.info({ rules: rules.book?.size ?? 0 }, `rules reloaded: ${rules.summary}`);
+      this.store.appendEvent({ ts: now, event: 'rules-reloaded', message: rules.summary });
+      return { ok: true, summary: rules.summary };
+    } catch (err) {
+      if (!(err instanceof FloatdError)) throw err;
+      const errors = (err.details.errors as FileError[] | undefined) ?? [];
+      this.logger.error({ code: err.code, errors }, `rules reload refused, the previous rules stay in force: ${err.message}`);
+      this.store.appendEvent({ ts: now, event: 'rules-rejected', code: err.code, message: err.message });
+      return { ok: false, message: err.message, errors };
+    }
   }
 
   static async create(config: Config, deps: FloatdDeps = {}): Promise<Floatd> {
     const clock = deps.clock ?? new SystemClock();
     const logger = deps.logger ?? createLogger(config.log);
     const trusted = await loadTrustedVendorKeys(config);
+    const rulesSettings = deps.rulesSettings ?? (() => config.rules);
+    const rules = loadRules(rulesSettings());
     const store = openStore(config);
     try {
       const key = await loadOrCreateServerKey(config.serverKeyFile);
       const signer = await LeaseTokenSigner.create(key.privateJwk);
       const licensing = new Licensing(store, clock, trusted, config.products);
-      return new Floatd(config, store, licensing, await thumbprint(key.publicJwk), key.publicJwk, signer, { clock, logger });
+      return new Floatd(config, store, licensing, await thumbprint(key.publicJwk), key.publicJwk, signer, rules, { clock, logger, rulesSettings });
     } catch (err) {
       store.close();
       throw err;
@@ -154,6 +201,10 @@ export class Floatd {
     const now = this.clock.now();
     this.store.setMeta(RUNTIME_META, JSON.stringify({ pid: process.pid, startedAt: now, listeners: this.bound }));
     this.store.appendEvent({ ts: now, event: 'server-started', message: `floatd ${VERSION} listening on ${this.bound.map((b) => `${b.address}:${b.port}`).join(', ')}` });
+    if (this.rules.book !== null || this.rules.groups.size > 0) {
+      this.store.appendEvent({ ts: now, event: 'rules-reloaded', message: `in force at start: ${this.rules.summary}` });
+    }
+    this.logger.info({ rules: this.rules.book?.size ?? 0 }, this.rules.summary);
     this.scheduleMaintenance();
     for (const b of this.bound) this.logger.info({ listener: b.name, address: b.address, port: b.port }, 'listening');
     return this.bound;

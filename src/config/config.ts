@@ -26,6 +26,19 @@ export interface Config {
   readonly evaluation: { readonly seats: number; readonly days: number };
   readonly leaseLog: { readonly level: 'detailed' | 'summary'; readonly retentionDays: number };
   readonly log: { readonly level: string; readonly destination: string; readonly format: 'json' | 'pretty' | 'auto' };
+  readonly rules: RulesSettings;
+}
+
+/** Where CLT rules and groups come from (at most one of `file` and `inline`). */
+export interface RulesSettings {
+  /** A rules file ("file" provider), re-read on reload. */
+  readonly file: string | null;
+  /** Rules written in the config itself ("rules-based" provider). */
+  readonly inline: string | null;
+  /** Groups file: `GROUP.users = USER, USER…` lines. */
+  readonly groupsFile: string | null;
+  /** Default frequency period when the rules do not set CONFIG default_frequency_period; ≤ 0 switches frequency limits off. */
+  readonly defaultFrequencyPeriodMs: number;
 }
 
 /** Where a value came from, for error messages. */
@@ -68,6 +81,16 @@ function list(value: unknown): string[] {
 const path: Parser = (value, raw) => {
   if (typeof value !== 'string' || value.trim() === '') throw new SettingError('must be a file or folder path');
   return isAbsolute(value) ? value : resolve(raw.base, value);
+};
+
+const optionalPath: Parser = (value, raw) => (value === null || value === '' ? null : path(value, raw));
+
+/** Rules inline: one string, or an array of lines (easier to read in JSON). */
+const inlineRules: Parser = (value) => {
+  if (value === null) return null;
+  if (typeof value === 'string') return value;
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value.join('\n');
+  throw new SettingError('must be the rules as one string, or an array of rule lines');
 };
 
 const paths: Parser = (value, raw) => list(value).map((p) => path(p, raw) as string);
@@ -131,6 +154,10 @@ const SETTINGS: Record<string, SettingSpec> = {
   'log.level': { env: 'FLOATD_LOG_LEVEL', parse: logLevel, fallback: 'info' },
   'log.destination': { env: 'FLOATD_LOG_DESTINATION', parse: (v, r) => (v === 'stdout' || v === 'stderr' ? v : path(v, r)), fallback: 'stdout' },
   'log.format': { env: 'FLOATD_LOG_FORMAT', parse: oneOf('json', 'pretty', 'auto'), fallback: 'auto' },
+  'rules.file': { env: 'FLOATD_RULES_FILE', parse: optionalPath, fallback: null },
+  'rules.inline': { env: 'FLOATD_RULES_INLINE', parse: inlineRules, fallback: null },
+  'rules.groupsFile': { env: 'FLOATD_GROUPS_FILE', parse: optionalPath, fallback: null },
+  'rules.defaultFrequencyPeriodMs': { env: 'FLOATD_RULES_DEFAULT_FREQUENCY_PERIOD_MS', parse: int(-1, 2 ** 31 - 1), fallback: 60_000 },
 };
 
 export interface ConfigSources {
@@ -213,6 +240,13 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       throw new FloatdError('CONFIG_INVALID', `setting ${name} (${raw.source}) ${(err as Error).message}; got ${shown}`, { setting: name });
     }
   }
+  if (values['rules.file'] !== null && values['rules.inline'] !== null) {
+    throw new FloatdError(
+      'CONFIG_INVALID',
+      `settings rules.file (${raws.get('rules.file')?.source}) and rules.inline (${raws.get('rules.inline')?.source}) are both set; use one`,
+      { setting: 'rules.inline' },
+    );
+  }
   const dataDir = values['dataDir'] as string;
   return deepFreeze({
     dataDir,
@@ -237,6 +271,12 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       level: values['log.level'] as string,
       destination: values['log.destination'] as string,
       format: values['log.format'] as 'json' | 'pretty' | 'auto',
+    },
+    rules: {
+      file: values['rules.file'] as string | null,
+      inline: values['rules.inline'] as string | null,
+      groupsFile: values['rules.groupsFile'] as string | null,
+      defaultFrequencyPeriodMs: values['rules.defaultFrequencyPeriodMs'] as number,
     },
   });
 }

@@ -38,6 +38,7 @@ export const ERROR_CODES = [
   // configuration and operation
   'CONFIG_INVALID',
   'RULES_INVALID',
+  'INPUT_INVALID',
   'USAGE',
   'SERVER_UNREACHABLE',
   'TOKEN_INVALID',

@@ -7,10 +7,10 @@ export interface LeaseTx {
   findLeaseByHolder(user: string, instance: string, product: string): Lease | undefined;
   /** Leases of a pool that are still running at `now`. */
   countActive(poolId: string, now: number): number;
-  /** Leases a user holds on a listener at `now` (for count rules). */
-  countHeld(listener: string, user: string, now: number): number;
-  /** New acquisitions a user made on a listener at a time > `sinceMs` (for frequency rules). */
-  countGrantsSince(listener: string, user: string, sinceMs: number): number;
+  /** Leases a user holds on a listener at `now`, of one product or of all (for count rules). */
+  countHeld(listener: string, user: string, now: number, product?: string): number;
+  /** New acquisitions a user made on a listener at a time > `sinceMs`, of one product or of all (for frequency rules). */
+  countGrantsSince(listener: string, user: string, sinceMs: number, product?: string): number;
   /** Earliest expiry among running leases of the given pools, if any. */
   earliestExpiry(poolIds: readonly string[], now: number): number | undefined;
   insertLease(lease: Lease): void;

@@ -16,10 +16,14 @@ export class FakeLeaseStore implements LeaseStore {
     findLeaseByHolder: (user, instance, product) =>
       [...this.leases.values()].find((l) => l.user === user && l.instance === instance && l.product === product),
     countActive: (poolId, now) => [...this.leases.values()].filter((l) => l.poolId === poolId && l.expiresAt > now).length,
-    countHeld: (listener, user, now) =>
-      [...this.leases.values()].filter((l) => l.listener === listener && l.user === user && l.expiresAt > now).length,
-    countGrantsSince: (listener, user, since) =>
-      this.events.filter((e) => e.event === 'granted' && e.listener === listener && e.user === user && e.ts > since).length,
+    countHeld: (listener, user, now, product) =>
+      [...this.leases.values()].filter(
+        (l) => l.listener === listener && l.user === user && l.expiresAt > now && (product === undefined || l.product === product),
+      ).length,
+    countGrantsSince: (listener, user, since, product) =>
+      this.events.filter(
+        (e) => e.event === 'granted' && e.listener === listener && e.user === user && e.ts > since && (product === undefined || e.product === product),
+      ).length,
     earliestExpiry: (poolIds, now) => {
       const times = [...this.leases.values()].filter((l) => poolIds.includes(l.poolId) && l.expiresAt > now).map((l) => l.expiresAt);
       return times.length === 0 ? undefined : Math.min(...times);

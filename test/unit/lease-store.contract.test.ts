@@ -97,12 +97,16 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       tx.appendEvent({ ts: 200, event: 'granted', user: 'alice', listener: 'tcp' });
       tx.appendEvent({ ts: 300, event: 'renewed', user: 'alice', listener: 'tcp' });
       tx.appendEvent({ ts: 300, event: 'granted', user: 'bob', listener: 'tcp' });
+      tx.appendEvent({ ts: 400, event: 'granted', user: 'alice', listener: 'tcp', product: 'other' });
     });
     expect(store.transact((tx) => tx.countHeld('tcp', 'alice', 0))).toBe(1);
     expect(store.transact((tx) => tx.countHeld('https', 'alice', 0))).toBe(1);
     expect(store.transact((tx) => tx.countHeld('tcp', 'alice', 5000))).toBe(0);
-    expect(store.transact((tx) => tx.countGrantsSince('tcp', 'alice', 99))).toBe(2);
-    expect(store.transact((tx) => tx.countGrantsSince('tcp', 'alice', 100))).toBe(1);
+    expect(store.transact((tx) => tx.countGrantsSince('tcp', 'alice', 99))).toBe(3);
+    expect(store.transact((tx) => tx.countGrantsSince('tcp', 'alice', 100))).toBe(2);
+    expect(store.transact((tx) => tx.countGrantsSince('tcp', 'alice', 99, 'other'))).toBe(1);
+    expect(store.transact((tx) => tx.countHeld('tcp', 'alice', 0, 'other'))).toBe(0);
+    expect(store.transact((tx) => tx.countHeld('tcp', 'alice', 0, lease({}).product))).toBe(1);
     store.close();
   });
 

@@ -128,6 +128,12 @@ export class SqliteLeaseStore implements LeaseStore {
       countGrants: db.prepare<[string, number, string], { n: number }>(
         "SELECT COUNT(*) AS n FROM events WHERE user = ? AND ts > ? AND event = 'granted' AND listener = ?",
       ),
+      countHeldOfProduct: db.prepare<[string, string, number, string], { n: number }>(
+        'SELECT COUNT(*) AS n FROM leases WHERE user = ? AND listener = ? AND expires_at > ? AND product = ?',
+      ),
+      countGrantsOfProduct: db.prepare<[string, number, string, string], { n: number }>(
+        "SELECT COUNT(*) AS n FROM events WHERE user = ? AND ts > ? AND event = 'granted' AND listener = ? AND product = ?",
+      ),
       poolMinExpiry: db.prepare<[string, number], { t: number | null }>(
         'SELECT MIN(expires_at) AS t FROM leases WHERE pool_id = ? AND expires_at > ?',
       ),
@@ -169,8 +175,10 @@ export class SqliteLeaseStore implements LeaseStore {
         return r && toLease(r);
       },
       countActive: (poolId, now) => (s.inUse.get(poolId)?.in_use ?? 0) - s.expiredInPool.get(poolId, now)!.n,
-      countHeld: (listener, user, now) => s.countHeld.get(user, listener, now)!.n,
-      countGrantsSince: (listener, user, sinceMs) => s.countGrants.get(user, sinceMs, listener)!.n,
+      countHeld: (listener, user, now, product) =>
+        (product === undefined ? s.countHeld.get(user, listener, now) : s.countHeldOfProduct.get(user, listener, now, product))!.n,
+      countGrantsSince: (listener, user, sinceMs, product) =>
+        (product === undefined ? s.countGrants.get(user, sinceMs, listener) : s.countGrantsOfProduct.get(user, sinceMs, listener, product))!.n,
       earliestExpiry: (poolIds, now) => {
         let min: number | undefined;
         for (const id of poolIds) {
