@@ -1,49 +1,13 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TcpTransport } from '../../src/client/tcp-transport.js';
+import { exited, floatd, killChildren, requireBuild, serve } from '../support/cli.js';
 import { tempDir } from '../support/helpers.js';
 import { errorOf, leaseOf } from '../support/server.js';
 
-const MAIN = join(import.meta.dirname, '..', '..', 'dist', 'src', 'main.js');
-const children: ChildProcess[] = [];
-
-beforeAll(() => {
-  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run npm run build (npm install does it)`);
-});
-
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
-});
-
-function floatd(args: string[], input?: string) {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', input, env: { PATH: process.env['PATH'] } });
-  return { code: r.status, out: r.stdout.trim(), err: r.stderr.trim() };
-}
-
-/** Starts `floatd serve` and resolves with the port it reports in its JSON log. */
-function serve(args: string[]): Promise<{ child: ChildProcess; port: number; log: () => string }> {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--listen', '127.0.0.1:0', ...args], { env: { PATH: process.env['PATH'] } });
-  children.push(child);
-  let out = '';
-  return new Promise((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /"msg":"listening"/.test(out) ? /"port":(\d+)[^\n]*"msg":"listening"/.exec(out) : null;
-      if (m) resolve({ child, port: Number(m[1]), log: () => out });
-    });
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('exit', (code) => reject(new Error(`floatd serve exited with ${code}: ${out}`)));
-  });
-}
-
-function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
-    else child.once('exit', (code, signal) => resolve({ code, signal }));
-  });
-}
+beforeAll(requireBuild);
+afterEach(killChildren);
 
 async function hello(port: number, user: string): Promise<TcpTransport> {
   const t = await TcpTransport.connect(`127.0.0.1:${port}`);

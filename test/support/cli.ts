@@ -1,0 +1,51 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** The built CLI (npm install builds it). */
+export const MAIN = join(import.meta.dirname, '..', '..', 'dist', 'src', 'main.js');
+const children: ChildProcess[] = [];
+
+export function requireBuild(): void {
+  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run npm run build (npm install does it)`);
+}
+
+/** Kills every process `serve` or `spawnFloatd` started that is still running. */
+export function killChildren(): void {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+}
+
+/** Runs the built CLI to completion. */
+export function floatd(args: string[], input?: string, cwd?: string) {
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', input, cwd, env: { PATH: process.env['PATH'] } });
+  return { code: r.status, out: r.stdout.trim(), err: r.stderr.trim() };
+}
+
+/** Starts the built CLI in the background; `killChildren` cleans up. */
+export function spawnFloatd(args: string[], env: Record<string, string> = {}): ChildProcess {
+  const child = spawn(process.execPath, [MAIN, ...args], { env: { PATH: process.env['PATH'], ...env } });
+  children.push(child);
+  return child;
+}
+
+/** Starts `floatd serve` and resolves with the port it reports in its JSON log. */
+export function serve(args: string[]): Promise<{ child: ChildProcess; port: number; log: () => string }> {
+  const child = spawnFloatd(['serve', '--listen', '127.0.0.1:0', ...args]);
+  let out = '';
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /"msg":"listening"/.test(out) ? /"port":(\d+)[^\n]*"msg":"listening"/.exec(out) : null;
+      if (m) resolve({ child, port: Number(m[1]), log: () => out });
+    });
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('exit', (code) => reject(new Error(`floatd serve exited with ${code}: ${out}`)));
+  });
+}
+
+export function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
+    else child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+}
