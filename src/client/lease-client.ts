@@ -1,0 +1,454 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname, userInfo } from 'node:os';
+import { dirname } from 'node:path';
+import type { JWK } from 'jose';
+import { SystemClock } from '../adapters/clock/system-clock.js';
+import { thumbprint } from '../adapters/crypto/keys.js';
+import { verifyLeaseToken, type LeaseTokenClaims } from '../adapters/crypto/lease-tokens.js';
+import type { Clock, TimerHandle } from '../domain/clock.js';
+import { TcpTransport, TransportError, type Reply, type ReplyError } from './tcp-transport.js';
+
+export const DEFAULT_RETRY_INTERVAL_MS = 10_000;
+
+export interface LeaseClientOptions {
+  /** `host` (port 8989), `host:port` or `[v6addr]:port`. */
+  readonly server: string;
+  /** May be left out when the server serves one product. */
+  readonly product?: string;
+  /** Defaults to the OS user name. */
+  readonly user?: string;
+  /** Defaults to the host name. */
+  readonly host?: string;
+  /**
+   * A stable id for this product instance. Give one (or `instanceFile`) so that
+   * a restarted instance gets its own lease back instead of taking a second seat.
+   */
+  readonly instance?: string;
+  /** A file that keeps the instance id across restarts; created on first use. */
+  readonly instanceFile?: string;
+  /** How often to try again while no seat is free or the server is unreachable; 0 = fail at once. Default 10 s. */
+  readonly retryIntervalMs?: number;
+  /** Pin the server's lease-signing key: its public JWK, or its fingerprint as `floatd status` prints it. */
+  readonly serverPublicKey?: JWK;
+  readonly serverKeyFingerprint?: string;
+  /** Release the lease on SIGINT, SIGTERM and normal exit. */
+  readonly releaseOnExit?: boolean;
+  /** Time for one request before the server counts as unreachable. Default 10 s. */
+  readonly requestTimeoutMs?: number;
+  /** Injected for tests; the system clock otherwise. */
+  readonly clock?: Clock;
+}
+
+/** A lease as the client holds it. */
+export interface LeaseInfo {
+  readonly id: string;
+  readonly product: string;
+  /** Lease length the server granted. */
+  readonly leaseMs: number;
+  /** When the client renews, in ms after the reply arrived (half the lease). */
+  readonly renewAfterMs: number;
+  /** Time left on the lease when the reply arrived. */
+  readonly expiresInMs: number;
+  /** The signed lease (compact JWS); verified before this object exists. */
+  readonly token: string;
+  readonly claims: LeaseTokenClaims;
+}
+
+export interface DenialInfo {
+  readonly code: string;
+  readonly message: string;
+  /** For RULE_DENIED: count, frequency or blocked. */
+  readonly reason?: string;
+  /** When the client tries again, or null when it does not. */
+  readonly retryInMs: number | null;
+}
+
+export interface LeaseClientEvents {
+  acquired: [LeaseInfo];
+  renewed: [LeaseInfo];
+  /** The lease could not be renewed before it expired (or the server says it is gone). */
+  lost: [{ readonly leaseId: string; readonly reason: string }];
+  /** A lease was taken again after `lost` or `revoked`. */
+  regained: [LeaseInfo];
+  /** The server took the lease back (license key removed or expired, evaluation over). */
+  revoked: [{ readonly leaseId: string; readonly reason: string }];
+  /** An acquisition was refused or could not reach the server. */
+  denied: [DenialInfo];
+  connected: [];
+  disconnected: [{ readonly message: string }];
+}
+
+/** An acquisition that will not be retried, or a lease that failed verification. */
+export class LeaseClientError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly reason?: string,
+  ) {
+    super(message);
+    this.name = 'LeaseClientError';
+  }
+}
+
+/** Refusals no amount of waiting fixes: the request or the server is wrong. */
+const PERMANENT = new Set(['BAD_REQUEST', 'UNKNOWN_PRODUCT', 'PRODUCT_REQUIRED', 'UNSUPPORTED_VERSION', 'TOKEN_INVALID', 'LEASE_NOT_YOURS']);
+
+function readInstanceFile(file: string): string {
+  try {
+    const id = readFileSync(file, 'utf8').trim();
+    if (id !== '') return id;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const id = randomUUID();
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${id}\n`, { mode: 0o600 });
+  return id;
+}
+
+type State = 'idle' | 'acquiring' | 'held' | 'closed';
+
+/**
+ * Holds one lease on a floatd server for a product instance: acquires it
+ * (retrying while no seat is free or the server is down), renews it when the
+ * server says, rides out server outages shorter than the time left, verifies
+ * every lease token, and releases it on `release()`, `close()` or (if asked)
+ * process exit.
+ */
+export class LeaseClient extends EventEmitter<LeaseClientEvents> {
+  readonly user: string;
+  readonly host: string;
+  readonly instance: string;
+  private readonly clock: Clock;
+  private readonly retryMs: number;
+  private state: State = 'idle';
+  private transport: TcpTransport | null = null;
+  private connecting: Promise<TcpTransport> | null = null;
+  private serverKey: JWK | null = null;
+  /** Server clock minus ours, from hello, so token expiry is judged on the server's clock. */
+  private skewMs = 0;
+  private current: LeaseInfo | null = null;
+  /** Monotonic time the current lease runs out (measured from when its request was sent). */
+  private deadline = 0;
+  private timer: TimerHandle | null = null;
+  private renewing = false;
+  private backoffMs = 0;
+  private needsRegain = false;
+  private waiters: Array<{ resolve: (l: LeaseInfo) => void; reject: (e: Error) => void }> = [];
+  private exitHooks: Array<[string, (...a: unknown[]) => void]> = [];
+
+  constructor(private readonly options: LeaseClientOptions) {
+    super();
+    this.clock = options.clock ?? new SystemClock();
+    this.retryMs = options.retryIntervalMs ?? DEFAULT_RETRY_INTERVAL_MS;
+    if (!Number.isFinite(this.retryMs) || this.retryMs < 0) throw new RangeError('retryIntervalMs must be 0 or more');
+    if (/^https?:\/\//i.test(options.server)) {
+      throw new LeaseClientError('BAD_REQUEST', `${options.server}: this client speaks the TCP protocol; give host[:port] (the HTTPS endpoint is not available in this version)`);
+    }
+    this.user = options.user ?? userInfo().username;
+    this.host = options.host ?? hostname();
+    this.instance = options.instance ?? (options.instanceFile ? readInstanceFile(options.instanceFile) : randomUUID());
+    if (options.releaseOnExit) this.hookExit();
+  }
+
+  /** The lease held now, or null. */
+  get lease(): LeaseInfo | null {
+    return this.state === 'held' ? this.current : null;
+  }
+
+  /**
+   * Resolves once a lease is held (at once if one already is). While no seat
+   * is free or the server is unreachable it tries again every retry interval,
+   * emitting `denied` each time; with retrying off it rejects with the reason.
+   */
+  acquire(): Promise<LeaseInfo> {
+    if (this.state === 'closed') return Promise.reject(new LeaseClientError('SHUTTING_DOWN', 'the lease client is closed'));
+    if (this.state === 'held' && this.current !== null) return Promise.resolve(this.current);
+    const promise = new Promise<LeaseInfo>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    if (this.state === 'idle') {
+      this.state = 'acquiring';
+      void this.tryAcquire();
+    }
+    return promise;
+  }
+
+  /** Gives the lease back and stops renewing. Safe to call at any time, any number of times. */
+  async release(): Promise<void> {
+    this.cancelTimer();
+    const lease = this.current;
+    this.current = null;
+    this.needsRegain = false;
+    if (this.state !== 'closed') this.state = 'idle';
+    this.settle(new LeaseClientError('SHUTTING_DOWN', 'released before a lease was granted'));
+    if (lease === null || this.transport === null || this.transport.closed) return;
+    try {
+      await this.transport.request('release', { lease: lease.id });
+    } catch {
+      // The server will expire it; nothing else to do.
+    }
+  }
+
+  /** Releases the lease and closes the connection. Idempotent. */
+  async close(): Promise<void> {
+    if (this.state === 'closed' && this.transport === null) return;
+    await this.release();
+    this.state = 'closed';
+    for (const [event, fn] of this.exitHooks.splice(0)) process.off(event, fn);
+    this.transport?.close();
+    this.transport = null;
+  }
+
+  private settle(result: LeaseInfo | Error): void {
+    for (const w of this.waiters.splice(0)) {
+      if (result instanceof Error) w.reject(result);
+      else w.resolve(result);
+    }
+  }
+
+  private cancelTimer(): void {
+    this.timer?.cancel();
+    this.timer = null;
+  }
+
+  private schedule(delayMs: number, fn: () => void): void {
+    this.cancelTimer();
+    this.timer = this.clock.setTimer(delayMs, () => {
+      this.timer = null;
+      fn();
+    });
+  }
+
+  private async connection(): Promise<TcpTransport> {
+    if (this.transport !== null && !this.transport.closed) return this.transport;
+    this.connecting ??= this.connect().finally(() => (this.connecting = null));
+    return this.connecting;
+  }
+
+  private async connect(): Promise<TcpTransport> {
+    const timeout = this.options.requestTimeoutMs ?? 10_000;
+    const transport = await TcpTransport.connect(this.options.server, {
+      connectTimeoutMs: timeout,
+      requestTimeoutMs: timeout,
+      onEvent: (msg) => this.pushed(msg),
+      onClose: (err) => {
+        if (this.transport !== transport) return;
+        this.transport = null;
+        if (this.state !== 'closed') this.emit('disconnected', { message: err?.message ?? 'connection closed' });
+        // Renew on a fresh connection soon, so a restarted server learns of the lease again.
+        if (this.state === 'held' && !this.renewing) this.schedule(this.nextBackoff(), () => void this.renew());
+      },
+    });
+    const hello = await transport.request('hello', {
+      v: 1,
+      client: { user: this.user, host: this.host, instance: this.instance },
+      ...(this.options.product ? { product: this.options.product } : {}),
+    });
+    if (!hello.ok) {
+      transport.close();
+      throw new LeaseClientError(hello.error.code, `the server refused hello: ${hello.error.message}`);
+    }
+    const key = hello['publicKey'] as JWK | undefined;
+    try {
+      await this.checkServerKey(key);
+    } catch (err) {
+      transport.close();
+      throw err;
+    }
+    this.serverKey = key!;
+    const serverTime = hello['serverTimeMs'];
+    this.skewMs = typeof serverTime === 'number' ? serverTime - this.clock.now() : 0;
+    this.transport = transport;
+    this.backoffMs = 0;
+    this.emit('connected');
+    return transport;
+  }
+
+  private async checkServerKey(key: JWK | undefined): Promise<void> {
+    if (key === undefined || typeof key !== 'object' || key.kty !== 'OKP') {
+      throw new LeaseClientError('TOKEN_INVALID', 'the server sent no usable lease-signing key in hello');
+    }
+    const pinned = this.options.serverPublicKey ? await thumbprint(this.options.serverPublicKey) : this.options.serverKeyFingerprint;
+    if (pinned !== undefined && (await thumbprint(key)) !== pinned) {
+      throw new LeaseClientError('TOKEN_INVALID', `the server's lease-signing key is not the pinned one (${pinned}): refusing to trust it`);
+    }
+  }
+
+  /** Verifies the lease token's signature and that its claims are this lease, for this client. */
+  private async verified(reply: Reply, sentAt: number): Promise<LeaseInfo> {
+    const wire = (reply as { lease?: Record<string, unknown> }).lease;
+    if (wire === undefined || typeof wire['id'] !== 'string' || typeof wire['token'] !== 'string') {
+      throw new LeaseClientError('TOKEN_INVALID', 'the server answered without a lease');
+    }
+    let claims: LeaseTokenClaims;
+    try {
+      claims = await verifyLeaseToken(wire['token'], this.serverKey!, { now: this.clock.now() + this.skewMs, clockToleranceSec: 60 });
+    } catch (err) {
+      throw new LeaseClientError('TOKEN_INVALID', (err as Error).message);
+    }
+    const wrong =
+      claims.leaseId !== wire['id'] ? 'lease id' : claims.user !== this.user ? 'user' : claims.instance !== this.instance ? 'instance' : claims.product !== wire['product'] ? 'product' : null;
+    if (wrong !== null) throw new LeaseClientError('TOKEN_INVALID', `lease token rejected: its ${wrong} is not this lease's`);
+    const lease: LeaseInfo = {
+      id: wire['id'],
+      product: String(wire['product']),
+      leaseMs: Number(wire['leaseMs']),
+      renewAfterMs: Number(wire['renewAfterMs']),
+      expiresInMs: Number(wire['expiresInMs']),
+      token: wire['token'],
+      claims,
+    };
+    this.deadline = sentAt + lease.expiresInMs;
+    return lease;
+  }
+
+  private retryOrFail(denial: DenialInfo & { permanent: boolean }): void {
+    const retry = !denial.permanent && this.retryMs > 0;
+    this.emit('denied', { code: denial.code, message: denial.message, ...(denial.reason ? { reason: denial.reason } : {}), retryInMs: retry ? this.retryMs : null });
+    if (retry) {
+      this.schedule(this.retryMs, () => void this.tryAcquire());
+      return;
+    }
+    this.state = 'idle';
+    this.needsRegain = false;
+    this.settle(new LeaseClientError(denial.code, denial.message, denial.reason));
+  }
+
+  private async tryAcquire(): Promise<void> {
+    if (this.state !== 'acquiring') return;
+    const sentAt = this.clock.monotonic();
+    let reply: Reply;
+    try {
+      const transport = await this.connection();
+      reply = await transport.request('acquire', this.options.product ? { product: this.options.product } : {});
+    } catch (err) {
+      if (this.state !== 'acquiring') return;
+      const code = err instanceof LeaseClientError ? err.code : 'SERVER_UNREACHABLE';
+      this.retryOrFail({ code, message: (err as Error).message, retryInMs: null, permanent: PERMANENT.has(code) });
+      return;
+    }
+    if (this.state !== 'acquiring') {
+      // Released or closed while the request was out: give back what came.
+      if (reply.ok) void this.transport?.request('release', { lease: String((reply as { lease?: { id?: unknown } }).lease?.id) }).catch(() => {});
+      return;
+    }
+    if (!reply.ok) {
+      const e: ReplyError = reply.error;
+      this.retryOrFail({ code: e.code, message: e.message, ...(e.reason ? { reason: e.reason } : {}), retryInMs: null, permanent: PERMANENT.has(e.code) });
+      return;
+    }
+    let lease: LeaseInfo;
+    try {
+      lease = await this.verified(reply, sentAt);
+    } catch (err) {
+      this.retryOrFail({ code: 'TOKEN_INVALID', message: (err as Error).message, retryInMs: null, permanent: true });
+      return;
+    }
+    this.hold(lease, this.needsRegain ? 'regained' : 'acquired');
+    this.needsRegain = false;
+  }
+
+  private hold(lease: LeaseInfo, event: 'acquired' | 'renewed' | 'regained'): void {
+    this.current = lease;
+    this.state = 'held';
+    this.schedule(lease.renewAfterMs, () => void this.renew());
+    this.emit(event, lease);
+    this.settle(lease);
+  }
+
+  private nextBackoff(): number {
+    // Jittered exponential back-off, 0.5 s doubling up to the retry interval (or 10 s), so a
+    // restarted server is not hit by every client at the same instant.
+    const cap = Math.max(1000, Math.min(this.retryMs || DEFAULT_RETRY_INTERVAL_MS, DEFAULT_RETRY_INTERVAL_MS));
+    this.backoffMs = Math.min(cap, this.backoffMs === 0 ? 500 : this.backoffMs * 2);
+    return Math.round(this.backoffMs * (0.5 + Math.random() * 0.5));
+  }
+
+  private async renew(): Promise<void> {
+    const lease = this.current;
+    if (this.state !== 'held' || lease === null || this.renewing) return;
+    this.renewing = true;
+    const sentAt = this.clock.monotonic();
+    try {
+      const transport = await this.connection();
+      const reply = await transport.request('renew', { lease: lease.id });
+      if (this.current !== lease || this.state !== 'held') return;
+      if (reply.ok) {
+        this.hold(await this.verified(reply, sentAt), 'renewed');
+        return;
+      }
+      const { code, message } = reply.error;
+      if (code === 'LEASE_EXPIRED' || code === 'LEASE_NOT_FOUND' || code === 'LEASE_NOT_YOURS') this.ended('lost', message);
+      else if (code === 'LICENSE_EXPIRED') this.ended('revoked', message);
+      else this.renewLater();
+    } catch (err) {
+      if (this.current !== lease || this.state !== 'held') return;
+      if (err instanceof LeaseClientError && err.code === 'TOKEN_INVALID') {
+        this.ended('lost', err.message);
+        return;
+      }
+      if (!(err instanceof TransportError) && !(err instanceof LeaseClientError)) throw err;
+      this.renewLater();
+    } finally {
+      this.renewing = false;
+    }
+  }
+
+  /** The server is unreachable: keep trying until the lease runs out, then report it lost. */
+  private renewLater(): void {
+    const left = this.deadline - this.clock.monotonic();
+    if (left <= 0) {
+      this.ended('lost', 'the server could not be reached before the lease expired');
+      return;
+    }
+    const wait = Math.min(this.nextBackoff(), left);
+    this.schedule(wait, () => {
+      if (this.deadline - this.clock.monotonic() <= 0) this.ended('lost', 'the server could not be reached before the lease expired');
+      else void this.renew();
+    });
+  }
+
+  /** The lease is gone: say so, then (if retrying) work to get one back. */
+  private ended(event: 'lost' | 'revoked', reason: string): void {
+    const lease = this.current;
+    if (lease === null) return;
+    this.cancelTimer();
+    this.current = null;
+    this.emit(event, { leaseId: lease.id, reason });
+    if (this.state === 'closed') return;
+    if (this.retryMs === 0) {
+      this.state = 'idle';
+      return;
+    }
+    this.state = 'acquiring';
+    this.needsRegain = true;
+    void this.tryAcquire();
+  }
+
+  private pushed(msg: Record<string, unknown>): void {
+    const lease = this.current;
+    if (lease === null || msg['lease'] !== lease.id) return;
+    const reason = typeof msg['reason'] === 'string' ? msg['reason'] : String(msg['event']);
+    if (msg['event'] === 'revoked') this.ended('revoked', reason);
+    else if (msg['event'] === 'expired') this.ended('lost', 'the server expired the lease');
+  }
+
+  private hookExit(): void {
+    const onSignal = (signal: unknown) => {
+      for (const [event, fn] of this.exitHooks.splice(0)) process.off(event, fn);
+      const done = () => {
+        // Re-raise so the process ends the way it would have without us, unless someone else handles it.
+        if (process.listenerCount(signal as string) === 0) process.kill(process.pid, signal as NodeJS.Signals);
+      };
+      const timer = setTimeout(done, 2000);
+      void this.close().finally(() => {
+        clearTimeout(timer);
+        done();
+      });
+    };
+    const onBeforeExit = () => void this.close();
+    this.exitHooks.push(['SIGINT', onSignal], ['SIGTERM', onSignal], ['beforeExit', onBeforeExit]);
+    for (const [event, fn] of this.exitHooks) process.on(event, fn);
+  }
+}
