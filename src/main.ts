@@ -5,6 +5,7 @@ import { processIo } from './cli/common.js';
 import { LICENSE_USAGE, license } from './cli/license.js';
 import { LOG_USAGE, log } from './cli/log.js';
 import { RULES_USAGE, rules } from './cli/rules.js';
+import { RUN_USAGE, run } from './cli/run.js';
 import { SERVE_USAGE, serve } from './cli/serve.js';
 import { STATUS_USAGE, status } from './cli/status.js';
 import { VENDOR_USAGE, vendor } from './cli/vendor.js';
@@ -16,6 +17,7 @@ ${STATUS_USAGE}
 ${LOG_USAGE}
 ${LICENSE_USAGE}
 ${RULES_USAGE}
+${RUN_USAGE}
 ${VENDOR_USAGE}
 floatd version`;
 
@@ -25,6 +27,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   log: (a) => log(a, processIo),
   license: (a) => license(a, processIo),
   rules: (a) => rules(a, processIo),
+  run: (a) => run(a, processIo),
   vendor: (a) => vendor(a, processIo),
   version: async () => {
     processIo.out(VERSION);

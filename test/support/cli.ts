@@ -49,3 +49,14 @@ export function exited(child: ChildProcess): Promise<{ code: number | null; sign
     else child.once('exit', (code, signal) => resolve({ code, signal }));
   });
 }
+
+/** Runs the built CLI without blocking this process (needed when the server runs in-process). */
+export async function floatdAsync(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const child = spawnFloatd(args);
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const { code } = await exited(child);
+  return { code, out: out.trim(), err: err.trim() };
+}

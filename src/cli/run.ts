@@ -1,0 +1,118 @@
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
+import { LeaseClient, LeaseClientError } from '../client/lease-client.js';
+import { FloatdError } from '../domain/errors.js';
+import { intFlag, parse, type Io } from './common.js';
+
+export const RUN_USAGE = `floatd run --server HOST[:PORT] [--product P] [--retry-seconds N] [--user U] [--instance ID | --instance-file FILE]
+           [--on-lost warn|stop] [--grace-seconds N] [--server-key-fingerprint FP] -- COMMAND [ARG]...
+  Waits for a lease, runs COMMAND while keeping the lease renewed, releases it when COMMAND exits, and exits with its status.`;
+
+const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
+
+function signalStatus(signal: NodeJS.Signals): number {
+  return 128 + (constants.signals[signal] ?? 0);
+}
+
+/** `floatd run`: wraps any program in a lease. Resolves with the exit status to use. */
+export async function run(args: string[], io: Io): Promise<number> {
+  const sep = args.indexOf('--');
+  if (sep < 0 || sep === args.length - 1) throw new FloatdError('USAGE', `floatd run needs the command after "--"\n${RUN_USAGE}`);
+  const command = args.slice(sep + 1);
+  const { values } = parse(args.slice(0, sep), {
+    server: { type: 'string' },
+    product: { type: 'string' },
+    'retry-seconds': { type: 'string' },
+    user: { type: 'string' },
+    instance: { type: 'string' },
+    'instance-file': { type: 'string' },
+    'on-lost': { type: 'string' },
+    'grace-seconds': { type: 'string' },
+    'server-key-fingerprint': { type: 'string' },
+  });
+  if (values.server === undefined) throw new FloatdError('USAGE', `floatd run needs --server HOST[:PORT]\n${RUN_USAGE}`);
+  const onLost = values['on-lost'] ?? 'warn';
+  if (onLost !== 'warn' && onLost !== 'stop') throw new FloatdError('USAGE', `--on-lost must be warn or stop; got "${onLost}"`);
+  const graceMs = (intFlag(values['grace-seconds'], 'grace-seconds') ?? 60) * 1000;
+  const retrySeconds = intFlag(values['retry-seconds'], 'retry-seconds');
+  const say = (text: string) => io.err(`floatd run: ${text}`);
+
+  const client = new LeaseClient({
+    server: values.server,
+    ...(values.product !== undefined ? { product: values.product } : {}),
+    ...(values.user !== undefined ? { user: values.user } : {}),
+    ...(values.instance !== undefined ? { instance: values.instance } : {}),
+    ...(values['instance-file'] !== undefined ? { instanceFile: values['instance-file'] } : {}),
+    ...(values['server-key-fingerprint'] !== undefined ? { serverKeyFingerprint: values['server-key-fingerprint'] } : {}),
+    ...(retrySeconds !== undefined ? { retryIntervalMs: retrySeconds * 1000 } : {}),
+  });
+  client.on('denied', (d) => {
+    const why = `${d.code}${d.reason ? ` (${d.reason})` : ''}: ${d.message}`;
+    say(d.retryInMs === null ? `no lease: ${why}` : `waiting for a lease: ${why}; trying again in ${d.retryInMs / 1000} s`);
+  });
+
+  // A signal while waiting for a seat stops the wait.
+  let stoppedBy: NodeJS.Signals | null = null;
+  const stopWaiting = (signal: NodeJS.Signals) => {
+    stoppedBy = signal;
+    void client.close();
+  };
+  for (const s of FORWARDED) process.on(s, stopWaiting);
+  let leaseId: string;
+  try {
+    const lease = await client.acquire();
+    leaseId = lease.id;
+    say(`lease ${lease.id} on ${lease.product} held (renewing every ${lease.renewAfterMs / 1000} s); starting ${command[0]}`);
+  } catch (err) {
+    await client.close();
+    if (stoppedBy !== null) return signalStatus(stoppedBy);
+    if (err instanceof LeaseClientError) {
+      say(`${err.code}: ${err.message}`);
+      return 1;
+    }
+    throw err;
+  } finally {
+    for (const s of FORWARDED) process.off(s, stopWaiting);
+  }
+
+  const child = spawn(command[0]!, command.slice(1), { stdio: 'inherit' });
+  const forward = (signal: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+  };
+  for (const s of FORWARDED) process.on(s, forward);
+
+  let grace: NodeJS.Timeout | null = null;
+  const lostLease = (what: string, reason: string) => {
+    if (onLost === 'warn') {
+      say(`${what} the lease (${reason}); ${command[0]} keeps running while a new one is sought`);
+      return;
+    }
+    say(`${what} the lease (${reason}); stopping ${command[0]} in ${graceMs / 1000} s unless a lease is regained`);
+    grace ??= setTimeout(() => {
+      say(`no lease regained; sending SIGTERM to ${command[0]}`);
+      forward('SIGTERM');
+      setTimeout(() => forward('SIGKILL'), 10_000).unref();
+    }, graceMs);
+  };
+  client.on('lost', (e) => lostLease('lost', e.reason));
+  client.on('revoked', (e) => lostLease('the server revoked', e.reason));
+  client.on('regained', (lease) => {
+    if (grace !== null) clearTimeout(grace);
+    grace = null;
+    leaseId = lease.id;
+    say(`lease regained (${lease.id})`);
+  });
+
+  const status = await new Promise<number>((resolve) => {
+    child.once('error', (err) => {
+      say(`cannot run ${command[0]}: ${err.message}`);
+      resolve((err as NodeJS.ErrnoException).code === 'ENOENT' ? 127 : 126);
+    });
+    child.once('exit', (code, signal) => resolve(code ?? (signal ? signalStatus(signal) : 1)));
+  });
+  for (const s of FORWARDED) process.off(s, forward);
+  if (grace !== null) clearTimeout(grace);
+  await client.close();
+  say(`${command[0]} exited with status ${status}; lease ${leaseId} released`);
+  return status;
+}
