@@ -58,10 +58,8 @@ export async function run(args: string[], io: Io): Promise<number> {
     void client.close();
   };
   for (const s of FORWARDED) process.on(s, stopWaiting);
-  let leaseId: string;
   try {
     const lease = await client.acquire();
-    leaseId = lease.id;
     say(`lease ${lease.id} on ${lease.product} held (renewing every ${lease.renewAfterMs / 1000} s); starting ${command[0]}`);
   } catch (err) {
     await client.close();
@@ -99,7 +97,6 @@ export async function run(args: string[], io: Io): Promise<number> {
   client.on('regained', (lease) => {
     if (grace !== null) clearTimeout(grace);
     grace = null;
-    leaseId = lease.id;
     say(`lease regained (${lease.id})`);
   });
 
@@ -112,7 +109,8 @@ export async function run(args: string[], io: Io): Promise<number> {
   });
   for (const s of FORWARDED) process.off(s, forward);
   if (grace !== null) clearTimeout(grace);
+  const held = client.lease;
   await client.close();
-  say(`${command[0]} exited with status ${status}; lease ${leaseId} released`);
+  say(`${command[0]} exited with status ${status}; ${held !== null ? `lease ${held.id} released` : 'no lease was held'}`);
   return status;
 }

@@ -1,5 +1,7 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { exited, floatd, floatdAsync, killChildren, requireBuild, spawnFloatd } from '../support/cli.js';
+import { withLicensing } from '../../src/app/inspect.js';
+import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { leaseOf, startServer, type TestServer } from '../support/server.js';
 
 beforeAll(requireBuild);
@@ -73,6 +75,20 @@ describe('floatd run', () => {
     expect(r.code).toBe(1);
     expect(r.out).toBe('');
     expect(r.err).toContain('NO_FREE_SEATS');
+  });
+
+  it('with --on-lost stop, stops the command when the lease is revoked and none can be had', async () => {
+    const s = await server();
+    const child = spawnFloatd(['run', '--server', s.address, '--on-lost', 'stop', '--grace-seconds', '0', '--', node, '-e', 'setInterval(() => {}, 1000)']);
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    await until(() => err.includes('starting'), 'the command to start');
+    const keyId = s.floatd.status().keys[0]!.id;
+    await withLicensing(s.config, new SystemClock(), (l) => l.remove(keyId));
+    expect(await exited(child)).toEqual({ code: 143, signal: null });
+    expect(err).toMatch(/the server revoked the lease \(its license key was removed\); stopping \S*node in 0 s/);
+    expect(err).toMatch(/no lease regained; sending SIGTERM to \S*node\n/);
+    expect(err).toMatch(/node exited with status 143/);
   });
 
   it('says what is wrong with its own command line', () => {

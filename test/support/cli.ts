@@ -5,6 +5,8 @@ import { join } from 'node:path';
 /** The built CLI (npm install builds it). */
 export const MAIN = join(import.meta.dirname, '..', '..', 'dist', 'src', 'main.js');
 const children: ChildProcess[] = [];
+/** Children whose output streams are closed too (so everything they wrote has been read). */
+const closed = new WeakSet<ChildProcess>();
 
 export function requireBuild(): void {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run npm run build (npm install does it)`);
@@ -25,6 +27,7 @@ export function floatd(args: string[], input?: string, cwd?: string) {
 export function spawnFloatd(args: string[], env: Record<string, string> = {}): ChildProcess {
   const child = spawn(process.execPath, [MAIN, ...args], { env: { PATH: process.env['PATH'], ...env } });
   children.push(child);
+  child.once('close', () => closed.add(child));
   return child;
 }
 
@@ -43,10 +46,11 @@ export function serve(args: string[]): Promise<{ child: ChildProcess; port: numb
   });
 }
 
+/** Resolves when the child has exited and its output is all read. */
 export function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
-    else child.once('exit', (code, signal) => resolve({ code, signal }));
+    if (closed.has(child)) resolve({ code: child.exitCode, signal: child.signalCode });
+    else child.once('close', (code, signal) => resolve({ code, signal }));
   });
 }
 
