@@ -223,6 +223,7 @@ export class Floatd {
       serverKeyFingerprint: this.fingerprint,
       listeners: this.bound.map((b) => ({ name: b.name, address: b.address, port: b.port })),
       running: true,
+      rules: this.rules.summary,
     });
   }
 

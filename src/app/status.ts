@@ -44,6 +44,8 @@ export interface ServerStatus {
   readonly serverKeyFingerprint: string | null;
   readonly listeners: ReadonlyArray<{ name: string; address: string; port: number }>;
   readonly running: boolean | null;
+  /** The CLT rules in force (a running server only), e.g. "12 CLT rule(s) from /etc/floatd/rules.clt". */
+  readonly rules: string | null;
 }
 
 export interface StatusInputs {
@@ -54,6 +56,7 @@ export interface StatusInputs {
   readonly serverKeyFingerprint: string | null;
   readonly listeners: ReadonlyArray<{ name: string; address: string; port: number }>;
   readonly running: boolean | null;
+  readonly rules?: string | null;
 }
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
@@ -115,5 +118,6 @@ export function collectStatus(input: StatusInputs): ServerStatus {
     serverKeyFingerprint: input.serverKeyFingerprint,
     listeners: input.listeners,
     running: input.running,
+    rules: input.rules ?? null,
   };
 }

@@ -52,6 +52,7 @@ export function formatStatus(s: ServerStatus): string {
       : `server may be down: ${duration(s.downToleranceMs)} before the first lease expires`,
   );
   lines.push(`server key fingerprint: ${s.serverKeyFingerprint ?? '(not yet created)'}`);
+  if (s.rules !== null) lines.push(`rules: ${s.rules}`);
   if (s.listeners.length > 0) lines.push(`listeners: ${s.listeners.map((l) => `${l.name} ${l.address.includes(':') ? `[${l.address}]` : l.address}:${l.port}`).join(', ')}`);
   return lines.join('\n');
 }

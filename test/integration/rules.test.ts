@@ -113,6 +113,7 @@ describe('CLT rules on a real server', () => {
 
     writeFileSync(file, 'CLT alice connection_limit=2\n');
     expect(server.floatd.reloadRules()).toMatchObject({ ok: true });
+    expect(server.floatd.status().rules).toBe(`1 CLT rule(s) from ${file}`);
     leaseOf(await a2.request('acquire', {}));
 
     writeFileSync(file, 'CLT alice connection_limit=5\nCLT bob limit=3\n');

@@ -58,6 +58,24 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ configFile: join(dir, 'missing.json'), env: {} })).toThrow(/missing\.json/);
   });
 
+  it('reads where CLT rules come from, resolving paths against the config file', () => {
+    const dir = tempDir();
+    const file = join(dir, 'floatd.json');
+    writeFileSync(file, JSON.stringify({ rules: { file: 'rules.clt', groupsFile: 'groups', defaultFrequencyPeriodMs: 0 } }));
+    expect(loadConfig({ configFile: file, env: {} }).rules).toEqual({
+      file: join(dir, 'rules.clt'),
+      inline: null,
+      groupsFile: join(dir, 'groups'),
+      defaultFrequencyPeriodMs: 0,
+    });
+    expect(loadConfig({ env: {}, flags: { 'rules.inline': ['CLT a connection_limit=1', 'CLT b BLOCK'] } }).rules.inline).toBe('CLT a connection_limit=1\nCLT b BLOCK');
+    expect(loadConfig({ env: {} }).rules).toEqual({ file: null, inline: null, groupsFile: null, defaultFrequencyPeriodMs: 60_000 });
+    expect(() => loadConfig({ env: { FLOATD_RULES_FILE: '/r.clt' }, flags: { 'rules.inline': 'CLT a BLOCK' } })).toThrow(
+      /rules.file \(environment FLOATD_RULES_FILE\) and rules.inline \(command line\) are both set/,
+    );
+    expect(() => loadConfig({ env: {}, flags: { 'rules.inline': [1, 2] } })).toThrow(/setting rules.inline .*array of rule lines/);
+  });
+
   it('accepts the shipped example config', () => {
     const c = loadConfig({ configFile: join(import.meta.dirname, '..', '..', 'config', 'floatd.example.json'), env: {} });
     expect(c.leaseSeconds).toBe(1800);
