@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { join } from 'node:path';
 import { createServer, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/adapters/clock/fake-clock.js';
@@ -210,6 +212,27 @@ describe('LeaseClient against a real server', () => {
     await c.close();
     expect(s.floatd.store.allLeases()).toHaveLength(0);
     await expect(c.acquire()).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
+  });
+
+  it('imports as floatd/client and, with releaseOnExit, releases on SIGTERM and then dies of it', async () => {
+    const s = await server();
+    const script = `
+      import { LeaseClient } from 'floatd/client';
+      const c = new LeaseClient({ server: ${JSON.stringify(s.address)}, user: 'exiting', releaseOnExit: true });
+      const lease = await c.acquire();
+      console.log(lease.id);
+      setInterval(() => {}, 1000);`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: join(import.meta.dirname, '..', '..') });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    for (let i = 0; i < 200 && !out.includes('\n'); i++) await new Promise((r) => setTimeout(r, 25));
+    expect(s.floatd.store.allLeases().map((l) => l.id)).toEqual([out.trim()]);
+    child.kill('SIGTERM');
+    const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
+    expect({ code, signal }).toEqual({ code: null, signal: 'SIGTERM' });
+    expect(s.floatd.store.allLeases()).toEqual([]);
+    expect(s.floatd.store.queryEvents({ user: 'exiting', events: ['released'] })).toHaveLength(1);
   });
 
   it('keeps the instance id in the file it is given', () => {
