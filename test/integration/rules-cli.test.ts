@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TcpTransport } from '../../src/client/tcp-transport.js';
 import { floatd, killChildren, requireBuild, serve } from '../support/cli.js';
-import { tempDir } from '../support/helpers.js';
+import { tempDir, until } from '../support/helpers.js';
 import { errorOf, leaseOf } from '../support/server.js';
 
 beforeAll(requireBuild);
@@ -21,14 +21,6 @@ async function acquireAs(port: number, user: string, instance: string) {
   const reply = await t.request('acquire', {});
   t.close();
   return reply;
-}
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 describe('floatd rules commands', () => {

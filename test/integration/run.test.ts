@@ -2,6 +2,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { exited, floatd, floatdAsync, killChildren, requireBuild, spawnFloatd } from '../support/cli.js';
 import { withLicensing } from '../../src/app/inspect.js';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
+import { until } from '../support/helpers.js';
 import { leaseOf, startServer, type TestServer } from '../support/server.js';
 
 beforeAll(requireBuild);
@@ -16,14 +17,6 @@ async function server(seats = 5): Promise<TestServer> {
   const s = await startServer({ seats });
   servers.push(s);
   return s;
-}
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 const node = process.execPath;

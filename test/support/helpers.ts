@@ -45,3 +45,12 @@ export function licenseKey(overrides: Partial<LicenseKey> = {}): LicenseKey {
 }
 
 export { FakeClock };
+
+/** Polls `check` (every 25 ms, for up to 5 s) on real time, for things another process does. */
+export async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
