@@ -138,3 +138,11 @@ export async function closedLoop(clients: Client[], seconds: number, step: (c: C
   );
   return { count, latencies, elapsed: (performance.now() - start) / 1000 };
 }
+
+/** One grant: acquire a seat, then give it back. */
+export async function acquireRelease(c: Client): Promise<void> {
+  const r = await c.request({ op: 'acquire' });
+  const lease = r['lease'] as { id: string } | undefined;
+  if (!lease) throw new Error(`acquire failed: ${JSON.stringify(r)}`);
+  await c.request({ op: 'release', lease: lease.id });
+}

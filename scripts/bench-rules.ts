@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { closedLoop, connectAll, startServer, summary } from './bench-lib.js';
+import { acquireRelease, closedLoop, connectAll, startServer, summary } from './bench-lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -49,12 +49,7 @@ async function run(label: string, extraArgs: string[]): Promise<number> {
   const { child, port } = await startServer(dir, { seats: USERS + 10, maxConnections: USERS + 100, extraArgs });
   try {
     const clients = await connectAll(port, USERS, 'u');
-    const r = await closedLoop(clients, SECONDS, async (c) => {
-      const reply = await c.request({ op: 'acquire' });
-      const lease = reply['lease'] as { id: string } | undefined;
-      if (!lease) throw new Error(`acquire failed: ${JSON.stringify(reply)}`);
-      await c.request({ op: 'release', lease: lease.id });
-    });
+    const r = await closedLoop(clients, SECONDS, acquireRelease);
     console.log(summary(label, r.count, r.elapsed, r.latencies));
     for (const c of clients) c.socket.destroy();
     return r.count / r.elapsed;

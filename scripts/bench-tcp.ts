@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { closedLoop, connectAll, rssOf, startServer, summary } from './bench-lib.js';
+import { acquireRelease, closedLoop, connectAll, rssOf, startServer, summary } from './bench-lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -41,12 +41,7 @@ async function main(): Promise<void> {
     const clients = await connectAll(port, CLIENTS, 'c');
 
     // 1. Durable grants: acquire then release, closed loop. Each acquire is a new seat taken in its own transaction.
-    const grants = await closedLoop(clients, SECONDS, async (c) => {
-      const r = await c.request({ op: 'acquire' });
-      const lease = r['lease'] as { id: string } | undefined;
-      if (!lease) throw new Error(`acquire failed: ${JSON.stringify(r)}`);
-      await c.request({ op: 'release', lease: lease.id });
-    });
+    const grants = await closedLoop(clients, SECONDS, acquireRelease);
     console.log(summary('grants (acquire+release pairs)', grants.count, grants.elapsed, grants.latencies));
 
     // 2. Renewals, closed loop.

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { Config } from '../config/config.js';
 import type { Clock } from '../domain/clock.js';
+import type { LeaseStore } from '../domain/ports.js';
 import { FloatdError } from '../domain/errors.js';
 import { readJwkFile, thumbprint } from '../adapters/crypto/keys.js';
 import { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
@@ -26,6 +27,19 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+export interface ServerRuntime {
+  readonly pid: number;
+  readonly listeners: ReadonlyArray<{ name: string; address: string; port: number }>;
+}
+
+/** The server running on this data directory (as it recorded itself at start), or null. */
+export function serverRuntime(store: LeaseStore): ServerRuntime | null {
+  const text = store.getMeta(RUNTIME_META);
+  if (!text) return null;
+  const runtime = JSON.parse(text) as ServerRuntime;
+  return pidAlive(runtime.pid) ? runtime : null;
+}
+
 /** Status computed from the data directory alone. */
 export async function offlineStatus(config: Config, clock: Clock): Promise<ServerStatus> {
   const store = openExisting(config);
@@ -39,17 +53,15 @@ export async function offlineStatus(config: Config, clock: Clock): Promise<Serve
     pools.set(loaded.keys, noKeys ? { seats: config.evaluation.seats, periodMs: config.evaluation.days * 86_400_000, startedAt } : null);
     let fingerprint: string | null = null;
     if (existsSync(config.serverKeyFile)) fingerprint = await thumbprint(readJwkFile(config.serverKeyFile, 'private'));
-    const runtimeText = store.getMeta(RUNTIME_META);
-    const runtime = runtimeText ? (JSON.parse(runtimeText) as { pid: number; listeners: Array<{ name: string; address: string; port: number }> }) : null;
-    const running = runtime !== null && pidAlive(runtime.pid);
+    const runtime = serverRuntime(store);
     return collectStatus({
       store,
       pools,
       now: clock.now(),
       rejectedKeys: loaded.rejected.map((r) => ({ id: r.id, code: r.error.code, message: r.error.message })),
       serverKeyFingerprint: fingerprint,
-      listeners: running ? runtime.listeners.map((l) => ({ name: l.name, address: l.address, port: l.port })) : [],
-      running,
+      listeners: runtime?.listeners.map((l) => ({ name: l.name, address: l.address, port: l.port })) ?? [],
+      running: runtime !== null,
     });
   } finally {
     store.close();

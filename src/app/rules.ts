@@ -22,7 +22,8 @@ export interface FileError {
   readonly message: string;
 }
 
-function read(file: string, what: string): string {
+/** Reads a rules or groups file; an unreadable one is RULES_INVALID naming the file. */
+export function readRulesText(file: string, what: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
@@ -39,6 +40,17 @@ export function ruleFileErrors(file: string, errors: readonly RuleError[]): File
   return errors.map((e) => ({ file, ...e }));
 }
 
+function rulesInvalid(errors: readonly FileError[], what: string): FloatdError {
+  return new FloatdError('RULES_INVALID', `${errors.length} error(s); ${what}:\n${describeErrors(errors)}`, { errors });
+}
+
+/** A candidate rules file as a RuleBook (for `floatd rules`); any error throws RULES_INVALID listing them all. */
+export function loadRuleBook(file: string, defaultPeriodMs: number): RuleBook {
+  const parsed = parseRules(readRulesText(file, 'rules file'));
+  if (!parsed.ok) throw rulesInvalid(ruleFileErrors(file, parsed.errors), 'the whole file is refused');
+  return new RuleBook(parsed.ruleSet, defaultPeriodMs);
+}
+
 /**
  * Reads the configured rules (file or inline) and groups file, all or
  * nothing: any error throws RULES_INVALID listing every error with its line.
@@ -49,7 +61,7 @@ export function loadRules(settings: RulesSettings): LoadedRules {
   const source = settings.file ?? (settings.inline !== null ? 'config rules.inline' : null);
   const errors: FileError[] = [];
   if (source !== null) {
-    const text = settings.file !== null ? read(settings.file, 'rules file') : settings.inline!;
+    const text = settings.file !== null ? readRulesText(settings.file, 'rules file') : settings.inline!;
     const parsed = parseRules(text);
     if (parsed.ok) {
       book = new RuleBook(parsed.ruleSet, settings.defaultFrequencyPeriodMs);
@@ -60,7 +72,7 @@ export function loadRules(settings: RulesSettings): LoadedRules {
   }
   let groups: ReadonlyMap<string, readonly string[]> = new Map();
   if (settings.groupsFile !== null) {
-    const parsed = parseGroups(read(settings.groupsFile, 'groups file'));
+    const parsed = parseGroups(readRulesText(settings.groupsFile, 'groups file'));
     if (parsed.ok) {
       groups = parsed.groups;
       where += `, groups of ${parsed.groups.size} user(s) from ${settings.groupsFile}`;
@@ -69,7 +81,7 @@ export function loadRules(settings: RulesSettings): LoadedRules {
     }
   }
   if (errors.length > 0) {
-    throw new FloatdError('RULES_INVALID', `${errors.length} error(s); nothing of the rules is used:\n${describeErrors(errors)}`, { errors });
+    throw rulesInvalid(errors, 'nothing of the rules is used');
   }
   return { book, groups, summary: where };
 }

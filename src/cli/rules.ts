@@ -1,10 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { RUNTIME_META } from '../app/floatd.js';
-import { openExisting } from '../app/inspect.js';
-import { describeErrors, loadRules, replayLeaseLog, ruleFileErrors } from '../app/rules.js';
+import { openExisting, serverRuntime } from '../app/inspect.js';
+import { describeErrors, loadRuleBook, loadRules, readRulesText, replayLeaseLog, ruleFileErrors } from '../app/rules.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { FloatdError } from '../domain/errors.js';
-import { RuleBook, type Decision, type EffectiveLimits } from '../domain/rules/limits.js';
+import type { Decision, EffectiveLimits } from '../domain/rules/limits.js';
 import { parseRules, type RuleSet } from '../domain/rules/parser.js';
 import { describePeriod } from '../domain/rules/periods.js';
 import { RuleSimulator } from '../domain/rules/simulator.js';
@@ -17,26 +16,9 @@ floatd rules simulate FILE --from-log [--since TIME] [--until TIME] [--groups FI
 floatd rules reload [--config FILE] [--data-dir DIR]
   check, explain and simulate also take --config FILE (for rules.defaultFrequencyPeriodMs and the groups file).`;
 
-function readText(file: string, what: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new FloatdError('RULES_INVALID', `cannot read the ${what} ${file}: ${(err as Error).message}`);
-  }
-}
-
 function fileArg(positionals: string[], command: string): string {
   if (positionals.length !== 1) throw new FloatdError('USAGE', `floatd rules ${command} takes one rules FILE; got ${positionals.length}`);
   return positionals[0]!;
-}
-
-/** Parses a rules file; an invalid one throws RULES_INVALID listing every error. */
-function loadBook(file: string, defaultPeriodMs: number): RuleBook {
-  const parsed = parseRules(readText(file, 'rules file'));
-  if (!parsed.ok) {
-    throw new FloatdError('RULES_INVALID', `${parsed.errors.length} error(s):\n${describeErrors(ruleFileErrors(file, parsed.errors))}`);
-  }
-  return new RuleBook(parsed.ruleSet, defaultPeriodMs);
 }
 
 function checkJson(ruleSet: RuleSet): unknown {
@@ -62,7 +44,7 @@ function unlimited(n: number | null): string {
 async function check(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, true);
   const file = fileArg(positionals, 'check');
-  const parsed = parseRules(readText(file, 'rules file'));
+  const parsed = parseRules(readRulesText(file, 'rules file'));
   if (values.json) {
     io.out(JSON.stringify(parsed.ok ? checkJson(parsed.ruleSet) : { ok: false, errors: parsed.errors.map((e) => ({ line: e.line, kind: e.kind, message: e.message })) }));
     return parsed.ok ? 0 : 1;
@@ -125,7 +107,7 @@ async function explain(args: string[], io: Io): Promise<number> {
   const file = fileArg(positionals, 'explain');
   if (values.user === undefined) throw new FloatdError('USAGE', 'floatd rules explain needs --user U');
   const config = configFrom(io, values);
-  const book = loadBook(file, config.rules.defaultFrequencyPeriodMs);
+  const book = loadRuleBook(file, config.rules.defaultFrequencyPeriodMs);
   const who = { listener: values.listener ?? 'tcp', user: values.user, groups: values.group ?? [], product: values.product ?? null };
   const limits = book.limitsFor(who);
   if (values.json) {
@@ -161,7 +143,13 @@ interface SimEvent {
 
 function parseEvents(file: string): SimEvent[] {
   const events: SimEvent[] = [];
-  const lines = readText(file, 'events file').split(/\r?\n/);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new FloatdError('INPUT_INVALID', `cannot read the events file ${file}: ${(err as Error).message}`);
+  }
+  const lines = text.split(/\r?\n/);
   lines.forEach((text, i) => {
     const line = i + 1;
     if (text.trim() === '') return;
@@ -220,7 +208,7 @@ async function simulate(args: string[], io: Io): Promise<number> {
     throw new FloatdError('USAGE', 'floatd rules simulate needs exactly one of --events FILE.jsonl and --from-log');
   }
   const config = configFrom(io, values, { 'rules.groupsFile': values.groups });
-  const book = loadBook(file, config.rules.defaultFrequencyPeriodMs);
+  const book = loadRuleBook(file, config.rules.defaultFrequencyPeriodMs);
   let allowed = 0;
   let denied = 0;
   const count = (d: Decision) => (d.allowed ? (allowed += 1) : (denied += 1));
@@ -265,8 +253,7 @@ async function reload(args: string[], io: Io): Promise<number> {
   const config = configFrom(io, values);
   const store = openExisting(config);
   try {
-    const runtimeText = store.getMeta(RUNTIME_META);
-    const runtime = runtimeText ? (JSON.parse(runtimeText) as { pid: number }) : null;
+    const runtime = serverRuntime(store);
     if (runtime === null) throw new FloatdError('SERVER_UNREACHABLE', `no floatd is running on ${config.dataDir}`);
     const clock = new SystemClock();
     const sentAt = clock.now();

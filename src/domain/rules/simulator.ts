@@ -10,8 +10,8 @@ export interface SimAcquire {
 }
 
 interface Held {
-  readonly listener: string;
-  readonly user: string;
+  /** `listener \0 user`: the counters' key. */
+  readonly key: string;
   readonly product: string | null;
 }
 
@@ -22,6 +22,8 @@ interface Held {
  */
 export class RuleSimulator {
   private readonly held = new Map<string, Held>();
+  /** Products of the leases each (listener, user) holds, by lease id. */
+  private readonly heldBy = new Map<string, Map<string, string | null>>();
   private readonly grants = new Map<string, Array<{ t: number; product: string | null }>>();
 
   constructor(private readonly book: RuleBook) {}
@@ -31,19 +33,16 @@ export class RuleSimulator {
     if (this.held.has(a.lease)) return { allowed: true };
     const key = `${a.listener}\u0000${a.user}`;
     const grants = this.grants.get(key) ?? [];
+    const mine = this.heldBy.get(key) ?? new Map<string, string | null>();
     const limits = this.book.limitsFor({ listener: a.listener, user: a.user, groups: a.groups, product: a.product });
     const decision = decide(limits, a, a.tMs, {
-      held: (product) => {
-        let n = 0;
-        for (const h of this.held.values()) {
-          if (h.listener === a.listener && h.user === a.user && (product === null || h.product === product)) n += 1;
-        }
-        return n;
-      },
+      held: (product) => (product === null ? mine.size : [...mine.values()].filter((p) => p === product).length),
       acquiredSince: (since, product) => grants.filter((g) => g.t > since && (product === null || g.product === product)).length,
     });
     if (decision.allowed) {
-      this.held.set(a.lease, { listener: a.listener, user: a.user, product: a.product });
+      this.held.set(a.lease, { key, product: a.product });
+      mine.set(a.lease, a.product);
+      this.heldBy.set(key, mine);
       grants.push({ t: a.tMs, product: a.product });
       this.grants.set(key, grants);
     }
@@ -52,6 +51,9 @@ export class RuleSimulator {
 
   /** Ends a lease; unknown leases (never granted, or denied in the simulation) are ignored. */
   release(lease: string): void {
+    const held = this.held.get(lease);
+    if (held === undefined) return;
     this.held.delete(lease);
+    this.heldBy.get(held.key)?.delete(lease);
   }
 }
