@@ -25,6 +25,7 @@ export const ERROR_CODES = [
   'LEASE_NOT_FOUND',
   'LEASE_NOT_YOURS',
   'EVALUATION_EXPIRED',
+  'NO_LICENSE',
   // license keys
   'LICENSE_KEY_MALFORMED',
   'LICENSE_KEY_BAD_SIGNATURE',
@@ -37,6 +38,9 @@ export const ERROR_CODES = [
   'NO_VENDOR_KEYS',
   // configuration and operation
   'CONFIG_INVALID',
+  'DATA_DIR_INVALID',
+  'DATA_DIR_LOCKED',
+  'LISTEN_FAILED',
   'RULES_INVALID',
   'INPUT_INVALID',
   'USAGE',
