@@ -19,44 +19,70 @@ ${LICENSE_USAGE}
 ${RULES_USAGE}
 ${RUN_USAGE}
 ${VENDOR_USAGE}
-floatd version`;
+floatd version | --version
 
-const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
-  serve: (a) => serve(a, processIo),
-  status: (a) => status(a, processIo),
-  log: (a) => log(a, processIo),
-  license: (a) => license(a, processIo),
-  rules: (a) => rules(a, processIo),
-  run: (a) => run(a, processIo),
-  vendor: (a) => vendor(a, processIo),
-  version: async () => {
-    processIo.out(VERSION);
-    return 0;
+floatd COMMAND --help shows one command's usage.`;
+
+const COMMANDS: Record<string, { usage: string; run: (args: string[]) => Promise<number> }> = {
+  serve: { usage: SERVE_USAGE, run: (a) => serve(a, processIo) },
+  status: { usage: STATUS_USAGE, run: (a) => status(a, processIo) },
+  log: { usage: LOG_USAGE, run: (a) => log(a, processIo) },
+  license: { usage: LICENSE_USAGE, run: (a) => license(a, processIo) },
+  rules: { usage: RULES_USAGE, run: (a) => rules(a, processIo) },
+  run: { usage: RUN_USAGE, run: (a) => run(a, processIo) },
+  vendor: { usage: VENDOR_USAGE, run: (a) => vendor(a, processIo) },
+  version: {
+    usage: 'floatd version (or floatd --version)',
+    run: async () => {
+      processIo.out(VERSION);
+      return 0;
+    },
   },
 };
+
+/** `--help` anywhere among a command's own flags (for `run`, before the `--` that starts the wrapped command). */
+function asksForHelp(args: readonly string[]): boolean {
+  const own = args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
+  return own.includes('--help') || own.includes('-h');
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
-    processIo.out(USAGE);
+    const topic = command === 'help' && args[0] !== undefined ? COMMANDS[args[0]] : undefined;
+    processIo.out(topic?.usage ?? USAGE);
     return command === undefined ? 2 : 0;
   }
-  const run = COMMANDS[command];
-  if (run === undefined) {
+  if (command === '--version' || command === '-V') return COMMANDS['version']!.run([]);
+  const entry = COMMANDS[command];
+  if (entry === undefined) {
     processIo.err(`floatd: unknown command "${command}"\n\n${USAGE}`);
     return 2;
   }
+  if (asksForHelp(args)) {
+    processIo.out(entry.usage);
+    return 0;
+  }
   try {
-    return await run(args);
+    return await entry.run(args);
   } catch (err) {
     if (err instanceof FloatdError) {
       processIo.err(`floatd ${command}: ${err.code}: ${err.message}`);
       return err.code === 'USAGE' ? 2 : 1;
     }
-    processIo.err(`floatd ${command}: ${(err as Error).stack ?? String(err)}`);
+    // A fault floatd did not foresee: say what it was, without a stack trace (FLOATD_DEBUG=1 shows it).
+    const detail = process.env['FLOATD_DEBUG'] ? ((err as Error).stack ?? String(err)) : ((err as Error).message ?? String(err));
+    processIo.err(`floatd ${command}: INTERNAL: ${detail}`);
     return 1;
   }
 }
+
+// A reader that goes away (`floatd log | head`) ends the command quietly, as in any other Unix tool.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
+process.stderr.on('error', () => {});
 
 main(process.argv.slice(2)).then(
   (code) => {

@@ -1,20 +1,20 @@
-import { mkdirSync } from 'node:fs';
 import type { JWK } from 'jose';
 import type { Config, RulesSettings } from '../config/config.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
 import { FloatdError } from '../domain/errors.js';
-import { licenseValidity } from '../domain/license.js';
+import { licenseValidity, type LicenseKey } from '../domain/license.js';
 import { EVALUATION_POOL_ID } from '../domain/pool.js';
 import { OPEN_GATE } from '../domain/gate.js';
 import { RuleGate } from '../domain/rules/rule-gate.js';
 import type { LeaseStore } from '../domain/ports.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
-import { loadOrCreateServerKey, readJwkFile, thumbprint } from '../adapters/crypto/keys.js';
+import { loadOrCreateServerKey, thumbprint } from '../adapters/crypto/keys.js';
 import { LeaseTokenSigner } from '../adapters/crypto/lease-tokens.js';
-import { trustVendorKeys, type TrustedVendorKey } from '../adapters/crypto/license-keys.js';
 import { createLogger, type Logger } from '../adapters/log/logger.js';
-import { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
+import type { DataDirLock } from '../adapters/sqlite/data-dir-lock.js';
+import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 import { TcpServer, type BoundListener } from '../adapters/tcp/tcp-server.js';
+import { licensingSettings, openServerDataDir, recordLicensingSettings, trusted, type LicensingSettings } from './data-dir.js';
 import { LeaseService } from './lease-service.js';
 import { Licensing, type LoadedLicenses } from './licensing.js';
 import { PoolRegistry } from './pool-registry.js';
@@ -27,6 +27,15 @@ import { VERSION } from './version.js';
 const DAY_MS = 86_400_000;
 const MAINTENANCE_MS = 1000;
 export const RUNTIME_META = 'runtime';
+
+/** The running server as it records itself in its data directory. */
+export interface ServerRuntime {
+  readonly pid: number;
+  readonly startedAt: number;
+  readonly listeners: ReadonlyArray<{ name: string; address: string; port: number }>;
+  /** The CLT rules in force, as `status` shows them. */
+  readonly rules: string | null;
+}
 
 export interface FloatdDeps {
   readonly clock?: Clock;
@@ -41,24 +50,6 @@ export interface FloatdDeps {
 export type RulesReload =
   | { readonly ok: true; readonly summary: string }
   | { readonly ok: false; readonly message: string; readonly errors: readonly FileError[] };
-
-/** Reads the trusted vendor public keys named in config, naming any bad file. */
-export async function loadTrustedVendorKeys(config: Config): Promise<TrustedVendorKey[]> {
-  const jwks: JWK[] = config.vendorPublicKeys.map((file) => {
-    try {
-      return readJwkFile(file, 'public');
-    } catch (err) {
-      throw new FloatdError('CONFIG_INVALID', `setting vendorPublicKeys: ${(err as Error).message}`, { setting: 'vendorPublicKeys' });
-    }
-  });
-  return trustVendorKeys(jwks);
-}
-
-/** Opens the data directory's store (creating the directory and schema on first use). */
-export function openStore(config: Config): SqliteLeaseStore {
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  return new SqliteLeaseStore(config.dbFile);
-}
 
 /**
  * The composition root: builds every part of a running server from Config,
@@ -78,7 +69,12 @@ export class Floatd {
   private lastChange = -1;
   private lastPrune = 0;
   private keyStates = new Map<string, string>();
+  /** The tightest expiry warning (30, 14, 7, 1 days) given per key. */
+  private expiryWarned = new Map<string, number>();
+  private refusedConnections = 0;
+  private lastRefusalWarning = -Infinity;
   private started = false;
+  private startedAt = 0;
   private stopped = false;
   private reloading: Promise<void> | null = null;
   private rules: LoadedRules;
@@ -87,6 +83,8 @@ export class Floatd {
   private constructor(
     readonly config: Config,
     readonly store: LeaseStore,
+    private readonly lock: DataDirLock,
+    private readonly settings: LicensingSettings,
     private readonly licensing: Licensing,
     private readonly fingerprint: string,
     publicJwk: JWK,
@@ -141,6 +139,7 @@ export class Floatd {
       {
         protocolError: (conn, code, detail) =>
           this.logger.debug({ remote: conn.remote, listener: conn.listener, code, detail }, 'protocol error'),
+        connectionRefused: (remote) => this.connectionRefused(remote),
       },
     );
     this.applyRules(rules);
@@ -161,6 +160,7 @@ export class Floatd {
     try {
       const rules = loadRules(this.rulesSettings());
       this.applyRules(rules);
+      if (this.bound.length > 0) this.recordRuntime();
       this.logger.info({ rules: rules.book?.size ?? 0 }, `rules reloaded: ${rules.summary}`);
       this.store.appendEvent({ ts: now, event: 'rules-reloaded', message: rules.summary });
       return { ok: true, summary: rules.summary };
@@ -176,38 +176,61 @@ export class Floatd {
   static async create(config: Config, deps: FloatdDeps = {}): Promise<Floatd> {
     const clock = deps.clock ?? new SystemClock();
     const logger = deps.logger ?? createLogger(config.log);
-    const trusted = await loadTrustedVendorKeys(config);
+    const settings = licensingSettings(config);
+    const trustedKeys = await trusted(settings);
     const rulesSettings = deps.rulesSettings ?? (() => config.rules);
     const rules = loadRules(rulesSettings());
-    const store = openStore(config);
+    const { store, lock } = openServerDataDir(config);
     try {
-      const key = await loadOrCreateServerKey(config.serverKeyFile);
+      const key = await loadServerKey(config.serverKeyFile);
       const signer = await LeaseTokenSigner.create(key.privateJwk);
-      const licensing = new Licensing(store, clock, trusted, config.products);
-      return new Floatd(config, store, licensing, await thumbprint(key.publicJwk), key.publicJwk, signer, rules, { clock, logger, rulesSettings });
+      const licensing = new Licensing(store, clock, trustedKeys, config.products);
+      return new Floatd(config, store, lock, settings, licensing, await thumbprint(key.publicJwk), key.publicJwk, signer, rules, { clock, logger, rulesSettings });
     } catch (err) {
       store.close();
+      lock.release();
       throw err;
     }
   }
 
-  /** Loads keys, sweeps what lapsed while down, then listens. */
+  /**
+   * Loads the keys, listens, and only then records the start (the evaluation
+   * clock, the settings commands read, the runtime record): a start that fails
+   * leaves no trace but its error. A half-started server is stopped again.
+   */
   async start(): Promise<BoundListener[]> {
     if (this.started) return this.bound;
+    if (this.stopped) throw new FloatdError('SHUTTING_DOWN', 'this server was stopped; create a new one');
     this.started = true;
-    await this.reloadLicenses(true);
-    this.sweeper.start();
-    this.bound = await this.tcp.start();
-    const now = this.clock.now();
-    this.store.setMeta(RUNTIME_META, JSON.stringify({ pid: process.pid, startedAt: now, listeners: this.bound }));
-    this.store.appendEvent({ ts: now, event: 'server-started', message: `floatd ${VERSION} listening on ${this.bound.map((b) => `${b.address}:${b.port}`).join(', ')}` });
-    if (this.rules.book !== null || this.rules.groups.size > 0) {
-      this.store.appendEvent({ ts: now, event: 'rules-reloaded', message: `in force at start: ${this.rules.summary}` });
+    try {
+      // Pools first (quietly), so the first requests after listening are served.
+      await this.licensing.loadPools(this.pools, this.config.evaluation);
+      this.bound = await this.tcp.start();
+      recordLicensingSettings(this.store as SqliteLeaseStore, this.settings);
+      this.licensing.recordEvaluationStart(this.pools.evaluationPool() !== null);
+      await this.reloadLicenses(true);
+      this.sweeper.start();
+      const now = this.clock.now();
+      this.startedAt = now;
+      this.recordRuntime();
+      this.store.appendEvent({ ts: now, event: 'server-started', message: `floatd ${VERSION} listening on ${this.bound.map((b) => `${b.address}:${b.port}`).join(', ')}` });
+      if (this.rules.book !== null || this.rules.groups.size > 0) {
+        this.store.appendEvent({ ts: now, event: 'rules-reloaded', message: `in force at start: ${this.rules.summary}` });
+      }
+    } catch (err) {
+      await this.stop();
+      throw err;
     }
     this.logger.info({ rules: this.rules.book?.size ?? 0 }, this.rules.summary);
     this.scheduleMaintenance();
     for (const b of this.bound) this.logger.info({ listener: b.name, address: b.address, port: b.port }, 'listening');
     return this.bound;
+  }
+
+  /** What commands on this data directory learn of the running server. */
+  private recordRuntime(): void {
+    const runtime: ServerRuntime = { pid: process.pid, startedAt: this.startedAt, listeners: this.bound, rules: this.rules.summary };
+    this.store.setMeta(RUNTIME_META, JSON.stringify(runtime));
   }
 
   listeners(): readonly BoundListener[] {
@@ -235,57 +258,100 @@ export class Floatd {
 
   private async doReload(initial: boolean): Promise<void> {
     this.lastChange = this.store.changeCounter();
-    const loaded = await this.licensing.load();
+    const before = new Map(this.pools.licenseKeys().map((k) => [k.id, k]));
+    const beforePools = this.pools.all().map((p) => p.id);
+    const wasRejected = new Set(this.rejected.map((r) => r.id));
+    const loaded = await this.licensing.loadPools(this.pools, this.config.evaluation);
     this.rejected = loaded.rejected;
-    // Evaluation only while no key is installed at all: a rejected key does not bring it back.
-    const noKeys = loaded.keys.length === 0 && loaded.rejected.length === 0;
-    const startedAt = this.licensing.evaluationStartedAt(noKeys);
-    const evaluation = noKeys ? { seats: this.config.evaluation.seats, periodMs: this.config.evaluation.days * DAY_MS, startedAt } : null;
-    const before = new Set(this.pools.all().map((p) => p.id));
-    this.pools.set(loaded.keys, evaluation);
     for (const r of loaded.rejected) {
-      this.logger.error({ key: r.id, code: r.error.code }, `installed license key ignored: ${r.error.message}`);
+      if (initial || !wasRejected.has(r.id)) this.logger.error({ key: r.id, code: r.error.code }, `installed license key ignored: ${r.error.message}`);
     }
+    if (!initial) {
+      for (const key of loaded.keys) {
+        if (!before.has(key.id)) {
+          this.logger.info({ key: key.id, product: key.product, licensee: key.licensee, seats: key.seats }, `license key ${key.id} added: ${key.seats} seat(s) of ${key.product}`);
+        }
+      }
+      const now = new Set([...loaded.keys.map((k) => k.id), ...loaded.rejected.map((r) => r.id)]);
+      for (const [id, key] of before) {
+        if (!now.has(id)) this.logger.info({ key: id, product: key.product }, `license key ${id} removed`);
+      }
+    }
+    this.poolsChanged(beforePools, initial);
+  }
+
+  /** After the pools were decided again: state changes, the evaluation banner, revocations. */
+  private poolsChanged(beforePools: readonly string[], initial: boolean): void {
     const now = this.clock.now();
     this.checkKeyStates(now, initial);
     const evalPool = this.pools.evaluationPool();
-    if (evalPool !== null && (initial || !before.has(evalPool.id))) {
+    if (evalPool !== null && (initial || !beforePools.includes(evalPool.id))) {
       const daysLeft = Math.max(0, Math.ceil((evalPool.expiresAt! - now) / DAY_MS));
       if (now >= evalPool.expiresAt!) {
         this.logger.error({ endedAt: new Date(evalPool.expiresAt!).toISOString() }, 'evaluation period is over and no license key is installed: no seats can be granted');
       } else {
         this.logger.warn(
           { seats: evalPool.seats, daysLeft, endsAt: new Date(evalPool.expiresAt!).toISOString() },
-          `evaluation mode: no license key installed; ${evalPool.seats} seat(s) for ${daysLeft} more day(s)`,
+          `evaluation mode: no license key in force; ${evalPool.seats} seat(s) for ${daysLeft} more day(s)`,
         );
       }
     } else if (this.pools.all().length === 0) {
       this.logger.error('no usable license key is installed and evaluation is off: no seats can be granted');
     }
     const current = new Set(this.pools.all().map((p) => p.id));
-    const revoked = this.leases.revokeInvalid((poolId) =>
-      current.has(poolId) ? null : poolId === EVALUATION_POOL_ID ? 'evaluation ended: a license key is installed' : 'its license key was removed',
-    );
-    if (revoked > 0) this.logger.warn({ revoked }, 'leases revoked: their license key is gone');
+    const installed = this.pools.licenseKeys().find((k) => current.has(k.id));
+    const evaluationEnded = `evaluation ended: license key ${installed?.id ?? ''} is in force`;
+    const revokedEvaluation = this.leases.revokeInvalid((poolId) => (poolId === EVALUATION_POOL_ID && !current.has(poolId) ? evaluationEnded : null));
+    if (revokedEvaluation > 0) this.logger.warn({ revoked: revokedEvaluation, key: installed?.id }, `${revokedEvaluation} evaluation lease(s) revoked: ${evaluationEnded}`);
+    const revoked = this.leases.revokeInvalid((poolId) => (current.has(poolId) || poolId === EVALUATION_POOL_ID ? null : 'its license key was removed'));
+    if (revoked > 0) this.logger.warn({ revoked }, `${revoked} lease(s) revoked: their license key was removed`);
   }
 
   private checkKeyStates(now: number, initial: boolean): void {
     for (const key of this.pools.licenseKeys()) {
       const validity = licenseValidity(key, now);
       const previous = this.keyStates.get(key.id);
+      if (validity.state === 'valid') this.warnOfExpiry(key, now);
       if (previous === validity.state) continue;
       this.keyStates.set(key.id, validity.state);
       const info = { key: key.id, product: key.product, licensee: key.licensee, seats: key.seats };
       if (validity.state === 'valid') {
         if (initial || previous !== undefined) this.logger.info({ ...info, expires: key.expiresAt ? new Date(key.expiresAt).toISOString() : null }, 'license key in force');
+      } else if (validity.state === 'not-yet-valid') {
+        this.logger.info(info, `${validity.message}: it is pending and grants from then on`);
       } else {
         this.logger.error(info, `${validity.message}: no seats of ${key.product} are granted from it`);
-        if (validity.state === 'expired' && this.store.getMeta(`key-expired:${key.id}`) === undefined) {
+        if (this.store.getMeta(`key-expired:${key.id}`) === undefined) {
           this.store.setMeta(`key-expired:${key.id}`, String(now));
           this.store.appendEvent({ ts: now, event: 'key-expired', poolId: key.id, product: key.product, message: validity.message });
         }
       }
     }
+  }
+
+  /** Warns once when a key comes within 30, 14, 7 and 1 day(s) of its expiry (and once at start if already within). */
+  private warnOfExpiry(key: LicenseKey, now: number): void {
+    if (key.expiresAt === null) return;
+    const daysLeft = (key.expiresAt - now) / DAY_MS;
+    const threshold = EXPIRY_WARNINGS.filter((d) => daysLeft <= d).at(-1);
+    if (threshold === undefined || this.expiryWarned.get(key.id) === threshold) return;
+    this.expiryWarned.set(key.id, threshold);
+    this.logger.warn(
+      { key: key.id, product: key.product, licensee: key.licensee, expires: new Date(key.expiresAt).toISOString(), daysLeft: Math.ceil(daysLeft) },
+      `license key ${key.id} (${key.product}) expires in ${Math.ceil(daysLeft)} day(s), at ${new Date(key.expiresAt).toISOString()}: install its renewal`,
+    );
+  }
+
+  /** The connection cap was hit: warn at most once a minute, with how many were refused. */
+  private connectionRefused(remote: string): void {
+    this.refusedConnections++;
+    const now = this.clock.monotonic();
+    if (now - this.lastRefusalWarning < 60_000) return;
+    this.lastRefusalWarning = now;
+    this.logger.warn(
+      { refused: this.refusedConnections, maxConnections: this.config.maxConnections, remote },
+      `connection refused: the server holds its maximum of ${this.config.maxConnections} connections (maxConnections); ${this.refusedConnections} refused so far`,
+    );
   }
 
   private scheduleMaintenance(): void {
@@ -300,13 +366,16 @@ export class Floatd {
     });
   }
 
-  /** Every second: notice key changes made by `floatd license` and key expiry, checkpoint the WAL, prune the lease log. */
+  /** Every second: notice key changes made by `floatd license`, keys starting and expiring, checkpoint the WAL, prune the lease log. */
   private maintain(): void {
     const now = this.clock.now();
     if (this.store.changeCounter() !== this.lastChange) {
       this.reloadLicenses().catch((err: unknown) => this.logger.error({ err }, 'reloading license keys failed'));
+    } else {
+      const before = this.pools.all().map((p) => p.id);
+      if (this.pools.refresh(now)) this.poolsChanged(before, false);
+      else this.checkKeyStates(now, false);
     }
-    this.checkKeyStates(now, false);
     this.store.checkpoint();
     if (this.config.leaseLog.retentionDays > 0 && now - this.lastPrune > 3_600_000) {
       this.lastPrune = now;
@@ -315,20 +384,39 @@ export class Floatd {
     }
   }
 
-  /** Stops accepting, finishes in-flight replies, stops timers, closes the database last. Idempotent. */
+  /**
+   * Stops accepting, finishes in-flight replies, stops timers, closes the
+   * database and releases the data directory last. Idempotent; also cleans up
+   * after a start that failed half-way.
+   */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    await this.tcp.stop();
-    this.maintenance?.cancel();
-    this.sweeper.stop();
-    await this.reloading;
-    if (this.started) {
-      this.store.appendEvent({ ts: this.clock.now(), event: 'server-stopped' });
-      this.store.setMeta(RUNTIME_META, '');
+    try {
+      await this.tcp.stop();
+      this.maintenance?.cancel();
+      this.sweeper.stop();
+      await this.reloading?.catch(() => {});
+      if (this.bound.length > 0) {
+        this.store.appendEvent({ ts: this.clock.now(), event: 'server-stopped' });
+        this.store.setMeta(RUNTIME_META, '');
+      }
+    } finally {
+      this.store.close();
+      this.lock.release();
     }
-    this.store.close();
-    this.logger.info('stopped');
+    if (this.bound.length > 0) this.logger.info('stopped');
     this.logger.flush?.();
+  }
+}
+
+const EXPIRY_WARNINGS = [30, 14, 7, 1];
+
+/** The server's signing key; a file that cannot be read is a coded error naming it. */
+async function loadServerKey(file: string): ReturnType<typeof loadOrCreateServerKey> {
+  try {
+    return await loadOrCreateServerKey(file);
+  } catch (err) {
+    throw new FloatdError('DATA_DIR_INVALID', `the server key ${file} cannot be used: ${(err as Error).message.replace(`${file}: `, '')}`, { setting: 'dataDir' });
   }
 }

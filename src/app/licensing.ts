@@ -1,10 +1,12 @@
 import type { Clock } from '../domain/clock.js';
 import { FloatdError } from '../domain/errors.js';
-import { assertLicenseUsable, type LicenseKey } from '../domain/license.js';
+import { licenseValidity, type LicenseKey } from '../domain/license.js';
 import type { LeaseStore } from '../domain/ports.js';
 import { verifyLicenseKey, type TrustedVendorKey } from '../adapters/crypto/license-keys.js';
+import type { PoolRegistry } from './pool-registry.js';
 
 export const EVALUATION_STARTED_META = 'evaluation.startedAt';
+const DAY_MS = 86_400_000;
 
 export interface LoadedLicenses {
   readonly keys: LicenseKey[];
@@ -21,11 +23,16 @@ export class Licensing {
     private readonly products: readonly string[],
   ) {}
 
-  /** Verifies a key fully: form, vendor, signature, claims, dates and product. */
+  /**
+   * Verifies a key for installing: form, vendor, signature, claims and product.
+   * An expired key is refused; one whose not-before date is still ahead is
+   * accepted as pending (a renewal bought before the old key runs out).
+   */
   async verify(token: string): Promise<LicenseKey> {
     const key = await verifyLicenseKey(token, this.trusted);
     this.checkProduct(key);
-    assertLicenseUsable(key, this.clock.now());
+    const validity = licenseValidity(key, this.clock.now());
+    if (validity.state === 'expired') throw new FloatdError('LICENSE_KEY_EXPIRED', validity.message);
     return key;
   }
 
@@ -59,10 +66,11 @@ export class Licensing {
     return key;
   }
 
-  remove(id: string): void {
-    const stored = this.store.listLicenses().find((l) => l.id === id);
-    if (stored === undefined) throw new FloatdError('LICENSE_KEY_NOT_FOUND', `no installed license key has id ${id}`);
+  /** Removes a key named by its id or a unique prefix of it, as git takes commit ids; returns the full id. */
+  remove(idOrPrefix: string): string {
+    const id = resolveId(idOrPrefix, this.store.listLicenses().map((l) => l.id), 'installed license key', 'LICENSE_KEY_NOT_FOUND');
     this.store.removeLicense(id, { ts: this.clock.now(), event: 'key-removed', poolId: id, message: `license key ${id} removed` });
+    return id;
   }
 
   /**
@@ -96,14 +104,53 @@ export class Licensing {
     return out;
   }
 
-  /** When evaluation started; set (and logged) at the first start. */
-  evaluationStartedAt(inEvaluation: boolean): number {
+  /** When evaluation started (the server's first successful start), or null before that. */
+  evaluationStart(): number | null {
+    const stored = this.store.getMeta(EVALUATION_STARTED_META);
+    return stored === undefined ? null : Number(stored);
+  }
+
+  /**
+   * Fixes the start of evaluation at the first start that succeeded (so a failed
+   * start never starts the clock), and records `evaluation-started` in the lease
+   * log the first time evaluation is in use.
+   */
+  recordEvaluationStart(inEvaluation: boolean): number {
     const now = this.clock.now();
-    const stored = this.store.initMeta(EVALUATION_STARTED_META, String(now));
+    const stored = Number(this.store.initMeta(EVALUATION_STARTED_META, String(now)));
     if (inEvaluation && this.store.getMeta(`${EVALUATION_STARTED_META}.logged`) === undefined) {
       this.store.setMeta(`${EVALUATION_STARTED_META}.logged`, String(now));
-      this.store.appendEvent({ ts: now, event: 'evaluation-started', message: `evaluation period counted from ${new Date(Number(stored)).toISOString()}` });
+      this.store.appendEvent({ ts: now, event: 'evaluation-started', message: `evaluation period counted from ${new Date(stored).toISOString()}` });
     }
-    return Number(stored);
+    return stored;
   }
+
+  /**
+   * Verifies the stored keys and sets the pools from them and the evaluation
+   * terms: the one decision the server, `status` and `license` share.
+   */
+  async loadPools(pools: PoolRegistry, evaluation: { readonly seats: number; readonly days: number }): Promise<LoadedLicenses> {
+    const loaded = await this.load();
+    const now = this.clock.now();
+    const startedAt = this.evaluationStart() ?? now;
+    pools.set(
+      loaded.keys,
+      { seats: evaluation.seats, periodMs: evaluation.days * DAY_MS, startedAt },
+      now,
+      loaded.rejected.map((r) => ({ id: r.id, code: r.error.code })),
+    );
+    return loaded;
+  }
+}
+
+/**
+ * Finds the one id that equals `given` or starts with it. No match or several
+ * matches are errors that name what was looked for.
+ */
+export function resolveId(given: string, ids: readonly string[], what: string, notFound: 'LICENSE_KEY_NOT_FOUND' | 'USAGE'): string {
+  if (ids.includes(given)) return given;
+  const matches = given === '' ? [] : ids.filter((id) => id.startsWith(given));
+  if (matches.length === 1) return matches[0]!;
+  if (matches.length === 0) throw new FloatdError(notFound, `no ${what} has id ${given}${ids.length > 0 ? ` (ids: ${ids.join(', ')})` : ''}`);
+  throw new FloatdError('USAGE', `"${given}" is the start of ${matches.length} ${what} ids (${matches.join(', ')}); give more of it`);
 }

@@ -11,19 +11,51 @@ export interface PoolSelection {
   readonly pools: readonly Pool[];
 }
 
+export interface EvaluationTerms {
+  readonly seats: number;
+  readonly periodMs: number;
+  readonly startedAt: number;
+}
+
 /** The pools the server grants from: one per valid license key, or the evaluation pool. */
 export class PoolRegistry {
   private pools: Pool[] = [];
   private keys: LicenseKey[] = [];
   private evaluation: Pool | null = null;
+  private terms: EvaluationTerms | null = null;
+  private ignored: ReadonlyArray<{ id: string; code: string }> = [];
 
-  /** Replaces the pools: evaluation applies only when no key is installed at all. */
-  set(keys: readonly LicenseKey[], evaluation: { seats: number; periodMs: number; startedAt: number } | null): void {
+  /**
+   * Replaces the pools. Evaluation runs while no usable key has started: keys
+   * that fail verification change nothing, and a key waiting for its
+   * not-before date leaves evaluation running until that date (or until the
+   * evaluation period ends, when the pending key's pool says when it starts).
+   */
+  set(keys: readonly LicenseKey[], evaluation: EvaluationTerms | null, now: number, ignored: ReadonlyArray<{ id: string; code: string }> = []): void {
     this.keys = [...keys];
-    this.evaluation = keys.length === 0 && evaluation !== null && evaluation.seats > 0
-      ? evaluationPool(evaluation, evaluation.startedAt)
-      : null;
-    this.pools = this.evaluation !== null ? [this.evaluation] : this.keys.map(poolFromLicense);
+    this.terms = evaluation;
+    this.ignored = ignored;
+    this.refresh(now);
+  }
+
+  /** Re-decides evaluation versus keys at `now` (a key started, evaluation ran out); true when the pools changed. */
+  refresh(now: number): boolean {
+    const started = this.keys.some((k) => k.notBefore === null || k.notBefore <= now);
+    const terms = this.terms;
+    const evaluation = terms !== null && terms.seats > 0 ? evaluationPool(terms, terms.startedAt) : null;
+    const useEvaluation = !started && evaluation !== null && (this.keys.length === 0 || now < evaluation.expiresAt!);
+    const pools = useEvaluation ? [evaluation] : this.keys.map(poolFromLicense);
+    const changed = pools.map((p) => p.id).join('\n') !== this.pools.map((p) => p.id).join('\n');
+    this.evaluation = useEvaluation ? evaluation : null;
+    this.pools = pools;
+    return changed;
+  }
+
+  /** Why no pool exists, for the denial clients get. */
+  private noPoolReason(): string {
+    const ignored = this.ignored.map((k) => `${k.id} (${k.code})`).join(', ');
+    const keys = ignored === '' ? 'no license key is installed' : `no usable license key is installed (ignored: ${ignored}; see floatd status)`;
+    return `${keys} and evaluation is off (evaluation.seats is 0)`;
   }
 
   all(): readonly Pool[] {
@@ -49,7 +81,7 @@ export class PoolRegistry {
   /** Which pools may serve `product` (or the only product, when omitted) at `now`. */
   select(product: string | undefined, now: number): PoolSelection | Denial {
     if (this.pools.length === 0) {
-      return deny('NO_FREE_SEATS', 'this server has no license key installed and evaluation is off', { retryAfterMs: 60_000 });
+      return deny('NO_LICENSE', this.noPoolReason(), { retryAfterMs: 60_000 });
     }
     let name = product;
     if (name === undefined || name === '') {

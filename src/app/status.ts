@@ -21,7 +21,10 @@ export interface KeyStatus {
   readonly seatsInUse: number;
   readonly notBefore: string | null;
   readonly expires: string | null;
+  /** Whole days until the key expires (0 once expired), or null when it never expires. */
+  readonly daysLeft: number | null;
   readonly maxLeaseSeconds: number | null;
+  readonly features: readonly string[];
   readonly state: 'valid' | 'expired' | 'not-yet-valid';
 }
 
@@ -44,7 +47,7 @@ export interface ServerStatus {
   readonly serverKeyFingerprint: string | null;
   readonly listeners: ReadonlyArray<{ name: string; address: string; port: number }>;
   readonly running: boolean | null;
-  /** The CLT rules in force (a running server only), e.g. "12 CLT rule(s) from /etc/floatd/rules.clt". */
+  /** The CLT rules in force on the running server, e.g. "12 CLT rule(s) from /etc/floatd/rules.clt"; null when no server runs. */
   readonly rules: string | null;
 }
 
@@ -89,12 +92,14 @@ export function collectStatus(input: StatusInputs): ServerStatus {
     seatsInUse: usage.get(k.id) ?? 0,
     notBefore: iso(k.notBefore),
     expires: iso(k.expiresAt),
+    daysLeft: k.expiresAt === null ? null : Math.max(0, Math.ceil((k.expiresAt - now) / 86_400_000)),
     maxLeaseSeconds: k.maxLeaseSeconds,
+    features: k.features,
     state: licenseValidity(k, now).state,
   });
   return {
     version: VERSION,
-    mode: pools.licenseKeys().length > 0 ? 'licensed' : evalPool !== null ? 'evaluation' : 'unlicensed',
+    mode: evalPool !== null ? 'evaluation' : pools.licenseKeys().length > 0 ? 'licensed' : 'unlicensed',
     evaluation:
       evalPool === null
         ? null

@@ -22,8 +22,21 @@ type Options = NonNullable<ParseArgsConfig['options']>;
 export const CONFIG_FLAGS = {
   config: { type: 'string' },
   'data-dir': { type: 'string' },
-  'vendor-public-key': { type: 'string', multiple: true },
 } as const satisfies Options;
+
+/**
+ * Commands other than `serve` judge license keys with the vendor keys the
+ * server itself trusts (recorded in its data directory), never with their own.
+ */
+export function refuseVendorKeyFlag(args: readonly string[], command: string): void {
+  if (args.some((a) => a === '--vendor-public-key' || a.startsWith('--vendor-public-key='))) {
+    throw new FloatdError(
+      'USAGE',
+      `${command} judges license keys with the vendor keys the server trusts (its vendorPublicKeys, recorded in the data directory at each start), ` +
+        'so it takes no --vendor-public-key: set vendorPublicKeys (or --vendor-public-key) for floatd serve and restart the server',
+    );
+  }
+}
 
 export function parse<O extends Options>(args: string[], options: O, allowPositionals = false) {
   try {
@@ -40,7 +53,6 @@ export function configFrom(io: Io, values: Record<string, unknown>, extra: Recor
     cwd: io.cwd,
     flags: {
       dataDir: values['data-dir'],
-      vendorPublicKeys: values['vendor-public-key'],
       ...extra,
     },
   });

@@ -3,12 +3,12 @@ import { withLicensing } from '../app/inspect.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { licenseValidity } from '../domain/license.js';
 import { FloatdError } from '../domain/errors.js';
-import { CONFIG_FLAGS, configFrom, parse, table, type Io } from './common.js';
+import { CONFIG_FLAGS, configFrom, parse, refuseVendorKeyFlag, table, type Io } from './common.js';
 
 export const LICENSE_USAGE = `floatd license add KEY|FILE|-   install a license key (the key itself, a file holding it, or - for stdin)
 floatd license list [--json]     list installed keys
-floatd license remove ID         remove a key (its leases are revoked)
-  each takes [--config FILE] [--data-dir DIR] [--vendor-public-key FILE]...`;
+floatd license remove ID         remove a key (its leases are revoked); a unique prefix of the id will do
+  each takes [--config FILE] [--data-dir DIR]; keys are judged with the vendor keys the server trusts`;
 
 function readKeyArg(arg: string): string {
   if (arg === '-') return readFileSync(0, 'utf8').trim();
@@ -18,6 +18,7 @@ function readKeyArg(arg: string): string {
 
 export async function license(args: string[], io: Io): Promise<number> {
   const [sub, ...rest] = args;
+  refuseVendorKeyFlag(rest, 'floatd license');
   const { values, positionals } = parse(rest, { ...CONFIG_FLAGS, json: { type: 'boolean' } }, true);
   const config = configFrom(io, values);
   const clock = new SystemClock();
@@ -25,13 +26,18 @@ export async function license(args: string[], io: Io): Promise<number> {
     case 'add': {
       if (positionals.length !== 1) throw new FloatdError('USAGE', 'license add takes exactly one KEY (or a file, or - for stdin)');
       const key = await withLicensing(config, clock, (l) => l.add(readKeyArg(positionals[0]!)));
-      io.out(`installed license key ${key.id}: ${key.seats} seat(s) of ${key.product} for ${key.licensee}, ${key.expiresAt ? `expires ${new Date(key.expiresAt).toISOString()}` : 'does not expire'}`);
+      const pending = key.notBefore !== null && key.notBefore > clock.now();
+      io.out(
+        `installed license key ${key.id}: ${key.seats} seat(s) of ${key.product} for ${key.licensee}, ` +
+          `${pending ? `pending: grants from ${new Date(key.notBefore!).toISOString()}, ` : ''}` +
+          `${key.expiresAt ? `expires ${new Date(key.expiresAt).toISOString()}` : 'does not expire'}`,
+      );
       return 0;
     }
     case 'remove': {
       if (positionals.length !== 1) throw new FloatdError('USAGE', 'license remove takes exactly one key ID (see floatd license list)');
-      await withLicensing(config, clock, async (l) => l.remove(positionals[0]!));
-      io.out(`removed license key ${positionals[0]}`);
+      const id = await withLicensing(config, clock, async (l) => l.remove(positionals[0]!));
+      io.out(`removed license key ${id}`);
       return 0;
     }
     case 'list': {
@@ -44,15 +50,16 @@ export async function license(args: string[], io: Io): Promise<number> {
         notBefore: key?.notBefore ?? null,
         expires: key?.expiresAt ?? null,
         state: key === null ? 'rejected' : licenseValidity(key, clock.now()).state,
+        features: key?.features ?? [],
         addedAt,
         error: error === null ? null : `${error.code}: ${error.message}`,
       }));
       if (values.json) {
         io.out(JSON.stringify(rows.map((r) => ({ ...r, notBefore: r.notBefore && new Date(r.notBefore).toISOString(), expires: r.expires && new Date(r.expires).toISOString(), addedAt: new Date(r.addedAt).toISOString() })), null, 2));
       } else if (rows.length === 0) {
-        io.out('no license key installed (the server runs in evaluation mode)');
+        io.out('no license key installed');
       } else {
-        io.out(table(rows.map((r) => [r.id, r.licensee ?? '-', r.product ?? '-', String(r.seats ?? '-'), r.expires ? new Date(r.expires).toISOString() : 'never', r.error ?? r.state]), ['ID', 'LICENSEE', 'PRODUCT', 'SEATS', 'EXPIRES', 'STATE']));
+        io.out(table(rows.map((r) => [r.id, r.licensee ?? '-', r.product ?? '-', String(r.seats ?? '-'), r.expires ? new Date(r.expires).toISOString() : 'never', r.error ?? (r.state === 'not-yet-valid' ? `pending until ${new Date(r.notBefore!).toISOString()}` : r.state), r.features.join(',') || '-']), ['ID', 'LICENSEE', 'PRODUCT', 'SEATS', 'EXPIRES', 'STATE', 'FEATURES']));
       }
       return 0;
     }

@@ -1,4 +1,6 @@
 import { openExisting } from '../app/inspect.js';
+import { resolveId } from '../app/licensing.js';
+import { EVALUATION_POOL_ID } from '../domain/pool.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { FloatdError } from '../domain/errors.js';
 import { LEASE_EVENTS, type EventFilter, type LeaseEvent } from '../domain/events.js';
@@ -25,21 +27,33 @@ function asJson(e: LeaseEvent): Record<string, unknown> {
   return out;
 }
 
+/** The table `floatd log` prints for people: fixed-width columns under a header row. */
+const TEXT_COLUMNS: ReadonlyArray<readonly [string, number]> = [
+  ['TIME', 24],
+  ['EVENT', 10],
+  ['PRODUCT', 12],
+  ['WHO', 28],
+  ['SEATS', 9],
+  ['LEASE', 8],
+  ['REMOTE', 15],
+  ['CODE', 0],
+];
+
+function textRow(cells: readonly string[]): string {
+  return cells
+    .map((c, i) => (i < TEXT_COLUMNS.length - 1 ? c.padEnd(TEXT_COLUMNS[i]![1]) : c))
+    .join(' ')
+    .trimEnd();
+}
+
+export const TEXT_HEADER = `${textRow(TEXT_COLUMNS.map(([name]) => name))} MESSAGE`;
+
 function asText(e: LeaseEvent): string {
   const who = e.user ? `${e.user}@${e.host ?? '?'}${e.instance ? `/${e.instance}` : ''}` : '';
   const seats = e.seatsInUse !== null && e.seatsInUse !== undefined ? `${e.seatsInUse}/${e.seatsTotal ?? '?'}` : '';
-  const parts = [
-    new Date(e.ts).toISOString(),
-    e.event.padEnd(10),
-    (e.product ?? '').padEnd(12),
-    who.padEnd(28),
-    seats.padEnd(9),
-    e.leaseId ? e.leaseId.slice(0, 8) : ''.padEnd(8),
-    e.remote ?? '',
-    e.code ? `${e.code}${e.reason ? `(${e.reason})` : ''}` : '',
-    e.message ?? '',
-  ];
-  return parts.join(' ').trimEnd();
+  const code = e.code ? `${e.code}${e.reason ? `(${e.reason})` : ''}` : '';
+  const row = textRow([new Date(e.ts).toISOString(), e.event, e.product ?? '', who, seats, e.leaseId ? e.leaseId.slice(0, 8) : '', e.remote ?? '', code]);
+  return e.message ? `${row.padEnd(TEXT_HEADER.length - 'MESSAGE'.length - 1)} ${e.message}` : row;
 }
 
 export async function log(args: string[], io: Io, signal?: AbortSignal): Promise<number> {
@@ -63,20 +77,34 @@ export async function log(args: string[], io: Io, signal?: AbortSignal): Promise
     if (!(LEASE_EVENTS as readonly string[]).includes(e)) throw new FloatdError('USAGE', `--event: unknown event "${e}" (events: ${LEASE_EVENTS.join(', ')})`);
   }
   const now = new SystemClock().now();
-  const filter: EventFilter = {
+  const filter: { -readonly [K in keyof EventFilter]: EventFilter[K] } = {
     sinceMs: timeFlag(values.since, 'since', now),
     untilMs: timeFlag(values.until, 'until', now),
     user: values.user,
     host: values.host,
     product: values.product,
-    pool: values.pool,
+    pool: undefined as string | undefined,
     events,
     limit: intFlag(values.limit, 'limit', 1),
   };
   const store = openExisting(configFrom(io, values));
+  // A pool is named by its key id or a unique prefix of it; an id no longer installed is taken as given.
+  if (values.pool !== undefined) {
+    const ids = [EVALUATION_POOL_ID, ...store.listLicenses().map((l) => l.id)];
+    try {
+      filter.pool = resolveId(values.pool, ids, 'license key', 'USAGE');
+    } catch (err) {
+      if (!ids.some((id) => id.startsWith(values.pool!))) filter.pool = values.pool;
+      else {
+        store.close();
+        throw err;
+      }
+    }
+  }
   const print = (e: LeaseEvent) => io.out(values.json ? JSON.stringify(asJson(e)) : values.csv ? COLUMNS.map((c) => csvCell(asJson(e)[c])).join(',') : asText(e));
   try {
     if (values.csv) io.out(COLUMNS.join(','));
+    else if (!values.json) io.out(TEXT_HEADER);
     let last = 0;
     for (const e of store.queryEvents(filter)) {
       print(e);

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { openExisting, serverRuntime } from '../app/inspect.js';
+import { runningServerPid } from '../app/data-dir.js';
+import { openExisting } from '../app/inspect.js';
 import { describeErrors, loadRuleBook, loadRules, readRulesText, replayLeaseLog, ruleFileErrors } from '../app/rules.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { FloatdError } from '../domain/errors.js';
@@ -10,7 +11,7 @@ import { RuleSimulator } from '../domain/rules/simulator.js';
 import { CONFIG_FLAGS, configFrom, parse, table, timeFlag, type Io } from './common.js';
 
 export const RULES_USAGE = `floatd rules check FILE [--json]
-floatd rules explain FILE --user U [--group G]... [--listener NAME] [--product P] [--json]
+floatd rules explain FILE --user U [--group G]... [--groups FILE] [--listener NAME] [--product P] [--json]
 floatd rules simulate FILE --events EVENTS.jsonl [--json]
 floatd rules simulate FILE --from-log [--since TIME] [--until TIME] [--groups FILE] [--data-dir DIR] [--json]
 floatd rules reload [--config FILE] [--data-dir DIR]
@@ -98,6 +99,7 @@ async function explain(args: string[], io: Io): Promise<number> {
       config: CONFIG_FLAGS.config,
       user: { type: 'string' },
       group: { type: 'string', multiple: true },
+      groups: { type: 'string' },
       listener: { type: 'string' },
       product: { type: 'string' },
       json: { type: 'boolean' },
@@ -106,17 +108,20 @@ async function explain(args: string[], io: Io): Promise<number> {
   );
   const file = fileArg(positionals, 'explain');
   if (values.user === undefined) throw new FloatdError('USAGE', 'floatd rules explain needs --user U');
-  const config = configFrom(io, values);
+  const config = configFrom(io, values, { 'rules.groupsFile': values.groups });
   const book = loadRuleBook(file, config.rules.defaultFrequencyPeriodMs);
-  const who = { listener: values.listener ?? 'tcp', user: values.user, groups: values.group ?? [], product: values.product ?? null };
+  // The user's groups: those the groups file (--groups, or the config's rules.groupsFile) gives, plus any --group.
+  const fromFile = loadRules({ ...config.rules, file: null, inline: null }).groups.get(values.user) ?? [];
+  const groups = [...new Set([...fromFile, ...(values.group ?? [])])];
+  const who = { listener: values.listener ?? 'tcp', user: values.user, groups, product: values.product ?? null };
   const limits = book.limitsFor(who);
   if (values.json) {
     io.out(JSON.stringify(explainJson(limits)));
     return 0;
   }
-  const groups = who.groups.length > 0 ? ` (groups ${who.groups.join(', ')})` : '';
+  const groupList = who.groups.length > 0 ? ` (groups ${who.groups.join(', ')})` : '';
   const level = { user: 'the rules naming the user', group: 'the rules of the user’s groups', default: 'the default (ALL) rules', none: 'no rule' }[limits.matched];
-  io.out(`user ${who.user}${groups} on listener ${who.listener}${who.product ? `, product ${who.product}` : ''}: ${level} apply`);
+  io.out(`user ${who.user}${groupList} on listener ${who.listener}${who.product ? `, product ${who.product}` : ''}: ${level} apply`);
   if (limits.blocked) {
     io.out('  blocked: every new lease is refused');
     return 0;
@@ -253,8 +258,11 @@ async function reload(args: string[], io: Io): Promise<number> {
   const config = configFrom(io, values);
   const store = openExisting(config);
   try {
-    const runtime = serverRuntime(store);
-    if (runtime === null) throw new FloatdError('SERVER_UNREACHABLE', `no floatd is running on ${config.dataDir}`);
+    // The data directory's lock says whether a server runs, and its holder's pid is the one to signal.
+    const pid = runningServerPid(config);
+    if (pid === null) throw new FloatdError('SERVER_UNREACHABLE', `no floatd is running on ${config.dataDir}`);
+    if (pid === 0) throw new FloatdError('SERVER_UNREACHABLE', `the floatd running on ${config.dataDir} left no pid file; send it SIGHUP yourself`);
+    const runtime = { pid };
     const clock = new SystemClock();
     const sentAt = clock.now();
     const lastId = store.queryEvents({ limit: 1 }).at(-1)?.id ?? 0;

@@ -9,6 +9,7 @@ export const SERVE_USAGE = `floatd serve [--config FILE] [--data-dir DIR] [--lis
 export async function serve(args: string[], io: Io): Promise<number> {
   const { values } = parse(args, {
     ...CONFIG_FLAGS,
+    'vendor-public-key': { type: 'string', multiple: true },
     listen: { type: 'string', multiple: true },
     'lease-seconds': { type: 'string' },
     'log-level': { type: 'string' },
@@ -16,6 +17,7 @@ export async function serve(args: string[], io: Io): Promise<number> {
     groups: { type: 'string' },
   });
   const extra = {
+    vendorPublicKeys: values['vendor-public-key'],
     listeners: values.listen,
     leaseSeconds: intFlag(values['lease-seconds'], 'lease-seconds'),
     'log.level': values['log-level'],

@@ -4,9 +4,10 @@ import type { ServerStatus } from '../app/status.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { TcpTransport } from '../client/tcp-transport.js';
 import { FloatdError } from '../domain/errors.js';
-import { CONFIG_FLAGS, configFrom, parse, table, type Io } from './common.js';
+import { CONFIG_FLAGS, configFrom, parse, refuseVendorKeyFlag, table, type Io } from './common.js';
 
-export const STATUS_USAGE = 'floatd status [--json] [--server HOST:PORT] [--config FILE] [--data-dir DIR] [--vendor-public-key FILE]...';
+export const STATUS_USAGE = `floatd status [--json] [--server HOST:PORT] [--config FILE] [--data-dir DIR]
+  Reads the data directory (the same facts a running server reports), or asks the server at --server.`;
 
 function duration(ms: number): string {
   const s = Math.round(ms / 1000);
@@ -32,8 +33,18 @@ export function formatStatus(s: ServerStatus): string {
     lines.push('', 'license keys:');
     lines.push(
       table(
-        s.keys.map((k) => [k.id, k.licensee, k.product, String(k.seats), String(k.seatsInUse), k.expires ?? 'never', k.state]),
-        ['ID', 'LICENSEE', 'PRODUCT', 'SEATS', 'IN USE', 'EXPIRES', 'STATE'],
+        s.keys.map((k) => [
+          k.id,
+          k.licensee,
+          k.product,
+          String(k.seats),
+          String(k.seatsInUse),
+          k.expires ?? 'never',
+          k.daysLeft === null ? '-' : String(k.daysLeft),
+          k.state === 'not-yet-valid' ? `pending until ${k.notBefore}` : k.state,
+          k.features.length > 0 ? k.features.join(',') : '-',
+        ]),
+        ['ID', 'LICENSEE', 'PRODUCT', 'SEATS', 'IN USE', 'EXPIRES', 'DAYS LEFT', 'STATE', 'FEATURES'],
       ),
     );
   }
@@ -72,6 +83,7 @@ async function remoteStatus(address: string): Promise<ServerStatus> {
 }
 
 export async function status(args: string[], io: Io): Promise<number> {
+  refuseVendorKeyFlag(args, 'floatd status');
   const { values } = parse(args, { ...CONFIG_FLAGS, json: { type: 'boolean' }, server: { type: 'string' } });
   let s: ServerStatus;
   if (values.server !== undefined) {

@@ -10,10 +10,31 @@ export const VENDOR_USAGE = `floatd vendor keygen --out DIR [--force]
 floatd vendor issue --private-key FILE --licensee NAME --product NAME --seats N
                     [--expires ISO-DATE] [--not-before ISO-DATE] [--max-lease-seconds N] [--feature NAME]...`;
 
-function dateFlag(value: string | undefined, name: string): Date | undefined {
+const DATE_ONLY = /^(\d{4})-(\d{2})-(\d{2})$/;
+const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
+
+/**
+ * A calendar date or a date-time with its zone, checked strictly (2027-02-30 is
+ * an error, not 2 March). A date alone means the start of that day (UTC) for
+ * --not-before and the end of that day (UTC) for --expires, so a key "valid
+ * until 2027-12-31" still works all of that day.
+ */
+export function dateFlag(value: string | undefined, name: string, edge: 'start' | 'end'): Date | undefined {
   if (value === undefined) return undefined;
+  const usage = () =>
+    new FloatdError('USAGE', `--${name} must be a date such as 2027-12-31 or a date-time with its zone such as 2027-12-31T18:00:00Z; got "${value}"`);
+  const m = DATE_ONLY.exec(value) ?? DATE_TIME.exec(value);
+  if (m === null) throw usage();
+  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const probe = new Date(Date.UTC(year, month - 1, day));
+  if (probe.getUTCFullYear() !== year || probe.getUTCMonth() !== month - 1 || probe.getUTCDate() !== day) {
+    throw new FloatdError('USAGE', `--${name}: ${value.slice(0, 10)} is not a date on the calendar`);
+  }
+  if (m.length === 4 || m[4] === undefined) return new Date(probe.getTime() + (edge === 'end' ? 86_400_000 : 0));
+  const [hour, minute, second] = [Number(m[4]), Number(m[5]), Number(m[6] ?? 0)];
+  if (hour > 23 || minute > 59 || second > 59) throw new FloatdError('USAGE', `--${name}: ${value} is not a time of day`);
   const t = Date.parse(value);
-  if (Number.isNaN(t)) throw new FloatdError('USAGE', `--${name} must be an ISO date such as 2027-12-31 or 2027-12-31T23:59:59Z; got "${value}"`);
+  if (Number.isNaN(t)) throw usage();
   return new Date(t);
 }
 
@@ -53,17 +74,30 @@ export async function vendor(args: string[], io: Io): Promise<number> {
     } catch (err) {
       throw new FloatdError('USAGE', `--private-key: ${(err as Error).message}`);
     }
+    const now = new SystemClock().now();
+    const expires = dateFlag(values.expires, 'expires', 'end');
+    const notBefore = dateFlag(values['not-before'], 'not-before', 'start');
+    if (expires !== undefined && expires.getTime() <= now) {
+      throw new FloatdError('USAGE', `--expires ${values.expires} is in the past (${expires.toISOString()}); a key issued with it could never be installed`);
+    }
+    if (expires !== undefined && notBefore !== undefined && expires <= notBefore) {
+      throw new FloatdError('USAGE', `--expires (${expires.toISOString()}) must be later than --not-before (${notBefore.toISOString()})`);
+    }
     const token = await issueLicenseKey(jwk, {
       licensee: values.licensee!,
       product: values.product!,
       seats: intFlag(values.seats, 'seats', 1)!,
-      expires: dateFlag(values.expires, 'expires'),
-      notBefore: dateFlag(values['not-before'], 'not-before'),
+      expires,
+      notBefore,
       maxLeaseSeconds: intFlag(values['max-lease-seconds'], 'max-lease-seconds', 30),
       features: values.feature,
-      now: new SystemClock().now(),
+      now,
     });
     io.out(token);
+    // The key alone goes to stdout (for pipes); what it means goes to stderr for the person issuing it.
+    const from = notBefore === undefined ? 'now' : notBefore.toISOString();
+    const until = expires === undefined ? 'never expires' : `expires at ${expires.toISOString()}${DATE_ONLY.test(values.expires!) ? ` (the end of ${values.expires} UTC)` : ''}`;
+    io.err(`license key for ${values.seats} seat(s) of ${values.product}: valid from ${from}; ${until}`);
     return 0;
   }
   throw new FloatdError('USAGE', `vendor: unknown subcommand "${sub ?? ''}"\n${VENDOR_USAGE}`);

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TcpTransport } from '../../src/client/tcp-transport.js';
 import { exited, floatd, killChildren, requireBuild, serve } from '../support/cli.js';
-import { tempDir } from '../support/helpers.js';
+import { tempDir, until } from '../support/helpers.js';
 import { errorOf, leaseOf } from '../support/server.js';
 
 beforeAll(requireBuild);
@@ -25,18 +25,19 @@ describe('the built floatd command', () => {
     const issued = floatd(['vendor', 'issue', '--private-key', join(dir, 'vendor', 'vendor-private.jwk'), '--licensee', 'Acme', '--product', 'cad', '--seats', '2', '--expires', '2099-01-01']);
     expect(issued.code).toBe(0);
     expect(issued.out).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
-    const added = floatd(['license', 'add', issued.out, '--data-dir', data, ...pub]);
-    expect(added).toMatchObject({ code: 0 });
-    expect(added.out).toMatch(/2 seat\(s\) of cad for Acme/);
-    expect(floatd(['license', 'add', `${issued.out.slice(0, -4)}AAAA`, '--data-dir', data, ...pub])).toMatchObject({ code: 1, err: expect.stringContaining('LICENSE_KEY_') });
-
+    // Only serve makes a data directory; license add acts on the server's, with the vendor keys the server trusts.
     const first = await serve(['--data-dir', data, ...pub, '--lease-seconds', '60']);
     expect(statSync(join(data, 'server-key.jwk')).mode & 0o777).toBe(0o600);
+    const added = floatd(['license', 'add', issued.out, '--data-dir', data]);
+    expect(added).toMatchObject({ code: 0 });
+    expect(added.out).toMatch(/2 seat\(s\) of cad for Acme/);
+    expect(floatd(['license', 'add', `${issued.out.slice(0, -4)}AAAA`, '--data-dir', data])).toMatchObject({ code: 1, err: expect.stringContaining('LICENSE_KEY_') });
+    await until(() => JSON.parse(floatd(['status', '--json', '--server', `127.0.0.1:${first.port}`]).out).mode === 'licensed', 'the server to pick up the key');
     const a = await hello(first.port, 'alice');
     const b = await hello(first.port, 'bob');
     const la = leaseOf(await a.request('acquire'));
     const lb = leaseOf(await b.request('acquire'));
-    const running = JSON.parse(floatd(['status', '--json', '--data-dir', data, ...pub]).out);
+    const running = JSON.parse(floatd(['status', '--json', '--data-dir', data]).out);
     expect(running).toMatchObject({ running: true, leasesHeld: 2, products: [{ product: 'cad', seatsTotal: 2, seatsInUse: 2, seatsFree: 0 }] });
     expect(running.downToleranceMs).toBeGreaterThan(50_000);
 
@@ -64,7 +65,7 @@ describe('the built floatd command', () => {
     second.child.kill('SIGTERM');
     expect(await exited(second.child)).toEqual({ code: 0, signal: null });
     expect(second.log()).toContain('"msg":"stopped"');
-    const after = JSON.parse(floatd(['status', '--json', '--data-dir', data, ...pub]).out);
+    const after = JSON.parse(floatd(['status', '--json', '--data-dir', data]).out);
     expect(after).toMatchObject({ running: false, leasesHeld: 2 });
   });
 
@@ -79,13 +80,15 @@ describe('the built floatd command', () => {
     await t.request('hello', { v: 1, client: { user: 'alice', instance: 'a-1' }, product: 'cad' });
     const evaluationLease = leaseOf(await t.request('acquire'));
     const key = floatd(['vendor', 'issue', '--private-key', join(dir, 'v', 'vendor-private.jwk'), '--licensee', 'A', '--product', 'cad', '--seats', '1']).out;
-    expect(floatd(['license', 'add', '-', '--data-dir', data, ...pub], key).code).toBe(0);
-    for (let i = 0; i < 50 && events.length === 0; i++) await new Promise((res) => setTimeout(res, 100));
+    const added = floatd(['license', 'add', '-', '--data-dir', data], key);
+    expect(added.code).toBe(0);
+    const keyId = /installed license key (\S+):/.exec(added.out)![1]!;
+    await until(() => events.length > 0, 'the revocation to be pushed');
     // The evaluation pool ends when a key is installed: its lease is revoked and pushed to the holder.
-    expect(events).toEqual([{ event: 'revoked', lease: evaluationLease.id, product: 'cad', reason: 'evaluation ended: a license key is installed' }]);
+    expect(events).toEqual([{ event: 'revoked', lease: evaluationLease.id, product: 'cad', reason: `evaluation ended: license key ${keyId} is in force` }]);
     const licensed = leaseOf(await t.request('acquire'));
     expect(licensed.id).not.toBe(evaluationLease.id);
-    const status = JSON.parse(floatd(['status', '--json', '--data-dir', data, ...pub]).out);
+    const status = JSON.parse(floatd(['status', '--json', '--data-dir', data]).out);
     expect(status).toMatchObject({ mode: 'licensed', products: [{ product: 'cad', seatsTotal: 1, seatsInUse: 1 }] });
     server.child.kill('SIGTERM');
     await exited(server.child);

@@ -5,8 +5,9 @@ import { FakeClock } from '../../src/adapters/clock/fake-clock.js';
 import { trustVendorKeys } from '../../src/adapters/crypto/license-keys.js';
 import { FloatdError } from '../../src/domain/errors.js';
 import { FakeLeaseStore } from '../support/fake-lease-store.js';
-import { testConfig } from '../support/helpers.js';
-import { makeVendor, startServer } from '../support/server.js';
+import { testConfig, until } from '../support/helpers.js';
+import { TcpTransport } from '../../src/client/tcp-transport.js';
+import { leaseOf, makeVendor, prepareDataDir, startServer } from '../support/server.js';
 
 async function licensing(products: string[] = [], clock = new FakeClock(Date.now())) {
   const vendor = await makeVendor();
@@ -63,10 +64,10 @@ describe('license keys', () => {
     expect(r.message).toContain('2020-01-01T00:00:00.000Z');
   });
 
-  it('refuses a key that is not valid yet', async () => {
+  it('accepts a key whose not-before date is ahead as pending', async () => {
     const { vendor, l } = await licensing();
-    const r = await refusal(l.add(await vendor.issue({ notBefore: new Date(Date.now() + 86_400_000 * 10) })));
-    expect(r.code).toBe('LICENSE_KEY_NOT_YET_VALID');
+    const key = await l.add(await vendor.issue({ notBefore: new Date(Date.now() + 86_400_000 * 10) }));
+    expect(key.notBefore).toBeGreaterThan(Date.now());
   });
 
   it('refuses a key for a product the server does not serve', async () => {
@@ -92,18 +93,59 @@ describe('license keys', () => {
     await expect(vendor.issue({ seats: 0 })).rejects.toThrow(/claim "seats"/);
   });
 
-  it('a running server ignores a stored key that no longer verifies, without crashing', async () => {
+  it('a running server ignores a stored key that no longer verifies, and that key changes nothing', async () => {
     const vendor = await makeVendor();
     const config = testConfig({ vendorPublicKeys: [vendor.publicFile] });
+    await prepareDataDir(config);
     await withLicensing(config, new FakeClock(Date.now()), async (_l, store) => {
       store.addLicense({ id: 'forged', token: tamper(await vendor.issue({}), (c) => (c['jti'] = 'forged')), addedAt: 1 }, { ts: 1, event: 'key-added' });
     });
     const server = await startServer({ vendor, dataDir: config.dataDir });
     const status = server.floatd.status();
     expect(status.rejectedKeys.map((r) => r.code)).toEqual(['LICENSE_KEY_BAD_SIGNATURE']);
-    expect(status.mode).toBe('unlicensed');
+    // Evaluation goes on as if the key were not there.
+    expect(status.mode).toBe('evaluation');
     const c = await server.connect('a');
-    expect((await c.request('acquire', { product: 'cad' })).ok).toBe(false);
+    expect((await c.request('acquire', { product: 'cad' })).ok).toBe(true);
+    await server.stop();
+  });
+
+  it('with evaluation off and no usable key, says so and names the ignored key', async () => {
+    const vendor = await makeVendor();
+    const config = testConfig({ vendorPublicKeys: [vendor.publicFile], 'evaluation.seats': 0 });
+    await prepareDataDir(config);
+    await withLicensing(config, new FakeClock(Date.now()), async (_l, store) => {
+      store.addLicense({ id: 'forged', token: tamper(await vendor.issue({}), (c) => (c['jti'] = 'forged')), addedAt: 1 }, { ts: 1, event: 'key-added' });
+    });
+    const server = await startServer({ vendor, dataDir: config.dataDir, flags: { 'evaluation.seats': 0 } });
+    expect(server.floatd.status().mode).toBe('unlicensed');
+    const denied = await (await server.connect('a')).request('acquire', { product: 'cad' });
+    expect(!denied.ok && denied.error).toMatchObject({
+      code: 'NO_LICENSE',
+      message: 'no usable license key is installed (ignored: forged (LICENSE_KEY_BAD_SIGNATURE); see floatd status) and evaluation is off (evaluation.seats is 0)',
+    });
+    await server.stop();
+  });
+
+  it('keeps evaluation running beside a pending key, then grants from the key on its date and revokes evaluation leases', async () => {
+    const clock = new FakeClock(Date.now());
+    const vendor = await makeVendor();
+    const config = testConfig({ vendorPublicKeys: [vendor.publicFile] });
+    await prepareDataDir(config);
+    const startsAt = clock.now() + 60_000;
+    const key = await withLicensing(config, clock, async (l) => l.add(await vendor.issue({ seats: 1, notBefore: new Date(startsAt) })));
+    const server = await startServer({ vendor, dataDir: config.dataDir, clock });
+    expect(server.floatd.status()).toMatchObject({ mode: 'evaluation', keys: [{ id: key.id, state: 'not-yet-valid' }] });
+    const events: Array<Record<string, unknown>> = [];
+    const t = await TcpTransport.connect(server.address, { onEvent: (e) => events.push(e) });
+    await t.request('hello', { v: 1, client: { user: 'a', instance: 'a-1' }, product: 'cad' });
+    const evaluationLease = leaseOf(await t.request('acquire'));
+    clock.advance(60_000);
+    await until(() => events.length > 0, 'the evaluation lease to be revoked');
+    expect(events[0]).toMatchObject({ event: 'revoked', lease: evaluationLease.id, reason: `evaluation ended: license key ${key.id} is in force` });
+    expect(server.floatd.status()).toMatchObject({ mode: 'licensed', products: [{ product: 'cad', seatsTotal: 1 }] });
+    expect(leaseOf(await t.request('acquire')).id).not.toBe(evaluationLease.id);
+    t.close();
     await server.stop();
   });
 
@@ -111,6 +153,7 @@ describe('license keys', () => {
     const clock = new FakeClock(Date.now());
     const vendor = await makeVendor();
     const config = testConfig({ vendorPublicKeys: [vendor.publicFile] });
+    await prepareDataDir(config);
     await withLicensing(config, clock, async (l) => l.add(await vendor.issue({ expires: new Date(clock.now() + 60_000) })));
     const server = await startServer({ vendor, dataDir: config.dataDir, clock });
     const c = await server.connect('a');

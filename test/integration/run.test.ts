@@ -77,7 +77,7 @@ describe('floatd run', () => {
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     await until(() => err.includes('starting'), 'the command to start');
     const keyId = s.floatd.status().keys[0]!.id;
-    await withLicensing(s.config, new SystemClock(), (l) => l.remove(keyId));
+    await withLicensing(s.config, new SystemClock(), async (l) => l.remove(keyId));
     expect(await exited(child)).toEqual({ code: 143, signal: null });
     expect(err).toMatch(/the server revoked the lease \(its license key was removed\); stopping \S*node in 0 s/);
     expect(err).toMatch(/no lease regained; sending SIGTERM to \S*node\n/);

@@ -53,15 +53,21 @@ export interface TestServerOptions {
 
 const opened: TcpTransport[] = [];
 
+/** Creates a server's data directory (database, server key) without starting it, as a first `serve` would. */
+export async function prepareDataDir(config: Config): Promise<void> {
+  await (await Floatd.create(config, { logger: silentLogger() })).stop();
+}
+
 /** A real floatd on 127.0.0.1, port 0, with a temp data dir and a real SQLite file. */
 export async function startServer(opts: TestServerOptions = {}): Promise<TestServer> {
   const vendor = opts.vendor ?? (await makeVendor());
   const config = testConfig({ vendorPublicKeys: [vendor.publicFile], ...opts.flags }, opts.dataDir ?? tempDir());
+  const floatd = await Floatd.create(config, { clock: opts.clock, logger: silentLogger() });
   if (!opts.evaluation && opts.dataDir === undefined) {
+    // Installed between creating the data directory and starting, as `floatd license add` would before a restart.
     const token = await vendor.issue({ seats: opts.seats ?? 5, product: opts.product ?? 'cad' });
     await withLicensing(config, new SystemClock(), (l) => l.add(token));
   }
-  const floatd = await Floatd.create(config, { clock: opts.clock, logger: silentLogger() });
   const [bound] = await floatd.start();
   const address = `127.0.0.1:${bound!.port}`;
   return {

@@ -144,7 +144,7 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       const store = make();
       const clock = new FakeClock();
       const pools = new PoolRegistry();
-      pools.set([licenseKey({ seats })], null);
+      pools.set([licenseKey({ seats })], null, clock.now());
       const ended: string[] = [];
       const service = new LeaseService(store, clock, pools, { leaseMs, logLevel: 'detailed' }, { leaseEnded: (l, kind) => ended.push(`${kind}:${l.user}`) });
       return { store, clock, pools, service, ended };
@@ -223,7 +223,7 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
     it('caps the lease length at the key maximum', () => {
       const store = make();
       const pools = new PoolRegistry();
-      pools.set([licenseKey({ maxLeaseSeconds: 60 })], null);
+      pools.set([licenseKey({ maxLeaseSeconds: 60 })], null, 0);
       const service = new LeaseService(store, new FakeClock(), pools, { leaseMs: 1_800_000, logLevel: 'detailed' });
       const got = service.acquire(client('a'), 'cad');
       expect(got.ok && got.lease.leaseMs).toBe(60_000);
@@ -233,7 +233,7 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       const store = make();
       const clock = new FakeClock();
       const pools = new PoolRegistry();
-      pools.set([licenseKey(), licenseKey({ id: 'k2', product: 'viewer', expiresAt: clock.now() + 1000 })], null);
+      pools.set([licenseKey(), licenseKey({ id: 'k2', product: 'viewer', expiresAt: clock.now() + 1000 })], null, clock.now());
       const service = new LeaseService(store, clock, pools, { leaseMs: 60_000, logLevel: 'detailed' });
       expect(service.acquire(client('a'), 'paint')).toMatchObject({ ok: false, code: 'UNKNOWN_PRODUCT' });
       expect(service.acquire(client('a'), undefined)).toMatchObject({ ok: false, code: 'PRODUCT_REQUIRED' });
@@ -246,7 +246,7 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
     it('revokes leases whose pool is gone', () => {
       const { service, pools, store, ended } = setup(2);
       service.acquire(client('a'), 'cad');
-      pools.set([], null);
+      pools.set([], null, 0);
       expect(service.revokeInvalid((id) => (pools.get(id) ? null : 'gone'))).toBe(1);
       expect(ended).toEqual(['revoked:a']);
       expect(store.queryEvents({ events: ['revoked'] })[0]).toMatchObject({ user: 'a', reason: 'gone' });

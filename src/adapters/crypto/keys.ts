@@ -37,6 +37,9 @@ export function readJwkFile(file: string, want: 'private' | 'public'): JWK {
     throw new Error(`${file}: not an Ed25519 JSON Web Key (expected kty "OKP", crv "Ed25519")`);
   }
   if (want === 'private' && typeof jwk.d !== 'string') throw new Error(`${file}: is a public key; a private key is needed`);
+  if (want === 'public' && jwk.d !== undefined) {
+    throw new Error(`${file}: is a private key; give the public key (vendor-public.jwk): a vendor's private key must never leave the vendor`);
+  }
   return want === 'public' ? publicPart(jwk) : jwk;
 }
 

@@ -1,5 +1,5 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import type { ErrorCode } from '../../domain/errors.js';
+import { FloatdError, type ErrorCode } from '../../domain/errors.js';
 import { NdjsonDecoder, encodeFrame, parseFrame } from './ndjson-codec.js';
 
 export interface TcpListenerOptions {
@@ -59,9 +59,25 @@ export interface BoundListener {
 
 export interface TcpServerEvents {
   protocolError?(conn: Connection, code: ErrorCode, detail: string): void;
+  /** A connection was turned away because `maxConnections` are open. */
+  connectionRefused?(remote: string): void;
 }
 
 const MAX_BAD_FRAMES = 10;
+
+const LISTEN_ERRORS: Record<string, string> = {
+  EADDRINUSE: 'the address is already in use (is another floatd, or another program, listening there?)',
+  EACCES: 'permission denied (ports below 1024 need privileges)',
+  EADDRNOTAVAIL: 'this machine has no such address',
+  ENOTFOUND: 'no such host name',
+  EAI_AGAIN: 'the host name cannot be resolved now',
+};
+
+function listenFailed(err: NodeJS.ErrnoException, l: TcpListenerOptions): FloatdError {
+  const where = `${l.host === '' ? '[::]' : l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}`;
+  const why = (err.code !== undefined ? LISTEN_ERRORS[err.code] : undefined) ?? err.message;
+  return new FloatdError('LISTEN_FAILED', `cannot listen on ${where} (listener "${l.name}"): ${why}`, { listener: l.name, cause: err.code });
+}
 
 function errorFrame(id: unknown, code: ErrorCode, message: string): unknown {
   return id === undefined ? { ok: false, error: { code, message } } : { id, ok: false, error: { code, message } };
@@ -95,7 +111,9 @@ export class TcpServer {
         const server = createServer({ noDelay: true, keepAlive: this.options.keepAliveMs > 0, keepAliveInitialDelay: this.options.keepAliveMs }, (s) =>
           this.accept(s, l.name),
         );
-        await this.listen(server, l);
+        await this.listen(server, l).catch((err: NodeJS.ErrnoException) => {
+          throw listenFailed(err, l);
+        });
         this.servers.push({ server, name: l.name });
         const a = server.address() as AddressInfo;
         bound.push({ name: l.name, address: a.address, family: a.family, port: a.port });
@@ -127,6 +145,7 @@ export class TcpServer {
 
   private accept(socket: Socket, listener: string): void {
     if (this.stopping || this.sockets.size >= this.options.maxConnections) {
+      if (!this.stopping) this.events.connectionRefused?.(socket.remoteAddress ?? 'unknown');
       socket.end(encodeFrame(errorFrame(undefined, this.stopping ? 'SHUTTING_DOWN' : 'TOO_MANY_CONNECTIONS',
         this.stopping ? 'the server is shutting down' : `the server holds its maximum of ${this.options.maxConnections} connections; retry later`)));
       socket.destroySoon();
