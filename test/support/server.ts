@@ -1,10 +1,11 @@
 import { join } from 'node:path';
+import pino from 'pino';
 import { Floatd } from '../../src/app/floatd.js';
 import { withLicensing } from '../../src/app/inspect.js';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { newEd25519KeyPair, writeSecretFile, type KeyPairJwk } from '../../src/adapters/crypto/keys.js';
 import { issueLicenseKey, type IssueOptions } from '../../src/adapters/crypto/license-keys.js';
-import { silentLogger } from '../../src/adapters/log/logger.js';
+import { silentLogger, type Logger } from '../../src/adapters/log/logger.js';
 import { TcpTransport, type Reply } from '../../src/client/tcp-transport.js';
 import type { Config } from '../../src/config/config.js';
 import type { Clock } from '../../src/domain/clock.js';
@@ -49,9 +50,17 @@ export interface TestServerOptions {
   readonly evaluation?: boolean;
   readonly dataDir?: string;
   readonly vendor?: Vendor;
+  readonly logger?: Logger;
 }
 
 const opened: TcpTransport[] = [];
+
+/** A real pino logger whose JSON lines are kept for the test to read. */
+export function capturingLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  return { logger, lines };
+}
 
 /** Creates a server's data directory (database, server key) without starting it, as a first `serve` would. */
 export async function prepareDataDir(config: Config): Promise<void> {
@@ -62,7 +71,7 @@ export async function prepareDataDir(config: Config): Promise<void> {
 export async function startServer(opts: TestServerOptions = {}): Promise<TestServer> {
   const vendor = opts.vendor ?? (await makeVendor());
   const config = testConfig({ vendorPublicKeys: [vendor.publicFile], ...opts.flags }, opts.dataDir ?? tempDir());
-  const floatd = await Floatd.create(config, { clock: opts.clock, logger: silentLogger() });
+  const floatd = await Floatd.create(config, { clock: opts.clock, logger: opts.logger ?? silentLogger() });
   if (!opts.evaluation && opts.dataDir === undefined) {
     // Installed between creating the data directory and starting, as `floatd license add` would before a restart.
     const token = await vendor.issue({ seats: opts.seats ?? 5, product: opts.product ?? 'cad' });

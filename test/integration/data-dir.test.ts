@@ -1,0 +1,197 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer, type Server } from 'node:net';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { exited, floatd, killChildren, MAIN, requireBuild, serve, spawnFloatd } from '../support/cli.js';
+import { tempDir, until } from '../support/helpers.js';
+import { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.js';
+
+beforeAll(requireBuild);
+afterEach(killChildren);
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+/** A vendor key pair made with the built CLI, and a key issued with it. */
+function vendor(dir: string, issue: string[] = []) {
+  const out = join(dir, 'vendor');
+  expect(floatd(['vendor', 'keygen', '--out', out]).code).toBe(0);
+  const pub = join(out, 'vendor-public.jwk');
+  const priv = join(out, 'vendor-private.jwk');
+  const key = (extra: string[] = []) => {
+    const r = floatd(['vendor', 'issue', '--private-key', priv, '--licensee', 'Acme', '--product', 'cad', '--seats', '2', ...issue, ...extra]);
+    expect(r.code, r.err).toBe(0);
+    return r.out;
+  };
+  return { pub, priv, key };
+}
+
+function json(args: string[]): Record<string, unknown> {
+  const r = floatd(args);
+  expect(r.code, r.err).toBe(0);
+  return JSON.parse(r.out) as Record<string, unknown>;
+}
+
+const noStackTrace = (text: string) => expect(text).not.toMatch(/\n\s+at /);
+
+describe('commands that act on a data directory', () => {
+  it('refuse a missing data directory, naming it and what to pass, and create nothing', () => {
+    const missing = join(tempDir(), 'typo');
+    const key = vendor(tempDir()).key();
+    for (const args of [['license', 'add', key], ['license', 'list'], ['license', 'remove', 'x'], ['status'], ['log'], ['rules', 'reload']]) {
+      const r = floatd([...args, '--data-dir', missing]);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.err).toContain(`DATA_DIR_INVALID: no floatd data directory at ${missing}`);
+      expect(r.err).toContain('--data-dir');
+    }
+    expect(existsSync(missing)).toBe(false);
+    // Nor in the current directory when none is given.
+    const cwd = tempDir();
+    const r = spawnSync(process.execPath, [MAIN, 'license', 'list'], { cwd, encoding: 'utf8', env: { PATH: process.env['PATH'] } });
+    expect(r.status).toBe(1);
+    expect(existsSync(join(cwd, 'data'))).toBe(false);
+  });
+
+  it('judge keys with the vendor keys the running server trusts: license add needs no vendor key, and an untrusted key changes nothing', async () => {
+    const dir = tempDir();
+    const data = join(dir, 'data');
+    const v = vendor(dir);
+    const server = await serve(['--data-dir', data, '--vendor-public-key', v.pub]);
+    const remote = ['status', '--json', '--server', `127.0.0.1:${server.port}`];
+
+    // A key from a vendor the server does not trust is refused, and evaluation goes on.
+    const stranger = vendor(tempDir()).key();
+    const refused = floatd(['license', 'add', stranger, '--data-dir', data]);
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain('LICENSE_KEY_UNKNOWN_VENDOR');
+    expect(floatd(['license', 'list', '--data-dir', data]).out).toBe('no license key installed');
+    expect(json(remote)['mode']).toBe('evaluation');
+
+    // Passing a vendor key to license commands is refused with the reason: the server's keys decide.
+    const flag = floatd(['license', 'add', stranger, '--data-dir', data, '--vendor-public-key', v.pub]);
+    expect(flag.code).toBe(2);
+    expect(flag.err).toMatch(/USAGE: floatd license judges license keys with the vendor keys the server trusts/);
+
+    const added = floatd(['license', 'add', v.key(), '--data-dir', data]);
+    expect(added.code, added.err).toBe(0);
+    await until(() => json(remote)['mode'] === 'licensed', 'the server to use the key');
+    await until(() => /"level":30,[^\n]*"msg":"license key [\w-]+ added: 2 seat\(s\) of cad"/.test(server.log()), 'the server to log the added key at info');
+  });
+
+  it('offline status tells what the running server tells, also for a licensed server and an expired evaluation', async () => {
+    const dir = tempDir();
+    const data = join(dir, 'data');
+    const v = vendor(dir);
+    // Evaluation that is over at once: the offline command (which has no such setting) must not say "30 days left".
+    const child = spawnFloatd(['serve', '--data-dir', data, '--listen', '127.0.0.1:0', '--vendor-public-key', v.pub], { FLOATD_EVALUATION_DAYS: '0' });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    await until(() => /"port":(\d+)[^\n]*"msg":"listening"/.test(out), 'the server to listen');
+    const port = /"port":(\d+)[^\n]*"msg":"listening"/.exec(out)![1];
+    const same = (s: Record<string, unknown>) => {
+      const { downToleranceMs: _d, ...rest } = s;
+      return rest;
+    };
+    const offline = json(['status', '--json', '--data-dir', data]);
+    expect(offline).toMatchObject({ mode: 'evaluation', evaluation: { expired: true, daysLeft: 0 }, running: true });
+    expect(same(offline)).toEqual(same(json(['status', '--json', '--server', `127.0.0.1:${port}`])));
+    expect(floatd(['status', '--data-dir', data]).out).toContain('EVALUATION OVER');
+
+    expect(floatd(['license', 'add', v.key(), '--data-dir', data]).code).toBe(0);
+    await until(() => json(['status', '--json', '--server', `127.0.0.1:${port}`])['mode'] === 'licensed', 'the server to use the key');
+    const licensed = json(['status', '--json', '--data-dir', data]);
+    expect(licensed).toMatchObject({ mode: 'licensed', keys: [{ licensee: 'Acme', state: 'valid' }], rejectedKeys: [] });
+    expect(same(licensed)).toEqual(same(json(['status', '--json', '--server', `127.0.0.1:${port}`])));
+    child.kill('SIGTERM');
+    expect((await exited(child)).code).toBe(0);
+    expect(json(['status', '--json', '--data-dir', data])).toMatchObject({ mode: 'licensed', running: false, rules: null });
+  });
+
+  it('refuses a second server on the same data directory, naming the first one\'s pid', async () => {
+    const data = join(tempDir(), 'data');
+    const first = await serve(['--data-dir', data]);
+    const second = floatd(['serve', '--data-dir', data, '--listen', '127.0.0.1:0']);
+    expect(second.code).toBe(1);
+    expect(second.err).toContain(`DATA_DIR_LOCKED: another floatd server (pid ${first.child.pid}) is running on ${data}`);
+    noStackTrace(second.err);
+    // The first one is still the one commands see.
+    expect(json(['status', '--json', '--data-dir', data])).toMatchObject({ running: true, listeners: [{ port: first.port }] });
+    first.child.kill('SIGKILL');
+    await exited(first.child);
+    // A crashed server leaves no stale lock.
+    const third = await serve(['--data-dir', data]);
+    expect(third.port).toBeGreaterThan(0);
+  });
+
+  it('says what is wrong, without a stack trace, when the port is taken or the data directory is a file, and a failed start starts no evaluation', async () => {
+    const taken: Server = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as { port: number }).port;
+    const data = join(tempDir(), 'data');
+    const busy = floatd(['serve', '--data-dir', data, '--listen', `127.0.0.1:${port}`]);
+    taken.close();
+    expect(busy.code).toBe(1);
+    expect(busy.err).toContain(`LISTEN_FAILED: cannot listen on 127.0.0.1:${port} (listener "tcp"): the address is already in use`);
+    noStackTrace(busy.err);
+    expect(busy.out).not.toContain('evaluation mode');
+    const store = new SqliteLeaseStore(join(data, 'floatd.db'), { readonly: true });
+    expect(store.getMeta('evaluation.startedAt')).toBeUndefined();
+    expect(store.queryEvents({})).toEqual([]);
+    store.close();
+
+    const file = join(tempDir(), 'not-a-dir');
+    writeFileSync(file, 'x');
+    for (const args of [['serve', '--listen', '127.0.0.1:0'], ['status']]) {
+      const r = floatd([...args, '--data-dir', file]);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain(`DATA_DIR_INVALID: the data directory ${file} is a file, not a folder`);
+      noStackTrace(r.err);
+    }
+  });
+
+  it('refuses a vendor private key given as the public key', () => {
+    const dir = tempDir();
+    const v = vendor(dir);
+    const r = floatd(['serve', '--data-dir', join(dir, 'data'), '--listen', '127.0.0.1:0', '--vendor-public-key', v.priv]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`CONFIG_INVALID: setting vendorPublicKeys: ${v.priv}: is a private key`);
+    expect(existsSync(join(dir, 'data'))).toBe(false);
+  });
+
+  it('ends quietly with status 0 when its reader goes away (floatd log | head -1, rules simulate | head -1)', async () => {
+    const dir = tempDir();
+    const data = join(dir, 'data');
+    const server = await serve(['--data-dir', data]);
+    server.child.kill('SIGTERM');
+    await exited(server.child);
+    const store = new SqliteLeaseStore(join(data, 'floatd.db'));
+    store.batch(() => {
+      for (let i = 0; i < 5000; i++) store.appendEvent({ ts: Date.now(), event: 'denied', user: `user-${i}`, code: 'NO_FREE_SEATS', message: 'every seat of cad is taken' });
+    });
+    store.close();
+    const rules = join(dir, 'rules.clt');
+    writeFileSync(rules, 'CLT ALL connection_limit=1\n');
+    const events = join(dir, 'events.jsonl');
+    writeFileSync(events, Array.from({ length: 5000 }, (_, i) => JSON.stringify({ tMs: i, op: 'acquire', lease: `l${i}`, user: 'u' })).join('\n'));
+    for (const cmd of [`log --data-dir ${data}`, `rules simulate ${rules} --events ${events}`]) {
+      const r = spawnSync('bash', ['-c', `set -o pipefail; "${process.execPath}" "${MAIN}" ${cmd} | head -1`], { encoding: 'utf8' });
+      expect(r.stderr, cmd).toBe('');
+      expect(r.status, cmd).toBe(0);
+      expect(r.stdout.split('\n').filter((l) => l !== '')).toHaveLength(1);
+    }
+  });
+
+  it('npm start stops the server cleanly on SIGTERM to npm', async () => {
+    const data = join(tempDir(), 'data');
+    const npm = spawn('npm', ['start', '--silent', '--', '--data-dir', data, '--listen', '127.0.0.1:0'], { cwd: ROOT, env: { PATH: process.env['PATH'] } });
+    let out = '';
+    npm.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    npm.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    await until(() => out.includes('"msg":"listening"'), 'npm start to bring the server up');
+    npm.kill('SIGTERM');
+    await new Promise((r) => npm.once('close', r));
+    await until(() => out.includes('"msg":"stopped"'), 'the server to stop');
+    // The data directory is free again: nothing was orphaned.
+    expect(json(['status', '--json', '--data-dir', data])['running']).toBe(false);
+  });
+});
