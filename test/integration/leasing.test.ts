@@ -2,7 +2,7 @@ import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { verifyLeaseToken } from '../../src/adapters/crypto/lease-tokens.js';
 import { TcpTransport } from '../../src/client/tcp-transport.js';
-import { FakeClock } from '../support/helpers.js';
+import { FakeClock, until } from '../support/helpers.js';
 import { errorOf, leaseOf, startServer, type TestServer } from '../support/server.js';
 
 let server: TestServer | undefined;
@@ -11,21 +11,32 @@ afterEach(async () => {
   server = undefined;
 });
 
-/** Sends raw lines and collects raw reply lines until the socket closes or `waitMs` passes. */
-function raw(address: string, payload: string | Buffer, waitMs = 300): Promise<{ lines: string[]; closed: boolean }> {
+/**
+ * Sends raw bytes and collects the reply lines. With `count`, resolves as soon as
+ * that many lines came (the connection is then proved open by a probe request
+ * that must be answered too); without, resolves when the server closes.
+ */
+function raw(address: string, payload: string | Buffer, count?: number): Promise<{ lines: string[]; closed: boolean }> {
   const [host, port] = address.split(':');
   return new Promise((resolve) => {
     const s = connect({ host, port: Number(port) });
     let buf = '';
-    let closed = false;
-    s.on('data', (d) => (buf += d.toString()));
-    s.on('close', () => (closed = true));
+    let probing = false;
+    const lines = () => buf.split('\n').filter((l) => l !== '');
+    s.on('data', (d) => {
+      buf += d.toString();
+      if (count === undefined) return;
+      if (!probing && lines().length >= count) {
+        probing = true;
+        s.write('{"op":"ping","id":"probe"}\n');
+      } else if (probing && lines().some((l) => l.includes('"probe"'))) {
+        s.destroy();
+        resolve({ lines: lines().filter((l) => !l.includes('"probe"')), closed: false });
+      }
+    });
+    s.on('close', () => resolve({ lines: lines(), closed: true }));
     s.on('error', () => {});
     s.write(payload);
-    setTimeout(() => {
-      s.destroy();
-      resolve({ lines: buf.split('\n').filter((l) => l !== ''), closed });
-    }, waitMs);
   });
 }
 
@@ -89,7 +100,7 @@ describe('leasing over TCP', () => {
     const a = await server.connect('a');
     const lease = leaseOf(await a.request('acquire', { product: 'cad' }));
     a.close();
-    await new Promise((r) => setTimeout(r, 100));
+    await until(() => a.closed, 'the connection to close');
     expect(errorOf(await (await server.connect('b')).request('acquire', { product: 'cad' })).code).toBe('NO_FREE_SEATS');
     const back = await server.connect('a');
     expect(leaseOf(await back.request('renew', { lease: lease.id })).id).toBe(lease.id);
@@ -134,7 +145,7 @@ describe('expiry sweeping with an injected clock', () => {
     const expired = server.floatd.store.queryEvents({ events: ['expired'] });
     expect(expired).toHaveLength(1);
     expect(expired[0]).toMatchObject({ leaseId: lease.id, ts: grantedAt + 30_000, seatsInUse: 0 });
-    await new Promise((r) => setTimeout(r, 50));
+    await until(() => events.length > 0, 'the expiry to be pushed');
     expect(events).toEqual([{ event: 'expired', lease: lease.id, product: 'cad' }]);
     expect(errorOf(await t.request('renew', { lease: lease.id })).code).toBe('LEASE_NOT_FOUND');
     t.close();
@@ -170,6 +181,7 @@ describe('protocol hygiene', () => {
         '{"id":7}',
         '',
       ].join('\n'),
+      7,
     );
     const replies = lines.map((l) => JSON.parse(l) as { id: number; ok: boolean; error?: { code: string; message: string } });
     const byId = new Map(replies.map((r) => [r.id, r]));
@@ -185,7 +197,7 @@ describe('protocol hygiene', () => {
   it('answers garbage with BAD_REQUEST, keeps the connection, and other clients are untouched', async () => {
     server = await startServer();
     const good = await server.connect('good');
-    const { lines, closed } = await raw(server.address, 'not json\n[1,2]\n{"op":"ping","id":1}\n');
+    const { lines, closed } = await raw(server.address, 'not json\n[1,2]\n{"op":"ping","id":1}\n', 3);
     expect(lines.map((l) => JSON.parse(l).error?.code ?? 'ok')).toEqual(['BAD_REQUEST', 'BAD_REQUEST', 'HELLO_REQUIRED']);
     expect(closed).toBe(false);
     expect(leaseOf(await good.request('acquire', { product: 'cad' })).product).toBe('cad');
@@ -207,7 +219,8 @@ describe('protocol hygiene', () => {
 
   it('drops a client that does not say hello within the handshake timeout', async () => {
     server = await startServer({ flags: { handshakeTimeoutSeconds: 1 } });
-    const { lines, closed } = await raw(server.address, '', 1500);
+    // Resolves when the server closes the connection: no fixed wait.
+    const { lines, closed } = await raw(server.address, '');
     expect(JSON.parse(lines[0]!).error.code).toBe('HANDSHAKE_TIMEOUT');
     expect(closed).toBe(true);
   });

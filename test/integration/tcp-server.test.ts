@@ -8,10 +8,22 @@ afterEach(async () => {
   server = undefined;
 });
 
+/** The `slow` op: its reply waits until the test calls `finish`; `started` resolves when the server got it. */
+let slow: { started: Promise<void>; begin: () => void; finish: () => void };
+function resetSlow(): void {
+  let begin = () => {};
+  const started = new Promise<void>((r) => (begin = r));
+  slow = { started, begin, finish: () => {} };
+}
+resetSlow();
+afterEach(resetSlow);
+
 const handler: ConnectionHandler = {
   onMessage: (conn, msg) => {
     conn.markReady();
-    return msg['op'] === 'slow' ? new Promise((r) => setTimeout(() => r({ id: msg['id'], ok: true, slow: true }), 50)) : { id: msg['id'], ok: true };
+    if (msg['op'] !== 'slow') return { id: msg['id'], ok: true };
+    slow.begin();
+    return new Promise((r) => (slow.finish = () => r({ id: msg['id'], ok: true, slow: true })));
   },
   onError: (_conn, msg) => ({ id: msg['id'], ok: false, error: { code: 'INTERNAL', message: 'internal server error' } }),
 };
@@ -59,7 +71,7 @@ describe('TcpServer group commit', () => {
     const t = await TcpTransport.connect(address);
     const replies = await Promise.all([t.request('ping'), t.request('slow')]);
     expect(replies.map((r) => (r.ok ? 'ok' : r.error.code))).toEqual(['INTERNAL', 'INTERNAL']);
-    await new Promise((r) => setTimeout(r, 100));
+    slow.finish();
     t.close();
   });
 
@@ -67,8 +79,10 @@ describe('TcpServer group commit', () => {
     const address = await start();
     const t = await TcpTransport.connect(address);
     const pending = t.request('slow');
-    await new Promise((r) => setTimeout(r, 10));
-    await server!.stop();
+    await slow.started;
+    const stopping = server!.stop();
+    slow.finish();
+    await stopping;
     expect(await pending).toMatchObject({ ok: true, slow: true });
   });
 });
