@@ -10,8 +10,17 @@ export type PeriodResult =
   | { readonly ok: true; readonly ms: number }
   | { readonly ok: false; readonly kind: 'invalid-period' | 'negative-period'; readonly message: string };
 
-const UNIT_WORDS: Record<string, number> = { second: 1000, minute: 60_000, hour: 3_600_000 };
-const UNIT_LETTERS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000 };
+// Maps, not object literals: a lookup in an object also finds `constructor`, `toString`…
+const UNIT_WORDS = new Map([
+  ['second', 1000],
+  ['minute', 60_000],
+  ['hour', 3_600_000],
+]);
+const UNIT_LETTERS = new Map([
+  ['s', 1000],
+  ['m', 60_000],
+  ['h', 3_600_000],
+]);
 
 const ISO = /^([-+]?)P(?:([-+]?\d+)D)?(T(?:([-+]?\d+)H)?(?:([-+]?\d+)M)?(?:([-+]?\d+)(?:[.,](\d{0,9}))?S)?)?$/i;
 
@@ -44,9 +53,9 @@ function parseIso(iso: string, shown: string): PeriodResult {
 }
 
 export function parsePeriod(text: string): PeriodResult {
-  const word = UNIT_WORDS[text];
+  const word = UNIT_WORDS.get(text);
   if (word !== undefined) return { ok: true, ms: word };
-  const letter = UNIT_LETTERS[text.toLowerCase()];
+  const letter = UNIT_LETTERS.get(text.toLowerCase());
   if (letter !== undefined && text.length === 1) return { ok: true, ms: letter };
   if (/^[-+]?\d/.test(text)) return parseIso(`PT${text}`, text);
   if (/^[-+]?P/i.test(text)) return parseIso(text, text);

@@ -71,6 +71,7 @@ describe('CLT statement errors, each with its line', () => {
     ['ISO months', 'CLT user connection_frequency_limit=10/P1M', 'invalid-period', 1],
     ['seconds before minutes', 'CLT user connection_frequency_limit=10/1s1m', 'invalid-period', 1],
     ['a second /', 'CLT user connection_frequency_limit=10/1m/2', 'invalid-period', 1],
+    ['an object property name as period', 'CLT user connection_frequency_limit=10/constructor', 'invalid-period', 1],
     ['a fraction on minutes', 'CLT user connection_frequency_limit=10/1.5m', 'invalid-period', 1],
     ['a zero period', 'CLT user connection_frequency_limit=10/0s', 'invalid-period', 1],
     ['a zero ISO period', 'CLT user connection_frequency_limit=10/PT0S', 'invalid-period', 1],
@@ -233,7 +234,11 @@ describe('frequency periods', () => {
     expect(parsePeriod(text)).toEqual({ ok: true, ms });
   });
 
-  it.each(['Second', 'MINUTE', 'sec', 'min', 'd', 'ms', '1', '', '1d', '1m30h', 'PT', 'P1W', 'P1Y2M', 'T1M', '1.5h', '1 m', 'P1.5D'])(
+  it.each([
+    'Second', 'MINUTE', 'sec', 'min', 'd', 'ms', '1', '', '1d', '1m30h', 'PT', 'P1W', 'P1Y2M', 'T1M', '1.5h', '1 m', 'P1.5D',
+    // Names every JavaScript object has are no units either.
+    'constructor', 'toString', 'valueOf', 'hasOwnProperty', '__proto__',
+  ])(
     '%j is not a period',
     (text) => {
       expect(parsePeriod(text)).toMatchObject({ ok: false, kind: 'invalid-period' });
