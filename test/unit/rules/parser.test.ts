@@ -123,6 +123,8 @@ describe('CLT statements that parse', () => {
     ['connection-frequency-limit', 'CLT alice connection-frequency-limit=5', { frequencyLimit: 5 }],
     ['connectionfrequencylimit', 'CLT alice connectionfrequencylimit=5', { frequencyLimit: 5 }],
     ['ConnectionFrequencyLimit', 'CLT alice ConnectionFrequencyLimit=5/1m', { frequencyLimit: 5, frequencyPeriodMs: 60_000 }],
+    ['a unit word in capitals', 'CLT alice connection_frequency_limit=5/MINUTE', { frequencyLimit: 5, frequencyPeriodMs: 60_000 }],
+    ['a capitalised unit word', 'CLT alice connection_frequency_limit=5/Hour', { frequencyLimit: 5, frequencyPeriodMs: 3_600_000 }],
     ['command in lower case', 'clt alice connection_limit=2', { countLimit: 2 }],
     ['command in mixed case', 'Clt alice connection_limit=2', { countLimit: 2 }],
     ['port', 'CLT alice port=tcp connection_limit=2', { port: 'tcp', countLimit: 2 }],
@@ -208,6 +210,13 @@ describe('frequency periods', () => {
     ['second', 1000],
     ['minute', 60_000],
     ['hour', 3_600_000],
+    ['Second', 1000],
+    ['SECOND', 1000],
+    ['MINUTE', 60_000],
+    ['Minute', 60_000],
+    ['mInUtE', 60_000],
+    ['HOUR', 3_600_000],
+    ['Hour', 3_600_000],
     ['s', 1000],
     ['S', 1000],
     ['m', 60_000],
@@ -235,7 +244,7 @@ describe('frequency periods', () => {
   });
 
   it.each([
-    'Second', 'MINUTE', 'sec', 'min', 'd', 'ms', '1', '', '1d', '1m30h', 'PT', 'P1W', 'P1Y2M', 'T1M', '1.5h', '1 m', 'P1.5D',
+    'Seconds', 'MINUTES', 'sec', 'min', 'd', 'ms', '1', '', '1d', '1m30h', 'PT', 'P1W', 'P1Y2M', 'T1M', '1.5h', '1 m', 'P1.5D',
     // Names every JavaScript object has are no units either.
     'constructor', 'toString', 'valueOf', 'hasOwnProperty', '__proto__',
   ])(
