@@ -43,9 +43,9 @@ export interface CltRule {
   /** Product name, or `ALL` (floatd extension). */
   readonly product: string;
   readonly blocked: boolean;
-  /** Max leases held at once; -1 is unlimited; null when the rule sets none (or blocks). */
+  /** Max leases held at once; -1 is unlimited (written negative or 2147483647); null when the rule sets none (or blocks). */
   readonly countLimit: number | null;
-  /** Max new acquisitions per period; -1 is unlimited; null when the rule sets none (or blocks). */
+  /** Max new acquisitions per period; -1 is unlimited (written negative or 2147483647); null when the rule sets none (or blocks). */
   readonly frequencyLimit: number | null;
   /** The rule's own period; null when it gave none (the default period applies). */
   readonly frequencyPeriodMs: number | null;
@@ -83,9 +83,12 @@ function parseInteger(text: string, what: string): number {
   return n === 0 ? 0 : n; // no -0
 }
 
-/** Any negative limit means unlimited; reported as -1. */
+/**
+ * Any negative limit means unlimited, and so does the largest 32-bit value,
+ * which is what Qpid stores for "unlimited"; both are reported as -1.
+ */
 function limit(n: number): number {
-  return n < 0 ? -1 : n;
+  return n < 0 || n === INT_MAX ? -1 : n;
 }
 
 interface Pair {

@@ -141,7 +141,13 @@ describe('CLT statements that parse', () => {
     ['zero is a limit', 'CLT alice connection_limit=0', { countLimit: 0 }],
     ['-0 is zero', 'CLT alice connection_limit=-0', { countLimit: 0 }],
     ['negative is unlimited (-1)', 'CLT alice connection_limit=-5', { countLimit: -1 }],
-    ['the 32-bit edge', 'CLT alice connection_limit=2147483647', { countLimit: 2147483647 }],
+    ['one below the 32-bit edge is a limit', 'CLT alice connection_limit=2147483646', { countLimit: 2147483646 }],
+    ['the 32-bit edge is unlimited (-1)', 'CLT alice connection_limit=2147483647', { countLimit: -1 }],
+    ['the 32-bit edge with a sign is unlimited', 'CLT alice connection_limit=+2147483647', { countLimit: -1 }],
+    ['the 32-bit edge with a leading zero is unlimited', 'CLT alice connection_limit=02147483647', { countLimit: -1 }],
+    ['a frequency at the 32-bit edge is unlimited', 'CLT alice connection_frequency_limit=2147483647', { frequencyLimit: -1 }],
+    ['a frequency at the 32-bit edge with a period', 'CLT alice connection_frequency_limit=2147483647/1h', { frequencyLimit: -1, frequencyPeriodMs: 3_600_000 }],
+    ['a frequency one below the edge is a limit', 'CLT alice connection_frequency_limit=2147483646/1h', { frequencyLimit: 2147483646, frequencyPeriodMs: 3_600_000 }],
     ['the lowest 32-bit value', 'CLT alice connection_limit=-2147483648', { countLimit: -1 }],
     ['a negative frequency is unlimited', 'CLT alice connection_frequency_limit=-3/1h', { frequencyLimit: -1, frequencyPeriodMs: 3_600_000 }],
     ['both limits', 'CLT alice connection_limit=2 connection_frequency_limit=5/1m', { countLimit: 2, frequencyLimit: 5, frequencyPeriodMs: 60_000 }],
@@ -198,6 +204,7 @@ describe('CONFIG', () => {
     ['defaultfrequencyperiod', 'CONFIG defaultfrequencyperiod=5000', { logAll: false, defaultFrequencyPeriodMs: 5000 }],
     ['default-frequency-period', 'CONFIG default-frequency-period=0', { logAll: false, defaultFrequencyPeriodMs: 0 }],
     ['a negative default period', 'CONFIG default_frequency_period=-1', { logAll: false, defaultFrequencyPeriodMs: -1 }],
+    ['a default period at the 32-bit edge is a period, not unlimited', 'CONFIG default_frequency_period=2147483647', { logAll: false, defaultFrequencyPeriodMs: 2147483647 }],
     ['the last value wins', 'CONFIG log_all=true default_frequency_period=1\nCONFIG log_all=false default_frequency_period=2', { logAll: false, defaultFrequencyPeriodMs: 2 }],
   ])('%s', (_name, text, expected) => {
     const result = parseRules(text);
