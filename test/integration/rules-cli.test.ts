@@ -45,7 +45,7 @@ describe('floatd rules commands', () => {
     });
     expect(floatd(['rules', 'check', good])).toMatchObject({ code: 0, out: expect.stringContaining('valid, 4 rule(s)') });
 
-    const bad = file(dir, 'bad.clt', 'CLT alice connection_limit=2\nCLT bob limit=1\n\nCLT carol \\ x\nCLT dave Connection=Limit=5\nCLT erin connection_limit==10\n');
+    const bad = file(dir, 'bad.clt', 'CLT alice connection_limit=2\nCLT bob limit=1\n\nCLT carol \\ x\nCLT dave Connection=Limit=5\nCLT erin connection_limit==10\nCLT frank connection_frequency_limit=/1m\n');
     const refused = floatd(['rules', 'check', bad, '--json']);
     expect(refused.code).toBe(1);
     expect(JSON.parse(refused.out)).toEqual({
@@ -55,6 +55,7 @@ describe('floatd rules commands', () => {
         { line: 4, kind: 'premature-continuation', message: expect.any(String) },
         { line: 5, kind: 'unknown-property', message: expect.stringContaining('"Connection"') },
         { line: 6, kind: 'invalid-number', message: expect.stringContaining('"="') },
+        { line: 7, kind: 'invalid-number', message: expect.stringContaining('no limit before "/"') },
       ],
     });
     expect(floatd(['rules', 'check', bad])).toMatchObject({ code: 1, err: expect.stringContaining(`${bad}:2: unknown-property`) });

@@ -178,7 +178,8 @@ function parseClt(tokens: readonly Token[], line: number): CltRule | null {
         break;
       case 'connection_frequency_limit': {
         const slash = value.indexOf('/');
-        if (slash === 0) throw new LineError('invalid-period', `connection_frequency_limit "${value}" has no limit before "/"`);
+        // The limit is an integer like any other, so a missing one is a bad number, not a bad period.
+        if (slash === 0) throw new LineError('invalid-number', `connection_frequency_limit "${value}" has no limit before "/"`);
         frequencyLimit = limit(parseInteger(slash < 0 ? value : value.slice(0, slash), 'connection_frequency_limit'));
         if (slash > 0) {
           const period = parsePeriod(value.slice(slash + 1));

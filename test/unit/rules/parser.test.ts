@@ -63,7 +63,11 @@ describe('CLT statement errors, each with its line', () => {
     ['a default period with a unit', 'CONFIG default_frequency_period=1m', 'invalid-number', 1],
     ['a limited BLOCK line is still checked', 'CLT user BLOCK connection_limit=x', 'invalid-number', 1],
     ['nothing after /', 'CLT user connection_frequency_limit=10/', 'invalid-period', 1],
-    ['nothing before /', 'CLT user connection_frequency_limit=/1m', 'invalid-period', 1],
+    ['nothing before / is no number', 'CLT user connection_frequency_limit=/1m', 'invalid-number', 1],
+    ['nothing before / with a unit word', 'CLT user connection_frequency_limit=/minute', 'invalid-number', 1],
+    ['nothing around /', 'CLT user connection_frequency_limit=/', 'invalid-number', 1],
+    ['the limit is checked before a bad period', 'CLT user connection_frequency_limit=/P1W', 'invalid-number', 1],
+    ['a sign alone before /', 'CLT user connection_frequency_limit=-/1m', 'invalid-number', 1],
     ['a bare number period', 'CLT user connection_frequency_limit=10/1', 'invalid-period', 1],
     ['days are no letter', 'CLT user connection_frequency_limit=10/d', 'invalid-period', 1],
     ['milliseconds are no unit', 'CLT user connection_frequency_limit=10/500ms', 'invalid-period', 1],
@@ -118,10 +122,13 @@ describe('CLT statement errors, each with its line', () => {
     ]);
   });
 
-  it('gives messages a person understands', () => {
-    const result = parseRules('CLT alice limit=2');
+  it.each([
+    ['an unknown key', 'CLT alice limit=2', /unknown property "limit".*connection_limit/],
+    ['a missing frequency limit', 'CLT alice connection_frequency_limit=/1m', /connection_frequency_limit "\/1m" has no limit before "\/"/],
+  ])('gives messages a person understands: %s', (_name, text, message) => {
+    const result = parseRules(text);
     expect(result.ok).toBe(false);
-    if (!result.ok) expect(result.errors[0]!.message).toMatch(/unknown property "limit".*connection_limit/);
+    if (!result.ok) expect(result.errors[0]!.message).toMatch(message);
   });
 });
 
