@@ -26,7 +26,11 @@ async function acquireAs(port: number, user: string, instance: string) {
 describe('floatd rules commands', () => {
   it('check: exit 0 and the JSON contract for a valid file, exit 1 and every error for a broken one', () => {
     const dir = tempDir();
-    const good = file(dir, 'good.clt', 'CONFIG log_all=true\nCLT alice connection_limit=2 connection_frequency_limit=5\nCLT all port=tcp BLOCK connection_limit=3\nCLT bob connection_limit=-4 connection_frequency_limit=3/1h\n');
+    const good = file(
+      dir,
+      'good.clt',
+      'CONFIG log_all=true\nCLT alice connection_limit=2 connection_frequency_limit=5\nCLT all port=tcp BLOCK connection_limit=3\nCLT bob connection_limit=-4 connection_frequency_limit=3/1h\nCLT carol connection_limit=2147483647 connection_frequency_limit=2147483647/Minute\n',
+    );
     const ok = floatd(['rules', 'check', good, '--json']);
     expect(ok.code).toBe(0);
     expect(JSON.parse(ok.out)).toEqual({
@@ -35,12 +39,13 @@ describe('floatd rules commands', () => {
         { identity: 'alice', port: 'ALL', product: 'ALL', blocked: false, countLimit: 2, frequencyLimit: 5, frequencyPeriodMs: null },
         { identity: 'ALL', port: 'tcp', product: 'ALL', blocked: true, countLimit: null, frequencyLimit: null, frequencyPeriodMs: null },
         { identity: 'bob', port: 'ALL', product: 'ALL', blocked: false, countLimit: -1, frequencyLimit: 3, frequencyPeriodMs: 3_600_000 },
+        { identity: 'carol', port: 'ALL', product: 'ALL', blocked: false, countLimit: -1, frequencyLimit: -1, frequencyPeriodMs: 60_000 },
       ],
       config: { logAll: true, defaultFrequencyPeriodMs: null },
     });
-    expect(floatd(['rules', 'check', good])).toMatchObject({ code: 0, out: expect.stringContaining('valid, 3 rule(s)') });
+    expect(floatd(['rules', 'check', good])).toMatchObject({ code: 0, out: expect.stringContaining('valid, 4 rule(s)') });
 
-    const bad = file(dir, 'bad.clt', 'CLT alice connection_limit=2\nCLT bob limit=1\n\nCLT carol \\ x\n');
+    const bad = file(dir, 'bad.clt', 'CLT alice connection_limit=2\nCLT bob limit=1\n\nCLT carol \\ x\nCLT dave Connection=Limit=5\nCLT erin connection_limit==10\nCLT frank connection_frequency_limit=/1m\n');
     const refused = floatd(['rules', 'check', bad, '--json']);
     expect(refused.code).toBe(1);
     expect(JSON.parse(refused.out)).toEqual({
@@ -48,6 +53,9 @@ describe('floatd rules commands', () => {
       errors: [
         { line: 2, kind: 'unknown-property', message: expect.any(String) },
         { line: 4, kind: 'premature-continuation', message: expect.any(String) },
+        { line: 5, kind: 'unknown-property', message: expect.stringContaining('"Connection"') },
+        { line: 6, kind: 'invalid-number', message: expect.stringContaining('"="') },
+        { line: 7, kind: 'invalid-number', message: expect.stringContaining('no limit before "/"') },
       ],
     });
     expect(floatd(['rules', 'check', bad])).toMatchObject({ code: 1, err: expect.stringContaining(`${bad}:2: unknown-property`) });
@@ -57,7 +65,11 @@ describe('floatd rules commands', () => {
 
   it('explain: the effective limits and the level that matched', () => {
     const dir = tempDir();
-    const rules = file(dir, 'r.clt', 'CLT ALL BLOCK\nCLT g1 connection_limit=5 connection_frequency_limit=100/1h\nCLT g2 connection_frequency_limit=10\nCLT boss connection_limit=-1\n');
+    const rules = file(
+      dir,
+      'r.clt',
+      'CLT ALL BLOCK\nCLT g1 connection_limit=5 connection_frequency_limit=100/1h\nCLT g2 connection_frequency_limit=10\nCLT boss connection_limit=-1\nCLT robot connection_limit=2147483647 connection_frequency_limit=2147483647/1h\n',
+    );
     const explain = (...args: string[]) => JSON.parse(floatd(['rules', 'explain', rules, '--json', ...args]).out) as unknown;
     expect(explain('--user', 'alice', '--group', 'g1', '--group', 'g2')).toEqual({
       blocked: false,
@@ -71,6 +83,7 @@ describe('floatd rules commands', () => {
     });
     expect(explain('--user', 'carol')).toEqual({ blocked: true, countLimit: null, frequencyLimits: [], frequencyEnabled: true, matched: 'default' });
     expect(explain('--user', 'boss', '--listener', 'lan')).toEqual({ blocked: false, countLimit: null, frequencyLimits: [], frequencyEnabled: true, matched: 'user' });
+    expect(explain('--user', 'robot')).toEqual({ blocked: false, countLimit: null, frequencyLimits: [], frequencyEnabled: true, matched: 'user' });
     expect(floatd(['rules', 'explain', rules, '--user', 'alice', '--group', 'g1']).out).toContain('at most 5');
     expect(floatd(['rules', 'explain', rules])).toMatchObject({ code: 2 });
   });

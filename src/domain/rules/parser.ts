@@ -43,9 +43,9 @@ export interface CltRule {
   /** Product name, or `ALL` (floatd extension). */
   readonly product: string;
   readonly blocked: boolean;
-  /** Max leases held at once; -1 is unlimited; null when the rule sets none (or blocks). */
+  /** Max leases held at once; -1 is unlimited (written negative or 2147483647); null when the rule sets none (or blocks). */
   readonly countLimit: number | null;
-  /** Max new acquisitions per period; -1 is unlimited; null when the rule sets none (or blocks). */
+  /** Max new acquisitions per period; -1 is unlimited (written negative or 2147483647); null when the rule sets none (or blocks). */
   readonly frequencyLimit: number | null;
   /** The rule's own period; null when it gave none (the default period applies). */
   readonly frequencyPeriodMs: number | null;
@@ -83,28 +83,36 @@ function parseInteger(text: string, what: string): number {
   return n === 0 ? 0 : n; // no -0
 }
 
-/** Any negative limit means unlimited; reported as -1. */
+/**
+ * Any negative limit means unlimited, and so does the largest 32-bit value,
+ * which is what Qpid stores for "unlimited"; both are reported as -1.
+ */
 function limit(n: number): number {
-  return n < 0 ? -1 : n;
+  return n < 0 || n === INT_MAX ? -1 : n;
 }
 
 interface Pair {
+  readonly block: false;
   readonly key: string;
   readonly value: string;
 }
 
+const BLOCK_WORD = { block: true } as const;
+
 /**
- * Reads `key = value` pairs (and, for CLT, `BLOCK` words). The shape of a pair is
- * checked before its key is looked up, as the spec orders the errors.
+ * Yields `key = value` pairs (and, for CLT, `BLOCK` words) left to right. A
+ * pair's shape is checked only when it is reached, so the caller checks its
+ * key and value before the next pair is looked at: the first error in the
+ * statement is the one reported (`a=b=c` fails on `a`, not on the stray `=`).
  */
-function readPairs(tokens: readonly Token[], allowBlock: boolean): { pairs: Pair[]; blocked: boolean } {
-  const pairs: Pair[] = [];
-  let blocked = false;
+function pairs(tokens: readonly Token[], allowBlock: true): Generator<Pair | typeof BLOCK_WORD>;
+function pairs(tokens: readonly Token[], allowBlock: false): Generator<Pair>;
+function* pairs(tokens: readonly Token[], allowBlock: boolean): Generator<Pair | typeof BLOCK_WORD> {
   let i = 0;
   while (i < tokens.length) {
     const key = tokens[i]!;
     if (allowBlock && key.kind === 'word' && key.text.toUpperCase() === 'BLOCK') {
-      blocked = true;
+      yield BLOCK_WORD;
       i += 1;
       continue;
     }
@@ -113,10 +121,9 @@ function readPairs(tokens: readonly Token[], allowBlock: boolean): { pairs: Pair
       throw new LineError('property-no-equals', `"${key.text}" must be followed by "=", not "${tokens[i + 1]!.text}"`);
     }
     if (i + 2 >= tokens.length) throw new LineError('property-no-value', `"${key.text} =" has no value`);
-    pairs.push({ key: key.text, value: tokens[i + 2]!.text });
+    yield { block: false, key: key.text, value: tokens[i + 2]!.text };
     i += 3;
   }
-  return { pairs, blocked };
 }
 
 type CltProperty = 'port' | 'connection_limit' | 'connection_frequency_limit' | 'product';
@@ -142,14 +149,19 @@ function allOr(value: string): string {
 
 function parseClt(tokens: readonly Token[], line: number): CltRule | null {
   const identity = allOr(tokens[1]!.text);
-  const { pairs, blocked } = readPairs(tokens.slice(2), true);
   const seen = new Set<CltProperty>();
+  let blocked = false;
   let port = ALL;
   let product = ALL;
   let countLimit: number | null = null;
   let frequencyLimit: number | null = null;
   let frequencyPeriodMs: number | null = null;
-  for (const { key, value } of pairs) {
+  for (const item of pairs(tokens.slice(2), true)) {
+    if (item.block) {
+      blocked = true;
+      continue;
+    }
+    const { key, value } = item;
     const property = CLT_PROPERTIES.get(key.toLowerCase());
     if (property === undefined) throw new LineError('unknown-property', `unknown property "${key}" (known: ${PROPERTY_NAMES})`);
     if (seen.has(property)) throw new LineError('duplicate-property', `property ${property} is given more than once ("${key}")`);
@@ -166,7 +178,8 @@ function parseClt(tokens: readonly Token[], line: number): CltRule | null {
         break;
       case 'connection_frequency_limit': {
         const slash = value.indexOf('/');
-        if (slash === 0) throw new LineError('invalid-period', `connection_frequency_limit "${value}" has no limit before "/"`);
+        // The limit is an integer like any other, so a missing one is a bad number, not a bad period.
+        if (slash === 0) throw new LineError('invalid-number', `connection_frequency_limit "${value}" has no limit before "/"`);
         frequencyLimit = limit(parseInteger(slash < 0 ? value : value.slice(0, slash), 'connection_frequency_limit'));
         if (slash > 0) {
           const period = parsePeriod(value.slice(slash + 1));
@@ -190,7 +203,7 @@ interface MutableConfig {
 }
 
 function parseConfig(tokens: readonly Token[], config: MutableConfig): void {
-  for (const { key, value } of readPairs(tokens.slice(1), false).pairs) {
+  for (const { key, value } of pairs(tokens.slice(1), false)) {
     const name = key.replaceAll('-', '_').toLowerCase();
     if (name === 'log_all' || name === 'logall') {
       config.logAll = value.toLowerCase() === 'true';
@@ -204,7 +217,8 @@ function parseConfig(tokens: readonly Token[], config: MutableConfig): void {
 /** `[n] ACL outcome identity operation object [key=value …]`: accepted for old files, never used. */
 function parseAcl(tokens: readonly Token[]): void {
   if (tokens.length - 1 < 4) return;
-  readPairs(tokens.slice(5), false);
+  // Only the shape of the pairs is checked; ACL keys and values are not used.
+  for (const _pair of pairs(tokens.slice(5), false)) continue;
 }
 
 export function parseRules(text: string): ParseResult {

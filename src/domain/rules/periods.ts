@@ -1,17 +1,26 @@
 /**
- * Frequency periods of the CLT language (CLT-RULES.md section 2): a unit word,
- * a unit letter, a number-led time (`1h30m`, `1.5s`) or an ISO-8601 duration
- * (`PT5M7.5S`, `P1DT1M`). Number-led times read as ISO durations with `PT` in
- * front, which is what makes `1s1m` (wrong order) and `1.5m` (fraction not on
- * seconds) invalid.
+ * Frequency periods of the CLT language (CLT-RULES.md section 2): a unit word
+ * or unit letter in any letter case, a number-led time (`1h30m`, `1.5s`) or an
+ * ISO-8601 duration (`PT5M7.5S`, `P1DT1M`). Number-led times read as ISO
+ * durations with `PT` in front, which is what makes `1s1m` (wrong order) and
+ * `1.5m` (fraction not on seconds) invalid.
  */
 
 export type PeriodResult =
   | { readonly ok: true; readonly ms: number }
   | { readonly ok: false; readonly kind: 'invalid-period' | 'negative-period'; readonly message: string };
 
-const UNIT_WORDS: Record<string, number> = { second: 1000, minute: 60_000, hour: 3_600_000 };
-const UNIT_LETTERS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000 };
+// Maps, not object literals: a lookup in an object also finds `constructor`, `toString`…
+const UNIT_WORDS = new Map([
+  ['second', 1000],
+  ['minute', 60_000],
+  ['hour', 3_600_000],
+]);
+const UNIT_LETTERS = new Map([
+  ['s', 1000],
+  ['m', 60_000],
+  ['h', 3_600_000],
+]);
 
 const ISO = /^([-+]?)P(?:([-+]?\d+)D)?(T(?:([-+]?\d+)H)?(?:([-+]?\d+)M)?(?:([-+]?\d+)(?:[.,](\d{0,9}))?S)?)?$/i;
 
@@ -44,10 +53,9 @@ function parseIso(iso: string, shown: string): PeriodResult {
 }
 
 export function parsePeriod(text: string): PeriodResult {
-  const word = UNIT_WORDS[text];
-  if (word !== undefined) return { ok: true, ms: word };
-  const letter = UNIT_LETTERS[text.toLowerCase()];
-  if (letter !== undefined && text.length === 1) return { ok: true, ms: letter };
+  const lower = text.toLowerCase();
+  const unit = UNIT_WORDS.get(lower) ?? UNIT_LETTERS.get(lower);
+  if (unit !== undefined) return { ok: true, ms: unit };
   if (/^[-+]?\d/.test(text)) return parseIso(`PT${text}`, text);
   if (/^[-+]?P/i.test(text)) return parseIso(text, text);
   return invalid(text);

@@ -39,7 +39,7 @@ describe('CLT tokenizer', () => {
     ['continuation with \\r\\n', 'CLT a \\\r\nb=1\r\n', [[2, ['CLT', 'a', 'b', '=', '1']]]],
     ['a blank line after a continued line ends the statement', 'CLT a \\\n\nCLT b', [[2, ['CLT', 'a']], [3, ['CLT', 'b']]]],
     ['\\ glued to a word still continues', 'CLT a\\\nb=1', [[2, ['CLT', 'a', 'b', '=', '1']]]],
-    ['a comment-only continued line keeps the statement open', 'CLT a \\\n# note\nb=1', [[2, ['CLT', 'a']], [3, ['b', '=', '1']]]],
+    ['a comment-only line after a continued line ends the statement, as a blank one does', 'CLT a \\\n# note\nb=1', [[2, ['CLT', 'a']], [3, ['b', '=', '1']]]],
   ])('%s', (_name, text, expected) => {
     expect(lex(text)).toEqual(expected);
   });

@@ -41,7 +41,9 @@ describe('CLT statement errors, each with its line', () => {
     ['key then value without =', 'CLT user connection_limit 10', 'property-no-equals', 1],
     ['= last', 'CLT user connection_limit=', 'property-no-value', 1],
     ['= last after a good pair', 'CLT user port=tcp connection_limit =', 'property-no-value', 1],
-    ['shape errors come before unknown keys', 'CLT user nonsense', 'property-key-only', 1],
+    ['within a pair, its shape is checked before its key', 'CLT user nonsense', 'property-key-only', 1],
+    ['within a pair, = is checked before the key', 'CLT user nonsense x', 'property-no-equals', 1],
+    ['within a pair, the value is checked before the key', 'CLT user nonsense =', 'property-no-value', 1],
     ['unknown property', 'CLT user limit=10', 'unknown-property', 1],
     ['mixed separators are unknown', 'CLT user connection-frequency_limit=1', 'unknown-property', 1],
     ['half a spelling is unknown', 'CLT user connection_frequencylimit=1', 'unknown-property', 1],
@@ -61,7 +63,11 @@ describe('CLT statement errors, each with its line', () => {
     ['a default period with a unit', 'CONFIG default_frequency_period=1m', 'invalid-number', 1],
     ['a limited BLOCK line is still checked', 'CLT user BLOCK connection_limit=x', 'invalid-number', 1],
     ['nothing after /', 'CLT user connection_frequency_limit=10/', 'invalid-period', 1],
-    ['nothing before /', 'CLT user connection_frequency_limit=/1m', 'invalid-period', 1],
+    ['nothing before / is no number', 'CLT user connection_frequency_limit=/1m', 'invalid-number', 1],
+    ['nothing before / with a unit word', 'CLT user connection_frequency_limit=/minute', 'invalid-number', 1],
+    ['nothing around /', 'CLT user connection_frequency_limit=/', 'invalid-number', 1],
+    ['the limit is checked before a bad period', 'CLT user connection_frequency_limit=/P1W', 'invalid-number', 1],
+    ['a sign alone before /', 'CLT user connection_frequency_limit=-/1m', 'invalid-number', 1],
     ['a bare number period', 'CLT user connection_frequency_limit=10/1', 'invalid-period', 1],
     ['days are no letter', 'CLT user connection_frequency_limit=10/d', 'invalid-period', 1],
     ['milliseconds are no unit', 'CLT user connection_frequency_limit=10/500ms', 'invalid-period', 1],
@@ -71,6 +77,7 @@ describe('CLT statement errors, each with its line', () => {
     ['ISO months', 'CLT user connection_frequency_limit=10/P1M', 'invalid-period', 1],
     ['seconds before minutes', 'CLT user connection_frequency_limit=10/1s1m', 'invalid-period', 1],
     ['a second /', 'CLT user connection_frequency_limit=10/1m/2', 'invalid-period', 1],
+    ['an object property name as period', 'CLT user connection_frequency_limit=10/constructor', 'invalid-period', 1],
     ['a fraction on minutes', 'CLT user connection_frequency_limit=10/1.5m', 'invalid-period', 1],
     ['a zero period', 'CLT user connection_frequency_limit=10/0s', 'invalid-period', 1],
     ['a zero ISO period', 'CLT user connection_frequency_limit=10/PT0S', 'invalid-period', 1],
@@ -80,6 +87,18 @@ describe('CLT statement errors, each with its line', () => {
     ['a negative ISO period', 'CLT user connection_frequency_limit=10/-PT5M', 'negative-period', 1],
     ['a negative ISO part', 'CLT user connection_frequency_limit=10/PT-5M', 'negative-period', 1],
     ['negative days', 'CLT user connection_frequency_limit=10/P-1D', 'negative-period', 1],
+    // Pairs are taken left to right: the first error in the statement is the one reported.
+    ['Connection=Limit=5: the first key is Connection', 'CLT a Connection=Limit=5', 'unknown-property', 1],
+    ['connection_limit==10: the value is =', 'CLT a connection_limit==10', 'invalid-number', 1],
+    ['a bad value before a key without value', 'CLT a connection_limit=abc foo', 'invalid-number', 1],
+    ['a bad period before a pair without =', 'CLT a connection_frequency_limit=5/P1W x y', 'invalid-period', 1],
+    ['an unknown key before a key without value', 'CLT a limit=1 foo', 'unknown-property', 1],
+    ['a repeat before a key without value', 'CLT a connection_limit=1 connection_limit=2 foo', 'duplicate-property', 1],
+    ['a bad value before a repeat', 'CLT a connection_limit=x connection_limit=2', 'invalid-number', 1],
+    ['a good pair, then a shape error', 'CLT a connection_limit=1 foo bar', 'property-no-equals', 1],
+    ['a bad value on a BLOCK line before a key without value', 'CLT a BLOCK connection_limit=x foo', 'invalid-number', 1],
+    ['CONFIG: the value is =', 'CONFIG default_frequency_period==10', 'invalid-number', 1],
+    ['CONFIG: a bad value before a key without value', 'CONFIG default_frequency_period=x log_all', 'invalid-number', 1],
     ['continued statement reports its last line', 'CLT user \\\n  connection_limit=x', 'invalid-number', 2],
     ['an error on line 5 of 5 without final newline', '\n\n\n\nCLT user limit=1', 'unknown-property', 5],
     ['an error after CRLF lines', 'CLT a connection_limit=1\r\nCLT b connection_limit=1\r\nCLT c x\r\n', 'property-key-only', 3],
@@ -103,10 +122,13 @@ describe('CLT statement errors, each with its line', () => {
     ]);
   });
 
-  it('gives messages a person understands', () => {
-    const result = parseRules('CLT alice limit=2');
+  it.each([
+    ['an unknown key', 'CLT alice limit=2', /unknown property "limit".*connection_limit/],
+    ['a missing frequency limit', 'CLT alice connection_frequency_limit=/1m', /connection_frequency_limit "\/1m" has no limit before "\/"/],
+  ])('gives messages a person understands: %s', (_name, text, message) => {
+    const result = parseRules(text);
     expect(result.ok).toBe(false);
-    if (!result.ok) expect(result.errors[0]!.message).toMatch(/unknown property "limit".*connection_limit/);
+    if (!result.ok) expect(result.errors[0]!.message).toMatch(message);
   });
 });
 
@@ -122,6 +144,8 @@ describe('CLT statements that parse', () => {
     ['connection-frequency-limit', 'CLT alice connection-frequency-limit=5', { frequencyLimit: 5 }],
     ['connectionfrequencylimit', 'CLT alice connectionfrequencylimit=5', { frequencyLimit: 5 }],
     ['ConnectionFrequencyLimit', 'CLT alice ConnectionFrequencyLimit=5/1m', { frequencyLimit: 5, frequencyPeriodMs: 60_000 }],
+    ['a unit word in capitals', 'CLT alice connection_frequency_limit=5/MINUTE', { frequencyLimit: 5, frequencyPeriodMs: 60_000 }],
+    ['a capitalised unit word', 'CLT alice connection_frequency_limit=5/Hour', { frequencyLimit: 5, frequencyPeriodMs: 3_600_000 }],
     ['command in lower case', 'clt alice connection_limit=2', { countLimit: 2 }],
     ['command in mixed case', 'Clt alice connection_limit=2', { countLimit: 2 }],
     ['port', 'CLT alice port=tcp connection_limit=2', { port: 'tcp', countLimit: 2 }],
@@ -138,7 +162,13 @@ describe('CLT statements that parse', () => {
     ['zero is a limit', 'CLT alice connection_limit=0', { countLimit: 0 }],
     ['-0 is zero', 'CLT alice connection_limit=-0', { countLimit: 0 }],
     ['negative is unlimited (-1)', 'CLT alice connection_limit=-5', { countLimit: -1 }],
-    ['the 32-bit edge', 'CLT alice connection_limit=2147483647', { countLimit: 2147483647 }],
+    ['one below the 32-bit edge is a limit', 'CLT alice connection_limit=2147483646', { countLimit: 2147483646 }],
+    ['the 32-bit edge is unlimited (-1)', 'CLT alice connection_limit=2147483647', { countLimit: -1 }],
+    ['the 32-bit edge with a sign is unlimited', 'CLT alice connection_limit=+2147483647', { countLimit: -1 }],
+    ['the 32-bit edge with a leading zero is unlimited', 'CLT alice connection_limit=02147483647', { countLimit: -1 }],
+    ['a frequency at the 32-bit edge is unlimited', 'CLT alice connection_frequency_limit=2147483647', { frequencyLimit: -1 }],
+    ['a frequency at the 32-bit edge with a period', 'CLT alice connection_frequency_limit=2147483647/1h', { frequencyLimit: -1, frequencyPeriodMs: 3_600_000 }],
+    ['a frequency one below the edge is a limit', 'CLT alice connection_frequency_limit=2147483646/1h', { frequencyLimit: 2147483646, frequencyPeriodMs: 3_600_000 }],
     ['the lowest 32-bit value', 'CLT alice connection_limit=-2147483648', { countLimit: -1 }],
     ['a negative frequency is unlimited', 'CLT alice connection_frequency_limit=-3/1h', { frequencyLimit: -1, frequencyPeriodMs: 3_600_000 }],
     ['both limits', 'CLT alice connection_limit=2 connection_frequency_limit=5/1m', { countLimit: 2, frequencyLimit: 5, frequencyPeriodMs: 60_000 }],
@@ -195,6 +225,7 @@ describe('CONFIG', () => {
     ['defaultfrequencyperiod', 'CONFIG defaultfrequencyperiod=5000', { logAll: false, defaultFrequencyPeriodMs: 5000 }],
     ['default-frequency-period', 'CONFIG default-frequency-period=0', { logAll: false, defaultFrequencyPeriodMs: 0 }],
     ['a negative default period', 'CONFIG default_frequency_period=-1', { logAll: false, defaultFrequencyPeriodMs: -1 }],
+    ['a default period at the 32-bit edge is a period, not unlimited', 'CONFIG default_frequency_period=2147483647', { logAll: false, defaultFrequencyPeriodMs: 2147483647 }],
     ['the last value wins', 'CONFIG log_all=true default_frequency_period=1\nCONFIG log_all=false default_frequency_period=2', { logAll: false, defaultFrequencyPeriodMs: 2 }],
   ])('%s', (_name, text, expected) => {
     const result = parseRules(text);
@@ -207,6 +238,13 @@ describe('frequency periods', () => {
     ['second', 1000],
     ['minute', 60_000],
     ['hour', 3_600_000],
+    ['Second', 1000],
+    ['SECOND', 1000],
+    ['MINUTE', 60_000],
+    ['Minute', 60_000],
+    ['mInUtE', 60_000],
+    ['HOUR', 3_600_000],
+    ['Hour', 3_600_000],
     ['s', 1000],
     ['S', 1000],
     ['m', 60_000],
@@ -233,7 +271,11 @@ describe('frequency periods', () => {
     expect(parsePeriod(text)).toEqual({ ok: true, ms });
   });
 
-  it.each(['Second', 'MINUTE', 'sec', 'min', 'd', 'ms', '1', '', '1d', '1m30h', 'PT', 'P1W', 'P1Y2M', 'T1M', '1.5h', '1 m', 'P1.5D'])(
+  it.each([
+    'Seconds', 'MINUTES', 'sec', 'min', 'd', 'ms', '1', '', '1d', '1m30h', 'PT', 'P1W', 'P1Y2M', 'T1M', '1.5h', '1 m', 'P1.5D',
+    // Names every JavaScript object has are no units either.
+    'constructor', 'toString', 'valueOf', 'hasOwnProperty', '__proto__',
+  ])(
     '%j is not a period',
     (text) => {
       expect(parsePeriod(text)).toMatchObject({ ok: false, kind: 'invalid-period' });
