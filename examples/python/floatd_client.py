@@ -21,9 +21,9 @@ its start, holding a lease whenever it can get one, and then stops.
 
 Each step is printed as one JSON line, so scripts can follow along (the lines
 are listed in docs/client.md). Exit status: 0 when it held a lease to the end
-and gave it back; 1 when it ended without one (refused for good, retrying off,
-or the hold time ran out first); 2 for a bad command line; 128 + the signal
-number when stopped by SIGINT or SIGTERM (after releasing the lease).
+and released it (or tried to); 1 when it ended without one (refused for good,
+retrying off, or the hold time ran out first); 2 for a bad command line;
+128 + the signal number when stopped by SIGINT or SIGTERM (after releasing).
 
 The lease token's signature is Ed25519; Python's standard library cannot verify
 it, so this example checks the token's claims only. Verify the signature with a
