@@ -1,13 +1,29 @@
 #!/usr/bin/env python3
 """A complete floatd client in Python, standard library only.
 
-Written against docs/protocol.md: it says hello, acquires a lease (trying again
-every 10 s while no seat is free or the server is unreachable), renews it when
-the server says (half the lease), and releases it when done or on Ctrl-C / SIGTERM.
+Written against docs/protocol.md, it does what a product instance should do:
+
+- say hello and acquire a lease, trying again every --retry-seconds (10 s) while
+  no seat is free or the server is unreachable (0: give up at once); refusals
+  that waiting cannot fix (UNKNOWN_PRODUCT, BAD_REQUEST, ...) end it at once;
+- renew the lease when the server says (renewAfterMs, half the lease); when a
+  renewal fails, try again after a few seconds (jittered back-off) until the
+  lease itself runs out, so a server outage shorter than the time left costs
+  nothing; only then report the lease lost and go back to acquiring;
+- listen for what the server pushes: a lease it revoked or expired is reported
+  as such, and a new one is sought;
+- release the lease when --hold seconds are over, or on Ctrl-C / SIGTERM.
 
     python3 floatd_client.py --server licenses.example.com --product cad --hold 3600
 
-Each step is printed as one JSON line, so scripts can follow along.
+--hold stands in for a product session: the client runs that many seconds from
+its start, holding a lease whenever it can get one, and then stops.
+
+Each step is printed as one JSON line, so scripts can follow along (the lines
+are listed in docs/client.md). Exit status: 0 when it held a lease to the end
+and released it (or tried to); 1 when it ended without one (refused for good,
+retrying off, or the hold time ran out first); 2 for a bad command line;
+128 + the signal number when stopped by SIGINT or SIGTERM (after releasing).
 
 The lease token's signature is Ed25519; Python's standard library cannot verify
 it, so this example checks the token's claims only. Verify the signature with a
@@ -19,6 +35,7 @@ import argparse
 import base64
 import getpass
 import json
+import random
 import signal
 import socket
 import sys
@@ -26,15 +43,29 @@ import time
 import uuid
 
 DEFAULT_PORT = 8989
+REQUEST_TIMEOUT = 10.0  # seconds; a request unanswered this long means the server is unreachable
+# Refusals that no amount of waiting fixes: the request or the setup is wrong.
+PERMANENT = {"BAD_REQUEST", "UNKNOWN_PRODUCT", "PRODUCT_REQUIRED", "UNSUPPORTED_VERSION", "TOKEN_INVALID", "LEASE_NOT_YOURS"}
+# Answers to a renewal that mean the server no longer holds the lease for us.
+LEASE_GONE = {"LEASE_EXPIRED", "LEASE_NOT_FOUND", "LEASE_NOT_YOURS", "TOKEN_INVALID"}
 
 
 class FloatdError(Exception):
-    """A refusal from the server: `code` is the stable error code."""
+    """An error reply from the server: `code` is the stable error code."""
 
-    def __init__(self, code, message, reply=None):
+    def __init__(self, code, message, details=None):
         super().__init__(f"{code}: {message}")
         self.code = code
-        self.reply = reply or {}
+        self.message = message
+        self.details = details or {}
+
+
+class Stopped(Exception):
+    """Raised by the SIGINT / SIGTERM handler, so that any wait ends at once."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def split_address(address):
@@ -48,35 +79,66 @@ def split_address(address):
     return address, DEFAULT_PORT
 
 
-class Connection:
-    """One NDJSON connection: requests with ids, replies matched by id, pushed events kept aside."""
+def say(**fields):
+    print(json.dumps(fields), flush=True)
 
-    def __init__(self, address, timeout=10.0):
-        self.sock = socket.create_connection(split_address(address), timeout=timeout)
+
+class Connection:
+    """One NDJSON connection: requests with ids, replies matched by id, pushed events put in `events`."""
+
+    def __init__(self, address, events):
+        self.sock = socket.create_connection(split_address(address), timeout=REQUEST_TIMEOUT)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.reader = self.sock.makefile("r", encoding="utf-8", newline="\n")
+        self.buffer = b""
         self.next_id = 1
-        self.events = []
+        self.events = events
+        self.last_error = None  # an error sent without an id (IDLE_TIMEOUT, ...), to explain a close
 
     def request(self, op, **fields):
+        """The reply to one request; FloatdError for an error reply, OSError when the server cannot be reached."""
         request_id = self.next_id
         self.next_id += 1
         line = json.dumps({"op": op, "id": request_id, **fields}, separators=(",", ":")) + "\n"
         self.sock.sendall(line.encode("utf-8"))
+        deadline = time.monotonic() + REQUEST_TIMEOUT
         while True:
-            text = self.reader.readline()
-            if not text:
-                raise ConnectionError("the server closed the connection")
-            message = json.loads(text)
-            if "event" in message:
-                self.events.append(message)  # e.g. {"event":"revoked","lease":…}
-                continue
+            message = self.read(deadline)
+            if message is None:
+                raise TimeoutError(f"no answer to {op} within {REQUEST_TIMEOUT:g} s")
             if message.get("id") != request_id:
-                continue
-            if not message.get("ok"):
-                error = message.get("error", {})
-                raise FloatdError(error.get("code", "INTERNAL"), error.get("message", ""), error)
-            return message
+                continue  # a pushed event, or the late reply to an earlier request
+            if message.get("ok") is True:
+                return message
+            error = message.get("error") if isinstance(message.get("error"), dict) else {}
+            raise FloatdError(str(error.get("code", "INTERNAL")), str(error.get("message", "")), error)
+
+    def read(self, deadline):
+        """Reads one message, waiting until `deadline` (monotonic) at most; None if none came."""
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                return None
+            if not chunk:
+                why = f" ({self.last_error})" if self.last_error else ""
+                raise ConnectionError(f"the server closed the connection{why}")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            raise ConnectionError("the server sent a line that is not a JSON object")
+        if "event" in message:
+            self.events.append(message)  # e.g. {"event":"revoked","lease":"…","reason":"…"}
+        elif "id" not in message and isinstance(message.get("error"), dict):
+            self.last_error = f"{message['error'].get('code')}: {message['error'].get('message')}"
+        return message
 
     def close(self):
         try:
@@ -85,120 +147,274 @@ class Connection:
             pass
 
 
-def token_claims(token):
-    """The claims of a compact JWS (not verified: see the module docstring)."""
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+class Backoff:
+    """Waits between renewal attempts: 0.5 s doubling up to `cap`, each 50-100 % of
+    that at random, so the clients of a restarted server do not all come back at once."""
 
+    def __init__(self, cap):
+        self.cap = cap
+        self.step = 0.0
 
-def say(**fields):
-    print(json.dumps(fields), flush=True)
+    def next(self):
+        self.step = min(self.cap, self.step * 2 if self.step else 0.5)
+        return self.step * random.uniform(0.5, 1.0)
+
+    def reset(self):
+        self.step = 0.0
 
 
 class LeaseHolder:
-    def __init__(self, server, product, user, host, instance, retry_seconds):
+    """One product instance's lease: acquires, renews, notices its end, releases."""
+
+    def __init__(self, server, product, user, host, instance, retry_seconds, renew_after_ms=None):
         self.server = server
         self.product = product
         self.user = user
         self.host = host
         self.instance = instance
         self.retry_seconds = retry_seconds
+        self.renew_after_ms = renew_after_ms
         self.conn = None
-        self.lease = None
+        self.events = []  # pushed by the server, not yet acted on
+        self.lease = None  # the lease held now, as the server sent it
+        self.renew_at = 0.0  # when to renew it (monotonic clock)
+        self.expires_at = 0.0  # when it runs out, counted from when its request was sent
+        self.held_before = False
+        # Renewal retries back off up to the retry interval, at least 1 s and at most 10 s.
+        self.backoff = Backoff(max(1.0, min(retry_seconds or 10.0, 10.0)))
 
     def connect(self):
-        self.conn = Connection(self.server)
-        hello = {"v": 1, "client": {"user": self.user, "host": self.host, "instance": self.instance}}
-        if self.product:
-            hello["product"] = self.product
-        reply = self.conn.request("hello", **hello)
-        say(connected=self.server, server_version=reply.get("version"))
-
-    def check(self, lease):
-        claims = token_claims(lease["token"])
-        if claims.get("jti") != lease["id"] or claims.get("user") != self.user or claims.get("instance") != self.instance:
-            raise FloatdError("TOKEN_INVALID", "the lease token is not for this lease")
-        return lease
-
-    def acquire(self):
-        """Blocks until a lease is held, retrying while no seat is free or the server is down."""
-        while True:
+        """The open connection, or a new one that has said hello."""
+        if self.conn is None:
+            conn = Connection(self.server, self.events)
+            hello = {"v": 1, "client": {"user": self.user, "host": self.host, "instance": self.instance}}
+            if self.product:
+                hello["product"] = self.product
             try:
-                if self.conn is None:
-                    self.connect()
-                fields = {"product": self.product} if self.product else {}
-                self.lease = self.check(self.conn.request("acquire", **fields)["lease"])
-                say(acquired=self.lease["id"], product=self.lease["product"], renew_after_ms=self.lease["renewAfterMs"])
-                return self.lease
-            except FloatdError as err:
-                if err.code not in ("NO_FREE_SEATS", "RULE_DENIED", "LICENSE_EXPIRED", "EVALUATION_EXPIRED", "NOT_ACTIVATED"):
-                    raise
-                say(denied=err.code, reason=err.reply.get("reason"), message=str(err), retry_in_s=self.retry_seconds)
-            except OSError as err:
-                self.conn = None
-                say(unreachable=str(err), retry_in_s=self.retry_seconds)
-            if self.retry_seconds <= 0:
-                raise SystemExit(1)
-            time.sleep(self.retry_seconds)
-
-    def renew(self):
-        """Renews; on a dropped connection reconnects; if the lease is gone, acquires again."""
-        try:
-            if self.conn is None:
-                self.connect()
-            self.lease = self.check(self.conn.request("renew", lease=self.lease["id"])["lease"])
-            say(renewed=self.lease["id"], expires_in_ms=self.lease["expiresInMs"])
-        except FloatdError as err:
-            if err.code in ("LEASE_EXPIRED", "LEASE_NOT_FOUND", "LICENSE_EXPIRED"):
-                say(lost=self.lease["id"], code=err.code)
-                self.acquire()
-            else:
+                reply = conn.request("hello", **hello)
+            except BaseException:
+                conn.close()
                 raise
-        except OSError as err:
-            self.conn = None
-            say(unreachable=str(err))  # try again soon; the lease has time left
+            self.conn = conn
+            say(connected=self.server, server_version=reply.get("version"))
+        return self.conn
 
-    def release(self):
-        if self.lease is not None and self.conn is not None:
-            try:
-                self.conn.request("release", lease=self.lease["id"])
-                say(released=self.lease["id"])
-            except (OSError, FloatdError) as err:
-                say(release_failed=str(err))
-        self.lease = None
+    def drop_connection(self):
         if self.conn is not None:
             self.conn.close()
+            self.conn = None
+
+    def check(self, lease):
+        """The lease of a reply, once its token's claims name this lease, product, user and instance."""
+        try:
+            payload = lease["token"].split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            expected = {"jti": lease["id"], "product": lease["product"], "user": self.user, "instance": self.instance}
+            good = all(claims.get(name) == value for name, value in expected.items())
+            good = good and (not self.product or lease["product"] == self.product)
+            good = good and lease["expiresInMs"] >= 0 and lease["renewAfterMs"] >= 0
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+            good = False
+        if not good:
+            raise FloatdError("TOKEN_INVALID", "the server's answer does not hold a lease for this client")
+        return lease
+
+    def hold(self, lease, sent):
+        """Keeps `lease`; `sent` is when the request that brought it was sent."""
+        self.lease = lease
+        self.expires_at = sent + lease["expiresInMs"] / 1000.0
+        renew_after_ms = lease["renewAfterMs"]
+        if self.renew_after_ms is not None:
+            renew_after_ms = min(renew_after_ms, self.renew_after_ms)
+        self.renew_at = sent + renew_after_ms / 1000.0
+        self.backoff.reset()
+
+    def end(self, kind, **fields):
+        """The lease ended without our releasing it (`lost` or `revoked`): say so, and forget it."""
+        say(**{kind: self.lease["id"]}, **fields)
+        self.lease = None
+
+    def handle_events(self):
+        """Acts on what the server pushed: `revoked` or `expired` about the lease we hold."""
+        while self.events:
+            event = self.events.pop(0)
+            if self.lease is None or event.get("lease") != self.lease["id"]:
+                continue
+            if event.get("event") == "revoked":
+                self.end("revoked", reason=event.get("reason"))
+            elif event.get("event") == "expired":
+                self.end("lost", code="LEASE_EXPIRED", message="the server expired the lease: it was not renewed in time")
+
+    def acquire(self, end):
+        """One try at a lease. False when the run should stop: the refusal is permanent,
+        retrying is off, or the next try would come after `end`."""
+        try:
+            conn = self.connect()
+            sent = time.monotonic()
+            reply = conn.request("acquire", **({"product": self.product} if self.product else {}))
+            self.hold(self.check(reply.get("lease")), sent)
+            kind = "regained" if self.held_before else "acquired"
+            self.held_before = True
+            say(**{kind: self.lease["id"]}, product=self.lease["product"],
+                expires_in_ms=self.lease["expiresInMs"], renew_after_ms=self.lease["renewAfterMs"])
+            return True
+        except FloatdError as err:
+            permanent = err.code in PERMANENT
+            outcome = {"denied": err.code, "reason": err.details.get("reason"), "message": err.message}
+        except OSError as err:
+            self.drop_connection()
+            permanent = False
+            outcome = {"unreachable": str(err)}
+        retry_at = time.monotonic() + self.retry_seconds
+        retry = self.retry_seconds > 0 and not permanent and retry_at < end
+        say(**outcome, retry_in_s=self.retry_seconds if retry else None)
+        if retry:
+            time.sleep(max(0.0, retry_at - time.monotonic()))
+        return retry
+
+    def renew(self):
+        lease_id = self.lease["id"]
+        try:
+            conn = self.connect()
+            sent = time.monotonic()
+            renewed = self.check(conn.request("renew", lease=lease_id).get("lease"))
+        except FloatdError as err:
+            self.handle_events()  # the server pushes `revoked` / `expired` before such an answer
+            if self.lease is None:
+                return
+            if err.code == "LICENSE_EXPIRED":  # the server revoked the lease: its key is gone or invalid
+                self.end("revoked", reason=err.message)
+            elif err.code in LEASE_GONE:
+                self.end("lost", code=err.code, message=err.message)
+            else:
+                self.renew_later(f"{err.code}: {err.message}")
+            return
+        except OSError as err:
+            self.drop_connection()
+            self.handle_events()
+            if self.lease is not None:
+                self.renew_later(str(err))
+            return
+        self.hold(renewed, sent)
+        say(renewed=lease_id, expires_in_ms=renewed["expiresInMs"])
+
+    def renew_later(self, error):
+        """The renewal failed but the lease has time left: try again soon, never after it runs out."""
+        left = self.expires_at - time.monotonic()
+        if left <= 0:
+            self.end("lost", code="SERVER_UNREACHABLE", message=f"the lease ran out before it could be renewed: {error}")
+            return
+        # The last try goes out a moment before the lease runs out; after that, nothing is left to try.
+        wait = min(self.backoff.next(), left - 0.25)
+        self.renew_at = time.monotonic() + wait if wait > 0 else self.expires_at
+        say(renew_failed=self.lease["id"], error=error, retry_in_s=round(wait, 1) if wait > 0 else None, expires_in_s=round(left, 1))
+
+    def wait_until(self, until):
+        """Waits until `until` (monotonic clock), acting on what the server pushes meanwhile."""
+        while self.lease is not None and time.monotonic() < until:
+            if self.conn is None:
+                time.sleep(max(0.0, until - time.monotonic()))
+                return
+            try:
+                self.conn.read(until)
+            except OSError as err:
+                self.drop_connection()
+                self.handle_events()
+                say(disconnected=str(err))
+                # Renew on a fresh connection soon: the server pushes events only to the
+                # connection that last acquired or renewed the lease.
+                self.renew_at = min(self.renew_at, time.monotonic() + self.backoff.next())
+                return
+            self.handle_events()
+
+    def release(self):
+        """Gives the lease back. False when the server says it no longer held it."""
+        lease_id = self.lease["id"]
+        try:
+            reply = self.connect().request("release", lease=lease_id)
+        except (OSError, FloatdError) as err:
+            left = max(0.0, self.expires_at - time.monotonic())
+            say(release_failed=lease_id, error=str(err), expires_in_s=round(left, 1))
+            self.lease = None
+            return True
+        self.handle_events()
+        if self.lease is None:
+            return False  # it had ended already; the line above says how
+        self.lease = None
+        if reply.get("released", True) is False:
+            say(lost=lease_id, code="LEASE_NOT_FOUND", message="the server no longer held the lease when it was released")
+            return False
+        say(released=lease_id)
+        return True
+
+    def run(self, seconds):
+        """Holds a lease (as well as it can) for `seconds`; returns the exit status."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.handle_events()
+            if self.lease is None:
+                if not self.acquire(end):
+                    return 1
+            elif time.monotonic() >= self.expires_at:
+                self.end("lost", code="SERVER_UNREACHABLE", message="the lease ran out before the server could be reached to renew it")
+            elif time.monotonic() >= self.renew_at:
+                self.renew()
+            else:
+                self.wait_until(min(self.renew_at, end))
+        if self.lease is None:
+            return 1
+        return 0 if self.release() else 1
+
+    def close(self):
+        self.drop_connection()
+
+
+def seconds(text):
+    value = float(text)
+    if not 0 <= value < 1e9:
+        raise argparse.ArgumentTypeError(f"{text}: must be a number of seconds, 0 or more")
+    return value
+
+
+def server_address(text):
+    try:
+        split_address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: give host, host:port or [v6addr]:port")
+    return text
 
 
 def main():
     parser = argparse.ArgumentParser(description="Hold a floatd lease for a while.")
-    parser.add_argument("--server", required=True, help="host, host:port or [v6]:port (port 8989 by default)")
-    parser.add_argument("--product")
+    parser.add_argument("--server", required=True, type=server_address, help="host, host:port or [v6addr]:port (port 8989 by default)")
+    parser.add_argument("--product", help="may be left out when the server serves one product")
     parser.add_argument("--user", default=getpass.getuser())
     parser.add_argument("--host", default=socket.gethostname())
     parser.add_argument("--instance", default=str(uuid.uuid4()), help="a stable id for this product instance")
-    parser.add_argument("--hold", type=float, default=60.0, help="seconds to hold the lease")
-    parser.add_argument("--retry-seconds", type=float, default=10.0, help="0 gives up at once")
+    parser.add_argument("--hold", type=seconds, default=60.0, help="seconds to run, holding a lease when one can be had (default 60)")
+    parser.add_argument("--retry-seconds", type=seconds, default=10.0, help="how often to try again for a lease (default 10); 0 gives up at once")
     parser.add_argument("--renew-after-ms", type=int, help="renew sooner than the server asks (for testing)")
     args = parser.parse_args()
 
-    holder = LeaseHolder(args.server, args.product, args.user, args.host, args.instance, args.retry_seconds)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    holder = LeaseHolder(args.server, args.product, args.user, args.host, args.instance, args.retry_seconds, args.renew_after_ms)
+
+    def stop(signum, _frame):
+        raise Stopped(signum)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     try:
-        holder.acquire()
-        # Deadlines on the monotonic clock: wall-clock jumps cannot make renewals late.
-        end = time.monotonic() + args.hold
-        while time.monotonic() < end:
-            wait_ms = holder.lease["renewAfterMs"]
-            if args.renew_after_ms is not None:
-                wait_ms = min(wait_ms, args.renew_after_ms)
-            time.sleep(max(0.0, min(wait_ms / 1000.0, end - time.monotonic())))
-            if time.monotonic() < end:
-                holder.renew()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        holder.release()
+        status = holder.run(args.hold)
+    except Stopped as stopped:
+        # Release, then exit as the signal asked; a second signal ends the process at once.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        say(stopping=str(stopped))
+        if holder.lease is not None:
+            holder.release()
+        status = 128 + stopped.signum
+    holder.close()
+    sys.exit(status)
 
 
 if __name__ == "__main__":
