@@ -7,6 +7,7 @@ import type { JWK } from 'jose';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { thumbprint } from '../adapters/crypto/keys.js';
 import { verifyLeaseToken, type LeaseTokenClaims } from '../adapters/crypto/lease-tokens.js';
+import { DEFAULT_PORT, parseHostPort } from '../config/listen-address.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
 import { TcpTransport, TransportError, type Reply, type ReplyError } from './tcp-transport.js';
 
@@ -151,6 +152,12 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     if (!Number.isFinite(this.retryMs) || this.retryMs < 0) throw new RangeError('retryIntervalMs must be 0 or more');
     if (/^https?:\/\//i.test(options.server)) {
       throw new LeaseClientError('BAD_REQUEST', `${options.server}: this client speaks the TCP protocol; give host[:port] (the HTTPS endpoint is not available in this version)`);
+    }
+    try {
+      parseHostPort(options.server, DEFAULT_PORT);
+    } catch (err) {
+      // A malformed address would otherwise be retried for ever as "unreachable".
+      throw new LeaseClientError('BAD_REQUEST', `server address "${options.server}": ${(err as Error).message}`);
     }
     this.user = options.user ?? userInfo().username;
     this.host = options.host ?? hostname();
