@@ -6,12 +6,25 @@ import { intFlag, parse, type Io } from './common.js';
 
 export const RUN_USAGE = `floatd run --server HOST[:PORT] [--product P] [--retry-seconds N] [--user U] [--instance ID | --instance-file FILE]
            [--on-lost warn|stop] [--grace-seconds N] [--server-key-fingerprint FP] -- COMMAND [ARG]...
-  Waits for a lease, runs COMMAND while keeping the lease renewed, releases it when COMMAND exits, and exits with its status.`;
+  Waits for a lease, runs COMMAND while keeping the lease renewed, releases it when COMMAND exits, and exits with its status.
+  Exits 75 without running COMMAND when no lease can be had (refused, or the server unreachable, with retrying off or for good).`;
+
+/** Exit status when no lease could be had and the command was not run: EX_TEMPFAIL from sysexits.h. */
+export const NO_LEASE_STATUS = 75;
 
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
 
 function signalStatus(signal: NodeJS.Signals): number {
   return 128 + (constants.signals[signal] ?? 0);
+}
+
+/** A duration as people read it: "0.5 s", "30 s", "15 min", "2.5 h" (server durations arrive a few ms short). */
+export function formatDuration(ms: number): string {
+  const s = ms / 1000;
+  if (s < 10) return `${Math.round(s * 10) / 10} s`;
+  if (s < 120) return `${Math.round(s)} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  return `${Math.round(s / 360) / 10} h`;
 }
 
 /** `floatd run`: wraps any program in a lease. Resolves with the exit status to use. */
@@ -37,18 +50,26 @@ export async function run(args: string[], io: Io): Promise<number> {
   const retrySeconds = intFlag(values['retry-seconds'], 'retry-seconds');
   const say = (text: string) => io.err(`floatd run: ${text}`);
 
-  const client = new LeaseClient({
-    server: values.server,
-    ...(values.product !== undefined ? { product: values.product } : {}),
-    ...(values.user !== undefined ? { user: values.user } : {}),
-    ...(values.instance !== undefined ? { instance: values.instance } : {}),
-    ...(values['instance-file'] !== undefined ? { instanceFile: values['instance-file'] } : {}),
-    ...(values['server-key-fingerprint'] !== undefined ? { serverKeyFingerprint: values['server-key-fingerprint'] } : {}),
-    ...(retrySeconds !== undefined ? { retryIntervalMs: retrySeconds * 1000 } : {}),
-  });
+  let client: LeaseClient;
+  try {
+    client = new LeaseClient({
+      server: values.server,
+      ...(values.product !== undefined ? { product: values.product } : {}),
+      ...(values.user !== undefined ? { user: values.user } : {}),
+      ...(values.instance !== undefined ? { instance: values.instance } : {}),
+      ...(values['instance-file'] !== undefined ? { instanceFile: values['instance-file'] } : {}),
+      ...(values['server-key-fingerprint'] !== undefined ? { serverKeyFingerprint: values['server-key-fingerprint'] } : {}),
+      ...(retrySeconds !== undefined ? { retryIntervalMs: retrySeconds * 1000 } : {}),
+    });
+  } catch (err) {
+    if (err instanceof LeaseClientError) throw new FloatdError('USAGE', err.message);
+    // The instance file could not be read or made (the message names it).
+    if ((err as NodeJS.ErrnoException).path !== undefined) throw new FloatdError('INPUT_INVALID', `--instance-file: ${(err as Error).message}`);
+    throw err;
+  }
+  // Only the waits are said here; a refusal that ends the wait is said once, below.
   client.on('denied', (d) => {
-    const why = `${d.code}${d.reason ? ` (${d.reason})` : ''}: ${d.message}`;
-    say(d.retryInMs === null ? `no lease: ${why}` : `waiting for a lease: ${why}; trying again in ${d.retryInMs / 1000} s`);
+    if (d.retryInMs !== null) say(`waiting for a lease: ${d.code}${d.reason ? ` (${d.reason})` : ''}: ${d.message}; trying again in ${formatDuration(d.retryInMs)}`);
   });
 
   // A signal while waiting for a seat stops the wait.
@@ -60,13 +81,13 @@ export async function run(args: string[], io: Io): Promise<number> {
   for (const s of FORWARDED) process.on(s, stopWaiting);
   try {
     const lease = await client.acquire();
-    say(`lease ${lease.id} on ${lease.product} held (renewing every ${lease.renewAfterMs / 1000} s); starting ${command[0]}`);
+    say(`lease ${lease.id} on ${lease.product} held (renewing every ${formatDuration(lease.renewAfterMs)}); starting ${command[0]}`);
   } catch (err) {
     await client.close();
     if (stoppedBy !== null) return signalStatus(stoppedBy);
     if (err instanceof LeaseClientError) {
-      say(`${err.code}: ${err.message}`);
-      return 1;
+      say(`no lease, so ${command[0]} was not started: ${err.code}${err.reason ? ` (${err.reason})` : ''}: ${err.message}`);
+      return NO_LEASE_STATUS;
     }
     throw err;
   } finally {
@@ -85,7 +106,7 @@ export async function run(args: string[], io: Io): Promise<number> {
       say(`${what} the lease (${reason}); ${command[0]} keeps running while a new one is sought`);
       return;
     }
-    say(`${what} the lease (${reason}); stopping ${command[0]} in ${graceMs / 1000} s unless a lease is regained`);
+    say(`${what} the lease (${reason}); stopping ${command[0]} in ${formatDuration(graceMs)} unless a lease is regained`);
     grace ??= setTimeout(() => {
       say(`no lease regained; sending SIGTERM to ${command[0]}`);
       forward('SIGTERM');

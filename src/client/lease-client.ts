@@ -7,6 +7,7 @@ import type { JWK } from 'jose';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { thumbprint } from '../adapters/crypto/keys.js';
 import { verifyLeaseToken, type LeaseTokenClaims } from '../adapters/crypto/lease-tokens.js';
+import { DEFAULT_PORT, parseHostPort } from '../config/listen-address.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
 import { TcpTransport, TransportError, type Reply, type ReplyError } from './tcp-transport.js';
 
@@ -33,7 +34,10 @@ export interface LeaseClientOptions {
   /** Pin the server's lease-signing key: its public JWK, or its fingerprint as `floatd status` prints it. */
   readonly serverPublicKey?: JWK;
   readonly serverKeyFingerprint?: string;
-  /** Release the lease on SIGINT, SIGTERM and normal exit. */
+  /**
+   * Release the lease on SIGINT, SIGTERM and normal exit. (A held lease never keeps
+   * the process alive, so "normal exit" is when the product's own work is done.)
+   */
   readonly releaseOnExit?: boolean;
   /** Time for one request before the server counts as unreachable. Default 10 s. */
   readonly requestTimeoutMs?: number;
@@ -137,6 +141,8 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
   private backoffMs = 0;
   private needsRegain = false;
   private waiters: Array<{ resolve: (l: LeaseInfo) => void; reject: (e: Error) => void }> = [];
+  /** Keeps the process alive while someone awaits acquire(); see keepProcessAlive(). */
+  private keepAlive: ReturnType<typeof setInterval> | null = null;
   private exitHooks: Array<[string, (...a: unknown[]) => void]> = [];
 
   constructor(private readonly options: LeaseClientOptions) {
@@ -146,6 +152,12 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     if (!Number.isFinite(this.retryMs) || this.retryMs < 0) throw new RangeError('retryIntervalMs must be 0 or more');
     if (/^https?:\/\//i.test(options.server)) {
       throw new LeaseClientError('BAD_REQUEST', `${options.server}: this client speaks the TCP protocol; give host[:port] (the HTTPS endpoint is not available in this version)`);
+    }
+    try {
+      parseHostPort(options.server, DEFAULT_PORT);
+    } catch (err) {
+      // A malformed address would otherwise be retried for ever as "unreachable".
+      throw new LeaseClientError('BAD_REQUEST', `server address "${options.server}": ${(err as Error).message}`);
     }
     this.user = options.user ?? userInfo().username;
     this.host = options.host ?? hostname();
@@ -162,11 +174,13 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
    * Resolves once a lease is held (at once if one already is). While no seat
    * is free or the server is unreachable it tries again every retry interval,
    * emitting `denied` each time; with retrying off it rejects with the reason.
+   * Until it settles it keeps the process alive, however long the wait.
    */
   acquire(): Promise<LeaseInfo> {
     if (this.state === 'closed') return Promise.reject(new LeaseClientError('SHUTTING_DOWN', 'the lease client is closed'));
     if (this.state === 'held' && this.current !== null) return Promise.resolve(this.current);
     const promise = new Promise<LeaseInfo>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    this.keepProcessAlive(true);
     if (this.state === 'idle') {
       this.state = 'acquiring';
       void this.tryAcquire();
@@ -201,9 +215,26 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
   }
 
   private settle(result: LeaseInfo | Error): void {
+    this.keepProcessAlive(false);
     for (const w of this.waiters.splice(0)) {
       if (result instanceof Error) w.reject(result);
       else w.resolve(result);
+    }
+  }
+
+  /**
+   * The client's own timers and connection never keep the process alive (a held
+   * lease must not stop a finished product from exiting, and releaseOnExit relies
+   * on that). But someone awaiting acquire() is waiting on us: without a handle
+   * here the process would end between retries and the await would never return.
+   * So hold one for as long as acquire() is pending. It never fires; it only
+   * counts as pending work for the event loop.
+   */
+  private keepProcessAlive(on: boolean): void {
+    if (on && this.keepAlive === null) this.keepAlive = setInterval(() => {}, 1 << 30);
+    if (!on && this.keepAlive !== null) {
+      clearInterval(this.keepAlive);
+      this.keepAlive = null;
     }
   }
 
@@ -231,6 +262,7 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     const transport = await TcpTransport.connect(this.options.server, {
       connectTimeoutMs: timeout,
       requestTimeoutMs: timeout,
+      keepProcessAlive: false,
       onEvent: (msg) => this.pushed(msg),
       onClose: (err) => {
         if (this.transport !== transport) return;

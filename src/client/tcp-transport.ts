@@ -23,6 +23,11 @@ export interface TransportOptions {
   readonly connectTimeoutMs?: number;
   readonly requestTimeoutMs?: number;
   readonly maxFrameBytes?: number;
+  /**
+   * Whether the open connection keeps the Node.js process alive (default true).
+   * Requests in flight keep it alive either way, until answered or timed out.
+   */
+  readonly keepProcessAlive?: boolean;
   /** Unsolicited server messages (`event` instead of `id`). */
   readonly onEvent?: (message: Record<string, unknown>) => void;
   readonly onClose?: (err: Error | null) => void;
@@ -83,6 +88,10 @@ export class TcpTransport {
         socket.destroy();
         reject(new TransportError(`cannot reach floatd at ${address}: timed out`));
       }, options.connectTimeoutMs ?? 10_000);
+      if (options.keepProcessAlive === false) {
+        socket.unref();
+        timer.unref();
+      }
       socket.once('error', (err) => {
         clearTimeout(timer);
         reject(new TransportError(`cannot reach floatd at ${address}: ${err.message}`));

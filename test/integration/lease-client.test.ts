@@ -7,7 +7,8 @@ import { FakeClock } from '../../src/adapters/clock/fake-clock.js';
 import { newEd25519KeyPair } from '../../src/adapters/crypto/keys.js';
 import { LeaseTokenSigner } from '../../src/adapters/crypto/lease-tokens.js';
 import { LeaseClient, LeaseClientError, type DenialInfo, type LeaseClientOptions } from '../../src/client/index.js';
-import { tempDir } from '../support/helpers.js';
+import { tempDir, until } from '../support/helpers.js';
+import { unusedPort } from '../support/ports.js';
 import { startServer, type TestServer } from '../support/server.js';
 
 const servers: TestServer[] = [];
@@ -233,6 +234,38 @@ describe('LeaseClient against a real server', () => {
     expect({ code, signal }).toEqual({ code: null, signal: 'SIGTERM' });
     expect(s.floatd.store.allLeases()).toEqual([]);
     expect(s.floatd.store.queryEvents({ user: 'exiting', events: ['released'] })).toHaveLength(1);
+  });
+
+  it('keeps the process alive while acquire() waits for a server that is down, then, holding the lease, lets it exit and releases', async () => {
+    const port = await unusedPort();
+    // Nothing but the pending acquire() keeps this process alive, and nothing at all once it has the lease.
+    const script = `
+      import { LeaseClient } from 'floatd/client';
+      const c = new LeaseClient({ server: '127.0.0.1:${port}', user: 'patient', releaseOnExit: true, retryIntervalMs: 100 });
+      c.on('denied', (d) => console.log('denied', d.code));
+      const lease = await c.acquire();
+      console.log('lease', lease.id);`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: join(import.meta.dirname, '..', '..') });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exit = once(child, 'exit') as Promise<[number | null, string | null]>;
+    try {
+      await until(() => {
+        if (child.exitCode !== null) throw new Error(`the process ended while acquire() was waiting (status ${child.exitCode}): ${out}`);
+        return (out.match(/denied SERVER_UNREACHABLE/g) ?? []).length >= 3;
+      }, 'three refusals');
+      const s = await server({ flags: { listeners: [`127.0.0.1:${port}`] } });
+      expect(await exit).toEqual([0, null]);
+      const id = /^lease (\S+)$/m.exec(out)?.[1];
+      expect(out).not.toContain('SHUTTING_DOWN');
+      expect(s.floatd.store.queryEvents({ user: 'patient' }).map((e) => [e.event, e.leaseId])).toEqual([
+        ['granted', id],
+        ['released', id],
+      ]);
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 
   it('keeps the instance id in the file it is given', () => {

@@ -1,8 +1,13 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { exited, floatd, floatdAsync, killChildren, requireBuild, spawnFloatd } from '../support/cli.js';
+import { MAIN, exited, floatd, floatdAsync, killChildren, requireBuild, spawnFloatd } from '../support/cli.js';
 import { withLicensing } from '../../src/app/inspect.js';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
-import { until } from '../support/helpers.js';
+import { formatDuration, NO_LEASE_STATUS } from '../../src/cli/run.js';
+import { tempDir, until } from '../support/helpers.js';
+import { unusedPort } from '../support/ports.js';
 import { leaseOf, startServer, type TestServer } from '../support/server.js';
 
 beforeAll(requireBuild);
@@ -13,11 +18,13 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await s.stop();
 });
 
-async function server(seats = 5): Promise<TestServer> {
-  const s = await startServer({ seats });
+async function server(seats = 5, flags: Record<string, unknown> = {}): Promise<TestServer> {
+  const s = await startServer({ seats, flags });
   servers.push(s);
   return s;
 }
+
+const count = (text: string, what: string) => text.split(what).length - 1;
 
 const node = process.execPath;
 
@@ -27,7 +34,7 @@ describe('floatd run', () => {
     const r = await floatdAsync(['run', '--server', s.address, '--user', 'ci', '--', node, '-e', 'console.log("running"); process.exit(3)']);
     expect(r.code).toBe(3);
     expect(r.out).toBe('running');
-    expect(r.err).toMatch(/lease .* on cad held/);
+    expect(r.err).toMatch(/lease .* on cad held \(renewing every 15 min\)/);
     expect(s.floatd.store.allLeases()).toEqual([]);
     const log = s.floatd.store.queryEvents({ events: ['granted', 'released'] });
     expect(log.map((e) => [e.event, e.user])).toEqual([
@@ -61,13 +68,83 @@ describe('floatd run', () => {
     expect(err).toMatch(/exited with status 0; lease .* released/);
   });
 
-  it('with --retry-seconds 0 fails at once when no seat is free, without running the command', async () => {
+  it('keeps waiting while the server is unreachable, and runs the command once it is up', async () => {
+    const port = await unusedPort();
+    const marker = join(tempDir(), 'ran.flag');
+    const script = `require('node:fs').writeFileSync(${JSON.stringify(marker)}, 'x'); process.exit(7)`;
+    const child = spawnFloatd(['run', '--server', `127.0.0.1:${port}`, '--retry-seconds', '1', '--', node, '-e', script]);
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    await until(() => {
+      if (child.exitCode !== null) throw new Error(`floatd run gave up (status ${child.exitCode}): ${err}`);
+      return err.includes('waiting for a lease: SERVER_UNREACHABLE');
+    }, 'the first refusal');
+    expect(existsSync(marker)).toBe(false);
+    await server(5, { listeners: [`127.0.0.1:${port}`] });
+    expect(await exited(child)).toEqual({ code: 7, signal: null });
+    expect(existsSync(marker)).toBe(true);
+    expect(err).toContain('trying again in 1 s');
+    expect(err).toMatch(/exited with status 7; lease .* released/);
+  });
+
+  it(`exits ${NO_LEASE_STATUS} without running the command when no lease can be had, saying why once`, async () => {
     const s = await server(1);
     leaseOf(await (await s.connect('bob')).request('acquire', {}));
-    const r = await floatdAsync(['run', '--server', s.address, '--retry-seconds', '0', '--', node, '-e', 'console.log("ran")']);
-    expect(r.code).toBe(1);
-    expect(r.out).toBe('');
-    expect(r.err).toContain('NO_FREE_SEATS');
+    const down = `127.0.0.1:${await unusedPort()}`;
+    const cmd = ['--', node, '-e', 'console.log("ran")'];
+    const [full, unreachable, unknown] = await Promise.all([
+      floatdAsync(['run', '--server', s.address, '--retry-seconds', '0', ...cmd]),
+      floatdAsync(['run', '--server', down, '--retry-seconds', '0', ...cmd]),
+      // Refused for good: no amount of retrying helps, so it does not wait.
+      floatdAsync(['run', '--server', s.address, '--product', 'paint', ...cmd]),
+    ]);
+    for (const [r, code] of [
+      [full, 'NO_FREE_SEATS'],
+      [unreachable, 'SERVER_UNREACHABLE'],
+      [unknown, 'UNKNOWN_PRODUCT'],
+    ] as const) {
+      expect(r, code).toMatchObject({ code: NO_LEASE_STATUS, out: '' });
+      expect(count(r.err, code), r.err).toBe(1);
+      expect(r.err).toMatch(new RegExp(`^floatd run: no lease, so \\S*node was not started: ${code}: `));
+    }
+  });
+
+  it('keeps the command in its own process group, so a supervisor that kills the group stops both', async () => {
+    const s = await server();
+    // Started as a group leader, as a shell job or a systemd service is.
+    const child = spawn(node, [MAIN, 'run', '--server', s.address, '--', node, '-e', 'setInterval(() => {}, 1000)'], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const group = -child.pid!;
+    try {
+      let err = '';
+      child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      await until(() => err.includes('starting'), 'the command to start');
+      process.kill(group, 'SIGKILL');
+      // The command shares floatd run's output pipes: they close only when it is gone too.
+      const closed = await Promise.race([exited(child).then(() => true), new Promise((r) => setTimeout(() => r(false), 5000))]);
+      expect(closed, 'the command outlived the group kill').toBe(true);
+      // Nothing was released: the seat stays taken until the lease expires.
+      expect(s.floatd.store.allLeases()).toHaveLength(1);
+    } finally {
+      try {
+        process.kill(group, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  });
+
+  it('prints durations as people read them', () => {
+    expect([0, 500, 1000, 9_999, 29_999, 60_000, 899_999, 1_800_000, 9_000_000].map(formatDuration)).toEqual([
+      '0 s',
+      '0.5 s',
+      '1 s',
+      '10 s',
+      '30 s',
+      '60 s',
+      '15 min',
+      '30 min',
+      '2.5 h',
+    ]);
   });
 
   it('with --on-lost stop, stops the command when the lease is revoked and none can be had', async () => {
@@ -84,9 +161,14 @@ describe('floatd run', () => {
     expect(err).toMatch(/node exited with status 143/);
   });
 
-  it('says what is wrong with its own command line', () => {
+  it('says what is wrong with its own command line', async () => {
     expect(floatd(['run', '--server', 'x'])).toMatchObject({ code: 2, err: expect.stringContaining('after "--"') });
     expect(floatd(['run', '--', 'true'])).toMatchObject({ code: 2, err: expect.stringContaining('--server') });
     expect(floatd(['run', '--server', 'x', '--on-lost', 'panic', '--', 'true'])).toMatchObject({ code: 2 });
+    // A malformed address is not "unreachable" for ever, and an https URL is no stack trace.
+    const [port, url] = await Promise.all([floatdAsync(['run', '--server', '127.0.0.1:x', '--', 'true']), floatdAsync(['run', '--server', 'https://lic.example.com', '--', 'true'])]);
+    expect(port).toMatchObject({ code: 2, err: expect.stringContaining('"x" is not a port number') });
+    expect(url).toMatchObject({ code: 2, err: expect.stringContaining('speaks the TCP protocol') });
+    expect(url.err).not.toMatch(/\n\s+at /);
   });
 });
