@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { createServer, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock } from '../../src/adapters/clock/fake-clock.js';
+import { FakeClock } from '../support/fake-clock.js';
 import { newEd25519KeyPair } from '../../src/adapters/crypto/keys.js';
 import { LeaseTokenSigner } from '../../src/adapters/crypto/lease-tokens.js';
 import { LeaseClient, LeaseClientError, type DenialInfo, type LeaseClientOptions } from '../../src/client/index.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Licensing } from '../../src/app/licensing.js';
 import { withLicensing } from '../../src/app/inspect.js';
-import { FakeClock } from '../../src/adapters/clock/fake-clock.js';
+import { FakeClock } from '../support/fake-clock.js';
 import { trustVendorKeys } from '../../src/adapters/crypto/license-keys.js';
 import { FloatdError } from '../../src/domain/errors.js';
 import { FakeLeaseStore } from '../support/fake-lease-store.js';

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock } from '../../src/adapters/clock/fake-clock.js';
+import { FakeClock } from '../support/fake-clock.js';
 import { tempDir } from '../support/helpers.js';
 import { errorOf, leaseOf, startServer, type TestServer } from '../support/server.js';
 

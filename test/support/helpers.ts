@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
-import { FakeClock } from '../../src/adapters/clock/fake-clock.js';
+import { FakeClock } from './fake-clock.js';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import type { ClientIdentity } from '../../src/domain/lease.js';
 import type { LicenseKey } from '../../src/domain/license.js';

@@ -71,6 +71,10 @@ describe('architecture', () => {
     expect(folders.filter((f) => !known.includes(f))).toEqual([]);
   });
 
+  it('ships no test doubles: fakes live in test/support', () => {
+    expect(files(SRC).filter((f) => /\/fake-[^/]*\.ts$/.test(f) || /class Fake/.test(readFileSync(f, 'utf8'))).map((f) => relative(ROOT, f))).toEqual([]);
+  });
+
   it('documents every error code in docs/errors.md, and documents no code that does not exist', () => {
     const doc = readFileSync(join(ROOT, 'docs', 'errors.md'), 'utf8');
     const documented = [...doc.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]!);

@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from '../../domain/clock.js';
+import type { Clock, TimerHandle } from '../../src/domain/clock.js';
 
 interface Pending {
   at: number;
@@ -8,8 +8,8 @@ interface Pending {
 }
 
 /**
- * A clock that moves only when told to. Lives beside the real clock so tests
- * and simulations (`floatd rules simulate`) share one implementation.
+ * A clock that moves only when told to, for tests: server and client can share
+ * one, so hours of leasing pass in milliseconds without sleeping.
  */
 export class FakeClock implements Clock {
   private t: number;
