@@ -227,7 +227,7 @@ describe('LeaseClient against a real server', () => {
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    for (let i = 0; i < 200 && !out.includes('\n'); i++) await new Promise((r) => setTimeout(r, 25));
+    await until(() => out.includes('\n'), 'the script to hold a lease');
     expect(s.floatd.store.allLeases().map((l) => l.id)).toEqual([out.trim()]);
     child.kill('SIGTERM');
     const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];

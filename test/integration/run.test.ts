@@ -45,9 +45,11 @@ describe('floatd run', () => {
 
   it('forwards SIGTERM to the command, releases the lease and exits like the command', async () => {
     const s = await server();
-    const child = spawnFloatd(['run', '--server', s.address, '--', node, '-e', 'setInterval(() => {}, 1000)']);
-    await until(() => s.floatd.store.allLeases().length === 1, 'the lease');
-    await new Promise((r) => setTimeout(r, 200)); // let the command start
+    const child = spawnFloatd(['run', '--server', s.address, '--', node, '-e', 'console.log("up"); setInterval(() => {}, 1000)']);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    await until(() => out.includes('up'), 'the command to start');
+    expect(s.floatd.store.allLeases()).toHaveLength(1);
     child.kill('SIGTERM');
     expect(await exited(child)).toEqual({ code: 143, signal: null });
     expect(s.floatd.store.allLeases()).toEqual([]);
