@@ -18,7 +18,9 @@ import { licensingSettings, openServerDataDir, recordLicensingSettings, trusted,
 import { LeaseService } from './lease-service.js';
 import { Licensing, type LoadedLicenses } from './licensing.js';
 import { PoolRegistry } from './pool-registry.js';
-import { LeaseProtocol } from './protocol.js';
+import { NdjsonProtocol } from '../adapters/tcp/ndjson-protocol.js';
+import { Batcher } from './batcher.js';
+import { ServerLeaseApi } from './lease-api.js';
 import { loadRules, type FileError, type LoadedRules } from './rules.js';
 import { collectStatus, type ServerStatus } from './status.js';
 import { Sweeper } from './sweeper.js';
@@ -62,7 +64,9 @@ export class Floatd {
   readonly leases: LeaseService;
   private readonly sweeper: Sweeper;
   private readonly tcp: TcpServer;
-  private readonly protocol: LeaseProtocol;
+  private readonly protocol: NdjsonProtocol;
+  readonly batcher: Batcher;
+  readonly api: ServerLeaseApi;
   private bound: BoundListener[] = [];
   private rejected: LoadedLicenses['rejected'] = [];
   private maintenance: TimerHandle | null = null;
@@ -102,7 +106,7 @@ export class Floatd {
       this.pools,
       { leaseMs: config.leaseSeconds * 1000, logLevel: config.leaseLog.level },
       {
-        leaseEnded: (lease, kind, reason) => this.protocol.leaseEnded(lease, kind, reason),
+        leaseEnded: (lease, kind, reason) => this.api.leaseEnded(lease, kind, reason),
         expiryScheduled: (at) => this.sweeper.expiryAt(at),
       },
     );
@@ -115,14 +119,19 @@ export class Floatd {
       () => store.nextExpiry(),
       (err) => this.logger.error({ err }, 'sweeping expired leases failed'),
     );
-    this.protocol = new LeaseProtocol({
+    this.batcher = new Batcher(store);
+    this.api = new ServerLeaseApi({
       leases: this.leases,
+      batcher: this.batcher,
       signer,
       clock: this.clock,
-      logger: this.logger,
       publicJwk,
       status: () => this.status(),
       groupsOf: (user) => this.rules.groups.get(user) ?? [],
+    });
+    this.protocol = new NdjsonProtocol(this.api, {
+      identityFromCertificate: false,
+      requestFailed: (err, context) => this.logger.error({ err, ...context }, 'request failed'),
     });
     this.tcp = new TcpServer(
       {
@@ -133,7 +142,6 @@ export class Floatd {
         maxConnections: config.maxConnections,
         backlog: config.backlog,
         keepAliveMs: config.keepAliveSeconds * 1000,
-        runBatch: (fn) => store.batch(fn),
       },
       this.protocol,
       {
@@ -394,6 +402,8 @@ export class Floatd {
     this.stopped = true;
     try {
       await this.tcp.stop();
+      await this.batcher.drained();
+      this.protocol.close();
       this.maintenance?.cancel();
       this.sweeper.stop();
       await this.reloading?.catch(() => {});

@@ -94,9 +94,13 @@ export class LeaseService {
     ended.push([lease, 'revoked', reason]);
   }
 
+  /** Tells the hooks, once the transaction in progress (a batch, perhaps) has committed; never if it rolls back. */
   private notify(ended: Array<[Lease, LeaseEndKind, string | null]>, expiry?: number): void {
-    for (const [lease, kind, reason] of ended) this.hooks.leaseEnded?.(lease, kind, reason);
-    if (expiry !== undefined) this.hooks.expiryScheduled?.(expiry);
+    if (ended.length === 0 && expiry === undefined) return;
+    this.store.afterCommit(() => {
+      for (const [lease, kind, reason] of ended) this.hooks.leaseEnded?.(lease, kind, reason);
+      if (expiry !== undefined) this.hooks.expiryScheduled?.(expiry);
+    });
   }
 
   private extendInTx(tx: LeaseTx, lease: Lease, pool: Pool, now: number, reacquire: boolean): Lease {

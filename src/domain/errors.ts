@@ -24,6 +24,7 @@ export const ERROR_CODES = [
   'LEASE_EXPIRED',
   'LEASE_NOT_FOUND',
   'LEASE_NOT_YOURS',
+  'IDENTITY_MISMATCH',
   'EVALUATION_EXPIRED',
   'NO_LICENSE',
   // license keys

@@ -37,6 +37,12 @@ export interface LeaseStore {
    * the commit fails, in which case nothing of `fn` is kept.
    */
   batch(fn: () => void): void;
+  /**
+   * Runs `fn` once the transaction in progress has committed (at once outside
+   * one); never if it rolls back. Events, pushes and counts go through here, so
+   * nothing is told or counted that was not kept.
+   */
+  afterCommit(fn: () => void): void;
   nextExpiry(): number | undefined;
   allLeases(): Lease[];
   getMeta(key: string): string | undefined;

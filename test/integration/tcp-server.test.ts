@@ -28,50 +28,26 @@ const handler: ConnectionHandler = {
   onError: (_conn, msg) => ({ id: msg['id'], ok: false, error: { code: 'INTERNAL', message: 'internal server error' } }),
 };
 
-async function start(runBatch?: (fn: () => void) => void): Promise<string> {
+async function start(): Promise<string> {
   server = new TcpServer(
-    { listeners: [{ name: 'tcp', host: '127.0.0.1', port: 0 }], frameMaxBytes: 1024, handshakeTimeoutMs: 5000, idleTimeoutMs: 0, maxConnections: 10, backlog: 16, keepAliveMs: 0, runBatch },
+    { listeners: [{ name: 'tcp', host: '127.0.0.1', port: 0 }], frameMaxBytes: 1024, handshakeTimeoutMs: 5000, idleTimeoutMs: 0, maxConnections: 10, backlog: 16, keepAliveMs: 0 },
     handler,
   );
   const [bound] = await server.start();
   return `127.0.0.1:${bound!.port}`;
 }
 
-describe('TcpServer group commit', () => {
-  it('runs every request read in one turn inside one batch', async () => {
-    const batches: number[] = [];
-    let current = 0;
-    const address = await start((fn) => {
-      current = 0;
-      const wrapped = handler.onMessage;
-      handler.onMessage = (c, m) => {
-        current++;
-        return wrapped(c, m);
-      };
-      try {
-        fn();
-      } finally {
-        handler.onMessage = wrapped;
-      }
-      batches.push(current);
-    });
+describe('TcpServer', () => {
+  it('answers each request when its reply is ready, the quick ones first', async () => {
+    const address = await start();
     const t = await TcpTransport.connect(address);
-    const replies = await Promise.all(Array.from({ length: 20 }, () => t.request('ping')));
-    expect(replies.every((r) => r.ok)).toBe(true);
-    expect(batches.reduce((a, b) => a + b, 0)).toBe(20);
-    expect(batches.length).toBeLessThan(20);
-    t.close();
-  });
-
-  it('answers every request of a batch whose commit fails with INTERNAL, never with success', async () => {
-    const address = await start((fn) => {
-      fn();
-      throw new Error('disk I/O error');
-    });
-    const t = await TcpTransport.connect(address);
-    const replies = await Promise.all([t.request('ping'), t.request('slow')]);
-    expect(replies.map((r) => (r.ok ? 'ok' : r.error.code))).toEqual(['INTERNAL', 'INTERNAL']);
+    const order: string[] = [];
+    const slowReply = t.request('slow').then(() => order.push('slow'));
+    await slow.started;
+    await t.request('ping').then(() => order.push('ping'));
     slow.finish();
+    await slowReply;
+    expect(order).toEqual(['ping', 'slow']);
     t.close();
   });
 

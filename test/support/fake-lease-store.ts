@@ -1,3 +1,4 @@
+import { CommitQueue } from '../../src/domain/commit-queue.js';
 import type { EventFilter, LeaseEvent, LeaseEventInput } from '../../src/domain/events.js';
 import type { Lease } from '../../src/domain/lease.js';
 import type { LeaseStore, LeaseTx, StoredLicense } from '../../src/domain/ports.js';
@@ -46,20 +47,34 @@ export class FakeLeaseStore implements LeaseStore {
     appendEvent: (event) => void this.events.push({ ...event, id: this.nextEventId++ }),
   };
 
+  private readonly commits = new CommitQueue((err) => {
+    throw err;
+  });
+
   transact<T>(fn: (tx: LeaseTx) => T): T {
-    const saved = { leases: new Map(this.leases), events: [...this.events], next: this.nextEventId };
-    try {
-      return fn(this.tx);
-    } catch (err) {
-      this.leases = saved.leases;
-      this.events = saved.events;
-      this.nextEventId = saved.next;
-      throw err;
-    }
+    return this.atomically(() => fn(this.tx));
   }
 
   batch(fn: () => void): void {
-    fn();
+    this.atomically(fn);
+  }
+
+  afterCommit(fn: () => void): void {
+    this.commits.afterCommit(fn);
+  }
+
+  private atomically<T>(fn: () => T): T {
+    const saved = { leases: new Map(this.leases), events: [...this.events], next: this.nextEventId };
+    return this.commits.within(() => {
+      try {
+        return fn();
+      } catch (err) {
+        this.leases = saved.leases;
+        this.events = saved.events;
+        this.nextEventId = saved.next;
+        throw err;
+      }
+    });
   }
 
   nextExpiry(): number | undefined {

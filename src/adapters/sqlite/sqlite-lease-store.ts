@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import type { EventFilter, LeaseEvent, LeaseEventInput } from '../../domain/events.js';
 import type { Lease } from '../../domain/lease.js';
 import type { LeaseStore, LeaseTx, StoredLicense } from '../../domain/ports.js';
+import { CommitQueue } from '../../domain/commit-queue.js';
 import { migrate } from './migrate.js';
 
 interface LeaseRow {
@@ -86,6 +87,8 @@ function eventParams(e: LeaseEventInput): unknown[] {
 
 export interface SqliteOptions {
   readonly readonly?: boolean;
+  /** Where an after-commit callback's failure is reported (the commit itself stands). */
+  readonly onAfterCommitError?: (err: unknown) => void;
 }
 
 /**
@@ -100,8 +103,10 @@ export class SqliteLeaseStore implements LeaseStore {
   private readonly tx: LeaseTx;
   private readonly stmt;
   private closed = false;
+  private readonly commits: CommitQueue;
 
   constructor(file: string, options: SqliteOptions = {}) {
+    this.commits = new CommitQueue(options.onAfterCommitError ?? ((err) => queueMicrotask(() => { throw err; })));
     this.db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
     this.db.pragma('busy_timeout = 5000');
     if (!options.readonly) {
@@ -205,11 +210,15 @@ export class SqliteLeaseStore implements LeaseStore {
 
   transact<T>(fn: (tx: LeaseTx) => T): T {
     // Inside batch() better-sqlite3 turns this into a SAVEPOINT.
-    return this.db.transaction(() => fn(this.tx)).immediate();
+    return this.commits.within(() => this.db.transaction(() => fn(this.tx)).immediate());
   }
 
   batch(fn: () => void): void {
-    this.db.transaction(fn).immediate();
+    this.commits.within(() => this.db.transaction(fn).immediate());
+  }
+
+  afterCommit(fn: () => void): void {
+    this.commits.afterCommit(fn);
   }
 
   nextExpiry(): number | undefined {

@@ -1,12 +1,18 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { FloatdError, type ErrorCode } from '../../domain/errors.js';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import type { ErrorCode } from '../../domain/errors.js';
+import { closeServer, listenOn } from '../net/listen.js';
+import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/tls-context.js';
 import { NdjsonDecoder, encodeFrame, parseFrame } from './ndjson-codec.js';
+import { wireError } from './wire-errors.js';
 
 export interface TcpListenerOptions {
   readonly name: string;
   /** '' listens on every interface, dual stack where IPv6 exists. */
   readonly host: string;
   readonly port: number;
+  /** NDJSON inside TLS (a `tls://` listener). */
+  readonly tls?: boolean;
 }
 
 export interface TcpServerOptions {
@@ -21,12 +27,8 @@ export interface TcpServerOptions {
   readonly keepAliveMs: number;
   /** A peer that leaves this much unread output is dropped. */
   readonly maxPendingWriteBytes?: number;
-  /**
-   * Wraps the handling of every request read in one event-loop turn (group
-   * commit). If it throws, each request of the batch is answered with the
-   * handler's error reply and none of their own replies is sent.
-   */
-  readonly runBatch?: (fn: () => void) => void;
+  /** Certificate, key and client-certificate policy of the `tls` listeners. */
+  readonly tls?: TlsContext | null;
 }
 
 /** What the protocol layer sees of one connection. */
@@ -34,6 +36,10 @@ export interface Connection {
   readonly id: number;
   readonly remote: string;
   readonly listener: string;
+  /** Whether the connection is TLS (a `tls://` listener). */
+  readonly tls: boolean;
+  /** The verified client certificate of a TLS connection, or null. */
+  readonly peer: PeerCertificate | null;
   /** Protocol state the handler keeps per connection. */
   state: unknown;
   /** Call once the client has said hello: stops the handshake timer. */
@@ -43,7 +49,7 @@ export interface Connection {
 }
 
 export interface ConnectionHandler {
-  /** Answers one request; the returned object is sent as the reply. */
+  /** Answers one request; the returned object (or what the promise resolves to) is sent as the reply. */
   onMessage(conn: Connection, message: Record<string, unknown>): Promise<unknown> | unknown;
   onClose?(conn: Connection): void;
   /** A reply for a request that threw: logged by the handler, generic for the peer. */
@@ -65,24 +71,6 @@ export interface TcpServerEvents {
 
 const MAX_BAD_FRAMES = 10;
 
-const LISTEN_ERRORS: Record<string, string> = {
-  EADDRINUSE: 'the address is already in use (is another floatd, or another program, listening there?)',
-  EACCES: 'permission denied (ports below 1024 need privileges)',
-  EADDRNOTAVAIL: 'this machine has no such address',
-  ENOTFOUND: 'no such host name',
-  EAI_AGAIN: 'the host name cannot be resolved now',
-};
-
-function listenFailed(err: NodeJS.ErrnoException, l: TcpListenerOptions): FloatdError {
-  const where = `${l.host === '' ? '[::]' : l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}`;
-  const why = (err.code !== undefined ? LISTEN_ERRORS[err.code] : undefined) ?? err.message;
-  return new FloatdError('LISTEN_FAILED', `cannot listen on ${where} (listener "${l.name}"): ${why}`, { listener: l.name, cause: err.code });
-}
-
-function errorFrame(id: unknown, code: ErrorCode, message: string): unknown {
-  return id === undefined ? { ok: false, error: { code, message } } : { id, ok: false, error: { code, message } };
-}
-
 /**
  * The raw TCP listener(s): NDJSON framing, handshake and idle timeouts,
  * connection cap, back-pressure on slow readers. The protocol itself is
@@ -93,8 +81,6 @@ export class TcpServer {
   private readonly sockets = new Set<Socket>();
   private nextId = 1;
   private inFlight = 0;
-  private queue: Array<[Connection, Record<string, unknown>]> = [];
-  private flushScheduled = false;
   private idleWaiters: Array<() => void> = [];
   private stopping = false;
 
@@ -108,13 +94,9 @@ export class TcpServer {
     const bound: BoundListener[] = [];
     try {
       for (const l of this.options.listeners) {
-        const server = createServer({ noDelay: true, keepAlive: this.options.keepAliveMs > 0, keepAliveInitialDelay: this.options.keepAliveMs }, (s) =>
-          this.accept(s, l.name),
-        );
-        await this.listen(server, l).catch((err: NodeJS.ErrnoException) => {
-          throw listenFailed(err, l);
-        });
+        const server = this.createServer(l);
         this.servers.push({ server, name: l.name });
+        await listenOn(server, l, this.options.backlog);
         const a = server.address() as AddressInfo;
         bound.push({ name: l.name, address: a.address, family: a.family, port: a.port });
       }
@@ -125,28 +107,31 @@ export class TcpServer {
     return bound;
   }
 
-  private listen(server: Server, l: TcpListenerOptions): Promise<void> {
-    const attempt = (host: string, ipv6Only?: boolean) =>
-      new Promise<void>((resolve, reject) => {
-        const onError = (err: Error) => reject(err);
-        server.once('error', onError);
-        server.listen({ host, port: l.port, backlog: this.options.backlog, ipv6Only }, () => {
-          server.off('error', onError);
-          resolve();
-        });
-      });
-    if (l.host !== '') return attempt(l.host);
-    // Every interface: IPv6 dual stack, or IPv4 alone on hosts without IPv6.
-    return attempt('::', false).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'EAFNOSUPPORT' || err.code === 'EADDRNOTAVAIL') return attempt('0.0.0.0');
-      throw err;
+  private createServer(l: TcpListenerOptions): Server {
+    const socketOptions = { noDelay: true, keepAlive: this.options.keepAliveMs > 0, keepAliveInitialDelay: this.options.keepAliveMs };
+    if (!l.tls) return createServer(socketOptions, (s) => this.accept(s, l.name, false, null));
+    const context = this.options.tls;
+    if (!context) throw new Error(`listener "${l.name}" is tls:// but no certificate is configured`);
+    const server = createTlsServer({ ...socketOptions, ...context.serverOptions(this.options.handshakeTimeoutMs) }, (s: TLSSocket) => {
+      const peer = peerCertificate(s);
+      // clientCertificates "request": a certificate that was sent must verify.
+      if (peer === 'unverified') {
+        s.destroy();
+        return;
+      }
+      this.accept(s, l.name, true, peer);
     });
+    server.on('tlsClientError', () => {
+      // A failed handshake (old protocol, refused suite, bad client certificate): nothing to answer.
+    });
+    context.register(server);
+    return server;
   }
 
-  private accept(socket: Socket, listener: string): void {
+  private accept(socket: Socket, listener: string, tls: boolean, peer: PeerCertificate | null): void {
     if (this.stopping || this.sockets.size >= this.options.maxConnections) {
       if (!this.stopping) this.events.connectionRefused?.(socket.remoteAddress ?? 'unknown');
-      socket.end(encodeFrame(errorFrame(undefined, this.stopping ? 'SHUTTING_DOWN' : 'TOO_MANY_CONNECTIONS',
+      socket.end(encodeFrame(wireError(undefined, this.stopping ? 'SHUTTING_DOWN' : 'TOO_MANY_CONNECTIONS',
         this.stopping ? 'the server is shutting down' : `the server holds its maximum of ${this.options.maxConnections} connections; retry later`)));
       socket.destroySoon();
       socket.on('error', () => {});
@@ -164,6 +149,8 @@ export class TcpServer {
       id: this.nextId++,
       remote,
       listener,
+      tls,
+      peer,
       state: undefined,
       markReady: () => {
         if (handshake !== undefined) clearTimeout(handshake);
@@ -183,7 +170,7 @@ export class TcpServer {
     };
     const fail = (code: ErrorCode, message: string, id?: unknown) => {
       this.events.protocolError?.(conn, code, message);
-      conn.send(errorFrame(id, code, message));
+      conn.send(wireError(id, code, message));
     };
     handshake = setTimeout(() => {
       fail('HANDSHAKE_TIMEOUT', `no hello within ${this.options.handshakeTimeoutMs / 1000} s`);
@@ -225,57 +212,25 @@ export class TcpServer {
     });
   }
 
+  /** Hands one request to the handler; its reply goes out when ready (replies may overtake each other). */
   private dispatch(conn: Connection, message: Record<string, unknown>): void {
-    this.queue.push([conn, message]);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      this.inFlight++;
-      setImmediate(() => this.flush());
-    }
-  }
-
-  private flush(): void {
-    this.flushScheduled = false;
-    const batch = this.queue;
-    this.queue = [];
-    const replies: unknown[] = [];
+    let reply: unknown;
     try {
-      const run = () => {
-        for (const [conn, message] of batch) {
-          try {
-            replies.push(this.handler.onMessage(conn, message));
-          } catch (err) {
-            replies.push(this.handler.onError(conn, message, err));
-          }
-        }
-      };
-      if (this.options.runBatch) this.options.runBatch(run);
-      else run();
+      reply = this.handler.onMessage(conn, message);
     } catch (err) {
-      // The commit failed: nothing of the batch is kept, so no success may be reported.
-      for (const [i, [conn, message]] of batch.entries()) {
-        const r = replies[i];
-        if (r instanceof Promise) r.catch(() => {});
-        conn.send(this.handler.onError(conn, message, err));
-      }
-      this.settled();
+      reply = this.handler.onError(conn, message, err);
+    }
+    if (!(reply instanceof Promise)) {
+      if (reply !== undefined) conn.send(reply);
       return;
     }
-    for (const [i, [conn, message]] of batch.entries()) {
-      const reply = replies[i];
-      if (reply instanceof Promise) {
-        this.inFlight++;
-        reply
-          .then(
-            (r) => conn.send(r),
-            (err: unknown) => conn.send(this.handler.onError(conn, message, err)),
-          )
-          .finally(() => this.settled());
-      } else if (reply !== undefined) {
-        conn.send(reply);
-      }
-    }
-    this.settled();
+    this.inFlight++;
+    reply
+      .then(
+        (r) => conn.send(r),
+        (err: unknown) => conn.send(this.handler.onError(conn, message, err)),
+      )
+      .finally(() => this.settled());
   }
 
   private settled(): void {
@@ -284,7 +239,10 @@ export class TcpServer {
 
   private closeServers(): Promise<void> {
     const servers = this.servers.splice(0);
-    return Promise.all(servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())))).then(() => undefined);
+    for (const { server } of servers) {
+      if ('setSecureContext' in server) this.options.tls?.unregister(server as unknown as { setSecureContext(): void });
+    }
+    return Promise.all(servers.map(({ server }) => closeServer(server))).then(() => undefined);
   }
 
   /** Stops accepting, lets in-flight replies go out (up to `graceMs`), then closes every connection. */

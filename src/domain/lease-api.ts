@@ -1,0 +1,48 @@
+import type { Denial } from './errors.js';
+import type { ClientIdentity, Lease } from './lease.js';
+
+/** A lease as every door (TCP, TLS, HTTP) hands it to a client: durations, not instants. */
+export interface WireLease {
+  readonly id: string;
+  readonly product: string;
+  readonly expiresInMs: number;
+  readonly renewAfterMs: number;
+  readonly leaseMs: number;
+  /** A compact JWS signed by the server's key. */
+  readonly token: string;
+}
+
+/** Who asks, as the door saw it; the server adds the user's groups. */
+export type Caller = Omit<ClientIdentity, 'groups'>;
+
+export type Outcome<T> = ({ readonly ok: true } & T) | Denial;
+
+export interface LeaseEnded {
+  readonly lease: Lease;
+  readonly kind: 'released' | 'expired' | 'revoked';
+  readonly reason: string | null;
+}
+
+/** What a client learns on first contact: whose leases these are and the key that signs them. */
+export interface ServerHello {
+  readonly server: 'floatd';
+  readonly version: string;
+  readonly protocol: number;
+  readonly serverTimeMs: number;
+  readonly publicKey: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * The lease operations, the same for every door. Identity comes in, an outcome
+ * goes out; replies resolve only after their change is committed. Expected
+ * refusals are `Denial` values; faults reject.
+ */
+export interface LeaseApi {
+  hello(): ServerHello;
+  acquire(caller: Caller, product: string | undefined): Promise<Outcome<{ readonly renewed: boolean; readonly lease: WireLease }>>;
+  renew(caller: Caller, leaseId: string): Promise<Outcome<{ readonly lease: WireLease }>>;
+  release(caller: Caller, leaseId: string): Promise<Outcome<{ readonly released: boolean }>>;
+  status(): object;
+  /** Called after the commit that ended a lease (released, expired, revoked); returns an unsubscribe. */
+  onLeaseEnded(listener: (ended: LeaseEnded) => void): () => void;
+}

@@ -1,0 +1,82 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Batcher } from '../../src/app/batcher.js';
+import { LeaseService } from '../../src/app/lease-service.js';
+import { PoolRegistry } from '../../src/app/pool-registry.js';
+import { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.js';
+import type { LeaseStore } from '../../src/domain/ports.js';
+import { FakeClock } from '../support/fake-clock.js';
+import { client, licenseKey, tempDir } from '../support/helpers.js';
+
+/** A real SQLite store whose batches can be made to fail at commit, and counted. */
+function setup() {
+  const real = new SqliteLeaseStore(join(tempDir(), 'floatd.db'));
+  const control = { failNext: false, batches: 0 };
+  const store: LeaseStore = Object.assign(Object.create(real) as LeaseStore, {
+    batch(fn: () => void) {
+      control.batches++;
+      const fail = control.failNext;
+      control.failNext = false;
+      real.batch(() => {
+        fn();
+        // As a full disk would at COMMIT: the whole batch rolls back.
+        if (fail) throw new Error('disk I/O error');
+      });
+    },
+  });
+  const clock = new FakeClock(Date.now());
+  const pools = new PoolRegistry();
+  pools.set([licenseKey({ seats: 20 })], null, clock.now());
+  const ended: string[] = [];
+  const scheduled: number[] = [];
+  const leases = new LeaseService(store, clock, pools, { leaseMs: 60_000, logLevel: 'detailed' }, {
+    leaseEnded: (l, kind) => ended.push(`${kind}:${l.user}`),
+    expiryScheduled: (at) => scheduled.push(at),
+  });
+  return { real, store, control, leases, batcher: new Batcher(store), ended, scheduled };
+}
+
+describe('Batcher (group commit for every door)', () => {
+  it('runs the operations submitted in one turn in one commit, each on its own', async () => {
+    const { batcher, leases, control, real } = setup();
+    const outcomes = await Promise.all(Array.from({ length: 25 }, (_, i) => batcher.submit(() => leases.acquire(client(`u${i}`), 'cad'))));
+    expect(outcomes.filter((o) => o.ok)).toHaveLength(20);
+    expect(outcomes.filter((o) => !o.ok).map((o) => !o.ok && o.code)).toEqual(Array(5).fill('NO_FREE_SEATS'));
+    expect(control.batches).toBe(1);
+    expect(real.allLeases()).toHaveLength(20);
+    // One failing operation rolls back only itself.
+    const [good, bad] = await Promise.allSettled([
+      batcher.submit(() => leases.release(client('u0'), real.allLeases().find((l) => l.user === 'u0')!.id)),
+      batcher.submit(() => {
+        throw new Error('a bug in one request');
+      }),
+    ]);
+    expect(good).toMatchObject({ status: 'fulfilled', value: { ok: true, released: true } });
+    expect(bad).toMatchObject({ status: 'rejected' });
+    expect(real.allLeases()).toHaveLength(19);
+  });
+
+  it('a batch whose commit fails rejects every operation in it, keeps nothing and tells and counts nothing', async () => {
+    const { batcher, leases, control, real, ended, scheduled } = setup();
+    const held = await batcher.submit(() => leases.acquire(client('alice'), 'cad'));
+    expect(held.ok).toBe(true);
+    const leaseId = held.ok ? held.lease.id : '';
+    const eventsBefore = real.queryEvents({}).length;
+    ended.length = 0;
+    scheduled.length = 0;
+    control.failNext = true;
+    const results = await Promise.allSettled([
+      batcher.submit(() => leases.release(client('alice'), leaseId)),
+      batcher.submit(() => leases.acquire(client('bob'), 'cad')),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(ended).toEqual([]);
+    expect(scheduled).toEqual([]);
+    expect(real.allLeases().map((l) => l.user)).toEqual(['alice']);
+    expect(real.queryEvents({})).toHaveLength(eventsBefore);
+    // The next batch commits and tells.
+    await batcher.submit(() => leases.release(client('alice'), leaseId));
+    expect(ended).toEqual(['released:alice']);
+    await batcher.drained();
+  });
+});
