@@ -1,3 +1,4 @@
+import type { Clock } from '../domain/clock.js';
 import type { LeaseStore } from '../domain/ports.js';
 
 interface Pending {
@@ -19,7 +20,12 @@ export class Batcher {
   private inFlight = 0;
   private idle: Array<() => void> = [];
 
-  constructor(private readonly store: LeaseStore) {}
+  constructor(
+    private readonly store: LeaseStore,
+    private readonly clock: Pick<Clock, 'monotonic'>,
+    /** Told of every commit: how many operations it held and how long it took. */
+    private readonly committed: (operations: number, seconds: number) => void = () => {},
+  ) {}
 
   submit<T>(work: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -42,6 +48,7 @@ export class Batcher {
     const batch = this.queue;
     this.queue = [];
     const results: Array<{ ok: true; value: unknown } | { ok: false; err: unknown }> = [];
+    const started = this.clock.monotonic();
     try {
       this.store.batch(() => {
         for (const p of batch) {
@@ -57,6 +64,7 @@ export class Batcher {
       this.settled(batch.length);
       return;
     }
+    this.committed(batch.length, (this.clock.monotonic() - started) / 1000);
     batch.forEach((p, i) => {
       const r = results[i]!;
       if (r.ok) p.resolve(r.value);

@@ -18,13 +18,14 @@ import { TcpServer, type BoundListener } from '../adapters/tcp/tcp-server.js';
 import { licensingFor, licensingSettings, openServerDataDir, recordLicensingSettings, type LicensingSettings } from './data-dir.js';
 import { LeaseService } from './lease-service.js';
 import { Licensing, type LoadedLicenses } from './licensing.js';
-import { PoolRegistry } from './pool-registry.js';
+import { EVALUATION_PRODUCT, PoolRegistry } from './pool-registry.js';
 import { NdjsonProtocol } from '../adapters/tcp/ndjson-protocol.js';
 import { Batcher } from './batcher.js';
 import { ServerLeaseApi } from './lease-api.js';
 import { loadRules, type FileError, type LoadedRules } from './rules.js';
 import { collectStatus, type ListenerStatus, type ServerStatus } from './status.js';
 import { TlsContext } from '../adapters/tls/tls-context.js';
+import { PrometheusMetrics, type MetricsState } from '../adapters/metrics/prometheus-metrics.js';
 import { WebServer, type BoundWebListener } from '../adapters/http/web-server.js';
 import { Sweeper } from './sweeper.js';
 import { VERSION } from './version.js';
@@ -67,6 +68,7 @@ export class Floatd {
   readonly leases: LeaseService;
   private readonly sweeper: Sweeper;
   private readonly tcp: TcpServer;
+  readonly metrics: PrometheusMetrics;
   private readonly web: WebServer;
   private readonly tls: TlsContext | null;
   private webBound: BoundWebListener[] = [];
@@ -110,14 +112,24 @@ export class Floatd {
     this.logger = deps.logger;
     this.rules = rules;
     this.rulesSettings = deps.rulesSettings;
+    this.metrics = new PrometheusMetrics(VERSION, () => this.metricsState());
+    const metrics = this.metrics;
     this.leases = new LeaseService(
       store,
       this.clock,
       this.pools,
       { leaseMs: config.leaseSeconds * 1000, logLevel: config.leaseLog.level },
       {
-        leaseEnded: (lease, kind, reason) => this.api.leaseEnded(lease, kind, reason),
+        leaseEnded: (lease, kind, reason) => {
+          metrics.ended(kind);
+          this.api.leaseEnded(lease, kind, reason);
+        },
         expiryScheduled: (at) => this.sweeper.expiryAt(at),
+        tally: (t) => {
+          if (t.kind === 'denied') metrics.denied(t.code, t.reason);
+          else if (t.kind === 'granted') metrics.granted(t.product);
+          else metrics.renewed(t.product);
+        },
       },
     );
     this.sweeper = new Sweeper(
@@ -128,8 +140,10 @@ export class Floatd {
       },
       () => store.nextExpiry(),
       (err) => this.logger.error({ err }, 'sweeping expired leases failed'),
+      60_000,
+      (lag) => metrics.swept(lag),
     );
-    this.batcher = new Batcher(store);
+    this.batcher = new Batcher(store, this.clock, (n, seconds) => metrics.committed(n, seconds));
     this.api = new ServerLeaseApi({
       leases: this.leases,
       batcher: this.batcher,
@@ -152,6 +166,8 @@ export class Floatd {
         maxConnections: config.maxConnections,
         backlog: config.backlog,
         keepAliveMs: config.keepAliveSeconds * 1000,
+        answered: (op, transport, seconds) => metrics.request(NDJSON_OPS.has(op) ? op : 'other', transport, seconds),
+        monotonic: () => this.clock.monotonic(),
         tls: this.tls,
       },
       this.protocol,
@@ -177,9 +193,31 @@ export class Floatd {
         api: this.api,
         ready: () => this.readiness(),
         requestFailed: (err, context) => this.logger.error({ err, ...context }, 'request failed'),
+        metrics: () => metrics.text(),
+        answered: (route, transport, seconds) => metrics.request(route, transport, seconds),
+        monotonic: () => this.clock.monotonic(),
       },
     );
     this.applyRules(rules);
+  }
+
+  /** What the metrics show of the server's state at a scrape. */
+  private metricsState(): MetricsState {
+    const now = this.clock.now();
+    const inUse = new Map<string, number>();
+    let earliest: number | null = null;
+    for (const lease of this.store.allLeases()) {
+      if (lease.expiresAt <= now) continue;
+      inUse.set(lease.poolId, (inUse.get(lease.poolId) ?? 0) + 1);
+      if (earliest === null || lease.expiresAt < earliest) earliest = lease.expiresAt;
+    }
+    return {
+      pools: this.pools.all().map((p) => ({ pool: p.id, product: p.product === '*' ? EVALUATION_PRODUCT : p.product, seats: p.seats, inUse: inUse.get(p.id) ?? 0 })),
+      keys: this.pools.licenseKeys().map((k) => ({ key: k.id, product: k.product, expiresAt: k.expiresAt })),
+      connections: this.tcp.connections(),
+      earliestExpiry: earliest,
+      now,
+    };
   }
 
   /** For /readyz: leases can be served once started, until stopping begins. */
@@ -505,6 +543,8 @@ export class Floatd {
 }
 
 const EXPIRY_WARNINGS = [30, 14, 7, 1];
+/** The NDJSON ops, as metric labels (anything else a client sends is "other"). */
+const NDJSON_OPS = new Set(['hello', 'acquire', 'renew', 'release', 'status', 'ping']);
 
 /** "12 day(s)", or hours, minutes or seconds for less than a day. */
 function timeLeft(ms: number): string {

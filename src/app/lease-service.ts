@@ -25,7 +25,14 @@ export interface LeaseServiceOptions {
 
 export type LeaseEndKind = 'released' | 'expired' | 'revoked';
 
+/** A committed lease operation, for counting (metrics): never told for a rolled-back one. */
+export type Tally =
+  | { readonly kind: 'granted' | 'renewed'; readonly product: string }
+  | { readonly kind: 'denied'; readonly code: string; readonly reason: string | null };
+
 export interface LeaseServiceHooks {
+  /** After the commit of a grant, a renewal or a denial. */
+  tally?(t: Tally): void;
   /** After a commit that ended leases (for pushing `revoked` to clients, rescheduling). */
   leaseEnded?(lease: Lease, kind: LeaseEndKind, reason: string | null): void;
   /** After a commit that set an expiry, so the sweeper can wake in time. */
@@ -95,12 +102,18 @@ export class LeaseService {
   }
 
   /** Tells the hooks, once the transaction in progress (a batch, perhaps) has committed; never if it rolls back. */
-  private notify(ended: Array<[Lease, LeaseEndKind, string | null]>, expiry?: number): void {
-    if (ended.length === 0 && expiry === undefined) return;
+  private notify(ended: Array<[Lease, LeaseEndKind, string | null]>, expiry?: number, tally?: Tally): void {
+    if (ended.length === 0 && expiry === undefined && tally === undefined) return;
     this.store.afterCommit(() => {
       for (const [lease, kind, reason] of ended) this.hooks.leaseEnded?.(lease, kind, reason);
       if (expiry !== undefined) this.hooks.expiryScheduled?.(expiry);
+      if (tally !== undefined) this.hooks.tally?.(tally);
     });
+  }
+
+  private static tallyOf(outcome: LeaseOutcome): Tally {
+    if (outcome.ok) return { kind: outcome.renewed ? 'renewed' : 'granted', product: outcome.lease.product };
+    return { kind: 'denied', code: outcome.code, reason: typeof outcome.details.reason === 'string' ? outcome.details.reason : null };
   }
 
   private extendInTx(tx: LeaseTx, lease: Lease, pool: Pool, now: number, reacquire: boolean): Lease {
@@ -196,7 +209,7 @@ export class LeaseService {
         { seatsInUse: total, seatsTotal: total },
       );
     });
-    this.notify(ended, outcome.ok ? outcome.lease.expiresAt : undefined);
+    this.notify(ended, outcome.ok ? outcome.lease.expiresAt : undefined, LeaseService.tallyOf(outcome));
     return outcome;
   }
 
@@ -225,7 +238,7 @@ export class LeaseService {
       }
       return { ok: true, lease: this.extendInTx(tx, lease, pool, now, false), renewed: true };
     });
-    this.notify(ended, outcome.ok ? outcome.lease.expiresAt : undefined);
+    this.notify(ended, outcome.ok ? outcome.lease.expiresAt : undefined, outcome.ok ? LeaseService.tallyOf(outcome) : undefined);
     return outcome;
   }
 

@@ -7,6 +7,8 @@ import type { Clock, TimerHandle } from '../domain/clock.js';
 export class Sweeper {
   private timer: TimerHandle | null = null;
   private wakeAt = Infinity;
+  /** The lease expiry the timer is set for (not a maxWait wake-up), to measure how late a sweep runs. */
+  private dueAt: number | null = null;
   private running = false;
 
   constructor(
@@ -15,6 +17,8 @@ export class Sweeper {
     private readonly nextExpiry: () => number | undefined,
     private readonly onError: (err: unknown) => void,
     private readonly maxWaitMs = 60_000,
+    /** How late (seconds) a sweep ran after the expiry it was for. */
+    private readonly lag: (seconds: number) => void = () => {},
   ) {}
 
   start(): void {
@@ -38,6 +42,7 @@ export class Sweeper {
     const now = this.clock.now();
     const target = Math.min(at, now + this.maxWaitMs);
     this.wakeAt = target;
+    this.dueAt = target === at ? at : null;
     this.timer = this.clock.setTimer(Math.max(0, target - now), () => this.fire());
   }
 
@@ -45,6 +50,8 @@ export class Sweeper {
     if (!this.running) return;
     this.timer = null;
     this.wakeAt = Infinity;
+    if (this.dueAt !== null) this.lag(Math.max(0, this.clock.now() - this.dueAt) / 1000);
+    this.dueAt = null;
     try {
       this.sweep();
     } catch (err) {

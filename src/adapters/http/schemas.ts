@@ -102,6 +102,12 @@ export function routeSchemas(identityFromCertificate: boolean) {
         503: { description: 'starting or stopping', type: 'object', properties: { ok: { type: 'boolean' }, reason: { type: 'string' } } },
       },
     },
+    metrics: {
+      summary: 'Prometheus metrics (text format): pools, leases, denials, requests, commits, sweeps, process',
+      tags: ['health'],
+      produces: ['text/plain'],
+      response: { 200: { description: 'Prometheus text exposition format 0.0.4', type: 'string' } },
+    },
     openapi: { summary: 'This document', tags: ['server'], response: { 200: { description: 'OpenAPI 3.1', ...anyObject } } },
   };
 }

@@ -37,6 +37,12 @@ export interface WebServerDeps {
   /** Whether the server can serve leases now (database open, lease listeners accepting). */
   readonly ready: () => { readonly ready: boolean; readonly reason: string };
   readonly requestFailed: (err: unknown, context: Record<string, unknown>) => void;
+  /** The Prometheus text of GET /metrics. */
+  readonly metrics: () => Promise<{ readonly contentType: string; readonly body: string }>;
+  /** Told of each answered request: its route, the transport and how long it took (seconds). */
+  readonly answered?: (route: string, transport: 'http' | 'https', seconds: number) => void;
+  /** A monotonic clock (ms) for those durations. */
+  readonly monotonic: () => number;
 }
 
 export interface BoundWebListener {
@@ -136,6 +142,17 @@ export class WebServer {
         openapi: '3.1.0',
         info: { title: 'floatd web endpoint', version: this.options.version, description: 'Lease operations over HTTP(S), status and health. See docs/http-api.md.' },
       },
+    });
+    const started = new WeakMap<object, number>();
+    this.app.addHook('onRequest', async (request) => {
+      started.set(request, this.deps.monotonic());
+    });
+    this.app.addHook('onResponse', async (request) => {
+      const t0 = started.get(request);
+      if (t0 === undefined || this.deps.answered === undefined) return;
+      const info = this.sockets.get(request.socket);
+      // The route pattern, never the URL itself: lease ids must not become labels.
+      this.deps.answered(`${request.method} ${request.routeOptions.url ?? 'unknown'}`, info?.tls ? 'https' : 'http', (this.deps.monotonic() - t0) / 1000);
     });
     this.app.addHook('onRoute', (route) => {
       for (const method of [route.method].flat()) this.routeList.push({ method, url: route.url });
@@ -253,5 +270,9 @@ export class WebServer {
       return reply.code(ready ? 200 : 503).send({ ok: ready, reason });
     });
     app.get('/openapi.json', { schema: schemas.openapi }, async () => app.swagger());
+    app.get('/metrics', { schema: schemas.metrics }, async (_request, reply) => {
+      const { contentType, body } = await this.deps.metrics();
+      return reply.type(contentType).send(body);
+    });
   }
 }

@@ -29,6 +29,10 @@ export interface TcpServerOptions {
   readonly maxPendingWriteBytes?: number;
   /** Certificate, key and client-certificate policy of the `tls` listeners. */
   readonly tls?: TlsContext | null;
+  /** Told of each answered request: its op, the transport and how long it took (seconds). */
+  readonly answered?: (op: string, transport: 'tcp' | 'tls', seconds: number) => void;
+  /** A monotonic clock (ms) for those durations. */
+  readonly monotonic?: () => number;
 }
 
 /** What the protocol layer sees of one connection. */
@@ -237,8 +241,18 @@ export class TcpServer {
     });
   }
 
+  /** Open NDJSON connections (for metrics). */
+  connections(): number {
+    return this.sockets.size;
+  }
+
   /** Hands one request to the handler; its reply goes out when ready (replies may overtake each other). */
   private dispatch(conn: Connection, message: Record<string, unknown>, started: () => void, done: () => void): void {
+    const { answered, monotonic } = this.options;
+    const t0 = answered && monotonic ? monotonic() : 0;
+    const observe = () => {
+      if (answered && monotonic) answered(typeof message['op'] === 'string' ? message['op'] : 'invalid', conn.tls ? 'tls' : 'tcp', (monotonic() - t0) / 1000);
+    };
     let reply: unknown;
     try {
       reply = this.handler.onMessage(conn, message);
@@ -247,6 +261,7 @@ export class TcpServer {
     }
     if (!(reply instanceof Promise)) {
       if (reply !== undefined) conn.send(reply);
+      observe();
       return;
     }
     this.inFlight++;
@@ -257,6 +272,7 @@ export class TcpServer {
         (err: unknown) => conn.send(this.handler.onError(conn, message, err)),
       )
       .finally(() => {
+        observe();
         done();
         this.settled();
       });

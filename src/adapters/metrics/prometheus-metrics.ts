@@ -1,0 +1,138 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** What the metrics read from the running server when scraped (gauges of state, not counts). */
+export interface MetricsState {
+  readonly pools: ReadonlyArray<{ readonly pool: string; readonly product: string; readonly seats: number; readonly inUse: number }>;
+  readonly keys: ReadonlyArray<{ readonly key: string; readonly product: string; readonly expiresAt: number | null }>;
+  readonly connections: number;
+  /** Epoch ms of the earliest lease expiry, or null when no lease is held. */
+  readonly earliestExpiry: number | null;
+  readonly now: number;
+}
+
+/**
+ * floatd's Prometheus metrics: names prefixed `floatd_`, base units, `_total`
+ * on counters, no user, host or lease in any label. Counters are told only
+ * of committed work (the lease service's after-commit hooks); gauges are read
+ * from the server when scraped.
+ */
+export class PrometheusMetrics {
+  readonly registry = new Registry();
+  private readonly grants: Counter<'product'>;
+  private readonly renewals: Counter<'product'>;
+  private readonly releases: Counter<'cause'>;
+  private readonly denials: Counter<'code' | 'reason'>;
+  private readonly requestDuration: Histogram<'op' | 'transport'>;
+  private readonly commitDuration: Histogram;
+  private readonly commitBatchSize: Histogram;
+  private readonly sweepLag: Gauge;
+
+  constructor(version: string, state: () => MetricsState) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'floatd_' });
+    new Gauge({ name: 'floatd_build_info', help: 'floatd build; always 1', labelNames: ['version'], registers }).set({ version }, 1);
+    this.grants = new Counter({ name: 'floatd_lease_grants_total', help: 'Seats granted (new leases)', labelNames: ['product'], registers });
+    this.renewals = new Counter({ name: 'floatd_lease_renewals_total', help: 'Leases renewed (including an acquire by the holder)', labelNames: ['product'], registers });
+    this.releases = new Counter({ name: 'floatd_lease_releases_total', help: 'Leases ended, by cause: released, expired, revoked', labelNames: ['cause'], registers });
+    this.denials = new Counter({ name: 'floatd_lease_denials_total', help: 'Acquisitions refused, by error code and reason', labelNames: ['code', 'reason'], registers });
+    this.requestDuration = new Histogram({
+      name: 'floatd_request_duration_seconds',
+      help: 'Time from a request read to its reply sent, by op and transport',
+      labelNames: ['op', 'transport'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.commitDuration = new Histogram({
+      name: 'floatd_db_commit_duration_seconds',
+      help: 'Time to run and commit one batch of lease operations',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    });
+    this.commitBatchSize = new Histogram({ name: 'floatd_db_commit_batch_size', help: 'Lease operations sharing one commit', buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000], registers });
+    this.sweepLag = new Gauge({ name: 'floatd_sweep_lag_seconds', help: 'How late the last sweep ran after the expiry it was for', registers });
+    // The server's state is read once per scrape, by the first of its gauges (a registry collects
+    // in the order metrics were registered), and the others show that same snapshot.
+    let snapshot: MetricsState = { pools: [], keys: [], connections: 0, earliestExpiry: null, now: 0 };
+    new Gauge({
+      name: 'floatd_pool_seats',
+      help: 'Seats of a pool (license key or evaluation)',
+      labelNames: ['pool', 'product'],
+      registers,
+      collect() {
+        snapshot = state();
+        this.reset();
+        for (const p of snapshot.pools) this.set({ pool: p.pool, product: p.product }, p.seats);
+      },
+    });
+    new Gauge({
+      name: 'floatd_pool_seats_in_use',
+      help: 'Seats of a pool held by running leases',
+      labelNames: ['pool', 'product'],
+      registers,
+      collect() {
+        this.reset();
+        for (const p of snapshot.pools) this.set({ pool: p.pool, product: p.product }, p.inUse);
+      },
+    });
+    new Gauge({
+      name: 'floatd_tcp_connections',
+      help: 'Open NDJSON connections (TCP and TLS)',
+      registers,
+      collect() {
+        this.set(snapshot.connections);
+      },
+    });
+    new Gauge({
+      name: 'floatd_earliest_lease_expiry_seconds',
+      help: 'Seconds until the first running lease expires (how long the server may be down); absent without leases',
+      registers,
+      collect() {
+        this.reset();
+        if (snapshot.earliestExpiry !== null) this.set(Math.max(0, (snapshot.earliestExpiry - snapshot.now) / 1000));
+      },
+    });
+    new Gauge({
+      name: 'floatd_license_expiry_timestamp_seconds',
+      help: 'When each license key expires (Unix time); keys that never expire are left out',
+      labelNames: ['key', 'product'],
+      registers,
+      collect() {
+        this.reset();
+        for (const k of snapshot.keys) if (k.expiresAt !== null) this.set({ key: k.key, product: k.product }, k.expiresAt / 1000);
+      },
+    });
+  }
+
+  granted(product: string): void {
+    this.grants.inc({ product });
+  }
+
+  renewed(product: string): void {
+    this.renewals.inc({ product });
+  }
+
+  ended(cause: 'released' | 'expired' | 'revoked'): void {
+    this.releases.inc({ cause });
+  }
+
+  denied(code: string, reason: string | null): void {
+    this.denials.inc({ code, reason: reason ?? '' });
+  }
+
+  request(op: string, transport: string, seconds: number): void {
+    this.requestDuration.observe({ op, transport }, seconds);
+  }
+
+  committed(operations: number, seconds: number): void {
+    this.commitBatchSize.observe(operations);
+    this.commitDuration.observe(seconds);
+  }
+
+  swept(lagSeconds: number): void {
+    this.sweepLag.set(lagSeconds);
+  }
+
+  async text(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
