@@ -1,5 +1,7 @@
 /** What the benchmark scripts share: a lean NDJSON client, a server launcher, and figures. */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { Agent, request as httpsRequest } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -37,9 +39,12 @@ export class Client {
     socket.on('error', () => {});
   }
 
-  static open(port: number): Promise<Client> {
+  /** Connects over TCP, or inside TLS when given the CA to trust. */
+  static open(port: number, ca?: Buffer): Promise<Client> {
     return new Promise((resolve, reject) => {
-      const s = connect({ host: '127.0.0.1', port }, () => resolve(new Client(s)));
+      const s = ca === undefined
+        ? connect({ host: '127.0.0.1', port }, () => resolve(new Client(s)))
+        : tlsConnect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () => resolve(new Client(s)));
       s.once('error', reject);
     });
   }
@@ -83,45 +88,69 @@ export interface ServerOptions {
   readonly nodeArgs?: readonly string[];
 }
 
-/** Starts `floatd serve` with a fresh data dir and a license key for product "bench"; resolves with its port. */
-export async function startServer(dir: string, opts: ServerOptions): Promise<{ child: ChildProcess; port: number }> {
-  const seats = opts.seats;
+export interface BenchServer {
+  readonly child: ChildProcess;
+  /** The port of each scheme the server listens on (tcp, tls, http, https). */
+  readonly ports: Readonly<Record<string, number>>;
+  readonly port: number;
+}
+
+/** A self-signed certificate for 127.0.0.1/localhost, made with openssl, for the TLS transports. */
+export function benchCertificate(dir: string): { cert: string; key: string; ca: Buffer } {
+  const cert = join(dir, 'bench.crt');
+  const key = join(dir, 'bench.key');
+  execFileSync('openssl', ['req', '-x509', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+  return { cert, key, ca: readFileSync(cert) };
+}
+
+/**
+ * Starts `floatd serve` on a fresh data dir, installs a license key for product
+ * "bench" (as an operator would: `floatd license add` on the running server's
+ * data directory), and resolves once the server grants from it.
+ */
+export async function startServer(dir: string, opts: ServerOptions): Promise<BenchServer> {
   const vendor = await newEd25519KeyPair();
   writeFileSync(join(dir, 'vendor-public.jwk'), JSON.stringify(vendor.publicJwk));
-  const token = await issueLicenseKey(vendor.privateJwk, { licensee: 'bench', product: 'bench', seats, now: Date.now() });
+  const token = await issueLicenseKey(vendor.privateJwk, { licensee: 'bench', product: 'bench', seats: opts.seats, now: Date.now() });
   const main = join(packageRoot(), 'dist', 'src', 'main.js');
-  const common = ['--data-dir', join(dir, 'data'), '--vendor-public-key', join(dir, 'vendor-public.jwk')];
-  await new Promise<void>((resolve, reject) => {
-    const add = spawn(process.execPath, [main, 'license', 'add', token, ...common], { stdio: 'inherit' });
-    add.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`license add exited ${code}`))));
-  });
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), main, 'serve', ...common, '--listen', '127.0.0.1:0', ...(opts.extraArgs ?? [])], {
+  const data = ['--data-dir', join(dir, 'data')];
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), main, 'serve', ...data, '--vendor-public-key', join(dir, 'vendor-public.jwk'), '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', ...(opts.extraArgs ?? [])], {
     env: { ...process.env, FLOATD_MAX_CONNECTIONS: String(opts.maxConnections), FLOATD_LOG_FORMAT: 'json', FLOATD_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const port = await new Promise<number>((resolve, reject) => {
+  const ports = await new Promise<Record<string, number>>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = /"port":(\d+)[^\n]*"msg":"listening"/.exec(out);
-      if (m) resolve(Number(m[1]));
+      const found: Record<string, number> = {};
+      for (const m of out.matchAll(/"scheme":"(\w+)","address":"[^"]*","port":(\d+),"msg":"listening"/g)) found[m[1]!] ??= Number(m[2]);
+      if (found['http'] !== undefined) resolve(found);
     });
     child.on('exit', (code) => reject(new Error(`floatd exited ${code}: ${out}`)));
   });
-  return { child, port };
+  await new Promise<void>((resolve, reject) => {
+    const add = spawn(process.execPath, [main, 'license', 'add', token, ...data], { stdio: 'inherit' });
+    add.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`license add exited ${code}`))));
+  });
+  const probe = await Client.open(ports['tcp']!);
+  await probe.request({ op: 'hello', v: 1, client: { user: 'probe', instance: 'probe' } });
+  for (let i = 0; i < 100 && (await probe.request({ op: 'status' }))['mode'] !== 'licensed'; i++) await new Promise((r) => setTimeout(r, 100));
+  probe.socket.destroy();
+  return { child, ports, port: ports['tcp']! };
 }
 
-export async function connectAll(port: number, n: number, prefix: string, userOf = (i: number) => `${prefix}${i}`): Promise<Client[]> {
+export async function connectAll(port: number, n: number, prefix: string, userOf = (i: number) => `${prefix}${i}`, ca?: Buffer): Promise<Client[]> {
   const clients: Client[] = [];
   for (let i = 0; i < n; i += 200) {
-    const batch = await Promise.all(Array.from({ length: Math.min(200, n - i) }, () => Client.open(port)));
+    const batch = await Promise.all(Array.from({ length: Math.min(200, n - i) }, () => Client.open(port, ca)));
     await Promise.all(batch.map((c, j) => c.request({ op: 'hello', v: 1, client: { user: userOf(i + j), host: 'bench', instance: `${prefix}${i + j}` }, product: 'bench' })));
     clients.push(...batch);
   }
   return clients;
 }
 
-export async function closedLoop(clients: Client[], seconds: number, step: (c: Client) => Promise<void>): Promise<{ count: number; latencies: number[]; elapsed: number }> {
+export async function closedLoop<C>(clients: readonly C[], seconds: number, step: (c: C) => Promise<void>): Promise<{ count: number; latencies: number[]; elapsed: number }> {
   const latencies: number[] = [];
   let count = 0;
   const start = performance.now();
@@ -145,4 +174,42 @@ export async function acquireRelease(c: Client): Promise<void> {
   const lease = r['lease'] as { id: string } | undefined;
   if (!lease) throw new Error(`acquire failed: ${JSON.stringify(r)}`);
   await c.request({ op: 'release', lease: lease.id });
+}
+
+/**
+ * One product instance over HTTPS keep-alive: its own connection (an agent
+ * with one socket), JSON bodies, the lease id it holds.
+ */
+export class HttpsClient {
+  private readonly agent: Agent;
+  leaseId = '';
+
+  constructor(
+    private readonly port: number,
+    ca: Buffer,
+    private readonly user: string,
+  ) {
+    this.agent = new Agent({ keepAlive: true, maxSockets: 1, ca, servername: 'localhost' });
+  }
+
+  post(path: string, body: Record<string, unknown>): Promise<{ status: number; body: Record<string, unknown> }> {
+    const payload = JSON.stringify({ client: { user: this.user, host: 'bench', instance: this.user }, ...body });
+    return new Promise((resolve, reject) => {
+      const req = httpsRequest(
+        { host: '127.0.0.1', port: this.port, path, method: 'POST', agent: this.agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (text += d));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }));
+        },
+      );
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
 }

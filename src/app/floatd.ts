@@ -22,7 +22,9 @@ import { NdjsonProtocol } from '../adapters/tcp/ndjson-protocol.js';
 import { Batcher } from './batcher.js';
 import { ServerLeaseApi } from './lease-api.js';
 import { loadRules, type FileError, type LoadedRules } from './rules.js';
-import { collectStatus, type ServerStatus } from './status.js';
+import { collectStatus, type ListenerStatus, type ServerStatus } from './status.js';
+import { TlsContext } from '../adapters/tls/tls-context.js';
+import { WebServer, type BoundWebListener } from '../adapters/http/web-server.js';
 import { Sweeper } from './sweeper.js';
 import { VERSION } from './version.js';
 
@@ -34,7 +36,7 @@ export const RUNTIME_META = 'runtime';
 export interface ServerRuntime {
   readonly pid: number;
   readonly startedAt: number;
-  readonly listeners: ReadonlyArray<{ name: string; address: string; port: number }>;
+  readonly listeners: readonly ListenerStatus[];
   /** The CLT rules in force, as `status` shows them. */
   readonly rules: string | null;
 }
@@ -64,6 +66,9 @@ export class Floatd {
   readonly leases: LeaseService;
   private readonly sweeper: Sweeper;
   private readonly tcp: TcpServer;
+  private readonly web: WebServer;
+  private readonly tls: TlsContext | null;
+  private webBound: BoundWebListener[] = [];
   private readonly protocol: NdjsonProtocol;
   readonly batcher: Batcher;
   readonly api: ServerLeaseApi;
@@ -78,6 +83,7 @@ export class Floatd {
   private refusedConnections = 0;
   private lastRefusalWarning = -Infinity;
   private started = false;
+  private serving = false;
   private startedAt = 0;
   private stopped = false;
   private reloading: Promise<void> | null = null;
@@ -94,8 +100,9 @@ export class Floatd {
     publicJwk: JWK,
     signer: LeaseTokenSigner,
     rules: LoadedRules,
-    deps: { clock: Clock; logger: Logger; rulesSettings: () => RulesSettings },
+    deps: { clock: Clock; logger: Logger; rulesSettings: () => RulesSettings; tls: TlsContext | null },
   ) {
+    this.tls = deps.tls;
     this.clock = deps.clock;
     this.logger = deps.logger;
     this.rules = rules;
@@ -130,7 +137,7 @@ export class Floatd {
       groupsOf: (user) => this.rules.groups.get(user) ?? [],
     });
     this.protocol = new NdjsonProtocol(this.api, {
-      identityFromCertificate: false,
+      identityFromCertificate: config.tls?.identityFromCertificate ?? false,
       requestFailed: (err, context) => this.logger.error({ err, ...context }, 'request failed'),
     });
     this.tcp = new TcpServer(
@@ -142,6 +149,7 @@ export class Floatd {
         maxConnections: config.maxConnections,
         backlog: config.backlog,
         keepAliveMs: config.keepAliveSeconds * 1000,
+        tls: this.tls,
       },
       this.protocol,
       {
@@ -150,7 +158,59 @@ export class Floatd {
         connectionRefused: (remote) => this.connectionRefused(remote),
       },
     );
+    this.web = new WebServer(
+      {
+        listeners: [...config.http.listen, ...config.https.listen],
+        tls: this.tls,
+        backlog: config.backlog,
+        bodyLimitBytes: config.frameMaxBytes,
+        requestTimeoutMs: config.handshakeTimeoutSeconds * 1000,
+        keepAliveTimeoutMs: 65_000,
+        handshakeTimeoutMs: config.handshakeTimeoutSeconds * 1000,
+        identityFromCertificate: config.tls?.identityFromCertificate ?? false,
+        version: VERSION,
+      },
+      {
+        api: this.api,
+        ready: () => this.readiness(),
+        requestFailed: (err, context) => this.logger.error({ err, ...context }, 'request failed'),
+      },
+    );
     this.applyRules(rules);
+  }
+
+  /** For /readyz: leases can be served once started, until stopping begins. */
+  readiness(): { ready: boolean; reason: string } {
+    if (this.stopped) return { ready: false, reason: 'stopping' };
+    if (!this.serving) return { ready: false, reason: 'starting' };
+    return { ready: true, reason: 'serving' };
+  }
+
+  /**
+   * Re-reads the TLS certificate and key (SIGHUP, or when the files change).
+   * A bad new pair is refused and logged; the pair in use stays.
+   */
+  reloadTls(): { ok: boolean; message: string } {
+    if (this.tls === null) return { ok: true, message: 'no TLS listener' };
+    try {
+      const cert = this.tls.reload();
+      this.logCertificate('TLS certificate reloaded');
+      return { ok: true, message: `TLS certificate reloaded: ${cert.subject}, expires ${new Date(cert.validTo).toISOString()}` };
+    } catch (err) {
+      if (!(err instanceof FloatdError)) throw err;
+      this.logger.error({ code: err.code, setting: err.details['setting'] }, `TLS certificate reload refused, the one in use stays: ${err.message}`);
+      return { ok: false, message: err.message };
+    }
+  }
+
+  private logCertificate(msg: string): void {
+    if (this.tls === null) return;
+    const cert = this.tls.certificate();
+    const info = { subject: cert.subject, issuer: cert.issuer, expires: new Date(cert.validTo).toISOString(), sha256: cert.fingerprint256 };
+    this.logger.info(info, msg);
+    const daysLeft = Math.floor((cert.validTo - this.clock.now()) / DAY_MS);
+    if (daysLeft < 0) this.logger.error(info, 'the TLS certificate has expired: clients will refuse it; install a new one (tls.certFile) and reload');
+    else if (daysLeft <= 30) this.logger.warn({ ...info, daysLeft }, `the TLS certificate expires in ${daysLeft} day(s): install a new one (tls.certFile) and reload`);
   }
 
   private applyRules(rules: LoadedRules): void {
@@ -193,7 +253,8 @@ export class Floatd {
       const key = await loadServerKey(config.serverKeyFile);
       const signer = await LeaseTokenSigner.create(key.privateJwk);
       const licensing = new Licensing(store, clock, trustedKeys, config.products);
-      return new Floatd(config, store, lock, settings, licensing, await thumbprint(key.publicJwk), key.publicJwk, signer, rules, { clock, logger, rulesSettings });
+      const tls = config.tls === null ? null : new TlsContext(config.tls);
+      return new Floatd(config, store, lock, settings, licensing, await thumbprint(key.publicJwk), key.publicJwk, signer, rules, { clock, logger, rulesSettings, tls });
     } catch (err) {
       store.close();
       lock.release();
@@ -214,6 +275,7 @@ export class Floatd {
       // Pools first (quietly), so the first requests after listening are served.
       await this.licensing.loadPools(this.pools, this.config.evaluation);
       this.bound = await this.tcp.start();
+      this.webBound = await this.web.start();
       recordLicensingSettings(this.store as SqliteLeaseStore, this.settings);
       this.licensing.recordEvaluationStart(this.pools.evaluationPool() !== null);
       await this.reloadLicenses(true);
@@ -229,20 +291,36 @@ export class Floatd {
       await this.stop();
       throw err;
     }
+    this.serving = true;
     this.logger.info({ rules: this.rules.book?.size ?? 0 }, this.rules.summary);
+    this.logCertificate('TLS certificate in use');
     this.scheduleMaintenance();
-    for (const b of this.bound) this.logger.info({ listener: b.name, address: b.address, port: b.port }, 'listening');
+    for (const l of this.listenerStatus()) this.logger.info({ listener: l.name, scheme: l.scheme, address: l.address, port: l.port }, 'listening');
     return this.bound;
   }
 
   /** What commands on this data directory learn of the running server. */
   private recordRuntime(): void {
-    const runtime: ServerRuntime = { pid: process.pid, startedAt: this.startedAt, listeners: this.bound, rules: this.rules.summary };
+    const runtime: ServerRuntime = { pid: process.pid, startedAt: this.startedAt, listeners: this.listenerStatus(), rules: this.rules.summary };
     this.store.setMeta(RUNTIME_META, JSON.stringify(runtime));
   }
 
   listeners(): readonly BoundListener[] {
     return this.bound;
+  }
+
+  /** The web endpoint's routes. */
+  webRoutes(): ReadonlyArray<{ method: string; url: string }> {
+    return this.web.routes();
+  }
+
+  /** Every listening socket: the NDJSON ones first, then the web endpoint's. */
+  listenerStatus(): ListenerStatus[] {
+    const tls = new Set(this.config.listeners.filter((l) => l.tls).map((l) => l.name));
+    return [
+      ...this.bound.map((b) => ({ name: b.name, scheme: tls.has(b.name) ? ('tls' as const) : ('tcp' as const), address: b.address, port: b.port })),
+      ...this.webBound.map((b) => ({ name: b.name, scheme: b.tls ? ('https' as const) : ('http' as const), address: b.address, port: b.port })),
+    ];
   }
 
   status(): ServerStatus {
@@ -252,7 +330,7 @@ export class Floatd {
       now: this.clock.now(),
       rejectedKeys: this.rejected.map((r) => ({ id: r.id, code: r.error.code, message: r.error.message })),
       serverKeyFingerprint: this.fingerprint,
-      listeners: this.bound.map((b) => ({ name: b.name, address: b.address, port: b.port })),
+      listeners: this.listenerStatus(),
       running: true,
       rules: this.rules.summary,
     });
@@ -384,6 +462,7 @@ export class Floatd {
       if (this.pools.refresh(now)) this.poolsChanged(before, false);
       else this.checkKeyStates(now, false);
     }
+    if (this.tls?.changed()) this.reloadTls();
     this.store.checkpoint();
     if (this.config.leaseLog.retentionDays > 0 && now - this.lastPrune > 3_600_000) {
       this.lastPrune = now;
@@ -401,7 +480,7 @@ export class Floatd {
     if (this.stopped) return;
     this.stopped = true;
     try {
-      await this.tcp.stop();
+      await Promise.all([this.tcp.stop(), this.web.stop()]);
       await this.batcher.drained();
       this.protocol.close();
       this.maintenance?.cancel();

@@ -28,6 +28,14 @@ export interface KeyStatus {
   readonly state: 'valid' | 'expired' | 'not-yet-valid';
 }
 
+/** A listening socket: `tcp` and `tls` speak NDJSON, `http` and `https` are the web endpoint. */
+export interface ListenerStatus {
+  readonly name: string;
+  readonly scheme: 'tcp' | 'tls' | 'http' | 'https';
+  readonly address: string;
+  readonly port: number;
+}
+
 export interface ServerStatus {
   readonly version: string;
   readonly mode: 'licensed' | 'evaluation' | 'unlicensed';
@@ -45,7 +53,7 @@ export interface ServerStatus {
   /** How long the server may be down before the first running lease expires (null: no lease). */
   readonly downToleranceMs: number | null;
   readonly serverKeyFingerprint: string | null;
-  readonly listeners: ReadonlyArray<{ name: string; address: string; port: number }>;
+  readonly listeners: readonly ListenerStatus[];
   readonly running: boolean | null;
   /** The CLT rules in force on the running server, e.g. "12 CLT rule(s) from /etc/floatd/rules.clt"; null when no server runs. */
   readonly rules: string | null;
@@ -57,7 +65,7 @@ export interface StatusInputs {
   readonly now: number;
   readonly rejectedKeys?: ReadonlyArray<{ id: string; code: string; message: string }>;
   readonly serverKeyFingerprint: string | null;
-  readonly listeners: ReadonlyArray<{ name: string; address: string; port: number }>;
+  readonly listeners: readonly ListenerStatus[];
   readonly running: boolean | null;
   readonly rules?: string | null;
 }

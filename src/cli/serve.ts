@@ -1,9 +1,10 @@
 import { Floatd } from '../app/floatd.js';
 import { CONFIG_FLAGS, configFrom, intFlag, parse, type Io } from './common.js';
 
-export const SERVE_USAGE = `floatd serve [--config FILE] [--data-dir DIR] [--listen HOST:PORT]... [--vendor-public-key FILE]...
+export const SERVE_USAGE = `floatd serve [--config FILE] [--data-dir DIR] [--listen [tls://]HOST:PORT]... [--vendor-public-key FILE]...
+             [--http-listen HOST:PORT]... [--https-listen HOST:PORT]... [--tls-cert FILE --tls-key FILE] [--tls-client-ca FILE]
              [--lease-seconds N] [--rules FILE] [--groups FILE] [--log-level LEVEL]
-  SIGHUP re-reads the rules and groups (a file with errors is refused; the old rules stay).`;
+  SIGHUP re-reads the rules and groups, and the TLS certificate and key (what has errors is refused; what was in force stays).`;
 
 /** Runs the server until SIGINT/SIGTERM; resolves with the exit code. */
 export async function serve(args: string[], io: Io): Promise<number> {
@@ -11,6 +12,11 @@ export async function serve(args: string[], io: Io): Promise<number> {
     ...CONFIG_FLAGS,
     'vendor-public-key': { type: 'string', multiple: true },
     listen: { type: 'string', multiple: true },
+    'http-listen': { type: 'string', multiple: true },
+    'https-listen': { type: 'string', multiple: true },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'tls-client-ca': { type: 'string' },
     'lease-seconds': { type: 'string' },
     'log-level': { type: 'string' },
     rules: { type: 'string' },
@@ -19,6 +25,11 @@ export async function serve(args: string[], io: Io): Promise<number> {
   const extra = {
     vendorPublicKeys: values['vendor-public-key'],
     listeners: values.listen,
+    'http.listen': values['http-listen'],
+    'https.listen': values['https-listen'],
+    'tls.certFile': values['tls-cert'],
+    'tls.keyFile': values['tls-key'],
+    'tls.clientCaFile': values['tls-client-ca'],
     leaseSeconds: intFlag(values['lease-seconds'], 'lease-seconds'),
     'log.level': values['log-level'],
     'rules.file': values.rules,
@@ -28,11 +39,13 @@ export async function serve(args: string[], io: Io): Promise<number> {
   // A reload reads the config file again, so edited inline rules (or a new rules path) apply too.
   const server = await Floatd.create(config, { rulesSettings: () => configFrom(io, values, extra).rules });
   await server.start();
+  // SIGHUP re-reads the rules and groups, and the TLS certificate and key.
   const reload = () => {
     try {
       server.reloadRules();
+      server.reloadTls();
     } catch (err) {
-      server.logger.error({ err }, 'rules reload failed');
+      server.logger.error({ err }, 'reload failed');
     }
   };
   process.on('SIGHUP', reload);

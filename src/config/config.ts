@@ -1,11 +1,26 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { FloatdError } from '../domain/errors.js';
-import { parseHostPort, type ListenAddress } from './listen-address.js';
+import { DEFAULT_PORT, parseHostPort, type ListenAddress } from './listen-address.js';
 
 export interface ListenerConfig extends ListenAddress {
   /** The listener's name, as CLT rules' `port` property sees it. */
   readonly name: string;
+  /** NDJSON inside TLS (`tls://HOST:PORT`); HTTPS listeners are always TLS. */
+  readonly tls: boolean;
+}
+
+export const HTTP_PORT = 8990;
+export const HTTPS_PORT = 8443;
+export const TLS_PORT = 8991;
+
+export interface TlsConfig {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly clientCaFile: string | null;
+  readonly clientCertificates: 'off' | 'request' | 'require';
+  readonly identityFromCertificate: boolean;
+  readonly profile: 'intermediate' | 'modern';
 }
 
 export interface Config {
@@ -13,6 +28,11 @@ export interface Config {
   readonly dbFile: string;
   readonly serverKeyFile: string;
   readonly listeners: readonly ListenerConfig[];
+  /** The web endpoint: plain-HTTP and HTTPS listeners (either list may be empty). */
+  readonly http: { readonly listen: readonly ListenerConfig[] };
+  readonly https: { readonly listen: readonly ListenerConfig[] };
+  /** Certificate and key for HTTPS and tls:// listeners; null when none is configured. */
+  readonly tls: TlsConfig | null;
   readonly leaseSeconds: number;
   readonly frameMaxBytes: number;
   readonly handshakeTimeoutSeconds: number;
@@ -95,35 +115,52 @@ const inlineRules: Parser = (value) => {
 
 const paths: Parser = (value, raw) => list(value).map((p) => path(p, raw) as string);
 
-const listeners: Parser = (value) => {
-  const items = list(value);
-  if (items.length === 0) throw new SettingError('must name at least one HOST:PORT');
-  const names = new Set<string>();
-  return items.map((item, i) => {
-    let address: unknown = item;
-    let name = 'tcp';
-    if (typeof item === 'object') {
-      const o = item as Record<string, unknown>;
-      address = o['address'];
-      if (o['name'] !== undefined) {
-        if (typeof o['name'] !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(o['name'])) {
-          throw new SettingError(`[${i}].name must be 1-64 letters, digits or _ . : -`);
+/**
+ * A list of listen addresses: `HOST:PORT` strings or `{"address", "name"}`
+ * objects. With `tlsScheme`, `tls://HOST[:PORT]` marks NDJSON-over-TLS (its
+ * port defaulting to 8991, its name to "tls").
+ */
+function listenList(defaultPort: number, defaultName: string, options: { tlsScheme: boolean; allowEmpty: boolean }): Parser {
+  return (value) => {
+    const items = list(value);
+    if (items.length === 0 && !options.allowEmpty) throw new SettingError('must name at least one HOST:PORT');
+    return items.map((item, i) => {
+      let address: unknown = item;
+      let name: string | undefined;
+      if (typeof item === 'object') {
+        const o = item as Record<string, unknown>;
+        address = o['address'];
+        if (o['name'] !== undefined) {
+          if (typeof o['name'] !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(o['name'])) {
+            throw new SettingError(`[${i}].name must be 1-64 letters, digits or _ . : -`);
+          }
+          name = o['name'];
         }
-        name = o['name'];
+        for (const key of Object.keys(o)) {
+          if (key !== 'address' && key !== 'name') throw new SettingError(`[${i}] has unknown key "${key}" (allowed: address, name)`);
+        }
       }
-      for (const key of Object.keys(o)) {
-        if (key !== 'address' && key !== 'name') throw new SettingError(`[${i}] has unknown key "${key}" (allowed: address, name)`);
+      if (typeof address !== 'string') throw new SettingError(`[${i}] must be "HOST:PORT" or {"address": "HOST:PORT", "name": "…"}`);
+      const tls = options.tlsScheme && /^tls:\/\//i.test(address.trim());
+      if (!tls && /^[a-z][a-z0-9+.-]*:\/\//i.test(address.trim())) {
+        throw new SettingError(`[${i}] "${address}": ${options.tlsScheme ? 'the only scheme here is tls://' : 'give HOST:PORT without a scheme'}`);
       }
-    }
-    if (typeof address !== 'string') throw new SettingError(`[${i}] must be "HOST:PORT" or {"address": "HOST:PORT", "name": "…"}`);
-    try {
-      const parsed = parseHostPort(address);
-      names.add(name);
-      return { ...parsed, name };
-    } catch (err) {
-      throw new SettingError(`[${i}] ${(err as Error).message}`);
-    }
-  });
+      try {
+        const parsed = parseHostPort(tls ? address.trim().slice(6) : address, tls ? TLS_PORT : defaultPort);
+        return { ...parsed, name: name ?? (tls ? 'tls' : defaultName), tls };
+      } catch (err) {
+        throw new SettingError(`[${i}] ${(err as Error).message}`);
+      }
+    });
+  };
+}
+
+const listeners = listenList(DEFAULT_PORT, 'tcp', { tlsScheme: true, allowEmpty: false });
+
+const bool: Parser = (value) => {
+  if (value === true || value === 'true' || value === '1') return true;
+  if (value === false || value === 'false' || value === '0') return false;
+  throw new SettingError('must be true or false');
 };
 
 const logLevel = oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent');
@@ -138,6 +175,14 @@ interface SettingSpec {
 const SETTINGS: Record<string, SettingSpec> = {
   dataDir: { env: 'FLOATD_DATA_DIR', parse: path, fallback: './data' },
   listeners: { env: 'FLOATD_LISTEN', parse: listeners, fallback: ['[::]:8989'] },
+  'http.listen': { env: 'FLOATD_HTTP_LISTEN', parse: listenList(HTTP_PORT, 'http', { tlsScheme: false, allowEmpty: true }), fallback: ['127.0.0.1:8990'] },
+  'https.listen': { env: 'FLOATD_HTTPS_LISTEN', parse: listenList(HTTPS_PORT, 'https', { tlsScheme: false, allowEmpty: true }), fallback: [] },
+  'tls.certFile': { env: 'FLOATD_TLS_CERT', parse: optionalPath, fallback: null },
+  'tls.keyFile': { env: 'FLOATD_TLS_KEY', parse: optionalPath, fallback: null },
+  'tls.clientCaFile': { env: 'FLOATD_TLS_CLIENT_CA', parse: optionalPath, fallback: null },
+  'tls.clientCertificates': { env: 'FLOATD_TLS_CLIENT_CERTIFICATES', parse: oneOf('off', 'request', 'require'), fallback: 'off' },
+  'tls.identityFromCertificate': { env: 'FLOATD_TLS_IDENTITY_FROM_CERTIFICATE', parse: bool, fallback: false },
+  'tls.profile': { env: 'FLOATD_TLS_PROFILE', parse: oneOf('intermediate', 'modern'), fallback: 'intermediate' },
   leaseSeconds: { env: 'FLOATD_LEASE_SECONDS', parse: int(30, 31 * 86400), fallback: 1800 },
   frameMaxBytes: { env: 'FLOATD_FRAME_MAX_BYTES', parse: int(256, 1 << 20), fallback: 16384 },
   handshakeTimeoutSeconds: { env: 'FLOATD_HANDSHAKE_TIMEOUT_SECONDS', parse: int(1, 600), fallback: 10 },
@@ -208,6 +253,35 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** The TLS settings, checked together: what needs a certificate has one, and client-certificate options fit. */
+function tlsConfig(values: Record<string, unknown>, raws: Map<string, Raw>, neededBy: string | null): TlsConfig | null {
+  const certFile = values['tls.certFile'] as string | null;
+  const keyFile = values['tls.keyFile'] as string | null;
+  const source = (name: string) => raws.get(name)?.source ?? 'default';
+  if (neededBy !== null && (certFile === null || keyFile === null)) {
+    throw new FloatdError(
+      'CONFIG_INVALID',
+      `setting ${neededBy} (${source(neededBy)}) has TLS listeners, which need tls.certFile and tls.keyFile (--tls-cert, --tls-key); ${certFile === null ? 'tls.certFile' : 'tls.keyFile'} is not set`,
+      { setting: certFile === null ? 'tls.certFile' : 'tls.keyFile' },
+    );
+  }
+  if ((certFile === null) !== (keyFile === null)) {
+    const missing = certFile === null ? 'tls.certFile' : 'tls.keyFile';
+    throw new FloatdError('CONFIG_INVALID', `settings tls.certFile and tls.keyFile go together; ${missing} is not set`, { setting: missing });
+  }
+  const clientCertificates = values['tls.clientCertificates'] as TlsConfig['clientCertificates'];
+  const clientCaFile = values['tls.clientCaFile'] as string | null;
+  const identityFromCertificate = values['tls.identityFromCertificate'] as boolean;
+  if (clientCertificates !== 'off' && clientCaFile === null) {
+    throw new FloatdError('CONFIG_INVALID', `setting tls.clientCertificates (${source('tls.clientCertificates')}) is "${clientCertificates}", which needs tls.clientCaFile: the CA that client certificates must chain to`, { setting: 'tls.clientCaFile' });
+  }
+  if (identityFromCertificate && clientCertificates === 'off') {
+    throw new FloatdError('CONFIG_INVALID', `setting tls.identityFromCertificate (${source('tls.identityFromCertificate')}) needs tls.clientCertificates "request" or "require"`, { setting: 'tls.identityFromCertificate' });
+  }
+  if (certFile === null || keyFile === null) return null;
+  return { certFile, keyFile, clientCaFile, clientCertificates, identityFromCertificate, profile: values['tls.profile'] as TlsConfig['profile'] };
+}
+
 /**
  * Merges defaults ← config file ← FLOATD_* environment ← flags, validates every
  * value once, derives file locations and freezes the result. A bad value
@@ -248,11 +322,17 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     );
   }
   const dataDir = values['dataDir'] as string;
+  const tcpListeners = values['listeners'] as ListenerConfig[];
+  const httpsListen = (values['https.listen'] as ListenerConfig[]).map((l) => ({ ...l, tls: true }));
+  const tls = tlsConfig(values, raws, tcpListeners.some((l) => l.tls) ? 'listeners' : httpsListen.length > 0 ? 'https.listen' : null);
   return deepFreeze({
     dataDir,
     dbFile: join(dataDir, 'floatd.db'),
     serverKeyFile: join(dataDir, 'server-key.jwk'),
-    listeners: values['listeners'] as ListenerConfig[],
+    listeners: tcpListeners,
+    http: { listen: values['http.listen'] as ListenerConfig[] },
+    https: { listen: httpsListen },
+    tls,
     leaseSeconds: values['leaseSeconds'] as number,
     frameMaxBytes: values['frameMaxBytes'] as number,
     handshakeTimeoutSeconds: values['handshakeTimeoutSeconds'] as number,

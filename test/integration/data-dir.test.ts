@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:net';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { exited, floatd, killChildren, MAIN, requireBuild, serve, spawnFloatd } from '../support/cli.js';
+import { CHILD_ENV, exited, floatd, killChildren, MAIN, requireBuild, serve, spawnFloatd } from '../support/cli.js';
 import { tempDir, until } from '../support/helpers.js';
 import { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.js';
 
@@ -47,7 +47,7 @@ describe('commands that act on a data directory', () => {
     expect(existsSync(missing)).toBe(false);
     // Nor in the current directory when none is given.
     const cwd = tempDir();
-    const r = spawnSync(process.execPath, [MAIN, 'license', 'list'], { cwd, encoding: 'utf8', env: { PATH: process.env['PATH'] } });
+    const r = spawnSync(process.execPath, [MAIN, 'license', 'list'], { cwd, encoding: 'utf8', env: CHILD_ENV });
     expect(r.status).toBe(1);
     expect(existsSync(join(cwd, 'data'))).toBe(false);
   });
@@ -115,7 +115,9 @@ describe('commands that act on a data directory', () => {
     expect(second.err).toContain(`DATA_DIR_LOCKED: another floatd server (pid ${first.child.pid}) is running on ${data}`);
     noStackTrace(second.err);
     // The first one is still the one commands see.
-    expect(json(['status', '--json', '--data-dir', data])).toMatchObject({ running: true, listeners: [{ port: first.port }] });
+    const running = json(['status', '--json', '--data-dir', data]) as { running: boolean; listeners: Array<{ scheme: string; port: number }> };
+    expect(running.running).toBe(true);
+    expect(running.listeners.find((l) => l.scheme === 'tcp')?.port).toBe(first.port);
     first.child.kill('SIGKILL');
     await exited(first.child);
     // A crashed server leaves no stale lock.
@@ -183,7 +185,7 @@ describe('commands that act on a data directory', () => {
 
   it('npm start stops the server cleanly on SIGTERM to npm', async () => {
     const data = join(tempDir(), 'data');
-    const npm = spawn('npm', ['start', '--silent', '--', '--data-dir', data, '--listen', '127.0.0.1:0'], { cwd: ROOT, env: { PATH: process.env['PATH'] } });
+    const npm = spawn('npm', ['start', '--silent', '--', '--data-dir', data, '--listen', '127.0.0.1:0'], { cwd: ROOT, env: CHILD_ENV });
     let out = '';
     npm.stdout.on('data', (d: Buffer) => (out += d.toString()));
     npm.stderr.on('data', (d: Buffer) => (out += d.toString()));

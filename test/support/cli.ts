@@ -5,6 +5,11 @@ import { join } from 'node:path';
 /** The built CLI (npm install builds it). */
 export const MAIN = join(import.meta.dirname, '..', '..', 'dist', 'src', 'main.js');
 const children: ChildProcess[] = [];
+/**
+ * The environment of every floatd the tests run: the web endpoint on a free port, not the default
+ * 8990, so servers started side by side never collide.
+ */
+export const CHILD_ENV = { PATH: process.env['PATH'] ?? '', FLOATD_HTTP_LISTEN: '127.0.0.1:0' };
 /** Children whose output streams are closed too (so everything they wrote has been read). */
 const closed = new WeakSet<ChildProcess>();
 
@@ -19,13 +24,13 @@ export function killChildren(): void {
 
 /** Runs the built CLI to completion. */
 export function floatd(args: string[], input?: string, cwd?: string) {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', input, cwd, env: { PATH: process.env['PATH'] } });
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', input, cwd, env: CHILD_ENV });
   return { code: r.status, out: r.stdout.trim(), err: r.stderr.trim() };
 }
 
 /** Starts the built CLI in the background; `killChildren` cleans up. */
 export function spawnFloatd(args: string[], env: Record<string, string> = {}): ChildProcess {
-  const child = spawn(process.execPath, [MAIN, ...args], { env: { PATH: process.env['PATH'], ...env } });
+  const child = spawn(process.execPath, [MAIN, ...args], { env: { ...CHILD_ENV, ...env } });
   children.push(child);
   child.once('close', () => closed.add(child));
   return child;

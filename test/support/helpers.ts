@@ -22,7 +22,7 @@ afterEach(() => {
 
 /** Config built through the same validation as production, with overrides. */
 export function testConfig(flags: Record<string, unknown> = {}, dataDir = tempDir()): Config {
-  return loadConfig({ env: {}, cwd: dataDir, flags: { dataDir, listeners: ['127.0.0.1:0'], 'log.level': 'silent', ...flags } });
+  return loadConfig({ env: {}, cwd: dataDir, flags: { dataDir, listeners: ['127.0.0.1:0'], 'http.listen': [], 'log.level': 'silent', ...flags } });
 }
 
 export function client(user: string, instance = `${user}-1`, extra: Partial<ClientIdentity> = {}): ClientIdentity {

@@ -10,7 +10,10 @@ describe('loadConfig', () => {
     const c = loadConfig({ env: {}, cwd: '/srv/app' });
     expect(c.dataDir).toBe('/srv/app/data');
     expect(c.dbFile).toBe('/srv/app/data/floatd.db');
-    expect(c.listeners).toEqual([{ host: '::', port: 8989, name: 'tcp' }]);
+    expect(c.listeners).toEqual([{ host: '::', port: 8989, name: 'tcp', tls: false }]);
+    expect(c.http.listen).toEqual([{ host: '127.0.0.1', port: 8990, name: 'http', tls: false }]);
+    expect(c.https.listen).toEqual([]);
+    expect(c.tls).toBeNull();
     expect(c.leaseSeconds).toBe(1800);
     expect(c.frameMaxBytes).toBe(16384);
     expect(c.handshakeTimeoutSeconds).toBe(10);
@@ -24,10 +27,10 @@ describe('loadConfig', () => {
     writeFileSync(file, JSON.stringify({ leaseSeconds: 600, dataDir: 'state', log: { level: 'warn' }, listeners: [{ address: '127.0.0.1:9000', name: 'lan' }] }));
     const fileOnly = loadConfig({ configFile: file, env: {}, cwd: '/' });
     expect(fileOnly).toMatchObject({ leaseSeconds: 600, dataDir: join(dir, 'state'), log: { level: 'warn' } });
-    expect(fileOnly.listeners).toEqual([{ host: '127.0.0.1', port: 9000, name: 'lan' }]);
+    expect(fileOnly.listeners).toEqual([{ host: '127.0.0.1', port: 9000, name: 'lan', tls: false }]);
     const withEnv = loadConfig({ configFile: file, env: { FLOATD_LEASE_SECONDS: '900', FLOATD_LISTEN: '[::1]:1,10.0.0.1' }, cwd: '/' });
     expect(withEnv.leaseSeconds).toBe(900);
-    expect(withEnv.listeners).toEqual([{ host: '::1', port: 1, name: 'tcp' }, { host: '10.0.0.1', port: 8989, name: 'tcp' }]);
+    expect(withEnv.listeners).toEqual([{ host: '::1', port: 1, name: 'tcp', tls: false }, { host: '10.0.0.1', port: 8989, name: 'tcp', tls: false }]);
     expect(loadConfig({ configFile: file, env: { FLOATD_LEASE_SECONDS: '900' }, flags: { leaseSeconds: '45' }, cwd: '/' }).leaseSeconds).toBe(45);
   });
 
@@ -37,11 +40,31 @@ describe('loadConfig', () => {
     [{ listeners: ['host:99999'] }, /setting listeners.*not a port number/],
     [{ listeners: ['fe80::zz:80'] }, /brackets/],
     [{ listeners: [] }, /at least one/],
+    [{ listeners: ['https://host:1'] }, /setting listeners .* "https:\/\/host:1": the only scheme here is tls:\/\//],
+    [{ listeners: ['tls://127.0.0.1'] }, /setting listeners \(command line\) has TLS listeners, which need tls.certFile and tls.keyFile/],
+    [{ 'https.listen': ['0.0.0.0'] }, /setting https.listen \(command line\) has TLS listeners, which need tls.certFile and tls.keyFile/],
+    [{ 'tls.certFile': '/c.pem' }, /settings tls.certFile and tls.keyFile go together; tls.keyFile is not set/],
+    [{ 'tls.certFile': '/c.pem', 'tls.keyFile': '/k.pem', 'tls.clientCertificates': 'require' }, /needs tls.clientCaFile/],
+    [{ 'tls.certFile': '/c.pem', 'tls.keyFile': '/k.pem', 'tls.identityFromCertificate': 'true' }, /needs tls.clientCertificates/],
+    [{ 'tls.profile': 'old' }, /setting tls.profile .* must be one of intermediate, modern/],
+    [{ 'http.listen': ['http://x'] }, /give HOST:PORT without a scheme/],
     [{ 'log.level': 'loud' }, /log.level.*one of fatal, error/],
     [{ frameMaxBytes: '10' }, /frameMaxBytes/],
     [{ 'evaluation.seats': '-1' }, /evaluation.seats/],
   ])('refuses %j naming the setting', (flags, message) => {
     expect(() => loadConfig({ env: {}, flags, cwd: '/' })).toThrow(message);
+  });
+
+  it('reads tls:// listeners, the web endpoint and TLS settings', () => {
+    const c = loadConfig({
+      env: { FLOATD_HTTPS_LISTEN: '0.0.0.0,[::1]:9443', FLOATD_TLS_CERT: 'c.pem', FLOATD_TLS_KEY: 'k.pem' },
+      flags: { listeners: ['tls://10.0.0.1', 'tcp.example:1'], 'http.listen': [] },
+      cwd: '/etc/floatd',
+    });
+    expect(c.listeners).toEqual([{ host: '10.0.0.1', port: 8991, name: 'tls', tls: true }, { host: 'tcp.example', port: 1, name: 'tcp', tls: false }]);
+    expect(c.http.listen).toEqual([]);
+    expect(c.https.listen).toEqual([{ host: '0.0.0.0', port: 8443, name: 'https', tls: true }, { host: '::1', port: 9443, name: 'https', tls: true }]);
+    expect(c.tls).toEqual({ certFile: '/etc/floatd/c.pem', keyFile: '/etc/floatd/k.pem', clientCaFile: null, clientCertificates: 'off', identityFromCertificate: false, profile: 'intermediate' });
   });
 
   it('names the environment variable a bad value came from', () => {

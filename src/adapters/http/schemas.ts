@@ -1,0 +1,107 @@
+/**
+ * JSON schemas of the web endpoint: fastify validates request bodies with them
+ * (a bad field is 400 BAD_REQUEST naming it) and @fastify/swagger builds
+ * /openapi.json from the same objects, so the document cannot drift.
+ */
+
+const name = { type: 'string', minLength: 1, maxLength: 256 } as const;
+
+function client(userRequired: boolean) {
+  return {
+    type: 'object',
+    description: 'Who asks. With tls.identityFromCertificate the user may be left out: it is the client certificate\'s common name.',
+    required: userRequired ? ['user', 'instance'] : ['instance'],
+    properties: {
+      user: { ...name, description: 'user name' },
+      host: { ...name, description: 'host name; defaults to the remote address' },
+      instance: { ...name, description: 'a stable id the client picks per product instance' },
+    },
+  } as const;
+}
+
+export const leaseReply = {
+  type: 'object',
+  required: ['id', 'product', 'expiresInMs', 'renewAfterMs', 'leaseMs', 'token'],
+  properties: {
+    id: { type: 'string' },
+    product: { type: 'string' },
+    expiresInMs: { type: 'integer', description: 'milliseconds from the reply until the lease expires' },
+    renewAfterMs: { type: 'integer', description: 'renew after this many milliseconds (half the lease)' },
+    leaseMs: { type: 'integer' },
+    token: { type: 'string', description: 'compact JWS (EdDSA) signed by the server key of GET /v1/server' },
+  },
+} as const;
+
+export const errorReply = {
+  type: 'object',
+  required: ['ok', 'error'],
+  properties: {
+    ok: { const: false },
+    error: {
+      type: 'object',
+      required: ['code', 'message'],
+      additionalProperties: true,
+      properties: {
+        code: { type: 'string', description: 'a stable code from docs/errors.md' },
+        message: { type: 'string' },
+        retryAfterMs: { type: 'integer' },
+        reason: { type: 'string' },
+        field: { type: 'string' },
+      },
+    },
+  },
+} as const;
+
+const errors = {
+  400: { description: 'BAD_REQUEST (the message names the field), PRODUCT_REQUIRED', ...errorReply },
+  403: { description: 'RULE_DENIED, LEASE_NOT_YOURS, IDENTITY_MISMATCH, LICENSE_EXPIRED, EVALUATION_EXPIRED, NO_LICENSE, NOT_ACTIVATED', ...errorReply },
+  404: { description: 'LEASE_NOT_FOUND, UNKNOWN_PRODUCT', ...errorReply },
+  409: { description: 'NO_FREE_SEATS (with a Retry-After header)', ...errorReply },
+  410: { description: 'LEASE_EXPIRED', ...errorReply },
+  500: { description: 'INTERNAL (details only in the server log)', ...errorReply },
+  503: { description: 'SHUTTING_DOWN', ...errorReply },
+} as const;
+
+const leaseId = { type: 'object', required: ['id'], properties: { id: { ...name, description: 'lease id' } } } as const;
+const okLease = { type: 'object', properties: { ok: { const: true }, lease: leaseReply } } as const;
+const anyObject = { type: 'object', additionalProperties: true } as const;
+
+export function routeSchemas(identityFromCertificate: boolean) {
+  const body = { type: 'object', required: ['client'], properties: { client: client(!identityFromCertificate) } } as const;
+  return {
+    acquire: {
+      summary: 'Take a seat (idempotent per user, instance and product)',
+      tags: ['leases'],
+      body: { type: 'object', required: ['client'], properties: { client: client(!identityFromCertificate), product: { ...name, description: 'may be left out when the server serves one product' } } },
+      response: {
+        201: { description: 'a new seat', type: 'object', properties: { ok: { const: true }, renewed: { const: false }, lease: leaseReply } },
+        200: { description: 'the lease this instance already held, renewed', type: 'object', properties: { ok: { const: true }, renewed: { const: true }, lease: leaseReply } },
+        ...errors,
+      },
+    },
+    renew: { summary: 'Extend a lease', tags: ['leases'], params: leaseId, body, response: { 200: { description: 'the lease with fresh durations and token', ...okLease }, ...errors } },
+    release: {
+      summary: 'Give the seat back (releasing twice is fine)',
+      tags: ['leases'],
+      params: leaseId,
+      body,
+      response: { 200: { description: 'released, or already ended', type: 'object', properties: { ok: { const: true }, released: { type: 'boolean' } } }, ...errors },
+    },
+    status: { summary: 'Seats, keys, mode and rules: the fields of the TCP status reply', tags: ['server'], response: { 200: { description: 'see docs/protocol.md, status', ...anyObject } } },
+    server: {
+      summary: 'Who the server is and the public key that signs lease tokens (the TCP hello reply)',
+      tags: ['server'],
+      response: { 200: { description: 'server, version, protocol, serverTimeMs, publicKey (JWK)', ...anyObject } },
+    },
+    healthz: { summary: 'The process runs', tags: ['health'], response: { 200: { description: 'always, while the process runs', type: 'object', properties: { ok: { const: true } } } } },
+    readyz: {
+      summary: 'The server can serve leases',
+      tags: ['health'],
+      response: {
+        200: { description: 'database open, lease listeners accepting', type: 'object', properties: { ok: { type: 'boolean' }, reason: { type: 'string' } } },
+        503: { description: 'starting or stopping', type: 'object', properties: { ok: { type: 'boolean' }, reason: { type: 'string' } } },
+      },
+    },
+    openapi: { summary: 'This document', tags: ['server'], response: { 200: { description: 'OpenAPI 3.1', ...anyObject } } },
+  };
+}

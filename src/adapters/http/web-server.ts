@@ -1,0 +1,257 @@
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { ErrorCode, ErrorDetails } from '../../domain/errors.js';
+import type { Caller, LeaseApi, Outcome } from '../../domain/lease-api.js';
+import { closeServer, listenOn, type ListenOn } from '../net/listen.js';
+import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/tls-context.js';
+import { HTTP_STATUS } from './http-status.js';
+import { routeSchemas } from './schemas.js';
+
+export interface WebListener extends ListenOn {
+  readonly tls: boolean;
+}
+
+export interface WebServerOptions {
+  readonly listeners: readonly WebListener[];
+  readonly tls: TlsContext | null;
+  readonly backlog: number;
+  /** The largest request body accepted. */
+  readonly bodyLimitBytes: number;
+  /** Time allowed for a request's headers and body to arrive (slow clients are cut off). */
+  readonly requestTimeoutMs: number;
+  /** How long an idle keep-alive connection stays open between requests. */
+  readonly keepAliveTimeoutMs: number;
+  /** Time allowed for a TLS handshake. */
+  readonly handshakeTimeoutMs: number;
+  /** The user is the verified client certificate's common name (HTTPS). */
+  readonly identityFromCertificate: boolean;
+  readonly version: string;
+}
+
+export interface WebServerDeps {
+  readonly api: LeaseApi;
+  /** Whether the server can serve leases now (database open, lease listeners accepting). */
+  readonly ready: () => { readonly ready: boolean; readonly reason: string };
+  readonly requestFailed: (err: unknown, context: Record<string, unknown>) => void;
+}
+
+export interface BoundWebListener {
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  readonly tls: boolean;
+}
+
+interface SocketInfo {
+  readonly listener: string;
+  readonly tls: boolean;
+  readonly peer: PeerCertificate | null;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details: ErrorDetails = {},
+  ) {
+    super(message);
+  }
+}
+
+/** `instancePath` and params of an Ajv error as the field name people wrote. */
+function fieldOf(v: { instancePath: string; params?: Record<string, unknown> }, context: string | undefined): string {
+  const path = v.instancePath.split('/').filter((p) => p !== '');
+  const missing = v.params?.['missingProperty'];
+  if (typeof missing === 'string') path.push(missing);
+  const extra = v.params?.['additionalProperty'];
+  if (typeof extra === 'string') path.push(extra);
+  return path.length > 0 ? path.join('.') : (context ?? 'body');
+}
+
+/**
+ * The web endpoint (HTTP-API.md): one fastify app served on every plain-HTTP
+ * and HTTPS listener, the lease routes over the transport-neutral LeaseApi,
+ * status, health and the OpenAPI document made from the route schemas.
+ */
+export class WebServer {
+  private readonly servers: Array<{ server: HttpServer; listener: WebListener }> = [];
+  private readonly sockets = new WeakMap<Socket, SocketInfo>();
+  private readonly app: FastifyInstance;
+  private bound: BoundWebListener[] = [];
+  private readonly routeList: Array<{ method: string; url: string }> = [];
+  private stopping = false;
+
+  constructor(
+    private readonly options: WebServerOptions,
+    private readonly deps: WebServerDeps,
+  ) {
+    this.app = Fastify({
+      logger: false,
+      bodyLimit: options.bodyLimitBytes,
+      return503OnClosing: true,
+      exposeHeadRoutes: false,
+      // A number where a name belongs is a mistake to report, not to coerce (TCP does not coerce either).
+      ajv: { customOptions: { coerceTypes: false, allErrors: false } },
+      serverFactory: (handler) => this.createServers(handler),
+    });
+  }
+
+  private createServers(handler: (req: IncomingMessage, res: ServerResponse) => void): HttpServer {
+    for (const l of this.options.listeners) {
+      let server: HttpServer;
+      if (l.tls) {
+        const context = this.options.tls;
+        if (!context) throw new Error(`HTTPS listener "${l.name}" has no certificate`);
+        server = createHttpsServer(context.serverOptions(this.options.handshakeTimeoutMs), handler) as unknown as HttpServer;
+        context.register(server as unknown as { setSecureContext(): void });
+        server.on('secureConnection', (socket: TLSSocket) => {
+          const peer = peerCertificate(socket);
+          if (peer === 'unverified') socket.destroy();
+          else this.sockets.set(socket, { listener: l.name, tls: true, peer });
+        });
+        server.on('tlsClientError', () => {
+          // A refused handshake: nothing to answer.
+        });
+      } else {
+        server = createHttpServer(handler);
+        server.on('connection', (socket: Socket) => this.sockets.set(socket, { listener: l.name, tls: false, peer: null }));
+      }
+      server.headersTimeout = this.options.requestTimeoutMs;
+      server.requestTimeout = this.options.requestTimeoutMs;
+      server.keepAliveTimeout = this.options.keepAliveTimeoutMs;
+      server.maxHeadersCount = 100;
+      this.servers.push({ server, listener: l });
+    }
+    // fastify wants one server back; ours are listened on by start().
+    return this.servers[0]?.server ?? createHttpServer(handler);
+  }
+
+  async start(): Promise<BoundWebListener[]> {
+    await this.app.register(swagger, {
+      openapi: {
+        openapi: '3.1.0',
+        info: { title: 'floatd web endpoint', version: this.options.version, description: 'Lease operations over HTTP(S), status and health. See docs/http-api.md.' },
+      },
+    });
+    this.app.addHook('onRoute', (route) => {
+      for (const method of [route.method].flat()) this.routeList.push({ method, url: route.url });
+    });
+    this.addRoutes();
+    await this.app.ready();
+    try {
+      for (const { server, listener } of this.servers) {
+        await listenOn(server, listener, this.options.backlog);
+        const a = server.address() as AddressInfo;
+        this.bound.push({ name: listener.name, address: a.address, port: a.port, tls: listener.tls });
+      }
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    return this.bound;
+  }
+
+  /** Stops accepting, lets requests in progress finish (up to `graceMs`), then closes every connection. */
+  async stop(graceMs = 5000): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    const closing = Promise.all(this.servers.map(({ server }) => closeServer(server)));
+    for (const { server } of this.servers) {
+      server.closeIdleConnections();
+      this.options.tls?.unregister(server as unknown as { setSecureContext(): void });
+    }
+    const deadline = setTimeout(() => {
+      for (const { server } of this.servers) server.closeAllConnections();
+    }, graceMs);
+    deadline.unref();
+    await closing;
+    clearTimeout(deadline);
+    await this.app.close();
+  }
+
+  /** Every route served (for the check that the OpenAPI document lists them all). */
+  routes(): ReadonlyArray<{ method: string; url: string }> {
+    return this.routeList;
+  }
+
+  private caller(request: FastifyRequest, client: { user?: string; host?: string; instance: string }): Caller {
+    const info = this.sockets.get(request.socket) ?? { listener: 'http', tls: false, peer: null };
+    const remoteAddress = request.socket.remoteAddress ?? 'unknown';
+    const remote = remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress;
+    let user = client.user;
+    if (this.options.identityFromCertificate && info.tls) {
+      const certified = info.peer?.commonName ?? null;
+      if (certified === null) throw new HttpError('IDENTITY_MISMATCH', 'this listener takes the user from a client certificate, and the connection has none with a common name');
+      if (user !== undefined && user !== certified) throw new HttpError('IDENTITY_MISMATCH', `the client certificate is for user "${certified}", not "${user}"`);
+      user = certified;
+    }
+    if (user === undefined) throw new HttpError('BAD_REQUEST', 'field "client.user" is required', { field: 'client.user' });
+    return { user, instance: client.instance, host: client.host ?? remote, remote, listener: info.listener };
+  }
+
+  private async answer<T extends object>(reply: FastifyReply, pending: Promise<Outcome<T>>, status: (r: T) => number): Promise<unknown> {
+    const outcome = await pending;
+    if (!outcome.ok) throw new HttpError(outcome.code, outcome.message, outcome.details as ErrorDetails);
+    return reply.code(status(outcome)).send(outcome);
+  }
+
+  private addRoutes(): void {
+    const app = this.app;
+    const { api } = this.deps;
+    const schemas = routeSchemas(this.options.identityFromCertificate);
+
+    app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
+      let code: ErrorCode;
+      let message: string;
+      let details: ErrorDetails = {};
+      if (error instanceof HttpError) {
+        ({ code, message, details } = error);
+      } else if ('validation' in error && error.validation && error.validation.length > 0) {
+        const v = error.validation[0]!;
+        const field = fieldOf(v as { instancePath: string; params?: Record<string, unknown> }, error.validationContext);
+        code = 'BAD_REQUEST';
+        message = v.keyword === 'required' ? `field "${field}" is required` : `field "${field}" ${v.message ?? 'is not valid'}`;
+        details = { field };
+      } else if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+        code = 'BAD_REQUEST';
+        message = error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? `the body is larger than ${this.options.bodyLimitBytes} bytes` : error.message;
+      } else {
+        this.deps.requestFailed(error, { method: request.method, url: request.url, remote: request.socket.remoteAddress });
+        code = 'INTERNAL';
+        message = 'internal server error; the operator can find details in the server log';
+      }
+      const retryAfterMs = details.retryAfterMs;
+      if (typeof retryAfterMs === 'number') void reply.header('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
+      return reply.code(HTTP_STATUS[code]).send({ ok: false, error: { code, message, ...details } });
+    });
+
+    app.setNotFoundHandler((request, reply) =>
+      reply.code(HTTP_STATUS.UNKNOWN_OP).send({ ok: false, error: { code: 'UNKNOWN_OP', message: `no route ${request.method} ${request.url.split('?')[0]} (see /openapi.json)` } }),
+    );
+
+    app.post('/v1/leases', { schema: schemas.acquire }, (request, reply) => {
+      const body = request.body as { client: Parameters<WebServer['caller']>[1]; product?: string };
+      return this.answer(reply, api.acquire(this.caller(request, body.client), body.product), (r) => (r.renewed ? 200 : 201));
+    });
+    app.post('/v1/leases/:id/renew', { schema: schemas.renew }, (request, reply) => {
+      const body = request.body as { client: Parameters<WebServer['caller']>[1] };
+      return this.answer(reply, api.renew(this.caller(request, body.client), (request.params as { id: string }).id), () => 200);
+    });
+    app.post('/v1/leases/:id/release', { schema: schemas.release }, (request, reply) => {
+      const body = request.body as { client: Parameters<WebServer['caller']>[1] };
+      return this.answer(reply, api.release(this.caller(request, body.client), (request.params as { id: string }).id), () => 200);
+    });
+    app.get('/v1/status', { schema: schemas.status }, async () => ({ ok: true, ...api.status() }));
+    app.get('/v1/server', { schema: schemas.server }, async () => ({ ok: true, ...api.hello() }));
+    app.get('/healthz', { schema: schemas.healthz }, async () => ({ ok: true }));
+    app.get('/readyz', { schema: schemas.readyz }, async (_request, reply) => {
+      const { ready, reason } = this.deps.ready();
+      return reply.code(ready ? 200 : 503).send({ ok: ready, reason });
+    });
+    app.get('/openapi.json', { schema: schemas.openapi }, async () => app.swagger());
+  }
+}
