@@ -85,18 +85,23 @@ export function tlsConnectOptions(address: ServerAddress, material: TlsMaterial)
   };
 }
 
-const CERT_CODE = /CERT|ISSUER|SIGNATURE|ALTNAME|CHAIN/;
+/** Verification failures of the server's certificate (OpenSSL's X509 codes, Node.js's host name check). */
+const SERVER_CERT_CODE = /^(?!ERR_SSL_)[A-Z_]*(CERT|ISSUER|SIGNATURE|CHAIN)[A-Z_]*$|^ERR_TLS_CERT_ALTNAME_INVALID$/;
 
 /** A failed TLS handshake said for people: what went wrong, and what to check. */
 export function explainConnectError(err: Error): string {
   const code = (err as NodeJS.ErrnoException).code ?? '';
-  const text = err.message.replace(/^error:[0-9A-F]+:SSL routines:[^:]*:/, '');
-  if (CERT_CODE.test(code)) return `the server's certificate is not trusted: ${text} (${code}); check the CA file and the host name`;
-  if (/alert (certificate required|bad certificate|unknown ca|certificate unknown|certificate revoked|certificate expired|access denied)/i.test(text)) {
+  // OpenSSL's "…:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:file:line:": keep the reason.
+  const text = /SSL routines:[^:]*:([^:\n]+)/.exec(err.message)?.[1]?.trim() ?? err.message;
+  // The server's alerts first: their codes name certificates too, but this client's.
+  if (/alert (certificate required|bad certificate|unknown ca|certificate unknown|certificate revoked|certificate expired|unsupported certificate|access denied)/i.test(text)) {
     return `the server refused this client's certificate (${text}); check the client certificate and key`;
   }
+  if (/alert/i.test(text)) return `the server ended the TLS handshake (${text})`;
+  if (SERVER_CERT_CODE.test(code)) return `the server's certificate is not trusted: ${text} (${code}); check the CA file and the host name`;
   if (/wrong version number|unsupported protocol|packet length too long|http request/i.test(text)) {
-    return `the server did not answer in TLS (${text}); is the address's scheme and port right?`;
+    return `the server did not answer in TLS (${text}); are the address's scheme and port right?`;
   }
+  if (code.startsWith('HPE_')) return `the server did not answer in HTTP (${text}); are the address's scheme and port right?`;
   return text;
 }
