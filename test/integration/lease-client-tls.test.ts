@@ -7,7 +7,18 @@ import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vit
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { newEd25519KeyPair } from '../../src/adapters/crypto/keys.js';
 import { withLicensing } from '../../src/app/inspect.js';
-import { LeaseClient, LeaseClientError, type DenialInfo, type LeaseClientOptions } from '../../src/client/index.js';
+import {
+  HttpTransport,
+  LeaseClient,
+  LeaseClientError,
+  readTlsFiles,
+  TcpTransport,
+  TransportError,
+  type DenialInfo,
+  type LeaseClientOptions,
+  type Reply,
+  type Transport,
+} from '../../src/client/index.js';
 import { makeCerts, type TestCerts } from '../support/certs.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { until } from '../support/helpers.js';
@@ -245,6 +256,70 @@ describe('LeaseClient over https://', () => {
     ]);
   });
 });
+
+describe('HttpTransport', () => {
+  it('gives the replies TcpTransport gives, operation for operation, error bodies included', async () => {
+    const { tls, https } = await tlsServer({ seats: 1 });
+    const material = readTlsFiles({ caFile: certs.caFile });
+    const identity = { user: 'alice', host: 'ws-1', instance: 'same' };
+    /** The replies to one conversation, with what differs from run to run (ids, tokens, times) made generic. */
+    async function conversation(t: Transport): Promise<unknown[]> {
+      const replies: Reply[] = [];
+      replies.push(await t.request('hello', { v: 1, client: identity, product: 'cad' }));
+      replies.push(await t.request('status'));
+      const acquired = await t.request('acquire', { product: 'cad' });
+      replies.push(acquired);
+      const id = (acquired as { lease: { id: string } }).lease.id;
+      replies.push(await t.request('acquire', {}));
+      replies.push(await t.request('renew', { lease: id }));
+      replies.push(await t.request('release', { lease: id }));
+      replies.push(await t.request('release', { lease: id }));
+      replies.push(await t.request('renew', { lease: id }));
+      replies.push(await t.request('renew', { lease: 'no-such-lease' }));
+      replies.push(await t.request('acquire', { product: 'paint' }));
+      t.close();
+      return replies.map((r) => generic(r, id));
+    }
+    const overTls = await conversation(await TcpTransport.connect(tls, { tls: material }));
+    const overHttps = await conversation(new HttpTransport(https, { tls: material }));
+    // The web endpoint adds "renewed" to an acquisition (201 or 200); everything else is alike.
+    expect(overHttps).toEqual(overTls.map((r, i) => (i === 2 || i === 3 ? { ...(r as object), renewed: i === 3 } : r)));
+    expect(overHttps[0]).toMatchObject({ ok: true, server: 'floatd', protocol: 1, publicKey: { kty: 'OKP', crv: 'Ed25519' } });
+    expect(overHttps.slice(-3)).toEqual([
+      { ok: false, error: { code: 'LEASE_NOT_FOUND', message: '…' } },
+      { ok: false, error: { code: 'LEASE_NOT_FOUND', message: '…' } },
+      { ok: false, error: { code: 'UNKNOWN_PRODUCT', message: '…' } },
+    ]);
+
+    // No free seat: the body's retryAfterMs, as over TCP (the web endpoint sends Retry-After too).
+    const holder = new HttpTransport(https, { tls: material });
+    await holder.request('hello', { v: 1, client: { user: 'bob', instance: 'b-1' } });
+    await holder.request('acquire', {});
+    const waiting = new HttpTransport(https, { tls: material });
+    await waiting.request('hello', { v: 1, client: identity });
+    expect(await waiting.request('acquire', {})).toMatchObject({ ok: false, error: { code: 'NO_FREE_SEATS', retryAfterMs: expect.any(Number) } });
+    // What the HTTP lease API has no route for, and what needs hello first, are refusals as over TCP.
+    expect(await waiting.request('ping')).toMatchObject({ ok: false, error: { code: 'UNKNOWN_OP' } });
+    expect(await new HttpTransport(https, { tls: material }).request('renew', { lease: 'x' })).toMatchObject({ ok: false, error: { code: 'HELLO_REQUIRED' } });
+    holder.close();
+    waiting.close();
+    expect(waiting.closed).toBe(true);
+    await expect(waiting.request('status')).rejects.toBeInstanceOf(TransportError);
+  });
+});
+
+/** A reply with its run-to-run values replaced by their kind, and messages by "…". */
+function generic(value: unknown, leaseId: string, key = ''): unknown {
+  if (key === 'message' && typeof value === 'string') return '…';
+  if (value === leaseId) return '<lease id>';
+  if (typeof value === 'number' && key !== 'protocol') return '<number>';
+  if (key === 'token' || key === 'version' || key === 'x' || key === 'kid') return '<string>';
+  if (Array.isArray(value)) return value.map((v) => generic(v, leaseId));
+  if (typeof value === 'object' && value !== null) {
+    return Object.fromEntries(Object.entries(value).filter(([k]) => k !== 'id' || typeof (value as { ok?: unknown }).ok !== 'boolean').map(([k, v]) => [k, generic(v, leaseId, k)]));
+  }
+  return value;
+}
 
 describe('TLS failures are refusals with a reason, never a crash', () => {
   it('a server certificate from another CA, or none trusted at all: SERVER_UNREACHABLE saying so, over tls:// and https://', async () => {
