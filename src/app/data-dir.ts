@@ -3,7 +3,10 @@ import type { JWK } from 'jose';
 import type { Config } from '../config/config.js';
 import { FloatdError } from '../domain/errors.js';
 import { readJwkFile } from '../adapters/crypto/keys.js';
-import { trustVendorKeys, type TrustedVendorKey } from '../adapters/crypto/license-keys.js';
+import { trustVendorKeys } from '../adapters/crypto/license-keys.js';
+import type { Clock } from '../domain/clock.js';
+import type { LeaseStore } from '../domain/ports.js';
+import { Licensing } from './licensing.js';
 import { lockDataDir, lockHolder, type DataDirLock } from '../adapters/sqlite/data-dir-lock.js';
 import { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 
@@ -132,6 +135,10 @@ export function recordedLicensingSettings(store: SqliteLeaseStore, config: Confi
   }
 }
 
-export function trusted(settings: LicensingSettings): Promise<TrustedVendorKey[]> {
-  return trustVendorKeys(settings.vendorPublicKeys);
+/**
+ * Licensing as the settings define it: the one place it is built, for the
+ * server (from its config) and for every command (from what the server recorded).
+ */
+export async function licensingFor(store: LeaseStore, clock: Clock, settings: LicensingSettings): Promise<Licensing> {
+  return new Licensing(store, clock, await trustVendorKeys(settings.vendorPublicKeys), settings.products);
 }

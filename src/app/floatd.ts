@@ -14,7 +14,7 @@ import { createLogger, type Logger } from '../adapters/log/logger.js';
 import type { DataDirLock } from '../adapters/sqlite/data-dir-lock.js';
 import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 import { TcpServer, type BoundListener } from '../adapters/tcp/tcp-server.js';
-import { licensingSettings, openServerDataDir, recordLicensingSettings, trusted, type LicensingSettings } from './data-dir.js';
+import { licensingFor, licensingSettings, openServerDataDir, recordLicensingSettings, type LicensingSettings } from './data-dir.js';
 import { LeaseService } from './lease-service.js';
 import { Licensing, type LoadedLicenses } from './licensing.js';
 import { PoolRegistry } from './pool-registry.js';
@@ -245,14 +245,13 @@ export class Floatd {
     const clock = deps.clock ?? new SystemClock();
     const logger = deps.logger ?? createLogger(config.log);
     const settings = licensingSettings(config);
-    const trustedKeys = await trusted(settings);
     const rulesSettings = deps.rulesSettings ?? (() => config.rules);
     const rules = loadRules(rulesSettings());
     const { store, lock } = openServerDataDir(config);
     try {
       const key = await loadServerKey(config.serverKeyFile);
       const signer = await LeaseTokenSigner.create(key.privateJwk);
-      const licensing = new Licensing(store, clock, trustedKeys, config.products);
+      const licensing = await licensingFor(store, clock, settings);
       const tls = config.tls === null ? null : new TlsContext(config.tls);
       return new Floatd(config, store, lock, settings, licensing, await thumbprint(key.publicJwk), key.publicJwk, signer, rules, { clock, logger, rulesSettings, tls });
     } catch (err) {

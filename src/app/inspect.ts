@@ -4,7 +4,7 @@ import type { Clock } from '../domain/clock.js';
 import type { LeaseStore } from '../domain/ports.js';
 import { readJwkFile, thumbprint } from '../adapters/crypto/keys.js';
 import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
-import { openDataDir, recordedLicensingSettings, runningServerPid, trusted } from './data-dir.js';
+import { licensingFor, openDataDir, recordedLicensingSettings, runningServerPid } from './data-dir.js';
 import { RUNTIME_META, type ServerRuntime } from './floatd.js';
 import { Licensing } from './licensing.js';
 import { PoolRegistry } from './pool-registry.js';
@@ -31,7 +31,7 @@ export function serverRuntime(config: Config, store: LeaseStore): ServerRuntime 
 /** The data directory's licensing, judged with the settings its server recorded. */
 async function licensingOf(store: SqliteLeaseStore, config: Config, clock: Clock) {
   const settings = recordedLicensingSettings(store, config);
-  return { licensing: new Licensing(store, clock, await trusted(settings), settings.products), settings };
+  return { licensing: await licensingFor(store, clock, settings), settings };
 }
 
 /** Status computed from the data directory alone: the same facts as `status --server`. */
