@@ -22,7 +22,7 @@ import {
 import { makeCerts, type TestCerts } from '../support/certs.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { until } from '../support/helpers.js';
-import { startServer, type TestServer, type TestServerOptions } from '../support/server.js';
+import { leaseOf, startServer, type TestServer, type TestServerOptions } from '../support/server.js';
 
 const servers: TestServer[] = [];
 const clients: LeaseClient[] = [];
@@ -269,7 +269,7 @@ describe('HttpTransport', () => {
       replies.push(await t.request('status'));
       const acquired = await t.request('acquire', { product: 'cad' });
       replies.push(acquired);
-      const id = (acquired as { lease: { id: string } }).lease.id;
+      const id = leaseOf(acquired).id;
       replies.push(await t.request('acquire', {}));
       replies.push(await t.request('renew', { lease: id }));
       replies.push(await t.request('release', { lease: id }));
