@@ -55,8 +55,9 @@ function checkIsFolder(dir: string): boolean {
  * The data directory of a starting server: created on first start (mode 0700),
  * locked for as long as the server runs, so a second server on it is refused.
  */
-export function openServerDataDir(config: Config): { store: SqliteLeaseStore; lock: DataDirLock } {
-  if (!checkIsFolder(config.dataDir)) {
+export function openServerDataDir(config: Config): { store: SqliteLeaseStore; lock: DataDirLock; created: boolean } {
+  const created = !checkIsFolder(config.dataDir);
+  if (created) {
     try {
       mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     } catch (err) {
@@ -77,7 +78,7 @@ export function openServerDataDir(config: Config): { store: SqliteLeaseStore; lo
     );
   }
   try {
-    return { store: openDatabase(config, false), lock: result.lock };
+    return { store: openDatabase(config, false), lock: result.lock, created };
   } catch (err) {
     result.lock.release();
     throw err;

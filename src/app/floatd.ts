@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import type { JWK } from 'jose';
 import type { Config, RulesSettings } from '../config/config.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
@@ -83,6 +84,8 @@ export class Floatd {
   private refusedConnections = 0;
   private lastRefusalWarning = -Infinity;
   private started = false;
+  /** This start made the data directory: a start that fails removes it again, leaving nothing behind. */
+  private createdDataDir = false;
   private serving = false;
   private startedAt = 0;
   private stopped = false;
@@ -247,13 +250,15 @@ export class Floatd {
     const settings = licensingSettings(config);
     const rulesSettings = deps.rulesSettings ?? (() => config.rules);
     const rules = loadRules(rulesSettings());
-    const { store, lock } = openServerDataDir(config);
+    const { store, lock, created } = openServerDataDir(config);
     try {
       const key = await loadServerKey(config.serverKeyFile);
       const signer = await LeaseTokenSigner.create(key.privateJwk);
       const licensing = await licensingFor(store, clock, settings);
       const tls = config.tls === null ? null : new TlsContext(config.tls);
-      return new Floatd(config, store, lock, settings, licensing, await thumbprint(key.publicJwk), key.publicJwk, signer, rules, { clock, logger, rulesSettings, tls });
+      const floatd = new Floatd(config, store, lock, settings, licensing, await thumbprint(key.publicJwk), key.publicJwk, signer, rules, { clock, logger, rulesSettings, tls });
+      floatd.createdDataDir = created;
+      return floatd;
     } catch (err) {
       store.close();
       lock.release();
@@ -288,6 +293,7 @@ export class Floatd {
       }
     } catch (err) {
       await this.stop();
+      if (this.createdDataDir) rmSync(this.config.dataDir, { recursive: true, force: true });
       throw err;
     }
     this.serving = true;
@@ -423,7 +429,7 @@ export class Floatd {
     this.expiryWarned.set(key.id, threshold);
     this.logger.warn(
       { key: key.id, product: key.product, licensee: key.licensee, expires: new Date(key.expiresAt).toISOString(), daysLeft: Math.ceil(daysLeft) },
-      `license key ${key.id} (${key.product}) expires in ${Math.ceil(daysLeft)} day(s), at ${new Date(key.expiresAt).toISOString()}: install its renewal`,
+      `license key ${key.id} (${key.product}) expires in ${timeLeft(key.expiresAt - now)}, at ${new Date(key.expiresAt).toISOString()}: install its renewal`,
     );
   }
 
@@ -499,6 +505,14 @@ export class Floatd {
 }
 
 const EXPIRY_WARNINGS = [30, 14, 7, 1];
+
+/** "12 day(s)", or hours, minutes or seconds for less than a day. */
+function timeLeft(ms: number): string {
+  if (ms >= DAY_MS) return `${Math.ceil(ms / DAY_MS)} day(s)`;
+  if (ms >= 3_600_000) return `${Math.ceil(ms / 3_600_000)} hour(s)`;
+  if (ms >= 60_000) return `${Math.ceil(ms / 60_000)} minute(s)`;
+  return `${Math.max(0, Math.ceil(ms / 1000))} second(s)`;
+}
 
 /** The server's signing key; a file that cannot be read is a coded error naming it. */
 async function loadServerKey(file: string): ReturnType<typeof loadOrCreateServerKey> {

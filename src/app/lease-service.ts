@@ -4,7 +4,7 @@ import { deny, type Denial } from '../domain/errors.js';
 import type { LeaseEventInput } from '../domain/events.js';
 import { OPEN_GATE, type AcquireGate } from '../domain/gate.js';
 import { holds, type ClientIdentity, type Lease } from '../domain/lease.js';
-import { leaseLengthMs, poolIsValid, type Pool } from '../domain/pool.js';
+import { leaseEnd, leaseLengthMs, poolIsValid, type Pool } from '../domain/pool.js';
 import type { LeaseStore, LeaseTx } from '../domain/ports.js';
 import type { PoolRegistry } from './pool-registry.js';
 
@@ -105,7 +105,7 @@ export class LeaseService {
 
   private extendInTx(tx: LeaseTx, lease: Lease, pool: Pool, now: number, reacquire: boolean): Lease {
     const leaseMs = leaseLengthMs(this.options.leaseMs, pool);
-    const renewed: Lease = { ...lease, renewedAt: now, expiresAt: now + leaseMs, leaseMs };
+    const renewed: Lease = { ...lease, renewedAt: now, expiresAt: leaseEnd(now, leaseMs, pool), leaseMs };
     tx.updateExpiry(lease.id, now, renewed.expiresAt);
     if (this.options.logLevel === 'detailed') {
       tx.appendEvent({
@@ -172,7 +172,7 @@ export class LeaseService {
           listener: client.listener,
           grantedAt: now,
           renewedAt: now,
-          expiresAt: now + leaseMs,
+          expiresAt: leaseEnd(now, leaseMs, pool),
           leaseMs,
         };
         tx.insertLease(lease);
@@ -214,7 +214,12 @@ export class LeaseService {
       }
       const pool = this.pools.get(lease.poolId);
       if (pool === undefined || !poolIsValid(pool, now)) {
-        const reason = pool === undefined ? 'its license key was removed' : 'its license key is no longer valid';
+        const reason =
+          pool === undefined
+            ? 'its license key was removed'
+            : pool.expiresAt !== null && now >= pool.expiresAt
+              ? `its license key expired at ${new Date(pool.expiresAt).toISOString()}`
+              : 'its license key is not valid now';
         this.revokeInTx(tx, lease, now, reason, ended);
         return deny('LICENSE_EXPIRED', `lease ${leaseId} cannot be renewed: ${reason}`);
       }

@@ -10,10 +10,18 @@ floatd license list [--json]     list installed keys
 floatd license remove ID         remove a key (its leases are revoked); a unique prefix of the id will do
   each takes [--config FILE] [--data-dir DIR]; keys are judged with the vendor keys the server trusts`;
 
+/** The key itself, a file holding it, or - for stdin; a path that names no file is said to be one. */
 function readKeyArg(arg: string): string {
   if (arg === '-') return readFileSync(0, 'utf8').trim();
-  if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(arg) && existsSync(arg)) return readFileSync(arg, 'utf8').trim();
-  return arg.trim();
+  if (/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(arg.trim())) return arg.trim();
+  if (!existsSync(arg)) {
+    throw new FloatdError('INPUT_INVALID', `"${arg}" is neither a license key (three base64url parts separated by dots) nor a file that exists`);
+  }
+  try {
+    return readFileSync(arg, 'utf8').trim();
+  } catch (err) {
+    throw new FloatdError('INPUT_INVALID', `cannot read the license key file ${arg}: ${(err as NodeJS.ErrnoException).code === 'EACCES' ? 'permission denied' : (err as Error).message}`);
+  }
 }
 
 export async function license(args: string[], io: Io): Promise<number> {

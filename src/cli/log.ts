@@ -30,7 +30,7 @@ function asJson(e: LeaseEvent): Record<string, unknown> {
 /** The table `floatd log` prints for people: fixed-width columns under a header row. */
 const TEXT_COLUMNS: ReadonlyArray<readonly [string, number]> = [
   ['TIME', 24],
-  ['EVENT', 10],
+  ['EVENT', 18],
   ['PRODUCT', 12],
   ['WHO', 28],
   ['SEATS', 9],
@@ -48,12 +48,17 @@ function textRow(cells: readonly string[]): string {
 
 export const TEXT_HEADER = `${textRow(TEXT_COLUMNS.map(([name]) => name))} MESSAGE`;
 
+/** Control characters in client-supplied names and messages are shown escaped, never raw: one entry is one line. */
+function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => (c === '\n' ? '\\n' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+}
+
 function asText(e: LeaseEvent): string {
   const who = e.user ? `${e.user}@${e.host ?? '?'}${e.instance ? `/${e.instance}` : ''}` : '';
   const seats = e.seatsInUse !== null && e.seatsInUse !== undefined ? `${e.seatsInUse}/${e.seatsTotal ?? '?'}` : '';
   const code = e.code ? `${e.code}${e.reason ? `(${e.reason})` : ''}` : '';
-  const row = textRow([new Date(e.ts).toISOString(), e.event, e.product ?? '', who, seats, e.leaseId ? e.leaseId.slice(0, 8) : '', e.remote ?? '', code]);
-  return e.message ? `${row.padEnd(TEXT_HEADER.length - 'MESSAGE'.length - 1)} ${e.message}` : row;
+  const row = textRow([new Date(e.ts).toISOString(), e.event, printable(e.product ?? ''), printable(who), seats, e.leaseId ? e.leaseId.slice(0, 8) : '', e.remote ?? '', code]);
+  return e.message ? `${row.padEnd(TEXT_HEADER.length - 'MESSAGE'.length - 1)} ${printable(e.message)}` : row;
 }
 
 export async function log(args: string[], io: Io, signal?: AbortSignal): Promise<number> {

@@ -51,7 +51,7 @@ async function check(args: string[], io: Io): Promise<number> {
     return parsed.ok ? 0 : 1;
   }
   if (!parsed.ok) {
-    io.err(`${file}: ${parsed.errors.length} error(s); the whole file would be refused:\n${describeErrors(ruleFileErrors(file, parsed.errors))}`);
+    io.err(`floatd rules check: RULES_INVALID: ${file}: ${parsed.errors.length} error(s); the whole file would be refused:\n${describeErrors(ruleFileErrors(file, parsed.errors))}`);
     return 1;
   }
   const { rules, config } = parsed.ruleSet;
@@ -279,7 +279,7 @@ async function reload(args: string[], io: Io): Promise<number> {
           io.out(`rules reloaded: ${outcome.message ?? ''}`);
           return 0;
         }
-        io.err(`rules reload refused; the server keeps the rules it had:\n${outcome.message ?? ''}`);
+        io.err(`floatd rules reload: RULES_INVALID: the new rules are refused and the server keeps the rules it had:\n${outcome.message ?? ''}`);
         return 1;
       }
       await new Promise((r) => setTimeout(r, 100));

@@ -57,11 +57,15 @@ export function formatStatus(s: ServerStatus): string {
   );
   lines.push('');
   lines.push(`leases held: ${s.leasesHeld}`);
-  lines.push(
-    s.downToleranceMs === null
-      ? 'server may be down: indefinitely (no lease is held)'
-      : `server may be down: ${duration(s.downToleranceMs)} before the first lease expires`,
-  );
+  if (s.running === false) {
+    lines.push(s.downToleranceMs === null ? 'the server is not running; no lease is held' : `the server is not running: the first lease expires in ${duration(s.downToleranceMs)} unless it is back to renew it`);
+  } else {
+    lines.push(
+      s.downToleranceMs === null
+        ? 'server may be down: indefinitely (no lease is held)'
+        : `server may be down: ${duration(s.downToleranceMs)} before the first lease expires`,
+    );
+  }
   lines.push(`server key fingerprint: ${s.serverKeyFingerprint ?? '(not yet created)'}`);
   if (s.rules !== null) lines.push(`rules: ${s.rules}`);
   if (s.listeners.length > 0) {

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { newEd25519KeyPair, readJwkFile, writeSecretFile } from '../adapters/crypto/keys.js';
@@ -8,7 +8,8 @@ import { intFlag, parse, type Io } from './common.js';
 
 export const VENDOR_USAGE = `floatd vendor keygen --out DIR [--force]
 floatd vendor issue --private-key FILE --licensee NAME --product NAME --seats N
-                    [--expires ISO-DATE] [--not-before ISO-DATE] [--max-lease-seconds N] [--feature NAME]...`;
+                    [--expires ISO-DATE] [--not-before ISO-DATE] [--max-lease-seconds N] [--feature NAME]...
+  A date alone is a whole day in UTC (--expires: its end; --not-before: its start); without --expires the key never expires.`;
 
 const DATE_ONLY = /^(\d{4})-(\d{2})-(\d{2})$/;
 const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
@@ -50,7 +51,7 @@ export async function vendor(args: string[], io: Io): Promise<number> {
     }
     const pair = await newEd25519KeyPair();
     writeSecretFile(privateFile, `${JSON.stringify(pair.privateJwk, null, 2)}\n`);
-    writeSecretFile(publicFile, `${JSON.stringify(pair.publicJwk, null, 2)}\n`);
+    writeFileSync(publicFile, `${JSON.stringify(pair.publicJwk, null, 2)}\n`, { mode: 0o644 });
     io.out(`wrote ${privateFile} (keep it secret) and ${publicFile} (give it to customers' servers); key id ${pair.publicJwk.kid}`);
     return 0;
   }
@@ -81,12 +82,14 @@ export async function vendor(args: string[], io: Io): Promise<number> {
       throw new FloatdError('USAGE', `--expires ${values.expires} is in the past (${expires.toISOString()}); a key issued with it could never be installed`);
     }
     if (expires !== undefined && notBefore !== undefined && expires <= notBefore) {
-      throw new FloatdError('USAGE', `--expires (${expires.toISOString()}) must be later than --not-before (${notBefore.toISOString()})`);
+      throw new FloatdError('USAGE', `--expires ${values.expires} (${expires.toISOString()}) must be later than --not-before ${values['not-before']} (${notBefore.toISOString()})`);
     }
+    const seats = intFlag(values.seats, 'seats', 1)!;
+    if (seats > 1_000_000) throw new FloatdError('USAGE', `--seats must be a whole number from 1 to 1000000; got "${values.seats}"`);
     const token = await issueLicenseKey(jwk, {
       licensee: values.licensee!,
       product: values.product!,
-      seats: intFlag(values.seats, 'seats', 1)!,
+      seats,
       expires,
       notBefore,
       maxLeaseSeconds: intFlag(values['max-lease-seconds'], 'max-lease-seconds', 30),
@@ -96,8 +99,13 @@ export async function vendor(args: string[], io: Io): Promise<number> {
     io.out(token);
     // The key alone goes to stdout (for pipes); what it means goes to stderr for the person issuing it.
     const from = notBefore === undefined ? 'now' : notBefore.toISOString();
-    const until = expires === undefined ? 'never expires' : `expires at ${expires.toISOString()}${DATE_ONLY.test(values.expires!) ? ` (the end of ${values.expires} UTC)` : ''}`;
-    io.err(`license key for ${values.seats} seat(s) of ${values.product}: valid from ${from}; ${until}`);
+    const until = expires === undefined ? 'never expires (no --expires)' : `expires at ${expires.toISOString()}${DATE_ONLY.test(values.expires!) ? ` (the end of ${values.expires} UTC)` : ''}`;
+    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { jti: string };
+    const extras = [
+      values['max-lease-seconds'] !== undefined ? `leases of at most ${values['max-lease-seconds']} s` : null,
+      values.feature && values.feature.length > 0 ? `features ${values.feature.join(', ')}` : null,
+    ].filter((x) => x !== null);
+    io.err(`license key ${claims.jti} for ${values.licensee}: ${seats} seat(s) of ${values.product}, valid from ${from}; ${until}${extras.length > 0 ? `; ${extras.join('; ')}` : ''}`);
     return 0;
   }
   throw new FloatdError('USAGE', `vendor: unknown subcommand "${sub ?? ''}"\n${VENDOR_USAGE}`);

@@ -63,6 +63,11 @@ export function leaseLengthMs(configuredMs: number, pool: Pool): number {
   return pool.maxLeaseMs === null ? configuredMs : Math.min(configuredMs, pool.maxLeaseMs);
 }
 
+/** When a lease (re)granted at `now` ends: a lease never outlives its pool's key (or the evaluation period). */
+export function leaseEnd(now: number, leaseMs: number, pool: Pool): number {
+  return pool.expiresAt === null ? now + leaseMs : Math.min(now + leaseMs, pool.expiresAt);
+}
+
 /** Clients renew at half-lease, so the server may be down for N/2 without losing a seat. */
 export function renewAfterMs(leaseMs: number): number {
   return Math.floor(leaseMs / 2);

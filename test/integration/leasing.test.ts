@@ -16,7 +16,7 @@ afterEach(async () => {
  * that many lines came (the connection is then proved open by a probe request
  * that must be answered too); without, resolves when the server closes.
  */
-function raw(address: string, payload: string | Buffer, count?: number): Promise<{ lines: string[]; closed: boolean }> {
+function raw(address: string, payload: string | Buffer, count?: number, halfClose = false): Promise<{ lines: string[]; closed: boolean }> {
   const [host, port] = address.split(':');
   return new Promise((resolve) => {
     const s = connect({ host, port: Number(port) });
@@ -37,6 +37,7 @@ function raw(address: string, payload: string | Buffer, count?: number): Promise
     s.on('close', () => resolve({ lines: lines(), closed: true }));
     s.on('error', () => {});
     s.write(payload);
+    if (halfClose) s.end();
   });
 }
 
@@ -201,6 +202,18 @@ describe('protocol hygiene', () => {
     expect(lines.map((l) => JSON.parse(l).error?.code ?? 'ok')).toEqual(['BAD_REQUEST', 'BAD_REQUEST', 'HELLO_REQUIRED']);
     expect(closed).toBe(false);
     expect(leaseOf(await good.request('acquire', { product: 'cad' })).product).toBe('cad');
+  });
+
+  it('answers every request of a client that shuts its sending side after writing them (nc -N), then closes', async () => {
+    server = await startServer();
+    const { lines, closed } = await raw(
+      server.address,
+      '{"op":"hello","id":1,"client":{"user":"carol","instance":"c-1"}}\n{"op":"acquire","id":2,"product":"cad"}\n',
+      undefined,
+      true,
+    );
+    expect(closed).toBe(true);
+    expect(lines.map((l) => JSON.parse(l) as { id: number; ok: boolean })).toMatchObject([{ id: 1, ok: true }, { id: 2, ok: true }]);
   });
 
   it('closes a connection that keeps sending garbage', async () => {

@@ -158,7 +158,13 @@ describe('license keys', () => {
     const server = await startServer({ vendor, dataDir: config.dataDir, clock });
     const c = await server.connect('a');
     expect((await c.request('acquire', { product: 'cad' })).ok).toBe(true);
+    // A lease never outlives its key: it ends at the key's expiry, not a lease length later.
+    const lease = leaseOf(await c.request('renew', { lease: server.floatd.store.allLeases()[0]!.id }));
+    expect(lease.expiresInMs).toBeLessThanOrEqual(60_000);
+    const { exp } = JSON.parse(Buffer.from(lease.token.split('.')[1]!, 'base64url').toString()) as { exp: number };
+    expect(exp * 1000).toBeLessThanOrEqual(clock.now() + 61_000);
     clock.advance(61_000);
+    expect(server.floatd.store.allLeases()).toEqual([]);
     const denied = await (await server.connect('b')).request('acquire', { product: 'cad' });
     expect(!denied.ok && denied.error.code).toBe('LICENSE_EXPIRED');
     expect(server.floatd.store.queryEvents({ events: ['key-expired'] })).toHaveLength(1);

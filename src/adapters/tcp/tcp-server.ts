@@ -79,6 +79,7 @@ const MAX_BAD_FRAMES = 10;
 export class TcpServer {
   private servers: Array<{ server: Server; name: string }> = [];
   private readonly sockets = new Set<Socket>();
+  private readonly raw = new Set<Socket>();
   private nextId = 1;
   private inFlight = 0;
   private idleWaiters: Array<() => void> = [];
@@ -109,7 +110,9 @@ export class TcpServer {
 
   private createServer(l: TcpListenerOptions): Server {
     const socketOptions = { noDelay: true, keepAlive: this.options.keepAliveMs > 0, keepAliveInitialDelay: this.options.keepAliveMs };
-    if (!l.tls) return createServer(socketOptions, (s) => this.accept(s, l.name, false, null));
+    // allowHalfOpen: a client that sends its requests and then shuts its side (nc -N) still gets every reply.
+    // (Not under TLS: there a peer's end is the end of the session, and a half-open handshake must not linger.)
+    if (!l.tls) return this.track(createServer({ ...socketOptions, allowHalfOpen: true }, (s) => this.accept(s, l.name, false, null)));
     const context = this.options.tls;
     if (!context) throw new Error(`listener "${l.name}" is tls:// but no certificate is configured`);
     const server = createTlsServer({ ...socketOptions, ...context.serverOptions(this.options.handshakeTimeoutMs) }, (s: TLSSocket) => {
@@ -125,6 +128,15 @@ export class TcpServer {
       // A failed handshake (old protocol, refused suite, bad client certificate): nothing to answer.
     });
     context.register(server);
+    return this.track(server);
+  }
+
+  /** Every raw connection, handshakes included, so stop() can close what never became a session. */
+  private track<S extends Server>(server: S): S {
+    server.on('connection', (raw: Socket) => {
+      this.raw.add(raw);
+      raw.once('close', () => this.raw.delete(raw));
+    });
     return server;
   }
 
@@ -144,6 +156,16 @@ export class TcpServer {
     const maxPending = this.options.maxPendingWriteBytes ?? 4 << 20;
     let badFrames = 0;
     let closed = false;
+    let replying = 0;
+    let peerEnded = false;
+    // The peer finished sending: close our side once every reply it asked for is out.
+    const endWhenAnswered = () => {
+      if (peerEnded && replying === 0 && !closed) socket.end();
+    };
+    socket.on('end', () => {
+      peerEnded = true;
+      endWhenAnswered();
+    });
     let handshake: NodeJS.Timeout | undefined;
     const conn: Connection = {
       id: this.nextId++,
@@ -198,7 +220,10 @@ export class TcpServer {
           continue;
         }
         badFrames = 0;
-        this.dispatch(conn, parsed.message);
+        this.dispatch(conn, parsed.message, () => replying++, () => {
+          replying--;
+          endWhenAnswered();
+        });
       }
     });
     socket.on('error', () => {
@@ -213,7 +238,7 @@ export class TcpServer {
   }
 
   /** Hands one request to the handler; its reply goes out when ready (replies may overtake each other). */
-  private dispatch(conn: Connection, message: Record<string, unknown>): void {
+  private dispatch(conn: Connection, message: Record<string, unknown>, started: () => void, done: () => void): void {
     let reply: unknown;
     try {
       reply = this.handler.onMessage(conn, message);
@@ -225,12 +250,16 @@ export class TcpServer {
       return;
     }
     this.inFlight++;
+    started();
     reply
       .then(
         (r) => conn.send(r),
         (err: unknown) => conn.send(this.handler.onError(conn, message, err)),
       )
-      .finally(() => this.settled());
+      .finally(() => {
+        done();
+        this.settled();
+      });
   }
 
   private settled(): void {
@@ -259,6 +288,7 @@ export class TcpServer {
     for (const s of this.sockets) s.end();
     const deadline = setTimeout(() => {
       for (const s of this.sockets) s.destroy();
+      for (const s of this.raw) s.destroy();
     }, 1000);
     deadline.unref();
     await closing;
