@@ -16,6 +16,13 @@ Written against docs/protocol.md, it does what a product instance should do:
 
     python3 floatd_client.py --server licenses.example.com --product cad --hold 3600
 
+With --tls it speaks the same protocol inside TLS (a floatd listener written
+tls://HOST:PORT, port 8991 by default), checking the server's certificate
+against --ca FILE (the system's CAs without it) and, if the server asks for
+one, showing the client certificate --cert FILE with its key --key FILE:
+
+    python3 floatd_client.py --server licenses.example.com --tls --ca ca.pem --product cad
+
 --hold stands in for a product session: the client runs that many seconds from
 its start, holding a lease whenever it can get one, and then stops.
 
@@ -35,14 +42,17 @@ import argparse
 import base64
 import getpass
 import json
+import os
 import random
 import signal
 import socket
+import ssl
 import sys
 import time
 import uuid
 
 DEFAULT_PORT = 8989
+DEFAULT_TLS_PORT = 8991
 REQUEST_TIMEOUT = 10.0  # seconds; a request unanswered this long means the server is unreachable
 # Refusals that no amount of waiting fixes: the request or the setup is wrong.
 PERMANENT = {"BAD_REQUEST", "UNKNOWN_PRODUCT", "PRODUCT_REQUIRED", "UNSUPPORTED_VERSION", "TOKEN_INVALID", "LEASE_NOT_YOURS"}
@@ -68,15 +78,25 @@ class Stopped(Exception):
         self.signum = signum
 
 
-def split_address(address):
-    """`host`, `host:port` or `[v6addr]:port`; a bare host means port 8989."""
+def split_address(address, default_port=DEFAULT_PORT):
+    """`host`, `host:port` or `[v6addr]:port`; a bare host means port 8989 (8991 with TLS)."""
     if address.startswith("["):
         host, _, rest = address[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else DEFAULT_PORT
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
     if address.count(":") == 1:
         host, port = address.split(":")
         return host, int(port)
-    return address, DEFAULT_PORT
+    return address, default_port
+
+
+def tls_context(ca_file, cert_file, key_file):
+    """What --tls connections use: the server's certificate checked against `ca_file` (the
+    system's CAs when None) and its name, TLS 1.2 at least, and a client certificate if given."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file:
+        context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 def say(**fields):
@@ -86,9 +106,19 @@ def say(**fields):
 class Connection:
     """One NDJSON connection: requests with ids, replies matched by id, pushed events put in `events`."""
 
-    def __init__(self, address, events):
-        self.sock = socket.create_connection(split_address(address), timeout=REQUEST_TIMEOUT)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, address, events, tls=None):
+        host, port = split_address(address, DEFAULT_TLS_PORT if tls else DEFAULT_PORT)
+        sock = socket.create_connection((host, port), timeout=REQUEST_TIMEOUT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls:
+            try:
+                # The handshake happens here; a certificate that does not check out raises
+                # ssl.SSLCertVerificationError, an OSError like any unreachable server.
+                sock = tls.wrap_socket(sock, server_hostname=host)
+            except BaseException:
+                sock.close()
+                raise
+        self.sock = sock
         self.buffer = b""
         self.next_id = 1
         self.events = events
@@ -166,8 +196,9 @@ class Backoff:
 class LeaseHolder:
     """One product instance's lease: acquires, renews, notices its end, releases."""
 
-    def __init__(self, server, product, user, host, instance, retry_seconds, renew_after_ms=None):
+    def __init__(self, server, product, user, host, instance, retry_seconds, renew_after_ms=None, tls=None):
         self.server = server
+        self.tls = tls  # an ssl.SSLContext for --tls, else None
         self.product = product
         self.user = user
         self.host = host
@@ -186,7 +217,7 @@ class LeaseHolder:
     def connect(self):
         """The open connection, or a new one that has said hello."""
         if self.conn is None:
-            conn = Connection(self.server, self.events)
+            conn = Connection(self.server, self.events, self.tls)
             hello = {"v": 1, "client": {"user": self.user, "host": self.host, "instance": self.instance}}
             if self.product:
                 hello["product"] = self.product
@@ -377,6 +408,8 @@ def seconds(text):
 
 
 def server_address(text):
+    if "://" in text:
+        raise argparse.ArgumentTypeError(f"{text}: give host, host:port or [v6addr]:port (add --tls for a tls:// listener)")
     try:
         split_address(text)
     except ValueError:
@@ -386,7 +419,11 @@ def server_address(text):
 
 def main():
     parser = argparse.ArgumentParser(description="Hold a floatd lease for a while.")
-    parser.add_argument("--server", required=True, type=server_address, help="host, host:port or [v6addr]:port (port 8989 by default)")
+    parser.add_argument("--server", required=True, type=server_address, help="host, host:port or [v6addr]:port (port 8989 by default, 8991 with --tls)")
+    parser.add_argument("--tls", action="store_true", help="speak to a tls:// listener: the protocol inside TLS")
+    parser.add_argument("--ca", metavar="FILE", help="with --tls: the CA certificate(s) to trust (default: the system's)")
+    parser.add_argument("--cert", metavar="FILE", help="with --tls: a client certificate to show the server (with --key)")
+    parser.add_argument("--key", metavar="FILE", help="with --tls: the client certificate's private key")
     parser.add_argument("--product", help="may be left out when the server serves one product")
     parser.add_argument("--user", default=getpass.getuser())
     parser.add_argument("--host", default=socket.gethostname())
@@ -395,8 +432,21 @@ def main():
     parser.add_argument("--retry-seconds", type=seconds, default=10.0, help="how often to try again for a lease (default 10); 0 gives up at once")
     parser.add_argument("--renew-after-ms", type=int, help="renew sooner than the server asks (for testing)")
     args = parser.parse_args()
+    if not args.tls and (args.ca or args.cert or args.key):
+        parser.error("--ca, --cert and --key need --tls")
+    if bool(args.cert) != bool(args.key):
+        parser.error("--cert and --key go together")
+    tls = None
+    if args.tls:
+        for flag, path in (("--ca", args.ca), ("--cert", args.cert), ("--key", args.key)):
+            if path and not os.path.isfile(path):
+                parser.error(f"{flag} {path}: no such file")
+        try:
+            tls = tls_context(args.ca, args.cert, args.key)
+        except (OSError, ssl.SSLError) as err:
+            parser.error(f"--tls: {err}")
 
-    holder = LeaseHolder(args.server, args.product, args.user, args.host, args.instance, args.retry_seconds, args.renew_after_ms)
+    holder = LeaseHolder(args.server, args.product, args.user, args.host, args.instance, args.retry_seconds, args.renew_after_ms, tls)
 
     def stop(signum, _frame):
         raise Stopped(signum)

@@ -4,10 +4,13 @@ import { LeaseClient, LeaseClientError } from '../client/lease-client.js';
 import { FloatdError } from '../domain/errors.js';
 import { intFlag, parse, type Io } from './common.js';
 
-export const RUN_USAGE = `floatd run --server HOST[:PORT] [--product P] [--retry-seconds N] [--user U] [--instance ID | --instance-file FILE]
-           [--on-lost warn|stop] [--grace-seconds N] [--server-key-fingerprint FP] -- COMMAND [ARG]...
+export const RUN_USAGE = `floatd run --server ADDRESS [--product P] [--retry-seconds N] [--user U] [--instance ID | --instance-file FILE]
+           [--on-lost warn|stop] [--grace-seconds N] [--server-key-fingerprint FP] [--ca FILE] [--cert FILE --key FILE] -- COMMAND [ARG]...
   Waits for a lease, runs COMMAND while keeping the lease renewed, releases it when COMMAND exits, and exits with its status.
-  Exits 75 without running COMMAND when no lease can be had (refused, or the server unreachable, with retrying off or for good).`;
+  Exits 75 without running COMMAND when no lease can be had (refused, or the server unreachable, with retrying off or for good).
+  ADDRESS: HOST[:PORT] (TCP, port 8989), tls://HOST[:PORT] (TCP inside TLS, 8991), https://HOST[:PORT] (8443) or http://HOST[:PORT] (8990).
+  --ca FILE: the CA certificate(s) to trust for tls:// and https:// (default: Node.js's built-in CAs);
+  --cert FILE --key FILE: a client certificate and its key to show the server.`;
 
 /** Exit status when no lease could be had and the command was not run: EX_TEMPFAIL from sysexits.h. */
 export const NO_LEASE_STATUS = 75;
@@ -42,8 +45,15 @@ export async function run(args: string[], io: Io): Promise<number> {
     'on-lost': { type: 'string' },
     'grace-seconds': { type: 'string' },
     'server-key-fingerprint': { type: 'string' },
+    ca: { type: 'string' },
+    cert: { type: 'string' },
+    key: { type: 'string' },
   });
-  if (values.server === undefined) throw new FloatdError('USAGE', `floatd run needs --server HOST[:PORT]\n${RUN_USAGE}`);
+  if (values.server === undefined) throw new FloatdError('USAGE', `floatd run needs --server ADDRESS\n${RUN_USAGE}`);
+  if ((values.cert === undefined) !== (values.key === undefined)) throw new FloatdError('USAGE', '--cert and --key go together: a client certificate needs its key');
+  if ((values.ca ?? values.cert) !== undefined && !/^(tls|https):\/\//i.test(values.server.trim())) {
+    throw new FloatdError('USAGE', `--ca, --cert and --key are for tls:// and https:// servers; "${values.server}" is not one`);
+  }
   const onLost = values['on-lost'] ?? 'warn';
   if (onLost !== 'warn' && onLost !== 'stop') throw new FloatdError('USAGE', `--on-lost must be warn or stop; got "${onLost}"`);
   const graceMs = (intFlag(values['grace-seconds'], 'grace-seconds') ?? 60) * 1000;
@@ -59,9 +69,14 @@ export async function run(args: string[], io: Io): Promise<number> {
       ...(values.instance !== undefined ? { instance: values.instance } : {}),
       ...(values['instance-file'] !== undefined ? { instanceFile: values['instance-file'] } : {}),
       ...(values['server-key-fingerprint'] !== undefined ? { serverKeyFingerprint: values['server-key-fingerprint'] } : {}),
+      ...(values.ca !== undefined ? { caFile: values.ca } : {}),
+      ...(values.cert !== undefined ? { certFile: values.cert } : {}),
+      ...(values.key !== undefined ? { keyFile: values.key } : {}),
       ...(retrySeconds !== undefined ? { retryIntervalMs: retrySeconds * 1000 } : {}),
     });
   } catch (err) {
+    // A CA or certificate file that cannot be read or used (the message names it).
+    if (err instanceof LeaseClientError && err.code === 'INPUT_INVALID') throw new FloatdError('INPUT_INVALID', err.message);
     if (err instanceof LeaseClientError) throw new FloatdError('USAGE', err.message);
     // The instance file could not be read or made (the message names it).
     if ((err as NodeJS.ErrnoException).path !== undefined) throw new FloatdError('INPUT_INVALID', `--instance-file: ${(err as Error).message}`);

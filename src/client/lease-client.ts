@@ -7,15 +7,27 @@ import type { JWK } from 'jose';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { thumbprint } from '../adapters/crypto/keys.js';
 import { verifyLeaseToken, type LeaseTokenClaims } from '../adapters/crypto/lease-tokens.js';
-import { DEFAULT_PORT, parseHostPort } from '../config/listen-address.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
-import { TcpTransport, TransportError, type Reply, type ReplyError } from './tcp-transport.js';
+import { HttpTransport } from './http-transport.js';
+import { parseServerAddress, type ServerAddress } from './server-address.js';
+import { TcpTransport } from './tcp-transport.js';
+import { readTlsFiles, type TlsMaterial } from './tls-material.js';
+import { TransportError, type Reply, type ReplyError, type Transport } from './transport.js';
 
 export const DEFAULT_RETRY_INTERVAL_MS = 10_000;
 
 export interface LeaseClientOptions {
-  /** `host` (port 8989), `host:port` or `[v6addr]:port`. */
+  /**
+   * Where the server is: `host[:port]` (the NDJSON protocol over TCP, port 8989),
+   * `tls://host[:port]` (the same inside TLS, 8991), `https://host[:port]` (the web
+   * endpoint, 8443) or `http://host[:port]` (8990). IPv6 addresses go in brackets.
+   */
   readonly server: string;
+  /** For `tls://` and `https://`: a PEM file of the CA(s) to trust instead of Node.js's built-in ones. */
+  readonly caFile?: string;
+  /** For `tls://` and `https://`: a PEM client certificate (chain) to show the server, with its key. */
+  readonly certFile?: string;
+  readonly keyFile?: string;
   /** May be left out when the server serves one product. */
   readonly product?: string;
   /** Defaults to the OS user name. */
@@ -97,7 +109,7 @@ export class LeaseClientError extends Error {
 }
 
 /** Refusals no amount of waiting fixes: the request or the server is wrong. */
-const PERMANENT = new Set(['BAD_REQUEST', 'UNKNOWN_PRODUCT', 'PRODUCT_REQUIRED', 'UNSUPPORTED_VERSION', 'TOKEN_INVALID', 'LEASE_NOT_YOURS']);
+const PERMANENT = new Set(['BAD_REQUEST', 'UNKNOWN_PRODUCT', 'PRODUCT_REQUIRED', 'UNSUPPORTED_VERSION', 'TOKEN_INVALID', 'LEASE_NOT_YOURS', 'IDENTITY_MISMATCH']);
 
 function readInstanceFile(file: string): string {
   try {
@@ -128,8 +140,10 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
   private readonly clock: Clock;
   private readonly retryMs: number;
   private state: State = 'idle';
-  private transport: TcpTransport | null = null;
-  private connecting: Promise<TcpTransport> | null = null;
+  private readonly address: ServerAddress;
+  private readonly tls: TlsMaterial;
+  private transport: Transport | null = null;
+  private connecting: Promise<Transport> | null = null;
   private serverKey: JWK | null = null;
   /** Server clock minus ours, from hello, so token expiry is judged on the server's clock. */
   private skewMs = 0;
@@ -150,14 +164,24 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     this.clock = options.clock ?? new SystemClock();
     this.retryMs = options.retryIntervalMs ?? DEFAULT_RETRY_INTERVAL_MS;
     if (!Number.isFinite(this.retryMs) || this.retryMs < 0) throw new RangeError('retryIntervalMs must be 0 or more');
-    if (/^https?:\/\//i.test(options.server)) {
-      throw new LeaseClientError('BAD_REQUEST', `${options.server}: this client speaks the TCP protocol; give host[:port] (the HTTPS endpoint is not available in this version)`);
-    }
     try {
-      parseHostPort(options.server, DEFAULT_PORT);
+      this.address = parseServerAddress(options.server);
     } catch (err) {
       // A malformed address would otherwise be retried for ever as "unreachable".
       throw new LeaseClientError('BAD_REQUEST', `server address "${options.server}": ${(err as Error).message}`);
+    }
+    const tlsFiles = { caFile: options.caFile, certFile: options.certFile, keyFile: options.keyFile };
+    if (!this.address.secure && Object.values(tlsFiles).some((f) => f !== undefined)) {
+      // Plain TCP or HTTP would quietly ignore the files: the operator meant TLS.
+      throw new LeaseClientError('BAD_REQUEST', `caFile, certFile and keyFile are for tls:// and https:// servers; "${options.server}" is plain ${this.address.scheme === 'http' ? 'HTTP' : 'TCP'}`);
+    }
+    if ((options.certFile === undefined) !== (options.keyFile === undefined)) {
+      throw new LeaseClientError('BAD_REQUEST', 'a client certificate needs its key: give certFile and keyFile together');
+    }
+    try {
+      this.tls = readTlsFiles(tlsFiles);
+    } catch (err) {
+      throw new LeaseClientError('INPUT_INVALID', (err as Error).message);
     }
     this.user = options.user ?? userInfo().username;
     this.host = options.host ?? hostname();
@@ -251,27 +275,33 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     });
   }
 
-  private async connection(): Promise<TcpTransport> {
+  private async connection(): Promise<Transport> {
     if (this.transport !== null && !this.transport.closed) return this.transport;
     this.connecting ??= this.connect().finally(() => (this.connecting = null));
     return this.connecting;
   }
 
-  private async connect(): Promise<TcpTransport> {
+  private async connect(): Promise<Transport> {
     const timeout = this.options.requestTimeoutMs ?? 10_000;
-    const transport = await TcpTransport.connect(this.options.server, {
-      connectTimeoutMs: timeout,
-      requestTimeoutMs: timeout,
-      keepProcessAlive: false,
-      onEvent: (msg) => this.pushed(msg),
-      onClose: (err) => {
-        if (this.transport !== transport) return;
-        this.transport = null;
-        if (this.state !== 'closed') this.emit('disconnected', { message: err?.message ?? 'connection closed' });
-        // Renew on a fresh connection soon, so a restarted server learns of the lease again.
-        if (this.state === 'held' && !this.renewing) this.schedule(this.nextBackoff(), () => void this.renew());
-      },
-    });
+    const onClose = (err: Error | null) => {
+      if (this.transport !== transport) return;
+      this.transport = null;
+      if (this.state !== 'closed') this.emit('disconnected', { message: err?.message ?? 'connection closed' });
+      // Renew on a fresh connection soon, so a restarted server learns of the lease again.
+      if (this.state === 'held' && !this.renewing) this.schedule(this.nextBackoff(), () => void this.renew());
+    };
+    // Over HTTP(S) "connected" means a request reached the server, and "disconnected" that one did not.
+    const transport: Transport =
+      this.address.scheme === 'http' || this.address.scheme === 'https'
+        ? new HttpTransport(this.options.server, { requestTimeoutMs: timeout, tls: this.tls, onClose })
+        : await TcpTransport.connect(this.options.server, {
+            connectTimeoutMs: timeout,
+            requestTimeoutMs: timeout,
+            keepProcessAlive: false,
+            tls: this.tls,
+            onEvent: (msg) => this.pushed(msg),
+            onClose,
+          });
     const hello = await transport.request('hello', {
       v: 1,
       client: { user: this.user, host: this.host, instance: this.instance },

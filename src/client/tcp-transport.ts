@@ -1,40 +1,20 @@
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { NdjsonDecoder, encodeFrame, parseFrame } from '../adapters/tcp/ndjson-codec.js';
-import { parseHostPort, DEFAULT_PORT } from '../config/listen-address.js';
+import { parseServerAddress } from './server-address.js';
+import { explainConnectError, tlsConnectOptions, type TlsMaterial } from './tls-material.js';
+import { TransportError, type Reply, type Transport, type TransportOptions } from './transport.js';
 
-export interface ReplyError {
-  readonly code: string;
-  readonly message: string;
-  readonly retryAfterMs?: number;
-  readonly reason?: string;
-  readonly [key: string]: unknown;
+export { TransportError } from './transport.js';
+export type { Reply, ReplyError, TransportOptions } from './transport.js';
+
+export interface TcpTransportOptions extends TransportOptions {
+  /** For `tls://` addresses: the CA and client certificate (read by readTlsFiles). */
+  readonly tls?: TlsMaterial;
 }
 
-export type Reply = { readonly ok: true; readonly [key: string]: unknown } | { readonly ok: false; readonly error: ReplyError };
-
-export class TransportError extends Error {
-  constructor(message: string, readonly code = 'SERVER_UNREACHABLE') {
-    super(message);
-    this.name = 'TransportError';
-  }
-}
-
-export interface TransportOptions {
-  readonly connectTimeoutMs?: number;
-  readonly requestTimeoutMs?: number;
-  readonly maxFrameBytes?: number;
-  /**
-   * Whether the open connection keeps the Node.js process alive (default true).
-   * Requests in flight keep it alive either way, until answered or timed out.
-   */
-  readonly keepProcessAlive?: boolean;
-  /** Unsolicited server messages (`event` instead of `id`). */
-  readonly onEvent?: (message: Record<string, unknown>) => void;
-  readonly onClose?: (err: Error | null) => void;
-}
-
-/** One NDJSON connection to floatd: request/reply by id, plus pushed events. */
-export class TcpTransport {
+/** One NDJSON connection to floatd, over TCP or inside TLS: request/reply by id, plus pushed events. */
+export class TcpTransport implements Transport {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private closedError: Error | null = null;
@@ -72,18 +52,25 @@ export class TcpTransport {
       this.closedError = err;
       for (const p of this.pending.values()) {
         clearTimeout(p.timer);
-        p.reject(new TransportError(err.message));
+        p.reject(new TransportError(explainConnectError(err)));
       }
       this.pending.clear();
       options.onClose?.(err);
     });
   }
 
-  /** Connects to `host`, `host:port`, `[v6]:port`; a bare host means port 8989. */
-  static connect(address: string, options: TransportOptions = {}): Promise<TcpTransport> {
-    const { host, port } = parseHostPort(address, DEFAULT_PORT);
+  /**
+   * Connects to `host`, `host:port`, `[v6]:port` (a bare host means port 8989)
+   * or `tls://host[:port]` (NDJSON inside TLS, port 8991).
+   */
+  static connect(address: string, options: TcpTransportOptions = {}): Promise<TcpTransport> {
+    const target = parseServerAddress(address);
+    if (target.scheme !== 'tcp' && target.scheme !== 'tls') {
+      return Promise.reject(new TransportError(`${address}: the NDJSON protocol runs over host[:port] or tls://host[:port]; use HttpTransport for ${target.scheme}://`));
+    }
     return new Promise((resolve, reject) => {
-      const socket = connect({ host: host === '' ? 'localhost' : host, port, noDelay: true });
+      const socket =
+        target.scheme === 'tls' ? tlsConnect(tlsConnectOptions(target, options.tls ?? {})) : connect({ host: target.host, port: target.port });
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new TransportError(`cannot reach floatd at ${address}: timed out`));
@@ -94,11 +81,13 @@ export class TcpTransport {
       }
       socket.once('error', (err) => {
         clearTimeout(timer);
-        reject(new TransportError(`cannot reach floatd at ${address}: ${err.message}`));
+        reject(new TransportError(`cannot reach floatd at ${address}: ${explainConnectError(err)}`));
       });
-      socket.once('connect', () => {
+      // A TLS socket is ready once the handshake is done and the server's certificate verified.
+      socket.once(target.scheme === 'tls' ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
         socket.removeAllListeners('error');
+        socket.setNoDelay(true);
         socket.setKeepAlive(true, 30_000);
         resolve(new TcpTransport(socket, options));
       });

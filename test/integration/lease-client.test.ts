@@ -274,6 +274,6 @@ describe('LeaseClient against a real server', () => {
     const b = new LeaseClient({ server: '127.0.0.1:1', instanceFile: file });
     expect(a.instance).toMatch(/^[0-9a-f-]{36}$/);
     expect(b.instance).toBe(a.instance);
-    expect(() => new LeaseClient({ server: 'https://example.com' })).toThrow(/host\[:port\]/);
+    expect(() => new LeaseClient({ server: 'ftp://example.com' })).toThrow(/host\[:port\]/);
   });
 });

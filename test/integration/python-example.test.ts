@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { withLicensing } from '../../src/app/inspect.js';
+import { makeCerts } from '../support/certs.js';
 import { startServer, type TestServer } from '../support/server.js';
 
 const EXAMPLE = join(import.meta.dirname, '..', '..', 'examples', 'python', 'floatd_client.py');
@@ -237,6 +238,51 @@ describe('the Python example client (docs/client.md)', () => {
     const nobody = await python(['--server', `127.0.0.1:${await closedPort()}`, '--user', 'py', '--retry-seconds', '0']);
     expect({ code: nobody.code, err: nobody.err }).toEqual({ code: 1, err: '' });
     expect(nobody.lines).toEqual([{ unreachable: expect.stringMatching(/refused/i), retry_in_s: null }]);
+  });
+
+  it('with --tls speaks the protocol inside TLS: trusts --ca, shows --cert/--key, and treats a failed handshake as unreachable', async () => {
+    const certs = makeCerts();
+    const s = await server({
+      flags: { listeners: ['tls://127.0.0.1:0'], 'tls.certFile': certs.serverCert, 'tls.keyFile': certs.serverKey, 'tls.clientCertificates': 'require', 'tls.clientCaFile': certs.caFile },
+    });
+    const port = s.floatd.listenerStatus().find((l) => l.scheme === 'tls')!.port;
+    const address = `127.0.0.1:${port}`;
+    const mine = ['--cert', certs.clientCert, '--key', certs.clientKey];
+    const r = await python(['--server', address, '--tls', '--ca', certs.caFile, ...mine, '--user', 'py', '--instance', 'py-1', '--hold', '1', '--renew-after-ms', '200']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.lines[0]).toEqual({ connected: address, server_version: expect.any(String) });
+    const leaseId = r.lines[1]!['acquired'];
+    expect(leaseId).toEqual(expect.any(String));
+    expect(r.lines.filter((l) => l['renewed'] === leaseId).length).toBeGreaterThanOrEqual(2);
+    expect(r.lines.at(-1)).toEqual({ released: leaseId });
+    const log = s.floatd.store.queryEvents({ user: 'py' });
+    expect(log.map((e) => e.listener)).toEqual(log.map(() => 'tls'));
+    expect([log[0]?.event, log.at(-1)?.event]).toEqual(['granted', 'released']);
+
+    const [strangeServer, noCertificate] = await Promise.all([
+      python(['--server', address, '--tls', '--ca', join(certs.dir, 'other-ca.crt'), ...mine, '--user', 'py', '--retry-seconds', '0']),
+      python(['--server', address, '--tls', '--ca', certs.caFile, '--user', 'py', '--retry-seconds', '0']),
+    ]);
+    for (const [run, why] of [
+      [strangeServer, /CERTIFICATE_VERIFY_FAILED/],
+      [noCertificate, /CERTIFICATE_REQUIRED|certificate required/i],
+    ] as const) {
+      expect({ code: run.code, err: run.err }).toEqual({ code: 1, err: '' });
+      expect(run.lines).toEqual([{ unreachable: expect.stringMatching(why), retry_in_s: null }]);
+    }
+    expect(s.floatd.store.allLeases()).toEqual([]);
+  });
+
+  it('refuses TLS flags that do not go together', async () => {
+    const [caWithoutTls, certWithoutKey, url] = await Promise.all([
+      python(['--server', 'localhost', '--ca', 'ca.pem']),
+      python(['--server', 'localhost', '--tls', '--cert', 'client.pem']),
+      python(['--server', 'tls://localhost']),
+    ]);
+    expect(caWithoutTls).toMatchObject({ code: 2, lines: [], err: expect.stringContaining('--ca, --cert and --key need --tls') });
+    expect(certWithoutKey).toMatchObject({ code: 2, lines: [], err: expect.stringContaining('--cert and --key go together') });
+    expect(url).toMatchObject({ code: 2, lines: [], err: expect.stringContaining('add --tls for a tls:// listener') });
   });
 
   it('releases on SIGTERM and SIGINT, then exits as the signal asks', async () => {
