@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
+import { accessSync, constants as fs, statSync } from 'node:fs';
 import { constants } from 'node:os';
+import { delimiter, join } from 'node:path';
 import { LeaseClient, LeaseClientError } from '../client/lease-client.js';
 import { FloatdError } from '../domain/errors.js';
 import { intFlag, parse, type Io } from './common.js';
@@ -59,6 +61,12 @@ export async function run(args: string[], io: Io): Promise<number> {
   const graceMs = (intFlag(values['grace-seconds'], 'grace-seconds') ?? 60) * 1000;
   const retrySeconds = intFlag(values['retry-seconds'], 'retry-seconds');
   const say = (text: string) => io.err(`floatd run: ${text}`);
+  // A command that cannot be started is found out before a seat is taken for it.
+  const runnable = findCommand(command[0]!, io.env['PATH'] ?? '');
+  if (runnable !== true) {
+    say(`cannot run ${command[0]}: ${runnable.why}; no lease was taken`);
+    return runnable.status;
+  }
 
   let client: LeaseClient;
   try {
@@ -149,4 +157,25 @@ export async function run(args: string[], io: Io): Promise<number> {
   await client.close();
   say(`${command[0]} exited with status ${status}; ${held !== null ? `lease ${held.id} released` : 'no lease was held'}`);
   return status;
+}
+
+/** Whether `name` can be run (a path, or a name found on PATH): true, or why not with the shell's status (127 not found, 126 not executable). */
+function findCommand(name: string, path: string): true | { why: string; status: number } {
+  const executable = (file: string): boolean | null => {
+    try {
+      if (!statSync(file).isFile()) return false;
+      accessSync(file, fs.X_OK);
+      return true;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'ENOENT' ? null : false;
+    }
+  };
+  if (name.includes('/')) {
+    const ok = executable(name);
+    return ok === true ? true : ok === null ? { why: 'no such file', status: 127 } : { why: 'not an executable file', status: 126 };
+  }
+  for (const dir of path.split(delimiter)) {
+    if (dir !== '' && executable(join(dir, name)) === true) return true;
+  }
+  return { why: 'not found on PATH', status: 127 };
 }

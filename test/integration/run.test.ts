@@ -43,6 +43,18 @@ describe('floatd run', () => {
     ]);
   });
 
+  it('takes no lease for a command that cannot be started: 127 not found, 126 not executable', async () => {
+    const s = await server();
+    const missing = await floatdAsync(['run', '--server', s.address, '--', './no-such-product', '--flag']);
+    expect(missing).toMatchObject({ code: 127, err: 'floatd run: cannot run ./no-such-product: no such file; no lease was taken' });
+    const notOnPath = await floatdAsync(['run', '--server', s.address, '--', 'no-such-product-anywhere']);
+    expect(notOnPath.code).toBe(127);
+    expect(notOnPath.err).toContain('not found on PATH');
+    const notExecutable = await floatdAsync(['run', '--server', s.address, '--', join(import.meta.dirname, 'run.test.ts')]);
+    expect(notExecutable.code).toBe(126);
+    expect(s.floatd.store.queryEvents({ events: ['granted'] })).toEqual([]);
+  });
+
   it('forwards SIGTERM to the command, releases the lease and exits like the command', async () => {
     const s = await server();
     const child = spawnFloatd(['run', '--server', s.address, '--', node, '-e', 'console.log("up"); setInterval(() => {}, 1000)']);
