@@ -20,7 +20,7 @@ import {
   type Transport,
 } from '../../src/client/index.js';
 import { makeCerts, type TestCerts } from '../support/certs.js';
-import { FakeClock } from '../support/fake-clock.js';
+import { advanceUntil, FakeClock } from '../support/fake-clock.js';
 import { until } from '../support/helpers.js';
 import { leaseOf, startServer, type TestServer, type TestServerOptions } from '../support/server.js';
 
@@ -72,16 +72,6 @@ function client(opts: Partial<LeaseClientOptions> & { server: string }): LeaseCl
   return c;
 }
 
-const tick = () => new Promise((r) => setTimeout(r, 5));
-
-/** Moves a fake clock in steps, letting real I/O (TLS handshakes included) run between them, until `done()` or the time is used up. */
-async function advanceUntil(clock: FakeClock, done: () => boolean, maxMs: number, stepMs = 250): Promise<void> {
-  for (let spent = 0; !done() && spent < maxMs; spent += stepMs) {
-    clock.advance(stepMs);
-    for (let i = 0; i < 4; i++) await tick();
-  }
-  for (let i = 0; i < 200 && !done(); i++) await tick();
-}
 
 function record(c: LeaseClient, clock?: FakeClock): Array<[string, number]> {
   const seen: Array<[string, number]> = [];
@@ -96,6 +86,8 @@ async function removeKey(s: TestServer): Promise<void> {
   await withLicensing(s.config, new SystemClock(), (l) => Promise.resolve(l.remove(keyId)));
   await s.floatd.reloadLicenses();
 }
+
+const tick = () => new Promise((r) => setTimeout(r, 5));
 
 describe('LeaseClient over tls://', () => {
   it('acquires, renews at half-lease, hears a revocation at once, regains, and releases, all inside TLS', async () => {
@@ -200,7 +192,7 @@ describe('LeaseClient over https://', () => {
     expect(c.lease?.id).toBe(lease.id);
     expect(names(seen)).toEqual(['acquired']);
 
-    await advanceUntil(clock, () => names(seen).includes('regained'), 2_000);
+    await advanceUntil(clock, () => names(seen).includes('regained'), 2_000, 250, 200);
     expect(seen).toEqual([
       ['acquired', start],
       ['lost', start + 30_000],

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { createServer, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock } from '../support/fake-clock.js';
+import { advanceUntil, FakeClock } from '../support/fake-clock.js';
 import { newEd25519KeyPair } from '../../src/adapters/crypto/keys.js';
 import { LeaseTokenSigner } from '../../src/adapters/crypto/lease-tokens.js';
 import { LeaseClient, LeaseClientError, type DenialInfo, type LeaseClientOptions } from '../../src/client/index.js';
@@ -33,22 +33,14 @@ function client(opts: Partial<LeaseClientOptions> & { server: string }): LeaseCl
   return c;
 }
 
-const tick = () => new Promise((r) => setTimeout(r, 5));
-
-/** Moves a fake clock in steps, letting real I/O run between them, until `done()` or the time is used up. */
-async function advanceUntil(clock: FakeClock, done: () => boolean, maxMs: number, stepMs = 250): Promise<void> {
-  for (let spent = 0; !done() && spent < maxMs; spent += stepMs) {
-    clock.advance(stepMs);
-    for (let i = 0; i < 4; i++) await tick();
-  }
-  for (let i = 0; i < 10 && !done(); i++) await tick();
-}
 
 function record(c: LeaseClient): string[] {
   const seen: string[] = [];
   for (const e of ['acquired', 'renewed', 'lost', 'regained', 'revoked', 'denied'] as const) c.on(e, () => seen.push(e));
   return seen;
 }
+
+const tick = () => new Promise((r) => setTimeout(r, 5));
 
 describe('LeaseClient against a real server', () => {
   it('renews at half-lease, as the server says, on the monotonic clock', async () => {

@@ -56,3 +56,18 @@ export class FakeClock implements Clock {
     return this.pending.filter((p) => !p.cancelled).length;
   }
 }
+
+const tick = () => new Promise((r) => setTimeout(r, 5));
+
+/**
+ * Moves a fake clock in steps, letting real I/O (sockets, TLS handshakes) run
+ * between them, until `done()` or `maxMs` of fake time is used up; then waits
+ * up to `settleTicks` short real ticks for `done()`.
+ */
+export async function advanceUntil(clock: FakeClock, done: () => boolean, maxMs: number, stepMs = 250, settleTicks = 10): Promise<void> {
+  for (let spent = 0; !done() && spent < maxMs; spent += stepMs) {
+    clock.advance(stepMs);
+    for (let i = 0; i < 4; i++) await tick();
+  }
+  for (let i = 0; i < settleTicks && !done(); i++) await tick();
+}
