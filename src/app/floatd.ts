@@ -27,6 +27,8 @@ import { collectStatus, type ListenerStatus, type ServerStatus } from './status.
 import { TlsContext } from '../adapters/tls/tls-context.js';
 import { PrometheusMetrics, type MetricsState } from '../adapters/metrics/prometheus-metrics.js';
 import { WebServer, type BoundWebListener } from '../adapters/http/web-server.js';
+import type { ProxyRefusal } from '../adapters/net/proxy-protocol.js';
+import { WarningThrottle } from './warning-throttle.js';
 import { Sweeper } from './sweeper.js';
 import { VERSION } from './version.js';
 
@@ -85,6 +87,7 @@ export class Floatd {
   private expiryWarned = new Map<string, number>();
   private refusedConnections = 0;
   private lastRefusalWarning = -Infinity;
+  private readonly proxyWarnings = new WarningThrottle(60_000);
   private started = false;
   /** This start made the data directory: a start that fails removes it again, leaving nothing behind. */
   private createdDataDir = false;
@@ -175,6 +178,7 @@ export class Floatd {
         protocolError: (conn, code, detail) =>
           this.logger.debug({ remote: conn.remote, listener: conn.listener, code, detail }, 'protocol error'),
         connectionRefused: (remote) => this.connectionRefused(remote),
+        proxyRefused: (refusal) => this.proxyRefused(refusal),
       },
     );
     this.web = new WebServer(
@@ -196,6 +200,7 @@ export class Floatd {
         metrics: () => metrics.text(),
         answered: (route, transport, seconds) => metrics.request(route, transport, seconds),
         monotonic: () => this.clock.monotonic(),
+        proxyRefused: (refusal) => this.proxyRefused(refusal),
       },
     );
     this.applyRules(rules);
@@ -339,6 +344,11 @@ export class Floatd {
     this.logCertificate('TLS certificate in use');
     this.scheduleMaintenance();
     for (const l of this.listenerStatus()) this.logger.info({ listener: l.name, scheme: l.scheme, address: l.address, port: l.port }, 'listening');
+    for (const l of [...this.config.listeners, ...this.config.http.listen, ...this.config.https.listen]) {
+      if (!l.proxyProtocol) continue;
+      const trustedProxies = l.proxyProtocol.trustedProxies.map((n) => `${n.address}/${n.prefix}`);
+      this.logger.info({ listener: l.name, trustedProxies }, `listener "${l.name}" takes client addresses from PROXY protocol headers sent by ${trustedProxies.join(', ')}`);
+    }
     return this.bound;
   }
 
@@ -480,6 +490,17 @@ export class Floatd {
     this.logger.warn(
       { refused: this.refusedConnections, maxConnections: this.config.maxConnections, remote },
       `connection refused: the server holds its maximum of ${this.config.maxConnections} connections (maxConnections); ${this.refusedConnections} refused so far`,
+    );
+  }
+
+  /** A connection without a valid PROXY header from a trusted proxy was closed: warn at most once a minute per source address. */
+  private proxyRefused(r: ProxyRefusal): void {
+    const admitted = this.proxyWarnings.admit(r.source, this.clock.monotonic());
+    if (admitted === null) return;
+    this.logger.warn(
+      { listener: r.listener, source: r.source, reason: r.reason, heldBack: admitted.held },
+      `PROXY protocol: connection from ${r.source} to listener "${r.listener}" refused: ${r.detail}` +
+        (admitted.held > 0 ? ` (${admitted.held} more from this address refused since the last warning)` : ''),
     );
   }
 

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { FloatdError } from '../domain/errors.js';
 import { DEFAULT_PORT, parseHostPort, type ListenAddress } from './listen-address.js';
@@ -8,6 +9,18 @@ export interface ListenerConfig extends ListenAddress {
   readonly name: string;
   /** NDJSON inside TLS (`tls://HOST:PORT`); HTTPS listeners are always TLS. */
   readonly tls: boolean;
+  /**
+   * Present when the listener requires a PROXY protocol header (v1 or v2) on
+   * every connection, from one of these networks; absent otherwise.
+   */
+  readonly proxyProtocol?: { readonly trustedProxies: readonly TrustedNetwork[] };
+}
+
+/** One `trustedProxies` entry: a CIDR (a bare address is a single host). */
+export interface TrustedNetwork {
+  readonly address: string;
+  readonly prefix: number;
+  readonly family: 'ipv4' | 'ipv6';
 }
 
 export const HTTP_PORT = 8990;
@@ -115,10 +128,45 @@ const inlineRules: Parser = (value) => {
 
 const paths: Parser = (value, raw) => list(value).map((p) => path(p, raw) as string);
 
+const LISTENER_KEYS = ['address', 'name', 'proxyProtocol', 'trustedProxies'];
+
+/** `10.0.0.0/8`, `2001:db8::/32`, or a bare address (one host). */
+function trustedNetwork(text: unknown, where: string): TrustedNetwork {
+  const bad = () => new SettingError(`${where} must be an IPv4 or IPv6 CIDR such as "10.0.0.0/8" or "fd00::/8"; got ${JSON.stringify(text)}`);
+  if (typeof text !== 'string') throw bad();
+  const m = /^([^/\s]+)(?:\/(\d{1,3}))?$/.exec(text.trim());
+  if (!m) throw bad();
+  const address = m[1]!;
+  const version = isIP(address);
+  if (version === 0) throw bad();
+  const max = version === 4 ? 32 : 128;
+  const prefix = m[2] === undefined ? max : Number(m[2]);
+  if (prefix > max) throw new SettingError(`${where} "${text}": an IPv${version} prefix length is at most ${max}`);
+  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/** `proxyProtocol` and `trustedProxies` of one listener object: both or neither. */
+function proxyProtocolOf(o: Record<string, unknown>, i: number): ListenerConfig['proxyProtocol'] {
+  const on = o['proxyProtocol'];
+  const trusted = o['trustedProxies'];
+  if (on !== undefined && typeof on !== 'boolean') throw new SettingError(`[${i}].proxyProtocol must be true or false`);
+  if (trusted !== undefined && !Array.isArray(trusted)) throw new SettingError(`[${i}].trustedProxies must be a list of CIDRs, e.g. ["10.0.0.0/8"]`);
+  const networks = ((trusted ?? []) as unknown[]).map((t, j) => trustedNetwork(t, `[${i}].trustedProxies[${j}]`));
+  if (on !== true) {
+    if (networks.length > 0) throw new SettingError(`[${i}].trustedProxies is set but proxyProtocol is not true: add "proxyProtocol": true, or remove trustedProxies`);
+    return undefined;
+  }
+  if (networks.length === 0) {
+    throw new SettingError(`[${i}].proxyProtocol needs trustedProxies: the CIDRs of the load balancers allowed to send PROXY headers, e.g. ["10.0.0.0/8"]`);
+  }
+  return { trustedProxies: networks };
+}
+
 /**
- * A list of listen addresses: `HOST:PORT` strings or `{"address", "name"}`
- * objects. With `tlsScheme`, `tls://HOST[:PORT]` marks NDJSON-over-TLS (its
- * port defaulting to 8991, its name to "tls").
+ * A list of listen addresses: `HOST:PORT` strings or `{"address", "name",
+ * "proxyProtocol", "trustedProxies"}` objects. With `tlsScheme`,
+ * `tls://HOST[:PORT]` marks NDJSON-over-TLS (its port defaulting to 8991,
+ * its name to "tls").
  */
 function listenList(defaultPort: number, defaultName: string, options: { tlsScheme: boolean; allowEmpty: boolean }): Parser {
   return (value) => {
@@ -127,6 +175,7 @@ function listenList(defaultPort: number, defaultName: string, options: { tlsSche
     return items.map((item, i) => {
       let address: unknown = item;
       let name: string | undefined;
+      let proxyProtocol: ListenerConfig['proxyProtocol'];
       if (typeof item === 'object') {
         const o = item as Record<string, unknown>;
         address = o['address'];
@@ -137,8 +186,9 @@ function listenList(defaultPort: number, defaultName: string, options: { tlsSche
           name = o['name'];
         }
         for (const key of Object.keys(o)) {
-          if (key !== 'address' && key !== 'name') throw new SettingError(`[${i}] has unknown key "${key}" (allowed: address, name)`);
+          if (!LISTENER_KEYS.includes(key)) throw new SettingError(`[${i}] has unknown key "${key}" (allowed: ${LISTENER_KEYS.join(', ')})`);
         }
+        proxyProtocol = proxyProtocolOf(o, i);
       }
       if (typeof address !== 'string') throw new SettingError(`[${i}] must be "HOST:PORT" or {"address": "HOST:PORT", "name": "…"}`);
       const tls = options.tlsScheme && /^tls:\/\//i.test(address.trim());
@@ -147,7 +197,7 @@ function listenList(defaultPort: number, defaultName: string, options: { tlsSche
       }
       try {
         const parsed = parseHostPort(tls ? address.trim().slice(6) : address, tls ? TLS_PORT : defaultPort);
-        return { ...parsed, name: name ?? (tls ? 'tls' : defaultName), tls };
+        return { ...parsed, name: name ?? (tls ? 'tls' : defaultName), tls, ...(proxyProtocol ? { proxyProtocol } : {}) };
       } catch (err) {
         throw new SettingError(`[${i}] ${(err as Error).message}`);
       }

@@ -7,12 +7,15 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import type { ErrorCode, ErrorDetails } from '../../domain/errors.js';
 import type { Caller, LeaseApi, Outcome } from '../../domain/lease-api.js';
 import { closeServer, listenOn, type ListenOn } from '../net/listen.js';
+import { proxiedAddress, requireProxyProtocol, type ProxyIntake, type ProxyProtocolSettings, type ProxyRefusal } from '../net/proxy-protocol.js';
 import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/tls-context.js';
 import { HTTP_STATUS } from './http-status.js';
 import { routeSchemas } from './schemas.js';
 
 export interface WebListener extends ListenOn {
   readonly tls: boolean;
+  /** Every connection starts with a PROXY header from a trusted proxy (before TLS and HTTP). */
+  readonly proxyProtocol?: ProxyProtocolSettings;
 }
 
 export interface WebServerOptions {
@@ -43,6 +46,8 @@ export interface WebServerDeps {
   readonly answered?: (route: string, transport: 'http' | 'https', seconds: number) => void;
   /** A monotonic clock (ms) for those durations. */
   readonly monotonic: () => number;
+  /** A connection on a PROXY-protocol listener was closed for want of a valid header from a trusted proxy. */
+  readonly proxyRefused?: (refusal: ProxyRefusal) => void;
 }
 
 export interface BoundWebListener {
@@ -86,6 +91,7 @@ function fieldOf(v: { instancePath: string; params?: Record<string, unknown> }, 
 export class WebServer {
   private readonly servers: Array<{ server: HttpServer; listener: WebListener }> = [];
   private readonly sockets = new WeakMap<Socket, SocketInfo>();
+  private readonly proxyIntakes: ProxyIntake[] = [];
   private readonly app: FastifyInstance;
   private bound: BoundWebListener[] = [];
   private readonly routeList: Array<{ method: string; url: string }> = [];
@@ -130,6 +136,16 @@ export class WebServer {
       server.requestTimeout = this.options.requestTimeoutMs;
       server.keepAliveTimeout = this.options.keepAliveTimeoutMs;
       server.maxHeadersCount = 100;
+      if (l.proxyProtocol) {
+        this.proxyIntakes.push(
+          requireProxyProtocol(server, {
+            ...l.proxyProtocol,
+            listener: l.name,
+            timeoutMs: this.options.handshakeTimeoutMs,
+            refused: (refusal) => this.deps.proxyRefused?.(refusal),
+          }),
+        );
+      }
       this.servers.push({ server, listener: l });
     }
     // fastify wants one server back; ours are listened on by start().
@@ -177,6 +193,8 @@ export class WebServer {
     if (this.stopping) return;
     this.stopping = true;
     const closing = Promise.all(this.servers.map(({ server }) => closeServer(server)));
+    // Connections still sending a PROXY header are not the HTTP server's yet: it would wait for them.
+    for (const intake of this.proxyIntakes) intake.close();
     for (const { server } of this.servers) {
       server.closeIdleConnections();
       this.options.tls?.unregister(server as unknown as { setSecureContext(): void });
@@ -195,9 +213,14 @@ export class WebServer {
     return this.routeList;
   }
 
+  /** The client's address: the one its PROXY header named on a PROXY-protocol listener, else the peer's. */
+  private remoteOf(socket: Socket): string {
+    return proxiedAddress(socket) ?? socket.remoteAddress ?? 'unknown';
+  }
+
   private caller(request: FastifyRequest, client: { user?: string; host?: string; instance: string }): Caller {
     const info = this.sockets.get(request.socket) ?? { listener: 'http', tls: false, peer: null };
-    const remoteAddress = request.socket.remoteAddress ?? 'unknown';
+    const remoteAddress = this.remoteOf(request.socket);
     const remote = remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress;
     let user = client.user;
     if (this.options.identityFromCertificate && info.tls) {
@@ -237,7 +260,7 @@ export class WebServer {
         code = 'BAD_REQUEST';
         message = error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? `the body is larger than ${this.options.bodyLimitBytes} bytes` : error.message;
       } else {
-        this.deps.requestFailed(error, { method: request.method, url: request.url, remote: request.socket.remoteAddress });
+        this.deps.requestFailed(error, { method: request.method, url: request.url, remote: this.remoteOf(request.socket) });
         code = 'INTERNAL';
         message = 'internal server error; the operator can find details in the server log';
       }

@@ -2,6 +2,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { ErrorCode } from '../../domain/errors.js';
 import { closeServer, listenOn } from '../net/listen.js';
+import { proxiedAddress, requireProxyProtocol, type ProxyProtocolSettings, type ProxyRefusal } from '../net/proxy-protocol.js';
 import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/tls-context.js';
 import { NdjsonDecoder, encodeFrame, parseFrame } from './ndjson-codec.js';
 import { wireError } from './wire-errors.js';
@@ -13,6 +14,8 @@ export interface TcpListenerOptions {
   readonly port: number;
   /** NDJSON inside TLS (a `tls://` listener). */
   readonly tls?: boolean;
+  /** Every connection starts with a PROXY header from a trusted proxy (before TLS, if any). */
+  readonly proxyProtocol?: ProxyProtocolSettings;
 }
 
 export interface TcpServerOptions {
@@ -71,6 +74,8 @@ export interface TcpServerEvents {
   protocolError?(conn: Connection, code: ErrorCode, detail: string): void;
   /** A connection was turned away because `maxConnections` are open. */
   connectionRefused?(remote: string): void;
+  /** A connection on a PROXY-protocol listener was closed for want of a valid header from a trusted proxy. */
+  proxyRefused?(refusal: ProxyRefusal): void;
 }
 
 const MAX_BAD_FRAMES = 10;
@@ -116,7 +121,7 @@ export class TcpServer {
     const socketOptions = { noDelay: true, keepAlive: this.options.keepAliveMs > 0, keepAliveInitialDelay: this.options.keepAliveMs };
     // allowHalfOpen: a client that sends its requests and then shuts its side (nc -N) still gets every reply.
     // (Not under TLS: there a peer's end is the end of the session, and a half-open handshake must not linger.)
-    if (!l.tls) return this.track(createServer({ ...socketOptions, allowHalfOpen: true }, (s) => this.accept(s, l.name, false, null)));
+    if (!l.tls) return this.track(createServer({ ...socketOptions, allowHalfOpen: true }, (s) => this.accept(s, l.name, false, null)), l);
     const context = this.options.tls;
     if (!context) throw new Error(`listener "${l.name}" is tls:// but no certificate is configured`);
     const server = createTlsServer({ ...socketOptions, ...context.serverOptions(this.options.handshakeTimeoutMs) }, (s: TLSSocket) => {
@@ -132,11 +137,19 @@ export class TcpServer {
       // A failed handshake (old protocol, refused suite, bad client certificate): nothing to answer.
     });
     context.register(server);
-    return this.track(server);
+    return this.track(server, l);
   }
 
-  /** Every raw connection, handshakes included, so stop() can close what never became a session. */
-  private track<S extends Server>(server: S): S {
+  /** Every raw connection, handshakes (and PROXY headers) included, so stop() can close what never became a session. */
+  private track<S extends Server>(server: S, l: TcpListenerOptions): S {
+    if (l.proxyProtocol) {
+      requireProxyProtocol(server, {
+        ...l.proxyProtocol,
+        listener: l.name,
+        timeoutMs: this.options.handshakeTimeoutMs,
+        refused: (refusal) => this.events.proxyRefused?.(refusal),
+      });
+    }
     server.on('connection', (raw: Socket) => {
       this.raw.add(raw);
       raw.once('close', () => this.raw.delete(raw));
@@ -154,7 +167,7 @@ export class TcpServer {
       return;
     }
     this.sockets.add(socket);
-    const remoteAddress = socket.remoteAddress ?? 'unknown';
+    const remoteAddress = proxiedAddress(socket) ?? socket.remoteAddress ?? 'unknown';
     const remote = remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress;
     const decoder = new NdjsonDecoder(this.options.frameMaxBytes);
     const maxPending = this.options.maxPendingWriteBytes ?? 4 << 20;
