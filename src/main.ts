@@ -2,6 +2,7 @@
 import { FloatdError } from './domain/errors.js';
 import { VERSION } from './app/version.js';
 import { processIo } from './cli/common.js';
+import { ADMIN_USAGE, admin } from './cli/admin.js';
 import { LICENSE_USAGE, license } from './cli/license.js';
 import { LOG_USAGE, log } from './cli/log.js';
 import { RULES_USAGE, rules } from './cli/rules.js';
@@ -17,6 +18,7 @@ ${STATUS_USAGE}
 ${LOG_USAGE}
 ${LICENSE_USAGE}
 ${RULES_USAGE}
+${ADMIN_USAGE}
 ${RUN_USAGE}
 ${VENDOR_USAGE}
 floatd version | --version
@@ -29,6 +31,7 @@ const COMMANDS: Record<string, { usage: string; run: (args: string[]) => Promise
   log: { usage: LOG_USAGE, run: (a) => log(a, processIo) },
   license: { usage: LICENSE_USAGE, run: (a) => license(a, processIo) },
   rules: { usage: RULES_USAGE, run: (a) => rules(a, processIo) },
+  admin: { usage: ADMIN_USAGE, run: (a) => admin(a, processIo) },
   run: { usage: RUN_USAGE, run: (a) => run(a, processIo) },
   vendor: { usage: VENDOR_USAGE, run: (a) => vendor(a, processIo) },
   version: {

@@ -2,12 +2,12 @@ import { rmSync } from 'node:fs';
 import type { JWK } from 'jose';
 import type { Config, RulesSettings } from '../config/config.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
-import { FloatdError } from '../domain/errors.js';
+import { deny, FloatdError, type Denial } from '../domain/errors.js';
 import { licenseValidity, type LicenseKey } from '../domain/license.js';
 import { EVALUATION_POOL_ID } from '../domain/pool.js';
 import { OPEN_GATE } from '../domain/gate.js';
 import { RuleGate } from '../domain/rules/rule-gate.js';
-import type { LeaseStore } from '../domain/ports.js';
+import type { AdminTokenStore, LeaseStore } from '../domain/ports.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { loadOrCreateServerKey, thumbprint } from '../adapters/crypto/keys.js';
 import { LeaseTokenSigner } from '../adapters/crypto/lease-tokens.js';
@@ -29,6 +29,8 @@ import { PrometheusMetrics, type MetricsState } from '../adapters/metrics/promet
 import { WebServer, type BoundWebListener } from '../adapters/http/web-server.js';
 import type { ProxyRefusal } from '../adapters/net/proxy-protocol.js';
 import { WarningThrottle } from './warning-throttle.js';
+import { AdminService, AdminTokens } from './admin.js';
+import type { AdminApi } from '../adapters/http/admin-routes.js';
 import { Sweeper } from './sweeper.js';
 import { VERSION } from './version.js';
 
@@ -88,6 +90,9 @@ export class Floatd {
   private refusedConnections = 0;
   private lastRefusalWarning = -Infinity;
   private readonly proxyWarnings = new WarningThrottle(60_000);
+  private readonly adminWarnings = new WarningThrottle(60_000);
+  private readonly adminTokens: AdminTokens;
+  private readonly admin: AdminService;
   private started = false;
   /** This start made the data directory: a start that fails removes it again, leaving nothing behind. */
   private createdDataDir = false;
@@ -156,6 +161,8 @@ export class Floatd {
       status: () => this.status(),
       groupsOf: (user) => this.rules.groups.get(user) ?? [],
     });
+    this.adminTokens = new AdminTokens(store as unknown as AdminTokenStore, this.clock);
+    this.admin = new AdminService({ store, leases: this.leases, batcher: this.batcher, clock: this.clock });
     this.protocol = new NdjsonProtocol(this.api, {
       identityFromCertificate: config.tls?.identityFromCertificate ?? false,
       requestFailed: (err, context) => this.logger.error({ err, ...context }, 'request failed'),
@@ -201,9 +208,67 @@ export class Floatd {
         answered: (route, transport, seconds) => metrics.request(route, transport, seconds),
         monotonic: () => this.clock.monotonic(),
         proxyRefused: (refusal) => this.proxyRefused(refusal),
+        admin: this.adminApi(),
+        adminRefused: (remote, why) => this.adminRefused(remote, why),
       },
     );
     this.applyRules(rules);
+  }
+
+  /** The admin API's use cases, for the web endpoint's /v1/admin routes; every change is logged with its actor. */
+  private adminApi(): AdminApi {
+    const subjects = this.config.admin.certificateSubjects;
+    return {
+      authenticate: (bearer, subject) => {
+        if (bearer !== null && bearer.trim() !== '') return this.adminTokens.actorOf(bearer);
+        return subject !== null && subjects.includes(subject) ? `cert:${subject}` : null;
+      },
+      leases: (filter) => this.admin.leases(filter),
+      revoke: async (id, reason, actor) => {
+        const outcome = await this.admin.revoke(id, reason, actor);
+        if (outcome.ok) this.logger.warn({ lease: outcome.lease.id, user: outcome.lease.user, host: outcome.lease.host, actor, reason }, `lease ${outcome.lease.id} of ${outcome.lease.user}@${outcome.lease.host} revoked by ${actor}: ${reason}`);
+        return outcome;
+      },
+      reloadRules: (actor) => {
+        this.logger.info({ actor }, 'rules reload asked through the admin API');
+        return this.reloadRules();
+      },
+      reloadTls: (actor) => {
+        const outcome = this.reloadTls();
+        if (outcome.ok) this.admin.record('tls-reloaded', actor, outcome.message);
+        return outcome;
+      },
+      suspend: (listener, actor) => this.suspendListeners(listener, actor, true),
+      resume: (listener, actor) => this.suspendListeners(listener, actor, false),
+      log: (filter) => this.admin.log(filter),
+    };
+  }
+
+  /** Suspends or resumes lease listeners (one by name, or all), NDJSON and web alike. */
+  private suspendListeners(listener: string | null, actor: string, suspend: boolean): { ok: true; suspended: string[] } | Denial {
+    const names = [...new Set(this.listenerStatus().map((l) => l.name))];
+    if (listener !== null && !names.includes(listener)) return deny('BAD_REQUEST', `no listener is named "${listener}" (listeners: ${names.join(', ')})`, { field: 'listener' });
+    const which = listener === null ? null : [listener];
+    const tcp = suspend ? this.tcp.suspend(which) : this.tcp.resume(which);
+    const web = suspend ? this.web.suspend(which) : this.web.resume(which);
+    const suspended = [...new Set([...tcp, ...web])].sort();
+    this.recordRuntime();
+    const what = listener === null ? 'every listener' : `listener "${listener}"`;
+    this.admin.record(suspend ? 'listener-suspended' : 'listener-resumed', actor, `${what} ${suspend ? 'suspended' : 'resumed'}; suspended now: ${suspended.join(', ') || 'none'}`);
+    this.logger.warn({ actor, listener, suspended }, `${what} ${suspend ? 'suspended: new lease connections are refused' : 'resumed'} by ${actor}`);
+    return { ok: true, suspended };
+  }
+
+  /** Listeners suspended now (status shows them; /readyz answers 503 while any is). */
+  suspendedListeners(): string[] {
+    return [...new Set(this.listenerStatus().filter((l) => l.suspended).map((l) => l.name))];
+  }
+
+  /** A refused admin request: warn with the remote address, at most once a minute per address. */
+  private adminRefused(remote: string, why: string): void {
+    const admitted = this.adminWarnings.admit(remote, this.clock.monotonic());
+    if (admitted === null) return;
+    this.logger.warn({ remote, why, heldBack: admitted.held }, `admin API request from ${remote} refused: ${why}` + (admitted.held > 0 ? ` (${admitted.held} more refused since the last warning)` : ''));
   }
 
   /** What the metrics show of the server's state at a scrape. */
@@ -229,6 +294,8 @@ export class Floatd {
   readiness(): { ready: boolean; reason: string } {
     if (this.stopped) return { ready: false, reason: 'stopping' };
     if (!this.serving) return { ready: false, reason: 'starting' };
+    const suspended = this.suspendedListeners();
+    if (suspended.length > 0) return { ready: false, reason: `suspended: ${suspended.join(', ')}` };
     return { ready: true, reason: 'serving' };
   }
 
@@ -325,6 +392,9 @@ export class Floatd {
       this.webBound = await this.web.start();
       recordLicensingSettings(this.store as SqliteLeaseStore, this.settings);
       this.licensing.recordEvaluationStart(this.pools.evaluationPool() !== null);
+      if (this.adminTokens.ensureLocal(this.config.adminTokenFile).created) {
+        this.logger.info({ file: this.config.adminTokenFile }, `admin token "local" made: it is in ${this.config.adminTokenFile} (mode 0600); floatd admin uses it`);
+      }
       await this.reloadLicenses(true);
       this.sweeper.start();
       const now = this.clock.now();
@@ -371,8 +441,8 @@ export class Floatd {
   listenerStatus(): ListenerStatus[] {
     const tls = new Set(this.config.listeners.filter((l) => l.tls).map((l) => l.name));
     return [
-      ...this.bound.map((b) => ({ name: b.name, scheme: tls.has(b.name) ? ('tls' as const) : ('tcp' as const), address: b.address, port: b.port })),
-      ...this.webBound.map((b) => ({ name: b.name, scheme: b.tls ? ('https' as const) : ('http' as const), address: b.address, port: b.port })),
+      ...this.bound.map((b) => ({ name: b.name, scheme: tls.has(b.name) ? ('tls' as const) : ('tcp' as const), address: b.address, port: b.port, suspended: this.tcp.isSuspended(b.name) })),
+      ...this.webBound.map((b) => ({ name: b.name, scheme: b.tls ? ('https' as const) : ('http' as const), address: b.address, port: b.port, suspended: this.web.isSuspended(b.name) })),
     ];
   }
 

@@ -50,7 +50,7 @@ export async function offlineStatus(config: Config, clock: Clock): Promise<Serve
       now: clock.now(),
       rejectedKeys: loaded.rejected.map((r) => ({ id: r.id, code: r.error.code, message: r.error.message })),
       serverKeyFingerprint: fingerprint,
-      listeners: runtime?.listeners.map((l) => ({ name: l.name, scheme: l.scheme ?? 'tcp', address: l.address, port: l.port })) ?? [],
+      listeners: runtime?.listeners.map((l) => ({ name: l.name, scheme: l.scheme ?? 'tcp', address: l.address, port: l.port, suspended: l.suspended ?? false })) ?? [],
       running: runtime !== null,
       rules: runtime?.rules ?? null,
     });

@@ -95,17 +95,45 @@ export class LeaseService {
     ended.push([lease, 'expired', null]);
   }
 
-  private revokeInTx(tx: LeaseTx, lease: Lease, now: number, reason: string, ended: Array<[Lease, LeaseEndKind, string | null]>): void {
+  private revokeInTx(tx: LeaseTx, lease: Lease, now: number, reason: string, ended: Array<[Lease, LeaseEndKind, string | null]>, actor: string | null = null): void {
     tx.deleteLease(lease.id);
-    tx.appendEvent({ ts: now, event: 'revoked', ...who(lease), reason, message: reason });
+    tx.appendEvent({ ts: now, event: 'revoked', ...who(lease), reason, message: reason, actor });
     ended.push([lease, 'revoked', reason]);
+  }
+
+  /**
+   * Ends a lease at once (an operator's revoke). The connected holder is told
+   * (`revoked`); a holder that renews later is told why its lease is gone.
+   */
+  revoke(leaseId: string, reason: string, actor: string): { ok: true; lease: Lease } | Denial {
+    const now = this.clock.now();
+    const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
+    const outcome = this.store.transact((tx): { ok: true; lease: Lease } | Denial => {
+      const lease = tx.findLease(leaseId);
+      if (lease === undefined) return deny('LEASE_NOT_FOUND', `no lease ${leaseId}`);
+      this.revokeInTx(tx, lease, now, `by ${actor}: ${reason}`, ended, actor);
+      return { ok: true, lease };
+    });
+    this.notify(ended);
+    return outcome;
+  }
+
+  /** Why recently revoked leases are gone, for their holders' next renewal (bounded; oldest forgotten first). */
+  private readonly revokedReasons = new Map<string, string>();
+
+  private rememberRevoked(leaseId: string, reason: string): void {
+    this.revokedReasons.set(leaseId, reason);
+    if (this.revokedReasons.size > 10_000) this.revokedReasons.delete(this.revokedReasons.keys().next().value!);
   }
 
   /** Tells the hooks, once the transaction in progress (a batch, perhaps) has committed; never if it rolls back. */
   private notify(ended: Array<[Lease, LeaseEndKind, string | null]>, expiry?: number, tally?: Tally): void {
     if (ended.length === 0 && expiry === undefined && tally === undefined) return;
     this.store.afterCommit(() => {
-      for (const [lease, kind, reason] of ended) this.hooks.leaseEnded?.(lease, kind, reason);
+      for (const [lease, kind, reason] of ended) {
+        if (kind === 'revoked' && reason !== null) this.rememberRevoked(lease.id, reason);
+        this.hooks.leaseEnded?.(lease, kind, reason);
+      }
       if (expiry !== undefined) this.hooks.expiryScheduled?.(expiry);
       if (tally !== undefined) this.hooks.tally?.(tally);
     });
@@ -219,7 +247,12 @@ export class LeaseService {
     const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
     const outcome = this.store.transact((tx): LeaseOutcome => {
       const lease = tx.findLease(leaseId);
-      if (lease === undefined) return deny('LEASE_NOT_FOUND', `no lease ${leaseId}; acquire a new one`);
+      if (lease === undefined) {
+        const revoked = this.revokedReasons.get(leaseId);
+        return revoked === undefined
+          ? deny('LEASE_NOT_FOUND', `no lease ${leaseId}; acquire a new one`)
+          : deny('LEASE_NOT_FOUND', `lease ${leaseId} was revoked (${revoked}); acquire a new one`, { reason: revoked });
+      }
       if (!holds(lease, client)) return deny('LEASE_NOT_YOURS', `lease ${leaseId} is held by another client instance`);
       if (lease.expiresAt <= now) {
         this.expireInTx(tx, lease, now, ended);

@@ -34,6 +34,8 @@ export interface ListenerStatus {
   readonly scheme: 'tcp' | 'tls' | 'http' | 'https';
   readonly address: string;
   readonly port: number;
+  /** Refusing new lease connections for maintenance (floatd admin suspend). */
+  readonly suspended?: boolean;
 }
 
 export interface ServerStatus {

@@ -10,7 +10,7 @@ export const LOG_USAGE = `floatd log [--since TIME] [--until TIME] [--user U] [-
            [--event KIND]... [--limit N] [--json | --csv] [--follow] [--config FILE] [--data-dir DIR]
   TIME is an ISO date/time or a span ago (30m, 12h, 7d). KIND: ${LEASE_EVENTS.join(', ')}`;
 
-const COLUMNS = ['id', 'ts', 'event', 'product', 'poolId', 'leaseId', 'user', 'host', 'instance', 'remote', 'listener', 'seatsInUse', 'seatsTotal', 'code', 'reason', 'message'] as const;
+const COLUMNS = ['id', 'ts', 'event', 'product', 'poolId', 'leaseId', 'user', 'host', 'instance', 'remote', 'listener', 'seatsInUse', 'seatsTotal', 'code', 'reason', 'message', 'actor'] as const;
 
 function csvCell(v: unknown): string {
   if (v === null || v === undefined) return '';

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { runningServerPid } from '../app/data-dir.js';
 import { openExisting } from '../app/inspect.js';
 import { describeErrors, loadRuleBook, loadRules, readRulesText, replayLeaseLog, ruleFileErrors } from '../app/rules.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
@@ -8,13 +7,14 @@ import type { Decision, EffectiveLimits } from '../domain/rules/limits.js';
 import { parseRules, type RuleSet } from '../domain/rules/parser.js';
 import { describePeriod } from '../domain/rules/periods.js';
 import { RuleSimulator } from '../domain/rules/simulator.js';
+import { reloadRulesOfServer } from './admin.js';
 import { CONFIG_FLAGS, configFrom, parse, table, timeFlag, type Io } from './common.js';
 
 export const RULES_USAGE = `floatd rules check FILE [--json]
 floatd rules explain FILE --user U [--group G]... [--groups FILE] [--listener NAME] [--product P] [--json]
 floatd rules simulate FILE --events EVENTS.jsonl [--json]
 floatd rules simulate FILE --from-log [--since TIME] [--until TIME] [--groups FILE] [--data-dir DIR] [--json]
-floatd rules reload [--config FILE] [--data-dir DIR]
+floatd rules reload [--config FILE] [--data-dir DIR] [--server URL --token-file FILE]   (through the admin API, as floatd admin rules reload)
   check, explain and simulate also take --config FILE (for rules.defaultFrequencyPeriodMs and the groups file).`;
 
 function fileArg(positionals: string[], command: string): string {
@@ -254,40 +254,8 @@ async function simulate(args: string[], io: Io): Promise<number> {
 }
 
 async function reload(args: string[], io: Io): Promise<number> {
-  const { values } = parse(args, { ...CONFIG_FLAGS, 'timeout-seconds': { type: 'string' } });
-  const config = configFrom(io, values);
-  const store = openExisting(config);
-  try {
-    // The data directory's lock says whether a server runs, and its holder's pid is the one to signal.
-    const pid = runningServerPid(config);
-    if (pid === null) throw new FloatdError('SERVER_UNREACHABLE', `no floatd is running on ${config.dataDir}`);
-    if (pid === 0) throw new FloatdError('SERVER_UNREACHABLE', `the floatd running on ${config.dataDir} left no pid file; send it SIGHUP yourself`);
-    const runtime = { pid };
-    const clock = new SystemClock();
-    const sentAt = clock.now();
-    const lastId = store.queryEvents({ limit: 1 }).at(-1)?.id ?? 0;
-    try {
-      process.kill(runtime.pid, 'SIGHUP');
-    } catch (err) {
-      throw new FloatdError('SERVER_UNREACHABLE', `cannot signal floatd (pid ${runtime.pid}) on ${config.dataDir}: ${(err as Error).message}`);
-    }
-    const deadline = sentAt + 10_000;
-    while (clock.now() < deadline) {
-      const outcome = store.queryEvents({ afterId: lastId, events: ['rules-reloaded', 'rules-rejected'] }).at(0);
-      if (outcome !== undefined) {
-        if (outcome.event === 'rules-reloaded') {
-          io.out(`rules reloaded: ${outcome.message ?? ''}`);
-          return 0;
-        }
-        io.err(`floatd rules reload: RULES_INVALID: the new rules are refused and the server keeps the rules it had:\n${outcome.message ?? ''}`);
-        return 1;
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new FloatdError('SERVER_UNREACHABLE', `floatd (pid ${runtime.pid}) did not report a reload within 10 s; see its log`);
-  } finally {
-    store.close();
-  }
+  const { values } = parse(args, { ...CONFIG_FLAGS, 'token-file': { type: 'string' }, server: { type: 'string' }, ca: { type: 'string' } });
+  return reloadRulesOfServer(configFrom(io, values), io, values);
 }
 
 const SUBCOMMANDS: Record<string, (args: string[], io: Io) => Promise<number>> = { check, explain, simulate, reload };

@@ -440,8 +440,10 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
         this.hold(await this.verified(reply, sentAt), 'renewed');
         return;
       }
-      const { code, message } = reply.error;
-      if (code === 'LEASE_EXPIRED' || code === 'LEASE_NOT_FOUND' || code === 'LEASE_NOT_YOURS') this.ended('lost', message);
+      const { code, message, reason } = reply.error;
+      // A lease the server revoked (an operator, a removed key) comes back as LEASE_NOT_FOUND with the reason.
+      if (code === 'LEASE_NOT_FOUND' && typeof reason === 'string') this.ended('revoked', reason);
+      else if (code === 'LEASE_EXPIRED' || code === 'LEASE_NOT_FOUND' || code === 'LEASE_NOT_YOURS') this.ended('lost', message);
       else if (code === 'LICENSE_EXPIRED') this.ended('revoked', message);
       else this.renewLater();
     } catch (err) {

@@ -46,6 +46,10 @@ export interface Config {
   readonly https: { readonly listen: readonly ListenerConfig[] };
   /** Certificate and key for HTTPS and tls:// listeners; null when none is configured. */
   readonly tls: TlsConfig | null;
+  /** Client-certificate subjects (e.g. "CN=ops") that may use the admin API without a token. */
+  readonly admin: { readonly certificateSubjects: readonly string[] };
+  /** DATA/admin-token: the server's own admin token, made at first start (mode 0600). */
+  readonly adminTokenFile: string;
   readonly leaseSeconds: number;
   readonly frameMaxBytes: number;
   readonly handshakeTimeoutSeconds: number;
@@ -233,6 +237,7 @@ const SETTINGS: Record<string, SettingSpec> = {
   'tls.clientCertificates': { env: 'FLOATD_TLS_CLIENT_CERTIFICATES', parse: oneOf('off', 'request', 'require'), fallback: 'off' },
   'tls.identityFromCertificate': { env: 'FLOATD_TLS_IDENTITY_FROM_CERTIFICATE', parse: bool, fallback: false },
   'tls.profile': { env: 'FLOATD_TLS_PROFILE', parse: oneOf('intermediate', 'modern'), fallback: 'intermediate' },
+  'admin.certificateSubjects': { env: 'FLOATD_ADMIN_CERTIFICATE_SUBJECTS', parse: (v) => list(v).map(String), fallback: [] },
   leaseSeconds: { env: 'FLOATD_LEASE_SECONDS', parse: int(30, 31 * 86400), fallback: 1800 },
   frameMaxBytes: { env: 'FLOATD_FRAME_MAX_BYTES', parse: int(256, 1 << 20), fallback: 16384 },
   handshakeTimeoutSeconds: { env: 'FLOATD_HANDSHAKE_TIMEOUT_SECONDS', parse: int(1, 600), fallback: 10 },
@@ -383,6 +388,8 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     http: { listen: values['http.listen'] as ListenerConfig[] },
     https: { listen: httpsListen },
     tls,
+    admin: { certificateSubjects: values['admin.certificateSubjects'] as string[] },
+    adminTokenFile: join(dataDir, 'admin-token'),
     leaseSeconds: values['leaseSeconds'] as number,
     frameMaxBytes: values['frameMaxBytes'] as number,
     handshakeTimeoutSeconds: values['handshakeTimeoutSeconds'] as number,

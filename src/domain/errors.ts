@@ -14,6 +14,7 @@ export const ERROR_CODES = [
   'IDLE_TIMEOUT',
   'TOO_MANY_CONNECTIONS',
   'SHUTTING_DOWN',
+  'SUSPENDED',
   // leasing (expected denials)
   'NO_FREE_SEATS',
   'RULE_DENIED',
@@ -38,6 +39,9 @@ export const ERROR_CODES = [
   'LICENSE_KEY_NOT_FOUND',
   'NO_VENDOR_KEYS',
   // configuration and operation
+  'UNAUTHORIZED',
+  'FORBIDDEN',
+  'TOO_MANY_REQUESTS',
   'CONFIG_INVALID',
   'DATA_DIR_INVALID',
   'DATA_DIR_LOCKED',

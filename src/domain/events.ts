@@ -14,6 +14,11 @@ export const LEASE_EVENTS = [
   'rules-rejected',
   'server-started',
   'server-stopped',
+  'tls-reloaded',
+  'listener-suspended',
+  'listener-resumed',
+  'admin-token-created',
+  'admin-token-revoked',
 ] as const;
 
 export type LeaseEventKind = (typeof LEASE_EVENTS)[number];
@@ -34,6 +39,8 @@ export interface LeaseEventInput {
   readonly code?: string | null;
   readonly reason?: string | null;
   readonly message?: string | null;
+  /** Who did it, for entries an operator caused through the admin API: `token:NAME` or `cert:SUBJECT`. */
+  readonly actor?: string | null;
 }
 
 export interface LeaseEvent extends LeaseEventInput {

@@ -62,3 +62,17 @@ export interface LeaseStore {
   changeCounter(): number;
   close(): void;
 }
+
+export interface AdminToken {
+  readonly name: string;
+  readonly createdAt: number;
+}
+
+/** Admin API bearer tokens, stored only as hashes; every change is a lease-log entry. */
+export interface AdminTokenStore {
+  listAdminTokens(): AdminToken[];
+  /** The name of the token with this hash, if any. */
+  adminTokenByHash(hash: string): string | undefined;
+  putAdminToken(name: string, hash: string, replace: boolean, event: LeaseEventInput): boolean;
+  removeAdminToken(name: string, event: LeaseEventInput): boolean;
+}

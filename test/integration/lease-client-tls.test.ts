@@ -175,12 +175,12 @@ describe('LeaseClient over https://', () => {
     await expect(c.acquire()).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
   });
 
-  it('learns of a revoked lease at its next renewal (LEASE_NOT_FOUND), reports it lost, and takes a seat again', async () => {
+  it('learns of a revoked lease at its next renewal (LEASE_NOT_FOUND with the reason), reports it revoked, and takes a seat again', async () => {
     const clock = new FakeClock(Date.now());
     const { s, https } = await tlsServer({ clock });
     const c = client({ server: https, clock });
     const seen = record(c, clock);
-    const lost = new Promise<{ leaseId: string; reason: string }>((r) => c.once('lost', r));
+    const revoked = new Promise<{ leaseId: string; reason: string }>((r) => c.once('revoked', r));
     const start = clock.now();
     const lease = await c.acquire();
 
@@ -195,10 +195,10 @@ describe('LeaseClient over https://', () => {
     await advanceUntil(clock, () => names(seen).includes('regained'), 2_000, 250, 200);
     expect(seen).toEqual([
       ['acquired', start],
-      ['lost', start + 30_000],
+      ['revoked', start + 30_000],
       ['regained', start + 30_000],
     ]);
-    expect(await lost).toMatchObject({ leaseId: lease.id, reason: expect.stringContaining(lease.id) });
+    expect(await revoked).toMatchObject({ leaseId: lease.id, reason: 'its license key was removed' });
     // The server, without its key, is back in evaluation mode, which has seats.
     expect(c.lease!.id).not.toBe(lease.id);
     expect(s.floatd.store.allLeases()).toMatchObject([{ id: c.lease!.id, listener: 'https' }]);

@@ -15,7 +15,12 @@ export function call(url: string, method: 'GET' | 'POST', body?: unknown, tls: R
   return new Promise((resolve, reject) => {
     const req = send(
       u,
-      { method, headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }, ...tls, agent: false },
+      {
+        method,
+        ...tls,
+        headers: { ...(tls.headers as Record<string, string> | undefined), ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }) },
+        agent: false,
+      },
       (res) => {
         let text = '';
         res.setEncoding('utf8');

@@ -10,6 +10,7 @@ import { closeServer, listenOn, type ListenOn } from '../net/listen.js';
 import { proxiedAddress, requireProxyProtocol, type ProxyIntake, type ProxyProtocolSettings, type ProxyRefusal } from '../net/proxy-protocol.js';
 import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/tls-context.js';
 import { HTTP_STATUS } from './http-status.js';
+import { registerAdminRoutes, type AdminApi } from './admin-routes.js';
 import { routeSchemas } from './schemas.js';
 
 export interface WebListener extends ListenOn {
@@ -48,6 +49,10 @@ export interface WebServerDeps {
   readonly monotonic: () => number;
   /** A connection on a PROXY-protocol listener was closed for want of a valid header from a trusted proxy. */
   readonly proxyRefused?: (refusal: ProxyRefusal) => void;
+  /** The admin API under /v1/admin (absent: no admin routes). */
+  readonly admin?: AdminApi;
+  /** A refused admin request (wrong or missing credentials), for the server log. */
+  readonly adminRefused?: (remote: string, why: string) => void;
 }
 
 export interface BoundWebListener {
@@ -94,6 +99,7 @@ export class WebServer {
   private readonly proxyIntakes: ProxyIntake[] = [];
   private readonly app: FastifyInstance;
   private bound: BoundWebListener[] = [];
+  private readonly suspended = new Set<string>();
   private readonly routeList: Array<{ method: string; url: string }> = [];
   private stopping = false;
 
@@ -156,7 +162,8 @@ export class WebServer {
     await this.app.register(swagger, {
       openapi: {
         openapi: '3.1.0',
-        info: { title: 'floatd web endpoint', version: this.options.version, description: 'Lease operations over HTTP(S), status and health. See docs/http-api.md.' },
+        info: { title: 'floatd web endpoint', version: this.options.version, description: 'Lease operations over HTTP(S), status, health, metrics and the admin API. See docs/http-api.md.' },
+        components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'an admin token (floatd admin token create)' } } },
       },
     });
     const started = new WeakMap<object, number>();
@@ -214,6 +221,21 @@ export class WebServer {
   }
 
   /** The client's address: the one its PROXY header named on a PROXY-protocol listener, else the peer's. */
+  /** Refuses new leases on these listeners (all when none named); renewals and releases go on. */
+  suspend(names: readonly string[] | null): string[] {
+    for (const l of this.options.listeners) if (names === null || names.includes(l.name)) this.suspended.add(l.name);
+    return [...this.suspended];
+  }
+
+  resume(names: readonly string[] | null): string[] {
+    for (const name of [...this.suspended]) if (names === null || names.includes(name)) this.suspended.delete(name);
+    return [...this.suspended];
+  }
+
+  isSuspended(name: string): boolean {
+    return this.suspended.has(name);
+  }
+
   private remoteOf(socket: Socket): string {
     return proxiedAddress(socket) ?? socket.remoteAddress ?? 'unknown';
   }
@@ -275,6 +297,10 @@ export class WebServer {
 
     app.post('/v1/leases', { schema: schemas.acquire }, (request, reply) => {
       const body = request.body as { client: Parameters<WebServer['caller']>[1]; product?: string };
+      const listener = this.sockets.get(request.socket)?.listener;
+      if (listener !== undefined && this.suspended.has(listener)) {
+        throw new HttpError('SUSPENDED', `listener "${listener}" is suspended for maintenance and grants no new leases; held leases can still be renewed`);
+      }
       return this.answer(reply, api.acquire(this.caller(request, body.client), body.product), (r) => (r.renewed ? 200 : 201));
     });
     app.post('/v1/leases/:id/renew', { schema: schemas.renew }, (request, reply) => {
@@ -297,5 +323,18 @@ export class WebServer {
       const { contentType, body } = await this.deps.metrics();
       return reply.type(contentType).send(body);
     });
+    if (this.deps.admin !== undefined) {
+      registerAdminRoutes(app, {
+        admin: this.deps.admin,
+        who: (request) => {
+          const info = this.sockets.get(request.socket);
+          const remoteAddress = this.remoteOf(request.socket);
+          return { remote: remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress, certificateSubject: info?.peer?.subject ?? null };
+        },
+        refused: (remote, why) => this.deps.adminRefused?.(remote, why),
+        fail: (code, message, details) => new HttpError(code, message, details),
+        now: () => this.deps.monotonic(),
+      });
+    }
   }
 }

@@ -3,6 +3,7 @@ import type { EventFilter, LeaseEvent, LeaseEventInput } from '../../domain/even
 import type { Lease } from '../../domain/lease.js';
 import type { LeaseStore, LeaseTx, StoredLicense } from '../../domain/ports.js';
 import { CommitQueue } from '../../domain/commit-queue.js';
+import type { AdminToken, AdminTokenStore } from '../../domain/ports.js';
 import { migrate } from './migrate.js';
 
 interface LeaseRow {
@@ -37,6 +38,7 @@ interface EventRow {
   code: string | null;
   reason: string | null;
   message: string | null;
+  actor: string | null;
 }
 
 function toLease(r: LeaseRow): Lease {
@@ -74,6 +76,7 @@ function toEvent(r: EventRow): LeaseEvent {
     code: r.code,
     reason: r.reason,
     message: r.message,
+    actor: r.actor,
   };
 }
 
@@ -81,7 +84,7 @@ function eventParams(e: LeaseEventInput): unknown[] {
   return [
     e.ts, e.event, e.poolId ?? null, e.product ?? null, e.leaseId ?? null, e.user ?? null, e.host ?? null,
     e.instance ?? null, e.remote ?? null, e.listener ?? null, e.seatsInUse ?? null, e.seatsTotal ?? null,
-    e.code ?? null, e.reason ?? null, e.message ?? null,
+    e.code ?? null, e.reason ?? null, e.message ?? null, e.actor ?? null,
   ];
 }
 
@@ -98,7 +101,7 @@ export interface SqliteOptions {
  * makes each commit survive a process crash (kill -9): the WAL is in the OS
  * before the commit returns.
  */
-export class SqliteLeaseStore implements LeaseStore {
+export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
   private readonly db: Database.Database;
   private readonly tx: LeaseTx;
   private readonly stmt;
@@ -154,8 +157,8 @@ export class SqliteLeaseStore implements LeaseStore {
       allLeases: db.prepare<[], LeaseRow>('SELECT * FROM leases ORDER BY product, granted_at'),
       nextExpiry: db.prepare<[], { t: number | null }>('SELECT MIN(expires_at) AS t FROM leases'),
       appendEvent: db.prepare(
-        `INSERT INTO events (ts, event, pool_id, product, lease_id, user, host, instance, remote, listener, seats_in_use, seats_total, code, reason, message)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO events (ts, event, pool_id, product, lease_id, user, host, instance, remote, listener, seats_in_use, seats_total, code, reason, message, actor)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
       setMeta: db.prepare<[string, string]>(
@@ -271,6 +274,38 @@ export class SqliteLeaseStore implements LeaseStore {
 
   appendEvent(event: LeaseEventInput): void {
     this.tx.appendEvent(event);
+  }
+
+  listAdminTokens(): AdminToken[] {
+    return this.db.prepare<[], { name: string; created_at: number }>('SELECT name, created_at FROM admin_tokens ORDER BY name').all().map((r) => ({ name: r.name, createdAt: r.created_at }));
+  }
+
+  adminTokenByHash(hash: string): string | undefined {
+    return this.db.prepare<[string], { name: string }>('SELECT name FROM admin_tokens WHERE hash = ?').get(hash)?.name;
+  }
+
+  /** Adds a token (or, with `replace`, gives a name a new one) and records it in the lease log, in one transaction. */
+  putAdminToken(name: string, hash: string, replace: boolean, event: LeaseEventInput): boolean {
+    return this.db
+      .transaction(() => {
+        const sql = replace
+          ? 'INSERT INTO admin_tokens (name, hash, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, created_at = excluded.created_at'
+          : 'INSERT INTO admin_tokens (name, hash, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING';
+        const added = this.db.prepare<[string, string, number]>(sql).run(name, hash, event.ts).changes > 0;
+        if (added) this.tx.appendEvent(event);
+        return added;
+      })
+      .immediate();
+  }
+
+  removeAdminToken(name: string, event: LeaseEventInput): boolean {
+    return this.db
+      .transaction(() => {
+        const removed = this.db.prepare<[string]>('DELETE FROM admin_tokens WHERE name = ?').run(name).changes > 0;
+        if (removed) this.tx.appendEvent(event);
+        return removed;
+      })
+      .immediate();
   }
 
   queryEvents(filter: EventFilter): LeaseEvent[] {

@@ -89,6 +89,8 @@ export class TcpServer {
   private servers: Array<{ server: Server; name: string }> = [];
   private readonly sockets = new Set<Socket>();
   private readonly raw = new Set<Socket>();
+  /** Listeners that refuse new connections (maintenance); open ones carry on. */
+  private readonly suspended = new Set<string>();
   private nextId = 1;
   private inFlight = 0;
   private idleWaiters: Array<() => void> = [];
@@ -158,6 +160,12 @@ export class TcpServer {
   }
 
   private accept(socket: Socket, listener: string, tls: boolean, peer: PeerCertificate | null): void {
+    if (this.suspended.has(listener) && !this.stopping) {
+      socket.end(encodeFrame(wireError(undefined, 'SUSPENDED', `listener "${listener}" is suspended for maintenance and takes no new connections; connect to another server, or retry later`)));
+      socket.destroySoon();
+      socket.on('error', () => {});
+      return;
+    }
     if (this.stopping || this.sockets.size >= this.options.maxConnections) {
       if (!this.stopping) this.events.connectionRefused?.(socket.remoteAddress ?? 'unknown');
       socket.end(encodeFrame(wireError(undefined, this.stopping ? 'SHUTTING_DOWN' : 'TOO_MANY_CONNECTIONS',
@@ -252,6 +260,21 @@ export class TcpServer {
       this.sockets.delete(socket);
       this.handler.onClose?.(conn);
     });
+  }
+
+  /** Refuses new connections on these listeners (all when none named); returns the names now suspended. */
+  suspend(names: readonly string[] | null): string[] {
+    for (const l of this.options.listeners) if (names === null || names.includes(l.name)) this.suspended.add(l.name);
+    return [...this.suspended];
+  }
+
+  resume(names: readonly string[] | null): string[] {
+    for (const name of [...this.suspended]) if (names === null || names.includes(name)) this.suspended.delete(name);
+    return [...this.suspended];
+  }
+
+  isSuspended(name: string): boolean {
+    return this.suspended.has(name);
   }
 
   /** Open NDJSON connections (for metrics). */

@@ -1,0 +1,148 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import type { Clock } from '../domain/clock.js';
+import { deny, FloatdError, type Denial } from '../domain/errors.js';
+import type { EventFilter, LeaseEvent } from '../domain/events.js';
+import type { Lease } from '../domain/lease.js';
+import type { AdminToken, AdminTokenStore, LeaseStore } from '../domain/ports.js';
+import { writeSecretFile } from '../adapters/crypto/keys.js';
+import type { Batcher } from './batcher.js';
+import type { LeaseService } from './lease-service.js';
+
+export const LOCAL_TOKEN = 'local';
+const NAME_RE = /^[A-Za-z0-9_.@-]{1,64}$/;
+
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+function newToken(): string {
+  return `fdt_${randomBytes(32).toString('base64url')}`;
+}
+
+/** Admin tokens on the data directory: the server's `local` one and those `floatd admin token` manages. */
+export class AdminTokens {
+  constructor(
+    private readonly store: AdminTokenStore,
+    private readonly clock: Pick<Clock, 'now'>,
+  ) {}
+
+  /**
+   * Makes sure `file` holds a token the server accepts as `local` (made at first
+   * start, mode 0600): a file from before is kept, and its hash put back if the
+   * database lost it.
+   */
+  ensureLocal(file: string): { created: boolean } {
+    if (existsSync(file)) {
+      const token = readFileSync(file, 'utf8').trim();
+      if (token !== '' && this.store.adminTokenByHash(hashToken(token)) === LOCAL_TOKEN) return { created: false };
+      if (token !== '') {
+        this.put(LOCAL_TOKEN, token, true, 'server');
+        return { created: false };
+      }
+    }
+    const token = newToken();
+    writeSecretFile(file, `${token}\n`);
+    this.put(LOCAL_TOKEN, token, true, 'server');
+    return { created: true };
+  }
+
+  /** A new token named `name`; returns it (shown once, never stored in clear). */
+  create(name: string, actor: string): string {
+    if (!NAME_RE.test(name)) throw new FloatdError('USAGE', `a token name is 1-64 letters, digits or _ . @ -; got "${name}"`);
+    if (name === LOCAL_TOKEN) throw new FloatdError('USAGE', `"${LOCAL_TOKEN}" is the server's own token (in the data directory's admin-token file)`);
+    const token = newToken();
+    if (!this.put(name, token, false, actor)) throw new FloatdError('USAGE', `an admin token named "${name}" exists; revoke it first, or choose another name`);
+    return token;
+  }
+
+  list(): AdminToken[] {
+    return this.store.listAdminTokens();
+  }
+
+  revoke(name: string, actor: string): void {
+    const removed = this.store.removeAdminToken(name, { ts: this.clock.now(), event: 'admin-token-revoked', message: `admin token ${name} revoked`, actor });
+    if (!removed) throw new FloatdError('USAGE', `no admin token is named "${name}" (see floatd admin token list)`);
+  }
+
+  /** The actor a bearer token stands for (`token:NAME`), or null. */
+  actorOf(token: string): string | null {
+    const name = this.store.adminTokenByHash(hashToken(token.trim()));
+    return name === undefined ? null : `token:${name}`;
+  }
+
+  private put(name: string, token: string, replace: boolean, actor: string): boolean {
+    return this.store.putAdminToken(name, hashToken(token), replace, { ts: this.clock.now(), event: 'admin-token-created', message: `admin token ${name} created`, actor });
+  }
+}
+
+export interface LeaseView {
+  readonly id: string;
+  readonly user: string;
+  readonly host: string;
+  readonly instance: string;
+  readonly remote: string;
+  readonly listener: string;
+  readonly product: string;
+  readonly pool: string;
+  readonly grantedAt: string;
+  readonly renewedAt: string;
+  readonly expiresAt: string;
+  readonly expiresInMs: number;
+}
+
+/** The admin use cases the web endpoint's /v1/admin routes serve. */
+export class AdminService {
+  constructor(
+    private readonly deps: {
+      readonly store: LeaseStore;
+      readonly leases: LeaseService;
+      readonly batcher: Batcher;
+      readonly clock: Clock;
+    },
+  ) {}
+
+  /** Running leases, filtered, soonest to expire last (the `lmstat -a` view). */
+  leases(filter: { user?: string; host?: string; product?: string }): LeaseView[] {
+    const now = this.deps.clock.now();
+    const iso = (t: number) => new Date(t).toISOString();
+    return this.deps.store
+      .allLeases()
+      .filter((l: Lease) => l.expiresAt > now && (filter.user === undefined || l.user === filter.user) && (filter.host === undefined || l.host === filter.host) && (filter.product === undefined || l.product === filter.product))
+      .map((l) => ({
+        id: l.id,
+        user: l.user,
+        host: l.host,
+        instance: l.instance,
+        remote: l.remote,
+        listener: l.listener,
+        product: l.product,
+        pool: l.poolId,
+        grantedAt: iso(l.grantedAt),
+        renewedAt: iso(l.renewedAt),
+        expiresAt: iso(l.expiresAt),
+        expiresInMs: l.expiresAt - now,
+      }));
+  }
+
+  /** Ends a lease at once, through the batcher like every lease change. */
+  async revoke(leaseId: string, reason: string, actor: string): Promise<{ ok: true; lease: LeaseView } | Denial> {
+    const ids = this.deps.store.allLeases().map((l) => l.id);
+    const matches = ids.filter((id) => id === leaseId || id.startsWith(leaseId));
+    if (matches.length > 1 && !matches.includes(leaseId)) return deny('BAD_REQUEST', `"${leaseId}" is the start of ${matches.length} lease ids; give more of it`);
+    const id = matches.includes(leaseId) ? leaseId : (matches[0] ?? leaseId);
+    const view = this.leases({}).find((l) => l.id === id);
+    const outcome = await this.deps.batcher.submit(() => this.deps.leases.revoke(id, reason, actor));
+    if (!outcome.ok) return outcome;
+    return { ok: true, lease: view ?? this.leases({}).find((l) => l.id === id)! };
+  }
+
+  log(filter: EventFilter): LeaseEvent[] {
+    return this.deps.store.queryEvents(filter);
+  }
+
+  /** Records an admin action in the lease log with its actor. */
+  record(event: 'listener-suspended' | 'listener-resumed' | 'tls-reloaded', actor: string, message: string): void {
+    this.deps.store.appendEvent({ ts: this.deps.clock.now(), event, actor, message });
+  }
+}

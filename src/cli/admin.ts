@@ -1,0 +1,245 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { AdminTokens } from '../app/admin.js';
+import { openDataDir } from '../app/data-dir.js';
+import { serverRuntime } from '../app/inspect.js';
+import { SystemClock } from '../adapters/clock/system-clock.js';
+import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
+import type { Config } from '../config/config.js';
+import { FloatdError, type ErrorCode } from '../domain/errors.js';
+import { CONFIG_FLAGS, configFrom, intFlag, parse, table, timeFlag, type Io } from './common.js';
+
+export const ADMIN_USAGE = `floatd admin leases [--user U] [--host H] [--product P] [--json]     live leases (who holds what, since when, from where)
+floatd admin revoke LEASE --reason TEXT                              end a lease now (a unique prefix of its id will do)
+floatd admin rules reload | tls reload                               re-read the rules / the TLS certificate
+floatd admin suspend [LISTENER] | resume [LISTENER]                   refuse / take new lease connections (all listeners by default)
+floatd admin log [--since TIME] [--until TIME] [--user U] [--host H] [--product P] [--event KIND]... [--limit N] [--json]
+floatd admin token create NAME | list | revoke NAME                   admin API tokens (stored as hashes; a new one is shown once)
+  each takes [--server URL] [--token-file FILE] [--ca FILE] [--config FILE] [--data-dir DIR]; by default the server
+  of the data directory (its plain-HTTP listener) and DATA/admin-token`;
+
+interface Target {
+  readonly url: string;
+  readonly token: string;
+  readonly ca: Buffer | undefined;
+}
+
+/** The admin endpoint to talk to: --server, or the data directory's running server's HTTP(S) listener. */
+function target(config: Config, values: Record<string, unknown>): Target {
+  const tokenFile = (values['token-file'] as string | undefined) ?? config.adminTokenFile;
+  let token: string;
+  try {
+    token = readFileSync(tokenFile, 'utf8').trim();
+  } catch {
+    throw new FloatdError('INPUT_INVALID', `cannot read the admin token file ${tokenFile}: pass --token-file FILE (floatd admin token create NAME makes one), or run where the server's data directory is`);
+  }
+  const ca = values['ca'] === undefined ? undefined : readFileSync(String(values['ca']));
+  if (values['server'] !== undefined) return { url: String(values['server']).replace(/\/+$/, ''), token, ca };
+  const store = openDataDir(config, 'read');
+  try {
+    const runtime = serverRuntime(config, store);
+    if (runtime === null) throw new FloatdError('SERVER_UNREACHABLE', `no floatd is running on ${config.dataDir}; start it, or pass --server URL`);
+    const web = runtime.listeners.find((l) => l.scheme === 'http') ?? runtime.listeners.find((l) => l.scheme === 'https');
+    if (web === undefined) throw new FloatdError('SERVER_UNREACHABLE', `the floatd on ${config.dataDir} has no web endpoint (http.listen / https.listen); pass --server URL`);
+    const host = web.address === '::' || web.address === '0.0.0.0' ? '127.0.0.1' : web.address.includes(':') ? `[${web.address}]` : web.address;
+    return { url: `${web.scheme}://${host}:${web.port}`, token, ca };
+  } finally {
+    store.close();
+  }
+}
+
+interface Answer {
+  readonly status: number;
+  readonly body: Record<string, unknown>;
+}
+
+function call(t: Target, method: 'GET' | 'POST', path: string, body?: unknown): Promise<Answer> {
+  const url = new URL(`${t.url}${path}`);
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = send(
+      url,
+      {
+        method,
+        ...(t.ca !== undefined ? { ca: t.ca } : {}),
+        headers: { authorization: `Bearer ${t.token}`, ...(payload !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) },
+        timeout: 15_000,
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () => {
+          try {
+            resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> });
+          } catch {
+            reject(new FloatdError('SERVER_UNREACHABLE', `${t.url} answered ${res.statusCode} without floatd's JSON: is it a floatd web endpoint?`));
+          }
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('no answer within 15 s')));
+    req.on('error', (err) => reject(new FloatdError('SERVER_UNREACHABLE', `cannot reach ${t.url}: ${err.message}`)));
+    req.end(payload);
+  });
+}
+
+/** The body of a success, or the server's coded error as ours. */
+function ok(a: Answer): Record<string, unknown> {
+  if (a.body['ok'] === true) return a.body;
+  const error = a.body['error'] as { code?: string; message?: string } | undefined;
+  throw new FloatdError((error?.code ?? 'INTERNAL') as ErrorCode, error?.message ?? `the server answered ${a.status}`);
+}
+
+function inWords(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
+}
+
+function localTime(iso: unknown): string {
+  const d = new Date(String(iso));
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+async function tokens(sub: string | undefined, positionals: string[], config: Config, io: Io, json: boolean): Promise<number> {
+  let store: SqliteLeaseStore | null = null;
+  try {
+    store = openDataDir(config, 'write');
+    const admin = new AdminTokens(store, new SystemClock());
+    // Commands on the data directory act as the OS user who ran them.
+    const actor = `cli:${userInfo().username}`;
+    if (sub === 'create') {
+      if (positionals.length !== 1) throw new FloatdError('USAGE', 'floatd admin token create takes one NAME');
+      const token = admin.create(positionals[0]!, actor);
+      io.out(token);
+      io.err(`admin token ${positionals[0]} made; it is shown only now: keep it in a file of mode 0600 and pass --token-file`);
+      return 0;
+    }
+    if (sub === 'list') {
+      const list = admin.list();
+      if (json) io.out(JSON.stringify(list.map((t) => ({ name: t.name, createdAt: new Date(t.createdAt).toISOString() })), null, 2));
+      else io.out(list.length === 0 ? 'no admin tokens' : table(list.map((t) => [t.name, localTime(new Date(t.createdAt).toISOString())]), ['NAME', 'CREATED']));
+      return 0;
+    }
+    if (sub === 'revoke') {
+      if (positionals.length !== 1) throw new FloatdError('USAGE', 'floatd admin token revoke takes one NAME');
+      admin.revoke(positionals[0]!, actor);
+      io.out(`admin token ${positionals[0]} revoked`);
+      return 0;
+    }
+    throw new FloatdError('USAGE', `floatd admin token needs create NAME, list or revoke NAME\n${ADMIN_USAGE}`);
+  } finally {
+    store?.close();
+  }
+}
+
+export async function admin(args: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values, positionals } = parse(
+    rest,
+    {
+      ...CONFIG_FLAGS,
+      server: { type: 'string' },
+      'token-file': { type: 'string' },
+      ca: { type: 'string' },
+      json: { type: 'boolean' },
+      user: { type: 'string' },
+      host: { type: 'string' },
+      product: { type: 'string' },
+      reason: { type: 'string' },
+      since: { type: 'string' },
+      until: { type: 'string' },
+      event: { type: 'string', multiple: true },
+      limit: { type: 'string' },
+    },
+    true,
+  );
+  const config = configFrom(io, values);
+  if (sub === 'token') return tokens(positionals[0], positionals.slice(1), config, io, values.json === true);
+  const t = (): Target => target(config, values);
+  switch (sub) {
+    case 'leases': {
+      const q = new URLSearchParams();
+      for (const k of ['user', 'host', 'product'] as const) if (values[k] !== undefined) q.set(k, values[k]!);
+      const body = ok(await call(t(), 'GET', `/v1/admin/leases${q.size > 0 ? `?${q}` : ''}`));
+      const leases = body['leases'] as Array<Record<string, unknown>>;
+      if (values.json) io.out(JSON.stringify(leases, null, 2));
+      else if (leases.length === 0) io.out('no leases held');
+      else {
+        io.out(
+          table(
+            leases.map((l) => [String(l['id']).slice(0, 8), `${l['user']}@${l['host']}`, String(l['instance']), String(l['product']), localTime(l['grantedAt']), inWords(Number(l['expiresInMs'])), String(l['remote']), String(l['listener'])]),
+            ['LEASE', 'USER@HOST', 'INSTANCE', 'PRODUCT', 'SINCE', 'EXPIRES IN', 'REMOTE', 'LISTENER'],
+          ),
+        );
+      }
+      return 0;
+    }
+    case 'revoke': {
+      if (positionals.length !== 1 || values.reason === undefined) throw new FloatdError('USAGE', 'floatd admin revoke takes one LEASE id (or a unique prefix) and --reason TEXT');
+      const body = ok(await call(t(), 'POST', `/v1/admin/leases/${encodeURIComponent(positionals[0]!)}/revoke`, { reason: values.reason }));
+      const lease = body['lease'] as Record<string, unknown>;
+      io.out(`revoked lease ${lease['id']} of ${lease['user']}@${lease['host']} (${lease['product']})`);
+      return 0;
+    }
+    case 'rules':
+    case 'tls': {
+      if (positionals[0] !== 'reload') throw new FloatdError('USAGE', `floatd admin ${sub} reload`);
+      return reloadThroughApi(sub, t(), io);
+    }
+    case 'suspend':
+    case 'resume': {
+      if (positionals.length > 1) throw new FloatdError('USAGE', `floatd admin ${sub} takes at most one LISTENER name`);
+      const body = ok(await call(t(), 'POST', `/v1/admin/listeners/${sub}`, positionals[0] === undefined ? {} : { listener: positionals[0] }));
+      const suspended = body['suspended'] as string[];
+      io.out(`${positionals[0] === undefined ? 'every listener' : `listener ${positionals[0]}`} ${sub === 'suspend' ? 'suspended' : 'resumed'}; suspended now: ${suspended.join(', ') || 'none'}`);
+      return 0;
+    }
+    case 'log': {
+      const now = new SystemClock().now();
+      const q = new URLSearchParams();
+      const since = timeFlag(values.since, 'since', now);
+      const until = timeFlag(values.until, 'until', now);
+      if (since !== undefined) q.set('since', new Date(since).toISOString());
+      if (until !== undefined) q.set('until', new Date(until).toISOString());
+      for (const k of ['user', 'host', 'product'] as const) if (values[k] !== undefined) q.set(k, values[k]!);
+      if (values.event !== undefined) q.set('event', values.event.join(','));
+      const limit = intFlag(values.limit, 'limit', 1);
+      if (limit !== undefined) q.set('limit', String(limit));
+      const body = ok(await call(t(), 'GET', `/v1/admin/log${q.size > 0 ? `?${q}` : ''}`));
+      const events = body['events'] as Array<Record<string, unknown>>;
+      for (const e of events) {
+        io.out(values.json ? JSON.stringify({ ...e, ts: new Date(Number(e['ts'])).toISOString() }) : `${localTime(new Date(Number(e['ts'])).toISOString())}  ${String(e['event']).padEnd(18)} ${e['user'] ? `${e['user']}@${e['host'] ?? '?'} ` : ''}${e['actor'] ? `[${e['actor']}] ` : ''}${e['message'] ?? ''}`);
+      }
+      return 0;
+    }
+    default:
+      throw new FloatdError('USAGE', `floatd admin needs one of: leases, revoke, rules reload, tls reload, suspend, resume, log, token\n${ADMIN_USAGE}`);
+  }
+}
+
+/** POST …/reload on the admin API and say what came of it (floatd admin rules|tls reload, floatd rules reload). */
+async function reloadThroughApi(what: 'rules' | 'tls', t: Target, io: Io): Promise<number> {
+  const a = await call(t, 'POST', `/v1/admin/${what}/reload`);
+  if (a.status === 401 || a.status === 429 || a.status >= 500) ok(a);
+  if (a.body['ok'] === true) {
+    io.out(what === 'rules' ? `rules reloaded: ${String(a.body['summary'] ?? '')}` : String(a.body['message'] ?? 'TLS certificate reloaded'));
+    return 0;
+  }
+  const code = what === 'rules' ? 'RULES_INVALID' : 'CONFIG_INVALID';
+  io.err(`floatd ${what === 'rules' ? 'rules' : 'admin tls'} reload: ${code}: the new ${what === 'rules' ? 'rules are' : 'certificate is'} refused and the server keeps what it had:\n${String(a.body['message'] ?? '')}`);
+  return 1;
+}
+
+/** `floatd rules reload`: the admin API of the data directory's server (SIGHUP does the same for people who send it). */
+export async function reloadRulesOfServer(config: Config, io: Io, values: Record<string, unknown>): Promise<number> {
+  openDataDir(config, 'read').close();
+  if (!existsSync(config.adminTokenFile) && values['token-file'] === undefined) {
+    throw new FloatdError('INPUT_INVALID', `no admin token at ${config.adminTokenFile}: the server makes it at its first start; pass --token-file FILE otherwise`);
+  }
+  return reloadThroughApi('rules', target(config, values), io);
+}

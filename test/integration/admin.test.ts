@@ -1,0 +1,160 @@
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { LeaseClient } from '../../src/client/index.js';
+import { TcpTransport } from '../../src/client/tcp-transport.js';
+import { floatd, floatdAsync, killChildren, requireBuild, serve } from '../support/cli.js';
+import { makeCerts } from '../support/certs.js';
+import { tempDir, until } from '../support/helpers.js';
+import { call } from '../support/http.js';
+import { capturingLogger, errorOf, leaseOf, startServer, type TestServer } from '../support/server.js';
+
+beforeAll(requireBuild);
+let server: TestServer | undefined;
+const clients: LeaseClient[] = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) await c.close();
+  killChildren();
+  await server?.stop();
+  server = undefined;
+});
+
+function web(s: TestServer, scheme: 'http' | 'https' = 'http'): string {
+  return `${scheme}://127.0.0.1:${s.floatd.listenerStatus().find((l) => l.scheme === scheme)!.port}`;
+}
+
+const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+
+describe('the admin API', () => {
+  it('refuses routes without or with a wrong token, changes nothing, logs the attempt, and rate-limits repeated failures', async () => {
+    const { logger, lines } = capturingLogger();
+    server = await startServer({ logger, flags: { 'http.listen': ['127.0.0.1:0'] } });
+    const base = web(server);
+    const holder = await server.connect('alice');
+    const lease = leaseOf(await holder.request('acquire', { product: 'cad' }));
+    const none = await call(`${base}/v1/admin/leases/${lease.id}/revoke`, 'POST', { reason: 'x' });
+    expect(none.status).toBe(401);
+    expect(none.headers['www-authenticate']).toBe('Bearer realm="floatd admin"');
+    expect(none.body).toMatchObject({ ok: false, error: { code: 'UNAUTHORIZED' } });
+    const wrong = await call(`${base}/v1/admin/leases/${lease.id}/revoke`, 'POST', { reason: 'x' }, bearer('fdt_wrong'));
+    expect(wrong.status).toBe(401);
+    expect(server.floatd.store.allLeases().map((l) => l.id)).toEqual([lease.id]);
+    expect(server.floatd.store.queryEvents({ events: ['revoked'] })).toEqual([]);
+    expect(lines.filter((l) => l['level'] === 40 && String(l['msg']).startsWith('admin API request from 127.0.0.1 refused'))).toHaveLength(1);
+    for (let i = 0; i < 8; i++) await call(`${base}/v1/admin/leases`, 'GET', undefined, bearer('fdt_wrong'));
+    const limited = await call(`${base}/v1/admin/leases`, 'GET', undefined, bearer('fdt_wrong'));
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+    // Even the right token waits out the minute from that address.
+    const local = readFileSync(server.config.adminTokenFile, 'utf8').trim();
+    expect((await call(`${base}/v1/admin/leases`, 'GET', undefined, bearer(local))).status).toBe(429);
+  });
+
+  it('makes the local token at first start (mode 0600); revoke reaches a TCP holder at once and an HTTP holder at its next renewal, logged with the actor', async () => {
+    server = await startServer({ flags: { 'http.listen': ['127.0.0.1:0'] } });
+    expect(statSync(server.config.adminTokenFile).mode & 0o777).toBe(0o600);
+    const token = readFileSync(server.config.adminTokenFile, 'utf8').trim();
+    const base = web(server);
+    const tcp = new LeaseClient({ server: server.address, user: 'alice', instance: 'a-1', product: 'cad', retryIntervalMs: 0 });
+    const http = new LeaseClient({ server: base, user: 'bob', instance: 'b-1', product: 'cad', retryIntervalMs: 0 });
+    clients.push(tcp, http);
+    const events: string[] = [];
+    tcp.on('revoked', (e) => events.push(`tcp revoked: ${e.reason}`));
+    http.on('revoked', (e) => events.push(`http revoked: ${e.reason}`));
+    const a = await tcp.acquire();
+    const b = await http.acquire();
+    const listed = await call(`${base}/v1/admin/leases?product=cad`, 'GET', undefined, bearer(token));
+    expect((listed.body['leases'] as Array<{ user: string }>).map((l) => l.user).sort()).toEqual(['alice', 'bob']);
+    const r = await call(`${base}/v1/admin/leases/${a.id.slice(0, 8)}/revoke`, 'POST', { reason: 'maintenance' }, bearer(token));
+    expect(r).toMatchObject({ status: 200, body: { ok: true, lease: { id: a.id, user: 'alice' } } });
+    await until(() => events.length === 1, 'the TCP holder to hear of it');
+    expect(events).toEqual(['tcp revoked: by token:local: maintenance']);
+    await call(`${base}/v1/admin/leases/${b.id}/revoke`, 'POST', { reason: 'moving the server' }, bearer(token));
+    const renewal = await call(`${base}/v1/leases/${b.id}/renew`, 'POST', { client: { user: 'bob', instance: 'b-1' } });
+    expect(renewal).toMatchObject({ status: 404, body: { error: { code: 'LEASE_NOT_FOUND', reason: 'by token:local: moving the server' } } });
+    expect(server.floatd.store.queryEvents({ events: ['revoked'] }).map((e) => [e.user, e.actor])).toEqual([['alice', 'token:local'], ['bob', 'token:local']]);
+    const log = await call(`${base}/v1/admin/log?event=revoked`, 'GET', undefined, bearer(token));
+    expect((log.body['events'] as unknown[]).length).toBe(2);
+  });
+
+  it('suspends a listener: a new TCP connection is refused, an open one keeps renewing, /readyz answers 503; resume restores', async () => {
+    server = await startServer({ flags: { 'http.listen': ['127.0.0.1:0'] } });
+    const token = readFileSync(server.config.adminTokenFile, 'utf8').trim();
+    const base = web(server);
+    const open = await server.connect('alice');
+    const lease = leaseOf(await open.request('acquire', { product: 'cad' }));
+    const suspended = await call(`${base}/v1/admin/listeners/suspend`, 'POST', { listener: 'tcp' }, bearer(token));
+    expect(suspended.body).toEqual({ ok: true, suspended: ['tcp'] });
+    const refused = await new Promise<Record<string, unknown>[]>((resolve) => {
+      const got: Record<string, unknown>[] = [];
+      void TcpTransport.connect(server!.address, { onEvent: (m) => got.push(m), onClose: () => resolve(got) }).catch(() => resolve(got));
+    });
+    expect(refused[0]).toMatchObject({ ok: false, error: { code: 'SUSPENDED' } });
+    expect(leaseOf(await open.request('renew', { lease: lease.id })).id).toBe(lease.id);
+    expect(await call(`${base}/readyz`, 'GET')).toMatchObject({ status: 503, body: { ok: false, reason: 'suspended: tcp' } });
+    expect(server.floatd.status().listeners.find((l) => l.name === 'tcp')).toMatchObject({ suspended: true });
+    expect((await call(`${base}/v1/admin/listeners/suspend`, 'POST', { listener: 'nope' }, bearer(token))).status).toBe(400);
+    expect((await call(`${base}/v1/admin/listeners/resume`, 'POST', {}, bearer(token))).body).toEqual({ ok: true, suspended: [] });
+    expect((await call(`${base}/readyz`, 'GET')).status).toBe(200);
+    const again = await server.connect('bob');
+    expect(errorOf(await again.request('renew', { lease: 'none' })).code).toBe('LEASE_NOT_FOUND');
+    expect(server.floatd.store.queryEvents({ events: ['listener-suspended', 'listener-resumed'] }).map((e) => [e.event, e.actor])).toEqual([
+      ['listener-suspended', 'token:local'],
+      ['listener-resumed', 'token:local'],
+    ]);
+  });
+
+  it('accepts a client certificate whose subject is listed in admin.certificateSubjects', async () => {
+    const certs = makeCerts();
+    server = await startServer({
+      flags: {
+        'https.listen': ['127.0.0.1:0'],
+        'tls.certFile': certs.serverCert,
+        'tls.keyFile': certs.serverKey,
+        'tls.clientCertificates': 'request',
+        'tls.clientCaFile': certs.caFile,
+        'admin.certificateSubjects': ['CN=alice'],
+      },
+    });
+    const base = web(server, 'https');
+    const mine = { ca: certs.ca, cert: readFileSync(certs.clientCert), key: readFileSync(certs.clientKey) };
+    expect((await call(`${base}/v1/admin/leases`, 'GET', undefined, mine)).body).toEqual({ ok: true, leases: [] });
+    expect((await call(`${base}/v1/admin/leases`, 'GET', undefined, { ca: certs.ca })).status).toBe(401);
+  });
+});
+
+describe('floatd admin', () => {
+  it('lists leases, revokes one, manages tokens, and floatd rules reload goes through the API', async () => {
+    const data = join(tempDir(), 'data');
+    const s = await serve(['--data-dir', data]);
+    const t = await TcpTransport.connect(`127.0.0.1:${s.port}`);
+    await t.request('hello', { v: 1, client: { user: 'alice', host: 'ws-12', instance: 'cad-1' }, product: 'cad' });
+    const lease = leaseOf(await t.request('acquire'));
+    const listed = await floatdAsync(['admin', 'leases', '--data-dir', data]);
+    expect(listed.code, listed.err).toBe(0);
+    const rows = listed.out.split('\n');
+    expect(rows[0]).toMatch(/^LEASE\s+USER@HOST\s+INSTANCE\s+PRODUCT\s+SINCE\s+EXPIRES IN\s+REMOTE\s+LISTENER$/);
+    expect(rows[1]).toMatch(new RegExp(`^${lease.id.slice(0, 8)}\\s+alice@ws-12\\s+cad-1\\s+cad\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\s+30 min\\s+127\\.0\\.0\\.1\\s+tcp$`));
+    const json = JSON.parse((await floatdAsync(['admin', 'leases', '--json', '--user', 'alice', '--data-dir', data])).out) as Array<{ id: string }>;
+    expect(json.map((l) => l.id)).toEqual([lease.id]);
+
+    const created = floatd(['admin', 'token', 'create', 'ops', '--data-dir', data]);
+    expect(created.code, created.err).toBe(0);
+    expect(created.out).toMatch(/^fdt_[\w-]{40,}$/);
+    const tokenFile = join(tempDir(), 'ops-token');
+    writeFileSync(tokenFile, created.out, { mode: 0o600 });
+    expect(floatd(['admin', 'token', 'list', '--data-dir', data]).out).toMatch(/local[\s\S]*ops/);
+    const revoked = await floatdAsync(['admin', 'revoke', lease.id.slice(0, 8), '--reason', 'license audit', '--data-dir', data, '--token-file', tokenFile]);
+    expect(revoked).toMatchObject({ code: 0, out: `revoked lease ${lease.id} of alice@ws-12 (cad)` });
+    expect((await floatdAsync(['admin', 'revoke', lease.id, '--data-dir', data])).code).toBe(2);
+    expect(floatd(['admin', 'token', 'revoke', 'ops', '--data-dir', data]).code).toBe(0);
+    const refused = await floatdAsync(['admin', 'leases', '--data-dir', data, '--token-file', tokenFile]);
+    expect(refused).toMatchObject({ code: 1, err: expect.stringContaining('UNAUTHORIZED') });
+
+    const reload = await floatdAsync(['rules', 'reload', '--data-dir', data]);
+    expect(reload).toMatchObject({ code: 0, out: 'rules reloaded: no CLT rules' });
+    const log = await floatdAsync(['admin', 'log', '--event', 'revoked', '--json', '--data-dir', data]);
+    expect(JSON.parse(log.out.split('\n')[0]!)).toMatchObject({ event: 'revoked', actor: 'token:ops', reason: 'by token:ops: license audit' });
+    t.close();
+  });
+});
