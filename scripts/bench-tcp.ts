@@ -5,10 +5,13 @@
  * `--transport` picks the door: NDJSON over TCP (default), NDJSON inside TLS
  * (`tls://`), or the web endpoint over HTTPS with keep-alive connections.
  *
- *   npm run bench -- [--transport tcp|tls|https] [--clients 1000] [--seconds 10] [--rate 2000] [--hold 10000]
+ * `--scrape` reads /metrics every second meanwhile, as Prometheus would, to show what metrics cost.
+ *
+ *   npm run bench -- [--transport tcp|tls|https] [--scrape] [--clients 1000] [--seconds 10] [--rate 2000] [--hold 10000]
  *                    [--extra-args 'FLOATD ARGS'] [--server-node-args '--cpu-prof']
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,6 +24,7 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '2000' },
     hold: { type: 'string', default: '10000' },
     transport: { type: 'string', default: 'tcp' },
+    scrape: { type: 'boolean', default: false },
     'extra-args': { type: 'string', default: '' },
     'server-node-args': { type: 'string', default: '' },
   },
@@ -94,6 +98,15 @@ async function main(): Promise<void> {
   });
   const pid = child.pid!;
   const port = ports[TRANSPORT]!;
+  let scrapes = 0;
+  const scraper = values.scrape
+    ? setInterval(() => {
+        get(`http://127.0.0.1:${ports['http']}/metrics`, (res) => {
+          res.resume();
+          res.on('end', () => scrapes++);
+        }).on('error', () => {});
+      }, 1000)
+    : null;
   console.log(`floatd pid ${pid}, ${TRANSPORT} on 127.0.0.1:${port}; ${CLIENTS} clients, ${SECONDS} s per phase`);
   try {
     if (TRANSPORT === 'https') {
@@ -137,6 +150,10 @@ async function main(): Promise<void> {
     console.log(`connected clients ${CLIENTS + HOLD}, leases held ${held}: server RSS ${after.rssMb.toFixed(0)} MB (before ${before.rssMb.toFixed(0)} MB), peak RSS ${after.peakMb.toFixed(0)} MB`);
     for (const c of [...clients, ...holders]) c.socket.destroy();
   } finally {
+    if (scraper !== null) {
+      clearInterval(scraper);
+      console.log(`/metrics scraped ${scrapes} times, once a second`);
+    }
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
     rmSync(dir, { recursive: true, force: true });

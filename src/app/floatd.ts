@@ -199,6 +199,7 @@ export class Floatd {
         handshakeTimeoutMs: config.handshakeTimeoutSeconds * 1000,
         identityFromCertificate: config.tls?.identityFromCertificate ?? false,
         version: VERSION,
+        metricsAuth: config.metrics.auth,
       },
       {
         api: this.api,

@@ -48,6 +48,8 @@ export interface Config {
   readonly tls: TlsConfig | null;
   /** Client-certificate subjects (e.g. "CN=ops") that may use the admin API without a token. */
   readonly admin: { readonly certificateSubjects: readonly string[] };
+  /** Who may read /metrics: anyone (`none`), or admin credentials only (`admin`). */
+  readonly metrics: { readonly auth: 'none' | 'admin' };
   /** DATA/admin-token: the server's own admin token, made at first start (mode 0600). */
   readonly adminTokenFile: string;
   readonly leaseSeconds: number;
@@ -237,6 +239,7 @@ const SETTINGS: Record<string, SettingSpec> = {
   'tls.clientCertificates': { env: 'FLOATD_TLS_CLIENT_CERTIFICATES', parse: oneOf('off', 'request', 'require'), fallback: 'off' },
   'tls.identityFromCertificate': { env: 'FLOATD_TLS_IDENTITY_FROM_CERTIFICATE', parse: bool, fallback: false },
   'tls.profile': { env: 'FLOATD_TLS_PROFILE', parse: oneOf('intermediate', 'modern'), fallback: 'intermediate' },
+  'metrics.auth': { env: 'FLOATD_METRICS_AUTH', parse: oneOf('none', 'admin'), fallback: 'none' },
   'admin.certificateSubjects': { env: 'FLOATD_ADMIN_CERTIFICATE_SUBJECTS', parse: (v) => list(v).map(String), fallback: [] },
   leaseSeconds: { env: 'FLOATD_LEASE_SECONDS', parse: int(30, 31 * 86400), fallback: 1800 },
   frameMaxBytes: { env: 'FLOATD_FRAME_MAX_BYTES', parse: int(256, 1 << 20), fallback: 16384 },
@@ -389,6 +392,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     https: { listen: httpsListen },
     tls,
     admin: { certificateSubjects: values['admin.certificateSubjects'] as string[] },
+    metrics: { auth: values['metrics.auth'] as 'none' | 'admin' },
     adminTokenFile: join(dataDir, 'admin-token'),
     leaseSeconds: values['leaseSeconds'] as number,
     frameMaxBytes: values['frameMaxBytes'] as number,

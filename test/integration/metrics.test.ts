@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../support/fake-clock.js';
 import { call } from '../support/http.js';
 import { errorOf, leaseOf, startServer, type TestServer } from '../support/server.js';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 
 let server: TestServer | undefined;
@@ -79,5 +80,17 @@ describe('GET /metrics', () => {
     // No user, host, instance or lease id in any label.
     expect(text).not.toMatch(/"(a|b|c|d)"|d-1|a-1/);
     expect(text).not.toContain(la.id);
+  });
+});
+
+describe('metrics.auth: admin', () => {
+  it('asks for admin credentials before answering /metrics', async () => {
+    server = await startServer({ flags: { 'http.listen': ['127.0.0.1:0'], 'metrics.auth': 'admin' } });
+    const http = `http://127.0.0.1:${server.floatd.listenerStatus().find((l) => l.scheme === 'http')!.port}`;
+    expect((await call(`${http}/metrics`, 'GET')).status).toBe(401);
+    const token = readFileSync(server.config.adminTokenFile, 'utf8').trim();
+    const allowed = await call(`${http}/metrics`, 'GET', undefined, { headers: { authorization: `Bearer ${token}` } }).catch((err: Error) => err);
+    // The body is Prometheus text, not JSON: the helper says so, with the status.
+    expect(String(allowed)).toMatch(/not JSON \(status 200\): # HELP/);
   });
 });

@@ -34,6 +34,8 @@ export interface WebServerOptions {
   /** The user is the verified client certificate's common name (HTTPS). */
   readonly identityFromCertificate: boolean;
   readonly version: string;
+  /** `admin`: /metrics needs admin credentials. */
+  readonly metricsAuth: 'none' | 'admin';
 }
 
 export interface WebServerDeps {
@@ -319,7 +321,16 @@ export class WebServer {
       return reply.code(ready ? 200 : 503).send({ ok: ready, reason });
     });
     app.get('/openapi.json', { schema: schemas.openapi }, async () => app.swagger());
-    app.get('/metrics', { schema: schemas.metrics }, async (_request, reply) => {
+    app.get('/metrics', { schema: schemas.metrics }, async (request, reply) => {
+      if (this.options.metricsAuth === 'admin') {
+        const header = request.headers.authorization;
+        const bearer = typeof header === 'string' && /^Bearer\s+/i.test(header) ? header.replace(/^Bearer\s+/i, '') : null;
+        const subject = this.sockets.get(request.socket)?.peer?.subject ?? null;
+        if (this.deps.admin?.authenticate(bearer, subject) == null) {
+          void reply.header('www-authenticate', 'Bearer realm="floatd admin"');
+          throw new HttpError('UNAUTHORIZED', 'metrics.auth is "admin": /metrics needs an admin token or admin client certificate');
+        }
+      }
       const { contentType, body } = await this.deps.metrics();
       return reply.type(contentType).send(body);
     });
