@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Shows what a floatd TLS listener (HTTPS or tls://) accepts: each protocol version and a few
 # suites that must be refused, with openssl s_client; then sslscan's full report when installed.
-# Usage: scripts/tls-scan.sh HOST:PORT [CA-FILE]
+# Usage: scripts/tls-scan.sh HOST:PORT [CA-FILE [CLIENT-CERT CLIENT-KEY]]
+# (a listener with tls.clientCertificates "require" refuses every probe made without a client certificate)
 set -uo pipefail
-target=${1:?usage: scripts/tls-scan.sh HOST:PORT [CA-FILE]}
+target=${1:?usage: scripts/tls-scan.sh HOST:PORT [CA-FILE [CLIENT-CERT CLIENT-KEY]]}
 ca=${2:-}
+cert=${3:-}
+key=${4:-}
 command -v openssl >/dev/null || { echo "openssl is not installed (apt-get install -y openssl)"; exit 2; }
 probe() {
   local what=$1; shift
-  if echo | timeout 10 openssl s_client -connect "$target" ${ca:+-CAfile "$ca"} "$@" >/dev/null 2>&1; then
+  if echo | timeout 10 openssl s_client -connect "$target" ${ca:+-CAfile "$ca"} ${cert:+-cert "$cert"} ${key:+-key "$key"} "$@" >/dev/null 2>&1; then
     echo "accepted  $what"
   else
     echo "refused   $what"

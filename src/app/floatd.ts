@@ -361,12 +361,13 @@ export class Floatd {
     const settings = licensingSettings(config);
     const rulesSettings = deps.rulesSettings ?? (() => config.rules);
     const rules = loadRules(rulesSettings());
+    // The certificate and key are settings too: checked before the data directory is touched.
+    const tls = config.tls === null ? null : new TlsContext(config.tls);
     const { store, lock, created } = openServerDataDir(config);
     try {
       const key = await loadServerKey(config.serverKeyFile);
       const signer = await LeaseTokenSigner.create(key.privateJwk);
       const licensing = await licensingFor(store, clock, settings);
-      const tls = config.tls === null ? null : new TlsContext(config.tls);
       const floatd = new Floatd(config, store, lock, settings, licensing, await thumbprint(key.publicJwk), key.publicJwk, signer, rules, { clock, logger, rulesSettings, tls });
       floatd.createdDataDir = created;
       return floatd;
@@ -413,6 +414,9 @@ export class Floatd {
     this.serving = true;
     this.logger.info({ rules: this.rules.book?.size ?? 0 }, this.rules.summary);
     this.logCertificate('TLS certificate in use');
+    if (this.tls !== null && !this.listenerStatus().some((l) => l.scheme === 'tls' || l.scheme === 'https')) {
+      this.logger.warn('tls.certFile and tls.keyFile are set, but no listener uses TLS: add https.listen or a tls:// listener');
+    }
     this.scheduleMaintenance();
     for (const l of this.listenerStatus()) this.logger.info({ listener: l.name, scheme: l.scheme, address: l.address, port: l.port }, 'listening');
     for (const l of [...this.config.listeners, ...this.config.http.listen, ...this.config.https.listen]) {

@@ -232,7 +232,11 @@ export class LeaseService {
       const retryAfterMs = Math.min(10_000, Math.max(1_000, next === undefined ? 10_000 : next - now));
       const total = selection.pools.reduce((n, p) => n + p.seats, 0);
       return denied(
-        deny('NO_FREE_SEATS', `all ${total} seat(s) of "${selection.product}" are in use`, { retryAfterMs }),
+        deny(
+          'NO_FREE_SEATS',
+          selection.pools.every((p) => p.kind === 'evaluation') ? `all ${total} evaluation seat(s) are in use (they serve every product)` : `all ${total} seat(s) of "${selection.product}" are in use`,
+          { retryAfterMs },
+        ),
         selection.pools.length === 1 ? selection.pools[0]!.id : null,
         { seatsInUse: total, seatsTotal: total },
       );
