@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeCerts } from '../support/certs.js';
+import { call } from '../support/http.js';
 import { FakeClock } from '../support/helpers.js';
 import { capturingLogger, startServer, type TestServer } from '../support/server.js';
 
@@ -143,7 +145,7 @@ describe('PROXY protocol on the NDJSON TCP listener', () => {
     ['v2', 2, '198.51.100.20'],
     ['v2', 2, '2001:db8:0:1::20'],
   ] as const)('takes the client address from a %s header (%s) for rules, host and the lease log', async (_v, version, address) => {
-    server = await startServer({ flags: { listeners: [proxied('127.0.0.1:0', 'lb')] } });
+    server = await startServer({ flags: { listeners: [proxied('127.0.0.1:0', 'lb')], 'http.listen': ['127.0.0.1:0'] } });
     const peer = await Peer.to(port(server, 'lb'));
     // Header, hello and acquire in one segment, as a proxy forwards them.
     peer.write(header(version, address), HELLO_AND_ACQUIRE('alice'));
@@ -153,6 +155,12 @@ describe('PROXY protocol on the NDJSON TCP listener', () => {
     const shown = address.replace('2001:db8:0:0:0:0:0:7', '2001:db8::7');
     // The host defaults to the remote address; both come from the header.
     expect(granted(server, 'alice')).toMatchObject({ remote: shown, host: shown, listener: 'lb' });
+    // And the admin API's lease list (floatd admin leases) shows it too.
+    expect(server.floatd.status().leasesHeld).toBe(1);
+    const http = server.floatd.listenerStatus().find((l) => l.scheme === 'http')!;
+    const token = readFileSync(server.config.adminTokenFile, 'utf8').trim();
+    const listed = await call(`http://127.0.0.1:${http.port}/v1/admin/leases`, 'GET', undefined, { headers: { authorization: `Bearer ${token}` } });
+    expect(listed.body['leases']).toMatchObject([{ user: 'alice', remote: shown }]);
   });
 
   it('reads a header that arrives in pieces, then the requests after it', async () => {
