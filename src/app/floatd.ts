@@ -250,8 +250,8 @@ export class Floatd {
     const names = [...new Set(this.listenerStatus().map((l) => l.name))];
     if (listener !== null && !names.includes(listener)) return deny('BAD_REQUEST', `no listener is named "${listener}" (listeners: ${names.join(', ')})`, { field: 'listener' });
     const which = listener === null ? null : [listener];
-    const tcp = suspend ? this.tcp.suspend(which) : this.tcp.resume(which);
-    const web = suspend ? this.web.suspend(which) : this.web.resume(which);
+    const tcp = suspend ? this.tcp.suspension.suspend(which) : this.tcp.suspension.resume(which);
+    const web = suspend ? this.web.suspension.suspend(which) : this.web.suspension.resume(which);
     const suspended = [...new Set([...tcp, ...web])].sort();
     this.recordRuntime();
     const what = listener === null ? 'every listener' : `listener "${listener}"`;
@@ -446,8 +446,8 @@ export class Floatd {
   listenerStatus(): ListenerStatus[] {
     const tls = new Set(this.config.listeners.filter((l) => l.tls).map((l) => l.name));
     return [
-      ...this.bound.map((b) => ({ name: b.name, scheme: tls.has(b.name) ? ('tls' as const) : ('tcp' as const), address: b.address, port: b.port, suspended: this.tcp.isSuspended(b.name) })),
-      ...this.webBound.map((b) => ({ name: b.name, scheme: b.tls ? ('https' as const) : ('http' as const), address: b.address, port: b.port, suspended: this.web.isSuspended(b.name) })),
+      ...this.bound.map((b) => ({ name: b.name, scheme: tls.has(b.name) ? ('tls' as const) : ('tcp' as const), address: b.address, port: b.port, suspended: this.tcp.suspension.has(b.name) })),
+      ...this.webBound.map((b) => ({ name: b.name, scheme: b.tls ? ('https' as const) : ('http' as const), address: b.address, port: b.port, suspended: this.web.suspension.has(b.name) })),
     ];
   }
 

@@ -11,6 +11,7 @@ import { proxiedAddress, requireProxyProtocol, type ProxyIntake, type ProxyProto
 import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/tls-context.js';
 import { HTTP_STATUS } from './http-status.js';
 import { registerAdminRoutes, type AdminApi } from './admin-routes.js';
+import { Suspension } from '../net/suspension.js';
 import { routeSchemas } from './schemas.js';
 
 export interface WebListener extends ListenOn {
@@ -101,7 +102,8 @@ export class WebServer {
   private readonly proxyIntakes: ProxyIntake[] = [];
   private readonly app: FastifyInstance;
   private bound: BoundWebListener[] = [];
-  private readonly suspended = new Set<string>();
+  /** Listeners that grant no new leases (maintenance); renewals and releases go on. */
+  readonly suspension: Suspension;
   private readonly routeList: Array<{ method: string; url: string }> = [];
   private stopping = false;
 
@@ -109,6 +111,7 @@ export class WebServer {
     private readonly options: WebServerOptions,
     private readonly deps: WebServerDeps,
   ) {
+    this.suspension = new Suspension(options.listeners.map((l) => l.name));
     this.app = Fastify({
       logger: false,
       bodyLimit: options.bodyLimitBytes,
@@ -223,21 +226,6 @@ export class WebServer {
   }
 
   /** The client's address: the one its PROXY header named on a PROXY-protocol listener, else the peer's. */
-  /** Refuses new leases on these listeners (all when none named); renewals and releases go on. */
-  suspend(names: readonly string[] | null): string[] {
-    for (const l of this.options.listeners) if (names === null || names.includes(l.name)) this.suspended.add(l.name);
-    return [...this.suspended];
-  }
-
-  resume(names: readonly string[] | null): string[] {
-    for (const name of [...this.suspended]) if (names === null || names.includes(name)) this.suspended.delete(name);
-    return [...this.suspended];
-  }
-
-  isSuspended(name: string): boolean {
-    return this.suspended.has(name);
-  }
-
   private remoteOf(socket: Socket): string {
     return proxiedAddress(socket) ?? socket.remoteAddress ?? 'unknown';
   }
@@ -300,7 +288,7 @@ export class WebServer {
     app.post('/v1/leases', { schema: schemas.acquire }, (request, reply) => {
       const body = request.body as { client: Parameters<WebServer['caller']>[1]; product?: string };
       const listener = this.sockets.get(request.socket)?.listener;
-      if (listener !== undefined && this.suspended.has(listener)) {
+      if (listener !== undefined && this.suspension.has(listener)) {
         throw new HttpError('SUSPENDED', `listener "${listener}" is suspended for maintenance and grants no new leases; held leases can still be renewed`);
       }
       return this.answer(reply, api.acquire(this.caller(request, body.client), body.product), (r) => (r.renewed ? 200 : 201));

@@ -5,6 +5,7 @@ import { closeServer, listenOn } from '../net/listen.js';
 import { proxiedAddress, requireProxyProtocol, type ProxyProtocolSettings, type ProxyRefusal } from '../net/proxy-protocol.js';
 import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/tls-context.js';
 import { NdjsonDecoder, encodeFrame, parseFrame } from './ndjson-codec.js';
+import { Suspension } from '../net/suspension.js';
 import { wireError } from './wire-errors.js';
 
 export interface TcpListenerOptions {
@@ -90,7 +91,7 @@ export class TcpServer {
   private readonly sockets = new Set<Socket>();
   private readonly raw = new Set<Socket>();
   /** Listeners that refuse new connections (maintenance); open ones carry on. */
-  private readonly suspended = new Set<string>();
+  readonly suspension: Suspension;
   private nextId = 1;
   private inFlight = 0;
   private idleWaiters: Array<() => void> = [];
@@ -100,7 +101,9 @@ export class TcpServer {
     private readonly options: TcpServerOptions,
     private readonly handler: ConnectionHandler,
     private readonly events: TcpServerEvents = {},
-  ) {}
+  ) {
+    this.suspension = new Suspension(options.listeners.map((l) => l.name));
+  }
 
   async start(): Promise<BoundListener[]> {
     const bound: BoundListener[] = [];
@@ -160,7 +163,7 @@ export class TcpServer {
   }
 
   private accept(socket: Socket, listener: string, tls: boolean, peer: PeerCertificate | null): void {
-    if (this.suspended.has(listener) && !this.stopping) {
+    if (this.suspension.has(listener) && !this.stopping) {
       socket.end(encodeFrame(wireError(undefined, 'SUSPENDED', `listener "${listener}" is suspended for maintenance and takes no new connections; connect to another server, or retry later`)));
       socket.destroySoon();
       socket.on('error', () => {});
@@ -260,21 +263,6 @@ export class TcpServer {
       this.sockets.delete(socket);
       this.handler.onClose?.(conn);
     });
-  }
-
-  /** Refuses new connections on these listeners (all when none named); returns the names now suspended. */
-  suspend(names: readonly string[] | null): string[] {
-    for (const l of this.options.listeners) if (names === null || names.includes(l.name)) this.suspended.add(l.name);
-    return [...this.suspended];
-  }
-
-  resume(names: readonly string[] | null): string[] {
-    for (const name of [...this.suspended]) if (names === null || names.includes(name)) this.suspended.delete(name);
-    return [...this.suspended];
-  }
-
-  isSuspended(name: string): boolean {
-    return this.suspended.has(name);
   }
 
   /** Open NDJSON connections (for metrics). */
