@@ -127,14 +127,14 @@ export class AdminService {
 
   /** Ends a lease at once, through the batcher like every lease change. */
   async revoke(leaseId: string, reason: string, actor: string): Promise<{ ok: true; lease: LeaseView } | Denial> {
-    const ids = this.deps.store.allLeases().map((l) => l.id);
-    const matches = ids.filter((id) => id === leaseId || id.startsWith(leaseId));
-    if (matches.length > 1 && !matches.includes(leaseId)) return deny('BAD_REQUEST', `"${leaseId}" is the start of ${matches.length} lease ids; give more of it`);
-    const id = matches.includes(leaseId) ? leaseId : (matches[0] ?? leaseId);
-    const view = this.leases({}).find((l) => l.id === id);
-    const outcome = await this.deps.batcher.submit(() => this.deps.leases.revoke(id, reason, actor));
-    if (!outcome.ok) return outcome;
-    return { ok: true, lease: view ?? this.leases({}).find((l) => l.id === id)! };
+    const held = this.leases({});
+    const matches = held.filter((l) => l.id === leaseId || l.id.startsWith(leaseId));
+    const exact = matches.find((l) => l.id === leaseId);
+    if (exact === undefined && matches.length > 1) return deny('BAD_REQUEST', `"${leaseId}" is the start of ${matches.length} lease ids; give more of it`);
+    const view = exact ?? matches[0];
+    if (view === undefined) return deny('LEASE_NOT_FOUND', `no running lease has id ${leaseId} (see floatd admin leases)`);
+    const outcome = await this.deps.batcher.submit(() => this.deps.leases.revoke(view.id, reason, actor));
+    return outcome.ok ? { ok: true, lease: view } : outcome;
   }
 
   log(filter: EventFilter): LeaseEvent[] {

@@ -59,6 +59,21 @@ async function tlsServer(certs: TestCerts, flags: Record<string, unknown> = {}, 
   return { s: server, tlsPort: listeners.find((l) => l.scheme === 'tls')!.port, https: `https://127.0.0.1:${listeners.find((l) => l.scheme === 'https')!.port}` };
 }
 
+/** The common name of the certificate a new connection to `port` is served. */
+async function servedCommonName(port: number, certs: TestCerts): Promise<string | undefined> {
+  const t = await tlsSession(port, { ca: certs.ca });
+  const cn = t.socket.getPeerCertificate().subject.CN;
+  t.close();
+  return typeof cn === 'string' ? cn : cn?.[0];
+}
+
+/** Puts a new server certificate (and its key) where the server reads its own from. */
+function replaceServerCert(certs: TestCerts, name: string, cn: string): void {
+  const next = makeServerCert(certs, name, cn);
+  copyFileSync(next.cert, certs.serverCert);
+  copyFileSync(next.key, certs.serverKey);
+}
+
 /** Whether a full hello round trip works with these client options. */
 async function canTalk(port: number, options: ConnectionOptions): Promise<boolean> {
   try {
@@ -134,16 +149,9 @@ describe('TLS', () => {
     const certs = makeCerts();
     const { logger, lines } = capturingLogger();
     const { s, tlsPort } = await tlsServer(certs, {}, logger);
-    const subject = async () => {
-      const t = await tlsSession(tlsPort, { ca: certs.ca });
-      const cn = t.socket.getPeerCertificate().subject.CN;
-      t.close();
-      return cn;
-    };
+    const subject = () => servedCommonName(tlsPort, certs);
     expect(await subject()).toBe('localhost');
-    const next = makeServerCert(certs, 'next', 'next.example');
-    copyFileSync(next.cert, certs.serverCert);
-    copyFileSync(next.key, certs.serverKey);
+    replaceServerCert(certs, 'next', 'next.example');
     expect(s.floatd.reloadTls()).toMatchObject({ ok: true });
     expect(await subject()).toBe('next.example');
     // A certificate whose key does not match: refused, logged, the pair in use stays.
@@ -161,16 +169,9 @@ describe('TLS', () => {
     await until(() => /"scheme":"https"[^\n]*"msg":"listening"/.test(started.log()), 'the HTTPS listener');
     const port = Number(/"scheme":"https","address":"[^"]+","port":(\d+)/.exec(started.log())![1]);
     expect(started.log()).toMatch(/"level":40,[^\n]*"subject":"CN=localhost"[^\n]*"msg":"the TLS certificate expires in 9 day\(s\)/);
-    const cn = async () => {
-      const t = await tlsSession(port, { ca: certs.ca });
-      const name = t.socket.getPeerCertificate().subject.CN;
-      t.close();
-      return name;
-    };
+    const cn = () => servedCommonName(port, certs);
     expect(await cn()).toBe('localhost');
-    const next = makeServerCert(certs, 'next', 'next.example');
-    copyFileSync(next.cert, certs.serverCert);
-    copyFileSync(next.key, certs.serverKey);
+    replaceServerCert(certs, 'next', 'next.example');
     started.child.kill('SIGHUP');
     await until(() => started.log().includes('TLS certificate reloaded'), 'the reload');
     expect(await cn()).toBe('next.example');
