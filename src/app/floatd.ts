@@ -33,6 +33,7 @@ import { AdminService, AdminTokens } from './admin.js';
 import type { AdminApi } from '../adapters/http/admin-routes.js';
 import { Sweeper } from './sweeper.js';
 import { VERSION } from './version.js';
+import { LogRetention, logChainOptions } from './lease-log.js';
 
 const DAY_MS = 86_400_000;
 const MAINTENANCE_MS = 1000;
@@ -71,6 +72,8 @@ export class Floatd {
   readonly pools = new PoolRegistry();
   readonly leases: LeaseService;
   private readonly sweeper: Sweeper;
+  /** Prunes the lease log in the background (leaseLog.retentionDays). */
+  readonly retention: LogRetention;
   private readonly tcp: TcpServer;
   readonly metrics: PrometheusMetrics;
   private readonly web: WebServer;
@@ -140,6 +143,7 @@ export class Floatd {
         },
       },
     );
+    this.retention = new LogRetention(store as SqliteLeaseStore, this.clock, this.logger, config.leaseLog);
     this.sweeper = new Sweeper(
       this.clock,
       () => {
@@ -367,6 +371,7 @@ export class Floatd {
     try {
       const key = await loadServerKey(config.serverKeyFile);
       const signer = await LeaseTokenSigner.create(key.privateJwk);
+      store.enableLogCheckpoints(await logChainOptions(config, key.privateJwk));
       const licensing = await licensingFor(store, clock, settings);
       const floatd = new Floatd(config, store, lock, settings, licensing, await thumbprint(key.publicJwk), key.publicJwk, signer, rules, { clock, logger, rulesSettings, tls });
       floatd.createdDataDir = created;
@@ -602,11 +607,11 @@ export class Floatd {
       else this.checkKeyStates(now, false);
     }
     if (this.tls?.changed()) this.reloadTls();
+    (this.store as SqliteLeaseStore).checkpointLogIfDue(now);
     this.store.checkpoint();
     if (this.config.leaseLog.retentionDays > 0 && now - this.lastPrune > 3_600_000) {
       this.lastPrune = now;
-      const pruned = this.store.pruneEvents(now - this.config.leaseLog.retentionDays * DAY_MS);
-      if (pruned > 0) this.logger.info({ pruned }, 'old lease-log entries pruned');
+      this.retention.start();
     }
   }
 
@@ -624,11 +629,14 @@ export class Floatd {
       this.protocol.close();
       this.maintenance?.cancel();
       this.sweeper.stop();
+      await this.retention.stop();
       await this.reloading?.catch(() => {});
       if (this.bound.length > 0) {
         this.store.appendEvent({ ts: this.clock.now(), event: 'server-stopped' });
         this.store.setMeta(RUNTIME_META, '');
       }
+      // A stopped server leaves the whole log under a signature.
+      (this.store as SqliteLeaseStore).checkpointLogIfDue(this.clock.now(), true);
     } finally {
       this.store.close();
       this.lock.release();

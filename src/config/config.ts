@@ -63,7 +63,16 @@ export interface Config {
   /** Products this server accepts keys for; empty accepts any. */
   readonly products: readonly string[];
   readonly evaluation: { readonly seats: number; readonly days: number };
-  readonly leaseLog: { readonly level: 'detailed' | 'summary'; readonly retentionDays: number };
+  readonly leaseLog: {
+    readonly level: 'detailed' | 'summary';
+    readonly retentionDays: number;
+    /** Where entries are exported (JSON lines, mode 0600) before each prune; null: no export. */
+    readonly exportDir: string | null;
+    /** A signed checkpoint of the hash chain every this many entries… */
+    readonly checkpointEntries: number;
+    /** …and at least this often while entries come. */
+    readonly checkpointMinutes: number;
+  };
   readonly log: { readonly level: string; readonly destination: string; readonly format: 'json' | 'pretty' | 'auto' };
   readonly rules: RulesSettings;
 }
@@ -254,6 +263,9 @@ const SETTINGS: Record<string, SettingSpec> = {
   'evaluation.days': { env: 'FLOATD_EVALUATION_DAYS', parse: int(0, 365), fallback: 30 },
   'leaseLog.level': { env: 'FLOATD_LEASE_LOG_LEVEL', parse: oneOf('detailed', 'summary'), fallback: 'detailed' },
   'leaseLog.retentionDays': { env: 'FLOATD_LEASE_LOG_RETENTION_DAYS', parse: int(0, 36500), fallback: 400 },
+  'leaseLog.exportDir': { env: 'FLOATD_LEASE_LOG_EXPORT_DIR', parse: optionalPath, fallback: null },
+  'leaseLog.checkpointEntries': { env: 'FLOATD_LEASE_LOG_CHECKPOINT_ENTRIES', parse: int(1, 1_000_000), fallback: 1000 },
+  'leaseLog.checkpointMinutes': { env: 'FLOATD_LEASE_LOG_CHECKPOINT_MINUTES', parse: int(1, 1440), fallback: 10 },
   'log.level': { env: 'FLOATD_LOG_LEVEL', parse: logLevel, fallback: 'info' },
   'log.destination': { env: 'FLOATD_LOG_DESTINATION', parse: (v, r) => (v === 'stdout' || v === 'stderr' ? v : path(v, r)), fallback: 'stdout' },
   'log.format': { env: 'FLOATD_LOG_FORMAT', parse: oneOf('json', 'pretty', 'auto'), fallback: 'auto' },
@@ -407,6 +419,9 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     leaseLog: {
       level: values['leaseLog.level'] as 'detailed' | 'summary',
       retentionDays: values['leaseLog.retentionDays'] as number,
+      exportDir: values['leaseLog.exportDir'] as string | null,
+      checkpointEntries: values['leaseLog.checkpointEntries'] as number,
+      checkpointMinutes: values['leaseLog.checkpointMinutes'] as number,
     },
     log: {
       level: values['log.level'] as string,

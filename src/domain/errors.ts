@@ -51,6 +51,8 @@ export const ERROR_CODES = [
   'USAGE',
   'SERVER_UNREACHABLE',
   'TOKEN_INVALID',
+  'LOG_TAMPERED',
+  'EXPORT_FAILED',
   'INTERNAL',
 ] as const;
 

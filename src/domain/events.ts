@@ -19,6 +19,7 @@ export const LEASE_EVENTS = [
   'listener-resumed',
   'admin-token-created',
   'admin-token-revoked',
+  'log-pruned',
 ] as const;
 
 export type LeaseEventKind = (typeof LEASE_EVENTS)[number];
@@ -52,9 +53,18 @@ export interface EventFilter {
   readonly untilMs?: number;
   readonly user?: string;
   readonly host?: string;
+  readonly instance?: string;
+  /** A lease id, or a prefix of one (the table shows the first 8 characters). */
+  readonly leaseId?: string;
+  readonly listener?: string;
+  readonly actor?: string;
   readonly product?: string;
   readonly pool?: string;
   readonly events?: readonly string[];
   readonly afterId?: number;
+  readonly beforeId?: number;
+  /** The newest `limit` matching entries (still oldest first). */
   readonly limit?: number;
+  /** The oldest `first` matching entries: for reading a long log in slices with `afterId`. */
+  readonly first?: number;
 }

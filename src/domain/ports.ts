@@ -54,8 +54,14 @@ export interface LeaseStore {
   removeLicense(id: string, event: LeaseEventInput): boolean;
   appendEvent(event: LeaseEventInput): void;
   queryEvents(filter: EventFilter): LeaseEvent[];
-  /** Deletes lease-log entries older than `beforeMs`; returns how many. */
-  pruneEvents(beforeMs: number): number;
+  /**
+   * Where retention cuts the lease log: the id of the oldest entry recorded at
+   * or after `beforeMs` (entries below it go), or undefined when the log holds
+   * no entry that new.
+   */
+  pruneBoundary(beforeMs: number): number | undefined;
+  /** Deletes up to `limit` of the oldest lease-log entries with an id below `beforeId`, in one short transaction; returns how many. */
+  pruneEvents(beforeId: number, limit: number): number;
   /** Moves committed changes from the write-ahead log into the database (cheap and frequent beats big and rare). */
   checkpoint(): void;
   /** A number that changes whenever another process commits a change. */

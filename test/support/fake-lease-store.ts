@@ -125,21 +125,31 @@ export class FakeLeaseStore implements LeaseStore {
     const out = this.events.filter(
       (e) =>
         (f.afterId === undefined || e.id > f.afterId) &&
+        (f.beforeId === undefined || e.id < f.beforeId) &&
         (f.sinceMs === undefined || e.ts >= f.sinceMs) &&
         (f.untilMs === undefined || e.ts < f.untilMs) &&
         (f.user === undefined || e.user === f.user) &&
         (f.host === undefined || e.host === f.host) &&
+        (f.instance === undefined || e.instance === f.instance) &&
+        (f.leaseId === undefined || (e.leaseId ?? '').startsWith(f.leaseId)) &&
+        (f.listener === undefined || e.listener === f.listener) &&
+        (f.actor === undefined || e.actor === f.actor) &&
         (f.product === undefined || e.product === f.product) &&
         (f.pool === undefined || e.poolId === f.pool) &&
         (f.events === undefined || f.events.length === 0 || f.events.includes(e.event)),
     );
+    if (f.first !== undefined) return out.slice(0, f.first);
     return f.limit === undefined ? out : out.slice(-f.limit);
   }
 
-  pruneEvents(beforeMs: number): number {
-    const before = this.events.length;
-    this.events = this.events.filter((e) => e.ts >= beforeMs);
-    return before - this.events.length;
+  pruneBoundary(beforeMs: number): number | undefined {
+    return this.events.find((e) => e.ts >= beforeMs)?.id;
+  }
+
+  pruneEvents(beforeId: number, limit: number): number {
+    const gone = this.events.slice(0, limit).filter((e) => e.id < beforeId).length;
+    this.events = this.events.slice(gone);
+    return gone;
   }
 
   checkpoint(): void {}

@@ -120,7 +120,15 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
     expect(store.queryEvents({ limit: 2 }).map((e) => e.ts)).toEqual([400, 500]);
     const third = store.queryEvents({})[2]!;
     expect(store.queryEvents({ afterId: third.id }).map((e) => e.ts)).toEqual([400, 500]);
-    expect(store.pruneEvents(300)).toBe(2);
+    expect(store.queryEvents({ first: 2 }).map((e) => e.ts)).toEqual([100, 200]);
+    expect(store.queryEvents({ first: 2, afterId: third.id }).map((e) => e.ts)).toEqual([400, 500]);
+    expect(store.pruneBoundary(250)).toBe(third.id);
+    expect(store.pruneBoundary(501)).toBeUndefined();
+    // In slices: the oldest first, never past the boundary.
+    expect(store.pruneEvents(third.id, 1)).toBe(1);
+    expect(store.queryEvents({}).map((e) => e.ts)).toEqual([200, 300, 400, 500]);
+    expect(store.pruneEvents(third.id, 10)).toBe(1);
+    expect(store.pruneEvents(third.id, 10)).toBe(0);
     expect(store.queryEvents({}).map((e) => e.ts)).toEqual([300, 400, 500]);
     store.close();
   });

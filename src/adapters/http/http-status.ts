@@ -50,5 +50,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   USAGE: 400,
   SERVER_UNREACHABLE: 502,
   TOKEN_INVALID: 502,
+  LOG_TAMPERED: 500,
+  EXPORT_FAILED: 500,
   INTERNAL: 500,
 };

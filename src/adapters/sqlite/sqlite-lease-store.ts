@@ -5,6 +5,8 @@ import type { LeaseStore, LeaseTx, StoredLicense } from '../../domain/ports.js';
 import { CommitQueue } from '../../domain/commit-queue.js';
 import type { AdminToken, AdminTokenStore } from '../../domain/ports.js';
 import { migrate } from './migrate.js';
+import type { LogSigner, LogVerifier } from '../crypto/log-signer.js';
+import { CHAIN_COLUMNS, GENESIS, entryHash, presentExtensions, toCheckpoint, verifyChain, writeCheckpoint, type ChainReport, type Checkpoint } from './log-chain.js';
 
 interface LeaseRow {
   id: string;
@@ -80,6 +82,9 @@ function toEvent(r: EventRow): LeaseEvent {
   };
 }
 
+/** meta key: the id of the first entry of the hash chain. */
+const CHAIN_START_META = 'log.chain.start';
+
 function eventParams(e: LeaseEventInput): unknown[] {
   return [
     e.ts, e.event, e.poolId ?? null, e.product ?? null, e.leaseId ?? null, e.user ?? null, e.host ?? null,
@@ -88,8 +93,19 @@ function eventParams(e: LeaseEventInput): unknown[] {
   ];
 }
 
+/** How the lease log's hash chain is checkpointed (see log-chain.ts). */
+export interface LogChainOptions {
+  /** Signs checkpoints; without one (commands other than `serve`), entries are chained and left for the server to checkpoint. */
+  readonly signer: LogSigner;
+  /** A checkpoint after this many entries… */
+  readonly everyEntries: number;
+  /** …or, by `checkpointLogIfDue`, after this long with new entries. */
+  readonly everyMs: number;
+}
+
 export interface SqliteOptions {
   readonly readonly?: boolean;
+  readonly logChain?: LogChainOptions;
   /** Where an after-commit callback's failure is reported (the commit itself stands). */
   readonly onAfterCommitError?: (err: unknown) => void;
 }
@@ -107,6 +123,11 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
   private readonly stmt;
   private closed = false;
   private readonly commits: CommitQueue;
+  private chain: LogChainOptions | undefined;
+  /** Extension columns of the chain's encoding this database has (CHAIN_EXTENSIONS). */
+  private readonly extensions: string[];
+  /** The entry the newest checkpoint covers (0: none yet). */
+  private lastCheckpointId = 0;
 
   constructor(file: string, options: SqliteOptions = {}) {
     this.commits = new CommitQueue(options.onAfterCommitError ?? ((err) => queueMicrotask(() => { throw err; })));
@@ -120,7 +141,11 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
       this.db.pragma('foreign_keys = ON');
       migrate(this.db);
     }
+    this.chain = options.logChain;
     const db = this.db;
+    this.extensions = presentExtensions(db);
+    const extCols = this.extensions.map((c) => `, "${c}"`).join('');
+    const extMarks = this.extensions.map(() => ', ?').join('');
     this.stmt = {
       findLease: db.prepare<[string], LeaseRow>('SELECT * FROM leases WHERE id = ?'),
       findByHolder: db.prepare<[string, string, string], LeaseRow>(
@@ -157,9 +182,11 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
       allLeases: db.prepare<[], LeaseRow>('SELECT * FROM leases ORDER BY product, granted_at'),
       nextExpiry: db.prepare<[], { t: number | null }>('SELECT MIN(expires_at) AS t FROM leases'),
       appendEvent: db.prepare(
-        `INSERT INTO events (ts, event, pool_id, product, lease_id, user, host, instance, remote, listener, seats_in_use, seats_total, code, reason, message, actor)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO events (id, ts, event, pool_id, product, lease_id, user, host, instance, remote, listener, seats_in_use, seats_total, code, reason, message, actor${extCols}, prev_hash, hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?${extMarks}, ?, ?)`,
       ),
+      chainHead: db.prepare<[], { id: number; hash: Buffer | null; ts: number }>('SELECT id, hash, ts FROM events ORDER BY id DESC LIMIT 1'),
+      lastCheckpoint: db.prepare<[], { event_id: number; ts: number }>('SELECT event_id, ts FROM log_checkpoints ORDER BY event_id DESC LIMIT 1'),
       getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
       setMeta: db.prepare<[string, string]>(
         'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
@@ -170,7 +197,9 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
       ),
       addLicense: db.prepare<[string, string, number]>('INSERT INTO licenses (id, token, added_at) VALUES (?, ?, ?)'),
       removeLicense: db.prepare<[string]>('DELETE FROM licenses WHERE id = ?'),
-      pruneEvents: db.prepare<[number]>('DELETE FROM events WHERE ts < ?'),
+      pruneBoundary: db.prepare<[number], { id: number }>('SELECT id FROM events WHERE ts >= ? ORDER BY ts, id LIMIT 1'),
+      pruneEvents: db.prepare<[number, number]>('DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < ? ORDER BY id LIMIT ?)'),
+      pruneCheckpoints: db.prepare('DELETE FROM log_checkpoints WHERE event_id < (SELECT MIN(id) FROM events)'),
     };
     const s = this.stmt;
     this.tx = {
@@ -205,10 +234,98 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
         s.deleteLease.run(id);
       },
       expiredLeases: (now, limit) => s.expired.all(now, limit).map(toLease),
-      appendEvent: (event) => {
-        s.appendEvent.run(...eventParams(event));
-      },
+      appendEvent: (event) => this.appendChained(event),
     };
+    if (!this.db.readonly) this.chainLegacyEntries();
+    this.lastCheckpointId = s.lastCheckpoint.get()?.event_id ?? 0;
+  }
+
+  /**
+   * Appends one entry to the hash chain: its id is the next after the newest
+   * entry, its hash covers its content and the newest entry's hash. Runs inside
+   * the caller's transaction (IMMEDIATE: no other writer can append between
+   * reading the head and inserting), and signs a checkpoint there when one is due.
+   */
+  private appendChained(event: LeaseEventInput): void {
+    const head = this.stmt.chainHead.get();
+    const id = (head?.id ?? 0) + 1;
+    const params = eventParams(event);
+    const ext = this.extensions.map((c) => ((event as unknown as Record<string, unknown>)[c] as unknown) ?? null);
+    const prev = head?.hash ?? GENESIS;
+    const hash = entryHash([id, ...params], ext, prev);
+    this.stmt.appendEvent.run(id, ...params, ...ext, prev, hash);
+    if (head === undefined) this.stmt.setMeta.run(CHAIN_START_META, String(id));
+    if (this.chain !== undefined && id - this.lastCheckpointId >= this.chain.everyEntries) this.signCheckpoint(id, hash, event.ts);
+  }
+
+  /** From now on, checkpoints are signed (the server, once it has loaded its key). */
+  enableLogCheckpoints(options: LogChainOptions): void {
+    this.chain = options;
+  }
+
+  private signCheckpoint(id: number, hash: Buffer, ts: number): void {
+    writeCheckpoint(this.db, this.chain!.signer, id, hash, this.chainCount(id), ts);
+    this.lastCheckpointId = id;
+  }
+
+  /** How many entries the chain has had up to and including `id`, pruned ones included. */
+  private chainCount(id: number): number {
+    return id - Number(this.stmt.getMeta.get(CHAIN_START_META)?.value ?? 1) + 1;
+  }
+
+  /**
+   * Entries recorded before the log was chained (databases older than
+   * migration 004) are chained once, oldest first, at the first start after the
+   * upgrade: the chain proves they are unchanged since then, not before.
+   */
+  private chainLegacyEntries(): void {
+    if (this.stmt.getMeta.get(CHAIN_START_META) !== undefined) return;
+    const rows = this.db.prepare(`SELECT ${[...CHAIN_COLUMNS, ...this.extensions].map((c) => `"${c}"`).join(', ')} FROM events WHERE hash IS NULL ORDER BY id`).raw(true);
+    const update = this.db.prepare<[Buffer, Buffer, number]>('UPDATE events SET prev_hash = ?, hash = ? WHERE id = ?');
+    const n = CHAIN_COLUMNS.length;
+    this.db
+      .transaction(() => {
+        let prev: Buffer = GENESIS;
+        let start: number | undefined;
+        for (const raw of rows.all() as unknown[][]) {
+          const hash = entryHash(raw.slice(0, n), raw.slice(n), prev);
+          update.run(prev, hash, raw[0] as number);
+          start ??= raw[0] as number;
+          prev = hash;
+        }
+        if (start !== undefined) this.stmt.setMeta.run(CHAIN_START_META, String(start));
+      })
+      .immediate();
+  }
+
+  /**
+   * Signs a checkpoint of the newest entry when entries came after the last
+   * one and it is older than `everyMs` (or `force`). Returns whether it did.
+   */
+  checkpointLogIfDue(now: number, force = false): boolean {
+    if (this.chain === undefined) return false;
+    return this.db
+      .transaction(() => {
+        const head = this.stmt.chainHead.get();
+        const last = this.stmt.lastCheckpoint.get();
+        if (head === undefined || head.hash === null || (last !== undefined && last.event_id >= head.id)) return false;
+        if (!force && last !== undefined && now - last.ts < this.chain!.everyMs) return false;
+        this.signCheckpoint(head.id, head.hash, now);
+        return true;
+      })
+      .immediate();
+  }
+
+  /** The newest signed checkpoint, if any. */
+  latestCheckpoint(): Checkpoint | undefined {
+    const r = this.db.prepare('SELECT * FROM log_checkpoints ORDER BY event_id DESC LIMIT 1').get() as Parameters<typeof toCheckpoint>[0] | undefined;
+    return r && toCheckpoint(r);
+  }
+
+  /** Checks the whole hash chain and every checkpoint against the server's public key. */
+  verifyLog(verifier: LogVerifier): ChainReport {
+    const start = this.stmt.getMeta.get(CHAIN_START_META)?.value;
+    return verifyChain(this.db, verifier, start === undefined ? null : Number(start));
   }
 
   transact<T>(fn: (tx: LeaseTx) => T): T {
@@ -273,7 +390,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
   }
 
   appendEvent(event: LeaseEventInput): void {
-    this.tx.appendEvent(event);
+    this.transact((tx) => tx.appendEvent(event));
   }
 
   listAdminTokens(): AdminToken[] {
@@ -316,10 +433,18 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
       params.push(value);
     };
     if (filter.afterId !== undefined) add('id > ?', filter.afterId);
+    if (filter.beforeId !== undefined) add('id < ?', filter.beforeId);
     if (filter.sinceMs !== undefined) add('ts >= ?', filter.sinceMs);
     if (filter.untilMs !== undefined) add('ts < ?', filter.untilMs);
     if (filter.user !== undefined) add('user = ?', filter.user);
     if (filter.host !== undefined) add('host = ?', filter.host);
+    if (filter.instance !== undefined) add('instance = ?', filter.instance);
+    if (filter.leaseId !== undefined) {
+      where.push('substr(lease_id, 1, ?) = ?');
+      params.push(filter.leaseId.length, filter.leaseId);
+    }
+    if (filter.listener !== undefined) add('listener = ?', filter.listener);
+    if (filter.actor !== undefined) add('actor = ?', filter.actor);
     if (filter.product !== undefined) add('product = ?', filter.product);
     if (filter.pool !== undefined) add('pool_id = ?', filter.pool);
     if (filter.events !== undefined && filter.events.length > 0) {
@@ -329,7 +454,10 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
     let sql = 'SELECT * FROM events';
     if (where.length > 0) sql += ` WHERE ${where.join(' AND ')}`;
     sql += ' ORDER BY id';
-    if (filter.limit !== undefined) {
+    if (filter.first !== undefined) {
+      sql += ' LIMIT ?';
+      params.push(filter.first);
+    } else if (filter.limit !== undefined) {
       // The newest `limit` entries, still printed oldest first.
       sql = `SELECT * FROM (${sql.replace('ORDER BY id', 'ORDER BY id DESC')} LIMIT ?) ORDER BY id`;
       params.push(filter.limit);
@@ -337,8 +465,19 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
     return this.db.prepare<unknown[], EventRow>(sql).all(...params).map(toEvent);
   }
 
-  pruneEvents(beforeMs: number): number {
-    return this.stmt.pruneEvents.run(beforeMs).changes;
+  pruneBoundary(beforeMs: number): number | undefined {
+    return this.stmt.pruneBoundary.get(beforeMs)?.id;
+  }
+
+  pruneEvents(beforeId: number, limit: number): number {
+    return this.db
+      .transaction(() => {
+        const n = this.stmt.pruneEvents.run(beforeId, limit).changes;
+        // Checkpoints of entries that are gone anchor nothing any more.
+        if (n > 0) this.stmt.pruneCheckpoints.run();
+        return n;
+      })
+      .immediate();
   }
 
   checkpoint(): void {
