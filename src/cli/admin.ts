@@ -9,13 +9,17 @@ import { SystemClock } from '../adapters/clock/system-clock.js';
 import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 import type { Config } from '../config/config.js';
 import { FloatdError, type ErrorCode } from '../domain/errors.js';
-import { CONFIG_FLAGS, configFrom, intFlag, parse, table, timeFlag, type Io } from './common.js';
+import { CONFIG_FLAGS, configFrom, intFlag, parse, table, type Io } from './common.js';
+import { CSV_HEADER, csvRow, eventJson } from '../app/lease-log.js';
+import type { LeaseEvent } from '../domain/events.js';
+import { filterFrom } from './log.js';
+import { LogTable } from './log-format.js';
 
 export const ADMIN_USAGE = `floatd admin leases [--user U] [--host H] [--product P] [--json]     live leases (who holds what, since when, from where)
 floatd admin revoke LEASE --reason TEXT                              end a lease now (a unique prefix of its id will do)
 floatd admin rules reload | tls reload                               re-read the rules / the TLS certificate
 floatd admin suspend [LISTENER] | resume [LISTENER]                   refuse / take new lease connections (all listeners by default)
-floatd admin log [--since TIME] [--until TIME] [--user U] [--host H] [--product P] [--event KIND]... [--limit N] [--json]
+floatd admin log [floatd log's filters] [--limit N] [--json | --csv] [--utc]   the lease log, through the admin API
 floatd admin token create NAME | list | revoke NAME                   admin API tokens (stored as hashes; a new one is shown once)
   each takes [--server URL] [--token-file FILE] [--ca FILE] [--config FILE] [--data-dir DIR]; by default the server
   of the data directory (its plain-HTTP listener) and DATA/admin-token`;
@@ -154,7 +158,14 @@ export async function admin(args: string[], io: Io): Promise<number> {
       since: { type: 'string' },
       until: { type: 'string' },
       event: { type: 'string', multiple: true },
+      instance: { type: 'string' },
+      lease: { type: 'string' },
+      listener: { type: 'string' },
+      actor: { type: 'string' },
+      pool: { type: 'string' },
       limit: { type: 'string' },
+      csv: { type: 'boolean' },
+      utc: { type: 'boolean' },
     },
     true,
   );
@@ -200,21 +211,22 @@ export async function admin(args: string[], io: Io): Promise<number> {
       return 0;
     }
     case 'log': {
-      const now = new SystemClock().now();
+      // The same filters and formats as floatd log, through the admin API.
+      const filter = filterFrom(values, new SystemClock().now());
+      if (values.json && values.csv) throw new FloatdError('USAGE', 'choose one of --json and --csv');
       const q = new URLSearchParams();
-      const since = timeFlag(values.since, 'since', now);
-      const until = timeFlag(values.until, 'until', now);
-      if (since !== undefined) q.set('since', new Date(since).toISOString());
-      if (until !== undefined) q.set('until', new Date(until).toISOString());
-      for (const k of ['user', 'host', 'product'] as const) if (values[k] !== undefined) q.set(k, values[k]!);
-      if (values.event !== undefined) q.set('event', values.event.join(','));
+      if (filter.sinceMs !== undefined) q.set('since', new Date(filter.sinceMs).toISOString());
+      if (filter.untilMs !== undefined) q.set('until', new Date(filter.untilMs).toISOString());
+      const names = { user: filter.user, host: filter.host, instance: filter.instance, product: filter.product, pool: values.pool, lease: filter.leaseId, listener: filter.listener, actor: filter.actor };
+      for (const [k, v] of Object.entries(names)) if (v !== undefined) q.set(k, v);
+      if (filter.events !== undefined) q.set('event', filter.events.join(','));
       const limit = intFlag(values.limit, 'limit', 1);
       if (limit !== undefined) q.set('limit', String(limit));
       const body = ok(await call(t(), 'GET', `/v1/admin/log${q.size > 0 ? `?${q}` : ''}`));
-      const events = body['events'] as Array<Record<string, unknown>>;
-      for (const e of events) {
-        io.out(values.json ? JSON.stringify({ ...e, ts: new Date(Number(e['ts'])).toISOString() }) : `${localTime(new Date(Number(e['ts'])).toISOString())}  ${String(e['event']).padEnd(18)} ${e['user'] ? `${e['user']}@${e['host'] ?? '?'} ` : ''}${e['actor'] ? `[${e['actor']}] ` : ''}${e['message'] ?? ''}`);
-      }
+      const events = body['events'] as LeaseEvent[];
+      if (values.json) for (const e of events) io.out(JSON.stringify(eventJson(e)));
+      else if (values.csv) io.out([CSV_HEADER, ...events.map(csvRow)].join('\n'));
+      else for (const line of new LogTable(values.utc ?? false).lines(events)) io.out(line);
       return 0;
     }
     default:

@@ -66,14 +66,22 @@ export function intFlag(value: unknown, name: string, min = 0): number | undefin
   return Number(value);
 }
 
-/** An ISO date/time, or a time relative to now: `30m`, `12h`, `7d` ago. */
+/**
+ * An ISO date/time, or a time relative to now: `90s`, `30m`, `12h`, `7d`, `2w` ago.
+ * A date alone (2026-11-21) is midnight local time, as is a date and time without
+ * a zone (ECMAScript reads the former as UTC; people mean their own midnight).
+ */
 export function timeFlag(value: unknown, name: string, now: number): number | undefined {
   if (value === undefined) return undefined;
-  const text = String(value);
-  const rel = /^(\d+)([smhd])$/.exec(text);
-  if (rel) return now - Number(rel[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 's' | 'm' | 'h' | 'd'];
-  const t = Date.parse(text);
-  if (Number.isNaN(t)) throw new FloatdError('USAGE', `--${name} must be an ISO date/time (2026-11-21T09:00Z) or a span ago (30m, 12h, 7d); got "${text}"`);
+  const text = String(value).trim();
+  const rel = /^(\d+)([smhdw])$/.exec(text);
+  if (rel) return now - Number(rel[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 }[rel[2] as 's' | 'm' | 'h' | 'd' | 'w'];
+  const day = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
+  const t = day ? new Date(Number(day[1]), Number(day[2]) - 1, Number(day[3])).getTime() : /^\d{4}-\d{2}-\d{2}[T ]\d/.test(text) ? Date.parse(text) : NaN;
+  if (Number.isNaN(t)) {
+    const shown = JSON.stringify(text).slice(1, -1);
+    throw new FloatdError('USAGE', `--${name} must be an ISO date or date/time (2026-11-21, 2026-11-21T09:00, 2026-11-21T09:00Z) or a span ago (90s, 30m, 12h, 7d, 2w); got "${shown}"`);
+  }
   return t;
 }
 

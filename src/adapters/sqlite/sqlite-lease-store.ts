@@ -85,11 +85,21 @@ function toEvent(r: EventRow): LeaseEvent {
 /** meta key: the id of the first entry of the hash chain. */
 const CHAIN_START_META = 'log.chain.start';
 
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const LONE_SURROGATE_G = new RegExp(LONE_SURROGATE.source, 'g');
+
+/** Text as SQLite stores it: a lone UTF-16 surrogate (not valid Unicode) becomes U+FFFD, here before hashing, so the hash covers what is kept. */
+function wellFormed(v: string | null | undefined): string | null {
+  if (v === null || v === undefined) return null;
+  return LONE_SURROGATE.test(v) ? v.replace(LONE_SURROGATE_G, '\ufffd') : v;
+}
+
 function eventParams(e: LeaseEventInput): unknown[] {
+  const w = wellFormed;
   return [
-    e.ts, e.event, e.poolId ?? null, e.product ?? null, e.leaseId ?? null, e.user ?? null, e.host ?? null,
-    e.instance ?? null, e.remote ?? null, e.listener ?? null, e.seatsInUse ?? null, e.seatsTotal ?? null,
-    e.code ?? null, e.reason ?? null, e.message ?? null, e.actor ?? null,
+    e.ts, e.event, w(e.poolId), w(e.product), w(e.leaseId), w(e.user), w(e.host),
+    w(e.instance), w(e.remote), w(e.listener), e.seatsInUse ?? null, e.seatsTotal ?? null,
+    w(e.code), w(e.reason), w(e.message), w(e.actor),
   ];
 }
 
@@ -185,7 +195,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
         `INSERT INTO events (id, ts, event, pool_id, product, lease_id, user, host, instance, remote, listener, seats_in_use, seats_total, code, reason, message, actor${extCols}, prev_hash, hash)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?${extMarks}, ?, ?)`,
       ),
-      chainHead: db.prepare<[], { id: number; hash: Buffer | null; ts: number }>('SELECT id, hash, ts FROM events ORDER BY id DESC LIMIT 1'),
+      chainHead: db.prepare<[], { id: number; hash: string | null; ts: number }>('SELECT id, hash, ts FROM events ORDER BY id DESC LIMIT 1'),
       lastCheckpoint: db.prepare<[], { event_id: number; ts: number }>('SELECT event_id, ts FROM log_checkpoints ORDER BY event_id DESC LIMIT 1'),
       getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
       setMeta: db.prepare<[string, string]>(
@@ -263,7 +273,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
     this.chain = options;
   }
 
-  private signCheckpoint(id: number, hash: Buffer, ts: number): void {
+  private signCheckpoint(id: number, hash: string, ts: number): void {
     writeCheckpoint(this.db, this.chain!.signer, id, hash, this.chainCount(id), ts);
     this.lastCheckpointId = id;
   }
@@ -281,11 +291,11 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
   private chainLegacyEntries(): void {
     if (this.stmt.getMeta.get(CHAIN_START_META) !== undefined) return;
     const rows = this.db.prepare(`SELECT ${[...CHAIN_COLUMNS, ...this.extensions].map((c) => `"${c}"`).join(', ')} FROM events WHERE hash IS NULL ORDER BY id`).raw(true);
-    const update = this.db.prepare<[Buffer, Buffer, number]>('UPDATE events SET prev_hash = ?, hash = ? WHERE id = ?');
+    const update = this.db.prepare<[string, string, number]>('UPDATE events SET prev_hash = ?, hash = ? WHERE id = ?');
     const n = CHAIN_COLUMNS.length;
     this.db
       .transaction(() => {
-        let prev: Buffer = GENESIS;
+        let prev: string = GENESIS;
         let start: number | undefined;
         for (const raw of rows.all() as unknown[][]) {
           const hash = entryHash(raw.slice(0, n), raw.slice(n), prev);

@@ -1,0 +1,67 @@
+import type { LeaseEvent } from '../domain/events.js';
+
+/**
+ * Text for a terminal from values clients chose (user, host, instance,
+ * product, messages): control characters (C0, DEL, C1, line and paragraph
+ * separators) and bidirectional overrides are shown escaped, never raw, and a
+ * backslash is doubled so an escape cannot be faked. One entry stays one line.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\\\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    if (c === '\\') return '\\\\';
+    if (c === '\n') return '\\n';
+    if (c === '\r') return '\\r';
+    if (c === '\t') return '\\t';
+    return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  });
+}
+
+/** A time as people read it: local time of this machine (TZ), or UTC. */
+export function humanTime(ms: number, utc = false): string {
+  const d = new Date(ms);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  if (utc) return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}Z`;
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+const HEADERS = ['TIME', 'EVENT', 'PRODUCT', 'WHO', 'SEATS', 'LEASE', 'REMOTE', 'CODE', 'BY', 'MESSAGE'] as const;
+
+/** The cells of one entry in the table, every client-chosen value made printable. */
+function cells(e: LeaseEvent, utc: boolean): string[] {
+  const who = e.user ? `${e.user}@${e.host ?? '?'}${e.instance ? `/${e.instance}` : ''}` : '';
+  const seats = e.seatsInUse !== null && e.seatsInUse !== undefined ? `${e.seatsInUse}/${e.seatsTotal ?? '?'}` : '';
+  const code = e.code ? `${e.code}${e.reason ? `(${e.reason})` : ''}` : '';
+  return [humanTime(e.ts, utc), e.event, e.product ?? '', who, seats, e.leaseId ? e.leaseId.slice(0, 8) : '', e.remote ?? '', code, e.actor ?? '', e.message ?? ''].map(printable);
+}
+
+/**
+ * The table `floatd log` prints for people: a header row and columns as wide
+ * as the entries they are first given need (a later entry that is wider pushes
+ * its line out, rather than being cut).
+ */
+export class LogTable {
+  private widths: number[] | null = null;
+
+  constructor(private readonly utc = false) {}
+
+  /** The lines for `events`: the header with the first batch. */
+  lines(events: readonly LeaseEvent[]): string[] {
+    const rows = events.map((e) => cells(e, this.utc));
+    const out: string[] = [];
+    if (this.widths === null) {
+      this.widths = HEADERS.map((h, i) => Math.min(60, Math.max(h.length, ...rows.map((r) => r[i]!.length))));
+      if (this.utc) this.widths[0] = Math.max(this.widths[0]!, 20);
+      out.push(this.format([...HEADERS]));
+    }
+    for (const r of rows) out.push(this.format(r));
+    return out;
+  }
+
+  private format(row: string[]): string {
+    const w = this.widths!;
+    return row
+      .map((c, i) => (i === row.length - 1 ? c : c.padEnd(w[i]!)))
+      .join('  ')
+      .trimEnd();
+  }
+}
