@@ -74,7 +74,7 @@ describe('the command line', () => {
     expect(text).toMatch(/DAYS LEFT\s+STATE\s+FEATURES/);
     expect(text).toMatch(/\s(10|11)\s+valid\s+export/);
     const log = floatd(['log', '--data-dir', data]).out.split('\n');
-    expect(log[0]).toMatch(/^TIME\s+EVENT\s+PRODUCT\s+WHO\s+SEATS\s+LEASE\s+REMOTE\s+CODE\s+MESSAGE$/);
+    expect(log[0]).toMatch(/^TIME\s+EVENT\s+PRODUCT\s+WHO\s+SEATS\s+LEASE\s+REMOTE\s+CODE\s+BY\s+MESSAGE$/);
     expect(log.some((l) => / key-added /.test(l))).toBe(true);
     server.child.kill('SIGTERM');
   });
