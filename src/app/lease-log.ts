@@ -35,7 +35,8 @@ export function eventJson(e: LeaseEvent): Record<string, unknown> {
 export function csvCell(v: unknown): string {
   if (v === null || v === undefined) return '';
   if (typeof v === 'number') return String(v);
-  let s = String(v);
+  // Control characters other than tab and line breaks (terminal escapes, NUL) are written as \uXXXX.
+  let s = String(v).replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`;
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
