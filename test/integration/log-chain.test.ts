@@ -1,0 +1,256 @@
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { buildLog, type BuiltLog } from '../../scripts/lib/build-log.js';
+import { LogRetention, logChainOptions, verifyLeaseLog } from '../../src/app/lease-log.js';
+import { newEd25519KeyPair, readJwkFile, thumbprint } from '../../src/adapters/crypto/keys.js';
+import { logVerifier } from '../../src/adapters/crypto/log-signer.js';
+import { silentLogger } from '../../src/adapters/log/logger.js';
+import { entryHash, GENESIS } from '../../src/adapters/sqlite/log-chain.js';
+import { migrate, loadMigrations } from '../../src/adapters/sqlite/migrate.js';
+import { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.js';
+import { loadConfig } from '../../src/config/config.js';
+import { FakeClock } from '../support/fake-clock.js';
+import { tempDir } from '../support/helpers.js';
+import { floatd, killChildren, requireBuild } from '../support/cli.js';
+
+beforeAll(requireBuild);
+afterEach(killChildren);
+
+const DAY = 86_400_000;
+const V1 = ['id', 'ts', 'event', 'pool_id', 'product', 'lease_id', 'user', 'host', 'instance', 'remote', 'listener', 'seats_in_use', 'seats_total', 'code', 'reason', 'message', 'actor'];
+
+/** 3,500 entries over about two weeks, a checkpoint every 1,000 (the default) and one at the end. */
+function smallLog(): Promise<BuiltLog> {
+  return buildLog({ entries: 3500, dataDir: join(tempDir(), 'data'), stepMs: 5 * 60_000 });
+}
+
+function verifyCli(built: BuiltLog, ...args: string[]) {
+  return floatd(['log', 'verify', '--data-dir', built.dataDir, ...args]);
+}
+
+function problemOf(built: BuiltLog) {
+  const r = verifyCli(built, '--json');
+  expect(r.code).toBe(1);
+  return (JSON.parse(r.out) as { ok: boolean; problem: { kind: string; id: number; ts: string; detail: string } }).problem;
+}
+
+/** The database file itself, as someone with write access to it would change it. */
+function tamper(built: BuiltLog, fn: (db: Database.Database) => void): void {
+  const db = new Database(join(built.dataDir, 'floatd.db'));
+  fn(db);
+  db.close();
+}
+
+function rowOf(db: Database.Database, id: number): Record<string, unknown> {
+  return db.prepare('SELECT * FROM events WHERE id = ?').get(id) as Record<string, unknown>;
+}
+
+describe('floatd log verify', () => {
+  it('reports OK on an untouched log, with the checkpoints it checked', async () => {
+    const built = await smallLog();
+    const r = verifyCli(built);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^OK: 3500 entries, #1 \(.*\) to #3500 \(.*\): every hash and link checks/);
+    expect(r.out).toContain('4 signed checkpoint(s) verified');
+    const json = JSON.parse(verifyCli(built, '--json').out) as Record<string, unknown>;
+    expect(json).toMatchObject({ ok: true, entries: 3500, checkpoints: 4, unsigned: 0, problem: null, lastCheckpoint: { eventId: 3500, count: 3500 } });
+  });
+
+  it('catches and locates a changed entry', async () => {
+    const built = await smallLog();
+    let ts = 0;
+    tamper(built, (db) => {
+      ts = rowOf(db, 1234)['ts'] as number;
+      db.prepare("UPDATE events SET user = 'someone-else' WHERE id = 1234").run();
+    });
+    const problem = problemOf(built);
+    expect(problem).toMatchObject({ kind: 'changed', id: 1234, ts: new Date(ts).toISOString() });
+    const text = verifyCli(built);
+    expect(text.code).toBe(1);
+    expect(text.err).toMatch(/^floatd log: LOG_TAMPERED: changed: entry #1234 \(/);
+    expect(text.err).not.toMatch(/\n\s+at /);
+  });
+
+  it('catches a changed entry whose hash was recomputed, and the rewrite of everything after it up to a checkpoint', async () => {
+    const built = await smallLog();
+    tamper(built, (db) => {
+      const row = rowOf(db, 1500);
+      row['user'] = 'rewritten';
+      db.prepare('UPDATE events SET user = ?, hash = ? WHERE id = 1500').run('rewritten', entryHash(V1.map((c) => row[c]), [], row['prev_hash'] as string));
+    });
+    expect(problemOf(built)).toMatchObject({ kind: 'changed', id: 1500 });
+    // Rewriting the chain after it too (as a forger would) runs into the signed checkpoint at #2000.
+    tamper(built, (db) => {
+      let prev = rowOf(db, 1500)['hash'] as string;
+      for (let id = 1501; id <= 3500; id++) {
+        const row = rowOf(db, id);
+        const hash = entryHash(V1.map((c) => row[c]), [], prev);
+        db.prepare('UPDATE events SET prev_hash = ?, hash = ? WHERE id = ?').run(prev, hash, id);
+        prev = hash;
+      }
+    });
+    expect(problemOf(built)).toMatchObject({ kind: 'changed', id: 2000 });
+  });
+
+  it('catches and locates a removed entry', async () => {
+    const built = await smallLog();
+    let ts = 0;
+    tamper(built, (db) => {
+      ts = rowOf(db, 1501)['ts'] as number;
+      db.prepare('DELETE FROM events WHERE id = 1500').run();
+    });
+    const problem = problemOf(built);
+    expect(problem).toMatchObject({ kind: 'removed', id: 1501, ts: new Date(ts).toISOString() });
+    expect(problem.detail).toContain('between #1499');
+  });
+
+  it('catches and locates an inserted entry', async () => {
+    const built = await smallLog();
+    let ts = 0;
+    tamper(built, (db) => {
+      // Make room after #2100 and slip in an entry that links properly to #2100.
+      db.prepare('UPDATE events SET id = id + 1000000 WHERE id > 2100').run();
+      db.prepare('UPDATE events SET id = id - 999999 WHERE id > 1000000').run();
+      const before = rowOf(db, 2100);
+      ts = (before['ts'] as number) + 1;
+      const forged: Record<string, unknown> = { ...before, id: 2101, ts, event: 'granted', user: 'ghost', lease_id: 'ffffffff-0000-4000-8000-000000000000' };
+      const hash = entryHash(V1.map((c) => forged[c]), [], before['hash'] as string);
+      db.prepare(`INSERT INTO events (${V1.join(', ')}, prev_hash, hash) VALUES (${V1.map(() => '?').join(', ')}, ?, ?)`).run(...V1.map((c) => forged[c]), before['hash'], hash);
+    });
+    expect(problemOf(built)).toMatchObject({ kind: 'inserted', id: 2101, ts: new Date(ts).toISOString() });
+  });
+
+  it('catches an entry added without a hash, newest entries removed, and a checkpoint that was changed or signed by another key', async () => {
+    const built = await smallLog();
+    tamper(built, (db) => db.prepare("INSERT INTO events (id, ts, event, user) VALUES (3501, ?, 'granted', 'ghost')").run(built.toMs + 1));
+    expect(problemOf(built)).toMatchObject({ kind: 'inserted', id: 3501 });
+    tamper(built, (db) => db.prepare('DELETE FROM events WHERE id > 3400').run());
+    expect(problemOf(built)).toMatchObject({ kind: 'removed', id: 3500 });
+
+    const other = await smallLog();
+    tamper(other, (db) => db.prepare('UPDATE log_checkpoints SET count = count + 1 WHERE event_id = 2000').run());
+    expect(problemOf(other)).toMatchObject({ kind: 'checkpoint', id: 2000 });
+
+    const third = await smallLog();
+    const stranger = await newEd25519KeyPair();
+    const keyFile = join(tempDir(), 'stranger.jwk');
+    writeFileSync(keyFile, JSON.stringify(stranger.publicJwk));
+    const r = verifyCli(third, '--public-key', keyFile);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('LOG_TAMPERED');
+    expect(r.err).toMatch(/signed by key \S+, not by the server key/);
+    // The server's own public key, given apart from the data directory, verifies.
+    const publicFile = join(tempDir(), 'server-public.jwk');
+    const { d: _d, ...pub } = readJwkFile(join(third.dataDir, 'server-key.jwk'), 'private');
+    writeFileSync(publicFile, JSON.stringify(pub));
+    expect(verifyCli(third, '--public-key', publicFile).code).toBe(0);
+  });
+});
+
+describe('lease-log retention', () => {
+  it('prunes in small slices between which lease work runs, exports first, and keeps verify passing', async () => {
+    const built = await buildLog({ entries: 6000, dataDir: join(tempDir(), 'data'), stepMs: 5 * 60_000 });
+    const days = Math.round((built.toMs - built.fromMs) / DAY);
+    expect(days).toBeGreaterThanOrEqual(10);
+    const exportDir = join(tempDir(), 'exports');
+    const config = loadConfig({ env: {}, flags: { dataDir: built.dataDir, 'leaseLog.retentionDays': 5, 'leaseLog.exportDir': exportDir } });
+    const store = new SqliteLeaseStore(config.dbFile);
+    store.enableLogCheckpoints(await logChainOptions(config, readJwkFile(config.serverKeyFile, 'private')));
+    const clock = new FakeClock(built.toMs + 60_000);
+    const retention = new LogRetention(store, clock, silentLogger(), config.leaseLog, 200);
+    const cutoff = clock.now() - 5 * DAY;
+    const oldBefore = store.queryEvents({ untilMs: cutoff }).length;
+    expect(oldBefore).toBeGreaterThan(1000);
+
+    // While the run goes on, other work gets turns: it sees the log part-pruned and still verifiable,
+    // and appends entries of its own in between.
+    const key = readJwkFile(config.serverKeyFile, 'private');
+    const verifier = logVerifier({ ...key, kid: await thumbprint(key) });
+    const seen: number[] = [];
+    let midway: ReturnType<SqliteLeaseStore['verifyLog']> | null = null;
+    let turns = 0;
+    const run = retention.run();
+    await new Promise<void>((resolve) => {
+      const turn = () => {
+        turns++;
+        const left = store.queryEvents({ untilMs: cutoff }).length;
+        seen.push(left);
+        if (left > 0 && left < oldBefore && midway === null) {
+          midway = store.verifyLog(verifier);
+          store.appendEvent({ ts: clock.now(), event: 'server-started' });
+        }
+        if (left === 0 || turns > 1000) resolve();
+        else setImmediate(turn);
+      };
+      setImmediate(turn);
+    });
+    const result = await run;
+    expect(result.pruned).toBe(oldBefore);
+    // Slices of at most 200 entries, each seen from outside.
+    const distinct = [...new Set(seen)];
+    expect(distinct.length).toBeGreaterThan(oldBefore / 200 - 2);
+    expect(midway).toMatchObject({ ok: true });
+    store.close();
+
+    // The export holds exactly what went, mode 0600.
+    const files = readdirSync(exportDir);
+    expect(files).toHaveLength(1);
+    const exported = readFileSync(join(exportDir, files[0]!), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: number; ts: string });
+    expect(exported).toHaveLength(oldBefore);
+    expect(exported[0]!.id).toBe(1);
+    expect(exported.every((e) => Date.parse(e.ts) < cutoff)).toBe(true);
+    expect(statSync(join(exportDir, files[0]!)).mode & 0o777).toBe(0o600);
+
+    const report = await verifyLeaseLog(config);
+    expect(report).toMatchObject({ ok: true, prunedBefore: oldBefore + 1, first: { id: oldBefore + 1 } });
+    const text = verifyCli(built);
+    expect(text.code, text.err).toBe(0);
+    expect(text.out).toContain(`entries before #${oldBefore + 1} were pruned by retention`);
+    const pruned = floatd(['log', '--data-dir', built.dataDir, '--event', 'log-pruned', '--json']).out;
+    expect(JSON.parse(pruned)).toMatchObject({ event: 'log-pruned', message: expect.stringContaining(`entries before #${oldBefore + 1}`) });
+
+    // Removing more than retention did is not pruning.
+    tamper(built, (db) => db.prepare('DELETE FROM events WHERE id < ?').run(oldBefore + 50));
+    expect(problemOf(built)).toMatchObject({ kind: 'removed', id: oldBefore + 50 });
+  });
+
+  it('prunes nothing when the export cannot be written', async () => {
+    const built = await buildLog({ entries: 2000, dataDir: join(tempDir(), 'data'), stepMs: 10 * 60_000 });
+    const blocker = join(tempDir(), 'not-a-dir');
+    writeFileSync(blocker, 'a file where the export folder should be');
+    const config = loadConfig({ env: {}, flags: { dataDir: built.dataDir, 'leaseLog.retentionDays': 3, 'leaseLog.exportDir': join(blocker, 'exports') } });
+    const store = new SqliteLeaseStore(config.dbFile);
+    const before = store.queryEvents({}).length;
+    const retention = new LogRetention(store, new FakeClock(built.toMs), silentLogger(), config.leaseLog);
+    await expect(retention.run()).rejects.toThrow();
+    expect(store.queryEvents({})).toHaveLength(before);
+    store.close();
+  });
+});
+
+describe('entries recorded before the chain', () => {
+  it('are chained once at the first start after the upgrade, and verify', async () => {
+    const dir = tempDir();
+    const built = await buildLog({ entries: 10, dataDir: join(dir, 'data') });
+    // A database as floatd left it before migration 004, with entries of its own (including awkward text).
+    const file = join(dir, 'old.db');
+    const old = new Database(file);
+    migrate(old, loadMigrations().filter((m) => m.version < 4));
+    const insert = old.prepare('INSERT INTO events (ts, event, user, host, message) VALUES (?, ?, ?, ?, ?)');
+    for (let i = 0; i < 50; i++) insert.run(1_700_000_000_000 + i * 1000, 'granted', `user${i}\n\u001b`, 'h"\\', i % 2 ? null : 'é 東京 😀');
+    old.close();
+    const store = new SqliteLeaseStore(file);
+    const chained = new Database(file, { readonly: true });
+    const first = chained.prepare('SELECT prev_hash, hash FROM events ORDER BY id LIMIT 1').get() as { prev_hash: string; hash: string };
+    expect(first.prev_hash).toBe(GENESIS);
+    expect(chained.prepare('SELECT COUNT(*) AS n FROM events WHERE hash IS NULL').get()).toEqual({ n: 0 });
+    chained.close();
+    store.appendEvent({ ts: 1_800_000_000_000, event: 'server-started' });
+    const config = loadConfig({ env: {}, flags: { dataDir: built.dataDir } });
+    const report = store.verifyLog(logVerifier({ ...readJwkFile(config.serverKeyFile, 'private'), kid: 'k' }));
+    expect(report).toMatchObject({ ok: true, entries: 51, first: { id: 1 }, checkpoints: 0, unsigned: 51 });
+    store.close();
+  });
+});
