@@ -153,7 +153,7 @@ export async function verifyLeaseLog(config: Config, publicKeyFile?: string): Pr
   const kid = await thumbprint(jwk);
   const store = openDataDir(config, 'read');
   try {
-    return store.verifyLog(logVerifier({ ...jwk, kid }));
+    return await store.verifyLogInParallel(logVerifier({ ...jwk, kid }));
   } finally {
     store.close();
   }

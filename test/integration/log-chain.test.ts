@@ -254,3 +254,17 @@ describe('entries recorded before the chain', () => {
     store.close();
   });
 });
+
+describe('floatd log verify on a long log', () => {
+  it('checks ranges in parallel, and still locates a change in any of them', async () => {
+    const built = await buildLog({ entries: 120_000, dataDir: join(tempDir(), 'data') });
+    const ok = verifyCli(built, '--json');
+    expect(ok.code, ok.err).toBe(0);
+    expect(JSON.parse(ok.out)).toMatchObject({ ok: true, entries: 120_000, checkpoints: 120, unsigned: 0, first: { id: 1 }, last: { id: 120_000 } });
+    // In the last range, and right at a seam between ranges (the machine has 2 to 4 of them).
+    for (const id of [110_001, 60_001]) {
+      tamper(built, (db) => db.prepare("UPDATE events SET message = 'edited' WHERE id = ?").run(id));
+      expect(problemOf(built)).toMatchObject({ kind: 'changed', id });
+    }
+  }, 120_000);
+});
