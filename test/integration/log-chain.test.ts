@@ -14,6 +14,7 @@ import { loadConfig } from '../../src/config/config.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { tempDir } from '../support/helpers.js';
 import { floatd, killChildren, requireBuild } from '../support/cli.js';
+import { leaseOf, startServer } from '../support/server.js';
 
 beforeAll(requireBuild);
 afterEach(killChildren);
@@ -267,4 +268,41 @@ describe('floatd log verify on a long log', () => {
       expect(problemOf(built)).toMatchObject({ kind: 'changed', id });
     }
   }, 120_000);
+});
+
+describe('the running server', () => {
+  it('prunes in the background, checkpoints on its timer and when it stops, and the log verifies throughout', async () => {
+    const now = Date.UTC(2026, 5, 1, 12, 0);
+    // About a week of history, up to a day or so before the server starts.
+    const built = await buildLog({ entries: 4000, dataDir: join(tempDir(), 'data'), startMs: now - 8 * DAY, stepMs: 60_000 });
+    expect(built.toMs).toBeLessThan(now - DAY);
+    const clock = new FakeClock(now);
+    const s = await startServer({ clock, dataDir: built.dataDir, evaluation: true, flags: { 'leaseLog.retentionDays': 3, 'leaseLog.checkpointMinutes': 5 } });
+    const store = s.floatd.store as SqliteLeaseStore;
+    const cutoff = now - 3 * DAY;
+    const old = store.queryEvents({ untilMs: cutoff }).length;
+    expect(old).toBeGreaterThan(1000);
+    // The first maintenance tick starts a pruning run; it goes on in the background.
+    clock.advance(1000);
+    for (let i = 0; i < 200 && store.queryEvents({ untilMs: cutoff, limit: 1 }).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await s.floatd.retention.idle();
+    expect(store.queryEvents({ untilMs: cutoff })).toEqual([]);
+    expect(store.queryEvents({ events: ['log-pruned'] })).toHaveLength(1);
+    expect(await verifyLeaseLog(s.config)).toMatchObject({ ok: true, prunedBefore: old + 1 });
+
+    // A grant, then five quiet minutes: the timer signs a checkpoint of it.
+    const alice = await s.connect('alice');
+    const lease = leaseOf(await alice.request('acquire'));
+    const head = store.queryEvents({ limit: 1 })[0]!;
+    expect(head).toMatchObject({ event: 'granted', leaseId: lease.id });
+    expect(store.latestCheckpoint()?.eventId).toBeLessThan(head.id);
+    clock.advance(5 * 60_000 + 1000);
+    expect(store.latestCheckpoint()?.eventId).toBe(head.id);
+
+    const config = s.config;
+    await s.stop();
+    const report = await verifyLeaseLog(config);
+    expect(report).toMatchObject({ ok: true, unsigned: 0 });
+    expect(report.lastCheckpoint!.eventId).toBe(report.last!.id);
+  }, 60_000);
 });
