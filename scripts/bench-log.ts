@@ -8,10 +8,22 @@
  *
  * With --data-dir naming a directory that already holds a floatd database,
  * the log there is timed as it is (nothing is built).
+ *
+ * It also measures what the hash chain costs the lease path: the CPU time of
+ * recording an entry through the store (head lookup, SHA-256, the wider row,
+ * a signature every 1,000 entries) against a plain INSERT of the same entry,
+ * both in group commits of 50 as the server makes them. `--append-only` runs
+ * just that.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import Database from 'better-sqlite3';
+import { newEd25519KeyPair } from '../src/adapters/crypto/keys.js';
+import { logSigner } from '../src/adapters/crypto/log-signer.js';
+import { SqliteLeaseStore } from '../src/adapters/sqlite/sqlite-lease-store.js';
+import type { LeaseEventInput } from '../src/domain/events.js';
 import { parseArgs } from 'node:util';
 import { loadavg } from 'node:os';
 import { packageRoot } from '../src/adapters/package-root.js';
@@ -25,12 +37,68 @@ const { values } = parseArgs({
     'data-dir': { type: 'string' },
     runs: { type: 'string', default: '3' },
     keep: { type: 'boolean', default: false },
+    'append-only': { type: 'boolean', default: false },
   },
 });
 const ENTRIES = Number(values.entries);
 const RUNS = Number(values.runs);
 if (!Number.isInteger(ENTRIES) || ENTRIES < 1) throw new Error('--entries must be a whole number of at least 1');
 if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error('--runs must be a whole number of at least 1');
+
+/** CPU microseconds per entry: chained through the store, and a plain INSERT of the same row. */
+async function appendCost(entries: number): Promise<{ chained: number; plain: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'floatd-append-'));
+  try {
+    const store = new SqliteLeaseStore(join(dir, 'chained.db'));
+    const pair = await newEd25519KeyPair();
+    store.enableLogCheckpoints({ signer: logSigner(pair.privateJwk as typeof pair.privateJwk & { kid: string }), everyEntries: 1000, everyMs: 600_000 });
+    const plainDb = new SqliteLeaseStore(join(dir, 'plain.db'));
+    plainDb.close();
+    const raw = new Database(join(dir, 'plain.db'));
+    raw.pragma('journal_mode = WAL');
+    raw.pragma('synchronous = NORMAL');
+    const insert = raw.prepare(
+      `INSERT INTO events (ts, event, pool_id, product, lease_id, user, host, instance, remote, listener, seats_in_use, seats_total, code, reason, message, actor)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    const event = (i: number): LeaseEventInput => ({
+      ts: 1_767_225_600_000 + i * 1000, event: 'renewed', poolId: 'key-cad', product: 'cad', leaseId: `0000${i}-2345-4678-8901-abcdefabcdef`,
+      user: `user${i % 500}`, host: `host${i % 40}`, instance: `user${i % 500}-1`, remote: '10.0.0.7', listener: 'tcp', seatsInUse: 17, seatsTotal: 20,
+    });
+    const cpu = (fn: () => void) => {
+      const c0 = process.cpuUsage();
+      fn();
+      const c = process.cpuUsage(c0);
+      return (c.user + c.system) / entries;
+    };
+    const chained = cpu(() => {
+      for (let i = 0; i < entries; i += 50) store.batch(() => {
+        for (let j = i; j < i + 50; j++) store.transact((tx) => tx.appendEvent(event(j)));
+      });
+    });
+    const plain = cpu(() => {
+      for (let i = 0; i < entries; i += 50) raw.transaction(() => {
+        for (let j = i; j < i + 50; j++) {
+          const e = event(j);
+          raw.transaction(() => insert.run(e.ts, e.event, e.poolId, e.product, e.leaseId, e.user, e.host, e.instance, e.remote, e.listener, e.seatsInUse, e.seatsTotal, null, null, null, null))();
+        }
+      }).immediate();
+    });
+    store.close();
+    raw.close();
+    return { chained, plain };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (values['append-only']) {
+  for (let run = 0; run < 3; run++) {
+    const { chained, plain } = await appendCost(100_000);
+    console.log(`recording an entry: ${chained.toFixed(1)} µs CPU chained, ${plain.toFixed(1)} µs plain INSERT: the chain adds ${(chained - plain).toFixed(1)} µs per entry`);
+  }
+  process.exit(0);
+}
 
 const main = join(packageRoot(), 'dist', 'src', 'main.js');
 let dataDir = values['data-dir'];
@@ -69,3 +137,5 @@ console.log(
     `(load average ${loadavg().map((l) => l.toFixed(1)).join(' ')})`,
 );
 if (built && !values.keep && values['data-dir'] === undefined) rmSync(dirname(dataDir), { recursive: true, force: true });
+const { chained, plain } = await appendCost(100_000);
+console.log(`recording an entry: ${chained.toFixed(1)} µs CPU chained, ${plain.toFixed(1)} µs plain INSERT: the chain adds ${(chained - plain).toFixed(1)} µs per entry`);

@@ -250,8 +250,24 @@ describe('entries recorded before the chain', () => {
     chained.close();
     store.appendEvent({ ts: 1_800_000_000_000, event: 'server-started' });
     const config = loadConfig({ env: {}, flags: { dataDir: built.dataDir } });
-    const report = store.verifyLog(logVerifier({ ...readJwkFile(config.serverKeyFile, 'private'), kid: 'k' }));
-    expect(report).toMatchObject({ ok: true, entries: 51, first: { id: 1 }, checkpoints: 0, unsigned: 51 });
+    const verifier = logVerifier({ ...readJwkFile(config.serverKeyFile, 'private'), kid: 'k' });
+    expect(store.verifyLog(verifier)).toMatchObject({ ok: true, entries: 51, first: { id: 1 }, checkpoints: 0, unsigned: 51 });
+
+    // Another process appending to the same log (floatd license add beside a running server), a rolled-back
+    // transaction, and text SQLite cannot keep as given (a lone surrogate): the chain stays whole.
+    const other = new SqliteLeaseStore(file);
+    for (let i = 0; i < 5; i++) {
+      store.appendEvent({ ts: 1_800_000_000_000 + i, event: 'granted', user: `a${i}` });
+      other.appendEvent({ ts: 1_800_000_000_000 + i, event: 'key-added', message: `b${i}` });
+    }
+    expect(() => store.transact((tx) => {
+      tx.appendEvent({ ts: 1_800_000_000_100, event: 'denied', user: 'rolled-back' });
+      throw new Error('abandoned');
+    })).toThrow('abandoned');
+    store.appendEvent({ ts: 1_800_000_000_200, event: 'denied', user: 'lone\ud800surrogate' });
+    other.close();
+    expect(store.verifyLog(verifier)).toMatchObject({ ok: true, entries: 62 });
+    expect(store.queryEvents({ limit: 1 })[0]!.user).toBe('lone\ufffdsurrogate');
     store.close();
   });
 });

@@ -85,13 +85,13 @@ function toEvent(r: EventRow): LeaseEvent {
 /** meta key: the id of the first entry of the hash chain. */
 const CHAIN_START_META = 'log.chain.start';
 
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-const LONE_SURROGATE_G = new RegExp(LONE_SURROGATE.source, 'g');
+// String.prototype.isWellFormed (Node 20) answers natively; the replacement is rare.
+const LONE_SURROGATE_G = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
 /** Text as SQLite stores it: a lone UTF-16 surrogate (not valid Unicode) becomes U+FFFD, here before hashing, so the hash covers what is kept. */
 function wellFormed(v: string | null | undefined): string | null {
   if (v === null || v === undefined) return null;
-  return LONE_SURROGATE.test(v) ? v.replace(LONE_SURROGATE_G, '\ufffd') : v;
+  return (v as unknown as { isWellFormed(): boolean }).isWellFormed() ? v : v.replace(LONE_SURROGATE_G, '\ufffd');
 }
 
 function eventParams(e: LeaseEventInput): unknown[] {
@@ -138,6 +138,16 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
   private readonly extensions: string[];
   /** The entry the newest checkpoint covers (0: none yet). */
   private lastCheckpointId = 0;
+  /**
+   * The newest entry's id and hash, as this connection last saw them, or null
+   * when unknown: saves a lookup per entry on the lease path. Trusted only
+   * while no other process has committed (PRAGMA data_version, checked once
+   * per transaction under its write lock) and forgotten on any rollback.
+   */
+  private head: { id: number; hash: string } | null = null;
+  private seenVersion = -1;
+  private depth = 0;
+  private versionChecked = false;
 
   constructor(file: string, options: SqliteOptions = {}) {
     this.commits = new CommitQueue(options.onAfterCommitError ?? ((err) => queueMicrotask(() => { throw err; })));
@@ -196,6 +206,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?${extMarks}, ?, ?)`,
       ),
       chainHead: db.prepare<[], { id: number; hash: string | null; ts: number }>('SELECT id, hash, ts FROM events ORDER BY id DESC LIMIT 1'),
+      dataVersion: db.prepare('PRAGMA data_version').pluck(),
       lastCheckpoint: db.prepare<[], { event_id: number; ts: number }>('SELECT event_id, ts FROM log_checkpoints ORDER BY event_id DESC LIMIT 1'),
       getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
       setMeta: db.prepare<[string, string]>(
@@ -257,15 +268,53 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
    * reading the head and inserting), and signs a checkpoint there when one is due.
    */
   private appendChained(event: LeaseEventInput): void {
-    const head = this.stmt.chainHead.get();
+    if (this.depth === 0 || !this.versionChecked) {
+      const version = this.stmt.dataVersion.get() as number;
+      if (version !== this.seenVersion) this.head = null;
+      this.seenVersion = version;
+      this.versionChecked = this.depth > 0;
+    }
+    let head = this.head;
+    if (head === null) {
+      const row = this.stmt.chainHead.get();
+      head = row === undefined ? null : { id: row.id, hash: row.hash ?? GENESIS };
+    }
     const id = (head?.id ?? 0) + 1;
     const params = eventParams(event);
     const ext = this.extensions.map((c) => ((event as unknown as Record<string, unknown>)[c] as unknown) ?? null);
     const prev = head?.hash ?? GENESIS;
     const hash = entryHash([id, ...params], ext, prev);
     this.stmt.appendEvent.run(id, ...params, ...ext, prev, hash);
-    if (head === undefined) this.stmt.setMeta.run(CHAIN_START_META, String(id));
+    this.head = { id, hash };
+    if (head === null) this.stmt.setMeta.run(CHAIN_START_META, String(id));
     if (this.chain !== undefined && id - this.lastCheckpointId >= this.chain.everyEntries) this.signCheckpoint(id, hash, event.ts);
+  }
+
+  /**
+   * Runs the body of a write transaction (or savepoint): what it appended is
+   * remembered as the head only if it is kept; any failure forgets the head.
+   */
+  private guarded<T>(fn: () => T): T {
+    if (this.depth === 0) this.versionChecked = false;
+    this.depth++;
+    try {
+      return fn();
+    } catch (err) {
+      this.head = null;
+      throw err;
+    } finally {
+      this.depth--;
+    }
+  }
+
+  /** A commit that fails after its body ran forgets the head too. */
+  private committing<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      this.head = null;
+      throw err;
+    }
   }
 
   /** From now on, checkpoints are signed (the server, once it has loaded its key). */
@@ -349,11 +398,11 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
 
   transact<T>(fn: (tx: LeaseTx) => T): T {
     // Inside batch() better-sqlite3 turns this into a SAVEPOINT.
-    return this.commits.within(() => this.db.transaction(() => fn(this.tx)).immediate());
+    return this.committing(() => this.commits.within(() => this.db.transaction(() => this.guarded(() => fn(this.tx))).immediate()));
   }
 
   batch(fn: () => void): void {
-    this.commits.within(() => this.db.transaction(fn).immediate());
+    this.committing(() => this.commits.within(() => this.db.transaction(() => this.guarded(fn)).immediate()));
   }
 
   afterCommit(fn: () => void): void {
@@ -390,22 +439,26 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
   }
 
   addLicense(license: StoredLicense, event: LeaseEventInput): void {
-    this.db
-      .transaction(() => {
+    this.committing(() =>
+      this.db
+      .transaction(() => this.guarded(() => {
         this.stmt.addLicense.run(license.id, license.token, license.addedAt);
         this.tx.appendEvent(event);
-      })
-      .immediate();
+      }))
+      .immediate(),
+    );
   }
 
   removeLicense(id: string, event: LeaseEventInput): boolean {
-    return this.db
-      .transaction(() => {
+    return this.committing(() =>
+      this.db
+      .transaction(() => this.guarded(() => {
         const removed = this.stmt.removeLicense.run(id).changes > 0;
         if (removed) this.tx.appendEvent(event);
         return removed;
-      })
-      .immediate();
+      }))
+      .immediate(),
+    );
   }
 
   appendEvent(event: LeaseEventInput): void {
@@ -422,26 +475,30 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
 
   /** Adds a token (or, with `replace`, gives a name a new one) and records it in the lease log, in one transaction. */
   putAdminToken(name: string, hash: string, replace: boolean, event: LeaseEventInput): boolean {
-    return this.db
-      .transaction(() => {
+    return this.committing(() =>
+      this.db
+      .transaction(() => this.guarded(() => {
         const sql = replace
           ? 'INSERT INTO admin_tokens (name, hash, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, created_at = excluded.created_at'
           : 'INSERT INTO admin_tokens (name, hash, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING';
         const added = this.db.prepare<[string, string, number]>(sql).run(name, hash, event.ts).changes > 0;
         if (added) this.tx.appendEvent(event);
         return added;
-      })
-      .immediate();
+      }))
+      .immediate(),
+    );
   }
 
   removeAdminToken(name: string, event: LeaseEventInput): boolean {
-    return this.db
-      .transaction(() => {
+    return this.committing(() =>
+      this.db
+      .transaction(() => this.guarded(() => {
         const removed = this.db.prepare<[string]>('DELETE FROM admin_tokens WHERE name = ?').run(name).changes > 0;
         if (removed) this.tx.appendEvent(event);
         return removed;
-      })
-      .immediate();
+      }))
+      .immediate(),
+    );
   }
 
   queryEvents(filter: EventFilter): LeaseEvent[] {
