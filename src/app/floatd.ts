@@ -32,6 +32,8 @@ import { WarningThrottle } from './warning-throttle.js';
 import { AdminService, AdminTokens } from './admin.js';
 import type { AdminApi } from '../adapters/http/admin-routes.js';
 import { Sweeper } from './sweeper.js';
+import { ClockWatch, type ClockJump } from './clock-watch.js';
+import { SteadyClock } from '../domain/steady-clock.js';
 import { VERSION } from './version.js';
 
 const DAY_MS = 86_400_000;
@@ -66,11 +68,13 @@ export type RulesReload =
  * and starts and stops them in order.
  */
 export class Floatd {
-  readonly clock: Clock;
+  /** Lease time: wall-clock time that only the monotonic clock moves (see ClockWatch). */
+  readonly clock: SteadyClock;
   readonly logger: Logger;
   readonly pools = new PoolRegistry();
   readonly leases: LeaseService;
   private readonly sweeper: Sweeper;
+  private readonly clockWatch: ClockWatch;
   private readonly tcp: TcpServer;
   readonly metrics: PrometheusMetrics;
   private readonly web: WebServer;
@@ -113,7 +117,7 @@ export class Floatd {
     publicJwk: JWK,
     signer: LeaseTokenSigner,
     rules: LoadedRules,
-    deps: { clock: Clock; logger: Logger; rulesSettings: () => RulesSettings; tls: TlsContext | null },
+    deps: { clock: SteadyClock; logger: Logger; rulesSettings: () => RulesSettings; tls: TlsContext | null },
   ) {
     this.tls = deps.tls;
     this.clock = deps.clock;
@@ -151,6 +155,7 @@ export class Floatd {
       60_000,
       (lag) => metrics.swept(lag),
     );
+    this.clockWatch = new ClockWatch(this.clock, store, this.leases);
     this.batcher = new Batcher(store, this.clock, (n, seconds) => metrics.committed(n, seconds));
     this.api = new ServerLeaseApi({
       leases: this.leases,
@@ -356,7 +361,8 @@ export class Floatd {
   }
 
   static async create(config: Config, deps: FloatdDeps = {}): Promise<Floatd> {
-    const clock = deps.clock ?? new SystemClock();
+    // Every part of the server decides on lease time; only ClockWatch compares it with the wall clock.
+    const clock = new SteadyClock(deps.clock ?? new SystemClock());
     const logger = deps.logger ?? createLogger(config.log);
     const settings = licensingSettings(config);
     const rulesSettings = deps.rulesSettings ?? (() => config.rules);
@@ -398,6 +404,7 @@ export class Floatd {
         this.logger.info({ file: this.config.adminTokenFile }, `admin token "local" made: it is in ${this.config.adminTokenFile} (mode 0600); floatd admin uses it`);
       }
       await this.reloadLicenses(true);
+      this.clockJumped(this.clockWatch.atStart());
       this.sweeper.start();
       const now = this.clock.now();
       this.startedAt = now;
@@ -556,6 +563,14 @@ export class Floatd {
     );
   }
 
+  /** The wall clock jumped (or, at start, is behind what the database recorded): a warning, a count, and the sweeper plans afresh. */
+  private clockJumped(jump: ClockJump | null): void {
+    if (jump === null) return;
+    this.logger.warn({ jumpMs: jump.shiftMs, leases: jump.leases, wallClock: new Date(this.clock.wallNow()).toISOString() }, jump.message);
+    this.metrics.clockJumped();
+    this.sweeper.reschedule();
+  }
+
   /** The connection cap was hit: warn at most once a minute, with how many were refused. */
   private connectionRefused(remote: string): void {
     this.refusedConnections++;
@@ -593,6 +608,7 @@ export class Floatd {
 
   /** Every second: notice key changes made by `floatd license`, keys starting and expiring, checkpoint the WAL, prune the lease log. */
   private maintain(): void {
+    this.clockJumped(this.clockWatch.check());
     const now = this.clock.now();
     if (this.store.changeCounter() !== this.lastChange) {
       this.reloadLicenses().catch((err: unknown) => this.logger.error({ err }, 'reloading license keys failed'));

@@ -150,12 +150,16 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
          VALUES (@id, @poolId, @product, @user, @host, @instance, @remote, @listener, @grantedAt, @renewedAt, @expiresAt, @leaseMs)`,
       ),
       updateExpiry: db.prepare<[number, number, string]>('UPDATE leases SET renewed_at = ?, expires_at = ? WHERE id = ?'),
+      shiftExpiries: db.prepare<[number, number]>('UPDATE leases SET renewed_at = renewed_at + ?, expires_at = expires_at + ?'),
       deleteLease: db.prepare<[string]>('DELETE FROM leases WHERE id = ?'),
       expired: db.prepare<[number, number], LeaseRow>(
         'SELECT * FROM leases WHERE expires_at <= ? ORDER BY expires_at LIMIT ?',
       ),
       allLeases: db.prepare<[], LeaseRow>('SELECT * FROM leases ORDER BY product, granted_at'),
       nextExpiry: db.prepare<[], { t: number | null }>('SELECT MIN(expires_at) AS t FROM leases'),
+      latestRecorded: db.prepare<[], { t: number | null }>(
+        'SELECT MAX(t) AS t FROM (SELECT MAX(ts) AS t FROM events UNION ALL SELECT MAX(renewed_at) FROM leases)',
+      ),
       appendEvent: db.prepare(
         `INSERT INTO events (ts, event, pool_id, product, lease_id, user, host, instance, remote, listener, seats_in_use, seats_total, code, reason, message, actor)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -201,6 +205,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
       updateExpiry: (id, renewedAt, expiresAt) => {
         s.updateExpiry.run(renewedAt, expiresAt, id);
       },
+      shiftExpiries: (deltaMs) => s.shiftExpiries.run(deltaMs, deltaMs).changes,
       deleteLease: (id) => {
         s.deleteLease.run(id);
       },
@@ -226,6 +231,10 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
 
   nextExpiry(): number | undefined {
     return this.stmt.nextExpiry.get()!.t ?? undefined;
+  }
+
+  latestRecordedTime(): number | undefined {
+    return this.stmt.latestRecorded.get()!.t ?? undefined;
   }
 
   allLeases(): Lease[] {
