@@ -9,13 +9,13 @@ import { OPEN_GATE } from '../domain/gate.js';
 import { RuleGate } from '../domain/rules/rule-gate.js';
 import type { AdminTokenStore, LeaseStore } from '../domain/ports.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
-import { loadOrCreateServerKey, thumbprint } from '../adapters/crypto/keys.js';
+import { thumbprint } from '../adapters/crypto/keys.js';
 import { LeaseTokenSigner } from '../adapters/crypto/lease-tokens.js';
 import { createLogger, type Logger } from '../adapters/log/logger.js';
 import type { DataDirLock } from '../adapters/sqlite/data-dir-lock.js';
 import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 import { TcpServer, type BoundListener } from '../adapters/tcp/tcp-server.js';
-import { licensingFor, licensingSettings, openServerDataDir, recordLicensingSettings, type LicensingSettings } from './data-dir.js';
+import { licensingFor, licensingSettings, openServerDataDir, openServerKey, recordLicensingSettings, removeFreshDatabase, type LicensingSettings } from './data-dir.js';
 import { LeaseService } from './lease-service.js';
 import { Licensing, type LoadedLicenses } from './licensing.js';
 import { EVALUATION_PRODUCT, PoolRegistry } from './pool-registry.js';
@@ -57,6 +57,8 @@ export interface FloatdDeps {
    * inline rules can change too). Defaults to the settings in `config`.
    */
   readonly rulesSettings?: () => RulesSettings;
+  /** Make a server key where the data directory has none beside its database (`serve --new-server-key`). */
+  readonly newServerKey?: boolean;
 }
 
 export type RulesReload =
@@ -369,9 +371,17 @@ export class Floatd {
     const rules = loadRules(rulesSettings());
     // The certificate and key are settings too: checked before the data directory is touched.
     const tls = config.tls === null ? null : new TlsContext(config.tls);
-    const { store, lock, created } = openServerDataDir(config);
+    const { store, lock, created, freshDatabase, tightened } = openServerDataDir(config);
     try {
-      const key = await loadServerKey(config.serverKeyFile);
+      const { key, created: newKey } = await openServerKey(config, freshDatabase, deps.newServerKey ?? false);
+      for (const t of tightened) {
+        logger.info({ file: t.path, mode: t.mode }, `${t.path} was mode ${t.mode}; made private (0700 for the folder, 0600 for files): the data directory holds license keys, the lease log with user and host names, and the server's signing key`);
+      }
+      if (freshDatabase && !newKey) {
+        logger.warn({ file: config.dbFile, serverKey: config.serverKeyFile }, `${config.dataDir} holds a server key but no database: starting with a new, empty one (no license keys installed, a new evaluation); if that is not meant, stop the server and restore ${config.dbFile} from a backup`);
+      } else if (newKey && !freshDatabase) {
+        logger.warn({ file: config.serverKeyFile }, `new server key made (--new-server-key): its fingerprint is ${await thumbprint(key.publicJwk)}; clients that pinned the old one refuse this server until given it`);
+      }
       const signer = await LeaseTokenSigner.create(key.privateJwk);
       const licensing = await licensingFor(store, clock, settings);
       const floatd = new Floatd(config, store, lock, settings, licensing, await thumbprint(key.publicJwk), key.publicJwk, signer, rules, { clock, logger, rulesSettings, tls });
@@ -379,6 +389,8 @@ export class Floatd {
       return floatd;
     } catch (err) {
       store.close();
+      // A first start that failed this early leaves no database without its key behind.
+      if (freshDatabase) removeFreshDatabase(config);
       lock.release();
       throw err;
     }
@@ -664,13 +676,4 @@ function timeLeft(ms: number): string {
   if (ms >= 3_600_000) return `${Math.ceil(ms / 3_600_000)} hour(s)`;
   if (ms >= 60_000) return `${Math.ceil(ms / 60_000)} minute(s)`;
   return `${Math.max(0, Math.ceil(ms / 1000))} second(s)`;
-}
-
-/** The server's signing key; a file that cannot be read is a coded error naming it. */
-async function loadServerKey(file: string): ReturnType<typeof loadOrCreateServerKey> {
-  try {
-    return await loadOrCreateServerKey(file);
-  } catch (err) {
-    throw new FloatdError('DATA_DIR_INVALID', `the server key ${file} cannot be used: ${(err as Error).message.replace(`${file}: `, '')}`, { setting: 'dataDir' });
-  }
 }

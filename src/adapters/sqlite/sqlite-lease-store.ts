@@ -88,8 +88,24 @@ function eventParams(e: LeaseEventInput): unknown[] {
   ];
 }
 
+/** A file that is not a usable floatd database (empty, another program's, or damaged); `why` says which. */
+export class DatabaseUnusable extends Error {
+  constructor(readonly why: string) {
+    super(why);
+    this.name = 'DatabaseUnusable';
+  }
+}
+
 export interface SqliteOptions {
   readonly readonly?: boolean;
+  /**
+   * The file must already be a floatd database: one without floatd's schema
+   * (an empty file, another program's database) is refused with
+   * DatabaseUnusable, never made into a fresh one.
+   */
+  readonly existing?: boolean;
+  /** Checks every page of the database before use (PRAGMA quick_check; about a second per 500 MB). */
+  readonly verify?: boolean;
   /** Where an after-commit callback's failure is reported (the commit itself stands). */
   readonly onAfterCommitError?: (err: unknown) => void;
 }
@@ -112,6 +128,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
     this.commits = new CommitQueue(options.onAfterCommitError ?? ((err) => queueMicrotask(() => { throw err; })));
     this.db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
     this.db.pragma('busy_timeout = 5000');
+    if (options.existing) this.checkExisting(options.verify ?? false);
     if (!options.readonly) {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
@@ -214,6 +231,25 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
         s.appendEvent.run(...eventParams(event));
       },
     };
+  }
+
+  private checkExisting(verify: boolean): void {
+    try {
+      if ((this.db.pragma('user_version', { simple: true }) as number) === 0) {
+        const tables = this.db.prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table'").get()!.n;
+        throw new DatabaseUnusable(tables === 0 ? 'it is empty: it holds no floatd data' : 'it is not a floatd database: it holds tables of another program');
+      }
+      if (verify) {
+        const rows = (this.db.pragma('quick_check(5)') as Array<{ quick_check: string }>).map((r) => r.quick_check);
+        if (rows.join() !== 'ok') {
+          const problems = rows.flatMap((r) => r.split('\n')).filter((p) => p.trim() !== '' && !p.startsWith('*** in database'));
+          throw new DatabaseUnusable(`it is damaged (PRAGMA quick_check: ${problems[0] ?? rows[0]}${problems.length > 1 ? `, and more` : ''})`);
+        }
+      }
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
   }
 
   transact<T>(fn: (tx: LeaseTx) => T): T {
