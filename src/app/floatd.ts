@@ -620,7 +620,12 @@ export class Floatd {
 
   /** Every second: notice key changes made by `floatd license`, keys starting and expiring, checkpoint the WAL, prune the lease log. */
   private maintain(): void {
-    this.clockJumped(this.clockWatch.check());
+    try {
+      this.clockJumped(this.clockWatch.check());
+    } catch (err) {
+      // Lease time stays where the stored expiries are; the next tick tries again.
+      this.logger.error({ err }, 'moving lease expiries after a wall-clock jump failed');
+    }
     const now = this.clock.now();
     if (this.store.changeCounter() !== this.lastChange) {
       this.reloadLicenses().catch((err: unknown) => this.logger.error({ err }, 'reloading license keys failed'));
