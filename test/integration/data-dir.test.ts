@@ -240,6 +240,16 @@ describe('the files of the data directory', () => {
     expect(readdirSync(data).sort()).toEqual(['admin-token', 'floatd.db', 'floatd.lock', 'server-key.jwk']);
   });
 
+  it('leave an existing log file the mode its owner gave it (logrotate\'s create 0640, say)', async () => {
+    const logFile = join(tempDir(), 'floatd.log');
+    writeFileSync(logFile, '');
+    chmodSync(logFile, 0o640);
+    const child = spawnFloatd(['serve', '--data-dir', join(tempDir(), 'data'), '--listen', '127.0.0.1:0'], { FLOATD_LOG_DESTINATION: logFile });
+    await until(() => readFileSync(logFile, 'utf8').includes('"msg":"listening"'), 'the server to listen');
+    expect(mode(logFile)).toBe(0o640);
+    await stopped(child);
+  });
+
   it('of an existing data directory are made private at start, each with an info line', async () => {
     const data = await usedDataDir();
     chmodSync(data, 0o755);
