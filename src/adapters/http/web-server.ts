@@ -272,7 +272,7 @@ export class WebServer {
         code = 'BAD_REQUEST';
         message = error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? `the body is larger than ${this.options.bodyLimitBytes} bytes` : error.message;
       } else {
-        this.deps.requestFailed(error, { method: request.method, url: request.url, remote: this.remoteOf(request.socket) });
+        this.deps.requestFailed(error, { method: request.method, route: request.routeOptions.url ?? 'unknown', url: request.url, remote: this.remoteOf(request.socket) });
         code = 'INTERNAL';
         message = 'internal server error; the operator can find details in the server log';
       }
