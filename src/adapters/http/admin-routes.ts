@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Denial, ErrorCode, ErrorDetails } from '../../domain/errors.js';
 import type { EventFilter } from '../../domain/events.js';
+import { LEASE_PARAMS, LISTENER_BODY, REVOKE_BODY } from '../../domain/messages.js';
+import { messageSchema, messageValidator } from './schemas.js';
 
 /** What the admin routes ask of the server (the app implements it). */
 export interface AdminApi {
@@ -29,7 +31,9 @@ const FAILURES_ALLOWED = 10;
 const FAILURE_WINDOW_MS = 60_000;
 
 const text = { type: 'string', minLength: 1, maxLength: 256 } as const;
-const listenerBody = { type: 'object', properties: { listener: { ...text, description: 'a listener name; all when left out' } } } as const;
+const listenerBody = messageSchema(LISTENER_BODY);
+const revokeParams = messageSchema(LEASE_PARAMS);
+const revokeBody = messageSchema(REVOKE_BODY);
 const anyReply = { type: 'object', additionalProperties: true } as const;
 const security = [{ bearer: [] }];
 
@@ -43,6 +47,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
   const failures = new Map<string, { count: number; since: number }>();
   const actors = new WeakMap<FastifyRequest, string>();
   const actorOf = (request: FastifyRequest) => actors.get(request)!;
+  const validatorCompiler = messageValidator((field, message) => deps.fail('BAD_REQUEST', message, { field }));
 
   const authenticate = async (request: FastifyRequest, reply: FastifyReply) => {
     const { remote, certificateSubject } = deps.who(request);
@@ -89,10 +94,11 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
             summary: 'End a lease at once; its connected holder is told, a later renewal gets LEASE_NOT_FOUND with the reason',
             tags: ['admin'],
             security,
-            params: { type: 'object', required: ['id'], properties: { id: text } },
-            body: { type: 'object', required: ['reason'], properties: { reason: { type: 'string', minLength: 1, maxLength: 500 } } },
+            params: revokeParams,
+            body: revokeBody,
             response: { 200: anyReply },
           },
+          validatorCompiler,
         },
         async (request) => answer(await deps.admin.revoke((request.params as { id: string }).id, (request.body as { reason: string }).reason, actorOf(request))),
       );
@@ -104,10 +110,10 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
         const outcome = deps.admin.reloadTls(actorOf(request));
         return reply.code(outcome.ok ? 200 : 400).send(outcome);
       });
-      admin.post('/listeners/suspend', { schema: { summary: 'Refuse new lease connections (one listener, or all); open ones keep renewing', tags: ['admin'], security, body: listenerBody, response: { 200: anyReply } } }, async (request) =>
+      admin.post('/listeners/suspend', { schema: { summary: 'Refuse new lease connections (one listener, or all); open ones keep renewing', tags: ['admin'], security, body: listenerBody, response: { 200: anyReply } }, validatorCompiler }, async (request) =>
         answer(deps.admin.suspend((request.body as { listener?: string } | undefined)?.listener ?? null, actorOf(request))),
       );
-      admin.post('/listeners/resume', { schema: { summary: 'Take new lease connections again', tags: ['admin'], security, body: listenerBody, response: { 200: anyReply } } }, async (request) =>
+      admin.post('/listeners/resume', { schema: { summary: 'Take new lease connections again', tags: ['admin'], security, body: listenerBody, response: { 200: anyReply } }, validatorCompiler }, async (request) =>
         answer(deps.admin.resume((request.body as { listener?: string } | undefined)?.listener ?? null, actorOf(request))),
       );
       admin.get(
