@@ -1,4 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { acquireBody, LEASE_PARAMS } from '../../src/domain/messages.js';
+import { toJsonSchema } from '../../src/domain/schema.js';
 import { call } from '../support/http.js';
 import { exchange } from '../support/fuzz.js';
 import { capturingLogger, errorOf, leaseOf, startServer, type TestServer } from '../support/server.js';
@@ -116,6 +118,18 @@ describe('every field of every op is checked by type', () => {
       { id: 2, ...refusal('client.user') },
       expect.objectContaining({ id: 3, ok: true }),
     ]);
+  });
+});
+
+describe('the web endpoint publishes what it enforces', () => {
+  it('its OpenAPI document shows the JSON Schema derived from the shared message schemas', async () => {
+    server = await startServer({ flags: { 'http.listen': ['127.0.0.1:0'] } });
+    const port = server.floatd.listenerStatus().find((l) => l.scheme === 'http')!.port;
+    const paths = (await call(`http://127.0.0.1:${port}/openapi.json`, 'GET')).body['paths'] as Record<string, { post: { requestBody: { content: Record<string, { schema: unknown }> }; parameters?: Array<{ name: string; schema: unknown }> } }>;
+    expect(paths['/v1/leases']!.post.requestBody.content['application/json']!.schema).toEqual(toJsonSchema(acquireBody(true)));
+    const id = toJsonSchema(LEASE_PARAMS) as { properties: { id: { description: string } } };
+    const { description: _, ...idSchema } = id.properties.id;
+    expect(paths['/v1/leases/{id}/renew']!.post.parameters?.find((p) => p.name === 'id')?.schema).toEqual(idSchema);
   });
 });
 

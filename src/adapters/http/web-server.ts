@@ -168,7 +168,7 @@ export class WebServer {
     await this.app.register(swagger, {
       openapi: {
         openapi: '3.1.0',
-        info: { title: 'floatd web endpoint', version: this.options.version, description: 'Lease operations over HTTP(S), status, health, metrics and the admin API. See docs/http-api.md.' },
+        info: { title: 'floatd web endpoint', version: this.options.version, description: 'Lease operations over HTTP(S), status, health, metrics and the admin API. See docs/http-api.md. Every JSON body besides: no key named __proto__, constructor or prototype at any depth, at most 8 levels of nesting, no number too large to represent; a refused body is 400 BAD_REQUEST with the field named.' },
         components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'an admin token (floatd admin token create)' } } },
       },
     });
