@@ -14,6 +14,8 @@ export const NAME_MAX = 256;
 export const REASON_MAX = 500;
 
 const name = (description: string) => text(1, NAME_MAX, description);
+/** A name, undescribed (a filter, say). */
+export const NAME = text(1, NAME_MAX);
 
 export const USER = name('user name');
 export const HOST = name('host name; defaults to the remote address');
@@ -75,3 +77,18 @@ export function leaseBody(userRequired: boolean) {
 export const LEASE_PARAMS = object({ id: LEASE_ID }, ['id']);
 export const REVOKE_BODY = object({ reason: text(1, REASON_MAX, 'why; recorded in the lease log and told to the holder') }, ['reason']);
 export const LISTENER_BODY = object({ listener: name('a listener name; all when left out') });
+
+/** The filters of GET /v1/admin/leases (query-string values are text). */
+export const LEASES_QUERY = object({ user: NAME, host: NAME, product: NAME });
+/** The most events GET /v1/admin/log answers with. */
+export const LOG_LIMIT_MAX = 100_000;
+export const LOG_QUERY = object({
+  since: text(1, 64, 'ISO date/time'),
+  until: text(1, 64, 'ISO date/time'),
+  user: NAME,
+  host: NAME,
+  product: NAME,
+  pool: NAME,
+  event: text(1, 1000, 'event kinds, comma-separated'),
+  limit: text(1, 6, 'the most events to answer with (default 1000)', { pattern: '^(?:100000|[1-9][0-9]{0,4})$', means: `a whole number from 1 to ${LOG_LIMIT_MAX}` }),
+});

@@ -29,6 +29,11 @@ export interface TextSchema extends Base<string> {
   readonly kind: 'text';
   readonly minLength: number;
   readonly maxLength: number;
+  /**
+   * A stricter form, as an ECMA-262 pattern (`u` flag) that admits no control
+   * character, with what it means for the message (`a whole number from 1 to 10`).
+   */
+  readonly form?: { readonly pattern: string; readonly means: string };
 }
 
 export interface IntegerSchema extends Base<number> {
@@ -64,8 +69,15 @@ export const RESERVED_KEYS: readonly string[] = ['__proto__', 'constructor', 'pr
 /** How deep a message may nest (the message itself is level 1). */
 export const MAX_DEPTH = 8;
 
-export function text(minLength: number, maxLength: number, description?: string): TextSchema {
-  return { kind: 'text', minLength, maxLength, ...(description === undefined ? {} : { description }) };
+export function text(minLength: number, maxLength: number, description?: string, form?: TextSchema['form']): TextSchema {
+  return { kind: 'text', minLength, maxLength, ...(description === undefined ? {} : { description }), ...(form === undefined ? {} : { form }) };
+}
+
+const patterns = new Map<string, RegExp>();
+function regex(pattern: string): RegExp {
+  let r = patterns.get(pattern);
+  if (r === undefined) patterns.set(pattern, (r = new RegExp(pattern, 'u')));
+  return r;
 }
 
 export function integer(minimum = -Number.MAX_SAFE_INTEGER, maximum = Number.MAX_SAFE_INTEGER, description?: string): IntegerSchema {
@@ -153,7 +165,9 @@ function check(schema: Schema, value: unknown, field: string): Checked<unknown> 
     case 'text': {
       if (typeof value !== 'string') return invalid(where, `${lengthRule(schema.minLength, schema.maxLength)}, not ${typeName(value)}`);
       const problem = textProblem(value, schema.minLength, schema.maxLength);
-      return problem === null ? { ok: true, value } : invalid(where, problem);
+      if (problem !== null) return invalid(where, problem);
+      if (schema.form !== undefined && !regex(schema.form.pattern).test(value)) return invalid(where, `must be ${schema.form.means}`);
+      return { ok: true, value };
     }
     case 'integer': {
       if (typeof value === 'number' && !Number.isFinite(value)) return invalid(where, 'holds a number too large to represent');
@@ -250,7 +264,7 @@ export function toJsonSchema(schema: Schema, nullable = false): Record<string, u
   const described = schema.description === undefined ? {} : { description: schema.description };
   switch (schema.kind) {
     case 'text':
-      return { type: nullable ? ['string', 'null'] : 'string', minLength: schema.minLength, maxLength: schema.maxLength, pattern: TEXT_PATTERN, ...described };
+      return { type: nullable ? ['string', 'null'] : 'string', minLength: schema.minLength, maxLength: schema.maxLength, pattern: schema.form?.pattern ?? TEXT_PATTERN, ...described };
     case 'integer':
       return { type: nullable ? ['integer', 'null'] : 'integer', minimum: schema.minimum, maximum: schema.maximum, ...described };
     case 'const':

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { acquireBody, LEASE_PARAMS } from '../../src/domain/messages.js';
 import { toJsonSchema } from '../../src/domain/schema.js';
+import { readFileSync } from 'node:fs';
 import { call } from '../support/http.js';
 import { exchange } from '../support/fuzz.js';
 import { capturingLogger, errorOf, leaseOf, startServer, type TestServer } from '../support/server.js';
@@ -130,6 +131,27 @@ describe('the web endpoint publishes what it enforces', () => {
     const id = toJsonSchema(LEASE_PARAMS) as { properties: { id: { description: string } } };
     const { description: _, ...idSchema } = id.properties.id;
     expect(paths['/v1/leases/{id}/renew']!.post.parameters?.find((p) => p.name === 'id')?.schema).toEqual(idSchema);
+  });
+});
+
+describe('admin request parts', () => {
+  it('reads the log limit from the query string and checks every filter like a name', async () => {
+    server = await startServer({ flags: { 'http.listen': ['127.0.0.1:0'] } });
+    const t = await server.connect('alice');
+    leaseOf(await t.request('acquire', { product: 'cad' }));
+    const auth = { headers: { authorization: `Bearer ${readFileSync(server.config.adminTokenFile, 'utf8').trim()}` } };
+    const base = `http://127.0.0.1:${server.floatd.listenerStatus().find((l) => l.scheme === 'http')!.port}/v1/admin`;
+    const log = await call(`${base}/log?limit=1&user=alice`, 'GET', undefined, auth);
+    expect(log).toMatchObject({ status: 200, body: { ok: true, events: [{ user: 'alice' }] } });
+    expect((log.body['events'] as unknown[]).length).toBe(1);
+    for (const [query, field] of [['limit=0', 'limit'], ['limit=100001', 'limit'], ['limit=1e3', 'limit'], ['user=a%00b', 'user'], ['user=a&user=b', 'user'], ['since=soon', 'since']]) {
+      const r = await call(`${base}/log?${query}`, 'GET', undefined, auth);
+      expect([query, r.status, r.body['error']]).toEqual([query, 400, expect.objectContaining({ code: 'BAD_REQUEST', field })]);
+    }
+    const leases = await call(`${base}/leases?user=%01`, 'GET', undefined, auth);
+    expect(leases).toMatchObject({ status: 400, body: { error: { field: 'user', message: expect.stringContaining('control characters') } } });
+    const revoke = await call(`${base}/leases/x/revoke`, 'POST', { reason: 'line one\nline two' }, auth);
+    expect(revoke).toMatchObject({ status: 400, body: { error: { code: 'BAD_REQUEST', field: 'reason' } } });
   });
 });
 

@@ -1,7 +1,7 @@
 import AjvModule from 'ajv';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { acquireBody, LEASE_PARAMS, leaseBody, LISTENER_BODY, NDJSON_REQUESTS, REVOKE_BODY } from '../../src/domain/messages.js';
+import { acquireBody, LEASE_PARAMS, leaseBody, LEASES_QUERY, LISTENER_BODY, LOG_QUERY, NDJSON_REQUESTS, REVOKE_BODY } from '../../src/domain/messages.js';
 import { checkDocument, fieldPath, MAX_DEPTH, parseJson, toJsonSchema, validate, type Schema } from '../../src/domain/schema.js';
 import { fuzzParameters } from '../support/fuzz.js';
 
@@ -17,6 +17,8 @@ const MESSAGES: Array<[string, Schema]> = [
   ['lease id parameter', LEASE_PARAMS],
   ['revoke body', REVOKE_BODY],
   ['suspend/resume body', LISTENER_BODY],
+  ['admin leases query', LEASES_QUERY],
+  ['admin log query', LOG_QUERY],
 ];
 
 const anyJson = fc.jsonValue({ maxDepth: 2 });
@@ -34,6 +36,7 @@ function near(schema: Schema): fc.Arbitrary<unknown> {
       return fc.oneof(
         fc.string({ unit: 'binary', minLength: min, maxLength: Math.min(max, 12) }),
         fc.constantFrom('', 'x'.repeat(max), 'x'.repeat(max + 1), '😀'.repeat(max), '😀'.repeat(max + 1), 'x'.repeat(Math.max(0, min - 1))),
+        fc.constantFrom('0', '1', '7', '99999', '100000', '100001', '012', '1e3', '٣', ' 1'),
         oddString,
         anyJson,
       );

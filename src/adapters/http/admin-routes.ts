@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Denial, ErrorCode, ErrorDetails } from '../../domain/errors.js';
 import type { EventFilter } from '../../domain/events.js';
-import { LEASE_PARAMS, LISTENER_BODY, REVOKE_BODY } from '../../domain/messages.js';
+import { LEASE_PARAMS, LEASES_QUERY, LISTENER_BODY, LOG_QUERY, REVOKE_BODY } from '../../domain/messages.js';
+import type { Infer } from '../../domain/schema.js';
 import { messageSchema, messageValidator } from './schemas.js';
 
 /** What the admin routes ask of the server (the app implements it). */
@@ -30,7 +31,8 @@ export interface AdminRouteDeps {
 const FAILURES_ALLOWED = 10;
 const FAILURE_WINDOW_MS = 60_000;
 
-const text = { type: 'string', minLength: 1, maxLength: 256 } as const;
+const leasesQuery = messageSchema(LEASES_QUERY);
+const logQuery = messageSchema(LOG_QUERY);
 const listenerBody = messageSchema(LISTENER_BODY);
 const revokeParams = messageSchema(LEASE_PARAMS);
 const revokeBody = messageSchema(REVOKE_BODY);
@@ -84,8 +86,8 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
       admin.addHook('preHandler', authenticate);
       admin.get(
         '/leases',
-        { schema: { summary: 'Live leases (the lmstat -a view)', tags: ['admin'], security, querystring: { type: 'object', properties: { user: text, host: text, product: text } }, response: { 200: anyReply } } },
-        async (request) => ({ ok: true, leases: deps.admin.leases(request.query as { user?: string; host?: string; product?: string }) }),
+        { schema: { summary: 'Live leases (the lmstat -a view)', tags: ['admin'], security, querystring: leasesQuery, response: { 200: anyReply } }, validatorCompiler },
+        async (request) => ({ ok: true, leases: deps.admin.leases(request.query as Infer<typeof LEASES_QUERY>) }),
       );
       admin.post(
         '/leases/:id/revoke',
@@ -123,39 +125,29 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
             summary: 'The lease log, with floatd log\'s filters',
             tags: ['admin'],
             security,
-            querystring: {
-              type: 'object',
-              properties: {
-                since: { type: 'string', description: 'ISO date/time' },
-                until: { type: 'string', description: 'ISO date/time' },
-                user: text,
-                host: text,
-                product: text,
-                pool: text,
-                event: { type: 'string', description: 'event kinds, comma-separated' },
-                limit: { type: 'integer', minimum: 1, maximum: 100000 },
-              },
-            },
+            querystring: logQuery,
             response: { 200: anyReply },
           },
+          validatorCompiler,
         },
         async (request) => {
-          const q = request.query as Record<string, string | number | undefined>;
+          const q = request.query as Infer<typeof LOG_QUERY>;
           const time = (name: 'since' | 'until') => {
-            if (q[name] === undefined) return undefined;
-            const t = Date.parse(String(q[name]));
+            const value = q[name];
+            if (value === undefined) return undefined;
+            const t = Date.parse(value);
             if (Number.isNaN(t)) throw deps.fail('BAD_REQUEST', `field "${name}" must be an ISO date/time`, { field: name });
             return t;
           };
           const filter: EventFilter = {
             sinceMs: time('since'),
             untilMs: time('until'),
-            user: q['user'] as string | undefined,
-            host: q['host'] as string | undefined,
-            product: q['product'] as string | undefined,
-            pool: q['pool'] as string | undefined,
-            events: q['event'] === undefined ? undefined : String(q['event']).split(','),
-            limit: (q['limit'] as number | undefined) ?? 1000,
+            user: q.user,
+            host: q.host,
+            product: q.product,
+            pool: q.pool,
+            events: q.event?.split(','),
+            limit: q.limit === undefined ? 1000 : Number(q.limit),
           };
           return { ok: true, events: deps.admin.log(filter) };
         },
