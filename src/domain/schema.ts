@@ -154,50 +154,63 @@ function integerRule(s: IntegerSchema): string {
   return s.minimum === -SAFE && s.maximum === SAFE ? 'must be an integer' : `must be an integer from ${s.minimum} to ${s.maximum}`;
 }
 
-/** Checks a parsed JSON value against a schema; the first wrong field is named. */
-export function validate<S extends Schema>(schema: S, value: unknown, field = ''): Checked<Infer<S>> {
-  return check(schema, value, field) as Checked<Infer<S>>;
+/** Where a value sits in a message; its path is spelled out only when a refusal needs it. */
+interface Place {
+  readonly parent: Place | null;
+  readonly key: string | number;
 }
 
-function check(schema: Schema, value: unknown, field: string): Checked<unknown> {
-  const where = field === '' ? 'body' : field;
+function pathOf(place: Place | null): string {
+  if (place === null) return '';
+  return fieldPath(pathOf(place.parent), place.key);
+}
+
+function invalidAt(place: Place | null, message: string): { ok: false } & Invalid {
+  return invalid(place === null ? 'body' : pathOf(place), message);
+}
+
+/** Checks a parsed JSON value against a schema; the first wrong field is named (`body` for the value itself). */
+export function validate<S extends Schema>(schema: S, value: unknown, field = ''): Checked<Infer<S>> {
+  return check(schema, value, field === '' ? null : { parent: null, key: field }) as Checked<Infer<S>>;
+}
+
+function check(schema: Schema, value: unknown, place: Place | null): Checked<unknown> {
   switch (schema.kind) {
     case 'text': {
-      if (typeof value !== 'string') return invalid(where, `${lengthRule(schema.minLength, schema.maxLength)}, not ${typeName(value)}`);
+      if (typeof value !== 'string') return invalidAt(place, `${lengthRule(schema.minLength, schema.maxLength)}, not ${typeName(value)}`);
       const problem = textProblem(value, schema.minLength, schema.maxLength);
-      if (problem !== null) return invalid(where, problem);
-      if (schema.form !== undefined && !regex(schema.form.pattern).test(value)) return invalid(where, `must be ${schema.form.means}`);
+      if (problem !== null) return invalidAt(place, problem);
+      if (schema.form !== undefined && !regex(schema.form.pattern).test(value)) return invalidAt(place, `must be ${schema.form.means}`);
       return { ok: true, value };
     }
     case 'integer': {
-      if (typeof value === 'number' && !Number.isFinite(value)) return invalid(where, 'holds a number too large to represent');
-      if (typeof value !== 'number' || !Number.isInteger(value)) return invalid(where, `${integerRule(schema)}, not ${typeof value === 'number' ? String(value) : typeName(value)}`);
-      if (value < schema.minimum || value > schema.maximum) return invalid(where, schema.minimum === -SAFE && schema.maximum === SAFE ? `must be an integer from ${-SAFE} to ${SAFE}` : integerRule(schema));
+      if (typeof value === 'number' && !Number.isFinite(value)) return invalidAt(place, 'holds a number too large to represent');
+      if (typeof value !== 'number' || !Number.isInteger(value)) return invalidAt(place, `${integerRule(schema)}, not ${typeof value === 'number' ? String(value) : typeName(value)}`);
+      if (value < schema.minimum || value > schema.maximum) return invalidAt(place, schema.minimum === -SAFE && schema.maximum === SAFE ? `must be an integer from ${-SAFE} to ${SAFE}` : integerRule(schema));
       return { ok: true, value };
     }
     case 'const':
-      return value === schema.value ? { ok: true, value } : invalid(where, `must be ${JSON.stringify(schema.value)}`);
+      return value === schema.value ? { ok: true, value } : invalidAt(place, `must be ${JSON.stringify(schema.value)}`);
     case 'anyOf': {
       for (const option of schema.options) {
-        const r = check(option, value, field);
+        const r = check(option, value, place);
         if (r.ok) return r;
       }
-      if (typeof value === 'number' && !Number.isFinite(value)) return invalid(where, 'holds a number too large to represent');
-      return invalid(where, `must be ${schema.expected}`);
+      if (typeof value === 'number' && !Number.isFinite(value)) return invalidAt(place, 'holds a number too large to represent');
+      return invalidAt(place, `must be ${schema.expected}`);
     }
     case 'object': {
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) return invalid(where, `must be an object, not ${typeName(value)}`);
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) return invalidAt(place, `must be an object, not ${typeName(value)}`);
       const input = value as Record<string, unknown>;
       // Only the known properties are kept: nothing else a client sent reaches the handlers.
       const out: Record<string, unknown> = {};
-      for (const [name, propertySchema] of Object.entries(schema.properties)) {
-        const path = fieldPath(field, name);
+      for (const name in schema.properties) {
         const v = Object.hasOwn(input, name) ? input[name] : undefined;
         if (v === undefined || v === null) {
-          if (schema.required.includes(name)) return invalid(path, 'is required');
+          if (schema.required.includes(name)) return invalidAt({ parent: place, key: name }, 'is required');
           continue;
         }
-        const r = check(propertySchema, v, path);
+        const r = check(schema.properties[name]!, v, { parent: place, key: name });
         if (!r.ok) return r;
         out[name] = r.value;
       }
@@ -213,27 +226,37 @@ function check(schema: Schema, value: unknown, field: string): Checked<unknown> 
  * recursion, so a hostile nesting cannot exhaust the stack.
  */
 export function checkDocument(value: unknown): Invalid | null {
-  const stack: Array<{ value: unknown; field: string; depth: number }> = [{ value, field: '', depth: 1 }];
+  const tooLarge = (place: Place | null): Invalid => {
+    const field = pathOf(place);
+    return { field, message: `field "${field}" holds a number too large to represent` };
+  };
+  if (typeof value === 'number') return Number.isFinite(value) ? null : tooLarge(null);
+  if (typeof value !== 'object' || value === null) return null;
+  // Containers still to look into, with where they are and how deep.
+  const stack: Array<{ value: object; place: Place | null; depth: number }> = [{ value, place: null, depth: 1 }];
   while (stack.length > 0) {
-    const { value: v, field, depth } = stack.pop()!;
-    if (typeof v === 'number') {
-      if (!Number.isFinite(v)) return { field, message: `field "${field}" holds a number too large to represent` };
-      continue;
+    const { value: container, place, depth } = stack.pop()!;
+    if (depth > MAX_DEPTH) {
+      const field = pathOf(place);
+      return { field, message: `field "${field}" nests deeper than ${MAX_DEPTH} levels` };
     }
-    if (typeof v !== 'object' || v === null) continue;
-    if (depth > MAX_DEPTH) return { field, message: `field "${field}" nests deeper than ${MAX_DEPTH} levels` };
-    if (Array.isArray(v)) {
-      for (let i = v.length - 1; i >= 0; i--) stack.push({ value: v[i], field: fieldPath(field, i), depth: depth + 1 });
-      continue;
-    }
-    const keys = Object.keys(v);
+    const array = Array.isArray(container);
+    const keys: ReadonlyArray<string | number> = array ? container.map((_, i) => i) : Object.keys(container);
     for (const key of keys) {
-      if (RESERVED_KEYS.includes(key)) {
-        const at = fieldPath(field, key);
-        return { field: at, message: `field "${at}" is not allowed: ${RESERVED_KEYS.join(', ')} are reserved names` };
+      if (!array && RESERVED_KEYS.includes(key as string)) {
+        const field = pathOf({ parent: place, key });
+        return { field, message: `field "${field}" is not allowed: ${RESERVED_KEYS.join(', ')} are reserved names` };
       }
     }
-    for (let i = keys.length - 1; i >= 0; i--) stack.push({ value: (v as Record<string, unknown>)[keys[i]!], field: fieldPath(field, keys[i]!), depth: depth + 1 });
+    for (let i = keys.length - 1; i >= 0; i--) {
+      const key = keys[i]!;
+      const v = (container as Record<string | number, unknown>)[key];
+      if (typeof v === 'number') {
+        if (!Number.isFinite(v)) return tooLarge({ parent: place, key });
+      } else if (typeof v === 'object' && v !== null) {
+        stack.push({ value: v, place: { parent: place, key }, depth: depth + 1 });
+      }
+    }
   }
   return null;
 }
