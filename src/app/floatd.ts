@@ -281,6 +281,7 @@ export class Floatd {
    * problem, not the operator's: debug, at most one line per address every 10 s, counting the rest.
    */
   private clientMistake(remote: string, listener: string, code: string, detail: string): void {
+    if (!this.logger.isLevelEnabled('debug')) return;
     const admitted = this.mistakeLines.admit(remote, this.clock.monotonic());
     if (admitted === null) return;
     this.logger.debug({ remote, listener, code, detail, heldBack: admitted.held }, 'protocol error' + (admitted.held > 0 ? ` (${admitted.held} more from ${remote} since the last one)` : ''));
