@@ -1,4 +1,4 @@
-import { anyOf, constant, integer, object, text } from './schema.js';
+import { anyOf, constant, integer, number, object, text } from './schema.js';
 
 /**
  * One schema per message a client sends, for every door: the NDJSON requests
@@ -37,8 +37,15 @@ const CLIENT_FROM_CERTIFICATE = clientIdentity(false);
 
 // --- NDJSON requests -------------------------------------------------------
 
-/** A request's `id`: echoed in its reply. */
-export const REQUEST_ID = anyOf(`a string of at most ${NAME_MAX} characters or an integer`, [text(0, NAME_MAX), integer()], 'chosen by the client, echoed in the reply');
+/**
+ * A request's `id`: echoed in its reply, so it must survive the trip exactly. A number beyond
+ * ±(2^53 − 1) does not (9007199254740993 reads as 9007199254740992), and 1e999 is no number at all.
+ */
+export const REQUEST_ID = anyOf(
+  `a string of at most ${NAME_MAX} characters or a number from ${-Number.MAX_SAFE_INTEGER} to ${Number.MAX_SAFE_INTEGER}`,
+  [text(0, NAME_MAX), number(-Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)],
+  'chosen by the client, echoed in the reply',
+);
 /** Any request: its op (which decides the rest) and id. */
 export const REQUEST = object({ op: text(1, 64, 'the operation'), id: REQUEST_ID }, ['op']);
 /** The protocol version a hello asks for (only 1 exists; another integer is UNSUPPORTED_VERSION). */

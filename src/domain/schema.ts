@@ -7,7 +7,8 @@
  *
  * Strings are well-formed Unicode (no lone surrogates, which do not survive
  * storage as UTF-8) without control characters; lengths count characters
- * (code points), as JSON Schema does. Integers are safe integers. A
+ * (code points), as JSON Schema does. Numbers are finite, and integers safe
+ * (a number JSON cannot carry exactly could not be echoed faithfully). A
  * property that is not required may be left out or be `null`.
  */
 
@@ -42,6 +43,13 @@ export interface IntegerSchema extends Base<number> {
   readonly maximum: number;
 }
 
+/** Any finite number in a range (fractions too). */
+export interface NumberSchema extends Base<number> {
+  readonly kind: 'number';
+  readonly minimum: number;
+  readonly maximum: number;
+}
+
 export interface ConstSchema<T extends string> extends Base<T> {
   readonly kind: 'const';
   readonly value: T;
@@ -60,7 +68,7 @@ export interface ObjectSchema<T> extends Base<T> {
   readonly required: readonly string[];
 }
 
-export type Schema = TextSchema | IntegerSchema | ConstSchema<string> | AnyOfSchema<unknown> | ObjectSchema<unknown>;
+export type Schema = TextSchema | IntegerSchema | NumberSchema | ConstSchema<string> | AnyOfSchema<unknown> | ObjectSchema<unknown>;
 
 export type Infer<S> = S extends Base<infer T> ? T : never;
 
@@ -82,6 +90,10 @@ function regex(pattern: string): RegExp {
 
 export function integer(minimum = -Number.MAX_SAFE_INTEGER, maximum = Number.MAX_SAFE_INTEGER, description?: string): IntegerSchema {
   return { kind: 'integer', minimum, maximum, ...(description === undefined ? {} : { description }) };
+}
+
+export function number(minimum: number, maximum: number, description?: string): NumberSchema {
+  return { kind: 'number', minimum, maximum, ...(description === undefined ? {} : { description }) };
 }
 
 export function constant<T extends string>(value: T): ConstSchema<T> {
@@ -189,6 +201,13 @@ function check(schema: Schema, value: unknown, place: Place | null): Checked<unk
       if (value < schema.minimum || value > schema.maximum) return invalidAt(place, schema.minimum === -SAFE && schema.maximum === SAFE ? `must be an integer from ${-SAFE} to ${SAFE}` : integerRule(schema));
       return { ok: true, value };
     }
+    case 'number': {
+      if (typeof value === 'number' && !Number.isFinite(value)) return invalidAt(place, 'holds a number too large to represent');
+      const rule = `must be a number from ${schema.minimum} to ${schema.maximum}`;
+      if (typeof value !== 'number') return invalidAt(place, `${rule}, not ${typeName(value)}`);
+      if (value < schema.minimum || value > schema.maximum) return invalidAt(place, rule);
+      return { ok: true, value };
+    }
     case 'const':
       return value === schema.value ? { ok: true, value } : invalidAt(place, `must be ${JSON.stringify(schema.value)}`);
     case 'anyOf': {
@@ -290,6 +309,8 @@ export function toJsonSchema(schema: Schema, nullable = false): Record<string, u
       return { type: nullable ? ['string', 'null'] : 'string', minLength: schema.minLength, maxLength: schema.maxLength, pattern: schema.form?.pattern ?? TEXT_PATTERN, ...described };
     case 'integer':
       return { type: nullable ? ['integer', 'null'] : 'integer', minimum: schema.minimum, maximum: schema.maximum, ...described };
+    case 'number':
+      return { type: nullable ? ['number', 'null'] : 'number', minimum: schema.minimum, maximum: schema.maximum, ...described };
     case 'const':
       return nullable ? { anyOf: [{ type: 'string', const: schema.value }, { type: 'null' }], ...described } : { type: 'string', const: schema.value, ...described };
     case 'anyOf':

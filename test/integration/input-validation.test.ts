@@ -73,14 +73,17 @@ describe('every field of every op is checked by type', () => {
     expect(answers[4]).toMatchObject({ id: 5, ok: true });
   });
 
-  it('refuses an id or a version too large to represent, and ids that are not safe integers', async () => {
+  it('refuses an id or a version too large to represent, and ids JSON cannot carry exactly', async () => {
     server = await startServer();
     const answers = await ask(server, ['{"op":"ping","id":1e999}', '{"op":"ping","id":9007199254740993}', '{"op":"ping","id":{"toString":1}}', '{"op":"ping","id":1,"n":-1e999}', '{"op":"hello","id":2,"v":1e999,"client":{"user":"a","instance":"i"}}']);
     // An id that cannot be echoed is not: the refusal carries none.
     expect(answers[0]).toMatchObject(refusal('id', 'field "id" holds a number too large to represent'));
-    expect(answers[1]).toMatchObject(refusal('id', 'field "id" must be a string of at most 256 characters or an integer'));
+    expect(answers[1]).toMatchObject(refusal('id', 'field "id" must be a string of at most 256 characters or a number from -9007199254740991 to 9007199254740991'));
     expect(answers[2]).toMatchObject(refusal('id'));
     for (const a of answers.slice(0, 3)) expect(a).not.toHaveProperty('id');
+    // Numbers JSON carries exactly are echoed as they came, fractions included.
+    const echoed = await ask(server, ['{"op":"ping","id":1.5}', '{"op":"ping","id":-9007199254740991}', '{"op":"ping","id":"x"}']);
+    expect(echoed).toEqual([{ id: 1.5, ok: true }, { id: -9007199254740991, ok: true }, { id: 'x', ok: true }]);
     expect(answers[3]).toMatchObject({ id: 1, ...refusal('n', 'field "n" holds a number too large to represent') });
     expect(answers[4]).toMatchObject({ id: 2, ...refusal('v', 'field "v" holds a number too large to represent') });
   });

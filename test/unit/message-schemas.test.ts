@@ -42,7 +42,8 @@ function near(schema: Schema): fc.Arbitrary<unknown> {
       );
     }
     case 'integer':
-      return fc.oneof(fc.integer(), fc.constantFrom(2 ** 53, 2 ** 53 - 1, -(2 ** 53), 1 - 2 ** 53, 1.5, Infinity, -Infinity, NaN, 1e300, -0, '1'), anyJson);
+    case 'number':
+      return fc.oneof(fc.integer(), fc.double(), fc.constantFrom(2 ** 53, 2 ** 53 - 1, -(2 ** 53), 1 - 2 ** 53, 1.5, Infinity, -Infinity, NaN, 1e300, -0, '1'), anyJson);
     case 'const':
       return fc.oneof(fc.constant(schema.value), fc.string({ maxLength: 8 }), anyJson);
     case 'anyOf':
