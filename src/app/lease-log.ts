@@ -190,7 +190,7 @@ export class LogRetention {
     if (this.running !== null || this.stopped || this.settings.retentionDays <= 0) return;
     this.running = this.run()
       .then(() => undefined, (err: unknown) => {
-        if (err instanceof FloatdError) this.logger.error({ code: err.code }, `lease-log pruning skipped: ${err.message}`);
+        if (err instanceof FloatdError) this.logger.error({ code: err.code }, `lease-log pruning skipped, to be tried again in an hour: ${err.message}`);
         else this.logger.error({ err }, 'lease-log pruning failed');
       })
       .finally(() => {
@@ -220,7 +220,11 @@ export class LogRetention {
     if (oldest.id >= boundary) return { pruned: 0, exported: null };
     let exported: string | null = null;
     if (this.settings.exportDir !== null) {
-      mkdirSync(this.settings.exportDir, { recursive: true, mode: 0o700 });
+      try {
+        mkdirSync(this.settings.exportDir, { recursive: true, mode: 0o700 });
+      } catch (err) {
+        throw new FloatdError('EXPORT_FAILED', `cannot create the export folder ${this.settings.exportDir} (leaseLog.exportDir): ${(err as Error).message}; nothing was pruned`);
+      }
       const stamp = (t: number) => new Date(t).toISOString().replace(/[:]/g, '').replace(/\.\d+Z$/, 'Z');
       const file = join(this.settings.exportDir, `floatd-log-${stamp(oldest.ts)}-${stamp(cutoff)}-${oldest.id}-${boundary - 1}.jsonl`);
       const done = await exportEvents(this.store, file, { afterId: oldest.id - 1, beforeId: boundary });

@@ -225,7 +225,7 @@ describe('lease-log retention', () => {
     const store = new SqliteLeaseStore(config.dbFile);
     const before = store.queryEvents({}).length;
     const retention = new LogRetention(store, new FakeClock(built.toMs), silentLogger(), config.leaseLog);
-    await expect(retention.run()).rejects.toThrow();
+    await expect(retention.run()).rejects.toMatchObject({ code: 'EXPORT_FAILED', message: expect.stringContaining('leaseLog.exportDir') });
     expect(store.queryEvents({})).toHaveLength(before);
     store.close();
   });
