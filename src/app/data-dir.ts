@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import type { JWK } from 'jose';
 import type { Config } from '../config/config.js';
-import { FloatdError } from '../domain/errors.js';
+import { FloatdError, isFloatdError } from '../domain/errors.js';
 import { readJwkFile } from '../adapters/crypto/keys.js';
 import { trustVendorKeys } from '../adapters/crypto/license-keys.js';
 import type { Clock } from '../domain/clock.js';
@@ -31,10 +31,20 @@ function explain(err: unknown): string {
   return e.message;
 }
 
-function openDatabase(config: Config, readonly: boolean): SqliteLeaseStore {
+/**
+ * How long the server waits for a lock another process holds on its database
+ * before answering UNAVAILABLE: SQLite waits on the event loop's thread, so
+ * this bounds how long one request can hold up every other.
+ */
+export const SERVER_BUSY_TIMEOUT_MS = 200;
+
+function openDatabase(config: Config, readonly: boolean, busyTimeoutMs?: number): SqliteLeaseStore {
   try {
-    return new SqliteLeaseStore(config.dbFile, { readonly });
+    return new SqliteLeaseStore(config.dbFile, { readonly, ...(busyTimeoutMs === undefined ? {} : { busyTimeoutMs }) });
   } catch (err) {
+    if (isFloatdError(err) && err.code === 'UNAVAILABLE') {
+      throw new FloatdError('UNAVAILABLE', `cannot open ${config.dbFile}: ${err.message}`, err.details);
+    }
     throw invalid(`cannot open ${config.dbFile}: ${explain(err)}`);
   }
 }
@@ -78,7 +88,7 @@ export function openServerDataDir(config: Config): { store: SqliteLeaseStore; lo
     );
   }
   try {
-    return { store: openDatabase(config, false), lock: result.lock, created };
+    return { store: openDatabase(config, false, SERVER_BUSY_TIMEOUT_MS), lock: result.lock, created };
   } catch (err) {
     result.lock.release();
     throw err;

@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs';
 import type { JWK } from 'jose';
 import type { Config, RulesSettings } from '../config/config.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
-import { deny, FloatdError, type Denial } from '../domain/errors.js';
+import { deny, FloatdError, isFloatdError, type Denial } from '../domain/errors.js';
 import { licenseValidity, type LicenseKey } from '../domain/license.js';
 import { EVALUATION_POOL_ID } from '../domain/pool.js';
 import { OPEN_GATE } from '../domain/gate.js';
@@ -32,6 +32,7 @@ import { WarningThrottle } from './warning-throttle.js';
 import { AdminService, AdminTokens } from './admin.js';
 import type { AdminApi } from '../adapters/http/admin-routes.js';
 import { Sweeper } from './sweeper.js';
+import { StorageHealth, STORAGE_RETRY_MS } from './storage-health.js';
 import { VERSION } from './version.js';
 
 const DAY_MS = 86_400_000;
@@ -79,6 +80,8 @@ export class Floatd {
   private readonly protocol: NdjsonProtocol;
   readonly batcher: Batcher;
   readonly api: ServerLeaseApi;
+  /** Storage faults as a state: answered UNAVAILABLE, logged once per episode, probed until over. */
+  readonly storage: StorageHealth;
   private bound: BoundListener[] = [];
   private rejected: LoadedLicenses['rejected'] = [];
   private maintenance: TimerHandle | null = null;
@@ -122,6 +125,8 @@ export class Floatd {
     this.rulesSettings = deps.rulesSettings;
     this.metrics = new PrometheusMetrics(VERSION, () => this.metricsState());
     const metrics = this.metrics;
+    const health = new StorageHealth(this.clock, this.logger, () => store.probe());
+    this.storage = health;
     this.leases = new LeaseService(
       store,
       this.clock,
@@ -143,15 +148,28 @@ export class Floatd {
     this.sweeper = new Sweeper(
       this.clock,
       () => {
+        if (!health.mayTry()) return;
         const n = this.leases.sweep();
+        health.succeeded();
         if (n > 0) this.logger.debug({ expired: n }, 'leases expired');
       },
-      () => store.nextExpiry(),
-      (err) => this.logger.error({ err }, 'sweeping expired leases failed'),
+      () => {
+        // In a storage fault, look again when the storage may be back rather than at an expiry already past.
+        if (health.fault() !== null) return this.clock.now() + STORAGE_RETRY_MS;
+        try {
+          return store.nextExpiry();
+        } catch (err) {
+          if (health.failed(err, 0) === null) throw err;
+          return this.clock.now() + STORAGE_RETRY_MS;
+        }
+      },
+      (err) => {
+        if (health.failed(err, 0) === null) this.logger.error({ err }, 'sweeping expired leases failed');
+      },
       60_000,
       (lag) => metrics.swept(lag),
     );
-    this.batcher = new Batcher(store, this.clock, (n, seconds) => metrics.committed(n, seconds));
+    this.batcher = new Batcher(store, this.clock, (n, seconds) => metrics.committed(n, seconds), health);
     this.api = new ServerLeaseApi({
       leases: this.leases,
       batcher: this.batcher,
@@ -295,6 +313,8 @@ export class Floatd {
   readiness(): { ready: boolean; reason: string } {
     if (this.stopped) return { ready: false, reason: 'stopping' };
     if (!this.serving) return { ready: false, reason: 'starting' };
+    const fault = this.storage.fault();
+    if (fault !== null) return { ready: false, reason: `storage unavailable: ${fault}` };
     const suspended = this.suspendedListeners();
     if (suspended.length > 0) return { ready: false, reason: `suspended: ${suspended.join(', ')}` };
     return { ready: true, reason: 'serving' };
@@ -583,9 +603,10 @@ export class Floatd {
     if (this.stopped) return;
     this.maintenance = this.clock.setTimer(MAINTENANCE_MS, () => {
       try {
-        this.maintain();
+        // In a storage fault the probe alone touches the storage; maintenance resumes when it is over.
+        if (this.storage.fault() === null) this.maintain();
       } catch (err) {
-        this.logger.error({ err }, 'maintenance failed');
+        if (this.storage.failed(err, 0) === null) this.logger.error({ err }, 'maintenance failed');
       }
       this.scheduleMaintenance();
     });
@@ -595,7 +616,9 @@ export class Floatd {
   private maintain(): void {
     const now = this.clock.now();
     if (this.store.changeCounter() !== this.lastChange) {
-      this.reloadLicenses().catch((err: unknown) => this.logger.error({ err }, 'reloading license keys failed'));
+      this.reloadLicenses().catch((err: unknown) => {
+        if (this.storage.failed(err, 0) === null) this.logger.error({ err }, 'reloading license keys failed');
+      });
     } else {
       const before = this.pools.all().map((p) => p.id);
       if (this.pools.refresh(now)) this.poolsChanged(before, false);
@@ -624,10 +647,17 @@ export class Floatd {
       this.protocol.close();
       this.maintenance?.cancel();
       this.sweeper.stop();
+      this.storage.stop();
       await this.reloading?.catch(() => {});
       if (this.bound.length > 0) {
-        this.store.appendEvent({ ts: this.clock.now(), event: 'server-stopped' });
-        this.store.setMeta(RUNTIME_META, '');
+        try {
+          this.store.appendEvent({ ts: this.clock.now(), event: 'server-stopped' });
+          this.store.setMeta(RUNTIME_META, '');
+        } catch (err) {
+          // A storage fault does not stop a stop: every acknowledged change is committed already.
+          if (!isFloatdError(err) || err.code !== 'UNAVAILABLE') throw err;
+          this.logger.warn({ code: err.code, reason: err.details.reason }, `the stop could not be recorded in the lease log: ${err.message}`);
+        }
       }
     } finally {
       this.store.close();

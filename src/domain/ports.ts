@@ -58,6 +58,11 @@ export interface LeaseStore {
   pruneEvents(beforeMs: number): number;
   /** Moves committed changes from the write-ahead log into the database (cheap and frequent beats big and rare). */
   checkpoint(): void;
+  /**
+   * Commits a small write and takes it back: throws (UNAVAILABLE) while the
+   * storage refuses writes, so a server in a storage fault learns when it ended.
+   */
+  probe(): void;
   /** A number that changes whenever another process commits a change. */
   changeCounter(): number;
   close(): void;

@@ -144,6 +144,8 @@ export class FakeLeaseStore implements LeaseStore {
 
   checkpoint(): void {}
 
+  probe(): void {}
+
   changeCounter(): number {
     return this.version;
   }

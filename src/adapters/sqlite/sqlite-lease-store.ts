@@ -4,7 +4,18 @@ import type { Lease } from '../../domain/lease.js';
 import type { LeaseStore, LeaseTx, StoredLicense } from '../../domain/ports.js';
 import { CommitQueue } from '../../domain/commit-queue.js';
 import type { AdminToken, AdminTokenStore } from '../../domain/ports.js';
+import { FloatdError, isFloatdError } from '../../domain/errors.js';
 import { migrate } from './migrate.js';
+import { guardStorage } from './storage-fault.js';
+
+/**
+ * How long a statement waits for another process's lock before giving up
+ * with SQLITE_BUSY, by default. The server passes its own, much shorter, bound:
+ * better-sqlite3 waits on the event loop's thread.
+ */
+const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+/** Never seen: the probe takes its entry back in the transaction that made it. */
+const PROBE_EVENT = 'storage-probe';
 
 interface LeaseRow {
   id: string;
@@ -92,6 +103,8 @@ export interface SqliteOptions {
   readonly readonly?: boolean;
   /** Where an after-commit callback's failure is reported (the commit itself stands). */
   readonly onAfterCommitError?: (err: unknown) => void;
+  /** How long to wait for a lock another process holds (PRAGMA busy_timeout); 5000 ms by default. */
+  readonly busyTimeoutMs?: number;
 }
 
 /**
@@ -107,18 +120,37 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
   private readonly stmt;
   private closed = false;
   private readonly commits: CommitQueue;
+  /** Batches in progress (0 or 1: a batch never nests). */
+  private batchDepth = 0;
+  /** The first storage fault an operation of the batch in progress met. */
+  private batchFault: FloatdError | null = null;
 
-  constructor(file: string, options: SqliteOptions = {}) {
+  /**
+   * Opens (and migrates) the database. Storage faults (a lock another process
+   * holds, a full disk, I/O errors) come out of this and every other method
+   * as UNAVAILABLE; any other error is a bug and passes unchanged.
+   */
+  constructor(
+    private readonly file: string,
+    options: SqliteOptions = {},
+  ) {
     this.commits = new CommitQueue(options.onAfterCommitError ?? ((err) => queueMicrotask(() => { throw err; })));
     this.db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
-    this.db.pragma('busy_timeout = 5000');
-    if (!options.readonly) {
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = NORMAL');
-      // The server checkpoints every second (small, predictable pauses); this is only the safety net.
-      this.db.pragma('wal_autocheckpoint = 10000');
-      this.db.pragma('foreign_keys = ON');
-      migrate(this.db);
+    try {
+      this.guard(() => {
+        this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS}`);
+        if (!options.readonly) {
+          this.db.pragma('journal_mode = WAL');
+          this.db.pragma('synchronous = NORMAL');
+          // The server checkpoints every second (small, predictable pauses); this is only the safety net.
+          this.db.pragma('wal_autocheckpoint = 10000');
+          this.db.pragma('foreign_keys = ON');
+          migrate(this.db);
+        }
+      });
+    } catch (err) {
+      this.db.close();
+      throw err;
     }
     const db = this.db;
     this.stmt = {
@@ -165,6 +197,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
         'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
       ),
       initMeta: db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING'),
+      deleteEvent: db.prepare<[number | bigint]>('DELETE FROM events WHERE id = ?'),
       listLicenses: db.prepare<[], { id: string; token: string; added_at: number }>(
         'SELECT id, token, added_at FROM licenses ORDER BY added_at, id',
       ),
@@ -211,13 +244,62 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
     };
   }
 
+  private guard<T>(fn: () => T): T {
+    return guardStorage(this.file, fn);
+  }
+
   transact<T>(fn: (tx: LeaseTx) => T): T {
-    // Inside batch() better-sqlite3 turns this into a SAVEPOINT.
-    return this.commits.within(() => this.db.transaction(() => fn(this.tx)).immediate());
+    if (this.batchDepth > 0 && !this.db.inTransaction) {
+      // SQLite rolls the whole transaction back on some faults (a full disk, an I/O error): the batch is lost,
+      // and this operation must not commit on its own outside it.
+      throw new FloatdError('UNAVAILABLE', `storage unavailable: the batch this operation belonged to was rolled back by a storage fault (${this.file})`, { reason: 'io-error' });
+    }
+    try {
+      // Inside batch() better-sqlite3 turns this into a SAVEPOINT.
+      return this.guard(() => this.commits.within(() => this.db.transaction(() => fn(this.tx)).immediate()));
+    } catch (err) {
+      if (this.batchDepth > 0 && isFloatdError(err) && err.code === 'UNAVAILABLE') this.batchFault ??= err;
+      throw err;
+    }
   }
 
   batch(fn: () => void): void {
-    this.commits.within(() => this.db.transaction(fn).immediate());
+    this.batchDepth++;
+    this.batchFault = null;
+    try {
+      this.guard(() =>
+        this.commits.within(() =>
+          this.db
+            .transaction(() => {
+              fn();
+              // A fault SQLite answered by rolling back the whole transaction: the batch is lost, say why.
+              if (!this.db.inTransaction) {
+                throw this.batchFault ?? new FloatdError('UNAVAILABLE', `storage unavailable: the transaction was rolled back by SQLite (${this.file})`, { reason: 'io-error' });
+              }
+            })
+            .immediate(),
+        ),
+      );
+    } finally {
+      this.batchDepth--;
+      this.batchFault = null;
+    }
+  }
+
+  /**
+   * Commits a small write and takes it back, to learn whether the storage
+   * takes writes again (a full disk, a lock held by another process).
+   */
+  probe(): void {
+    this.guard(() =>
+      this.db
+        .transaction(() => {
+          // A lease-log entry the size of a lease operation's, where every lease operation writes.
+          const { lastInsertRowid } = this.stmt.appendEvent.run(0, PROBE_EVENT, null, null, null, null, null, null, null, null, null, null, null, null, 'x'.repeat(200), null);
+          this.stmt.deleteEvent.run(lastInsertRowid);
+        })
+        .immediate(),
+    );
   }
 
   afterCommit(fn: () => void): void {
@@ -225,68 +307,68 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
   }
 
   nextExpiry(): number | undefined {
-    return this.stmt.nextExpiry.get()!.t ?? undefined;
+    return this.guard(() => this.stmt.nextExpiry.get()!.t ?? undefined);
   }
 
   allLeases(): Lease[] {
-    return this.stmt.allLeases.all().map(toLease);
+    return this.guard(() => this.stmt.allLeases.all().map(toLease));
   }
 
   getMeta(key: string): string | undefined {
-    return this.stmt.getMeta.get(key)?.value;
+    return this.guard(() => this.stmt.getMeta.get(key)?.value);
   }
 
   setMeta(key: string, value: string): void {
-    this.stmt.setMeta.run(key, value);
+    this.guard(() => this.stmt.setMeta.run(key, value));
   }
 
   initMeta(key: string, value: string): string {
-    return this.db
+    return this.guard(() => this.db
       .transaction(() => {
         this.stmt.initMeta.run(key, value);
         return this.stmt.getMeta.get(key)!.value;
       })
-      .immediate();
+      .immediate());
   }
 
   listLicenses(): StoredLicense[] {
-    return this.stmt.listLicenses.all().map((r) => ({ id: r.id, token: r.token, addedAt: r.added_at }));
+    return this.guard(() => this.stmt.listLicenses.all().map((r) => ({ id: r.id, token: r.token, addedAt: r.added_at })));
   }
 
   addLicense(license: StoredLicense, event: LeaseEventInput): void {
-    this.db
+    this.guard(() => this.db
       .transaction(() => {
         this.stmt.addLicense.run(license.id, license.token, license.addedAt);
         this.tx.appendEvent(event);
       })
-      .immediate();
+      .immediate());
   }
 
   removeLicense(id: string, event: LeaseEventInput): boolean {
-    return this.db
+    return this.guard(() => this.db
       .transaction(() => {
         const removed = this.stmt.removeLicense.run(id).changes > 0;
         if (removed) this.tx.appendEvent(event);
         return removed;
       })
-      .immediate();
+      .immediate());
   }
 
   appendEvent(event: LeaseEventInput): void {
-    this.tx.appendEvent(event);
+    this.guard(() => this.tx.appendEvent(event));
   }
 
   listAdminTokens(): AdminToken[] {
-    return this.db.prepare<[], { name: string; created_at: number }>('SELECT name, created_at FROM admin_tokens ORDER BY name').all().map((r) => ({ name: r.name, createdAt: r.created_at }));
+    return this.guard(() => this.db.prepare<[], { name: string; created_at: number }>('SELECT name, created_at FROM admin_tokens ORDER BY name').all().map((r) => ({ name: r.name, createdAt: r.created_at })));
   }
 
   adminTokenByHash(hash: string): string | undefined {
-    return this.db.prepare<[string], { name: string }>('SELECT name FROM admin_tokens WHERE hash = ?').get(hash)?.name;
+    return this.guard(() => this.db.prepare<[string], { name: string }>('SELECT name FROM admin_tokens WHERE hash = ?').get(hash)?.name);
   }
 
   /** Adds a token (or, with `replace`, gives a name a new one) and records it in the lease log, in one transaction. */
   putAdminToken(name: string, hash: string, replace: boolean, event: LeaseEventInput): boolean {
-    return this.db
+    return this.guard(() => this.db
       .transaction(() => {
         const sql = replace
           ? 'INSERT INTO admin_tokens (name, hash, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, created_at = excluded.created_at'
@@ -295,17 +377,17 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
         if (added) this.tx.appendEvent(event);
         return added;
       })
-      .immediate();
+      .immediate());
   }
 
   removeAdminToken(name: string, event: LeaseEventInput): boolean {
-    return this.db
+    return this.guard(() => this.db
       .transaction(() => {
         const removed = this.db.prepare<[string]>('DELETE FROM admin_tokens WHERE name = ?').run(name).changes > 0;
         if (removed) this.tx.appendEvent(event);
         return removed;
       })
-      .immediate();
+      .immediate());
   }
 
   queryEvents(filter: EventFilter): LeaseEvent[] {
@@ -334,19 +416,19 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
       sql = `SELECT * FROM (${sql.replace('ORDER BY id', 'ORDER BY id DESC')} LIMIT ?) ORDER BY id`;
       params.push(filter.limit);
     }
-    return this.db.prepare<unknown[], EventRow>(sql).all(...params).map(toEvent);
+    return this.guard(() => this.db.prepare<unknown[], EventRow>(sql).all(...params).map(toEvent));
   }
 
   pruneEvents(beforeMs: number): number {
-    return this.stmt.pruneEvents.run(beforeMs).changes;
+    return this.guard(() => this.stmt.pruneEvents.run(beforeMs).changes);
   }
 
   checkpoint(): void {
-    this.db.pragma('wal_checkpoint(PASSIVE)');
+    this.guard(() => this.db.pragma('wal_checkpoint(PASSIVE)'));
   }
 
   changeCounter(): number {
-    return this.db.pragma('data_version', { simple: true }) as number;
+    return this.guard(() => this.db.pragma('data_version', { simple: true }) as number);
   }
 
   close(): void {
