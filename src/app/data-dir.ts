@@ -42,9 +42,8 @@ function openDatabase(config: Config, readonly: boolean, busyTimeoutMs?: number)
   try {
     return new SqliteLeaseStore(config.dbFile, { readonly, ...(busyTimeoutMs === undefined ? {} : { busyTimeoutMs }) });
   } catch (err) {
-    if (isFloatdError(err) && err.code === 'UNAVAILABLE') {
-      throw new FloatdError('UNAVAILABLE', `cannot open ${config.dbFile}: ${err.message}`, err.details);
-    }
+    // A lock another process holds, a full disk: coded, naming the file, for the operator to clear.
+    if (isFloatdError(err) && err.code === 'UNAVAILABLE') throw err;
     throw invalid(`cannot open ${config.dbFile}: ${explain(err)}`);
   }
 }

@@ -656,7 +656,7 @@ export class Floatd {
         } catch (err) {
           // A storage fault does not stop a stop: every acknowledged change is committed already.
           if (!isFloatdError(err) || err.code !== 'UNAVAILABLE') throw err;
-          this.logger.warn({ code: err.code, reason: err.details.reason }, `the stop could not be recorded in the lease log: ${err.message}`);
+          if (this.serving) this.logger.warn({ code: err.code, reason: err.details.reason }, `the stop could not be recorded in the lease log: ${err.message}`);
         }
       }
     } finally {

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import type { EventFilter, LeaseEvent, LeaseEventInput } from '../../domain/events.js';
 import type { Lease } from '../../domain/lease.js';
-import type { LeaseStore, LeaseTx, StoredLicense } from '../../domain/ports.js';
+import type { DenialWindow, LeaseStore, LeaseTx, StoredLicense } from '../../domain/ports.js';
 import { CommitQueue } from '../../domain/commit-queue.js';
 import type { AdminToken, AdminTokenStore } from '../../domain/ports.js';
 import { FloatdError, isFloatdError } from '../../domain/errors.js';
@@ -50,6 +50,7 @@ interface EventRow {
   reason: string | null;
   message: string | null;
   actor: string | null;
+  count: number;
 }
 
 function toLease(r: LeaseRow): Lease {
@@ -88,6 +89,7 @@ function toEvent(r: EventRow): LeaseEvent {
     reason: r.reason,
     message: r.message,
     actor: r.actor,
+    count: r.count,
   };
 }
 
@@ -192,6 +194,12 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
         `INSERT INTO events (ts, event, pool_id, product, lease_id, user, host, instance, remote, listener, seats_in_use, seats_total, code, reason, message, actor)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
+      sameDenial: db.prepare<unknown[], { id: number }>(
+        `SELECT id FROM events WHERE event = 'denied' AND remote = ? AND ts >= ? AND listener IS ? AND user IS ? AND host IS ?
+           AND instance IS ? AND product IS ? AND pool_id IS ? AND code IS ? AND reason IS ? ORDER BY id DESC LIMIT 1`,
+      ),
+      denialEntries: db.prepare<[string, number], { n: number }>("SELECT COUNT(*) AS n FROM events WHERE event = 'denied' AND remote = ? AND ts >= ?"),
+      countDenial: db.prepare<[number]>('UPDATE events SET count = count + 1 WHERE id = ?'),
       getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
       setMeta: db.prepare<[string, string]>(
         'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
@@ -241,7 +249,28 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
       appendEvent: (event) => {
         s.appendEvent.run(...eventParams(event));
       },
+      recordDenial: (event, window) => this.recordDenial(event, window),
     };
+  }
+
+  private recordDenial(event: LeaseEventInput, window: DenialWindow): void {
+    const s = this.stmt;
+    const remote = event.remote ?? '';
+    const key = (e: LeaseEventInput) =>
+      [remote, window.sinceMs, e.listener ?? null, e.user ?? null, e.host ?? null, e.instance ?? null, e.product ?? null, e.poolId ?? null, e.code ?? null, e.reason ?? null];
+    const same = s.sameDenial.get(...key(event));
+    if (same !== undefined) {
+      s.countDenial.run(same.id);
+      return;
+    }
+    if (s.denialEntries.get(remote, window.sinceMs)!.n < window.perAddress) {
+      s.appendEvent.run(...eventParams({ ...event, remote }));
+      return;
+    }
+    const overflow: LeaseEventInput = { ts: event.ts, event: 'denied', remote, listener: event.listener ?? null, message: window.overflowMessage };
+    const catchAll = s.sameDenial.get(...key(overflow));
+    if (catchAll !== undefined) s.countDenial.run(catchAll.id);
+    else s.appendEvent.run(...eventParams(overflow));
   }
 
   private guard<T>(fn: () => T): T {

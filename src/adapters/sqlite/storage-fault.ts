@@ -6,7 +6,7 @@ export type StorageFaultReason = 'disk-full' | 'io-error' | 'locked' | 'read-onl
 const PLAIN: Record<StorageFaultReason, string> = {
   'disk-full': 'the disk holding the database is full',
   'io-error': 'the disk holding the database reports I/O errors',
-  locked: 'the database is locked by another process',
+  locked: 'the database is locked by another process (an sqlite3 shell or a backup tool holding a transaction open?)',
   'read-only': 'the database cannot be written (read-only file or file system)',
 };
 
