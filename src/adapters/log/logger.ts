@@ -1,4 +1,8 @@
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import pino, { type Logger } from 'pino';
+import { FloatdError } from '../../domain/errors.js';
+import { LogDestination } from './log-destination.js';
 
 export type { Logger };
 
@@ -16,7 +20,9 @@ export function createLogger(options: LoggerOptions): Logger {
   const tty = !toFile && (fd === 1 ? process.stdout : process.stderr).isTTY === true;
   const pretty = options.format === 'pretty' || (options.format === 'auto' && tty);
   const base = { level: options.level, base: { service: 'floatd' }, timestamp: pino.stdTimeFunctions.isoTime };
+  const fileFd = toFile ? openLogFile(options.destination) : null;
   if (pretty) {
+    if (fileFd !== null) closeSync(fileFd);
     return pino(
       base,
       pino.transport({
@@ -25,7 +31,36 @@ export function createLogger(options: LoggerOptions): Logger {
       }),
     );
   }
-  return pino(base, pino.destination({ dest: toFile ? options.destination : fd, mkdir: toFile, sync: false }));
+  let logger: Logger | null = null;
+  const where = options.destination;
+  const destination = new LogDestination(fileFd ?? fd, {
+    onFailing: (code, message) => {
+      // The log itself cannot say it: stderr (the service manager's journal) can, unless it is the log.
+      if (fd !== 2 || toFile) process.stderr.write(`floatd: writing the log to ${where} fails (${message}); log lines are dropped and counted until it works again\n`);
+    },
+    onRecovered: ({ code, dropped, ms }) =>
+      logger?.warn(
+        { dropped, seconds: Math.round(ms / 100) / 10, code, destination: where },
+        code === 'BUFFER_FULL'
+          ? `${dropped} log line(s) dropped: ${where} did not take them as fast as they came`
+          : `log writes to ${where} work again after ${Math.round(ms / 100) / 10} s of ${code}: ${dropped} log line(s) dropped meanwhile`,
+      ),
+  });
+  logger = pino(base, destination);
+  return logger;
+}
+
+/** Opens (creating, mode 0600) the log file at start, so a path floatd cannot write is a setting error, not a silent loss. */
+function openLogFile(file: string): number {
+  try {
+    mkdirSync(dirname(file), { recursive: true });
+    return openSync(file, 'a', 0o600);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why =
+      code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : code === 'ENOTDIR' ? 'a part of the path is a file, not a folder' : code === 'EROFS' ? 'read-only file system' : (err as Error).message;
+    throw new FloatdError('CONFIG_INVALID', `setting log.destination: cannot write the log file ${file}: ${why}`, { setting: 'log.destination' });
+  }
 }
 
 export function silentLogger(): Logger {
