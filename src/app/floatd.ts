@@ -125,7 +125,7 @@ export class Floatd {
     this.rulesSettings = deps.rulesSettings;
     this.metrics = new PrometheusMetrics(VERSION, () => this.metricsState());
     const metrics = this.metrics;
-    const health = new StorageHealth(this.clock, this.logger, () => store.probe());
+    const health = new StorageHealth(this.clock, this.logger, () => store.probe(), (reason, n) => metrics.storageUnavailable(reason, n));
     this.storage = health;
     this.leases = new LeaseService(
       store,
@@ -295,13 +295,21 @@ export class Floatd {
     const now = this.clock.now();
     const inUse = new Map<string, number>();
     let earliest: number | null = null;
-    for (const lease of this.store.allLeases()) {
-      if (lease.expiresAt <= now) continue;
-      inUse.set(lease.poolId, (inUse.get(lease.poolId) ?? 0) + 1);
-      if (earliest === null || lease.expiresAt < earliest) earliest = lease.expiresAt;
+    let unreadable: string | null = null;
+    try {
+      for (const lease of this.store.allLeases()) {
+        if (lease.expiresAt <= now) continue;
+        inUse.set(lease.poolId, (inUse.get(lease.poolId) ?? 0) + 1);
+        if (earliest === null || lease.expiresAt < earliest) earliest = lease.expiresAt;
+      }
+    } catch (err) {
+      // A lock that keeps readers out too: the scrape still answers, with what is known.
+      if (!isFloatdError(err) || err.code !== 'UNAVAILABLE') throw err;
+      unreadable = typeof err.details.reason === 'string' ? err.details.reason : 'locked';
     }
     return {
-      pools: this.pools.all().map((p) => ({ pool: p.id, product: p.product === '*' ? EVALUATION_PRODUCT : p.product, seats: p.seats, inUse: inUse.get(p.id) ?? 0 })),
+      storageFault: this.storage.fault() ?? unreadable,
+      pools: this.pools.all().map((p) => ({ pool: p.id, product: p.product === '*' ? EVALUATION_PRODUCT : p.product, seats: p.seats, inUse: unreadable === null ? (inUse.get(p.id) ?? 0) : null })),
       keys: this.pools.licenseKeys().map((k) => ({ key: k.id, product: k.product, expiresAt: k.expiresAt })),
       connections: this.tcp.connections(),
       earliestExpiry: earliest,

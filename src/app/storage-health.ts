@@ -34,6 +34,8 @@ export class StorageHealth {
     private readonly logger: Logger,
     /** A small write committed and taken back: throws while the storage refuses writes. */
     private readonly probe: () => void,
+    /** Told of operations answered UNAVAILABLE (for the metrics). */
+    private readonly counted: (reason: string, operations: number) => void = () => {},
   ) {}
 
   /** Why the storage is unavailable now, or null when it is not. */
@@ -61,6 +63,7 @@ export class StorageHealth {
   refuse(operations: number): FloatdError | null {
     if (this.mayTry()) return null;
     this.episode!.failed += operations;
+    this.counted(this.episode!.reason, operations);
     return this.unavailable();
   }
 
@@ -85,6 +88,7 @@ export class StorageHealth {
       this.episode.reason = reason;
       this.episode.nextTry = now + STORAGE_RETRY_MS;
     }
+    this.counted(reason, operations);
     // Clients learn the kind of fault, not the server's paths: those are in the log.
     return this.unavailable();
   }

@@ -70,6 +70,9 @@ describe('storage faults are a state, not a flood', () => {
     unavailable++;
     const ready = await call(`${web}/readyz`, 'GET');
     expect(ready).toMatchObject({ status: 503, body: { ok: false, reason: 'storage unavailable: disk-full' } });
+    const metrics = (await fetch(`${web}/metrics`).then((r) => r.text())).split('\n');
+    expect(metrics).toContain('floatd_storage_fault 1');
+    expect(metrics).toContain(`floatd_storage_unavailable_total{reason="disk-full"} ${unavailable}`);
     // The liveness check stays green: restarting would not free the disk.
     expect((await call(`${web}/healthz`, 'GET')).status).toBe(200);
     expect(storageErrors(lines)).toHaveLength(1);
@@ -83,6 +86,7 @@ describe('storage faults are a state, not a flood', () => {
     expect(recoveries(lines)[0]).toMatchObject({ level: 40, reason: 'disk-full', failed: unavailable });
     expect(recoveries(lines)[0]!['seconds']).toBeGreaterThan(0);
     expect((await call(`${web}/readyz`, 'GET')).status).toBe(200);
+    expect((await fetch(`${web}/metrics`).then((r) => r.text())).split('\n')).toContain('floatd_storage_fault 0');
     expect(storageErrors(lines)).toHaveLength(1);
     expect(lines.filter((l) => l['msg'] === 'request failed')).toEqual([]);
 
