@@ -93,8 +93,22 @@ export class StorageHealth {
     return this.unavailable();
   }
 
-  /** Storage work committed: a fault in progress is over. */
+  /**
+   * Storage work committed. In a fault that is not proof it is over (a batch
+   * that wrote nothing commits on a full disk too): the probe's write decides.
+   */
   succeeded(): void {
+    if (this.episode === null) return;
+    try {
+      this.probe();
+    } catch (err) {
+      if (this.failed(err, 0) === null) this.logger.error({ err }, 'storage probe failed');
+      return;
+    }
+    this.ended();
+  }
+
+  private ended(): void {
     const e = this.episode;
     if (e === null) return;
     this.episode = null;
@@ -127,7 +141,7 @@ export class StorageHealth {
       if (this.mayTry()) {
         try {
           this.probe();
-          this.succeeded();
+          this.ended();
           return;
         } catch (err) {
           if (this.failed(err, 0) === null) this.logger.error({ err }, 'storage probe failed');
