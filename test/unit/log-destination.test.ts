@@ -41,6 +41,17 @@ describe('LogDestination', () => {
     expect(d.dropped).toBeGreaterThanOrEqual(489);
   });
 
+  it('the pretty format goes through the same destination: readable lines in a file, dropped lines on a full device, never an exception', async () => {
+    const file = join(tempDir(), 'floatd.log');
+    const logger = createLogger({ level: 'info', destination: file, format: 'pretty' });
+    logger.info({ seats: 5 }, 'hello there');
+    await new Promise<void>((resolve) => logger.flush(() => resolve()));
+    expect(readFileSync(file, 'utf8')).toMatch(/INFO: hello there\n\s+seats: 5/);
+    const full = createLogger({ level: 'info', destination: '/dev/full', format: 'pretty' });
+    for (let i = 0; i < 1000; i++) full.info('into the void');
+    await new Promise<void>((resolve) => full.flush(() => resolve()));
+  });
+
   it('a log file floatd cannot write is a setting error naming log.destination', () => {
     const dir = tempDir();
     expect(() => createLogger({ level: 'info', destination: dir, format: 'json' })).toThrow(

@@ -1,6 +1,7 @@
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino, { type Logger } from 'pino';
+import PinoPretty from 'pino-pretty';
 import { FloatdError } from '../../domain/errors.js';
 import { LogDestination } from './log-destination.js';
 
@@ -21,16 +22,6 @@ export function createLogger(options: LoggerOptions): Logger {
   const pretty = options.format === 'pretty' || (options.format === 'auto' && tty);
   const base = { level: options.level, base: { service: 'floatd' }, timestamp: pino.stdTimeFunctions.isoTime };
   const fileFd = toFile ? openLogFile(options.destination) : null;
-  if (pretty) {
-    if (fileFd !== null) closeSync(fileFd);
-    return pino(
-      base,
-      pino.transport({
-        target: 'pino-pretty',
-        options: { destination: toFile ? options.destination : fd, colorize: !toFile, translateTime: 'SYS:standard', ignore: 'pid,hostname,service' },
-      }),
-    );
-  }
   let logger: Logger | null = null;
   const where = options.destination;
   const destination = new LogDestination(fileFd ?? fd, {
@@ -46,7 +37,13 @@ export function createLogger(options: LoggerOptions): Logger {
           : `log writes to ${where} work again after ${Math.round(ms / 100) / 10} s of ${code}: ${dropped} log line(s) dropped meanwhile`,
       ),
   });
-  logger = pino(base, destination);
+  if (pretty) {
+    // Formatted here rather than in a worker thread, so it goes through the same destination that never blocks.
+    const prettify = PinoPretty.prettyFactory({ colorize: !toFile, translateTime: 'SYS:standard', ignore: 'pid,hostname,service' });
+    logger = pino(base, { write: (line: string) => void destination.write(prettify(line)) });
+  } else {
+    logger = pino(base, destination);
+  }
   return logger;
 }
 
