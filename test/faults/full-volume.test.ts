@@ -152,7 +152,7 @@ describe('a full volume', () => {
     const t0 = Date.now();
     expect((await alice.request('ping')).ok).toBe(true);
     expect(Date.now() - t0).toBeLessThan(2000);
-    expect(stderr()).toMatch(/writing the log to .* fails \(ENOSPC/);
+    await until('stderr to say the log cannot be written', () => /writing the log to .* fails \(ENOSPC/.test(stderr()));
 
     rmSync(filler);
     await until('the storage to recover', async () => (await alice.request('renew', { lease: held })).ok);

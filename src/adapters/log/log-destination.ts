@@ -30,10 +30,12 @@ const EAGAIN_WAIT_MS = 10;
  * Where pino writes the server log: asynchronous writes to a file descriptor
  * that never block the event loop and never hang the process. A write that
  * fails (a full volume, an I/O error) drops its lines and counts them; while
- * writes fail, new lines are dropped too, with one real attempt a second;
- * the first write that works again ends the outage (one warning, with the
- * count). Unwritten lines are bounded by `maxBufferBytes`, so a reader that
- * never reads (a stopped pipe) costs memory only up to that.
+ * writes fail, new lines wait for one attempt a second (and are dropped and
+ * counted if it fails too); the first write that works again ends the outage
+ * (one warning, with the count). Unwritten lines are bounded by
+ * `maxBufferBytes`: past it they are dropped and counted, so a volume that
+ * stays full or a reader that never reads (a stopped pipe) costs memory only
+ * up to that.
  */
 export class LogDestination {
   private queue: Buffer[] = [];
@@ -44,6 +46,7 @@ export class LogDestination {
   /** Lines dropped because the buffer was full while writes still worked (a slow reader). */
   private overflowed = 0;
   private drainWaiters: Array<() => void> = [];
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly maxBytes: number;
   private readonly retryMs: number;
   private readonly monotonic: () => number;
@@ -63,28 +66,37 @@ export class LogDestination {
   }
 
   write(line: string): boolean {
-    const o = this.outage;
-    if (o !== null && (this.writing || this.monotonic() - o.lastTry < this.retryMs)) {
-      o.dropped++;
-      return true;
-    }
     const bytes = Buffer.from(line);
     if (this.queuedBytes + bytes.length > this.maxBytes) {
-      if (o !== null) o.dropped++;
+      if (this.outage !== null) this.outage.dropped++;
       else this.overflowed++;
       return true;
     }
     this.queue.push(bytes);
     this.queuedBytes += bytes.length;
     this.queuedLines++;
-    if (!this.writing) this.pump();
+    if (this.writing) return true;
+    const o = this.outage;
+    const wait = o === null ? 0 : o.lastTry + this.retryMs - this.monotonic();
+    if (wait > 0) this.retryIn(wait);
+    else this.pump();
     return true;
   }
 
-  /** Calls back once everything queued is written (or dropped). */
+  /** Calls back once everything queued is written (or dropped), or at once in an outage (it waits for the next attempt). */
   flush(cb?: (err?: Error) => void): void {
-    if (!this.writing && this.queue.length === 0) cb?.();
+    if (!this.writing && (this.queue.length === 0 || this.outage !== null)) cb?.();
     else if (cb) this.drainWaiters.push(() => cb());
+  }
+
+  private retryIn(ms: number): void {
+    if (this.retryTimer !== null) return;
+    // Unref'd: a log that cannot be written never keeps the process from exiting.
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (!this.writing && this.queue.length > 0) this.pump();
+    }, ms);
+    this.retryTimer.unref();
   }
 
   /** Nothing to do at exit: writes in flight keep the process alive until they end, and a failing one ends at once. */
@@ -143,16 +155,13 @@ export class LogDestination {
 
   private next(): void {
     this.writing = false;
-    if (this.queue.length > 0 && this.outage === null) {
-      this.pump();
-      return;
-    }
-    // In an outage, what was queued meanwhile is dropped: the next line after the retry interval is the next attempt.
-    if (this.outage !== null) {
-      this.outage.dropped += this.queuedLines;
-      this.queue = [];
-      this.queuedBytes = 0;
-      this.queuedLines = 0;
+    if (this.queue.length > 0) {
+      // In an outage, what came meanwhile waits (bounded) for the next attempt, a retry interval later.
+      if (this.outage === null) {
+        this.pump();
+        return;
+      }
+      this.retryIn(this.retryMs);
     }
     for (const fn of this.drainWaiters.splice(0)) fn();
   }

@@ -40,7 +40,7 @@ export function createLogger(options: LoggerOptions): Logger {
   if (pretty) {
     // Formatted here rather than in a worker thread, so it goes through the same destination that never blocks.
     const prettify = PinoPretty.prettyFactory({ colorize: !toFile, translateTime: 'SYS:standard', ignore: 'pid,hostname,service' });
-    logger = pino(base, { write: (line: string) => void destination.write(prettify(line)) });
+    logger = pino(base, { write: (line: string) => void destination.write(prettify(line)), flush: (cb: (err?: Error) => void) => destination.flush(cb) } as pino.DestinationStream);
   } else {
     logger = pino(base, destination);
   }
