@@ -1,8 +1,8 @@
-import { mkdirSync, openSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { openSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
 import PinoPretty from 'pino-pretty';
 import { FloatdError } from '../../domain/errors.js';
+import { createPrivateFile, ensureParent } from '../fs/private-files.js';
 import { LogDestination } from './log-destination.js';
 
 export type { Logger };
@@ -47,15 +47,21 @@ export function createLogger(options: LoggerOptions): Logger {
   return logger;
 }
 
-/** Opens (creating, mode 0600) the log file at start, so a path floatd cannot write is a setting error, not a silent loss. */
+/**
+ * Opens the log file at start, so a path floatd cannot write is a setting
+ * error, not a silent loss. The log names users and hosts: a log file floatd
+ * makes is private (0600) whatever the umask; one that exists keeps the mode
+ * its owner gave it (logrotate's `create 0640`, say).
+ */
 function openLogFile(file: string): number {
   try {
-    mkdirSync(dirname(file), { recursive: true });
-    return openSync(file, 'a', 0o600);
+    ensureParent(file);
+    createPrivateFile(file);
+    return openSync(file, 'a');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why =
-      code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : code === 'ENOTDIR' ? 'a part of the path is a file, not a folder' : code === 'EROFS' ? 'read-only file system' : (err as Error).message;
+      code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : code === 'ENOTDIR' || code === 'EEXIST' ? 'a part of the path is a file, not a folder' : code === 'EROFS' ? 'read-only file system' : (err as Error).message;
     throw new FloatdError('CONFIG_INVALID', `setting log.destination: cannot write the log file ${file}: ${why}`, { setting: 'log.destination' });
   }
 }
