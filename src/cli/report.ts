@@ -119,6 +119,7 @@ export async function report(args: string[], io: Io): Promise<number> {
   const fromMs = timeFlag(values.from, 'from', nowMs) ?? toMs - 7 * DAY_MS;
   const trueDenialMs = (intFlag(values['true-denial-minutes'], 'true-denial-minutes', 0) ?? 5) * 60_000;
   const query = { fromMs, toMs, product: values.product, user: values.user, trueDenialMs, utc: values.utc ?? false, nowMs };
+  if (!(toMs > fromMs)) throw new FloatdError('USAGE', `the report's end (--to ${new Date(toMs).toISOString()}) must come after its start (--from ${new Date(fromMs).toISOString()})`);
   const store = openExisting(configFrom(io, values));
   try {
     if (kind === 'usage') io.out(renderUsage(usageReport(store, { ...query, by: (values.by as Granularity | undefined) ?? 'day' }), format));
