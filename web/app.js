@@ -84,11 +84,11 @@ function renderStatus(status) {
       el(
         'tr',
         {},
-        el('td', { text: k.id.slice(0, 12), title: `${k.id} (${k.licensee})` }),
+        el('td', { text: k.id.slice(0, 8), title: `${k.id} (${k.licensee})` }),
         el('td', { text: k.product }),
         el('td', { class: 'num', text: `${k.seatsInUse}/${k.seats}` }),
-        el('td', { text: k.expires ? `${k.expires.slice(0, 10)} (${k.daysLeft} d)` : 'never' }),
-        el('td', { text: k.state }),
+        el('td', { text: k.expires ? k.expires.slice(0, 10) : 'never', title: k.expires || '' }),
+        el('td', { text: k.state === 'valid' && k.daysLeft !== null ? `valid, ${k.daysLeft} d left` : k.state }),
       ),
     ),
   );
@@ -148,7 +148,9 @@ function renderDenials(events) {
   $('denials-empty').hidden = recent.length > 0;
   fill(
     $('denials').tBodies[0],
-    recent.map((e) => el('tr', { title: e.message || '' }, el('td', { text: localTime(e.ts, true) }), el('td', { text: who(e) }), el('td', { text: e.code || '' }), el('td', { text: e.reason || e.message || '' }))),
+    recent.map((e) =>
+      el('tr', { title: e.message || '' }, el('td', { text: localTime(e.ts, true) }), el('td', { text: who(e) }), el('td', { text: e.product || '-' }), el('td', { text: e.code || '' }), el('td', { text: e.reason || e.message || '' })),
+    ),
   );
 }
 

@@ -31,6 +31,7 @@ import type { ProxyRefusal } from '../adapters/net/proxy-protocol.js';
 import { WarningThrottle } from './warning-throttle.js';
 import { AdminService, AdminTokens } from './admin.js';
 import { runReport } from './report-runner.js';
+import { usageReportJson, usersReportJson } from './reports.js';
 import type { ReportEventSource } from '../domain/events.js';
 import type { AdminApi } from '../adapters/http/admin-routes.js';
 import { Sweeper } from './sweeper.js';
@@ -245,8 +246,8 @@ export class Floatd {
       suspend: (listener, actor) => this.suspendListeners(listener, actor, true),
       resume: (listener, actor) => this.suspendListeners(listener, actor, false),
       log: (filter) => this.admin.log(filter),
-      usageReport: (q) => runReport({ dbFile: this.config.dbFile, kind: 'usage', query: { ...q, nowMs: this.clock.now() } }, this.store as unknown as ReportEventSource),
-      usersReport: (q) => runReport({ dbFile: this.config.dbFile, kind: 'users', query: { ...q, nowMs: this.clock.now() } }, this.store as unknown as ReportEventSource),
+      usageReport: async (q) => usageReportJson(await runReport({ dbFile: this.config.dbFile, kind: 'usage', query: { ...q, nowMs: this.clock.now() } }, this.store as unknown as ReportEventSource)),
+      usersReport: async (q) => usersReportJson(await runReport({ dbFile: this.config.dbFile, kind: 'users', query: { ...q, nowMs: this.clock.now() } }, this.store as unknown as ReportEventSource)),
       server: () => {
         const now = this.clock.now();
         const { ready, reason } = this.readiness();

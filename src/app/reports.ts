@@ -459,3 +459,16 @@ export function usersReport(source: ReportEventSource, q: Omit<ReportQuery, 'by'
     users: q.top === undefined ? users : users.slice(0, q.top),
   };
 }
+
+const iso = (t: number) => new Date(t).toISOString();
+
+/** A usage report as JSON: times as ISO 8601 UTC, numbers as computed. */
+export function usageReportJson(report: UsageReport): object {
+  const row = (r: UsageRow) => ({ ...r, start: iso(r.start), end: iso(r.end) });
+  return { ...report, from: iso(report.from), to: iso(report.to), buckets: report.buckets.map(row), total: row(report.total) };
+}
+
+/** A users report as JSON: times as ISO 8601 UTC. */
+export function usersReportJson(report: UsersReport): object {
+  return { ...report, from: iso(report.from), to: iso(report.to) };
+}

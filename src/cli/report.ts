@@ -1,5 +1,5 @@
 import { openExisting } from '../app/inspect.js';
-import { GRANULARITIES, usageReport, usersReport, type Granularity, type UsageReport, type UsageRow, type UsersReport } from '../app/reports.js';
+import { GRANULARITIES, usageReport, usageReportJson, usersReport, usersReportJson, type Granularity, type UsageReport, type UsageRow, type UsersReport } from '../app/reports.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { FloatdError } from '../domain/errors.js';
 import { CONFIG_FLAGS, configFrom, intFlag, parse, table, timeFlag, type Io } from './common.js';
@@ -62,10 +62,7 @@ function usageCells(row: UsageRow, time: (t: number) => string): string[] {
 }
 
 export function renderUsage(report: UsageReport, format: 'table' | 'csv' | 'json'): string {
-  if (format === 'json') {
-    const row = (r: UsageRow) => ({ ...r, start: iso(r.start), end: iso(r.end) });
-    return JSON.stringify({ ...report, from: iso(report.from), to: iso(report.to), buckets: report.buckets.map(row), total: row(report.total) }, null, 2);
-  }
+  if (format === 'json') return JSON.stringify(usageReportJson(report), null, 2);
   if (format === 'csv') {
     return [USAGE_COLUMNS.join(','), ...report.buckets.map((r) => usageCells(r, iso).map(csvCell).join(',')), ['total', ...usageCells(report.total, iso).slice(1)].map(csvCell).join(',')].join('\n');
   }
@@ -84,7 +81,7 @@ export function renderUsage(report: UsageReport, format: 'table' | 'csv' | 'json
 const USER_COLUMNS = ['user', 'usageHours', 'peakConcurrent', 'grants', 'denials', 'trueDenials'] as const;
 
 export function renderUsers(report: UsersReport, format: 'table' | 'csv' | 'json'): string {
-  if (format === 'json') return JSON.stringify({ ...report, from: iso(report.from), to: iso(report.to) }, null, 2);
+  if (format === 'json') return JSON.stringify(usersReportJson(report), null, 2);
   const cells = report.users.map((u) => [u.user, u.usageHours.toFixed(2), String(u.peakConcurrent), String(u.grants), String(u.denials), String(u.trueDenials)]);
   if (format === 'csv') return [USER_COLUMNS.join(','), ...cells.map((c) => c.map(csvCell).join(','))].join('\n');
   const head = `users, ${localTime(report.from)} to ${localTime(report.to)} (local time), ${report.product === null ? 'all products' : `product ${printable(report.product)}`}`;

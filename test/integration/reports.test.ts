@@ -1,10 +1,12 @@
 import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.js';
 import { usageReport, usersReport } from '../../src/app/reports.js';
 import { csvCell } from '../../src/cli/report.js';
 import { CHILD_ENV, MAIN, requireBuild } from '../support/cli.js';
-import { client, FakeClock } from '../support/helpers.js';
+import { client, FakeClock, tempDir } from '../support/helpers.js';
 import { startServer, type TestServer } from '../support/server.js';
 
 const MIN = 60_000;
@@ -97,6 +99,17 @@ describe('floatd report', () => {
     expect(usageReport(store, { ...query, by: 'hour', user: 'carol' }).total).toMatchObject({ peak: 2, average: 0.91, grants: 2, denials: 2, trueDenials: 1, uniqueUsers: 1 });
     // A longer window for true denials answers carol's first denial too.
     expect(usageReport(store, { ...query, by: 'hour', trueDenialMs: 10 * MIN }).total.trueDenials).toBe(1);
+
+    // The running server computes reports in a worker thread on its own connection: the same figures.
+    const runner = join(MAIN, '..', 'app', 'report-runner.js');
+    const script = `import { runReport } from ${JSON.stringify(runner)};
+      const report = await runReport({ dbFile: ${JSON.stringify(server.config.dbFile)}, kind: 'usage', query: ${JSON.stringify({ ...query, by: 'hour' })} }, null);
+      process.stdout.write(JSON.stringify(report));`;
+    const file = join(tempDir('floatd-report-worker-'), 'run.mjs');
+    writeFileSync(file, script);
+    const worker = spawnSync(process.execPath, [file], { encoding: 'utf8', env: CHILD_ENV });
+    expect(worker.stderr).toBe('');
+    expect(JSON.parse(worker.stdout)).toEqual(JSON.parse(JSON.stringify(usage)));
   });
 
   it('prints the same numbers as a table, CSV and JSON', async () => {

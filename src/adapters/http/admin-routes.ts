@@ -224,7 +224,8 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps, 
                 product: text,
                 pool: text,
                 event: { type: 'string', description: 'event kinds, comma-separated' },
-                limit: { type: 'integer', minimum: 1, maximum: 100000 },
+                // A query string holds text: the number is checked by pattern (1 to 100000) and converted below.
+                limit: { type: 'string', pattern: '^(100000|[1-9][0-9]{0,4})$', description: 'the newest N entries (1-100000; default 1000)' },
               },
             },
             response: { 200: anyReply },
@@ -246,7 +247,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps, 
             product: q['product'] as string | undefined,
             pool: q['pool'] as string | undefined,
             events: q['event'] === undefined ? undefined : String(q['event']).split(','),
-            limit: (q['limit'] as number | undefined) ?? 1000,
+            limit: q['limit'] === undefined ? 1000 : Number(q['limit']),
           };
           return { ok: true, events: deps.admin.log(filter) };
         },
