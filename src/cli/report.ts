@@ -6,7 +6,7 @@ import { CONFIG_FLAGS, configFrom, intFlag, parse, table, timeFlag, type Io } fr
 
 export const REPORT_USAGE = `floatd report usage [--from TIME] [--to TIME] [--by hour|day|week|month] [--product P] [--user U]
            [--true-denial-minutes N] [--utc] [--table | --csv | --json] [--config FILE] [--data-dir DIR]
-floatd report users [--from TIME] [--to TIME] [--product P] [--top N] [--true-denial-minutes N]
+floatd report users [--from TIME] [--to TIME] [--product P] [--user U] [--top N] [--true-denial-minutes N]
            [--table | --csv | --json] [--config FILE] [--data-dir DIR]
   Computed from the lease log. TIME is an ISO date/time or a span ago (30m, 12h, 7d); the range is
   the last 7 days up to now unless given. Buckets start on local hours, midnights, Mondays and
