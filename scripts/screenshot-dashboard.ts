@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
 import { SystemClock } from '../src/adapters/clock/system-clock.js';
 import { newEd25519KeyPair, writeSecretFile } from '../src/adapters/crypto/keys.js';
-import { issueLicenseKey } from '../src/adapters/crypto/license-keys.js';
+import { issueLicenseKey, trustVendorKeys, verifyLicenseKey } from '../src/adapters/crypto/license-keys.js';
 import { silentLogger } from '../src/adapters/log/logger.js';
 import { packageRoot } from '../src/adapters/package-root.js';
 import { SqliteLeaseStore } from '../src/adapters/sqlite/sqlite-lease-store.js';
@@ -76,14 +76,18 @@ async function main(): Promise<void> {
   await (await Floatd.create(config, { logger: silentLogger() })).stop();
   const now = Date.now();
   const keys: Record<string, { id: string; seats: number }> = {};
+  const tokens: string[] = [];
+  const trusted = await trustVendorKeys([vendor.publicJwk]);
   for (const [product, seats, days] of [['cad', 8, 40], ['sim', 3, 400]] as const) {
-    const token = await issueLicenseKey(vendor.privateJwk, { licensee: 'Acme Engineering', product, seats, now, expires: new Date(now + days * 86_400_000) });
-    const { id } = await withLicensing(config, new SystemClock(), (l) => l.add(token));
-    keys[product] = { id, seats };
+    const token = await issueLicenseKey(vendor.privateJwk, { licensee: 'Acme Engineering', product, seats, now: now - 2 * 86_400_000, expires: new Date(now + days * 86_400_000) });
+    keys[product] = { id: (await verifyLicenseKey(token, trusted)).id, seats };
+    tokens.push(token);
   }
+  // The day before, as the log recorded it; then the keys as installed now.
   const store = new SqliteLeaseStore(config.dbFile);
   history(store, now, keys);
   store.close();
+  for (const token of tokens) await withLicensing(config, new SystemClock(), (l) => l.add(token));
 
   const floatd = await Floatd.create(config, { logger: silentLogger() });
   const [tcp] = await floatd.start();
