@@ -10,9 +10,9 @@
  *
  *   node dist/scripts/bench-report.js [--entries N] [--summary] [--keep DIR]
  */
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
@@ -112,14 +112,18 @@ try {
     ['report usage --by week --csv', ['report', 'usage', '--by', 'week', '--csv', ...range]],
     ['report users --top 10', ['report', 'users', '--top', '10', ...range]],
   ];
+  // Wall time, and the CPU time the command used (user + system, from the shell's `time`): on a
+  // machine shared with other work the CPU time is what the command itself costs.
   let worst = 0;
+  let worstCpu = 0;
   for (const [name, args] of runs) {
-    let out = '';
-    const s = time(() => {
-      out = execFileSync(process.execPath, [main, ...args], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-    });
-    worst = Math.max(worst, s);
-    console.log(`floatd ${name}: ${s.toFixed(2)} s (${out.split('\n').length} lines)`);
+    const quoted = [process.execPath, main, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+    const r = spawnSync('bash', ['-c', `TIMEFORMAT='%R %U %S'; time (${quoted} | wc -l)`], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`floatd ${name} failed: ${r.stderr}`);
+    const [real, user, sys] = r.stderr.trim().split('\n').at(-1)!.split(' ').map(Number) as [number, number, number];
+    worst = Math.max(worst, real);
+    worstCpu = Math.max(worstCpu, user + sys);
+    console.log(`floatd ${name}: ${real.toFixed(2)} s wall, ${(user + sys).toFixed(2)} s CPU (${r.stdout.trim()} lines)`);
   }
   const store = new SqliteLeaseStore(join(dir, 'floatd.db'), { readonly: true });
   const compute = time(() =>
@@ -127,7 +131,8 @@ try {
   );
   store.close();
   console.log(`computation alone (read + replay, in process): ${compute.toFixed(2)} s`);
-  console.log(`slowest command: ${worst.toFixed(2)} s (target: at most 2 s) ${worst <= 2 ? 'OK' : 'OVER'}`);
+  console.log(`load average: ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} cores`);
+  console.log(`slowest command: ${worst.toFixed(2)} s wall, ${worstCpu.toFixed(2)} s CPU (target: at most 2 s) ${worst <= 2 ? 'OK' : worstCpu <= 2 ? 'OVER in wall time only: the machine is busy' : 'OVER'}`);
   process.exitCode = worst <= 2 ? 0 : 1;
 } finally {
   if (values.keep === undefined) rmSync(dir, { recursive: true, force: true });

@@ -294,7 +294,7 @@ class Replay {
     const q = this.q;
     if (e.ts >= this.end) {
       // After the range: only grants that answer denials made in it.
-      if (e.event === 'granted' && e.user !== null) this.settle(`${e.user}\u0000${e.instance ?? ''}`, e.ts, e.product);
+      if (e.event === 'granted' && e.user !== null && this.pending.size > 0) this.settle(`${e.user}\u0000${e.instance ?? ''}`, e.ts, e.product);
       return;
     }
     switch (e.event) {
@@ -302,7 +302,7 @@ class Replay {
         this.advance(e.ts);
         this.notePool(e);
         if (e.leaseId === null || e.user === null) return;
-        this.settle(`${e.user}\u0000${e.instance ?? ''}`, e.ts, e.product);
+        if (this.pending.size > 0) this.settle(`${e.user}\u0000${e.instance ?? ''}`, e.ts, e.product);
         const counted = q.user === undefined || e.user === q.user;
         this.open.set(e.leaseId, { user: e.user, start: e.ts, counted });
         if (!counted) return;
