@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import Database from 'better-sqlite3';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -100,6 +101,20 @@ describe('floatd report', () => {
     // A longer window for true denials answers carol's first denial too.
     expect(usageReport(store, { ...query, by: 'hour', trueDenialMs: 10 * MIN }).total.trueDenials).toBe(1);
 
+    // An entry standing for repeated requests (the log's count column) counts as that many.
+    const db = new Database(server.config.dbFile);
+    try {
+      const hasCount = (db.pragma('table_info(events)') as Array<{ name: string }>).some((c) => c.name === 'count');
+      if (!hasCount) db.exec('ALTER TABLE events ADD COLUMN count INTEGER');
+      db.prepare("UPDATE events SET count = 3 WHERE event = 'denied' AND user = 'dave'").run();
+    } finally {
+      db.close();
+    }
+    const counted = usageReport(store, { ...query, by: 'hour' });
+    expect(counted.buckets[1]).toMatchObject({ denials: 3, trueDenials: 3, denialsBy: [{ code: 'NO_FREE_SEATS', reason: null, count: 3 }] });
+    expect(counted.total).toMatchObject({ denials: 5, trueDenials: 4 });
+    expect(usersReport(store, query).users.find((u) => u.user === 'dave')).toMatchObject({ denials: 3, trueDenials: 3 });
+
     // The running server computes reports in a worker thread on its own connection: the same figures.
     const runner = join(MAIN, '..', 'app', 'report-runner.js');
     const script = `import { runReport } from ${JSON.stringify(runner)};
@@ -109,7 +124,7 @@ describe('floatd report', () => {
     writeFileSync(file, script);
     const worker = spawnSync(process.execPath, [file], { encoding: 'utf8', env: CHILD_ENV });
     expect(worker.stderr).toBe('');
-    expect(JSON.parse(worker.stdout)).toEqual(JSON.parse(JSON.stringify(usage)));
+    expect(JSON.parse(worker.stdout)).toEqual(JSON.parse(JSON.stringify(counted)));
   });
 
   it('prints the same numbers as a table, CSV and JSON', async () => {
