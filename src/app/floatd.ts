@@ -30,6 +30,9 @@ import { WebServer, type BoundWebListener } from '../adapters/http/web-server.js
 import type { ProxyRefusal } from '../adapters/net/proxy-protocol.js';
 import { WarningThrottle } from './warning-throttle.js';
 import { AdminService, AdminTokens } from './admin.js';
+import { runReport } from './report-runner.js';
+import { usageReportJson, usersReportJson } from './reports.js';
+import type { ReportEventSource } from '../domain/events.js';
 import type { AdminApi } from '../adapters/http/admin-routes.js';
 import { Sweeper } from './sweeper.js';
 import { StorageHealth, STORAGE_RETRY_MS } from './storage-health.js';
@@ -240,6 +243,7 @@ export class Floatd {
         proxyRefused: (refusal) => this.proxyRefused(refusal),
         admin: this.adminApi(),
         adminRefused: (remote, why) => this.adminRefused(remote, why),
+        wallClock: () => this.clock.now(),
       },
     );
     this.applyRules(rules);
@@ -271,6 +275,22 @@ export class Floatd {
       suspend: (listener, actor) => this.suspendListeners(listener, actor, true),
       resume: (listener, actor) => this.suspendListeners(listener, actor, false),
       log: (filter) => this.admin.log(filter),
+      usageReport: async (q) => usageReportJson(await runReport({ dbFile: this.config.dbFile, kind: 'usage', query: { ...q, nowMs: this.clock.now() } }, this.store as unknown as ReportEventSource)),
+      usersReport: async (q) => usersReportJson(await runReport({ dbFile: this.config.dbFile, kind: 'users', query: { ...q, nowMs: this.clock.now() } }, this.store as unknown as ReportEventSource)),
+      server: () => {
+        const now = this.clock.now();
+        const { ready, reason } = this.readiness();
+        return {
+          version: VERSION,
+          now: new Date(now).toISOString(),
+          ready,
+          reason,
+          startedAt: this.startedAt === 0 ? null : new Date(this.startedAt).toISOString(),
+          uptimeSeconds: this.startedAt === 0 ? 0 : Math.max(0, Math.round((now - this.startedAt) / 1000)),
+          listeners: this.listenerStatus(),
+          leaseSeconds: this.config.leaseSeconds,
+        };
+      },
     };
   }
 

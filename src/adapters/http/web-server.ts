@@ -10,7 +10,8 @@ import { closeServer, listenOn, type ListenOn } from '../net/listen.js';
 import { proxiedAddress, requireProxyProtocol, type ProxyIntake, type ProxyProtocolSettings, type ProxyRefusal } from '../net/proxy-protocol.js';
 import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/tls-context.js';
 import { HTTP_STATUS } from './http-status.js';
-import { registerAdminRoutes, type AdminApi } from './admin-routes.js';
+import { AdminGate, registerAdminRoutes, type AdminApi, type AdminRouteDeps } from './admin-routes.js';
+import { registerDashboard } from './dashboard-routes.js';
 import { Suspension } from '../net/suspension.js';
 import { messageValidator, routeSchemas } from './schemas.js';
 import { parseJson } from '../../domain/schema.js';
@@ -57,6 +58,10 @@ export interface WebServerDeps {
   readonly admin?: AdminApi;
   /** A refused admin request (wrong or missing credentials), for the server log. */
   readonly adminRefused?: (remote: string, why: string) => void;
+  /** The wall clock (ms), for report ranges. */
+  readonly wallClock: () => number;
+  /** The dashboard's files (default: the package's web/ folder). */
+  readonly dashboardDir?: string;
 }
 
 export interface BoundWebListener {
@@ -340,17 +345,24 @@ export class WebServer {
       return reply.type(contentType).send(body);
     });
     if (this.deps.admin !== undefined) {
-      registerAdminRoutes(app, {
+      const who = (request: FastifyRequest) => {
+        const info = this.sockets.get(request.socket);
+        const remoteAddress = this.remoteOf(request.socket);
+        return { remote: remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress, certificateSubject: info?.peer?.subject ?? null };
+      };
+      const secure = (request: FastifyRequest) => this.sockets.get(request.socket)?.tls ?? false;
+      const adminDeps: AdminRouteDeps = {
         admin: this.deps.admin,
-        who: (request) => {
-          const info = this.sockets.get(request.socket);
-          const remoteAddress = this.remoteOf(request.socket);
-          return { remote: remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress, certificateSubject: info?.peer?.subject ?? null };
-        },
+        who,
         refused: (remote, why) => this.deps.adminRefused?.(remote, why),
         fail: (code, message, details) => new HttpError(code, message, details),
         now: () => this.deps.monotonic(),
-      });
+        wallClock: () => this.deps.wallClock(),
+        secure,
+      };
+      const gate = new AdminGate(adminDeps);
+      registerAdminRoutes(app, adminDeps, gate);
+      registerDashboard(app, { gate, who, secure, assetsDir: this.deps.dashboardDir });
     }
   }
 }

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import type { EventFilter, LeaseEvent, LeaseEventInput } from '../../domain/events.js';
+import type { EventFilter, LeaseEvent, LeaseEventInput, ReportEvent, ReportEventQuery, ReportEventSource } from '../../domain/events.js';
 import type { Lease } from '../../domain/lease.js';
 import type { DenialWindow, LeaseStore, LeaseTx, StoredLicense } from '../../domain/ports.js';
 import { CommitQueue } from '../../domain/commit-queue.js';
@@ -101,6 +101,11 @@ function eventParams(e: LeaseEventInput): unknown[] {
   ];
 }
 
+/** How many entries a report reads at a time. */
+const REPORT_CHUNK = 20_000;
+/** The entries reports read, by the number the report query gives each kind. */
+const REPORT_EVENT_KINDS = ['', 'granted', 'released', 'expired', 'revoked', 'denied', 'key-added', 'key-removed', 'key-expired'] as const;
+
 /** A file that is not a usable floatd database (empty, another program's, or damaged); `why` says which. */
 export class DatabaseUnusable extends Error {
   constructor(readonly why: string) {
@@ -132,7 +137,7 @@ export interface SqliteOptions {
  * makes each commit survive a process crash (kill -9): the WAL is in the OS
  * before the commit returns.
  */
-export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
+export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEventSource {
   private readonly db: Database.Database;
   private readonly tx: LeaseTx;
   private readonly stmt;
@@ -491,6 +496,48 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
       params.push(filter.limit);
     }
     return this.guard(() => this.db.prepare<unknown[], EventRow>(sql).all(...params).map(toEvent));
+  }
+
+  /**
+   * Streams the entries reports read, in the order written, one row at a time (a
+   * report over millions of entries holds only what is still open). Entries
+   * that stand for several requests count as such when the log has a `count`
+   * column.
+   */
+  *reportEvents(query: ReportEventQuery): IterableIterator<ReportEvent> {
+    const columns = this.db.pragma('table_info(events)') as Array<{ name: string }>;
+    const count = columns.some((c) => c.name === 'count') ? 'COALESCE("count", 1)' : '1';
+    const params: unknown[] = [query.untilMs];
+    let where =
+      "ts < ? AND event IN ('granted', 'released', 'expired', 'revoked', 'denied', 'key-added', 'key-removed', 'key-expired')";
+    if (query.product !== undefined) {
+      where += " AND (product = ? OR event = 'key-removed')";
+      params.push(query.product);
+    }
+    // Read in chunks of rows that SQLite packs as one JSON array each: far cheaper than a row at a
+    // time, and each kind of entry brings only the columns reports read of it.
+    const e = "CASE event WHEN 'granted' THEN 1 WHEN 'released' THEN 2 WHEN 'expired' THEN 3 WHEN 'revoked' THEN 4 WHEN 'denied' THEN 5 WHEN 'key-added' THEN 6 WHEN 'key-removed' THEN 7 ELSE 8 END";
+    const product = query.product === undefined ? 'CASE WHEN e IN (1, 5, 6) THEN product END' : 'NULL';
+    const chunk = this.db
+      .prepare<unknown[], [number | null, string | null]>(
+        `SELECT max(id), json_group_array(json_array(ts, e, CASE WHEN e IN (1, 5, 6, 7, 8) THEN pool_id END, ${product}, CASE WHEN e <= 4 THEN lease_id END, ` +
+          'CASE WHEN e IN (1, 5) THEN user END, CASE WHEN e IN (1, 5) THEN instance END, CASE WHEN e IN (1, 5, 6) THEN seats_total END, ' +
+          `CASE WHEN e = 5 THEN code END, CASE WHEN e = 5 THEN reason END, ${count})) ` +
+          `FROM (SELECT id, ts, ${e} AS e, pool_id, product, lease_id, user, instance, seats_total, code, reason${count === '1' ? '' : ', "count"'} ` +
+          `FROM events NOT INDEXED WHERE id > ? AND ${where} ORDER BY id LIMIT ${REPORT_CHUNK})`,
+      )
+      .raw(true);
+    type Row = [number, number, string | null, string | null, string | null, string | null, string | null, number | null, string | null, string | null, number];
+    // In the order written: one pass over the table, no sort (an entry stamped earlier than the one
+    // before it, after the clock was stepped back, counts at the later time).
+    for (let after = 0; ; ) {
+      const [last, json] = chunk.get(after, ...params)!;
+      if (last === null || json === null) return;
+      after = last;
+      for (const r of JSON.parse(json) as Row[]) {
+        yield { ts: r[0], event: REPORT_EVENT_KINDS[r[1]]!, poolId: r[2], product: query.product ?? r[3], leaseId: r[4], user: r[5], instance: r[6], seatsTotal: r[7], code: r[8], reason: r[9], count: r[10] };
+      }
+    }
   }
 
   pruneEvents(beforeMs: number): number {
