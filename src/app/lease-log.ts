@@ -15,7 +15,7 @@ import { openDataDir } from './data-dir.js';
 const DAY_MS = 86_400_000;
 
 /** The fields of an entry as `floatd log --json`, `--csv` and exports give them, in this order. */
-export const LOG_FIELDS = ['id', 'ts', 'event', 'product', 'poolId', 'leaseId', 'user', 'host', 'instance', 'remote', 'listener', 'seatsInUse', 'seatsTotal', 'code', 'reason', 'message', 'actor'] as const;
+export const LOG_FIELDS = ['id', 'ts', 'event', 'product', 'poolId', 'leaseId', 'user', 'host', 'instance', 'remote', 'listener', 'seatsInUse', 'seatsTotal', 'code', 'reason', 'message', 'actor', 'count'] as const;
 
 /** An entry as one JSON object: ISO time, absent fields left out. */
 export function eventJson(e: LeaseEvent): Record<string, unknown> {

@@ -31,7 +31,9 @@ function cells(e: LeaseEvent, utc: boolean): string[] {
   const who = e.user ? `${e.user}@${e.host ?? '?'}${e.instance ? `/${e.instance}` : ''}` : '';
   const seats = e.seatsInUse !== null && e.seatsInUse !== undefined ? `${e.seatsInUse}/${e.seatsTotal ?? '?'}` : '';
   const code = e.code ? `${e.code}${e.reason ? `(${e.reason})` : ''}` : '';
-  return [humanTime(e.ts, utc), e.event, e.product ?? '', who, seats, e.leaseId ? e.leaseId.slice(0, 8) : '', e.remote ?? '', code, e.actor ?? '', e.message ?? ''].map(printable);
+  // An entry that stands for repeated identical denials says how many.
+  const event = (e.count ?? 1) > 1 ? `${e.event} x${e.count}` : e.event;
+  return [humanTime(e.ts, utc), event, e.product ?? '', who, seats, e.leaseId ? e.leaseId.slice(0, 8) : '', e.remote ?? '', code, e.actor ?? '', e.message ?? ''].map(printable);
 }
 
 /**
