@@ -91,7 +91,7 @@ describe('floatd log', () => {
     expect(text[3]).toMatch(/denied\s+cad\s+carol@carol-host\/carol-1\s+2\/2\s+\S*\s*127\.0\.0\.1\s+NO_FREE_SEATS/);
     expect((await log(s, '--utc', '--limit', '1')).out.split('\n')[1]).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+listener-suspended/);
     const csv = (await log(s, '--csv', '--user', 'carol')).out.split('\n');
-    expect(csv[0]).toBe('id,ts,event,product,poolId,leaseId,user,host,instance,remote,listener,seatsInUse,seatsTotal,code,reason,message,actor');
+    expect(csv[0]).toBe('id,ts,event,product,poolId,leaseId,user,host,instance,remote,listener,seatsInUse,seatsTotal,code,reason,message,actor,count');
     expect(csv[1]).toMatch(/,denied,cad,[^,]*,,carol,carol-host,carol-1,127\.0\.0\.1,tcp,2,2,NO_FREE_SEATS,,/);
     await s.stop();
   });

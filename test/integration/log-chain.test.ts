@@ -266,8 +266,13 @@ describe('entries recorded before the chain', () => {
     })).toThrow('abandoned');
     store.appendEvent({ ts: 1_800_000_000_200, event: 'denied', user: 'lone\ud800surrogate' });
     other.close();
-    expect(store.verifyLog(verifier)).toMatchObject({ ok: true, entries: 62 });
-    expect(store.queryEvents({ limit: 1 })[0]!.user).toBe('lone\ufffdsurrogate');
+    // Repeated identical denials: one chained entry whose count is raised in place, which verify accepts.
+    const window = { sinceMs: 1_800_000_000_000, perAddress: 10, overflowMessage: 'too many' };
+    const denial = { ts: 1_800_000_000_300, event: 'denied' as const, user: 'eve', remote: '10.0.0.9', listener: 'tcp', code: 'NO_FREE_SEATS' };
+    for (let i = 0; i < 3; i++) store.transact((tx) => tx.recordDenial(denial, window));
+    expect(store.queryEvents({ user: 'eve' }).map((e) => e.count)).toEqual([3]);
+    expect(store.verifyLog(verifier)).toMatchObject({ ok: true, entries: 63 });
+    expect(store.queryEvents({ user: 'lone\ufffdsurrogate' })).toHaveLength(1);
     store.close();
   });
 });
