@@ -743,14 +743,14 @@ export class Floatd {
         try {
           this.store.appendEvent({ ts: this.clock.now(), event: 'server-stopped' });
           this.store.setMeta(RUNTIME_META, '');
+          // A stopped server leaves the whole log under a signature.
+          (this.store as SqliteLeaseStore).checkpointLogIfDue(this.clock.now(), true);
         } catch (err) {
           // A storage fault does not stop a stop: every acknowledged change is committed already.
           if (!isFloatdError(err) || err.code !== 'UNAVAILABLE') throw err;
           if (this.serving) this.logger.warn({ code: err.code, reason: err.details.reason }, `the stop could not be recorded in the lease log: ${err.message}`);
         }
       }
-      // A stopped server leaves the whole log under a signature.
-      (this.store as SqliteLeaseStore).checkpointLogIfDue(this.clock.now(), true);
     } finally {
       this.store.close();
       this.lock.release();

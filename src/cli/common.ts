@@ -80,7 +80,7 @@ export function timeFlag(value: unknown, name: string, now: number): number | un
   const t = day ? new Date(Number(day[1]), Number(day[2]) - 1, Number(day[3])).getTime() : /^\d{4}-\d{2}-\d{2}[T ]\d/.test(text) ? Date.parse(text) : NaN;
   if (Number.isNaN(t)) {
     const shown = JSON.stringify(text).slice(1, -1);
-    throw new FloatdError('USAGE', `--${name} must be an ISO date or date/time (2026-11-21, 2026-11-21T09:00, 2026-11-21T09:00Z) or a span ago (90s, 30m, 12h, 7d, 2w); got "${shown}"`);
+    throw new FloatdError('USAGE', `--${name} must be an ISO date/time (2026-11-21T09:00Z, 2026-11-21T09:00 local, or a date alone: 2026-11-21) or a span ago (90s, 30m, 12h, 7d, 2w); got "${shown}"`);
   }
   return t;
 }

@@ -324,8 +324,15 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
       appendEvent: (event) => this.appendChained(event),
       recordDenial: (event, window) => this.recordDenial(event, window),
     };
-    if (!this.db.readonly) this.chainLegacyEntries();
-    this.lastCheckpointId = s.lastCheckpoint.get()?.event_id ?? 0;
+    try {
+      this.guard(() => {
+        if (!this.db.readonly) this.chainLegacyEntries();
+        this.lastCheckpointId = s.lastCheckpoint.get()?.event_id ?? 0;
+      });
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
   }
 
   /**
@@ -406,6 +413,8 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
    */
   private chainLegacyEntries(): void {
     if (this.stmt.getMeta.get(CHAIN_START_META) !== undefined) return;
+    // Nothing to chain (a new database): no write, so opening needs no write lock.
+    if (this.db.prepare('SELECT 1 FROM events WHERE hash IS NULL LIMIT 1').get() === undefined) return;
     const rows = this.db.prepare(`SELECT ${[...CHAIN_COLUMNS, ...this.extensions].map((c) => `"${c}"`).join(', ')} FROM events WHERE hash IS NULL ORDER BY id`).raw(true);
     const update = this.db.prepare<[string, string, number]>('UPDATE events SET prev_hash = ?, hash = ? WHERE id = ?');
     const n = CHAIN_COLUMNS.length;
@@ -430,7 +439,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
    */
   checkpointLogIfDue(now: number, force = false): boolean {
     if (this.chain === undefined) return false;
-    return this.db
+    return this.guard(() => this.db
       .transaction(() => {
         const head = this.stmt.chainHead.get();
         const last = this.stmt.lastCheckpoint.get();
@@ -439,7 +448,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
         this.signCheckpoint(head.id, head.hash, now);
         return true;
       })
-      .immediate();
+      .immediate());
   }
 
   /** The newest signed checkpoint, if any. */
