@@ -2,6 +2,7 @@
 import { FloatdError } from './domain/errors.js';
 import { VERSION } from './app/version.js';
 import { processIo } from './cli/common.js';
+import { ACTIVATE_USAGE, activate, deactivate, fingerprint } from './cli/activate.js';
 import { ADMIN_USAGE, admin } from './cli/admin.js';
 import { LICENSE_USAGE, license } from './cli/license.js';
 import { LOG_USAGE, log } from './cli/log.js';
@@ -17,6 +18,7 @@ ${SERVE_USAGE}
 ${STATUS_USAGE}
 ${LOG_USAGE}
 ${LICENSE_USAGE}
+${ACTIVATE_USAGE}
 ${RULES_USAGE}
 ${ADMIN_USAGE}
 ${RUN_USAGE}
@@ -30,6 +32,9 @@ const COMMANDS: Record<string, { usage: string; run: (args: string[]) => Promise
   status: { usage: STATUS_USAGE, run: (a) => status(a, processIo) },
   log: { usage: LOG_USAGE, run: (a) => log(a, processIo) },
   license: { usage: LICENSE_USAGE, run: (a) => license(a, processIo) },
+  activate: { usage: ACTIVATE_USAGE, run: (a) => activate(a, processIo) },
+  deactivate: { usage: ACTIVATE_USAGE, run: (a) => deactivate(a, processIo) },
+  fingerprint: { usage: ACTIVATE_USAGE, run: (a) => fingerprint(a, processIo) },
   rules: { usage: RULES_USAGE, run: (a) => rules(a, processIo) },
   admin: { usage: ADMIN_USAGE, run: (a) => admin(a, processIo) },
   run: { usage: RUN_USAGE, run: (a) => run(a, processIo) },

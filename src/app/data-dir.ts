@@ -17,6 +17,8 @@ export interface LicensingSettings {
   readonly vendorPublicKeys: readonly JWK[];
   readonly products: readonly string[];
   readonly evaluation: { readonly seats: number; readonly days: number };
+  /** How activations are judged (absent in data directories recorded before activation existed). */
+  readonly activation?: { readonly revalidateDays: number; readonly graceDays: number; readonly hostRoot: string };
 }
 
 function invalid(message: string): FloatdError {
@@ -113,7 +115,12 @@ export function readVendorKeyFiles(config: Config): JWK[] {
 }
 
 export function licensingSettings(config: Config): LicensingSettings {
-  return { vendorPublicKeys: readVendorKeyFiles(config), products: config.products, evaluation: config.evaluation };
+  return {
+    vendorPublicKeys: readVendorKeyFiles(config),
+    products: config.products,
+    evaluation: config.evaluation,
+    activation: { revalidateDays: config.activation.revalidateDays, graceDays: config.activation.graceDays, hostRoot: config.hostRoot },
+  };
 }
 
 /** Kept in the data directory at every start, so commands judge keys exactly as the server does. */

@@ -33,9 +33,15 @@ import { AdminService, AdminTokens } from './admin.js';
 import type { AdminApi } from '../adapters/http/admin-routes.js';
 import { Sweeper } from './sweeper.js';
 import { VERSION } from './version.js';
+import { ServerActivation } from './activation.js';
+import { trustVendorKeys } from '../adapters/crypto/license-keys.js';
+import type { ActivationState } from '../domain/activation.js';
+import type { ActivationStore } from '../domain/ports.js';
 
 const DAY_MS = 86_400_000;
 const MAINTENANCE_MS = 1000;
+/** How often activations are checked against the host (and re-validated when due). */
+const ACTIVATION_CHECK_MS = 3_600_000;
 export const RUNTIME_META = 'runtime';
 
 /** The running server as it records itself in its data directory. */
@@ -55,6 +61,8 @@ export interface FloatdDeps {
    * inline rules can change too). Defaults to the settings in `config`.
    */
   readonly rulesSettings?: () => RulesSettings;
+  /** Extra CA certificates the vendor's activation service is trusted with (besides the system's). */
+  readonly activationCa?: string | Buffer;
 }
 
 export type RulesReload =
@@ -102,6 +110,11 @@ export class Floatd {
   private reloading: Promise<void> | null = null;
   private rules: LoadedRules;
   private readonly rulesSettings: () => RulesSettings;
+  readonly activation: ServerActivation;
+  private activationTimer: TimerHandle | null = null;
+  /** The last activation state logged per key, so each change is logged once. */
+  private activationLogged = new Map<string, string>();
+  private activationChecking: Promise<void> | null = null;
 
   private constructor(
     readonly config: Config,
@@ -113,8 +126,9 @@ export class Floatd {
     publicJwk: JWK,
     signer: LeaseTokenSigner,
     rules: LoadedRules,
-    deps: { clock: Clock; logger: Logger; rulesSettings: () => RulesSettings; tls: TlsContext | null },
+    deps: { clock: Clock; logger: Logger; rulesSettings: () => RulesSettings; tls: TlsContext | null; activation: ServerActivation },
   ) {
+    this.activation = deps.activation;
     this.tls = deps.tls;
     this.clock = deps.clock;
     this.logger = deps.logger;
@@ -368,7 +382,19 @@ export class Floatd {
       const key = await loadServerKey(config.serverKeyFile);
       const signer = await LeaseTokenSigner.create(key.privateJwk);
       const licensing = await licensingFor(store, clock, settings);
-      const floatd = new Floatd(config, store, lock, settings, licensing, await thumbprint(key.publicJwk), key.publicJwk, signer, rules, { clock, logger, rulesSettings, tls });
+      const serverKid = await thumbprint(key.publicJwk);
+      const activation = new ServerActivation({
+        store: store as SqliteLeaseStore & ActivationStore,
+        clock,
+        serverKey: key,
+        serverKid,
+        trusted: await trustVendorKeys(settings.vendorPublicKeys),
+        hostRoot: config.hostRoot,
+        dataDir: config.dataDir,
+        settings: config.activation,
+        ca: deps.activationCa,
+      });
+      const floatd = new Floatd(config, store, lock, settings, licensing, serverKid, key.publicJwk, signer, rules, { clock, logger, rulesSettings, tls, activation });
       floatd.createdDataDir = created;
       return floatd;
     } catch (err) {
@@ -390,6 +416,7 @@ export class Floatd {
     try {
       // Pools first (quietly), so the first requests after listening are served.
       await this.licensing.loadPools(this.pools, this.config.evaluation);
+      this.pools.setActivation(await this.activation.evaluate(this.pools.licenseKeys(), this.clock.now()));
       this.bound = await this.tcp.start();
       this.webBound = await this.web.start();
       recordLicensingSettings(this.store as SqliteLeaseStore, this.settings);
@@ -418,6 +445,7 @@ export class Floatd {
       this.logger.warn('tls.certFile and tls.keyFile are set, but no listener uses TLS: add https.listen or a tls:// listener');
     }
     this.scheduleMaintenance();
+    this.scheduleActivationCheck(0);
     for (const l of this.listenerStatus()) this.logger.info({ listener: l.name, scheme: l.scheme, address: l.address, port: l.port }, 'listening');
     for (const l of [...this.config.listeners, ...this.config.http.listen, ...this.config.https.listen]) {
       if (!l.proxyProtocol) continue;
@@ -476,6 +504,8 @@ export class Floatd {
     const beforePools = this.pools.all().map((p) => p.id);
     const wasRejected = new Set(this.rejected.map((r) => r.id));
     const loaded = await this.licensing.loadPools(this.pools, this.config.evaluation);
+    this.pools.setActivation(await this.activation.evaluate(loaded.keys, this.clock.now()));
+    this.logActivation();
     this.rejected = loaded.rejected;
     for (const r of loaded.rejected) {
       if (initial || !wasRejected.has(r.id)) this.logger.error({ key: r.id, code: r.error.code }, `installed license key ignored: ${r.error.message}`);
@@ -492,6 +522,62 @@ export class Floatd {
       }
     }
     this.poolsChanged(beforePools, initial);
+  }
+
+  private scheduleActivationCheck(delayMs: number): void {
+    if (this.stopped) return;
+    this.activationTimer = this.clock.setTimer(delayMs, () => {
+      this.activationChecking = this.checkActivations()
+        .catch((err: unknown) => this.logger.error({ err }, 'checking activations failed'))
+        .finally(() => {
+          this.activationChecking = null;
+          this.scheduleActivationCheck(ACTIVATION_CHECK_MS);
+        });
+    });
+  }
+
+  /**
+   * At start and every hour: re-validates online activations that are due
+   * with the vendor, then checks every activation against the host as it is
+   * now. A key that no longer matches stops granting; the others serve on.
+   */
+  async checkActivations(): Promise<void> {
+    const now = this.clock.now();
+    const keys = this.pools.licenseKeys();
+    for (const stored of this.activation.due(now)) {
+      const key = keys.find((k) => k.id === stored.keyId);
+      if (key === undefined || this.stopped) continue;
+      const outcome = await this.activation.revalidate(key, stored);
+      if (this.stopped) return;
+      if (outcome === 'confirmed') this.logger.info({ key: key.id }, `the vendor confirmed the activation of license key ${key.id}`);
+      else if (outcome === 'released') this.logger.error({ key: key.id }, `the vendor says the activation of license key ${key.id} was released: no seats of ${key.product} are granted from it until it is activated again`);
+      else this.logger.warn({ key: key.id, code: outcome.failed.code }, `re-validating the activation of license key ${key.id} failed: ${outcome.failed.message}`);
+    }
+    if (this.stopped) return;
+    this.pools.setActivation(await this.activation.evaluate(this.pools.licenseKeys(), this.clock.now()));
+    this.logActivation();
+  }
+
+  /** Logs each key's activation state when it changes: errors where someone must act. */
+  private logActivation(): void {
+    for (const key of this.pools.licenseKeys()) {
+      const state = this.pools.activationState(key.id);
+      if (state === undefined) continue;
+      const sig = JSON.stringify(state);
+      if (this.activationLogged.get(key.id) === sig) continue;
+      const first = !this.activationLogged.has(key.id);
+      this.activationLogged.set(key.id, sig);
+      const info = { key: key.id, product: key.product, activation: state.state };
+      if (state.state === 'active') {
+        if (state.changed.length > 0) this.logger.warn({ ...info, changed: state.changed }, `license key ${key.id}: host component(s) changed since activation, tolerated (the others still match): ${state.changed.join(', ')}`);
+        if (state.graceUntil !== null) this.logger.warn({ ...info, graceUntil: new Date(state.graceUntil).toISOString() }, `license key ${key.id}: the vendor could not confirm its activation; it keeps granting until ${new Date(state.graceUntil).toISOString()}`);
+        else if (!first || state.changed.length === 0) this.logger.info(info, `license key ${key.id} is activated on this host`);
+      } else if (state.state === 'not-activated') {
+        this.logger.warn(info, `${state.message}; until then no seats of ${key.product} are granted from it`);
+      } else {
+        this.logger.error({ ...info, ...(state.changed ? { changed: state.changed } : {}) }, `${state.message}; no seats of ${key.product} are granted from it`);
+      }
+    }
   }
 
   /** After the pools were decided again: state changes, the evaluation banner, revocations. */
@@ -623,8 +709,10 @@ export class Floatd {
       await this.batcher.drained();
       this.protocol.close();
       this.maintenance?.cancel();
+      this.activationTimer?.cancel();
       this.sweeper.stop();
       await this.reloading?.catch(() => {});
+      await this.activationChecking?.catch(() => {});
       if (this.bound.length > 0) {
         this.store.appendEvent({ ts: this.clock.now(), event: 'server-stopped' });
         this.store.setMeta(RUNTIME_META, '');

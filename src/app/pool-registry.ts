@@ -1,3 +1,4 @@
+import type { ActivationState } from '../domain/activation.js';
 import { deny, type Denial } from '../domain/errors.js';
 import type { LicenseKey } from '../domain/license.js';
 import { evaluationPool, poolFromLicense, poolIsValid, poolServes, type Pool } from '../domain/pool.js';
@@ -24,6 +25,7 @@ export class PoolRegistry {
   private evaluation: Pool | null = null;
   private terms: EvaluationTerms | null = null;
   private ignored: ReadonlyArray<{ id: string; code: string }> = [];
+  private activation: ReadonlyMap<string, ActivationState> = new Map();
 
   /**
    * Replaces the pools. Evaluation runs while no usable key has started: keys
@@ -49,6 +51,27 @@ export class PoolRegistry {
     this.evaluation = useEvaluation ? evaluation : null;
     this.pools = pools;
     return changed;
+  }
+
+  /** How each key that needs activation stands (checked at start, hourly, and when activations change). */
+  setActivation(states: ReadonlyMap<string, ActivationState>): void {
+    this.activation = states;
+  }
+
+  activationState(keyId: string): ActivationState | undefined {
+    return this.activation.get(keyId);
+  }
+
+  /**
+   * Why a pool grants nothing though its key is valid: its key needs an
+   * activation this server does not hold (or no longer matches), else null.
+   */
+  blocked(poolId: string): string | null {
+    const key = this.keys.find((k) => k.id === poolId);
+    if (key === undefined || !key.activation) return null;
+    const state = this.activation.get(poolId);
+    if (state === undefined) return `license key ${poolId} needs activation, which is not checked yet`;
+    return state.state === 'active' ? null : state.message;
   }
 
   /** Why no pool exists, for the denial clients get. */
@@ -109,7 +132,11 @@ export class PoolRegistry {
       }
       return deny('LICENSE_EXPIRED', `the license key for "${name}" expired at ${new Date(first.expiresAt!).toISOString()}`);
     }
-    valid.sort((a, b) => (b.expiresAt ?? Infinity) - (a.expiresAt ?? Infinity));
-    return { ok: true, product: name, pools: valid };
+    const granting = valid.filter((p) => this.blocked(p.id) === null);
+    if (granting.length === 0) {
+      return deny('NOT_ACTIVATED', `no seats of "${name}" can be granted: ${this.blocked(valid[0]!.id)!}`, { retryAfterMs: 60_000 });
+    }
+    granting.sort((a, b) => (b.expiresAt ?? Infinity) - (a.expiresAt ?? Infinity));
+    return { ok: true, product: name, pools: granting };
   }
 }

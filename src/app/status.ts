@@ -26,6 +26,15 @@ export interface KeyStatus {
   readonly maxLeaseSeconds: number | null;
   readonly features: readonly string[];
   readonly state: 'valid' | 'expired' | 'not-yet-valid';
+  /** For keys that need activation: how it stands on this host, and what to do when it does not. */
+  readonly activation?: {
+    readonly state: 'active' | 'not-activated' | 'hardware-changed' | 'invalid' | 'revalidation-overdue' | 'unchecked';
+    readonly message: string | null;
+    /** Host components that changed since activation (tolerated while the state is active). */
+    readonly changed: readonly string[];
+    /** While the vendor cannot be reached for re-validation: when granting stops. */
+    readonly graceUntil: string | null;
+  };
 }
 
 /** A listening socket: `tcp` and `tls` speak NDJSON, `http` and `https` are the web endpoint. */
@@ -106,6 +115,7 @@ export function collectStatus(input: StatusInputs): ServerStatus {
     maxLeaseSeconds: k.maxLeaseSeconds,
     features: k.features,
     state: licenseValidity(k, now).state,
+    ...(k.activation ? { activation: activationStatus(pools, k.id) } : {}),
   });
   return {
     version: VERSION,
@@ -135,4 +145,11 @@ export function collectStatus(input: StatusInputs): ServerStatus {
     running: input.running,
     rules: input.rules ?? null,
   };
+}
+
+function activationStatus(pools: PoolRegistry, keyId: string): NonNullable<KeyStatus['activation']> {
+  const a = pools.activationState(keyId);
+  if (a === undefined) return { state: 'unchecked', message: 'the activation is not checked yet', changed: [], graceUntil: null };
+  if (a.state === 'active') return { state: 'active', message: null, changed: a.changed, graceUntil: a.graceUntil === null ? null : new Date(a.graceUntil).toISOString() };
+  return { state: a.state, message: a.message, changed: a.changed ?? [], graceUntil: null };
 }

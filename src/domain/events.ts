@@ -19,6 +19,10 @@ export const LEASE_EVENTS = [
   'listener-resumed',
   'admin-token-created',
   'admin-token-revoked',
+  'activated',
+  'deactivated',
+  'activation-revalidated',
+  'activation-failed',
 ] as const;
 
 export type LeaseEventKind = (typeof LEASE_EVENTS)[number];

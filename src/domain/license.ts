@@ -1,3 +1,4 @@
+import { parseActivationClaim, type ActivationTerms } from './activation.js';
 import { FloatdError } from './errors.js';
 
 /** The verified content of a vendor-signed license key. Times are epoch ms. */
@@ -11,6 +12,10 @@ export interface LicenseKey {
   readonly expiresAt: number | null;
   readonly maxLeaseSeconds: number | null;
   readonly features: readonly string[];
+  /** Terms of server activation; absent or null: the key works on any server, as keys always did. */
+  readonly activation?: ActivationTerms | null;
+  /** The id of the vendor key that signed it (set once its signature is verified). */
+  readonly vendorKid?: string;
 }
 
 /** The JWS `typ` header every floatd license key carries. */
@@ -70,6 +75,7 @@ export function parseLicenseClaims(payload: Record<string, unknown>): LicenseKey
     expiresAt,
     maxLeaseSeconds: typeof maxLease === 'number' ? maxLease : null,
     features: [...features] as string[],
+    activation: parseActivationClaim(payload['activation']),
   };
 }
 
