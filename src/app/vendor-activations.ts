@@ -168,6 +168,17 @@ export class VendorActivations {
   }
 }
 
+/** The vendor frees an activation itself (a server that is gone for good and cannot deactivate). */
+export function releaseByVendor(store: VendorStore, now: number, activationId: string): VendorActivationRecord {
+  return store.transaction(() => {
+    const record = store.findActivation(activationId);
+    if (record === undefined) throw new FloatdError('ACTIVATION_NOT_FOUND', `no activation ${activationId} is recorded here (see floatd vendor activations list)`);
+    if (record.releasedAt !== null) throw released(record);
+    store.releaseActivation(activationId, 'vendor', now);
+    return store.findActivation(activationId)!;
+  });
+}
+
 function released(a: VendorActivationRecord): FloatdError {
   return new FloatdError('ACTIVATION_RELEASED', `activation ${a.id} of license key ${a.keyId} was released at ${new Date(a.releasedAt!).toISOString()} (${a.releasedVia}); activate again`, { key: a.keyId });
 }

@@ -5,7 +5,7 @@ import { createLogger } from '../adapters/log/logger.js';
 import { VendorStore } from '../adapters/sqlite/vendor-store.js';
 import { parseHostPort } from '../config/listen-address.js';
 import { proofOfFile, requestOfFile, responseFile } from '../app/activation.js';
-import { VendorActivations } from '../app/vendor-activations.js';
+import { releaseByVendor, VendorActivations } from '../app/vendor-activations.js';
 import { startVendorService } from '../app/vendor-service.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { newEd25519KeyPair, readJwkFile, writeSecretFile } from '../adapters/crypto/keys.js';
@@ -23,7 +23,8 @@ floatd vendor serve --data-dir VDIR --private-key FILE [--listen HOST:PORT] [--t
   the activation service (default listen 0.0.0.0:8991; --rate-limit: requests a minute per address, default 60)
 floatd vendor activation respond --data-dir VDIR [--private-key FILE] REQUEST --out RESPONSE   answer an offline activation request
 floatd vendor activation release --data-dir VDIR [--private-key FILE] PROOF   free an activation on an offline deactivation proof; prints a signed receipt
-floatd vendor activations list --data-dir VDIR [--key ID] [--json]`;
+floatd vendor activations list --data-dir VDIR [--key ID] [--json]
+floatd vendor activations release --data-dir VDIR ACTIVATION_ID   free an activation whose server is gone for good`;
 
 const PRIVATE_KEY_META = 'privateKeyFile';
 
@@ -132,6 +133,18 @@ async function vendorServe(args: string[], io: Io): Promise<number> {
 
 function vendorList(args: string[], io: Io): number {
   const [sub, ...rest] = args;
+  if (sub === 'release') {
+    const { values, positionals } = parse(rest, { 'data-dir': { type: 'string' } }, true);
+    if (values['data-dir'] === undefined || positionals.length !== 1) throw new FloatdError('USAGE', 'vendor activations release needs --data-dir VDIR and one ACTIVATION_ID');
+    const store = VendorStore.open(values['data-dir']);
+    try {
+      const r = releaseByVendor(store, new SystemClock().now(), positionals[0]!);
+      io.out(`released activation ${r.id} of license key ${r.keyId} (server key ${r.serverKid}): the key can be activated on another server; the old server stops granting from it at its next re-validation (online activations)`);
+      return 0;
+    } finally {
+      store.close();
+    }
+  }
   if (sub !== 'list') throw new FloatdError('USAGE', `vendor activations: unknown subcommand "${sub ?? ''}"\n${VENDOR_USAGE}`);
   const { values } = parse(rest, { 'data-dir': { type: 'string' }, key: { type: 'string' }, json: { type: 'boolean' } });
   if (values['data-dir'] === undefined) throw new FloatdError('USAGE', 'vendor activations list needs --data-dir VDIR');

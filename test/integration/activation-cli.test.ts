@@ -153,7 +153,11 @@ describe('floatd fingerprint, activate, deactivate and the vendor commands', () 
     const direct = await cli(['activate', keyId, '--data-dir', dataDir], { ...env, HTTPS_PROXY: `http://127.0.0.1:${proxy.port}`, NO_PROXY: 'localhost' });
     expect(direct.code).toBe(0);
     const full = JSON.parse((await cli(['vendor', 'activations', 'list', '--data-dir', vdir, '--json'])).out) as Array<{ state: string }>;
-    expect(full.filter((a) => a.state === 'active')).toHaveLength(1);
+    const active = full.filter((a) => a.state === 'active') as Array<{ state: string; activation: string }>;
+    expect(active).toHaveLength(1);
+    const freed = await cli(['vendor', 'activations', 'release', '--data-dir', vdir, active[0]!.activation]);
+    expect(freed.out).toMatch(/^released activation/);
+    expect((await cli(['vendor', 'activations', 'release', '--data-dir', vdir, active[0]!.activation])).err).toMatch(/ACTIVATION_RELEASED/);
     rmSync(request);
   }, 120_000);
 
