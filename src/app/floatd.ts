@@ -115,6 +115,8 @@ export class Floatd {
   /** The last activation state logged per key, so each change is logged once. */
   private activationLogged = new Map<string, string>();
   private activationChecking: Promise<void> | null = null;
+  /** Per pool: the license key and activation its leases carry, so clients can verify them up to the vendor. */
+  private chain = new Map<string, { key: string; activation: string | null }>();
 
   private constructor(
     readonly config: Config,
@@ -174,6 +176,7 @@ export class Floatd {
       publicJwk,
       status: () => this.status(),
       groupsOf: (user) => this.rules.groups.get(user) ?? [],
+      chainOf: (poolId) => this.chain.get(poolId),
     });
     this.adminTokens = new AdminTokens(store as unknown as AdminTokenStore, this.clock);
     this.admin = new AdminService({ store, leases: this.leases, batcher: this.batcher, clock: this.clock });
@@ -417,6 +420,7 @@ export class Floatd {
       // Pools first (quietly), so the first requests after listening are served.
       await this.licensing.loadPools(this.pools, this.config.evaluation);
       this.pools.setActivation(await this.activation.evaluate(this.pools.licenseKeys(), this.clock.now()));
+      this.logActivation();
       this.bound = await this.tcp.start();
       this.webBound = await this.web.start();
       recordLicensingSettings(this.store as SqliteLeaseStore, this.settings);
@@ -558,8 +562,18 @@ export class Floatd {
     this.logActivation();
   }
 
-  /** Logs each key's activation state when it changes: errors where someone must act. */
+  /** Logs each key's activation state when it changes (errors where someone must act), and refreshes what leases chain to. */
   private logActivation(): void {
+    const tokens = new Map(this.store.listLicenses().map((l) => [l.id, l.token]));
+    const activations = (this.store as unknown as ActivationStore).listActivations();
+    this.chain = new Map(
+      this.pools.licenseKeys().flatMap((k) => {
+        const token = tokens.get(k.id);
+        if (token === undefined) return [];
+        const activation = k.activation ? (activations.find((a) => a.keyId === k.id)?.token ?? null) : null;
+        return [[k.id, { key: token, activation }] as const];
+      }),
+    );
     for (const key of this.pools.licenseKeys()) {
       const state = this.pools.activationState(key.id);
       if (state === undefined) continue;

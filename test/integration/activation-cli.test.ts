@@ -111,6 +111,17 @@ describe('floatd fingerprint, activate, deactivate and the vendor commands', () 
     await until(() => floatd.pools.blocked(keyId) === null, 'the server to notice the activation');
     expect(((await acquire('bob')) as { ok: boolean }).ok).toBe(true);
     expect((await cli(['status', '--data-dir', dataDir])).out).toContain(`activation of ${keyId}: active on this host`);
+    // floatd run given the vendor's key runs the command only on a lease that chains to the vendor.
+    const runArgs = ['run', '--server', `127.0.0.1:${bound!.port}`, '--product', 'cad', '--retry-seconds', '0', '--user', 'carol'];
+    const chained = await cli([...runArgs, '--vendor-public-key', join(keys, 'vendor-public.jwk'), '--', process.execPath, '-e', 'console.log("ran")']);
+    expect(chained.out).toBe('ran');
+    expect(chained.code).toBe(0);
+    const otherVendor = tempDir('floatd-other-');
+    await cli(['vendor', 'keygen', '--out', otherVendor]);
+    const foreign = await cli([...runArgs, '--vendor-public-key', join(otherVendor, 'vendor-public.jwk'), '--', process.execPath, '-e', 'console.log("ran")']);
+    expect(foreign.code).toBe(75);
+    expect(foreign.out).toBe('');
+    expect(foreign.err).toMatch(/TOKEN_INVALID.*does not chain to the vendor/);
 
     // Offline deactivation: the server stops granting at once; the vendor frees the slot from the proof.
     const proof = join(tempDir(), 'proof.json');

@@ -1,3 +1,4 @@
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,6 +11,8 @@ import { VendorStore } from '../../src/adapters/sqlite/vendor-store.js';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { silentLogger } from '../../src/adapters/log/logger.js';
 import { TcpTransport } from '../../src/client/tcp-transport.js';
+import { LeaseClient, LeaseClientError } from '../../src/client/lease-client.js';
+import type { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.js';
 import type { Clock } from '../../src/domain/clock.js';
 import { FloatdError } from '../../src/domain/errors.js';
 import { fakeHost, issueActivationKey, startConnectProxy, type FakeHost } from '../support/activation.js';
@@ -370,6 +373,82 @@ describe('server activation', () => {
     expect(day76.floatd.status().keys[0]!.activation!.state).toBe('revalidation-overdue');
   });
 });
+
+describe('leases that chain to the vendor', () => {
+  it('a client given the vendor key accepts a lease that chains, and refuses one from a server no activation names, or an evaluation', async () => {
+    const vendor = await makeVendor();
+    const { service, vdir } = await vendorService(vendor);
+    const key = await issueActivationKey(vendor, vdir, { url: service.url });
+    const good = await site(vendor, [key.token]);
+    await good.activation((a, keys) => a.activateOnline(keys[0]!));
+    const clients: LeaseClient[] = [];
+    cleanup.push(async () => {
+      for (const c of clients) await c.close();
+    });
+    const client = (server: string, instance: string) => {
+      const c = new LeaseClient({ server, product: 'cad', user: 'alice', instance, retryIntervalMs: 0, vendorPublicKey: vendor.pair.publicJwk });
+      clients.push(c);
+      return c;
+    };
+    const lease = await client(good.address, 'i-1').acquire();
+    expect(lease.claims.pool).toBe(key.id);
+
+    // A rogue server holding the same license key and a copy of the real activation: its own key is named nowhere.
+    const rogue = await site(vendor, [key.token]);
+    const stolen = (good.floatd.store as unknown as SqliteLeaseStore).getActivation(key.id)!;
+    (rogue.floatd.store as unknown as SqliteLeaseStore).putActivation(stolen, null, { ts: Date.now(), event: 'activated', message: 'copied' });
+    await rogue.floatd.reloadLicenses();
+    expect(errorOf(await rogue.acquire('cad')).code).toBe('NOT_ACTIVATED');
+    // Even one that grants anyway (changed code) cannot make the chain hold.
+    rogue.floatd.pools.setActivation(new Map([[key.id, { state: 'active', changed: [], graceUntil: null }]]));
+    const refused = await refusal(client(rogue.address, 'i-2').acquire().catch((e: LeaseClientError) => {
+      throw new FloatdError('TOKEN_INVALID', `${e.code}: ${e.message}`);
+    }));
+    expect(refused.message).toMatch(/^TOKEN_INVALID: the lease does not chain to the vendor: no activation names this server's key/);
+
+    // An evaluation server chains to nothing.
+    const evaluation = await site(vendor, []);
+    const evalRefused = await refusal(client(evaluation.address, 'i-3').acquire().catch((e: LeaseClientError) => {
+      throw new FloatdError('TOKEN_INVALID', e.message);
+    }));
+    expect(evalRefused.message).toMatch(/carries no license key/);
+    // The Python example verifies the same chain.
+    if (HAVE_PY_CRYPTO || IN_CI) {
+      const pub = vendor.publicFile;
+      const ok = await runPython(['--server', good.address, '--product', 'cad', '--user', 'py', '--instance', 'py-1', '--hold', '0.3', '--vendor-public-key', pub]);
+      expect(ok.err).toBe('');
+      expect(ok.code).toBe(0);
+      expect(ok.out).toContain('"acquired"');
+      const fromRogue = await runPython(['--server', rogue.address, '--product', 'cad', '--user', 'py', '--instance', 'py-2', '--retry-seconds', '0', '--vendor-public-key', pub]);
+      expect(fromRogue.code).toBe(1);
+      expect(fromRogue.out).toMatch(/"denied": "TOKEN_INVALID".*no activation names this server's key/);
+      const fromEvaluation = await runPython(['--server', evaluation.address, '--product', 'cad', '--user', 'py', '--instance', 'py-3', '--retry-seconds', '0', '--vendor-public-key', pub]);
+      expect(fromEvaluation.out).toMatch(/"denied": "TOKEN_INVALID".*carries no license key/);
+    }
+    // Without the vendor key the client takes the evaluation lease, as before.
+    const plain = new LeaseClient({ server: evaluation.address, user: 'bob', instance: 'b-1', retryIntervalMs: 0 });
+    clients.push(plain);
+    expect((await plain.acquire()).claims.pool).toBe('evaluation');
+  });
+});
+
+const EXAMPLE = join(import.meta.dirname, '..', '..', 'examples', 'python', 'floatd_client.py');
+const IN_CI = /^(1|true|yes)$/i.test(process.env['CI'] ?? '');
+/** The Python example verifies signatures with the cryptography package (.ci/run installs python3-cryptography). */
+const HAVE_PY_CRYPTO = spawnSync('python3', ['-c', 'import cryptography']).status === 0;
+
+function runPython(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const child = spawn('python3', [EXAMPLE, ...args], { env: { PATH: process.env['PATH'] } });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  return new Promise((resolve) => child.on('close', (code) => {
+    clearTimeout(killer);
+    resolve({ code, out, err });
+  }));
+}
 
 async function waitFor(check: () => boolean): Promise<void> {
   for (let i = 0; i < 400; i++) {
