@@ -17,7 +17,7 @@ import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js'
 import { TcpServer, type BoundListener } from '../adapters/tcp/tcp-server.js';
 import { licensingFor, licensingSettings, openServerDataDir, recordLicensingSettings, type LicensingSettings } from './data-dir.js';
 import { LeaseService } from './lease-service.js';
-import { Licensing, type LoadedLicenses } from './licensing.js';
+import { CLOCK_HIGH_WATER_META, clockHighWater, Licensing, type LoadedLicenses } from './licensing.js';
 import { EVALUATION_PRODUCT, PoolRegistry } from './pool-registry.js';
 import { NdjsonProtocol } from '../adapters/tcp/ndjson-protocol.js';
 import { Batcher } from './batcher.js';
@@ -117,6 +117,9 @@ export class Floatd {
   private activationChecking: Promise<void> | null = null;
   /** Per pool: the license key and activation its leases carry, so clients can verify them up to the vendor. */
   private chain = new Map<string, { key: string; activation: string | null }>();
+  /** The clock's high-water mark as last stored, and whether a clock set back before it has been reported. */
+  private highWater = 0;
+  private clockBackReported = false;
 
   private constructor(
     readonly config: Config,
@@ -418,6 +421,8 @@ export class Floatd {
     this.started = true;
     try {
       // Pools first (quietly), so the first requests after listening are served.
+      this.highWater = clockHighWater(this.store);
+      this.trackClock(this.clock.now());
       await this.licensing.loadPools(this.pools, this.config.evaluation);
       this.pools.setActivation(await this.activation.evaluate(this.pools.licenseKeys(), this.clock.now()));
       this.logActivation();
@@ -528,6 +533,29 @@ export class Floatd {
     this.poolsChanged(beforePools, initial);
   }
 
+  /**
+   * Keeps the clock's high-water mark (stored at most once a minute). A clock
+   * more than 5 minutes behind it was set back: that is reported at error once,
+   * and key expiry stays judged at the mark.
+   */
+  private trackClock(now: number): void {
+    if (now > this.highWater + 60_000 || this.highWater === 0) {
+      this.highWater = Math.max(this.highWater, now);
+      this.store.setMeta(CLOCK_HIGH_WATER_META, String(this.highWater));
+      this.pools.setTimeFloor(this.highWater);
+      this.clockBackReported = false;
+      return;
+    }
+    if (now < this.highWater - 5 * 60_000 && !this.clockBackReported) {
+      this.clockBackReported = true;
+      this.pools.setTimeFloor(this.highWater);
+      this.logger.error(
+        { now: new Date(now).toISOString(), highWater: new Date(this.highWater).toISOString(), behindMs: this.highWater - now },
+        `the clock reads ${new Date(now).toISOString()}, ${timeLeft(this.highWater - now)} before the latest time this server has seen (${new Date(this.highWater).toISOString()}): it was set back. License keys are judged at the latest time seen, so none revives; set the clock right (NTP)`,
+      );
+    }
+  }
+
   private scheduleActivationCheck(delayMs: number): void {
     if (this.stopped) return;
     this.activationTimer = this.clock.setTimer(delayMs, () => {
@@ -623,7 +651,7 @@ export class Floatd {
 
   private checkKeyStates(now: number, initial: boolean): void {
     for (const key of this.pools.licenseKeys()) {
-      const validity = licenseValidity(key, now);
+      const validity = licenseValidity(key, this.pools.judgedAt(now));
       const previous = this.keyStates.get(key.id);
       if (validity.state === 'valid') this.warnOfExpiry(key, now);
       if (previous === validity.state) continue;
@@ -694,6 +722,7 @@ export class Floatd {
   /** Every second: notice key changes made by `floatd license`, keys starting and expiring, checkpoint the WAL, prune the lease log. */
   private maintain(): void {
     const now = this.clock.now();
+    this.trackClock(now);
     if (this.store.changeCounter() !== this.lastChange) {
       this.reloadLicenses().catch((err: unknown) => this.logger.error({ err }, 'reloading license keys failed'));
     } else {

@@ -188,7 +188,7 @@ export class LeaseService {
       const existing = tx.findLeaseByHolder(client.user, client.instance, selection.product);
       if (existing !== undefined) {
         const pool = this.pools.get(existing.poolId);
-        if (existing.expiresAt > now && pool !== undefined && poolIsValid(pool, now) && this.pools.blocked(pool.id) === null) {
+        if (existing.expiresAt > now && pool !== undefined && poolIsValid(pool, this.pools.judgedAt(now)) && this.pools.blocked(pool.id) === null) {
           return { ok: true, lease: this.extendInTx(tx, existing, pool, now, true), renewed: true };
         }
         if (existing.expiresAt <= now) this.expireInTx(tx, existing, now, ended);
@@ -263,7 +263,7 @@ export class LeaseService {
         return deny('LEASE_EXPIRED', `lease ${leaseId} expired at ${new Date(lease.expiresAt).toISOString()}; acquire a new one`);
       }
       const pool = this.pools.get(lease.poolId);
-      if (pool === undefined || !poolIsValid(pool, now)) {
+      if (pool === undefined || !poolIsValid(pool, this.pools.judgedAt(now))) {
         const reason =
           pool === undefined
             ? 'its license key was removed'

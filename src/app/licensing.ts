@@ -6,6 +6,13 @@ import { verifyLicenseKey, type TrustedVendorKey } from '../adapters/crypto/lice
 import type { PoolRegistry } from './pool-registry.js';
 
 export const EVALUATION_STARTED_META = 'evaluation.startedAt';
+/** The latest wall-clock time the server has seen (ms), kept so a clock set back cannot revive an expired key. */
+export const CLOCK_HIGH_WATER_META = 'clock.highWater';
+
+export function clockHighWater(store: Pick<LeaseStore, 'getMeta'>): number {
+  const v = Number(store.getMeta(CLOCK_HIGH_WATER_META) ?? 0);
+  return Number.isFinite(v) ? v : 0;
+}
 const DAY_MS = 86_400_000;
 
 export interface LoadedLicenses {
@@ -31,7 +38,7 @@ export class Licensing {
   async verify(token: string): Promise<LicenseKey> {
     const key = await verifyLicenseKey(token, this.trusted);
     this.checkProduct(key);
-    const validity = licenseValidity(key, this.clock.now());
+    const validity = licenseValidity(key, Math.max(this.clock.now(), clockHighWater(this.store)));
     if (validity.state === 'expired') throw new FloatdError('LICENSE_KEY_EXPIRED', validity.message);
     return key;
   }
@@ -132,6 +139,7 @@ export class Licensing {
   async loadPools(pools: PoolRegistry, evaluation: { readonly seats: number; readonly days: number }): Promise<LoadedLicenses> {
     const loaded = await this.load();
     const now = this.clock.now();
+    pools.setTimeFloor(clockHighWater(this.store));
     const startedAt = this.evaluationStart() ?? now;
     pools.set(
       loaded.keys,

@@ -26,6 +26,7 @@ export class PoolRegistry {
   private terms: EvaluationTerms | null = null;
   private ignored: ReadonlyArray<{ id: string; code: string }> = [];
   private activation: ReadonlyMap<string, ActivationState> = new Map();
+  private timeFloor = 0;
 
   /**
    * Replaces the pools. Evaluation runs while no usable key has started: keys
@@ -51,6 +52,20 @@ export class PoolRegistry {
     this.evaluation = useEvaluation ? evaluation : null;
     this.pools = pools;
     return changed;
+  }
+
+  /**
+   * The latest time this server has seen (its clock's high-water mark): key
+   * validity is judged at the later of it and now, so a clock set back does not
+   * revive an expired key.
+   */
+  setTimeFloor(t: number): void {
+    this.timeFloor = Math.max(this.timeFloor, t);
+  }
+
+  /** The moment key validity is judged at: now, or the high-water mark if the clock was set back before it. */
+  judgedAt(now: number): number {
+    return Math.max(now, this.timeFloor);
   }
 
   /** How each key that needs activation stands (checked at start, hourly, and when activations change). */
@@ -118,9 +133,11 @@ export class PoolRegistry {
     if (serving.length === 0) {
       return deny('UNKNOWN_PRODUCT', `no license key for product "${name}" is installed (products: ${this.products().join(', ')})`);
     }
-    const valid = serving.filter((p) => poolIsValid(p, now));
+    const judged = this.judgedAt(now);
+    const valid = serving.filter((p) => poolIsValid(p, judged));
     if (valid.length === 0) {
       const first = serving[0]!;
+      now = judged;
       if (first.kind === 'evaluation') {
         return deny('EVALUATION_EXPIRED', `the evaluation period ended at ${new Date(first.expiresAt!).toISOString()}; install a license key`);
       }

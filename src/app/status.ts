@@ -99,7 +99,7 @@ export function collectStatus(input: StatusInputs): ServerStatus {
     const name = pool.product === '*' ? EVALUATION_PRODUCT : pool.product;
     const p = products.get(name) ?? { total: 0, inUse: 0 };
     p.inUse += usage.get(pool.id) ?? 0;
-    if (poolIsValid(pool, now)) p.total += pool.seats;
+    if (poolIsValid(pool, pools.judgedAt(now))) p.total += pool.seats;
     products.set(name, p);
   }
   const evalPool = pools.evaluationPool();
@@ -114,7 +114,7 @@ export function collectStatus(input: StatusInputs): ServerStatus {
     daysLeft: k.expiresAt === null ? null : Math.max(0, Math.ceil((k.expiresAt - now) / 86_400_000)),
     maxLeaseSeconds: k.maxLeaseSeconds,
     features: k.features,
-    state: licenseValidity(k, now).state,
+    state: licenseValidity(k, pools.judgedAt(now)).state,
     ...(k.activation ? { activation: activationStatus(pools, k.id) } : {}),
   });
   return {
