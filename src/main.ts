@@ -4,6 +4,7 @@ import { VERSION } from './app/version.js';
 import { processIo } from './cli/common.js';
 import { ACTIVATE_USAGE, activate, deactivate, fingerprint } from './cli/activate.js';
 import { ADMIN_USAGE, admin } from './cli/admin.js';
+import { TRUST_USAGE, trust } from './cli/trust.js';
 import { LICENSE_USAGE, license } from './cli/license.js';
 import { LOG_USAGE, log } from './cli/log.js';
 import { RULES_USAGE, rules } from './cli/rules.js';
@@ -19,6 +20,7 @@ ${STATUS_USAGE}
 ${LOG_USAGE}
 ${LICENSE_USAGE}
 ${ACTIVATE_USAGE}
+${TRUST_USAGE}
 ${RULES_USAGE}
 ${ADMIN_USAGE}
 ${RUN_USAGE}
@@ -35,6 +37,7 @@ const COMMANDS: Record<string, { usage: string; run: (args: string[]) => Promise
   activate: { usage: ACTIVATE_USAGE, run: (a) => activate(a, processIo) },
   deactivate: { usage: ACTIVATE_USAGE, run: (a) => deactivate(a, processIo) },
   fingerprint: { usage: ACTIVATE_USAGE, run: (a) => fingerprint(a, processIo) },
+  trust: { usage: TRUST_USAGE, run: (a) => trust(a, processIo) },
   rules: { usage: RULES_USAGE, run: (a) => rules(a, processIo) },
   admin: { usage: ADMIN_USAGE, run: (a) => admin(a, processIo) },
   run: { usage: RUN_USAGE, run: (a) => run(a, processIo) },

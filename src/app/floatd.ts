@@ -15,7 +15,7 @@ import { createLogger, type Logger } from '../adapters/log/logger.js';
 import type { DataDirLock } from '../adapters/sqlite/data-dir-lock.js';
 import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 import { TcpServer, type BoundListener } from '../adapters/tcp/tcp-server.js';
-import { licensingFor, licensingSettings, openServerDataDir, recordLicensingSettings, type LicensingSettings } from './data-dir.js';
+import { licensingFor, licensingSettings, openServerDataDir, productTermsOf, recordLicensingSettings, underProductTerms, type LicensingSettings } from './data-dir.js';
 import { LeaseService } from './lease-service.js';
 import { CLOCK_HIGH_WATER_META, clockHighWater, Licensing, type LoadedLicenses } from './licensing.js';
 import { EVALUATION_PRODUCT, PoolRegistry } from './pool-registry.js';
@@ -378,7 +378,7 @@ export class Floatd {
   static async create(config: Config, deps: FloatdDeps = {}): Promise<Floatd> {
     const clock = deps.clock ?? new SystemClock();
     const logger = deps.logger ?? createLogger(config.log);
-    const settings = licensingSettings(config);
+    const plainSettings = licensingSettings(config);
     const rulesSettings = deps.rulesSettings ?? (() => config.rules);
     const rules = loadRules(rulesSettings());
     // The certificate and key are settings too: checked before the data directory is touched.
@@ -387,6 +387,7 @@ export class Floatd {
     try {
       const key = await loadServerKey(config.serverKeyFile);
       const signer = await LeaseTokenSigner.create(key.privateJwk);
+      const settings = underProductTerms(plainSettings, await productTermsOf(store), config);
       const licensing = await licensingFor(store, clock, settings);
       const serverKid = await thumbprint(key.publicJwk);
       const activation = new ServerActivation({
@@ -423,7 +424,7 @@ export class Floatd {
       // Pools first (quietly), so the first requests after listening are served.
       this.highWater = clockHighWater(this.store);
       this.trackClock(this.clock.now());
-      await this.licensing.loadPools(this.pools, this.config.evaluation);
+      await this.licensing.loadPools(this.pools, this.settings.evaluation);
       this.pools.setActivation(await this.activation.evaluate(this.pools.licenseKeys(), this.clock.now()));
       this.logActivation();
       this.bound = await this.tcp.start();
@@ -512,7 +513,7 @@ export class Floatd {
     const before = new Map(this.pools.licenseKeys().map((k) => [k.id, k]));
     const beforePools = this.pools.all().map((p) => p.id);
     const wasRejected = new Set(this.rejected.map((r) => r.id));
-    const loaded = await this.licensing.loadPools(this.pools, this.config.evaluation);
+    const loaded = await this.licensing.loadPools(this.pools, this.settings.evaluation);
     this.pools.setActivation(await this.activation.evaluate(loaded.keys, this.clock.now()));
     this.logActivation();
     this.rejected = loaded.rejected;

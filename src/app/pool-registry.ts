@@ -16,6 +16,8 @@ export interface EvaluationTerms {
   readonly seats: number;
   readonly periodMs: number;
   readonly startedAt: number;
+  /** Why evaluation ended for good (vendor terms: a key was installed), or null. */
+  readonly closed?: string | null;
 }
 
 /** The pools the server grants from: one per valid license key, or the evaluation pool. */
@@ -45,7 +47,7 @@ export class PoolRegistry {
   refresh(now: number): boolean {
     const started = this.keys.some((k) => k.notBefore === null || k.notBefore <= now);
     const terms = this.terms;
-    const evaluation = terms !== null && terms.seats > 0 ? evaluationPool(terms, terms.startedAt) : null;
+    const evaluation = terms !== null && terms.seats > 0 && !terms.closed ? evaluationPool(terms, terms.startedAt) : null;
     const useEvaluation = !started && evaluation !== null && (this.keys.length === 0 || now < evaluation.expiresAt!);
     const pools = useEvaluation ? [evaluation] : this.keys.map(poolFromLicense);
     const changed = pools.map((p) => p.id).join('\n') !== this.pools.map((p) => p.id).join('\n');
@@ -93,6 +95,7 @@ export class PoolRegistry {
   private noPoolReason(): string {
     const ignored = this.ignored.map((k) => `${k.id} (${k.code})`).join(', ');
     const keys = ignored === '' ? 'no license key is installed' : `no usable license key is installed (ignored: ${ignored}; see floatd status)`;
+    if (this.terms?.closed) return `${keys}, and evaluation has ended for good (${this.terms.closed})`;
     return `${keys} and evaluation is off (evaluation.seats is 0)`;
   }
 

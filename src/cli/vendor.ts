@@ -5,6 +5,8 @@ import { createLogger } from '../adapters/log/logger.js';
 import { VendorStore } from '../adapters/sqlite/vendor-store.js';
 import { parseHostPort } from '../config/listen-address.js';
 import { proofOfFile, requestOfFile, responseFile } from '../app/activation.js';
+import { SHIPPED_PRODUCT_FILE } from '../app/data-dir.js';
+import { writeProductFile } from '../adapters/crypto/product-file.js';
 import { releaseByVendor, VendorActivations } from '../app/vendor-activations.js';
 import { startVendorService } from '../app/vendor-service.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
@@ -19,6 +21,9 @@ floatd vendor issue --private-key FILE --licensee NAME --product NAME --seats N
                     [--data-dir VDIR] [--activation required --activations N [--activation-url URL] [--container-binding]]
   A date alone is a whole day in UTC (--expires: its end; --not-before: its start); without --expires the key never expires.
   --data-dir records the key in the vendor's activation database (needed for keys that need activation).
+floatd vendor issue --private-key FILE --licensee NAME --evaluation-extension --days N [--seats N]   a key adding N days to the evaluation
+floatd vendor product --private-key FILE --product NAME... --evaluation-seats N --evaluation-days N --out FILE
+  the vendor-signed product file: your key, your products, the most evaluation there is (operators may only lower it)
 floatd vendor serve --data-dir VDIR --private-key FILE [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE] [--rate-limit N]
   the activation service (default listen 0.0.0.0:8991; --rate-limit: requests a minute per address, default 60)
 floatd vendor activation respond --data-dir VDIR [--private-key FILE] REQUEST --out RESPONSE   answer an offline activation request
@@ -83,6 +88,25 @@ async function vendorActivation(args: string[], io: Io): Promise<number> {
   } finally {
     store.close();
   }
+}
+
+async function vendorProduct(args: string[], io: Io): Promise<number> {
+  const { values } = parse(args, {
+    'private-key': { type: 'string' },
+    out: { type: 'string' },
+    product: { type: 'string', multiple: true },
+    'evaluation-seats': { type: 'string' },
+    'evaluation-days': { type: 'string' },
+  });
+  if (values['private-key'] === undefined || values.out === undefined) throw new FloatdError('USAGE', 'vendor product needs --private-key FILE and --out FILE');
+  if (values.product === undefined || values.product.length === 0) throw new FloatdError('USAGE', 'vendor product needs --product NAME (once per product)');
+  const seats = intFlag(values['evaluation-seats'] ?? '0', 'evaluation-seats', 0)!;
+  const days = intFlag(values['evaluation-days'] ?? '0', 'evaluation-days', 0)!;
+  if (seats > 1_000_000 || days > 3650) throw new FloatdError('USAGE', '--evaluation-seats is at most 1000000 and --evaluation-days at most 3650');
+  const text = await writeProductFile(readPrivateKey(values['private-key']), { products: values.product, evaluation: { seats, days }, now: new SystemClock().now() });
+  writeFileSync(values.out, text, { mode: 0o644 });
+  io.out(`wrote ${values.out}: ${values.product.join(', ')}; evaluation ${seats === 0 || days === 0 ? 'off' : `${seats} seat(s) for ${days} day(s)`}. Ship it beside floatd as ${SHIPPED_PRODUCT_FILE}, or have customers install it with floatd trust FILE`);
+  return 0;
 }
 
 async function vendorServe(args: string[], io: Io): Promise<number> {
@@ -221,6 +245,7 @@ export async function vendor(args: string[], io: Io): Promise<number> {
     io.out(`wrote ${privateFile} (keep it secret) and ${publicFile} (give it to customers' servers); key id ${pair.publicJwk.kid}`);
     return 0;
   }
+  if (sub === 'product') return vendorProduct(rest, io);
   if (sub === 'serve') return vendorServe(rest, io);
   if (sub === 'activation') return vendorActivation(rest, io);
   if (sub === 'activations') return vendorList(rest, io);
@@ -231,6 +256,8 @@ export async function vendor(args: string[], io: Io): Promise<number> {
       activations: { type: 'string' },
       'activation-url': { type: 'string' },
       'container-binding': { type: 'boolean' },
+      'evaluation-extension': { type: 'boolean' },
+      days: { type: 'string' },
       'private-key': { type: 'string' },
       licensee: { type: 'string' },
       product: { type: 'string' },
@@ -240,7 +267,15 @@ export async function vendor(args: string[], io: Io): Promise<number> {
       'max-lease-seconds': { type: 'string' },
       feature: { type: 'string', multiple: true },
     });
-    for (const required of ['private-key', 'licensee', 'product', 'seats'] as const) {
+    const extension = values['evaluation-extension'] === true;
+    if (extension) {
+      if (values.days === undefined) throw new FloatdError('USAGE', 'vendor issue --evaluation-extension needs --days N: how many days it adds to the evaluation');
+      if (values.activation !== undefined) throw new FloatdError('USAGE', '--evaluation-extension keys need no activation');
+      values.product ??= 'evaluation';
+    } else if (values.days !== undefined) {
+      throw new FloatdError('USAGE', '--days goes with --evaluation-extension (a license key\'s own dates are --expires and --not-before)');
+    }
+    for (const required of (extension ? ['private-key', 'licensee'] : ['private-key', 'licensee', 'product', 'seats']) as Array<'private-key' | 'licensee' | 'product' | 'seats'>) {
       if (values[required] === undefined) throw new FloatdError('USAGE', `vendor issue needs --${required}`);
     }
     let jwk;
@@ -258,7 +293,9 @@ export async function vendor(args: string[], io: Io): Promise<number> {
     if (expires !== undefined && notBefore !== undefined && expires <= notBefore) {
       throw new FloatdError('USAGE', `--expires ${values.expires} (${expires.toISOString()}) must be later than --not-before ${values['not-before']} (${notBefore.toISOString()})`);
     }
-    const seats = intFlag(values.seats, 'seats', 1)!;
+    const seats = intFlag(values.seats ?? (extension ? '1' : undefined), 'seats', 1)!;
+    const extensionDays = intFlag(values.days, 'days', 1);
+    if (extensionDays !== undefined && extensionDays > 3650) throw new FloatdError('USAGE', `--days must be a whole number from 1 to 3650; got "${values.days}"`);
     if (seats > 1_000_000) throw new FloatdError('USAGE', `--seats must be a whole number from 1 to 1000000; got "${values.seats}"`);
     const needsActivation = values.activation !== undefined;
     if (needsActivation && values.activation !== 'required') throw new FloatdError('USAGE', `--activation takes "required"; got "${values.activation}"`);
@@ -272,6 +309,7 @@ export async function vendor(args: string[], io: Io): Promise<number> {
     const url = values['activation-url'];
     if (url !== undefined && !/^https?:\/\/[^\s]+$/i.test(url)) throw new FloatdError('USAGE', `--activation-url must be an http(s) URL such as https://activate.example.com; got "${url}"`);
     const token = await issueLicenseKey(jwk, {
+      evaluationExtension: extension ? { days: extensionDays!, ...(values.seats !== undefined ? { seats } : {}) } : undefined,
       activation: needsActivation ? { limit: limit!, url, containerBinding: values['container-binding'] ?? false } : undefined,
       licensee: values.licensee!,
       product: values.product!,
@@ -300,6 +338,7 @@ export async function vendor(args: string[], io: Io): Promise<number> {
     const extras = [
       values['max-lease-seconds'] !== undefined ? `leases of at most ${values['max-lease-seconds']} s` : null,
       values.feature && values.feature.length > 0 ? `features ${values.feature.join(', ')}` : null,
+      extension ? `EVALUATION EXTENSION: adds ${extensionDays} day(s) to the evaluation${values.seats !== undefined ? ` and raises it to ${seats} seat(s)` : ''} (floatd license add)` : null,
       needsActivation ? `needs activation on at most ${limit} server(s)${url ? ` at ${url}` : ' (offline only: no --activation-url)'}${values['container-binding'] ? ', container binding allowed' : ''}` : null,
     ].filter((x) => x !== null);
     io.err(`license key ${claims.jti} for ${values.licensee}: ${seats} seat(s) of ${values.product}, valid from ${from}; ${until}${extras.length > 0 ? `; ${extras.join('; ')}` : ''}`);

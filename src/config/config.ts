@@ -63,6 +63,8 @@ export interface Config {
   /** Products this server accepts keys for; empty accepts any. */
   readonly products: readonly string[];
   readonly evaluation: { readonly seats: number; readonly days: number };
+  /** Whether the operator set evaluation.seats / evaluation.days (a vendor product file's terms are then lowered to them, never raised). */
+  readonly evaluationExplicit: { readonly seats: boolean; readonly days: boolean };
   readonly leaseLog: { readonly level: 'detailed' | 'summary'; readonly retentionDays: number };
   readonly log: { readonly level: string; readonly destination: string; readonly format: 'json' | 'pretty' | 'auto' };
   readonly rules: RulesSettings;
@@ -446,6 +448,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     vendorPublicKeys: values['vendorPublicKeys'] as string[],
     products: values['products'] as string[],
     evaluation: { seats: values['evaluation.seats'] as number, days: values['evaluation.days'] as number },
+    evaluationExplicit: { seats: raws.has('evaluation.seats'), days: raws.has('evaluation.days') },
     leaseLog: {
       level: values['leaseLog.level'] as 'detailed' | 'summary',
       retentionDays: values['leaseLog.retentionDays'] as number,

@@ -53,6 +53,7 @@ export const ERROR_CODES = [
   'ACTIVATION_NOT_FOUND',
   'ACTIVATION_RELEASED',
   'ACTIVATION_NOT_REQUIRED',
+  'PRODUCT_FILE_INVALID',
   // configuration and operation
   'UNAUTHORIZED',
   'FORBIDDEN',

@@ -11,6 +11,7 @@ export const TOKEN_TYPES = {
   deactivation: 'floatd-deactivation+jwt',
   activation: 'floatd-activation+jwt',
   receipt: 'floatd-deactivation-receipt+jwt',
+  product: 'floatd-product+jwt',
 } as const;
 type TokenType = (typeof TOKEN_TYPES)[keyof typeof TOKEN_TYPES];
 

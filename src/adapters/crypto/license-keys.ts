@@ -14,6 +14,8 @@ export interface IssueOptions {
   readonly features?: readonly string[];
   /** Server activation: the key grants only on servers it is activated on. */
   readonly activation?: { readonly limit: number; readonly url?: string; readonly containerBinding?: boolean };
+  /** An evaluation extension key: adds `days` to the evaluation and raises its seats to `seats`. */
+  readonly evaluationExtension?: { readonly days: number; readonly seats?: number };
   readonly now: number;
 }
 
@@ -27,6 +29,9 @@ export async function issueLicenseKey(vendorPrivateJwk: JWK, opts: IssueOptions)
   };
   if (opts.maxLeaseSeconds !== undefined) claims['maxLeaseSeconds'] = opts.maxLeaseSeconds;
   if (opts.features !== undefined && opts.features.length > 0) claims['features'] = [...opts.features];
+  if (opts.evaluationExtension !== undefined) {
+    claims['evaluationExtension'] = { days: opts.evaluationExtension.days, ...(opts.evaluationExtension.seats !== undefined ? { seats: opts.evaluationExtension.seats } : {}) };
+  }
   if (opts.activation !== undefined) {
     claims['activation'] = { required: true, limit: opts.activation.limit, ...(opts.activation.url ? { url: opts.activation.url } : {}), containerBinding: opts.activation.containerBinding ?? false };
   }
