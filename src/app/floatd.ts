@@ -99,6 +99,10 @@ export class Floatd {
   private lastRefusalWarning = -Infinity;
   private readonly proxyWarnings = new WarningThrottle(60_000);
   private readonly adminWarnings = new WarningThrottle(60_000);
+  /** Client mistakes: one debug line per address every 10 s. */
+  private readonly mistakeLines = new WarningThrottle(10_000);
+  /** Unforeseen request failures: one error line (with its stack) per op or route a minute. */
+  private readonly failureLines = new WarningThrottle(60_000);
   private readonly adminTokens: AdminTokens;
   private readonly admin: AdminService;
   private started = false;
@@ -185,7 +189,8 @@ export class Floatd {
     this.admin = new AdminService({ store, leases: this.leases, batcher: this.batcher, clock: this.clock });
     this.protocol = new NdjsonProtocol(this.api, {
       identityFromCertificate: config.tls?.identityFromCertificate ?? false,
-      requestFailed: (err, context) => this.logger.error({ err, ...context }, 'request failed'),
+      requestFailed: (err, context) => this.requestFailed(err, context),
+      clientMistake: (conn, code, detail) => this.clientMistake(conn.remote, conn.listener, code, detail),
     });
     this.tcp = new TcpServer(
       {
@@ -202,8 +207,7 @@ export class Floatd {
       },
       this.protocol,
       {
-        protocolError: (conn, code, detail) =>
-          this.logger.debug({ remote: conn.remote, listener: conn.listener, code, detail }, 'protocol error'),
+        protocolError: (conn, code, detail) => this.clientMistake(conn.remote, conn.listener, code, detail),
         connectionRefused: (remote) => this.connectionRefused(remote),
         proxyRefused: (refusal) => this.proxyRefused(refusal),
       },
@@ -224,7 +228,7 @@ export class Floatd {
       {
         api: this.api,
         ready: () => this.readiness(),
-        requestFailed: (err, context) => this.logger.error({ err, ...context }, 'request failed'),
+        requestFailed: (err, context) => this.requestFailed(err, context),
         metrics: () => metrics.text(),
         answered: (route, transport, seconds) => metrics.request(route, transport, seconds),
         monotonic: () => this.clock.monotonic(),
@@ -290,6 +294,25 @@ export class Floatd {
     const admitted = this.adminWarnings.admit(remote, this.clock.monotonic());
     if (admitted === null) return;
     this.logger.warn({ remote, why, heldBack: admitted.held }, `admin API request from ${remote} refused: ${why}` + (admitted.held > 0 ? ` (${admitted.held} more refused since the last warning)` : ''));
+  }
+
+  /**
+   * A client's mistake (a malformed request, an unknown op, a framing error, a timeout) is its
+   * problem, not the operator's: debug, at most one line per address every 10 s, counting the rest.
+   */
+  private clientMistake(remote: string, listener: string, code: string, detail: string): void {
+    if (!this.logger.isLevelEnabled('debug')) return;
+    const admitted = this.mistakeLines.admit(remote, this.clock.monotonic());
+    if (admitted === null) return;
+    this.logger.debug({ remote, listener, code, detail, heldBack: admitted.held }, 'protocol error' + (admitted.held > 0 ? ` (${admitted.held} more from ${remote} since the last one)` : ''));
+  }
+
+  /** A request that failed for a reason nobody foresaw: logged with its stack, but no peer can make that a flood. */
+  private requestFailed(err: unknown, context: Record<string, unknown>): void {
+    const where = typeof context['op'] === 'string' ? `op ${context['op']}` : typeof context['route'] === 'string' ? `${String(context['method'])} ${context['route']}` : 'other';
+    const admitted = this.failureLines.admit(where.slice(0, 200), this.clock.monotonic());
+    if (admitted === null) return;
+    this.logger.error({ err, ...context, heldBack: admitted.held }, 'request failed' + (admitted.held > 0 ? ` (${admitted.held} more failures of ${where} since the last one)` : ''));
   }
 
   /** What the metrics show of the server's state at a scrape. */
