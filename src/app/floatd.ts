@@ -9,13 +9,13 @@ import { OPEN_GATE } from '../domain/gate.js';
 import { RuleGate } from '../domain/rules/rule-gate.js';
 import type { AdminTokenStore, LeaseStore } from '../domain/ports.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
-import { loadOrCreateServerKey, thumbprint } from '../adapters/crypto/keys.js';
+import { thumbprint } from '../adapters/crypto/keys.js';
 import { LeaseTokenSigner } from '../adapters/crypto/lease-tokens.js';
 import { createLogger, type Logger } from '../adapters/log/logger.js';
 import type { DataDirLock } from '../adapters/sqlite/data-dir-lock.js';
 import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 import { TcpServer, type BoundListener } from '../adapters/tcp/tcp-server.js';
-import { licensingFor, licensingSettings, openServerDataDir, productTermsOf, recordLicensingSettings, underProductTerms, type LicensingSettings } from './data-dir.js';
+import { licensingFor, licensingSettings, openServerDataDir, openServerKey, productTermsOf, recordLicensingSettings, removeFreshDatabase, underProductTerms, type LicensingSettings } from './data-dir.js';
 import { LeaseService } from './lease-service.js';
 import { CLOCK_HIGH_WATER_META, clockHighWater, Licensing, type LoadedLicenses } from './licensing.js';
 import { EVALUATION_PRODUCT, PoolRegistry } from './pool-registry.js';
@@ -32,6 +32,8 @@ import { WarningThrottle } from './warning-throttle.js';
 import { AdminService, AdminTokens } from './admin.js';
 import type { AdminApi } from '../adapters/http/admin-routes.js';
 import { Sweeper } from './sweeper.js';
+import { ClockWatch, type ClockJump } from './clock-watch.js';
+import { SteadyClock } from '../domain/steady-clock.js';
 import { VERSION } from './version.js';
 import { ServerActivation } from './activation.js';
 import { trustVendorKeys } from '../adapters/crypto/license-keys.js';
@@ -63,6 +65,8 @@ export interface FloatdDeps {
   readonly rulesSettings?: () => RulesSettings;
   /** Extra CA certificates the vendor's activation service is trusted with (besides the system's). */
   readonly activationCa?: string | Buffer;
+  /** Make a server key where the data directory has none beside its database (`serve --new-server-key`). */
+  readonly newServerKey?: boolean;
 }
 
 export type RulesReload =
@@ -74,11 +78,13 @@ export type RulesReload =
  * and starts and stops them in order.
  */
 export class Floatd {
-  readonly clock: Clock;
+  /** Lease time: wall-clock time that only the monotonic clock moves (see ClockWatch). */
+  readonly clock: SteadyClock;
   readonly logger: Logger;
   readonly pools = new PoolRegistry();
   readonly leases: LeaseService;
   private readonly sweeper: Sweeper;
+  private readonly clockWatch: ClockWatch;
   private readonly tcp: TcpServer;
   readonly metrics: PrometheusMetrics;
   private readonly web: WebServer;
@@ -135,7 +141,7 @@ export class Floatd {
     publicJwk: JWK,
     signer: LeaseTokenSigner,
     rules: LoadedRules,
-    deps: { clock: Clock; logger: Logger; rulesSettings: () => RulesSettings; tls: TlsContext | null; activation: ServerActivation },
+    deps: { clock: SteadyClock; logger: Logger; rulesSettings: () => RulesSettings; tls: TlsContext | null; activation: ServerActivation },
   ) {
     this.activation = deps.activation;
     this.tls = deps.tls;
@@ -174,6 +180,7 @@ export class Floatd {
       60_000,
       (lag) => metrics.swept(lag),
     );
+    this.clockWatch = new ClockWatch(this.clock, store, this.leases);
     this.batcher = new Batcher(store, this.clock, (n, seconds) => metrics.committed(n, seconds));
     this.api = new ServerLeaseApi({
       leases: this.leases,
@@ -399,16 +406,25 @@ export class Floatd {
   }
 
   static async create(config: Config, deps: FloatdDeps = {}): Promise<Floatd> {
-    const clock = deps.clock ?? new SystemClock();
+    // Every part of the server decides on lease time; only ClockWatch compares it with the wall clock.
+    const clock = new SteadyClock(deps.clock ?? new SystemClock());
     const logger = deps.logger ?? createLogger(config.log);
     const plainSettings = licensingSettings(config);
     const rulesSettings = deps.rulesSettings ?? (() => config.rules);
     const rules = loadRules(rulesSettings());
     // The certificate and key are settings too: checked before the data directory is touched.
     const tls = config.tls === null ? null : new TlsContext(config.tls);
-    const { store, lock, created } = openServerDataDir(config);
+    const { store, lock, created, freshDatabase, tightened } = openServerDataDir(config);
     try {
-      const key = await loadServerKey(config.serverKeyFile);
+      const { key, created: newKey } = await openServerKey(config, freshDatabase, deps.newServerKey ?? false);
+      for (const t of tightened) {
+        logger.info({ file: t.path, mode: t.mode }, `${t.path} was mode ${t.mode}; made private (0700 for the folder, 0600 for files): the data directory holds license keys, the lease log with user and host names, and the server's signing key`);
+      }
+      if (freshDatabase && !newKey) {
+        logger.warn({ file: config.dbFile, serverKey: config.serverKeyFile }, `${config.dataDir} holds a server key but no database: starting with a new, empty one (no license keys installed, a new evaluation); if that is not meant, stop the server and restore ${config.dbFile} from a backup`);
+      } else if (newKey && !freshDatabase) {
+        logger.warn({ file: config.serverKeyFile }, `new server key made (--new-server-key): its fingerprint is ${await thumbprint(key.publicJwk)}; clients that pinned the old one refuse this server until given it`);
+      }
       const signer = await LeaseTokenSigner.create(key.privateJwk);
       const settings = underProductTerms(plainSettings, await productTermsOf(store), config);
       const licensing = await licensingFor(store, clock, settings);
@@ -429,6 +445,8 @@ export class Floatd {
       return floatd;
     } catch (err) {
       store.close();
+      // A first start that failed this early leaves no database without its key behind.
+      if (freshDatabase) removeFreshDatabase(config);
       lock.release();
       throw err;
     }
@@ -458,6 +476,7 @@ export class Floatd {
         this.logger.info({ file: this.config.adminTokenFile }, `admin token "local" made: it is in ${this.config.adminTokenFile} (mode 0600); floatd admin uses it`);
       }
       await this.reloadLicenses(true);
+      this.clockJumped(this.clockWatch.atStart());
       this.sweeper.start();
       const now = this.clock.now();
       this.startedAt = now;
@@ -708,6 +727,14 @@ export class Floatd {
     );
   }
 
+  /** The wall clock jumped (or, at start, is behind what the database recorded): a warning, a count, and the sweeper plans afresh. */
+  private clockJumped(jump: ClockJump | null): void {
+    if (jump === null) return;
+    this.logger.warn({ jumpMs: jump.shiftMs, leases: jump.leases, wallClock: new Date(this.clock.wallNow()).toISOString() }, jump.message);
+    this.metrics.clockJumped();
+    this.sweeper.reschedule();
+  }
+
   /** The connection cap was hit: warn at most once a minute, with how many were refused. */
   private connectionRefused(remote: string): void {
     this.refusedConnections++;
@@ -745,6 +772,12 @@ export class Floatd {
 
   /** Every second: notice key changes made by `floatd license`, keys starting and expiring, checkpoint the WAL, prune the lease log. */
   private maintain(): void {
+    try {
+      this.clockJumped(this.clockWatch.check());
+    } catch (err) {
+      // Lease time stays where the stored expiries are; the next tick tries again.
+      this.logger.error({ err }, 'moving lease expiries after a wall-clock jump failed');
+    }
     const now = this.clock.now();
     this.trackClock(now);
     if (this.store.changeCounter() !== this.lastChange) {
@@ -803,13 +836,4 @@ function timeLeft(ms: number): string {
   if (ms >= 3_600_000) return `${Math.ceil(ms / 3_600_000)} hour(s)`;
   if (ms >= 60_000) return `${Math.ceil(ms / 60_000)} minute(s)`;
   return `${Math.max(0, Math.ceil(ms / 1000))} second(s)`;
-}
-
-/** The server's signing key; a file that cannot be read is a coded error naming it. */
-async function loadServerKey(file: string): ReturnType<typeof loadOrCreateServerKey> {
-  try {
-    return await loadOrCreateServerKey(file);
-  } catch (err) {
-    throw new FloatdError('DATA_DIR_INVALID', `the server key ${file} cannot be used: ${(err as Error).message.replace(`${file}: `, '')}`, { setting: 'dataDir' });
-  }
 }

@@ -19,6 +19,7 @@ export const LEASE_EVENTS = [
   'listener-resumed',
   'admin-token-created',
   'admin-token-revoked',
+  'clock-jump',
   'activated',
   'deactivated',
   'activation-revalidated',
