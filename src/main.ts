@@ -7,6 +7,7 @@ import { ADMIN_USAGE, admin } from './cli/admin.js';
 import { TRUST_USAGE, trust } from './cli/trust.js';
 import { LICENSE_USAGE, license } from './cli/license.js';
 import { LOG_USAGE, log } from './cli/log.js';
+import { REPORT_USAGE, report } from './cli/report.js';
 import { RULES_USAGE, rules } from './cli/rules.js';
 import { RUN_USAGE, run } from './cli/run.js';
 import { SERVE_USAGE, serve } from './cli/serve.js';
@@ -18,6 +19,7 @@ const USAGE = `floatd ${VERSION}: floating license lease server
 ${SERVE_USAGE}
 ${STATUS_USAGE}
 ${LOG_USAGE}
+${REPORT_USAGE}
 ${LICENSE_USAGE}
 ${ACTIVATE_USAGE}
 ${TRUST_USAGE}
@@ -33,6 +35,7 @@ const COMMANDS: Record<string, { usage: string; run: (args: string[]) => Promise
   serve: { usage: SERVE_USAGE, run: (a) => serve(a, processIo) },
   status: { usage: STATUS_USAGE, run: (a) => status(a, processIo) },
   log: { usage: LOG_USAGE, run: (a) => log(a, processIo) },
+  report: { usage: REPORT_USAGE, run: (a) => report(a, processIo) },
   license: { usage: LICENSE_USAGE, run: (a) => license(a, processIo) },
   activate: { usage: ACTIVATE_USAGE, run: (a) => activate(a, processIo) },
   deactivate: { usage: ACTIVATE_USAGE, run: (a) => deactivate(a, processIo) },

@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs';
 import type { JWK } from 'jose';
 import type { Config, RulesSettings } from '../config/config.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
-import { deny, FloatdError, type Denial } from '../domain/errors.js';
+import { deny, FloatdError, isFloatdError, type Denial } from '../domain/errors.js';
 import { licenseValidity, type LicenseKey } from '../domain/license.js';
 import { EVALUATION_POOL_ID } from '../domain/pool.js';
 import { OPEN_GATE } from '../domain/gate.js';
@@ -30,8 +30,12 @@ import { WebServer, type BoundWebListener } from '../adapters/http/web-server.js
 import type { ProxyRefusal } from '../adapters/net/proxy-protocol.js';
 import { WarningThrottle } from './warning-throttle.js';
 import { AdminService, AdminTokens } from './admin.js';
+import { runReport } from './report-runner.js';
+import { usageReportJson, usersReportJson } from './reports.js';
+import type { ReportEventSource } from '../domain/events.js';
 import type { AdminApi } from '../adapters/http/admin-routes.js';
 import { Sweeper } from './sweeper.js';
+import { StorageHealth, STORAGE_RETRY_MS } from './storage-health.js';
 import { ClockWatch, type ClockJump } from './clock-watch.js';
 import { SteadyClock } from '../domain/steady-clock.js';
 import { VERSION } from './version.js';
@@ -93,6 +97,8 @@ export class Floatd {
   private readonly protocol: NdjsonProtocol;
   readonly batcher: Batcher;
   readonly api: ServerLeaseApi;
+  /** Storage faults as a state: answered UNAVAILABLE, logged once per episode, probed until over. */
+  readonly storage: StorageHealth;
   private bound: BoundListener[] = [];
   private rejected: LoadedLicenses['rejected'] = [];
   private maintenance: TimerHandle | null = null;
@@ -151,6 +157,8 @@ export class Floatd {
     this.rulesSettings = deps.rulesSettings;
     this.metrics = new PrometheusMetrics(VERSION, () => this.metricsState());
     const metrics = this.metrics;
+    const health = new StorageHealth(this.clock, this.logger, () => store.probe(), (reason, n) => metrics.storageUnavailable(reason, n));
+    this.storage = health;
     this.leases = new LeaseService(
       store,
       this.clock,
@@ -172,16 +180,29 @@ export class Floatd {
     this.sweeper = new Sweeper(
       this.clock,
       () => {
+        if (!health.mayTry()) return;
         const n = this.leases.sweep();
+        health.succeeded();
         if (n > 0) this.logger.debug({ expired: n }, 'leases expired');
       },
-      () => store.nextExpiry(),
-      (err) => this.logger.error({ err }, 'sweeping expired leases failed'),
+      () => {
+        // In a storage fault, look again when the storage may be back rather than at an expiry already past.
+        if (health.fault() !== null) return this.clock.now() + STORAGE_RETRY_MS;
+        try {
+          return store.nextExpiry();
+        } catch (err) {
+          if (health.failed(err, 0) === null) throw err;
+          return this.clock.now() + STORAGE_RETRY_MS;
+        }
+      },
+      (err) => {
+        if (health.failed(err, 0) === null) this.logger.error({ err }, 'sweeping expired leases failed');
+      },
       60_000,
       (lag) => metrics.swept(lag),
     );
     this.clockWatch = new ClockWatch(this.clock, store, this.leases);
-    this.batcher = new Batcher(store, this.clock, (n, seconds) => metrics.committed(n, seconds));
+    this.batcher = new Batcher(store, this.clock, (n, seconds) => metrics.committed(n, seconds), health);
     this.api = new ServerLeaseApi({
       leases: this.leases,
       batcher: this.batcher,
@@ -242,6 +263,7 @@ export class Floatd {
         proxyRefused: (refusal) => this.proxyRefused(refusal),
         admin: this.adminApi(),
         adminRefused: (remote, why) => this.adminRefused(remote, why),
+        wallClock: () => this.clock.now(),
       },
     );
     this.applyRules(rules);
@@ -273,6 +295,22 @@ export class Floatd {
       suspend: (listener, actor) => this.suspendListeners(listener, actor, true),
       resume: (listener, actor) => this.suspendListeners(listener, actor, false),
       log: (filter) => this.admin.log(filter),
+      usageReport: async (q) => usageReportJson(await runReport({ dbFile: this.config.dbFile, kind: 'usage', query: { ...q, nowMs: this.clock.now() } }, this.store as unknown as ReportEventSource)),
+      usersReport: async (q) => usersReportJson(await runReport({ dbFile: this.config.dbFile, kind: 'users', query: { ...q, nowMs: this.clock.now() } }, this.store as unknown as ReportEventSource)),
+      server: () => {
+        const now = this.clock.now();
+        const { ready, reason } = this.readiness();
+        return {
+          version: VERSION,
+          now: new Date(now).toISOString(),
+          ready,
+          reason,
+          startedAt: this.startedAt === 0 ? null : new Date(this.startedAt).toISOString(),
+          uptimeSeconds: this.startedAt === 0 ? 0 : Math.max(0, Math.round((now - this.startedAt) / 1000)),
+          listeners: this.listenerStatus(),
+          leaseSeconds: this.config.leaseSeconds,
+        };
+      },
     };
   }
 
@@ -327,13 +365,21 @@ export class Floatd {
     const now = this.clock.now();
     const inUse = new Map<string, number>();
     let earliest: number | null = null;
-    for (const lease of this.store.allLeases()) {
-      if (lease.expiresAt <= now) continue;
-      inUse.set(lease.poolId, (inUse.get(lease.poolId) ?? 0) + 1);
-      if (earliest === null || lease.expiresAt < earliest) earliest = lease.expiresAt;
+    let unreadable: string | null = null;
+    try {
+      for (const lease of this.store.allLeases()) {
+        if (lease.expiresAt <= now) continue;
+        inUse.set(lease.poolId, (inUse.get(lease.poolId) ?? 0) + 1);
+        if (earliest === null || lease.expiresAt < earliest) earliest = lease.expiresAt;
+      }
+    } catch (err) {
+      // A lock that keeps readers out too: the scrape still answers, with what is known.
+      if (!isFloatdError(err) || err.code !== 'UNAVAILABLE') throw err;
+      unreadable = typeof err.details.reason === 'string' ? err.details.reason : 'locked';
     }
     return {
-      pools: this.pools.all().map((p) => ({ pool: p.id, product: p.product === '*' ? EVALUATION_PRODUCT : p.product, seats: p.seats, inUse: inUse.get(p.id) ?? 0 })),
+      storageFault: this.storage.fault() ?? unreadable,
+      pools: this.pools.all().map((p) => ({ pool: p.id, product: p.product === '*' ? EVALUATION_PRODUCT : p.product, seats: p.seats, inUse: unreadable === null ? (inUse.get(p.id) ?? 0) : null })),
       keys: this.pools.licenseKeys().map((k) => ({ key: k.id, product: k.product, expiresAt: k.expiresAt })),
       connections: this.tcp.connections(),
       earliestExpiry: earliest,
@@ -345,6 +391,8 @@ export class Floatd {
   readiness(): { ready: boolean; reason: string } {
     if (this.stopped) return { ready: false, reason: 'stopping' };
     if (!this.serving) return { ready: false, reason: 'starting' };
+    const fault = this.storage.fault();
+    if (fault !== null) return { ready: false, reason: `storage unavailable: ${fault}` };
     const suspended = this.suspendedListeners();
     if (suspended.length > 0) return { ready: false, reason: `suspended: ${suspended.join(', ')}` };
     return { ready: true, reason: 'serving' };
@@ -762,9 +810,10 @@ export class Floatd {
     if (this.stopped) return;
     this.maintenance = this.clock.setTimer(MAINTENANCE_MS, () => {
       try {
-        this.maintain();
+        // In a storage fault the probe alone touches the storage; maintenance resumes when it is over.
+        if (this.storage.fault() === null) this.maintain();
       } catch (err) {
-        this.logger.error({ err }, 'maintenance failed');
+        if (this.storage.failed(err, 0) === null) this.logger.error({ err }, 'maintenance failed');
       }
       this.scheduleMaintenance();
     });
@@ -776,12 +825,14 @@ export class Floatd {
       this.clockJumped(this.clockWatch.check());
     } catch (err) {
       // Lease time stays where the stored expiries are; the next tick tries again.
-      this.logger.error({ err }, 'moving lease expiries after a wall-clock jump failed');
+      if (this.storage.failed(err, 0) === null) this.logger.error({ err }, 'moving lease expiries after a wall-clock jump failed');
     }
     const now = this.clock.now();
     this.trackClock(now);
     if (this.store.changeCounter() !== this.lastChange) {
-      this.reloadLicenses().catch((err: unknown) => this.logger.error({ err }, 'reloading license keys failed'));
+      this.reloadLicenses().catch((err: unknown) => {
+        if (this.storage.failed(err, 0) === null) this.logger.error({ err }, 'reloading license keys failed');
+      });
     } else {
       const before = this.pools.all().map((p) => p.id);
       if (this.pools.refresh(now)) this.poolsChanged(before, false);
@@ -811,11 +862,18 @@ export class Floatd {
       this.maintenance?.cancel();
       this.activationTimer?.cancel();
       this.sweeper.stop();
+      this.storage.stop();
       await this.reloading?.catch(() => {});
       await this.activationChecking?.catch(() => {});
       if (this.bound.length > 0) {
-        this.store.appendEvent({ ts: this.clock.now(), event: 'server-stopped' });
-        this.store.setMeta(RUNTIME_META, '');
+        try {
+          this.store.appendEvent({ ts: this.clock.now(), event: 'server-stopped' });
+          this.store.setMeta(RUNTIME_META, '');
+        } catch (err) {
+          // A storage fault does not stop a stop: every acknowledged change is committed already.
+          if (!isFloatdError(err) || err.code !== 'UNAVAILABLE') throw err;
+          if (this.serving) this.logger.warn({ code: err.code, reason: err.details.reason }, `the stop could not be recorded in the lease log: ${err.message}`);
+        }
       }
     } finally {
       this.store.close();

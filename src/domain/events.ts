@@ -50,6 +50,8 @@ export interface LeaseEventInput {
 
 export interface LeaseEvent extends LeaseEventInput {
   readonly id: number;
+  /** How many identical occurrences the entry stands for: above 1 only for repeated denials (one entry per client and minute). */
+  readonly count: number;
 }
 
 export interface EventFilter {
@@ -62,4 +64,34 @@ export interface EventFilter {
   readonly events?: readonly string[];
   readonly afterId?: number;
   readonly limit?: number;
+}
+
+/**
+ * The fields of a lease-log entry that reports read (grants, lease ends,
+ * denials, key changes), in log order. `count` is how many requests an entry
+ * stands for (repeated denials may be recorded as one entry); 1 otherwise.
+ */
+export interface ReportEvent {
+  readonly ts: number;
+  readonly event: string;
+  readonly poolId: string | null;
+  readonly product: string | null;
+  readonly leaseId: string | null;
+  readonly user: string | null;
+  readonly instance: string | null;
+  readonly seatsTotal: number | null;
+  readonly code: string | null;
+  readonly reason: string | null;
+  readonly count: number;
+}
+
+/** The entries reports read: everything before `untilMs`, of one product when given. */
+export interface ReportEventQuery {
+  readonly untilMs: number;
+  readonly product?: string;
+}
+
+/** A lease log that streams the entries reports read, oldest first, without holding them all. */
+export interface ReportEventSource {
+  reportEvents(query: ReportEventQuery): Iterable<ReportEvent>;
 }

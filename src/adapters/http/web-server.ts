@@ -4,13 +4,14 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { ErrorCode, ErrorDetails } from '../../domain/errors.js';
+import { isFloatdError, type ErrorCode, type ErrorDetails } from '../../domain/errors.js';
 import type { Caller, LeaseApi, Outcome } from '../../domain/lease-api.js';
 import { closeServer, listenOn, type ListenOn } from '../net/listen.js';
 import { proxiedAddress, requireProxyProtocol, type ProxyIntake, type ProxyProtocolSettings, type ProxyRefusal } from '../net/proxy-protocol.js';
 import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/tls-context.js';
 import { HTTP_STATUS } from './http-status.js';
-import { registerAdminRoutes, type AdminApi } from './admin-routes.js';
+import { AdminGate, registerAdminRoutes, type AdminApi, type AdminRouteDeps } from './admin-routes.js';
+import { registerDashboard } from './dashboard-routes.js';
 import { Suspension } from '../net/suspension.js';
 import { messageValidator, routeSchemas } from './schemas.js';
 import { parseJson } from '../../domain/schema.js';
@@ -57,6 +58,10 @@ export interface WebServerDeps {
   readonly admin?: AdminApi;
   /** A refused admin request (wrong or missing credentials), for the server log. */
   readonly adminRefused?: (remote: string, why: string) => void;
+  /** The wall clock (ms), for report ranges. */
+  readonly wallClock: () => number;
+  /** The dashboard's files (default: the package's web/ folder). */
+  readonly dashboardDir?: string;
 }
 
 export interface BoundWebListener {
@@ -276,7 +281,8 @@ export class WebServer {
       let code: ErrorCode;
       let message: string;
       let details: ErrorDetails = {};
-      if (error instanceof HttpError) {
+      if (error instanceof HttpError || isFloatdError(error)) {
+        // A FloatdError reaching here is a fault the server foresaw (storage unavailable): its code says what to do.
         ({ code, message, details } = error);
       } else if ('validation' in error && error.validation && error.validation.length > 0) {
         const v = error.validation[0]!;
@@ -339,17 +345,24 @@ export class WebServer {
       return reply.type(contentType).send(body);
     });
     if (this.deps.admin !== undefined) {
-      registerAdminRoutes(app, {
+      const who = (request: FastifyRequest) => {
+        const info = this.sockets.get(request.socket);
+        const remoteAddress = this.remoteOf(request.socket);
+        return { remote: remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress, certificateSubject: info?.peer?.subject ?? null };
+      };
+      const secure = (request: FastifyRequest) => this.sockets.get(request.socket)?.tls ?? false;
+      const adminDeps: AdminRouteDeps = {
         admin: this.deps.admin,
-        who: (request) => {
-          const info = this.sockets.get(request.socket);
-          const remoteAddress = this.remoteOf(request.socket);
-          return { remote: remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress, certificateSubject: info?.peer?.subject ?? null };
-        },
+        who,
         refused: (remote, why) => this.deps.adminRefused?.(remote, why),
         fail: (code, message, details) => new HttpError(code, message, details),
         now: () => this.deps.monotonic(),
-      });
+        wallClock: () => this.deps.wallClock(),
+        secure,
+      };
+      const gate = new AdminGate(adminDeps);
+      registerAdminRoutes(app, adminDeps, gate);
+      registerDashboard(app, { gate, who, secure, assetsDir: this.deps.dashboardDir });
     }
   }
 }
