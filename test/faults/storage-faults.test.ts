@@ -134,6 +134,22 @@ describe('storage faults are a state, not a flood', () => {
     expect((await call(`${web}/readyz`, 'GET')).status).toBe(200);
   });
 
+  it('an SDK acquire during a storage fault waits as long as the server asks, not its own retry interval', async () => {
+    const { s } = await server();
+    const other = new Database(s.config.dbFile);
+    others.push(other);
+    other.exec('BEGIN EXCLUSIVE');
+    const c = new LeaseClient({ server: s.address, user: 'bob', instance: 'i-2', retryIntervalMs: 30_000 });
+    clients.push(c);
+    const denied = new Promise<{ code: string; retryInMs: number | null }>((resolve) => c.once('denied', resolve));
+    void c.acquire().catch(() => {});
+    const d = await denied;
+    expect(d.code).toBe('UNAVAILABLE');
+    expect(d.retryInMs).toBeGreaterThan(0);
+    expect(d.retryInMs).toBeLessThan(30_000);
+    other.exec('COMMIT');
+  });
+
   it('the client SDK keeps its lease through a storage fault and renews once it is over', async () => {
     const clock = new FakeClock(Date.parse('2026-11-21T08:00:00Z'));
     const { s } = await server(clock);
