@@ -2,7 +2,9 @@
 import { FloatdError } from './domain/errors.js';
 import { VERSION } from './app/version.js';
 import { processIo } from './cli/common.js';
+import { ACTIVATE_USAGE, activate, deactivate, fingerprint } from './cli/activate.js';
 import { ADMIN_USAGE, admin } from './cli/admin.js';
+import { TRUST_USAGE, trust } from './cli/trust.js';
 import { LICENSE_USAGE, license } from './cli/license.js';
 import { LOG_USAGE, log } from './cli/log.js';
 import { REPORT_USAGE, report } from './cli/report.js';
@@ -19,6 +21,8 @@ ${STATUS_USAGE}
 ${LOG_USAGE}
 ${REPORT_USAGE}
 ${LICENSE_USAGE}
+${ACTIVATE_USAGE}
+${TRUST_USAGE}
 ${RULES_USAGE}
 ${ADMIN_USAGE}
 ${RUN_USAGE}
@@ -33,6 +37,10 @@ const COMMANDS: Record<string, { usage: string; run: (args: string[]) => Promise
   log: { usage: LOG_USAGE, run: (a) => log(a, processIo) },
   report: { usage: REPORT_USAGE, run: (a) => report(a, processIo) },
   license: { usage: LICENSE_USAGE, run: (a) => license(a, processIo) },
+  activate: { usage: ACTIVATE_USAGE, run: (a) => activate(a, processIo) },
+  deactivate: { usage: ACTIVATE_USAGE, run: (a) => deactivate(a, processIo) },
+  fingerprint: { usage: ACTIVATE_USAGE, run: (a) => fingerprint(a, processIo) },
+  trust: { usage: TRUST_USAGE, run: (a) => trust(a, processIo) },
   rules: { usage: RULES_USAGE, run: (a) => rules(a, processIo) },
   admin: { usage: ADMIN_USAGE, run: (a) => admin(a, processIo) },
   run: { usage: RUN_USAGE, run: (a) => run(a, processIo) },

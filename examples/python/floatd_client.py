@@ -33,14 +33,20 @@ retrying off, or the hold time ran out first); 2 for a bad command line;
 128 + the signal number when stopped by SIGINT or SIGTERM (after releasing).
 
 The lease token's signature is Ed25519; Python's standard library cannot verify
-it, so this example checks the token's claims only. Verify the signature with a
-library such as PyNaCl or cryptography (against the key `hello` returns, or one
-you pinned) before trusting a token offline.
+it, so by default this example checks the token's claims only. Given the
+vendor's public key (--vendor-public-key vendor-public.jwk, which needs the
+`cryptography` package), it accepts only a lease that chains to the vendor, as
+LeaseClient's vendorPublicKey does: the license key in the lease is signed by
+the vendor and is for this product, the activation beside it is signed by the
+vendor and names the server key `hello` announced, and the lease token is
+signed by that key and comes from that license key's pool. A server the vendor
+never activated (a rogue one on the network, or an evaluation) is refused.
 """
 
 import argparse
 import base64
 import getpass
+import hashlib
 import json
 import os
 import random
@@ -193,11 +199,87 @@ class Backoff:
         self.step = 0.0
 
 
+def b64decode(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def jwk_thumbprint(jwk):
+    """RFC 7638 thumbprint of an Ed25519 JWK, as floatd prints key ids."""
+    canonical = json.dumps({"crv": jwk["crv"], "kty": jwk["kty"], "x": jwk["x"]}, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+
+
+class VendorChain:
+    """Checks that a lease chains to the vendor: license key -> activation -> server key -> lease token."""
+
+    def __init__(self, jwk_files):
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        self.invalid_signature = InvalidSignature
+        self.public_key = lambda jwk: Ed25519PublicKey.from_public_bytes(b64decode(jwk["x"]))
+        self.vendor = {}
+        for path in jwk_files:
+            with open(path, encoding="utf-8") as f:
+                jwk = json.load(f)
+            if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or "d" in jwk:
+                raise ValueError(f"{path}: not the vendor's public Ed25519 key")
+            self.vendor[jwk_thumbprint(jwk)] = jwk
+
+    def verify(self, token, jwk, typ, what):
+        """The claims of a compact JWS of type `typ` whose signature `jwk` verifies."""
+        try:
+            header_b64, payload_b64, signature_b64 = token.split(".")
+            header = json.loads(b64decode(header_b64))
+            if header.get("alg") != "EdDSA" or header.get("typ") != typ:
+                raise ValueError(f"not a {typ}")
+            self.public_key(jwk).verify(b64decode(signature_b64), f"{header_b64}.{payload_b64}".encode())
+            return header, json.loads(b64decode(payload_b64))
+        except self.invalid_signature:
+            raise FloatdError("TOKEN_INVALID", f"the lease does not chain to the vendor: the signature of its {what} does not verify")
+        except (AttributeError, TypeError, ValueError, KeyError) as err:
+            raise FloatdError("TOKEN_INVALID", f"the lease does not chain to the vendor: its {what} cannot be read ({err})")
+
+    def vendor_key(self, token, what):
+        try:
+            kid = json.loads(b64decode(token.split(".")[0])).get("kid")
+        except (AttributeError, IndexError, ValueError):
+            kid = None
+        if kid not in self.vendor:
+            raise FloatdError("TOKEN_INVALID", f"the lease does not chain to the vendor: its {what} is not signed by the vendor's key")
+        return self.vendor[kid]
+
+    def check(self, lease, server_key):
+        def refuse(why):
+            raise FloatdError("TOKEN_INVALID", f"the lease does not chain to the vendor: {why}")
+
+        chain = lease.get("license")
+        if not isinstance(chain, dict) or not isinstance(chain.get("key"), str):
+            refuse("it carries no license key (an evaluation lease, or a server that cannot show a license from this vendor)")
+        _, key = self.verify(chain["key"], self.vendor_key(chain["key"], "license key"), "floatd-license+jwt", "license key")
+        if key.get("product") != lease["product"]:
+            refuse(f"its license key is for product {key.get('product')!r}, not {lease['product']!r}")
+        if not isinstance(key.get("activation"), dict):
+            refuse(f"license key {key.get('jti')} needs no activation, so nothing ties it to this server's key")
+        if not isinstance(chain.get("activation"), str):
+            refuse(f"it carries no activation of license key {key.get('jti')}")
+        _, activation = self.verify(chain["activation"], self.vendor_key(chain["activation"], "activation"), "floatd-activation+jwt", "activation")
+        if activation.get("key") != key.get("jti"):
+            refuse(f"its activation is for license key {activation.get('key')}, not {key.get('jti')}")
+        if not isinstance(server_key, dict) or activation.get("server") != jwk_thumbprint(server_key):
+            refuse("no activation names this server's key")
+        _, claims = self.verify(lease["token"], server_key, "floatd-lease+jwt", "lease token")
+        if claims.get("pool") != key.get("jti"):
+            refuse(f"the lease token is from pool {claims.get('pool')}, not license key {key.get('jti')}")
+
+
 class LeaseHolder:
     """One product instance's lease: acquires, renews, notices its end, releases."""
 
-    def __init__(self, server, product, user, host, instance, retry_seconds, renew_after_ms=None, tls=None):
+    def __init__(self, server, product, user, host, instance, retry_seconds, renew_after_ms=None, tls=None, chain=None):
         self.server = server
+        self.chain = chain  # a VendorChain with --vendor-public-key, else None
+        self.server_key = None  # the lease-signing key hello announced
         self.tls = tls  # an ssl.SSLContext for --tls, else None
         self.product = product
         self.user = user
@@ -227,6 +309,7 @@ class LeaseHolder:
                 conn.close()
                 raise
             self.conn = conn
+            self.server_key = reply.get("publicKey")
             say(connected=self.server, server_version=reply.get("version"))
         return self.conn
 
@@ -248,6 +331,8 @@ class LeaseHolder:
             good = False
         if not good:
             raise FloatdError("TOKEN_INVALID", "the server's answer does not hold a lease for this client")
+        if self.chain is not None:
+            self.chain.check(lease, self.server_key)
         return lease
 
     def hold(self, lease, sent):
@@ -431,6 +516,8 @@ def main():
     parser.add_argument("--hold", type=seconds, default=60.0, help="seconds to run, holding a lease when one can be had (default 60)")
     parser.add_argument("--retry-seconds", type=seconds, default=10.0, help="how often to try again for a lease (default 10); 0 gives up at once")
     parser.add_argument("--renew-after-ms", type=int, help="renew sooner than the server asks (for testing)")
+    parser.add_argument("--vendor-public-key", metavar="FILE", action="append", default=[],
+                        help="accept only leases that chain to this vendor key (needs the cryptography package)")
     args = parser.parse_args()
     if not args.tls and (args.ca or args.cert or args.key):
         parser.error("--ca, --cert and --key need --tls")
@@ -446,7 +533,16 @@ def main():
         except (OSError, ssl.SSLError) as err:
             parser.error(f"--tls: {err}")
 
-    holder = LeaseHolder(args.server, args.product, args.user, args.host, args.instance, args.retry_seconds, args.renew_after_ms, tls)
+    chain = None
+    if args.vendor_public_key:
+        try:
+            chain = VendorChain(args.vendor_public_key)
+        except ImportError:
+            parser.error("--vendor-public-key needs the cryptography package (pip install cryptography, or apt install python3-cryptography)")
+        except (OSError, ValueError, KeyError) as err:
+            parser.error(f"--vendor-public-key: {err}")
+
+    holder = LeaseHolder(args.server, args.product, args.user, args.host, args.instance, args.retry_seconds, args.renew_after_ms, tls, chain)
 
     def stop(signum, _frame):
         raise Stopped(signum)

@@ -1,5 +1,7 @@
-import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { packageRoot } from '../adapters/package-root.js';
+import { readProductTerms, type ProductTerms } from '../adapters/crypto/product-file.js';
 import type { JWK } from 'jose';
 import type { Config } from '../config/config.js';
 import { FloatdError, isFloatdError } from '../domain/errors.js';
@@ -19,6 +21,43 @@ export interface LicensingSettings {
   readonly vendorPublicKeys: readonly JWK[];
   readonly products: readonly string[];
   readonly evaluation: { readonly seats: number; readonly days: number };
+  /** How activations are judged (absent in data directories recorded before activation existed). */
+  readonly activation?: { readonly revalidateDays: number; readonly graceDays: number; readonly hostRoot: string };
+  /** The vendor's product file in force: its key is trusted, its products served, its evaluation the most there is. */
+  readonly product?: { readonly vendorKid: string; readonly products: readonly string[]; readonly evaluation: { readonly seats: number; readonly days: number } } | null;
+}
+
+/** The product file trusted in this data directory (floatd trust), as its signed terms. */
+export const PRODUCT_META = 'vendor.product';
+/** A product file shipped beside floatd (in its package folder) is in force when none was trusted. */
+export const SHIPPED_PRODUCT_FILE = 'floatd-product.json';
+
+/** The vendor's product terms for this data directory: the one trusted with floatd trust, else the one shipped beside floatd, else null. */
+export async function productTermsOf(store: Pick<LeaseStore, 'getMeta'>): Promise<ProductTerms | null> {
+  const stored = store.getMeta(PRODUCT_META);
+  if (stored !== undefined && stored !== '') return readProductTerms(stored);
+  const shipped = join(packageRoot(), SHIPPED_PRODUCT_FILE);
+  if (!existsSync(shipped)) return null;
+  try {
+    return await readProductTerms(readFileSync(shipped, 'utf8'));
+  } catch (err) {
+    throw new FloatdError('PRODUCT_FILE_INVALID', `${shipped}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Licensing settings under a vendor's product terms: the vendor's key is
+ * trusted, only its products are served, and the evaluation is the vendor's —
+ * lowered (never raised) by evaluation.seats and evaluation.days when the
+ * operator set them.
+ */
+export function underProductTerms(settings: LicensingSettings, terms: ProductTerms | null, config: Config): LicensingSettings {
+  if (terms === null) return { ...settings, product: null };
+  const keys = settings.vendorPublicKeys.some((k) => k.x === terms.vendorKey.x) ? settings.vendorPublicKeys : [...settings.vendorPublicKeys, terms.vendorKey];
+  const products = settings.products.length === 0 ? terms.products : settings.products.filter((p) => terms.products.includes(p));
+  const seats = config.evaluationExplicit.seats ? Math.min(config.evaluation.seats, terms.evaluation.seats) : terms.evaluation.seats;
+  const days = config.evaluationExplicit.days ? Math.min(config.evaluation.days, terms.evaluation.days) : terms.evaluation.days;
+  return { ...settings, vendorPublicKeys: keys, products, evaluation: { seats, days }, product: { vendorKid: terms.vendorKid, products: terms.products, evaluation: terms.evaluation } };
 }
 
 function invalid(message: string): FloatdError {
@@ -252,7 +291,12 @@ export function readVendorKeyFiles(config: Config): JWK[] {
 }
 
 export function licensingSettings(config: Config): LicensingSettings {
-  return { vendorPublicKeys: readVendorKeyFiles(config), products: config.products, evaluation: config.evaluation };
+  return {
+    vendorPublicKeys: readVendorKeyFiles(config),
+    products: config.products,
+    evaluation: config.evaluation,
+    activation: { revalidateDays: config.activation.revalidateDays, graceDays: config.activation.graceDays, hostRoot: config.hostRoot },
+  };
 }
 
 /** Kept in the data directory at every start, so commands judge keys exactly as the server does. */
@@ -280,5 +324,5 @@ export function recordedLicensingSettings(store: SqliteLeaseStore, config: Confi
  * server (from its config) and for every command (from what the server recorded).
  */
 export async function licensingFor(store: LeaseStore, clock: Clock, settings: LicensingSettings): Promise<Licensing> {
-  return new Licensing(store, clock, await trustVendorKeys(settings.vendorPublicKeys), settings.products);
+  return new Licensing(store, clock, await trustVendorKeys(settings.vendorPublicKeys), settings.products, settings.product !== undefined && settings.product !== null);
 }

@@ -15,9 +15,9 @@ import { createLogger, type Logger } from '../adapters/log/logger.js';
 import type { DataDirLock } from '../adapters/sqlite/data-dir-lock.js';
 import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 import { TcpServer, type BoundListener } from '../adapters/tcp/tcp-server.js';
-import { licensingFor, licensingSettings, openServerDataDir, openServerKey, recordLicensingSettings, removeFreshDatabase, type LicensingSettings } from './data-dir.js';
+import { licensingFor, licensingSettings, openServerDataDir, openServerKey, productTermsOf, recordLicensingSettings, removeFreshDatabase, underProductTerms, type LicensingSettings } from './data-dir.js';
 import { LeaseService } from './lease-service.js';
-import { Licensing, type LoadedLicenses } from './licensing.js';
+import { CLOCK_HIGH_WATER_META, clockHighWater, Licensing, type LoadedLicenses } from './licensing.js';
 import { EVALUATION_PRODUCT, PoolRegistry } from './pool-registry.js';
 import { NdjsonProtocol } from '../adapters/tcp/ndjson-protocol.js';
 import { Batcher } from './batcher.js';
@@ -40,9 +40,15 @@ import { ClockWatch, type ClockJump } from './clock-watch.js';
 import { SteadyClock } from '../domain/steady-clock.js';
 import { VERSION } from './version.js';
 import { LogRetention, logChainOptions } from './lease-log.js';
+import { ServerActivation } from './activation.js';
+import { trustVendorKeys } from '../adapters/crypto/license-keys.js';
+import type { ActivationState } from '../domain/activation.js';
+import type { ActivationStore } from '../domain/ports.js';
 
 const DAY_MS = 86_400_000;
 const MAINTENANCE_MS = 1000;
+/** How often activations are checked against the host (and re-validated when due). */
+const ACTIVATION_CHECK_MS = 3_600_000;
 export const RUNTIME_META = 'runtime';
 
 /** The running server as it records itself in its data directory. */
@@ -62,6 +68,8 @@ export interface FloatdDeps {
    * inline rules can change too). Defaults to the settings in `config`.
    */
   readonly rulesSettings?: () => RulesSettings;
+  /** Extra CA certificates the vendor's activation service is trusted with (besides the system's). */
+  readonly activationCa?: string | Buffer;
   /** Make a server key where the data directory has none beside its database (`serve --new-server-key`). */
   readonly newServerKey?: boolean;
 }
@@ -121,6 +129,16 @@ export class Floatd {
   private reloading: Promise<void> | null = null;
   private rules: LoadedRules;
   private readonly rulesSettings: () => RulesSettings;
+  readonly activation: ServerActivation;
+  private activationTimer: TimerHandle | null = null;
+  /** The last activation state logged per key, so each change is logged once. */
+  private activationLogged = new Map<string, string>();
+  private activationChecking: Promise<void> | null = null;
+  /** Per pool: the license key and activation its leases carry, so clients can verify them up to the vendor. */
+  private chain = new Map<string, { key: string; activation: string | null }>();
+  /** The clock's high-water mark as last stored, and whether a clock set back before it has been reported. */
+  private highWater = 0;
+  private clockBackReported = false;
 
   private constructor(
     readonly config: Config,
@@ -132,8 +150,9 @@ export class Floatd {
     publicJwk: JWK,
     signer: LeaseTokenSigner,
     rules: LoadedRules,
-    deps: { clock: SteadyClock; logger: Logger; rulesSettings: () => RulesSettings; tls: TlsContext | null },
+    deps: { clock: SteadyClock; logger: Logger; rulesSettings: () => RulesSettings; tls: TlsContext | null; activation: ServerActivation },
   ) {
+    this.activation = deps.activation;
     this.tls = deps.tls;
     this.clock = deps.clock;
     this.logger = deps.logger;
@@ -196,6 +215,7 @@ export class Floatd {
       publicJwk,
       status: () => this.status(),
       groupsOf: (user) => this.rules.groups.get(user) ?? [],
+      chainOf: (poolId) => this.chain.get(poolId),
     });
     this.adminTokens = new AdminTokens(store as unknown as AdminTokenStore, this.clock);
     this.admin = new AdminService({ store, leases: this.leases, batcher: this.batcher, clock: this.clock });
@@ -441,7 +461,7 @@ export class Floatd {
     // Every part of the server decides on lease time; only ClockWatch compares it with the wall clock.
     const clock = new SteadyClock(deps.clock ?? new SystemClock());
     const logger = deps.logger ?? createLogger(config.log);
-    const settings = licensingSettings(config);
+    const plainSettings = licensingSettings(config);
     const rulesSettings = deps.rulesSettings ?? (() => config.rules);
     const rules = loadRules(rulesSettings());
     // The certificate and key are settings too: checked before the data directory is touched.
@@ -458,9 +478,22 @@ export class Floatd {
         logger.warn({ file: config.serverKeyFile }, `new server key made (--new-server-key): its fingerprint is ${await thumbprint(key.publicJwk)}; clients that pinned the old one refuse this server until given it`);
       }
       const signer = await LeaseTokenSigner.create(key.privateJwk);
+      const settings = underProductTerms(plainSettings, await productTermsOf(store), config);
       store.enableLogCheckpoints(await logChainOptions(config, key.privateJwk));
       const licensing = await licensingFor(store, clock, settings);
-      const floatd = new Floatd(config, store, lock, settings, licensing, await thumbprint(key.publicJwk), key.publicJwk, signer, rules, { clock, logger, rulesSettings, tls });
+      const serverKid = await thumbprint(key.publicJwk);
+      const activation = new ServerActivation({
+        store: store as SqliteLeaseStore & ActivationStore,
+        clock,
+        serverKey: key,
+        serverKid,
+        trusted: await trustVendorKeys(settings.vendorPublicKeys),
+        hostRoot: config.hostRoot,
+        dataDir: config.dataDir,
+        settings: config.activation,
+        ca: deps.activationCa,
+      });
+      const floatd = new Floatd(config, store, lock, settings, licensing, serverKid, key.publicJwk, signer, rules, { clock, logger, rulesSettings, tls, activation });
       floatd.createdDataDir = created;
       return floatd;
     } catch (err) {
@@ -483,7 +516,11 @@ export class Floatd {
     this.started = true;
     try {
       // Pools first (quietly), so the first requests after listening are served.
-      await this.licensing.loadPools(this.pools, this.config.evaluation);
+      this.highWater = clockHighWater(this.store);
+      this.trackClock(this.clock.now());
+      await this.licensing.loadPools(this.pools, this.settings.evaluation);
+      this.pools.setActivation(await this.activation.evaluate(this.pools.licenseKeys(), this.clock.now()));
+      this.logActivation();
       this.bound = await this.tcp.start();
       this.webBound = await this.web.start();
       recordLicensingSettings(this.store as SqliteLeaseStore, this.settings);
@@ -513,6 +550,7 @@ export class Floatd {
       this.logger.warn('tls.certFile and tls.keyFile are set, but no listener uses TLS: add https.listen or a tls:// listener');
     }
     this.scheduleMaintenance();
+    this.scheduleActivationCheck(0);
     for (const l of this.listenerStatus()) this.logger.info({ listener: l.name, scheme: l.scheme, address: l.address, port: l.port }, 'listening');
     for (const l of [...this.config.listeners, ...this.config.http.listen, ...this.config.https.listen]) {
       if (!l.proxyProtocol) continue;
@@ -570,7 +608,9 @@ export class Floatd {
     const before = new Map(this.pools.licenseKeys().map((k) => [k.id, k]));
     const beforePools = this.pools.all().map((p) => p.id);
     const wasRejected = new Set(this.rejected.map((r) => r.id));
-    const loaded = await this.licensing.loadPools(this.pools, this.config.evaluation);
+    const loaded = await this.licensing.loadPools(this.pools, this.settings.evaluation);
+    this.pools.setActivation(await this.activation.evaluate(loaded.keys, this.clock.now()));
+    this.logActivation();
     this.rejected = loaded.rejected;
     for (const r of loaded.rejected) {
       if (initial || !wasRejected.has(r.id)) this.logger.error({ key: r.id, code: r.error.code }, `installed license key ignored: ${r.error.message}`);
@@ -587,6 +627,95 @@ export class Floatd {
       }
     }
     this.poolsChanged(beforePools, initial);
+  }
+
+  /**
+   * Keeps the clock's high-water mark (stored at most once a minute). A clock
+   * more than 5 minutes behind it was set back: that is reported at error once,
+   * and key expiry stays judged at the mark.
+   */
+  private trackClock(now: number): void {
+    if (now > this.highWater + 60_000 || this.highWater === 0) {
+      this.highWater = Math.max(this.highWater, now);
+      this.store.setMeta(CLOCK_HIGH_WATER_META, String(this.highWater));
+      this.pools.setTimeFloor(this.highWater);
+      this.clockBackReported = false;
+      return;
+    }
+    if (now < this.highWater - 5 * 60_000 && !this.clockBackReported) {
+      this.clockBackReported = true;
+      this.pools.setTimeFloor(this.highWater);
+      this.logger.error(
+        { now: new Date(now).toISOString(), highWater: new Date(this.highWater).toISOString(), behindMs: this.highWater - now },
+        `the clock reads ${new Date(now).toISOString()}, ${timeLeft(this.highWater - now)} before the latest time this server has seen (${new Date(this.highWater).toISOString()}): it was set back. License keys are judged at the latest time seen, so none revives; set the clock right (NTP)`,
+      );
+    }
+  }
+
+  private scheduleActivationCheck(delayMs: number): void {
+    if (this.stopped) return;
+    this.activationTimer = this.clock.setTimer(delayMs, () => {
+      this.activationChecking = this.checkActivations()
+        .catch((err: unknown) => this.logger.error({ err }, 'checking activations failed'))
+        .finally(() => {
+          this.activationChecking = null;
+          this.scheduleActivationCheck(ACTIVATION_CHECK_MS);
+        });
+    });
+  }
+
+  /**
+   * At start and every hour: re-validates online activations that are due
+   * with the vendor, then checks every activation against the host as it is
+   * now. A key that no longer matches stops granting; the others serve on.
+   */
+  async checkActivations(): Promise<void> {
+    const now = this.clock.now();
+    const keys = this.pools.licenseKeys();
+    for (const stored of this.activation.due(now)) {
+      const key = keys.find((k) => k.id === stored.keyId);
+      if (key === undefined || this.stopped) continue;
+      const outcome = await this.activation.revalidate(key, stored);
+      if (this.stopped) return;
+      if (outcome === 'confirmed') this.logger.info({ key: key.id }, `the vendor confirmed the activation of license key ${key.id}`);
+      else if (outcome === 'released') this.logger.error({ key: key.id }, `the vendor says the activation of license key ${key.id} was released: no seats of ${key.product} are granted from it until it is activated again`);
+      else this.logger.warn({ key: key.id, code: outcome.failed.code }, `re-validating the activation of license key ${key.id} failed: ${outcome.failed.message}`);
+    }
+    if (this.stopped) return;
+    this.pools.setActivation(await this.activation.evaluate(this.pools.licenseKeys(), this.clock.now()));
+    this.logActivation();
+  }
+
+  /** Logs each key's activation state when it changes (errors where someone must act), and refreshes what leases chain to. */
+  private logActivation(): void {
+    const tokens = new Map(this.store.listLicenses().map((l) => [l.id, l.token]));
+    const activations = (this.store as unknown as ActivationStore).listActivations();
+    this.chain = new Map(
+      this.pools.licenseKeys().flatMap((k) => {
+        const token = tokens.get(k.id);
+        if (token === undefined) return [];
+        const activation = k.activation ? (activations.find((a) => a.keyId === k.id)?.token ?? null) : null;
+        return [[k.id, { key: token, activation }] as const];
+      }),
+    );
+    for (const key of this.pools.licenseKeys()) {
+      const state = this.pools.activationState(key.id);
+      if (state === undefined) continue;
+      const sig = JSON.stringify(state);
+      if (this.activationLogged.get(key.id) === sig) continue;
+      const first = !this.activationLogged.has(key.id);
+      this.activationLogged.set(key.id, sig);
+      const info = { key: key.id, product: key.product, activation: state.state };
+      if (state.state === 'active') {
+        if (state.changed.length > 0) this.logger.warn({ ...info, changed: state.changed }, `license key ${key.id}: host component(s) changed since activation, tolerated (the others still match): ${state.changed.join(', ')}`);
+        if (state.graceUntil !== null) this.logger.warn({ ...info, graceUntil: new Date(state.graceUntil).toISOString() }, `license key ${key.id}: the vendor could not confirm its activation; it keeps granting until ${new Date(state.graceUntil).toISOString()}`);
+        else if (!first || state.changed.length === 0) this.logger.info(info, `license key ${key.id} is activated on this host`);
+      } else if (state.state === 'not-activated') {
+        this.logger.warn(info, `${state.message}; until then no seats of ${key.product} are granted from it`);
+      } else {
+        this.logger.error({ ...info, ...(state.changed ? { changed: state.changed } : {}) }, `${state.message}; no seats of ${key.product} are granted from it`);
+      }
+    }
   }
 
   /** After the pools were decided again: state changes, the evaluation banner, revocations. */
@@ -618,7 +747,7 @@ export class Floatd {
 
   private checkKeyStates(now: number, initial: boolean): void {
     for (const key of this.pools.licenseKeys()) {
-      const validity = licenseValidity(key, now);
+      const validity = licenseValidity(key, this.pools.judgedAt(now));
       const previous = this.keyStates.get(key.id);
       if (validity.state === 'valid') this.warnOfExpiry(key, now);
       if (previous === validity.state) continue;
@@ -704,6 +833,7 @@ export class Floatd {
       if (this.storage.failed(err, 0) === null) this.logger.error({ err }, 'moving lease expiries after a wall-clock jump failed');
     }
     const now = this.clock.now();
+    this.trackClock(now);
     if (this.store.changeCounter() !== this.lastChange) {
       this.reloadLicenses().catch((err: unknown) => {
         if (this.storage.failed(err, 0) === null) this.logger.error({ err }, 'reloading license keys failed');
@@ -735,10 +865,12 @@ export class Floatd {
       await this.batcher.drained();
       this.protocol.close();
       this.maintenance?.cancel();
+      this.activationTimer?.cancel();
       this.sweeper.stop();
       await this.retention.stop();
       this.storage.stop();
       await this.reloading?.catch(() => {});
+      await this.activationChecking?.catch(() => {});
       if (this.bound.length > 0) {
         try {
           this.store.appendEvent({ ts: this.clock.now(), event: 'server-stopped' });

@@ -2,7 +2,12 @@ import { existsSync } from 'node:fs';
 import type { Config } from '../config/config.js';
 import type { Clock } from '../domain/clock.js';
 import type { LeaseStore } from '../domain/ports.js';
-import { readJwkFile, thumbprint } from '../adapters/crypto/keys.js';
+import { FloatdError } from '../domain/errors.js';
+import { publicPart, readJwkFile, thumbprint } from '../adapters/crypto/keys.js';
+import { trustVendorKeys } from '../adapters/crypto/license-keys.js';
+import type { LicenseKey } from '../domain/license.js';
+import { ServerActivation } from './activation.js';
+import type { LicensingSettings } from './data-dir.js';
 import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 import { licensingFor, openDataDir, recordedLicensingSettings, runningServerPid } from './data-dir.js';
 import { RUNTIME_META, type ServerRuntime } from './floatd.js';
@@ -41,6 +46,8 @@ export async function offlineStatus(config: Config, clock: Clock): Promise<Serve
     const { licensing, settings } = await licensingOf(store, config, clock);
     const pools = new PoolRegistry();
     const loaded = await licensing.loadPools(pools, settings.evaluation);
+    const activation = await activationOf(config, store, clock, settings);
+    if (activation !== null) pools.setActivation(await activation.evaluate(loaded.keys, clock.now()));
     let fingerprint: string | null = null;
     if (existsSync(config.serverKeyFile)) fingerprint = await thumbprint(readJwkFile(config.serverKeyFile, 'private'));
     const runtime = serverRuntime(config, store);
@@ -65,6 +72,41 @@ export async function withLicensing<T>(config: Config, clock: Clock, fn: (l: Lic
   try {
     const { licensing } = await licensingOf(store, config, clock);
     return await fn(licensing, store);
+  } finally {
+    store.close();
+  }
+}
+
+/**
+ * The server's activation, as commands see it: with the server key of the
+ * data directory and the settings its server recorded; null before the
+ * server made its key.
+ */
+export async function activationOf(config: Config, store: SqliteLeaseStore, clock: Clock, settings: LicensingSettings): Promise<ServerActivation | null> {
+  if (!existsSync(config.serverKeyFile)) return null;
+  const privateJwk = readJwkFile(config.serverKeyFile, 'private');
+  const kid = privateJwk.kid ?? (await thumbprint(privateJwk));
+  const recorded = settings.activation;
+  return new ServerActivation({
+    store,
+    clock,
+    serverKey: { privateJwk: { ...privateJwk, kid }, publicJwk: { ...publicPart(privateJwk), kid } },
+    serverKid: kid,
+    trusted: await trustVendorKeys(settings.vendorPublicKeys),
+    hostRoot: recorded?.hostRoot ?? config.hostRoot,
+    dataDir: config.dataDir,
+    settings: { ...config.activation, ...(recorded ? { revalidateDays: recorded.revalidateDays, graceDays: recorded.graceDays } : {}) },
+  });
+}
+
+/** The data directory's activation and its verified keys, for `floatd activate` and `deactivate`. */
+export async function withActivation<T>(config: Config, clock: Clock, fn: (a: ServerActivation, keys: LicenseKey[], store: SqliteLeaseStore) => Promise<T>): Promise<T> {
+  const store = openDataDir(config, 'write');
+  try {
+    const { licensing, settings } = await licensingOf(store, config, clock);
+    const activation = await activationOf(config, store, clock, settings);
+    if (activation === null) throw new FloatdError('DATA_DIR_INVALID', `${config.dataDir} has no server key yet: start the server there once (floatd serve) before activating`, { setting: 'dataDir' });
+    return await fn(activation, (await licensing.load()).keys, store);
   } finally {
     store.close();
   }

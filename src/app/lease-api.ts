@@ -20,6 +20,8 @@ export interface ServerLeaseApiDeps {
   readonly status: () => ServerStatus;
   /** Server-side group membership of a user (CLT rules). */
   readonly groupsOf: (user: string) => readonly string[];
+  /** The license key and activation a pool's leases chain to the vendor with, if any. */
+  readonly chainOf?: (poolId: string) => { key: string; activation: string | null } | undefined;
 }
 
 /**
@@ -74,6 +76,7 @@ export class ServerLeaseApi implements LeaseApi {
   private async wire(lease: Lease): Promise<WireLease> {
     const token = await this.deps.signer.sign(lease, lease.renewedAt);
     const now = this.deps.clock.now();
+    const chain = this.deps.chainOf?.(lease.poolId);
     return {
       id: lease.id,
       product: lease.product,
@@ -81,6 +84,7 @@ export class ServerLeaseApi implements LeaseApi {
       renewAfterMs: Math.max(0, renewAfterMs(lease.leaseMs) - (now - lease.renewedAt)),
       leaseMs: lease.leaseMs,
       token,
+      ...(chain !== undefined ? { license: chain } : {}),
     };
   }
 }

@@ -201,7 +201,7 @@ export class LeaseService {
       const existing = tx.findLeaseByHolder(client.user, client.instance, selection.product);
       if (existing !== undefined) {
         const pool = this.pools.get(existing.poolId);
-        if (existing.expiresAt > now && pool !== undefined && poolIsValid(pool, now)) {
+        if (existing.expiresAt > now && pool !== undefined && poolIsValid(pool, this.pools.judgedAt(now)) && this.pools.blocked(pool.id) === null) {
           return { ok: true, lease: this.extendInTx(tx, existing, pool, now, true), renewed: true };
         }
         if (existing.expiresAt <= now) this.expireInTx(tx, existing, now, ended);
@@ -276,7 +276,7 @@ export class LeaseService {
         return deny('LEASE_EXPIRED', `lease ${leaseId} expired at ${new Date(lease.expiresAt).toISOString()}; acquire a new one`);
       }
       const pool = this.pools.get(lease.poolId);
-      if (pool === undefined || !poolIsValid(pool, now)) {
+      if (pool === undefined || !poolIsValid(pool, this.pools.judgedAt(now))) {
         const reason =
           pool === undefined
             ? 'its license key was removed'
@@ -285,6 +285,11 @@ export class LeaseService {
               : 'its license key is not valid now';
         this.revokeInTx(tx, lease, now, reason, ended);
         return deny('LICENSE_EXPIRED', `lease ${leaseId} cannot be renewed: ${reason}`);
+      }
+      const blocked = this.pools.blocked(pool.id);
+      if (blocked !== null) {
+        this.revokeInTx(tx, lease, now, blocked, ended);
+        return deny('NOT_ACTIVATED', `lease ${leaseId} cannot be renewed: ${blocked}`);
       }
       return { ok: true, lease: this.extendInTx(tx, lease, pool, now, false), renewed: true };
     });

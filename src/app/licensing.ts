@@ -6,6 +6,15 @@ import { verifyLicenseKey, type TrustedVendorKey } from '../adapters/crypto/lice
 import type { PoolRegistry } from './pool-registry.js';
 
 export const EVALUATION_STARTED_META = 'evaluation.startedAt';
+/** Set (with why) when evaluation ended for good under a vendor's product terms: a license key was installed. */
+export const EVALUATION_CLOSED_META = 'evaluation.closed';
+/** The latest wall-clock time the server has seen (ms), kept so a clock set back cannot revive an expired key. */
+export const CLOCK_HIGH_WATER_META = 'clock.highWater';
+
+export function clockHighWater(store: Pick<LeaseStore, 'getMeta'>): number {
+  const v = Number(store.getMeta(CLOCK_HIGH_WATER_META) ?? 0);
+  return Number.isFinite(v) ? v : 0;
+}
 const DAY_MS = 86_400_000;
 
 export interface LoadedLicenses {
@@ -21,6 +30,8 @@ export class Licensing {
     private readonly clock: Clock,
     private readonly trusted: readonly TrustedVendorKey[],
     private readonly products: readonly string[],
+    /** Evaluation is the vendor's (a product file is in force): once a key was installed it never comes back. */
+    private readonly evaluationLocked = false,
   ) {}
 
   /**
@@ -31,12 +42,13 @@ export class Licensing {
   async verify(token: string): Promise<LicenseKey> {
     const key = await verifyLicenseKey(token, this.trusted);
     this.checkProduct(key);
-    const validity = licenseValidity(key, this.clock.now());
+    const validity = licenseValidity(key, Math.max(this.clock.now(), clockHighWater(this.store)));
     if (validity.state === 'expired') throw new FloatdError('LICENSE_KEY_EXPIRED', validity.message);
     return key;
   }
 
   private checkProduct(key: LicenseKey): void {
+    if (key.evaluationExtension) return;
     if (this.products.length > 0 && !this.products.includes(key.product)) {
       throw new FloatdError(
         'LICENSE_KEY_BAD_CLAIMS',
@@ -52,6 +64,9 @@ export class Licensing {
       throw new FloatdError('LICENSE_KEY_DUPLICATE', `license key ${key.id} is already installed`);
     }
     const now = this.clock.now();
+    if (this.evaluationLocked && !key.evaluationExtension && this.store.getMeta(EVALUATION_CLOSED_META) === undefined) {
+      this.store.setMeta(EVALUATION_CLOSED_META, `license key ${key.id} was installed at ${new Date(now).toISOString()}`);
+    }
     this.store.addLicense(
       { id: key.id, token: token.trim(), addedAt: now },
       {
@@ -60,7 +75,9 @@ export class Licensing {
         poolId: key.id,
         product: key.product,
         seatsTotal: key.seats,
-        message: `license key ${key.id} for ${key.licensee}: ${key.seats} seat(s) of ${key.product}${key.expiresAt ? `, expires ${new Date(key.expiresAt).toISOString()}` : ''}`,
+        message: key.evaluationExtension
+          ? `evaluation extension ${key.id} for ${key.licensee}: ${key.evaluationExtension.days} more day(s)${key.evaluationExtension.seats !== null ? `, ${key.evaluationExtension.seats} seat(s)` : ''}`
+          : `license key ${key.id} for ${key.licensee}: ${key.seats} seat(s) of ${key.product}${key.expiresAt ? `, expires ${new Date(key.expiresAt).toISOString()}` : ''}`,
       },
     );
     return key;
@@ -132,10 +149,16 @@ export class Licensing {
   async loadPools(pools: PoolRegistry, evaluation: { readonly seats: number; readonly days: number }): Promise<LoadedLicenses> {
     const loaded = await this.load();
     const now = this.clock.now();
+    pools.setTimeFloor(clockHighWater(this.store));
     const startedAt = this.evaluationStart() ?? now;
+    // Evaluation extension keys add to the evaluation; they grant no seats of their own.
+    const extensions = loaded.keys.filter((k) => k.evaluationExtension);
+    const seats = Math.max(evaluation.seats, ...extensions.map((k) => k.evaluationExtension!.seats ?? 0));
+    const days = evaluation.days + extensions.reduce((n, k) => n + k.evaluationExtension!.days, 0);
+    const closed = this.evaluationLocked ? (this.store.getMeta(EVALUATION_CLOSED_META) ?? null) : null;
     pools.set(
-      loaded.keys,
-      { seats: evaluation.seats, periodMs: evaluation.days * DAY_MS, startedAt },
+      loaded.keys.filter((k) => !k.evaluationExtension),
+      { seats, periodMs: days * DAY_MS, startedAt, closed },
       now,
       loaded.rejected.map((r) => ({ id: r.id, code: r.error.code })),
     );

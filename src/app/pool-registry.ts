@@ -1,3 +1,4 @@
+import type { ActivationState } from '../domain/activation.js';
 import { deny, type Denial } from '../domain/errors.js';
 import type { LicenseKey } from '../domain/license.js';
 import { evaluationPool, poolFromLicense, poolIsValid, poolServes, type Pool } from '../domain/pool.js';
@@ -15,6 +16,8 @@ export interface EvaluationTerms {
   readonly seats: number;
   readonly periodMs: number;
   readonly startedAt: number;
+  /** Why evaluation ended for good (vendor terms: a key was installed), or null. */
+  readonly closed?: string | null;
 }
 
 /** The pools the server grants from: one per valid license key, or the evaluation pool. */
@@ -24,6 +27,8 @@ export class PoolRegistry {
   private evaluation: Pool | null = null;
   private terms: EvaluationTerms | null = null;
   private ignored: ReadonlyArray<{ id: string; code: string }> = [];
+  private activation: ReadonlyMap<string, ActivationState> = new Map();
+  private timeFloor = 0;
 
   /**
    * Replaces the pools. Evaluation runs while no usable key has started: keys
@@ -42,7 +47,7 @@ export class PoolRegistry {
   refresh(now: number): boolean {
     const started = this.keys.some((k) => k.notBefore === null || k.notBefore <= now);
     const terms = this.terms;
-    const evaluation = terms !== null && terms.seats > 0 ? evaluationPool(terms, terms.startedAt) : null;
+    const evaluation = terms !== null && terms.seats > 0 && !terms.closed ? evaluationPool(terms, terms.startedAt) : null;
     const useEvaluation = !started && evaluation !== null && (this.keys.length === 0 || now < evaluation.expiresAt!);
     const pools = useEvaluation ? [evaluation] : this.keys.map(poolFromLicense);
     const changed = pools.map((p) => p.id).join('\n') !== this.pools.map((p) => p.id).join('\n');
@@ -51,10 +56,46 @@ export class PoolRegistry {
     return changed;
   }
 
+  /**
+   * The latest time this server has seen (its clock's high-water mark): key
+   * validity is judged at the later of it and now, so a clock set back does not
+   * revive an expired key.
+   */
+  setTimeFloor(t: number): void {
+    this.timeFloor = Math.max(this.timeFloor, t);
+  }
+
+  /** The moment key validity is judged at: now, or the high-water mark if the clock was set back before it. */
+  judgedAt(now: number): number {
+    return Math.max(now, this.timeFloor);
+  }
+
+  /** How each key that needs activation stands (checked at start, hourly, and when activations change). */
+  setActivation(states: ReadonlyMap<string, ActivationState>): void {
+    this.activation = states;
+  }
+
+  activationState(keyId: string): ActivationState | undefined {
+    return this.activation.get(keyId);
+  }
+
+  /**
+   * Why a pool grants nothing though its key is valid: its key needs an
+   * activation this server does not hold (or no longer matches), else null.
+   */
+  blocked(poolId: string): string | null {
+    const key = this.keys.find((k) => k.id === poolId);
+    if (key === undefined || !key.activation) return null;
+    const state = this.activation.get(poolId);
+    if (state === undefined) return `license key ${poolId} needs activation, which is not checked yet`;
+    return state.state === 'active' ? null : state.message;
+  }
+
   /** Why no pool exists, for the denial clients get. */
   private noPoolReason(): string {
     const ignored = this.ignored.map((k) => `${k.id} (${k.code})`).join(', ');
     const keys = ignored === '' ? 'no license key is installed' : `no usable license key is installed (ignored: ${ignored}; see floatd status)`;
+    if (this.terms?.closed) return `${keys}, and evaluation has ended for good (${this.terms.closed})`;
     return `${keys} and evaluation is off (evaluation.seats is 0)`;
   }
 
@@ -95,9 +136,11 @@ export class PoolRegistry {
     if (serving.length === 0) {
       return deny('UNKNOWN_PRODUCT', `no license key for product "${name}" is installed (products: ${this.products().join(', ')})`);
     }
-    const valid = serving.filter((p) => poolIsValid(p, now));
+    const judged = this.judgedAt(now);
+    const valid = serving.filter((p) => poolIsValid(p, judged));
     if (valid.length === 0) {
       const first = serving[0]!;
+      now = judged;
       if (first.kind === 'evaluation') {
         return deny('EVALUATION_EXPIRED', `the evaluation period ended at ${new Date(first.expiresAt!).toISOString()}; install a license key`);
       }
@@ -109,7 +152,11 @@ export class PoolRegistry {
       }
       return deny('LICENSE_EXPIRED', `the license key for "${name}" expired at ${new Date(first.expiresAt!).toISOString()}`);
     }
-    valid.sort((a, b) => (b.expiresAt ?? Infinity) - (a.expiresAt ?? Infinity));
-    return { ok: true, product: name, pools: valid };
+    const granting = valid.filter((p) => this.blocked(p.id) === null);
+    if (granting.length === 0) {
+      return deny('NOT_ACTIVATED', `no seats of "${name}" can be granted: ${this.blocked(valid[0]!.id)!}`, { retryAfterMs: 60_000 });
+    }
+    granting.sort((a, b) => (b.expiresAt ?? Infinity) - (a.expiresAt ?? Infinity));
+    return { ok: true, product: name, pools: granting };
   }
 }

@@ -26,6 +26,15 @@ export interface KeyStatus {
   readonly maxLeaseSeconds: number | null;
   readonly features: readonly string[];
   readonly state: 'valid' | 'expired' | 'not-yet-valid';
+  /** For keys that need activation: how it stands on this host, and what to do when it does not. */
+  readonly activation?: {
+    readonly state: 'active' | 'not-activated' | 'hardware-changed' | 'invalid' | 'revalidation-overdue' | 'unchecked';
+    readonly message: string | null;
+    /** Host components that changed since activation (tolerated while the state is active). */
+    readonly changed: readonly string[];
+    /** While the vendor cannot be reached for re-validation: when granting stops. */
+    readonly graceUntil: string | null;
+  };
 }
 
 /** A listening socket: `tcp` and `tls` speak NDJSON, `http` and `https` are the web endpoint. */
@@ -90,7 +99,7 @@ export function collectStatus(input: StatusInputs): ServerStatus {
     const name = pool.product === '*' ? EVALUATION_PRODUCT : pool.product;
     const p = products.get(name) ?? { total: 0, inUse: 0 };
     p.inUse += usage.get(pool.id) ?? 0;
-    if (poolIsValid(pool, now)) p.total += pool.seats;
+    if (poolIsValid(pool, pools.judgedAt(now))) p.total += pool.seats;
     products.set(name, p);
   }
   const evalPool = pools.evaluationPool();
@@ -105,7 +114,8 @@ export function collectStatus(input: StatusInputs): ServerStatus {
     daysLeft: k.expiresAt === null ? null : Math.max(0, Math.ceil((k.expiresAt - now) / 86_400_000)),
     maxLeaseSeconds: k.maxLeaseSeconds,
     features: k.features,
-    state: licenseValidity(k, now).state,
+    state: licenseValidity(k, pools.judgedAt(now)).state,
+    ...(k.activation ? { activation: activationStatus(pools, k.id) } : {}),
   });
   return {
     version: VERSION,
@@ -135,4 +145,11 @@ export function collectStatus(input: StatusInputs): ServerStatus {
     running: input.running,
     rules: input.rules ?? null,
   };
+}
+
+function activationStatus(pools: PoolRegistry, keyId: string): NonNullable<KeyStatus['activation']> {
+  const a = pools.activationState(keyId);
+  if (a === undefined) return { state: 'unchecked', message: 'the activation is not checked yet', changed: [], graceUntil: null };
+  if (a.state === 'active') return { state: 'active', message: null, changed: a.changed, graceUntil: a.graceUntil === null ? null : new Date(a.graceUntil).toISOString() };
+  return { state: a.state, message: a.message, changed: a.changed ?? [], graceUntil: null };
 }

@@ -2,17 +2,20 @@ import { spawn } from 'node:child_process';
 import { accessSync, constants as fs, statSync } from 'node:fs';
 import { constants } from 'node:os';
 import { delimiter, join } from 'node:path';
+import type { JWK } from 'jose';
+import { readJwkFile } from '../adapters/crypto/keys.js';
 import { LeaseClient, LeaseClientError } from '../client/lease-client.js';
 import { FloatdError } from '../domain/errors.js';
 import { intFlag, parse, type Io } from './common.js';
 
 export const RUN_USAGE = `floatd run --server ADDRESS [--product P] [--retry-seconds N] [--user U] [--instance ID | --instance-file FILE]
-           [--on-lost warn|stop] [--grace-seconds N] [--server-key-fingerprint FP] [--ca FILE] [--cert FILE --key FILE] -- COMMAND [ARG]...
+           [--on-lost warn|stop] [--grace-seconds N] [--server-key-fingerprint FP] [--vendor-public-key FILE]... [--ca FILE] [--cert FILE --key FILE] -- COMMAND [ARG]...
   Waits for a lease, runs COMMAND while keeping the lease renewed, releases it when COMMAND exits, and exits with its status.
   Exits 75 without running COMMAND when no lease can be had (refused, or the server unreachable, with retrying off or for good).
   ADDRESS: HOST[:PORT] (TCP, port 8989), tls://HOST[:PORT] (TCP inside TLS, 8991), https://HOST[:PORT] (8443) or http://HOST[:PORT] (8990).
   --ca FILE: the CA certificate(s) to trust for tls:// and https:// (default: Node.js's built-in CAs);
-  --cert FILE --key FILE: a client certificate and its key to show the server.`;
+  --cert FILE --key FILE: a client certificate and its key to show the server;
+  --vendor-public-key FILE: accept only leases that chain to this vendor (license key, activation naming the server's key, lease token).`;
 
 /** Exit status when no lease could be had and the command was not run: EX_TEMPFAIL from sysexits.h. */
 export const NO_LEASE_STATUS = 75;
@@ -47,6 +50,7 @@ export async function run(args: string[], io: Io): Promise<number> {
     'on-lost': { type: 'string' },
     'grace-seconds': { type: 'string' },
     'server-key-fingerprint': { type: 'string' },
+    'vendor-public-key': { type: 'string', multiple: true },
     ca: { type: 'string' },
     cert: { type: 'string' },
     key: { type: 'string' },
@@ -60,6 +64,13 @@ export async function run(args: string[], io: Io): Promise<number> {
   if (onLost !== 'warn' && onLost !== 'stop') throw new FloatdError('USAGE', `--on-lost must be warn or stop; got "${onLost}"`);
   const graceMs = (intFlag(values['grace-seconds'], 'grace-seconds') ?? 60) * 1000;
   const retrySeconds = intFlag(values['retry-seconds'], 'retry-seconds');
+  const vendorKeys: JWK[] = (values['vendor-public-key'] ?? []).map((file) => {
+    try {
+      return readJwkFile(file, 'public');
+    } catch (err) {
+      throw new FloatdError('INPUT_INVALID', `--vendor-public-key: ${(err as Error).message}`);
+    }
+  });
   const say = (text: string) => io.err(`floatd run: ${text}`);
   // A command that cannot be started is found out before a seat is taken for it.
   const runnable = findCommand(command[0]!, io.env['PATH'] ?? '');
@@ -77,6 +88,7 @@ export async function run(args: string[], io: Io): Promise<number> {
       ...(values.instance !== undefined ? { instance: values.instance } : {}),
       ...(values['instance-file'] !== undefined ? { instanceFile: values['instance-file'] } : {}),
       ...(values['server-key-fingerprint'] !== undefined ? { serverKeyFingerprint: values['server-key-fingerprint'] } : {}),
+      ...(vendorKeys.length > 0 ? { vendorPublicKey: vendorKeys } : {}),
       ...(values.ca !== undefined ? { caFile: values.ca } : {}),
       ...(values.cert !== undefined ? { certFile: values.cert } : {}),
       ...(values.key !== undefined ? { keyFile: values.key } : {}),

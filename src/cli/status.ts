@@ -48,6 +48,17 @@ export function formatStatus(s: ServerStatus): string {
       ),
     );
   }
+  for (const k of s.keys) {
+    const a = k.activation;
+    if (a === undefined) continue;
+    if (a.state === 'active') {
+      lines.push(`activation of ${k.id}: active on this host${a.changed.length > 0 ? `; changed since activation, tolerated: ${a.changed.join(', ')}` : ''}${a.graceUntil ? `; the vendor could not confirm it: grants until ${a.graceUntil}` : ''}`);
+    } else if (a.state === 'hardware-changed') {
+      lines.push(`activation of ${k.id}: NOT GRANTING: hardware changed: ${a.changed.join(', ')}. ${a.message ?? ''}`.trim());
+    } else {
+      lines.push(`activation of ${k.id}: NOT GRANTING: ${a.message ?? a.state}`);
+    }
+  }
   for (const r of s.rejectedKeys) lines.push(`ignored key ${r.id}: ${r.code}: ${r.message}`);
   lines.push('', 'seats:');
   lines.push(

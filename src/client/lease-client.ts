@@ -7,6 +7,8 @@ import type { JWK } from 'jose';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { thumbprint } from '../adapters/crypto/keys.js';
 import { verifyLeaseToken, type LeaseTokenClaims } from '../adapters/crypto/lease-tokens.js';
+import { trustVendorKeys, verifyLicenseKey, type TrustedVendorKey } from '../adapters/crypto/license-keys.js';
+import { verifyActivation } from '../adapters/crypto/activation-tokens.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
 import { HttpTransport } from './http-transport.js';
 import { parseServerAddress, type ServerAddress } from './server-address.js';
@@ -48,6 +50,14 @@ export interface LeaseClientOptions {
   /** Pin the server's lease-signing key: its public JWK, or its fingerprint as `floatd status` prints it. */
   readonly serverPublicKey?: JWK;
   readonly serverKeyFingerprint?: string;
+  /**
+   * The vendor's public key(s). Given, a lease is accepted only when it chains to
+   * the vendor: its license key is signed by the vendor and is for this product,
+   * its activation is signed by the vendor and names the key of the server that
+   * signed the lease token, and the token is from that key's pool. A server the
+   * vendor never activated (a rogue one on the network, an evaluation) is refused.
+   */
+  readonly vendorPublicKey?: JWK | readonly JWK[];
   /**
    * Release the lease on SIGINT, SIGTERM and normal exit. (A held lease never keeps
    * the process alive, so "normal exit" is when the product's own work is done.)
@@ -354,6 +364,7 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     const wrong =
       claims.leaseId !== wire['id'] ? 'lease id' : claims.user !== this.user ? 'user' : claims.instance !== this.instance ? 'instance' : claims.product !== wire['product'] ? 'product' : null;
     if (wrong !== null) throw new LeaseClientError('TOKEN_INVALID', `lease token rejected: its ${wrong} is not this lease's`);
+    if (this.options.vendorPublicKey !== undefined) await this.verifyChain(wire, claims);
     const lease: LeaseInfo = {
       id: wire['id'],
       product: String(wire['product']),
@@ -365,6 +376,38 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     };
     this.deadline = sentAt + lease.expiresInMs;
     return lease;
+  }
+
+  private vendorKeys: TrustedVendorKey[] | null = null;
+
+  /** License key → activation → server key → lease token, each checked against the vendor's key. */
+  private async verifyChain(wire: Record<string, unknown>, claims: LeaseTokenClaims): Promise<void> {
+    const refuse = (why: string) => new LeaseClientError('TOKEN_INVALID', `the lease does not chain to the vendor: ${why}`);
+    const given = this.options.vendorPublicKey!;
+    this.vendorKeys ??= await trustVendorKeys(Array.isArray(given) ? given : [given as JWK]);
+    const license = wire['license'] as { key?: unknown; activation?: unknown } | undefined;
+    if (license === undefined || typeof license.key !== 'string') {
+      throw refuse('it carries no license key (an evaluation lease, or a server that cannot show a license from this vendor)');
+    }
+    let key;
+    try {
+      key = await verifyLicenseKey(license.key, this.vendorKeys);
+    } catch (err) {
+      throw refuse(`its license key is not the vendor's: ${(err as Error).message}`);
+    }
+    if (key.product !== wire['product']) throw refuse(`its license key is for product "${key.product}", not "${String(wire['product'])}"`);
+    if (claims.pool !== key.id) throw refuse(`the lease token is from pool ${String(claims.pool)}, not license key ${key.id}`);
+    if (!key.activation) throw refuse(`license key ${key.id} needs no activation, so nothing ties it to this server's key`);
+    if (typeof license.activation !== 'string') throw refuse(`it carries no activation of license key ${key.id}`);
+    let activation;
+    try {
+      activation = await verifyActivation(license.activation, this.vendorKeys);
+    } catch (err) {
+      throw refuse(`its activation is not the vendor's: ${(err as Error).message}`);
+    }
+    if (activation.keyId !== key.id) throw refuse(`its activation is for license key ${activation.keyId}, not ${key.id}`);
+    const serverKid = await thumbprint(this.serverKey!);
+    if (activation.serverKid !== serverKid) throw refuse(`no activation names this server's key ${serverKid} (the activation names ${activation.serverKid})`);
   }
 
   private retryOrFail(denial: DenialInfo & { permanent: boolean }, serverRetryAfterMs?: unknown): void {

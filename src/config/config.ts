@@ -63,6 +63,8 @@ export interface Config {
   /** Products this server accepts keys for; empty accepts any. */
   readonly products: readonly string[];
   readonly evaluation: { readonly seats: number; readonly days: number };
+  /** Whether the operator set evaluation.seats / evaluation.days (a vendor product file's terms are then lowered to them, never raised). */
+  readonly evaluationExplicit: { readonly seats: boolean; readonly days: boolean };
   readonly leaseLog: {
     readonly level: 'detailed' | 'summary';
     readonly retentionDays: number;
@@ -75,6 +77,19 @@ export interface Config {
   };
   readonly log: { readonly level: string; readonly destination: string; readonly format: 'json' | 'pretty' | 'auto' };
   readonly rules: RulesSettings;
+  /** Where host paths (machine id, DMI, /proc, /dev/disk) are read: / unless the host is mounted elsewhere. */
+  readonly hostRoot: string;
+  readonly activation: ActivationSettings;
+}
+
+/** Server activation: how often online activations re-validate, how long the vendor may be unreachable, which proxy to use. */
+export interface ActivationSettings {
+  readonly revalidateDays: number;
+  readonly graceDays: number;
+  /** activation.proxy, else HTTPS_PROXY (or https_proxy) from the environment; null: connect directly. */
+  readonly proxy: string | null;
+  /** NO_PROXY (or no_proxy) from the environment: hosts reached directly. */
+  readonly noProxy: string;
 }
 
 /** Where CLT rules and groups come from (at most one of `file` and `inline`). */
@@ -139,6 +154,20 @@ const inlineRules: Parser = (value) => {
   if (typeof value === 'string') return value;
   if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value.join('\n');
   throw new SettingError('must be the rules as one string, or an array of rule lines');
+};
+
+/** An http:// proxy URL, optionally with user:password. */
+const proxyUrl: Parser = (value) => {
+  if (value === null || value === '') return null;
+  if (typeof value !== 'string') throw new SettingError('must be a proxy URL such as http://user:password@proxy.example.com:3128');
+  let url: URL;
+  try {
+    url = new URL(value.includes('://') ? value : `http://${value}`);
+  } catch {
+    throw new SettingError('must be a proxy URL such as http://user:password@proxy.example.com:3128');
+  }
+  if (url.protocol !== 'http:') throw new SettingError('must be an http:// proxy URL (floatd tunnels HTTPS through it with CONNECT)');
+  return url.href;
 };
 
 const paths: Parser = (value, raw) => list(value).map((p) => path(p, raw) as string);
@@ -272,6 +301,10 @@ const SETTINGS: Record<string, SettingSpec> = {
   'rules.file': { env: 'FLOATD_RULES_FILE', parse: optionalPath, fallback: null },
   'rules.inline': { env: 'FLOATD_RULES_INLINE', parse: inlineRules, fallback: null },
   'rules.groupsFile': { env: 'FLOATD_GROUPS_FILE', parse: optionalPath, fallback: null },
+  hostRoot: { env: 'FLOATD_HOST_ROOT', parse: path, fallback: '/' },
+  'activation.revalidateDays': { env: 'FLOATD_ACTIVATION_REVALIDATE_DAYS', parse: int(1, 365), fallback: 30 },
+  'activation.graceDays': { env: 'FLOATD_ACTIVATION_GRACE_DAYS', parse: int(0, 365), fallback: 14 },
+  'activation.proxy': { env: 'FLOATD_ACTIVATION_PROXY', parse: proxyUrl, fallback: null },
   'rules.defaultFrequencyPeriodMs': { env: 'FLOATD_RULES_DEFAULT_FREQUENCY_PERIOD_MS', parse: int(-1, 2 ** 31 - 1), fallback: 60_000 },
 };
 
@@ -352,6 +385,17 @@ function tlsConfig(values: Record<string, unknown>, raws: Map<string, Raw>, need
   return { certFile, keyFile, clientCaFile, clientCertificates, identityFromCertificate, profile: values['tls.profile'] as TlsConfig['profile'] };
 }
 
+/** HTTPS_PROXY (or https_proxy) from the environment, as curl and most tools read it. */
+function environmentProxy(env: Record<string, string | undefined>): string | null {
+  const value = env['HTTPS_PROXY'] ?? env['https_proxy'];
+  if (value === undefined || value.trim() === '') return null;
+  try {
+    return proxyUrl(value.trim(), { value, source: 'environment HTTPS_PROXY', base: '/' }) as string | null;
+  } catch (err) {
+    throw new FloatdError('CONFIG_INVALID', `environment HTTPS_PROXY ${(err as Error).message}; got "${value}"`, { setting: 'activation.proxy' });
+  }
+}
+
 /**
  * Merges defaults ← config file ← FLOATD_* environment ← flags, validates every
  * value once, derives file locations and freezes the result. A bad value
@@ -416,6 +460,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     vendorPublicKeys: values['vendorPublicKeys'] as string[],
     products: values['products'] as string[],
     evaluation: { seats: values['evaluation.seats'] as number, days: values['evaluation.days'] as number },
+    evaluationExplicit: { seats: raws.has('evaluation.seats'), days: raws.has('evaluation.days') },
     leaseLog: {
       level: values['leaseLog.level'] as 'detailed' | 'summary',
       retentionDays: values['leaseLog.retentionDays'] as number,
@@ -433,6 +478,13 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       inline: values['rules.inline'] as string | null,
       groupsFile: values['rules.groupsFile'] as string | null,
       defaultFrequencyPeriodMs: values['rules.defaultFrequencyPeriodMs'] as number,
+    },
+    hostRoot: values['hostRoot'] as string,
+    activation: {
+      revalidateDays: values['activation.revalidateDays'] as number,
+      graceDays: values['activation.graceDays'] as number,
+      proxy: (values['activation.proxy'] as string | null) ?? environmentProxy(env),
+      noProxy: env['NO_PROXY'] ?? env['no_proxy'] ?? '',
     },
   });
 }

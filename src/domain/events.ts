@@ -21,6 +21,10 @@ export const LEASE_EVENTS = [
   'admin-token-revoked',
   'clock-jump',
   'log-pruned',
+  'activated',
+  'deactivated',
+  'activation-revalidated',
+  'activation-failed',
 ] as const;
 
 export type LeaseEventKind = (typeof LEASE_EVENTS)[number];

@@ -10,6 +10,12 @@ export interface WireLease {
   readonly leaseMs: number;
   /** A compact JWS signed by the server's key. */
   readonly token: string;
+  /**
+   * What the lease chains to the vendor with: the license key of its pool and the
+   * activation naming this server's key (null for keys that need none). Absent
+   * for evaluation leases.
+   */
+  readonly license?: { readonly key: string; readonly activation: string | null };
 }
 
 /** Who asks, as the door saw it; the server adds the user's groups. */

@@ -1,3 +1,4 @@
+import { parseActivationClaim, type ActivationTerms } from './activation.js';
 import { FloatdError } from './errors.js';
 
 /** The verified content of a vendor-signed license key. Times are epoch ms. */
@@ -11,6 +12,12 @@ export interface LicenseKey {
   readonly expiresAt: number | null;
   readonly maxLeaseSeconds: number | null;
   readonly features: readonly string[];
+  /** Terms of server activation; absent or null: the key works on any server, as keys always did. */
+  readonly activation?: ActivationTerms | null;
+  /** An evaluation extension key: it adds days (and may raise seats) to the evaluation instead of granting seats of its own. */
+  readonly evaluationExtension?: { readonly days: number; readonly seats: number | null } | null;
+  /** The id of the vendor key that signed it (set once its signature is verified). */
+  readonly vendorKid?: string;
 }
 
 /** The JWS `typ` header every floatd license key carries. */
@@ -70,7 +77,22 @@ export function parseLicenseClaims(payload: Record<string, unknown>): LicenseKey
     expiresAt,
     maxLeaseSeconds: typeof maxLease === 'number' ? maxLease : null,
     features: [...features] as string[],
+    activation: parseActivationClaim(payload['activation']),
+    evaluationExtension: parseExtensionClaim(payload['evaluationExtension']),
   };
+}
+
+function parseExtensionClaim(value: unknown): { days: number; seats: number | null } | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'object' || Array.isArray(value)) throw badClaim('evaluationExtension', 'must be an object');
+  const v = value as Record<string, unknown>;
+  const days = v['days'];
+  if (typeof days !== 'number' || !Number.isInteger(days) || days < 1 || days > 3650) throw badClaim('evaluationExtension', '"days" must be a whole number from 1 to 3650');
+  const seats = v['seats'] ?? null;
+  if (seats !== null && (typeof seats !== 'number' || !Number.isInteger(seats) || seats < 1 || seats > 1_000_000)) {
+    throw badClaim('evaluationExtension', '"seats" must be a whole number from 1 to 1000000');
+  }
+  return { days, seats: seats as number | null };
 }
 
 export type LicenseValidity =

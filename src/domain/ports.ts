@@ -108,3 +108,29 @@ export interface AdminTokenStore {
   putAdminToken(name: string, hash: string, replace: boolean, event: LeaseEventInput): boolean;
   removeAdminToken(name: string, event: LeaseEventInput): boolean;
 }
+
+/** A vendor-signed activation as the server keeps it. */
+export interface StoredActivation {
+  readonly keyId: string;
+  readonly activationId: string;
+  readonly token: string;
+  readonly source: 'online' | 'offline';
+  /** The activation service it came from and re-validates with (online only). */
+  readonly url: string | null;
+  readonly activatedAt: number;
+  /** When the vendor last confirmed it (activation or re-validation). */
+  readonly validatedAt: number;
+}
+
+/** The server's activations and the offline requests it wrote. */
+export interface ActivationStore {
+  listActivations(): StoredActivation[];
+  getActivation(keyId: string): StoredActivation | undefined;
+  /** Stores (or replaces) a key's activation, consuming the offline request it answers, with its lease-log entry, in one transaction; false when the request was already consumed. */
+  putActivation(activation: StoredActivation, consumeNonce: string | null, event: LeaseEventInput): boolean;
+  /** A re-validation: the vendor's fresh activation and when. */
+  revalidated(keyId: string, token: string, at: number): void;
+  removeActivation(keyId: string, event: LeaseEventInput): boolean;
+  addActivationRequest(nonce: string, keyId: string, kind: 'activation' | 'deactivation', createdAt: number): void;
+  findActivationRequest(nonce: string): { keyId: string; kind: 'activation' | 'deactivation'; createdAt: number; consumedAt: number | null } | undefined;
+}

@@ -11,6 +11,8 @@ export interface LeaseTokenClaims {
   readonly user: string;
   readonly host: string;
   readonly instance: string;
+  /** The pool the lease is from: a license key id, or "evaluation". */
+  readonly pool: string | null;
   readonly issuedAt: number;
   readonly expiresAt: number;
 }
@@ -67,6 +69,7 @@ export async function verifyLeaseToken(
       user: str('user'),
       host: str('host'),
       instance: str('instance'),
+      pool: typeof payload['pool'] === 'string' ? payload['pool'] : null,
       issuedAt: (payload.iat ?? 0) * 1000,
       expiresAt: (payload.exp ?? 0) * 1000,
     };

@@ -12,6 +12,10 @@ export interface IssueOptions {
   readonly expires?: Date;
   readonly maxLeaseSeconds?: number;
   readonly features?: readonly string[];
+  /** Server activation: the key grants only on servers it is activated on. */
+  readonly activation?: { readonly limit: number; readonly url?: string; readonly containerBinding?: boolean };
+  /** An evaluation extension key: adds `days` to the evaluation and raises its seats to `seats`. */
+  readonly evaluationExtension?: { readonly days: number; readonly seats?: number };
   readonly now: number;
 }
 
@@ -25,6 +29,12 @@ export async function issueLicenseKey(vendorPrivateJwk: JWK, opts: IssueOptions)
   };
   if (opts.maxLeaseSeconds !== undefined) claims['maxLeaseSeconds'] = opts.maxLeaseSeconds;
   if (opts.features !== undefined && opts.features.length > 0) claims['features'] = [...opts.features];
+  if (opts.evaluationExtension !== undefined) {
+    claims['evaluationExtension'] = { days: opts.evaluationExtension.days, ...(opts.evaluationExtension.seats !== undefined ? { seats: opts.evaluationExtension.seats } : {}) };
+  }
+  if (opts.activation !== undefined) {
+    claims['activation'] = { required: true, limit: opts.activation.limit, ...(opts.activation.url ? { url: opts.activation.url } : {}), containerBinding: opts.activation.containerBinding ?? false };
+  }
   let jwt = new SignJWT(claims)
     .setProtectedHeader({ alg: 'EdDSA', typ: LICENSE_KEY_TYPE, kid })
     .setJti(randomUUID())
@@ -78,9 +88,11 @@ export async function verifyLicenseKey(token: string, trusted: readonly TrustedV
     );
   }
   let payloadBytes: Uint8Array | undefined;
+  let signer: string | undefined;
   for (const candidate of candidates) {
     try {
       ({ payload: payloadBytes } = await compactVerify(text, await importEd25519(candidate.jwk), { algorithms: ['EdDSA'] }));
+      signer = candidate.kid;
       break;
     } catch (err) {
       if (!(err instanceof joseErrors.JWSSignatureVerificationFailed)) {
@@ -100,5 +112,5 @@ export async function verifyLicenseKey(token: string, trusted: readonly TrustedV
   if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
     throw new FloatdError('LICENSE_KEY_MALFORMED', 'license key payload is not a JSON object');
   }
-  return parseLicenseClaims(payload as Record<string, unknown>);
+  return { ...parseLicenseClaims(payload as Record<string, unknown>), vendorKid: signer };
 }

@@ -47,6 +47,11 @@ export const leaseReply = {
     renewAfterMs: { type: 'integer', description: 'renew after this many milliseconds (half the lease)' },
     leaseMs: { type: 'integer' },
     token: { type: 'string', description: 'compact JWS (EdDSA) signed by the server key of GET /v1/server' },
+    license: {
+      type: 'object',
+      description: 'the license key of the pool and the activation naming this server key (null when the key needs none): the chain to the vendor (docs/client.md); absent for evaluation leases',
+      properties: { key: { type: 'string' }, activation: { type: ['string', 'null'] } },
+    },
   },
 } as const;
 

@@ -3,7 +3,7 @@ import type { EventFilter, LeaseEvent, LeaseEventInput, ReportEvent, ReportEvent
 import type { Lease } from '../../domain/lease.js';
 import type { DenialWindow, LeaseStore, LeaseTx, StoredLicense } from '../../domain/ports.js';
 import { CommitQueue } from '../../domain/commit-queue.js';
-import type { AdminToken, AdminTokenStore } from '../../domain/ports.js';
+import type { ActivationStore, AdminToken, AdminTokenStore, StoredActivation } from '../../domain/ports.js';
 import { FloatdError, isFloatdError } from '../../domain/errors.js';
 import { migrate } from './migrate.js';
 import type { LogSigner, LogVerifier } from '../crypto/log-signer.js';
@@ -51,6 +51,20 @@ interface EventRow {
   message: string | null;
   actor: string | null;
   count: number;
+}
+
+interface ActivationRow {
+  key_id: string;
+  activation_id: string;
+  token: string;
+  source: 'online' | 'offline';
+  url: string | null;
+  activated_at: number;
+  validated_at: number;
+}
+
+function toActivation(r: ActivationRow): StoredActivation {
+  return { keyId: r.key_id, activationId: r.activation_id, token: r.token, source: r.source, url: r.url, activatedAt: r.activated_at, validatedAt: r.validated_at };
 }
 
 function toLease(r: LeaseRow): Lease {
@@ -160,7 +174,7 @@ export interface SqliteOptions {
  * makes each commit survive a process crash (kill -9): the WAL is in the OS
  * before the commit returns.
  */
-export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEventSource {
+export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEventSource, ActivationStore {
   private readonly db: Database.Database;
   private readonly tx: LeaseTx;
   private readonly stmt;
@@ -628,6 +642,59 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
 
   appendEvent(event: LeaseEventInput): void {
     this.transact((tx) => tx.appendEvent(event));
+  }
+
+  listActivations(): StoredActivation[] {
+    return this.guard(() => this.db.prepare<[], ActivationRow>('SELECT * FROM activations ORDER BY key_id').all().map(toActivation));
+  }
+
+  getActivation(keyId: string): StoredActivation | undefined {
+    const row = this.guard(() => this.db.prepare<[string], ActivationRow>('SELECT * FROM activations WHERE key_id = ?').get(keyId));
+    return row === undefined ? undefined : toActivation(row);
+  }
+
+  putActivation(a: StoredActivation, consumeNonce: string | null, event: LeaseEventInput): boolean {
+    return this.guard(() => this.db
+      .transaction(() => {
+        if (consumeNonce !== null) {
+          const consumed = this.db.prepare<[number, string]>('UPDATE activation_requests SET consumed_at = ? WHERE nonce = ? AND consumed_at IS NULL').run(event.ts, consumeNonce);
+          if (consumed.changes === 0) return false;
+        }
+        this.db
+          .prepare(
+            `INSERT INTO activations (key_id, activation_id, token, source, url, activated_at, validated_at) VALUES (@keyId, @activationId, @token, @source, @url, @activatedAt, @validatedAt)
+             ON CONFLICT (key_id) DO UPDATE SET activation_id = excluded.activation_id, token = excluded.token, source = excluded.source, url = excluded.url, activated_at = excluded.activated_at, validated_at = excluded.validated_at`,
+          )
+          .run(a);
+        this.tx.appendEvent(event);
+        return true;
+      })
+      .immediate());
+  }
+
+  revalidated(keyId: string, token: string, at: number): void {
+    this.guard(() => this.db.prepare<[string, number, string]>('UPDATE activations SET token = ?, validated_at = ? WHERE key_id = ?').run(token, at, keyId));
+  }
+
+  removeActivation(keyId: string, event: LeaseEventInput): boolean {
+    return this.guard(() => this.db
+      .transaction(() => {
+        const removed = this.db.prepare<[string]>('DELETE FROM activations WHERE key_id = ?').run(keyId).changes > 0;
+        if (removed) this.tx.appendEvent(event);
+        return removed;
+      })
+      .immediate());
+  }
+
+  addActivationRequest(nonce: string, keyId: string, kind: 'activation' | 'deactivation', createdAt: number): void {
+    this.guard(() => this.db.prepare<[string, string, string, number]>('INSERT INTO activation_requests (nonce, key_id, kind, created_at) VALUES (?, ?, ?, ?)').run(nonce, keyId, kind, createdAt));
+  }
+
+  findActivationRequest(nonce: string) {
+    const row = this.guard(() => this.db
+      .prepare<[string], { key_id: string; kind: 'activation' | 'deactivation'; created_at: number; consumed_at: number | null }>('SELECT key_id, kind, created_at, consumed_at FROM activation_requests WHERE nonce = ?')
+      .get(nonce));
+    return row === undefined ? undefined : { keyId: row.key_id, kind: row.kind, createdAt: row.created_at, consumedAt: row.consumed_at };
   }
 
   listAdminTokens(): AdminToken[] {
