@@ -535,8 +535,9 @@ async function scaleScenario(): Promise<void> {
 
 function commitOf(): string {
   try {
-    const dir = MAIN === undefined ? packageRoot() : dirname(MAIN);
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: dir, encoding: 'utf8' }).trim() + (MAIN === undefined ? '' : ` (${MAIN})`);
+    if (MAIN !== undefined) return MAIN;
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: packageRoot(), encoding: 'utf8' }).trim() === '' ? '' : ' + uncommitted changes';
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: packageRoot(), encoding: 'utf8' }).trim() + dirty;
   } catch {
     return 'unknown';
   }

@@ -88,6 +88,90 @@ function eventParams(e: LeaseEventInput): unknown[] {
   ];
 }
 
+/**
+ * Seats taken per pool (lease rows, expired or not yet swept), kept in memory
+ * so that granting and writing a lease-log row cost no COUNT: loaded from the
+ * lease table when the store opens and again whenever another process has
+ * committed (PRAGMA data_version), changed by this store's own inserts and
+ * deletes, and taken back with the savepoint or transaction that rolls back.
+ * Beside each count, a lower bound of the pool's earliest expiry: while it is
+ * in the future no lease of the pool has expired, and the count is the answer
+ * without asking the database.
+ */
+class SeatCounts {
+  private readonly held = new Map<string, number>();
+  private readonly earliest = new Map<string, number>();
+  private readonly undo: Array<readonly [string, number]> = [];
+  private version = -1;
+
+  constructor(
+    private readonly dataVersion: () => number,
+    private readonly load: () => ReadonlyArray<readonly [string, number]>,
+    private readonly expiredIn: (poolId: string, now: number) => number,
+    private readonly earliestRunning: (poolId: string, now: number) => number,
+  ) {}
+
+  /** Before an outermost transaction: reload if another process committed since. */
+  sync(): void {
+    const v = this.dataVersion();
+    if (v === this.version) return;
+    this.version = v;
+    this.held.clear();
+    this.earliest.clear();
+    for (const [pool, n] of this.load()) this.held.set(pool, n);
+  }
+
+  active(poolId: string, now: number): number {
+    const held = this.held.get(poolId) ?? 0;
+    if (held === 0) return 0;
+    if ((this.earliest.get(poolId) ?? -Infinity) > now) return held;
+    const expired = this.expiredIn(poolId, now);
+    // None expired: the earliest expiry of the pool's leases is a lower bound until a lease moves earlier.
+    if (expired === 0) this.earliest.set(poolId, this.earliestRunning(poolId, now));
+    return held - expired;
+  }
+
+  added(poolId: string, expiresAt: number): void {
+    this.change(poolId, 1);
+    this.expiryMoved(poolId, expiresAt);
+  }
+
+  removed(poolId: string): void {
+    this.change(poolId, -1);
+  }
+
+  expiryMoved(poolId: string, expiresAt: number): void {
+    const bound = this.earliest.get(poolId);
+    if (bound !== undefined && expiresAt < bound) this.earliest.set(poolId, expiresAt);
+  }
+
+  mark(): number {
+    return this.undo.length;
+  }
+
+  rollback(mark: number): void {
+    while (this.undo.length > mark) {
+      const [pool, delta] = this.undo.pop()!;
+      this.held.set(pool, (this.held.get(pool) ?? 0) - delta);
+    }
+    // A bound learnt inside the rolled-back work may not hold for what is back.
+    this.earliest.clear();
+  }
+
+  committed(): void {
+    this.undo.length = 0;
+  }
+
+  snapshot(): Record<string, number> {
+    return Object.fromEntries([...this.held].filter(([, n]) => n !== 0));
+  }
+
+  private change(poolId: string, delta: number): void {
+    this.held.set(poolId, (this.held.get(poolId) ?? 0) + delta);
+    this.undo.push([poolId, delta]);
+  }
+}
+
 export interface SqliteOptions {
   readonly readonly?: boolean;
   /** Where an after-commit callback's failure is reported (the commit itself stands). */
@@ -107,6 +191,10 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
   private readonly stmt;
   private closed = false;
   private readonly commits: CommitQueue;
+  /** One transaction function each, made once (better-sqlite3 makes a savepoint of them inside a transaction). */
+  private readonly inTransaction: Database.Transaction<(fn: () => unknown) => unknown>;
+  private readonly seats: SeatCounts;
+  private syncSeats = false;
 
   constructor(file: string, options: SqliteOptions = {}) {
     this.commits = new CommitQueue(options.onAfterCommitError ?? ((err) => queueMicrotask(() => { throw err; })));
@@ -126,7 +214,6 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
       findByHolder: db.prepare<[string, string, string], LeaseRow>(
         'SELECT * FROM leases WHERE user = ? AND instance = ? AND product = ?',
       ),
-      inUse: db.prepare<[string], { in_use: number }>('SELECT in_use FROM pool_usage WHERE pool_id = ?'),
       expiredInPool: db.prepare<[string, number], { n: number }>(
         'SELECT COUNT(*) AS n FROM leases WHERE pool_id = ? AND expires_at <= ?',
       ),
@@ -149,8 +236,6 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
         `INSERT INTO leases (id, pool_id, product, user, host, instance, remote, listener, granted_at, renewed_at, expires_at, lease_ms)
          VALUES (@id, @poolId, @product, @user, @host, @instance, @remote, @listener, @grantedAt, @renewedAt, @expiresAt, @leaseMs)`,
       ),
-      updateExpiry: db.prepare<[number, number, string]>('UPDATE leases SET renewed_at = ?, expires_at = ? WHERE id = ?'),
-      deleteLease: db.prepare<[string]>('DELETE FROM leases WHERE id = ?'),
       expired: db.prepare<[number, number], LeaseRow>(
         'SELECT * FROM leases WHERE expires_at <= ? ORDER BY expires_at LIMIT ?',
       ),
@@ -171,8 +256,26 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
       addLicense: db.prepare<[string, string, number]>('INSERT INTO licenses (id, token, added_at) VALUES (?, ?, ?)'),
       removeLicense: db.prepare<[string]>('DELETE FROM licenses WHERE id = ?'),
       pruneEvents: db.prepare<[number]>('DELETE FROM events WHERE ts < ?'),
+      dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
+      leasesPerPool: db.prepare<[], { pool_id: string; n: number }>('SELECT pool_id, COUNT(*) AS n FROM leases GROUP BY pool_id'),
+      updateExpiryOf: db.prepare<[number, number, string], { pool_id: string }>('UPDATE leases SET renewed_at = ?, expires_at = ? WHERE id = ? RETURNING pool_id'),
+      deleteLeaseOf: db.prepare<[string], { pool_id: string }>('DELETE FROM leases WHERE id = ? RETURNING pool_id'),
     };
     const s = this.stmt;
+    this.inTransaction = db.transaction((fn: () => unknown) => {
+      // Inside the outermost transaction, so no other process can commit between the check and the work.
+      if (this.syncSeats) {
+        this.syncSeats = false;
+        this.seats.sync();
+      }
+      return fn();
+    });
+    this.seats = new SeatCounts(
+      () => s.dataVersion.get()!,
+      () => s.leasesPerPool.all().map((r) => [r.pool_id, r.n] as const),
+      (poolId, now) => s.expiredInPool.get(poolId, now)!.n,
+      (poolId, now) => s.poolMinExpiry.get(poolId, now)!.t ?? Infinity,
+    );
     this.tx = {
       findLease: (id) => {
         const r = s.findLease.get(id);
@@ -182,7 +285,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
         const r = s.findByHolder.get(user, instance, product);
         return r && toLease(r);
       },
-      countActive: (poolId, now) => (s.inUse.get(poolId)?.in_use ?? 0) - s.expiredInPool.get(poolId, now)!.n,
+      countActive: (poolId, now) => this.seats.active(poolId, now),
       countHeld: (listener, user, now, product) =>
         (product === undefined ? s.countHeld.get(user, listener, now) : s.countHeldOfProduct.get(user, listener, now, product))!.n,
       countGrantsSince: (listener, user, sinceMs, product) =>
@@ -197,12 +300,15 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
       },
       insertLease: (lease) => {
         s.insertLease.run(lease);
+        this.seats.added(lease.poolId, lease.expiresAt);
       },
       updateExpiry: (id, renewedAt, expiresAt) => {
-        s.updateExpiry.run(renewedAt, expiresAt, id);
+        const row = s.updateExpiryOf.get(renewedAt, expiresAt, id);
+        if (row !== undefined) this.seats.expiryMoved(row.pool_id, expiresAt);
       },
       deleteLease: (id) => {
-        s.deleteLease.run(id);
+        const row = s.deleteLeaseOf.get(id);
+        if (row !== undefined) this.seats.removed(row.pool_id);
       },
       expiredLeases: (now, limit) => s.expired.all(now, limit).map(toLease),
       appendEvent: (event) => {
@@ -213,11 +319,32 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
 
   transact<T>(fn: (tx: LeaseTx) => T): T {
     // Inside batch() better-sqlite3 turns this into a SAVEPOINT.
-    return this.commits.within(() => this.db.transaction(() => fn(this.tx)).immediate());
+    return this.commits.within(() => this.seatsFollow(() => this.inTransaction.immediate(() => fn(this.tx)) as T));
   }
 
   batch(fn: () => void): void {
-    this.commits.within(() => this.db.transaction(fn).immediate());
+    this.commits.within(() => this.seatsFollow(() => this.inTransaction.immediate(fn)));
+  }
+
+  /** Runs one transaction level; the seat counts it changed are taken back if it rolls back. */
+  private seatsFollow<T>(level: () => T): T {
+    const outermost = !this.db.inTransaction;
+    this.syncSeats = outermost;
+    const mark = this.seats.mark();
+    let result: T;
+    try {
+      result = level();
+    } catch (err) {
+      this.seats.rollback(mark);
+      throw err;
+    }
+    if (outermost) this.seats.committed();
+    return result;
+  }
+
+  /** The seats taken per pool as kept in memory, and as the lease table has them: equal unless something is wrong. */
+  seatCounts(): { inMemory: Record<string, number>; inDatabase: Record<string, number> } {
+    return { inMemory: this.seats.snapshot(), inDatabase: Object.fromEntries(this.stmt.leasesPerPool.all().map((r) => [r.pool_id, r.n])) };
   }
 
   afterCommit(fn: () => void): void {
