@@ -16,7 +16,8 @@ import { packageRoot } from '../src/adapters/package-root.js';
  */
 export class Client {
   private pending: Buffer[] = [];
-  private waiter: ((line: string) => void) | null = null;
+  /** Those waiting for a reply, oldest first (a connection answers in order). */
+  private waiters: Array<(line: string) => void> = [];
   private nextId = 1;
   leaseId = '';
 
@@ -30,9 +31,7 @@ export class Client {
         this.pending = [];
         start = nl + 1;
         if (!line.startsWith('{"id"')) continue;
-        const w = this.waiter;
-        this.waiter = null;
-        w?.(line);
+        this.waiters.shift()?.(line);
       }
       if (start < d.length) this.pending.push(d.subarray(start));
     });
@@ -58,17 +57,17 @@ export class Client {
     return new Promise((resolve, reject) => {
       const closed = () => reject(new Error('connection closed'));
       this.socket.once('close', closed);
-      this.waiter = (line) => {
+      this.waiters.push((line) => {
         this.socket.off('close', closed);
         resolve(line);
-      };
+      });
       this.socket.write(frame);
     });
   }
 
   raw(frame: string): Promise<string> {
     return new Promise((resolve) => {
-      this.waiter = resolve;
+      this.waiters.push(resolve);
       this.socket.write(frame);
     });
   }

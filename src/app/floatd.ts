@@ -36,6 +36,9 @@ import { VERSION } from './version.js';
 
 const DAY_MS = 86_400_000;
 const MAINTENANCE_MS = 1000;
+/** How long one slice of a sweep may hold the event loop. */
+const SWEEP_SLICE_MS = 10;
+
 export const RUNTIME_META = 'runtime';
 
 /** The running server as it records itself in its data directory. */
@@ -143,8 +146,10 @@ export class Floatd {
     this.sweeper = new Sweeper(
       this.clock,
       () => {
-        const n = this.leases.sweep();
-        if (n > 0) this.logger.debug({ expired: n }, 'leases expired');
+        // Many leases expiring at once are swept a slice at a time, answering requests in between.
+        const { swept, more } = this.leases.sweepFor(SWEEP_SLICE_MS);
+        if (swept > 0) this.logger.debug({ expired: swept }, 'leases expired');
+        return more;
       },
       () => store.nextExpiry(),
       (err) => this.logger.error({ err }, 'sweeping expired leases failed'),
