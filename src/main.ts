@@ -5,6 +5,7 @@ import { processIo } from './cli/common.js';
 import { ADMIN_USAGE, admin } from './cli/admin.js';
 import { LICENSE_USAGE, license } from './cli/license.js';
 import { LOG_USAGE, log } from './cli/log.js';
+import { REPORT_USAGE, report } from './cli/report.js';
 import { RULES_USAGE, rules } from './cli/rules.js';
 import { RUN_USAGE, run } from './cli/run.js';
 import { SERVE_USAGE, serve } from './cli/serve.js';
@@ -16,6 +17,7 @@ const USAGE = `floatd ${VERSION}: floating license lease server
 ${SERVE_USAGE}
 ${STATUS_USAGE}
 ${LOG_USAGE}
+${REPORT_USAGE}
 ${LICENSE_USAGE}
 ${RULES_USAGE}
 ${ADMIN_USAGE}
@@ -29,6 +31,7 @@ const COMMANDS: Record<string, { usage: string; run: (args: string[]) => Promise
   serve: { usage: SERVE_USAGE, run: (a) => serve(a, processIo) },
   status: { usage: STATUS_USAGE, run: (a) => status(a, processIo) },
   log: { usage: LOG_USAGE, run: (a) => log(a, processIo) },
+  report: { usage: REPORT_USAGE, run: (a) => report(a, processIo) },
   license: { usage: LICENSE_USAGE, run: (a) => license(a, processIo) },
   rules: { usage: RULES_USAGE, run: (a) => rules(a, processIo) },
   admin: { usage: ADMIN_USAGE, run: (a) => admin(a, processIo) },

@@ -19,6 +19,7 @@ export const LEASE_EVENTS = [
   'listener-resumed',
   'admin-token-created',
   'admin-token-revoked',
+  'clock-jump',
 ] as const;
 
 export type LeaseEventKind = (typeof LEASE_EVENTS)[number];
@@ -57,4 +58,34 @@ export interface EventFilter {
   readonly events?: readonly string[];
   readonly afterId?: number;
   readonly limit?: number;
+}
+
+/**
+ * The fields of a lease-log entry that reports read (grants, lease ends,
+ * denials, key changes), in log order. `count` is how many requests an entry
+ * stands for (repeated denials may be recorded as one entry); 1 otherwise.
+ */
+export interface ReportEvent {
+  readonly ts: number;
+  readonly event: string;
+  readonly poolId: string | null;
+  readonly product: string | null;
+  readonly leaseId: string | null;
+  readonly user: string | null;
+  readonly instance: string | null;
+  readonly seatsTotal: number | null;
+  readonly code: string | null;
+  readonly reason: string | null;
+  readonly count: number;
+}
+
+/** The entries reports read: everything before `untilMs`, of one product when given. */
+export interface ReportEventQuery {
+  readonly untilMs: number;
+  readonly product?: string;
+}
+
+/** A lease log that streams the entries reports read, oldest first, without holding them all. */
+export interface ReportEventSource {
+  reportEvents(query: ReportEventQuery): Iterable<ReportEvent>;
 }

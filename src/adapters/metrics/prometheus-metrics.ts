@@ -26,6 +26,7 @@ export class PrometheusMetrics {
   private readonly commitDuration: Histogram;
   private readonly commitBatchSize: Histogram;
   private readonly sweepLag: Gauge;
+  private readonly clockJumps: Counter;
 
   constructor(version: string, state: () => MetricsState) {
     const registers = [this.registry];
@@ -50,6 +51,7 @@ export class PrometheusMetrics {
     });
     this.commitBatchSize = new Histogram({ name: 'floatd_db_commit_batch_size', help: 'Lease operations sharing one commit', buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000], registers });
     this.sweepLag = new Gauge({ name: 'floatd_sweep_lag_seconds', help: 'How late the last sweep ran after the expiry it was for', registers });
+    this.clockJumps = new Counter({ name: 'floatd_clock_jumps_total', help: 'Wall-clock jumps the server noticed and re-based lease times for', registers });
     // The server's state is read once per scrape, by the first of its gauges (a registry collects
     // in the order metrics were registered), and the others show that same snapshot.
     let snapshot: MetricsState = { pools: [], keys: [], connections: 0, earliestExpiry: null, now: 0 };
@@ -130,6 +132,10 @@ export class PrometheusMetrics {
 
   swept(lagSeconds: number): void {
     this.sweepLag.set(lagSeconds);
+  }
+
+  clockJumped(): void {
+    this.clockJumps.inc();
   }
 
   async text(): Promise<{ contentType: string; body: string }> {

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import type { EventFilter, LeaseEvent, LeaseEventInput } from '../../domain/events.js';
+import type { EventFilter, LeaseEvent, LeaseEventInput, ReportEvent, ReportEventQuery, ReportEventSource } from '../../domain/events.js';
 import type { Lease } from '../../domain/lease.js';
 import type { LeaseStore, LeaseTx, StoredLicense } from '../../domain/ports.js';
 import { CommitQueue } from '../../domain/commit-queue.js';
@@ -145,6 +145,11 @@ class SeatCounts {
     if (bound !== undefined && expiresAt < bound) this.earliest.set(poolId, expiresAt);
   }
 
+  /** Every expiry moved by the same amount: the bounds are learnt again. */
+  expiriesShifted(): void {
+    this.earliest.clear();
+  }
+
   mark(): number {
     return this.undo.length;
   }
@@ -172,8 +177,29 @@ class SeatCounts {
   }
 }
 
+/** How many entries a report reads at a time. */
+const REPORT_CHUNK = 20_000;
+/** The entries reports read, by the number the report query gives each kind. */
+const REPORT_EVENT_KINDS = ['', 'granted', 'released', 'expired', 'revoked', 'denied', 'key-added', 'key-removed', 'key-expired'] as const;
+
+/** A file that is not a usable floatd database (empty, another program's, or damaged); `why` says which. */
+export class DatabaseUnusable extends Error {
+  constructor(readonly why: string) {
+    super(why);
+    this.name = 'DatabaseUnusable';
+  }
+}
+
 export interface SqliteOptions {
   readonly readonly?: boolean;
+  /**
+   * The file must already be a floatd database: one without floatd's schema
+   * (an empty file, another program's database) is refused with
+   * DatabaseUnusable, never made into a fresh one.
+   */
+  readonly existing?: boolean;
+  /** Checks every page of the database before use (PRAGMA quick_check; about a second per 500 MB). */
+  readonly verify?: boolean;
   /** Where an after-commit callback's failure is reported (the commit itself stands). */
   readonly onAfterCommitError?: (err: unknown) => void;
 }
@@ -185,7 +211,7 @@ export interface SqliteOptions {
  * makes each commit survive a process crash (kill -9): the WAL is in the OS
  * before the commit returns.
  */
-export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
+export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEventSource {
   private readonly db: Database.Database;
   private readonly tx: LeaseTx;
   private readonly stmt;
@@ -200,6 +226,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
     this.commits = new CommitQueue(options.onAfterCommitError ?? ((err) => queueMicrotask(() => { throw err; })));
     this.db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
     this.db.pragma('busy_timeout = 5000');
+    if (options.existing) this.checkExisting(options.verify ?? false);
     if (!options.readonly) {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
@@ -236,11 +263,15 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
         `INSERT INTO leases (id, pool_id, product, user, host, instance, remote, listener, granted_at, renewed_at, expires_at, lease_ms)
          VALUES (@id, @poolId, @product, @user, @host, @instance, @remote, @listener, @grantedAt, @renewedAt, @expiresAt, @leaseMs)`,
       ),
+      shiftExpiries: db.prepare<[number, number]>('UPDATE leases SET renewed_at = renewed_at + ?, expires_at = expires_at + ?'),
       expired: db.prepare<[number, number], LeaseRow>(
         'SELECT * FROM leases WHERE expires_at <= ? ORDER BY expires_at LIMIT ?',
       ),
       allLeases: db.prepare<[], LeaseRow>('SELECT * FROM leases ORDER BY product, granted_at'),
       nextExpiry: db.prepare<[], { t: number | null }>('SELECT MIN(expires_at) AS t FROM leases'),
+      latestRecorded: db.prepare<[], { t: number | null }>(
+        'SELECT MAX(t) AS t FROM (SELECT MAX(ts) AS t FROM events UNION ALL SELECT MAX(renewed_at) FROM leases)',
+      ),
       appendEvent: db.prepare(
         `INSERT INTO events (ts, event, pool_id, product, lease_id, user, host, instance, remote, listener, seats_in_use, seats_total, code, reason, message, actor)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -306,6 +337,10 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
         const row = s.updateExpiryOf.get(renewedAt, expiresAt, id);
         if (row !== undefined) this.seats.expiryMoved(row.pool_id, expiresAt);
       },
+      shiftExpiries: (deltaMs) => {
+        this.seats.expiriesShifted();
+        return s.shiftExpiries.run(deltaMs, deltaMs).changes;
+      },
       deleteLease: (id) => {
         const row = s.deleteLeaseOf.get(id);
         if (row !== undefined) this.seats.removed(row.pool_id);
@@ -315,6 +350,25 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
         s.appendEvent.run(...eventParams(event));
       },
     };
+  }
+
+  private checkExisting(verify: boolean): void {
+    try {
+      if ((this.db.pragma('user_version', { simple: true }) as number) === 0) {
+        const tables = this.db.prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table'").get()!.n;
+        throw new DatabaseUnusable(tables === 0 ? 'it is empty: it holds no floatd data' : 'it is not a floatd database: it holds tables of another program');
+      }
+      if (verify) {
+        const rows = (this.db.pragma('quick_check(5)') as Array<{ quick_check: string }>).map((r) => r.quick_check);
+        if (rows.join() !== 'ok') {
+          const problems = rows.flatMap((r) => r.split('\n')).filter((p) => p.trim() !== '' && !p.startsWith('*** in database'));
+          throw new DatabaseUnusable(`it is damaged (PRAGMA quick_check: ${problems[0] ?? rows[0]}${problems.length > 1 ? `, and more` : ''})`);
+        }
+      }
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
   }
 
   transact<T>(fn: (tx: LeaseTx) => T): T {
@@ -353,6 +407,10 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
 
   nextExpiry(): number | undefined {
     return this.stmt.nextExpiry.get()!.t ?? undefined;
+  }
+
+  latestRecordedTime(): number | undefined {
+    return this.stmt.latestRecorded.get()!.t ?? undefined;
   }
 
   allLeases(): Lease[] {
@@ -462,6 +520,48 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
       params.push(filter.limit);
     }
     return this.db.prepare<unknown[], EventRow>(sql).all(...params).map(toEvent);
+  }
+
+  /**
+   * Streams the entries reports read, in the order written, one row at a time (a
+   * report over millions of entries holds only what is still open). Entries
+   * that stand for several requests count as such when the log has a `count`
+   * column.
+   */
+  *reportEvents(query: ReportEventQuery): IterableIterator<ReportEvent> {
+    const columns = this.db.pragma('table_info(events)') as Array<{ name: string }>;
+    const count = columns.some((c) => c.name === 'count') ? 'COALESCE("count", 1)' : '1';
+    const params: unknown[] = [query.untilMs];
+    let where =
+      "ts < ? AND event IN ('granted', 'released', 'expired', 'revoked', 'denied', 'key-added', 'key-removed', 'key-expired')";
+    if (query.product !== undefined) {
+      where += " AND (product = ? OR event = 'key-removed')";
+      params.push(query.product);
+    }
+    // Read in chunks of rows that SQLite packs as one JSON array each: far cheaper than a row at a
+    // time, and each kind of entry brings only the columns reports read of it.
+    const e = "CASE event WHEN 'granted' THEN 1 WHEN 'released' THEN 2 WHEN 'expired' THEN 3 WHEN 'revoked' THEN 4 WHEN 'denied' THEN 5 WHEN 'key-added' THEN 6 WHEN 'key-removed' THEN 7 ELSE 8 END";
+    const product = query.product === undefined ? 'CASE WHEN e IN (1, 5, 6) THEN product END' : 'NULL';
+    const chunk = this.db
+      .prepare<unknown[], [number | null, string | null]>(
+        `SELECT max(id), json_group_array(json_array(ts, e, CASE WHEN e IN (1, 5, 6, 7, 8) THEN pool_id END, ${product}, CASE WHEN e <= 4 THEN lease_id END, ` +
+          'CASE WHEN e IN (1, 5) THEN user END, CASE WHEN e IN (1, 5) THEN instance END, CASE WHEN e IN (1, 5, 6) THEN seats_total END, ' +
+          `CASE WHEN e = 5 THEN code END, CASE WHEN e = 5 THEN reason END, ${count})) ` +
+          `FROM (SELECT id, ts, ${e} AS e, pool_id, product, lease_id, user, instance, seats_total, code, reason${count === '1' ? '' : ', "count"'} ` +
+          `FROM events NOT INDEXED WHERE id > ? AND ${where} ORDER BY id LIMIT ${REPORT_CHUNK})`,
+      )
+      .raw(true);
+    type Row = [number, number, string | null, string | null, string | null, string | null, string | null, number | null, string | null, string | null, number];
+    // In the order written: one pass over the table, no sort (an entry stamped earlier than the one
+    // before it, after the clock was stepped back, counts at the later time).
+    for (let after = 0; ; ) {
+      const [last, json] = chunk.get(after, ...params)!;
+      if (last === null || json === null) return;
+      after = last;
+      for (const r of JSON.parse(json) as Row[]) {
+        yield { ts: r[0], event: REPORT_EVENT_KINDS[r[1]]!, poolId: r[2], product: query.product ?? r[3], leaseId: r[4], user: r[5], instance: r[6], seatsTotal: r[7], code: r[8], reason: r[9], count: r[10] };
+      }
+    }
   }
 
   pruneEvents(beforeMs: number): number {

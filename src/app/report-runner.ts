@@ -1,0 +1,46 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { FloatdError, type ErrorCode } from '../domain/errors.js';
+import type { ReportEventSource } from '../domain/events.js';
+import { usageReport, usersReport, type ReportQuery, type UsageReport, type UsersReport } from './reports.js';
+
+export type ReportJob =
+  | { readonly dbFile: string; readonly kind: 'usage'; readonly query: ReportQuery }
+  | { readonly dbFile: string; readonly kind: 'users'; readonly query: Omit<ReportQuery, 'by'> & { readonly top?: number } };
+
+const WORKER = fileURLToPath(new URL('./report-worker.js', import.meta.url));
+
+/**
+ * Runs a report for the running server: in a worker thread with its own
+ * read-only connection, so a report over millions of entries never holds up
+ * leases. (Where the compiled worker is absent, as when running from the
+ * TypeScript sources, on the given store instead.)
+ */
+export function runReport(job: Extract<ReportJob, { kind: 'usage' }>, store: ReportEventSource): Promise<UsageReport>;
+export function runReport(job: Extract<ReportJob, { kind: 'users' }>, store: ReportEventSource): Promise<UsersReport>;
+export function runReport(job: ReportJob, store: ReportEventSource): Promise<UsageReport | UsersReport> {
+  if (!existsSync(WORKER)) {
+    try {
+      return Promise.resolve(job.kind === 'usage' ? usageReport(store, job.query) : usersReport(store, job.query));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(WORKER, { workerData: job });
+    let settled = false;
+    worker.once('message', (m: { ok: true; report: UsageReport | UsersReport } | { ok: false; code: ErrorCode; message: string }) => {
+      settled = true;
+      if (m.ok) resolve(m.report);
+      else reject(new FloatdError(m.code, m.message));
+    });
+    worker.once('error', (err) => {
+      settled = true;
+      reject(err);
+    });
+    worker.once('exit', (code) => {
+      if (!settled) reject(new Error(`the report worker ended (exit code ${code}) without an answer`));
+    });
+  });
+}
