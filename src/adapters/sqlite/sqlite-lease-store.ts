@@ -94,13 +94,22 @@ function eventParams(e: LeaseEventInput): unknown[] {
  * lease table when the store opens and again whenever another process has
  * committed (PRAGMA data_version), changed by this store's own inserts and
  * deletes, and taken back with the savepoint or transaction that rolls back.
- * Beside each count, a lower bound of the pool's earliest expiry: while it is
- * in the future no lease of the pool has expired, and the count is the answer
- * without asking the database.
+ *
+ * Running = taken − expired. For the expired part each pool keeps a lower
+ * bound of its earliest expiry (while it is in the future nothing has
+ * expired: no statement at all), and the last count of expired leases with
+ * the time it was for: a later time adds only the leases expiring in between
+ * (an index range of a few rows), instead of counting every expired lease
+ * again, which matters while a large sweep is under way. Every change this
+ * store makes keeps that count exact; what it cannot tell (a lease's old
+ * expiry it has not read in this transaction) drops it.
  */
 class SeatCounts {
   private readonly held = new Map<string, number>();
   private readonly earliest = new Map<string, number>();
+  private readonly expired = new Map<string, { at: number; n: number }>();
+  /** Expiries of leases read or written in the current outermost transaction. */
+  private readonly known = new Map<string, number>();
   private readonly undo: Array<readonly [string, number]> = [];
   private version = -1;
 
@@ -108,16 +117,18 @@ class SeatCounts {
     private readonly dataVersion: () => number,
     private readonly load: () => ReadonlyArray<readonly [string, number]>,
     private readonly expiredIn: (poolId: string, now: number) => number,
+    private readonly expiringBetween: (poolId: string, after: number, upTo: number) => number,
     private readonly earliestRunning: (poolId: string, now: number) => number,
   ) {}
 
-  /** Before an outermost transaction: reload if another process committed since. */
+  /** At the start of an outermost transaction: reload if another process committed since. */
   sync(): void {
+    this.known.clear();
     const v = this.dataVersion();
     if (v === this.version) return;
     this.version = v;
     this.held.clear();
-    this.earliest.clear();
+    this.forgetExpiries();
     for (const [pool, n] of this.load()) this.held.set(pool, n);
   }
 
@@ -125,29 +136,45 @@ class SeatCounts {
     const held = this.held.get(poolId) ?? 0;
     if (held === 0) return 0;
     if ((this.earliest.get(poolId) ?? -Infinity) > now) return held;
-    const expired = this.expiredIn(poolId, now);
+    const last = this.expired.get(poolId);
+    const n = last === undefined || now < last.at ? this.expiredIn(poolId, now) : last.n + (now === last.at ? 0 : this.expiringBetween(poolId, last.at, now));
+    this.expired.set(poolId, { at: now, n });
     // None expired: the earliest expiry of the pool's leases is a lower bound until a lease moves earlier.
-    if (expired === 0) this.earliest.set(poolId, this.earliestRunning(poolId, now));
-    return held - expired;
+    if (n === 0) this.earliest.set(poolId, this.earliestRunning(poolId, now));
+    return held - n;
   }
 
-  added(poolId: string, expiresAt: number): void {
+  read(id: string, expiresAt: number): void {
+    this.known.set(id, expiresAt);
+  }
+
+  added(id: string, poolId: string, expiresAt: number): void {
     this.change(poolId, 1);
-    this.expiryMoved(poolId, expiresAt);
+    this.lower(poolId, expiresAt);
+    this.countExpired(poolId, expiresAt, 1);
+    this.known.set(id, expiresAt);
   }
 
-  removed(poolId: string): void {
+  removed(id: string, poolId: string, expiresAt: number): void {
     this.change(poolId, -1);
+    this.countExpired(poolId, expiresAt, -1);
+    this.known.delete(id);
   }
 
-  expiryMoved(poolId: string, expiresAt: number): void {
-    const bound = this.earliest.get(poolId);
-    if (bound !== undefined && expiresAt < bound) this.earliest.set(poolId, expiresAt);
+  expiryMoved(id: string, poolId: string, expiresAt: number): void {
+    this.lower(poolId, expiresAt);
+    const before = this.known.get(id);
+    if (before === undefined) this.expired.delete(poolId);
+    else {
+      this.countExpired(poolId, before, -1);
+      this.countExpired(poolId, expiresAt, 1);
+    }
+    this.known.set(id, expiresAt);
   }
 
-  /** Every expiry moved by the same amount: the bounds are learnt again. */
+  /** Every expiry moved by the same amount: what was learnt of them is learnt again. */
   expiriesShifted(): void {
-    this.earliest.clear();
+    this.forgetExpiries();
   }
 
   mark(): number {
@@ -159,8 +186,8 @@ class SeatCounts {
       const [pool, delta] = this.undo.pop()!;
       this.held.set(pool, (this.held.get(pool) ?? 0) - delta);
     }
-    // A bound learnt inside the rolled-back work may not hold for what is back.
-    this.earliest.clear();
+    // What was learnt inside the rolled-back work may not hold for what is back.
+    this.forgetExpiries();
   }
 
   committed(): void {
@@ -169,6 +196,23 @@ class SeatCounts {
 
   snapshot(): Record<string, number> {
     return Object.fromEntries([...this.held].filter(([, n]) => n !== 0));
+  }
+
+  private forgetExpiries(): void {
+    this.earliest.clear();
+    this.expired.clear();
+    this.known.clear();
+  }
+
+  private lower(poolId: string, expiresAt: number): void {
+    const bound = this.earliest.get(poolId);
+    if (bound !== undefined && expiresAt < bound) this.earliest.set(poolId, expiresAt);
+  }
+
+  /** A lease expiring at `expiresAt` came (+1) or went (−1): the kept count changes if it had expired by then. */
+  private countExpired(poolId: string, expiresAt: number, delta: number): void {
+    const last = this.expired.get(poolId);
+    if (last !== undefined && expiresAt <= last.at) last.n += delta;
   }
 
   private change(poolId: string, delta: number): void {
@@ -288,9 +332,10 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
       removeLicense: db.prepare<[string]>('DELETE FROM licenses WHERE id = ?'),
       pruneEvents: db.prepare<[number]>('DELETE FROM events WHERE ts < ?'),
       dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
+      expiringBetween: db.prepare<[string, number, number], number>('SELECT COUNT(*) FROM leases WHERE pool_id = ? AND expires_at > ? AND expires_at <= ?').pluck(),
       leasesPerPool: db.prepare<[], { pool_id: string; n: number }>('SELECT pool_id, COUNT(*) AS n FROM leases GROUP BY pool_id'),
       updateExpiryOf: db.prepare<[number, number, string], { pool_id: string }>('UPDATE leases SET renewed_at = ?, expires_at = ? WHERE id = ? RETURNING pool_id'),
-      deleteLeaseOf: db.prepare<[string], { pool_id: string }>('DELETE FROM leases WHERE id = ? RETURNING pool_id'),
+      deleteLeaseOf: db.prepare<[string], { pool_id: string; expires_at: number }>('DELETE FROM leases WHERE id = ? RETURNING pool_id, expires_at'),
     };
     const s = this.stmt;
     this.inTransaction = db.transaction((fn: () => unknown) => {
@@ -305,15 +350,18 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
       () => s.dataVersion.get()!,
       () => s.leasesPerPool.all().map((r) => [r.pool_id, r.n] as const),
       (poolId, now) => s.expiredInPool.get(poolId, now)!.n,
+      (poolId, after, upTo) => s.expiringBetween.get(poolId, after, upTo)!,
       (poolId, now) => s.poolMinExpiry.get(poolId, now)!.t ?? Infinity,
     );
     this.tx = {
       findLease: (id) => {
         const r = s.findLease.get(id);
+        if (r !== undefined) this.seats.read(r.id, r.expires_at);
         return r && toLease(r);
       },
       findLeaseByHolder: (user, instance, product) => {
         const r = s.findByHolder.get(user, instance, product);
+        if (r !== undefined) this.seats.read(r.id, r.expires_at);
         return r && toLease(r);
       },
       countActive: (poolId, now) => this.seats.active(poolId, now),
@@ -331,11 +379,11 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
       },
       insertLease: (lease) => {
         s.insertLease.run(lease);
-        this.seats.added(lease.poolId, lease.expiresAt);
+        this.seats.added(lease.id, lease.poolId, lease.expiresAt);
       },
       updateExpiry: (id, renewedAt, expiresAt) => {
         const row = s.updateExpiryOf.get(renewedAt, expiresAt, id);
-        if (row !== undefined) this.seats.expiryMoved(row.pool_id, expiresAt);
+        if (row !== undefined) this.seats.expiryMoved(id, row.pool_id, expiresAt);
       },
       shiftExpiries: (deltaMs) => {
         this.seats.expiriesShifted();
@@ -343,9 +391,13 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
       },
       deleteLease: (id) => {
         const row = s.deleteLeaseOf.get(id);
-        if (row !== undefined) this.seats.removed(row.pool_id);
+        if (row !== undefined) this.seats.removed(id, row.pool_id, row.expires_at);
       },
-      expiredLeases: (now, limit) => s.expired.all(now, limit).map(toLease),
+      expiredLeases: (now, limit) =>
+        s.expired.all(now, limit).map((r) => {
+          this.seats.read(r.id, r.expires_at);
+          return toLease(r);
+        }),
       appendEvent: (event) => {
         s.appendEvent.run(...eventParams(event));
       },
