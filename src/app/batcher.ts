@@ -1,6 +1,18 @@
 import type { Clock } from '../domain/clock.js';
 import type { LeaseStore } from '../domain/ports.js';
 
+/** How the batcher learns of storage faults, and answers while one lasts (StorageHealth). */
+export interface CommitGuard {
+  /** Null to go ahead with a batch of `operations`, or the error to answer them with at once. */
+  refuse(operations: number): Error | null;
+  /** A batch failed: the error to answer its operations with instead, or null to keep `err`. */
+  failed(err: unknown, operations: number): Error | null;
+  /** A batch committed. */
+  succeeded(): void;
+}
+
+const NO_GUARD: CommitGuard = { refuse: () => null, failed: () => null, succeeded: () => {} };
+
 interface Pending {
   readonly work: () => unknown;
   readonly resolve: (value: unknown) => void;
@@ -25,6 +37,7 @@ export class Batcher {
     private readonly clock: Pick<Clock, 'monotonic'>,
     /** Told of every commit: how many operations it held and how long it took. */
     private readonly committed: (operations: number, seconds: number) => void = () => {},
+    private readonly guard: CommitGuard = NO_GUARD,
   ) {}
 
   submit<T>(work: () => T): Promise<T> {
@@ -47,6 +60,13 @@ export class Batcher {
     this.scheduled = false;
     const batch = this.queue;
     this.queue = [];
+    // While the storage is faulted, a batch is answered at once instead of waiting on the disk or the lock.
+    const refused = this.guard.refuse(batch.length);
+    if (refused !== null) {
+      for (const p of batch) p.reject(refused);
+      this.settled(batch.length);
+      return;
+    }
     const results: Array<{ ok: true; value: unknown } | { ok: false; err: unknown }> = [];
     const started = this.clock.monotonic();
     try {
@@ -60,15 +80,18 @@ export class Batcher {
         }
       });
     } catch (err) {
-      for (const p of batch) p.reject(err);
+      const answer = this.guard.failed(err, batch.length) ?? err;
+      for (const p of batch) p.reject(answer);
       this.settled(batch.length);
       return;
     }
+    this.guard.succeeded();
     this.committed(batch.length, (this.clock.monotonic() - started) / 1000);
     batch.forEach((p, i) => {
       const r = results[i]!;
       if (r.ok) p.resolve(r.value);
-      else p.reject(r.err);
+      // An operation the storage refused while the batch around it committed (a statement that hit a full disk).
+      else p.reject(this.guard.failed(r.err, 1) ?? r.err);
     });
     this.settled(batch.length);
   }

@@ -2,7 +2,7 @@ import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { JWK } from 'jose';
 import type { Config } from '../config/config.js';
-import { FloatdError } from '../domain/errors.js';
+import { FloatdError, isFloatdError } from '../domain/errors.js';
 import { createServerKey, readJwkFile, readServerKey, type KeyPairJwk } from '../adapters/crypto/keys.js';
 import { createPrivateDir, createPrivateFile, isShared, modeOf, octal, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, tighten } from '../adapters/fs/private-files.js';
 import { trustVendorKeys } from '../adapters/crypto/license-keys.js';
@@ -38,14 +38,23 @@ function explain(err: unknown): string {
 }
 
 /**
+ * How long the server waits for a lock another process holds on its database
+ * before answering UNAVAILABLE: SQLite waits on the event loop's thread, so
+ * this bounds how long one request can hold up every other.
+ */
+export const SERVER_BUSY_TIMEOUT_MS = 200;
+
+/**
  * An existing database: one that is empty, not floatd's or damaged is refused
  * (never made a fresh one: that would begin a new evaluation and forget the
  * installed keys). `verify` reads every page first (the server, at start).
  */
-function openDatabase(config: Config, readonly: boolean, verify = false): SqliteLeaseStore {
+function openDatabase(config: Config, readonly: boolean, verify = false, busyTimeoutMs?: number): SqliteLeaseStore {
   try {
-    return new SqliteLeaseStore(config.dbFile, { readonly, existing: true, verify });
+    return new SqliteLeaseStore(config.dbFile, { readonly, existing: true, verify, ...(busyTimeoutMs === undefined ? {} : { busyTimeoutMs }) });
   } catch (err) {
+    // A lock another process holds, a full disk: coded, naming the file, for the operator to clear.
+    if (isFloatdError(err) && err.code === 'UNAVAILABLE') throw err;
     const code = (err as { code?: unknown }).code;
     const why = err instanceof DatabaseUnusable ? err.why : code === 'SQLITE_NOTADB' ? 'it is not a database' : code === 'SQLITE_CORRUPT' ? 'it is damaged' : null;
     if (why === null) throw invalid(`cannot open ${config.dbFile}: ${explain(err)}`);
@@ -157,7 +166,7 @@ export function openServerDataDir(config: Config): ServerDataDir {
     const tightened = tightenDataDir(config);
     const freshDatabase = !existsSync(config.dbFile);
     if (freshDatabase) createDatabase(config.dbFile);
-    return { store: openDatabase(config, false, !freshDatabase), lock: result.lock, created, freshDatabase, tightened };
+    return { store: openDatabase(config, false, !freshDatabase, SERVER_BUSY_TIMEOUT_MS), lock: result.lock, created, freshDatabase, tightened };
   } catch (err) {
     result.lock.release();
     throw err;

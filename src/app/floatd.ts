@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs';
 import type { JWK } from 'jose';
 import type { Config, RulesSettings } from '../config/config.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
-import { deny, FloatdError, type Denial } from '../domain/errors.js';
+import { deny, FloatdError, isFloatdError, type Denial } from '../domain/errors.js';
 import { licenseValidity, type LicenseKey } from '../domain/license.js';
 import { EVALUATION_POOL_ID } from '../domain/pool.js';
 import { OPEN_GATE } from '../domain/gate.js';
@@ -35,6 +35,7 @@ import { usageReportJson, usersReportJson } from './reports.js';
 import type { ReportEventSource } from '../domain/events.js';
 import type { AdminApi } from '../adapters/http/admin-routes.js';
 import { Sweeper } from './sweeper.js';
+import { StorageHealth, STORAGE_RETRY_MS } from './storage-health.js';
 import { ClockWatch, type ClockJump } from './clock-watch.js';
 import { SteadyClock } from '../domain/steady-clock.js';
 import { VERSION } from './version.js';
@@ -91,6 +92,8 @@ export class Floatd {
   private readonly protocol: NdjsonProtocol;
   readonly batcher: Batcher;
   readonly api: ServerLeaseApi;
+  /** Storage faults as a state: answered UNAVAILABLE, logged once per episode, probed until over. */
+  readonly storage: StorageHealth;
   private bound: BoundListener[] = [];
   private rejected: LoadedLicenses['rejected'] = [];
   private maintenance: TimerHandle | null = null;
@@ -138,6 +141,8 @@ export class Floatd {
     this.rulesSettings = deps.rulesSettings;
     this.metrics = new PrometheusMetrics(VERSION, () => this.metricsState());
     const metrics = this.metrics;
+    const health = new StorageHealth(this.clock, this.logger, () => store.probe(), (reason, n) => metrics.storageUnavailable(reason, n));
+    this.storage = health;
     this.leases = new LeaseService(
       store,
       this.clock,
@@ -159,18 +164,31 @@ export class Floatd {
     this.sweeper = new Sweeper(
       this.clock,
       () => {
+        if (!health.mayTry()) return;
         // Many leases expiring at once are swept a slice at a time, answering requests in between.
         const { swept, more } = this.leases.sweepFor(SWEEP_SLICE_MS);
+        health.succeeded();
         if (swept > 0) this.logger.debug({ expired: swept }, 'leases expired');
         return more;
       },
-      () => store.nextExpiry(),
-      (err) => this.logger.error({ err }, 'sweeping expired leases failed'),
+      () => {
+        // In a storage fault, look again when the storage may be back rather than at an expiry already past.
+        if (health.fault() !== null) return this.clock.now() + STORAGE_RETRY_MS;
+        try {
+          return store.nextExpiry();
+        } catch (err) {
+          if (health.failed(err, 0) === null) throw err;
+          return this.clock.now() + STORAGE_RETRY_MS;
+        }
+      },
+      (err) => {
+        if (health.failed(err, 0) === null) this.logger.error({ err }, 'sweeping expired leases failed');
+      },
       60_000,
       (lag) => metrics.swept(lag),
     );
     this.clockWatch = new ClockWatch(this.clock, store, this.leases);
-    this.batcher = new Batcher(store, this.clock, (n, seconds) => metrics.committed(n, seconds));
+    this.batcher = new Batcher(store, this.clock, (n, seconds) => metrics.committed(n, seconds), health);
     this.api = new ServerLeaseApi({
       leases: this.leases,
       batcher: this.batcher,
@@ -332,13 +350,21 @@ export class Floatd {
     const now = this.clock.now();
     const inUse = new Map<string, number>();
     let earliest: number | null = null;
-    for (const lease of this.store.allLeases()) {
-      if (lease.expiresAt <= now) continue;
-      inUse.set(lease.poolId, (inUse.get(lease.poolId) ?? 0) + 1);
-      if (earliest === null || lease.expiresAt < earliest) earliest = lease.expiresAt;
+    let unreadable: string | null = null;
+    try {
+      for (const lease of this.store.allLeases()) {
+        if (lease.expiresAt <= now) continue;
+        inUse.set(lease.poolId, (inUse.get(lease.poolId) ?? 0) + 1);
+        if (earliest === null || lease.expiresAt < earliest) earliest = lease.expiresAt;
+      }
+    } catch (err) {
+      // A lock that keeps readers out too: the scrape still answers, with what is known.
+      if (!isFloatdError(err) || err.code !== 'UNAVAILABLE') throw err;
+      unreadable = typeof err.details.reason === 'string' ? err.details.reason : 'locked';
     }
     return {
-      pools: this.pools.all().map((p) => ({ pool: p.id, product: p.product === '*' ? EVALUATION_PRODUCT : p.product, seats: p.seats, inUse: inUse.get(p.id) ?? 0 })),
+      storageFault: this.storage.fault() ?? unreadable,
+      pools: this.pools.all().map((p) => ({ pool: p.id, product: p.product === '*' ? EVALUATION_PRODUCT : p.product, seats: p.seats, inUse: unreadable === null ? (inUse.get(p.id) ?? 0) : null })),
       keys: this.pools.licenseKeys().map((k) => ({ key: k.id, product: k.product, expiresAt: k.expiresAt })),
       connections: this.tcp.connections(),
       earliestExpiry: earliest,
@@ -350,6 +376,8 @@ export class Floatd {
   readiness(): { ready: boolean; reason: string } {
     if (this.stopped) return { ready: false, reason: 'stopping' };
     if (!this.serving) return { ready: false, reason: 'starting' };
+    const fault = this.storage.fault();
+    if (fault !== null) return { ready: false, reason: `storage unavailable: ${fault}` };
     const suspended = this.suspendedListeners();
     if (suspended.length > 0) return { ready: false, reason: `suspended: ${suspended.join(', ')}` };
     return { ready: true, reason: 'serving' };
@@ -658,9 +686,10 @@ export class Floatd {
     if (this.stopped) return;
     this.maintenance = this.clock.setTimer(MAINTENANCE_MS, () => {
       try {
-        this.maintain();
+        // In a storage fault the probe alone touches the storage; maintenance resumes when it is over.
+        if (this.storage.fault() === null) this.maintain();
       } catch (err) {
-        this.logger.error({ err }, 'maintenance failed');
+        if (this.storage.failed(err, 0) === null) this.logger.error({ err }, 'maintenance failed');
       }
       this.scheduleMaintenance();
     });
@@ -672,11 +701,13 @@ export class Floatd {
       this.clockJumped(this.clockWatch.check());
     } catch (err) {
       // Lease time stays where the stored expiries are; the next tick tries again.
-      this.logger.error({ err }, 'moving lease expiries after a wall-clock jump failed');
+      if (this.storage.failed(err, 0) === null) this.logger.error({ err }, 'moving lease expiries after a wall-clock jump failed');
     }
     const now = this.clock.now();
     if (this.store.changeCounter() !== this.lastChange) {
-      this.reloadLicenses().catch((err: unknown) => this.logger.error({ err }, 'reloading license keys failed'));
+      this.reloadLicenses().catch((err: unknown) => {
+        if (this.storage.failed(err, 0) === null) this.logger.error({ err }, 'reloading license keys failed');
+      });
     } else {
       const before = this.pools.all().map((p) => p.id);
       if (this.pools.refresh(now)) this.poolsChanged(before, false);
@@ -705,10 +736,17 @@ export class Floatd {
       this.protocol.close();
       this.maintenance?.cancel();
       this.sweeper.stop();
+      this.storage.stop();
       await this.reloading?.catch(() => {});
       if (this.bound.length > 0) {
-        this.store.appendEvent({ ts: this.clock.now(), event: 'server-stopped' });
-        this.store.setMeta(RUNTIME_META, '');
+        try {
+          this.store.appendEvent({ ts: this.clock.now(), event: 'server-stopped' });
+          this.store.setMeta(RUNTIME_META, '');
+        } catch (err) {
+          // A storage fault does not stop a stop: every acknowledged change is committed already.
+          if (!isFloatdError(err) || err.code !== 'UNAVAILABLE') throw err;
+          if (this.serving) this.logger.warn({ code: err.code, reason: err.details.reason }, `the stop could not be recorded in the lease log: ${err.message}`);
+        }
       }
     } finally {
       this.store.close();

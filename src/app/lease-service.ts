@@ -5,7 +5,7 @@ import type { LeaseEventInput } from '../domain/events.js';
 import { OPEN_GATE, type AcquireGate } from '../domain/gate.js';
 import { holds, type ClientIdentity, type Lease } from '../domain/lease.js';
 import { leaseEnd, leaseLengthMs, poolIsValid, type Pool } from '../domain/pool.js';
-import type { LeaseStore, LeaseTx } from '../domain/ports.js';
+import type { DenialWindow, LeaseStore, LeaseTx } from '../domain/ports.js';
 import type { PoolRegistry } from './pool-registry.js';
 
 export interface LeaseGranted {
@@ -40,6 +40,18 @@ export interface LeaseServiceHooks {
 }
 
 const SWEEP_BATCH = 500;
+/** Identical denials are one lease-log entry per client and this interval, with a count. */
+export const DENIAL_INTERVAL_MS = 60_000;
+/** New denial entries one remote address may add per interval; past it, one catch-all entry counts the rest. */
+export const DENIAL_ENTRIES_PER_ADDRESS = 100;
+
+function denialWindow(now: number): DenialWindow {
+  return {
+    sinceMs: now - (now % DENIAL_INTERVAL_MS),
+    perAddress: DENIAL_ENTRIES_PER_ADDRESS,
+    overflowMessage: `further denials from this address this minute, past its ${DENIAL_ENTRIES_PER_ADDRESS} entries (other users, instances, products or codes)`,
+  };
+}
 
 function who(lease: Lease): Pick<LeaseEventInput, 'user' | 'host' | 'instance' | 'remote' | 'listener' | 'product' | 'poolId' | 'leaseId'> {
   return {
@@ -178,7 +190,8 @@ export class LeaseService {
     const outcome = this.store.transact((tx): LeaseOutcome => {
       const selection = this.pools.select(product, now);
       const denied = (d: Denial, poolId: string | null, seats?: Pick<LeaseEventInput, 'seatsInUse' | 'seatsTotal'>): Denial => {
-        tx.appendEvent({
+        // Repeats within the minute only count up their entry (a retrying client, a flooding peer).
+        tx.recordDenial({
           ts: now,
           event: 'denied',
           user: client.user,
@@ -192,7 +205,7 @@ export class LeaseService {
           reason: typeof d.details.reason === 'string' ? d.details.reason : null,
           message: d.message,
           ...seats,
-        });
+        }, denialWindow(now));
         return d;
       };
       if (!selection.ok) return denied(selection, null);

@@ -10,7 +10,7 @@ export const LOG_USAGE = `floatd log [--since TIME] [--until TIME] [--user U] [-
            [--event KIND]... [--limit N] [--json | --csv] [--follow] [--config FILE] [--data-dir DIR]
   TIME is an ISO date/time or a span ago (30m, 12h, 7d). KIND: ${LEASE_EVENTS.join(', ')}`;
 
-const COLUMNS = ['id', 'ts', 'event', 'product', 'poolId', 'leaseId', 'user', 'host', 'instance', 'remote', 'listener', 'seatsInUse', 'seatsTotal', 'code', 'reason', 'message', 'actor'] as const;
+const COLUMNS = ['id', 'ts', 'event', 'product', 'poolId', 'leaseId', 'user', 'host', 'instance', 'remote', 'listener', 'seatsInUse', 'seatsTotal', 'code', 'reason', 'message', 'actor', 'count'] as const;
 
 function csvCell(v: unknown): string {
   if (v === null || v === undefined) return '';
@@ -57,7 +57,8 @@ function asText(e: LeaseEvent): string {
   const who = e.user ? `${e.user}@${e.host ?? '?'}${e.instance ? `/${e.instance}` : ''}` : '';
   const seats = e.seatsInUse !== null && e.seatsInUse !== undefined ? `${e.seatsInUse}/${e.seatsTotal ?? '?'}` : '';
   const code = e.code ? `${e.code}${e.reason ? `(${e.reason})` : ''}` : '';
-  const row = textRow([new Date(e.ts).toISOString(), e.event, printable(e.product ?? ''), printable(who), seats, e.leaseId ? e.leaseId.slice(0, 8) : '', e.remote ?? '', code]);
+  const event = e.count > 1 ? `${e.event} x${e.count}` : e.event;
+  const row = textRow([new Date(e.ts).toISOString(), event, printable(e.product ?? ''), printable(who), seats, e.leaseId ? e.leaseId.slice(0, 8) : '', e.remote ?? '', code]);
   return e.message ? `${row.padEnd(TEXT_HEADER.length - 'MESSAGE'.length - 1)} ${printable(e.message)}` : row;
 }
 

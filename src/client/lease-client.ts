@@ -15,6 +15,8 @@ import { readTlsFiles, type TlsMaterial } from './tls-material.js';
 import { TransportError, type Reply, type ReplyError, type Transport } from './transport.js';
 
 export const DEFAULT_RETRY_INTERVAL_MS = 10_000;
+/** The longest wait a server's `retryAfterMs` can ask of an acquire before it tries again. */
+const MAX_SERVER_RETRY_AFTER_MS = 60_000;
 
 export interface LeaseClientOptions {
   /**
@@ -365,11 +367,15 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     return lease;
   }
 
-  private retryOrFail(denial: DenialInfo & { permanent: boolean }): void {
+  private retryOrFail(denial: DenialInfo & { permanent: boolean }, serverRetryAfterMs?: unknown): void {
     const retry = !denial.permanent && this.retryMs > 0;
-    this.emit('denied', { code: denial.code, message: denial.message, ...(denial.reason ? { reason: denial.reason } : {}), retryInMs: retry ? this.retryMs : null });
+    // A server that says when to come back (storage fault, rate limit) is believed, within a minute.
+    const wait = typeof serverRetryAfterMs === 'number' && Number.isFinite(serverRetryAfterMs) && serverRetryAfterMs > 0
+      ? Math.min(serverRetryAfterMs, MAX_SERVER_RETRY_AFTER_MS)
+      : this.retryMs;
+    this.emit('denied', { code: denial.code, message: denial.message, ...(denial.reason ? { reason: denial.reason } : {}), retryInMs: retry ? wait : null });
     if (retry) {
-      this.schedule(this.retryMs, () => void this.tryAcquire());
+      this.schedule(wait, () => void this.tryAcquire());
       return;
     }
     this.state = 'idle';
@@ -397,7 +403,7 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     }
     if (!reply.ok) {
       const e: ReplyError = reply.error;
-      this.retryOrFail({ code: e.code, message: e.message, ...(e.reason ? { reason: e.reason } : {}), retryInMs: null, permanent: PERMANENT.has(e.code) });
+      this.retryOrFail({ code: e.code, message: e.message, ...(e.reason ? { reason: e.reason } : {}), retryInMs: null, permanent: PERMANENT.has(e.code) }, e.retryAfterMs);
       return;
     }
     let lease: LeaseInfo;

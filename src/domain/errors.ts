@@ -15,6 +15,7 @@ export const ERROR_CODES = [
   'TOO_MANY_CONNECTIONS',
   'SHUTTING_DOWN',
   'SUSPENDED',
+  'UNAVAILABLE',
   // leasing (expected denials)
   'NO_FREE_SEATS',
   'RULE_DENIED',

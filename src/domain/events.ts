@@ -46,6 +46,8 @@ export interface LeaseEventInput {
 
 export interface LeaseEvent extends LeaseEventInput {
   readonly id: number;
+  /** How many identical occurrences the entry stands for: above 1 only for repeated denials (one entry per client and minute). */
+  readonly count: number;
 }
 
 export interface EventFilter {

@@ -21,6 +21,23 @@ export interface LeaseTx {
   /** Leases whose expiry is at or before `now`, oldest first. */
   expiredLeases(now: number, limit: number): Lease[];
   appendEvent(event: LeaseEventInput): void;
+  /**
+   * Records a denial (`event.event` is 'denied'). One made since `sinceMs` with
+   * the same remote address, listener, user, host, instance, product, pool,
+   * code and reason already has an entry: its count goes up instead. Once the
+   * remote address has `perAddress` entries since `sinceMs`, its further new
+   * ones are counted in one catch-all entry of that address (no user, product
+   * or code; `overflowMessage` as its message), so no peer grows the log
+   * faster than a bounded rate.
+   */
+  recordDenial(event: LeaseEventInput, window: DenialWindow): void;
+}
+
+/** How denials are folded into counted lease-log entries. */
+export interface DenialWindow {
+  readonly sinceMs: number;
+  readonly perAddress: number;
+  readonly overflowMessage: string;
 }
 
 export interface StoredLicense {
@@ -62,6 +79,11 @@ export interface LeaseStore {
   pruneEvents(beforeMs: number): number;
   /** Moves committed changes from the write-ahead log into the database (cheap and frequent beats big and rare). */
   checkpoint(): void;
+  /**
+   * Commits a small write and takes it back: throws (UNAVAILABLE) while the
+   * storage refuses writes, so a server in a storage fault learns when it ended.
+   */
+  probe(): void;
   /** A number that changes whenever another process commits a change. */
   changeCounter(): number;
   close(): void;

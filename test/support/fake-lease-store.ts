@@ -48,7 +48,23 @@ export class FakeLeaseStore implements LeaseStore {
     deleteLease: (id) => void this.leases.delete(id),
     expiredLeases: (now, limit) =>
       [...this.leases.values()].filter((l) => l.expiresAt <= now).sort((a, b) => a.expiresAt - b.expiresAt).slice(0, limit),
-    appendEvent: (event) => void this.events.push({ ...event, id: this.nextEventId++ }),
+    appendEvent: (event) => void this.events.push({ ...event, id: this.nextEventId++, count: 1 }),
+    recordDenial: (event, window) => {
+      const remote = event.remote ?? '';
+      const fields = ['listener', 'user', 'host', 'instance', 'product', 'poolId', 'code', 'reason'] as const;
+      const find = (e: LeaseEventInput) =>
+        [...this.events].reverse().find((x) => x.event === 'denied' && x.remote === remote && x.ts >= window.sinceMs && fields.every((f) => (x[f] ?? null) === (e[f] ?? null)));
+      const bump = (x: LeaseEvent) => (this.events[this.events.indexOf(x)] = { ...x, count: x.count + 1 });
+      const same = find(event);
+      if (same !== undefined) return void bump(same);
+      if (this.events.filter((x) => x.event === 'denied' && x.remote === remote && x.ts >= window.sinceMs).length < window.perAddress) {
+        return void this.events.push({ ...event, remote, id: this.nextEventId++, count: 1 });
+      }
+      const overflow: LeaseEventInput = { ts: event.ts, event: 'denied', remote, listener: event.listener ?? null, message: window.overflowMessage };
+      const catchAll = find(overflow);
+      if (catchAll !== undefined) bump(catchAll);
+      else this.events.push({ ...overflow, id: this.nextEventId++, count: 1 });
+    },
   };
 
   private readonly commits = new CommitQueue((err) => {
@@ -152,6 +168,8 @@ export class FakeLeaseStore implements LeaseStore {
   }
 
   checkpoint(): void {}
+
+  probe(): void {}
 
   changeCounter(): number {
     return this.version;

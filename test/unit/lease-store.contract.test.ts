@@ -125,6 +125,35 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
     store.close();
   });
 
+  it('folds identical denials into one counted entry per window, and past the per-address cap into one catch-all entry', () => {
+    const store = make();
+    const window = (sinceMs: number) => ({ sinceMs, perAddress: 3, overflowMessage: 'the rest' });
+    const denial = (ts: number, user: string, remote = '10.0.0.1') =>
+      ({ ts, event: 'denied', user, host: 'h', instance: `${user}-1`, remote, listener: 'tcp', product: 'cad', code: 'NO_FREE_SEATS', message: 'full' }) as const;
+    store.transact((tx) => {
+      for (let i = 0; i < 50; i++) tx.recordDenial(denial(60_000 + i, 'alice'), window(60_000));
+      tx.recordDenial({ ...denial(60_100, 'alice'), code: 'RULE_DENIED', reason: 'count' }, window(60_000));
+      tx.recordDenial(denial(60_200, 'bob'), window(60_000));
+      // The address has its 3 entries: others from it go to the catch-all, counted.
+      for (const user of ['carol', 'dave', 'carol']) tx.recordDenial(denial(60_300, user), window(60_000));
+      tx.recordDenial(denial(60_400, 'alice'), window(60_000));
+      // Another address has its own allowance; the next window starts afresh.
+      tx.recordDenial(denial(60_500, 'erin', '10.0.0.2'), window(60_000));
+      tx.recordDenial(denial(120_000, 'alice'), window(120_000));
+    });
+    const rows = store.queryEvents({ events: ['denied'] }).map((e) => [e.ts, e.user ?? null, e.code ?? null, e.remote, e.count, e.message]);
+    expect(rows).toEqual([
+      [60_000, 'alice', 'NO_FREE_SEATS', '10.0.0.1', 51, 'full'],
+      [60_100, 'alice', 'RULE_DENIED', '10.0.0.1', 1, 'full'],
+      [60_200, 'bob', 'NO_FREE_SEATS', '10.0.0.1', 1, 'full'],
+      [60_300, null, null, '10.0.0.1', 3, 'the rest'],
+      [60_500, 'erin', 'NO_FREE_SEATS', '10.0.0.2', 1, 'full'],
+      [120_000, 'alice', 'NO_FREE_SEATS', '10.0.0.1', 1, 'full'],
+    ]);
+    expect(store.queryEvents({}).filter((e) => e.event !== 'denied').every((e) => e.count === 1)).toBe(true);
+    store.close();
+  });
+
   it('moves every lease\'s renewal and expiry time together, and knows the latest time it recorded', () => {
     const store = make();
     expect(store.latestRecordedTime()).toBeUndefined();

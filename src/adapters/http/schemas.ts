@@ -77,7 +77,8 @@ const errors = {
   409: { description: 'NO_FREE_SEATS (with a Retry-After header)', ...errorReply },
   410: { description: 'LEASE_EXPIRED', ...errorReply },
   500: { description: 'INTERNAL (details only in the server log)', ...errorReply },
-  503: { description: 'SHUTTING_DOWN', ...errorReply },
+  429: { description: 'TOO_MANY_REQUESTS (with a Retry-After header)', ...errorReply },
+  503: { description: 'SHUTTING_DOWN; UNAVAILABLE (storage fault, with retryAfterMs and a Retry-After header: retry, the lease is kept)', ...errorReply },
 } as const;
 
 const okLease = { type: 'object', properties: { ok: { const: true }, lease: leaseReply } } as const;
@@ -117,7 +118,7 @@ export function routeSchemas(identityFromCertificate: boolean) {
       tags: ['health'],
       response: {
         200: { description: 'database open, lease listeners accepting', type: 'object', properties: { ok: { type: 'boolean' }, reason: { type: 'string' } } },
-        503: { description: 'starting or stopping', type: 'object', properties: { ok: { type: 'boolean' }, reason: { type: 'string' } } },
+        503: { description: 'starting, stopping, listeners suspended, or storage unavailable (reason says which)', type: 'object', properties: { ok: { type: 'boolean' }, reason: { type: 'string' } } },
       },
     },
     metrics: {

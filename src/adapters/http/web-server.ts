@@ -4,7 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { ErrorCode, ErrorDetails } from '../../domain/errors.js';
+import { isFloatdError, type ErrorCode, type ErrorDetails } from '../../domain/errors.js';
 import type { Caller, LeaseApi, Outcome } from '../../domain/lease-api.js';
 import { closeServer, listenOn, type ListenOn } from '../net/listen.js';
 import { proxiedAddress, requireProxyProtocol, type ProxyIntake, type ProxyProtocolSettings, type ProxyRefusal } from '../net/proxy-protocol.js';
@@ -281,7 +281,8 @@ export class WebServer {
       let code: ErrorCode;
       let message: string;
       let details: ErrorDetails = {};
-      if (error instanceof HttpError) {
+      if (error instanceof HttpError || isFloatdError(error)) {
+        // A FloatdError reaching here is a fault the server foresaw (storage unavailable): its code says what to do.
         ({ code, message, details } = error);
       } else if ('validation' in error && error.validation && error.validation.length > 0) {
         const v = error.validation[0]!;

@@ -2,12 +2,15 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 
 /** What the metrics read from the running server when scraped (gauges of state, not counts). */
 export interface MetricsState {
-  readonly pools: ReadonlyArray<{ readonly pool: string; readonly product: string; readonly seats: number; readonly inUse: number }>;
+  /** `inUse` is null when the database cannot be read (a storage fault). */
+  readonly pools: ReadonlyArray<{ readonly pool: string; readonly product: string; readonly seats: number; readonly inUse: number | null }>;
   readonly keys: ReadonlyArray<{ readonly key: string; readonly product: string; readonly expiresAt: number | null }>;
   readonly connections: number;
   /** Epoch ms of the earliest lease expiry, or null when no lease is held. */
   readonly earliestExpiry: number | null;
   readonly now: number;
+  /** The kind of storage fault in progress (disk-full, io-error, locked, read-only), or null. */
+  readonly storageFault: string | null;
 }
 
 /**
@@ -26,6 +29,7 @@ export class PrometheusMetrics {
   private readonly commitDuration: Histogram;
   private readonly commitBatchSize: Histogram;
   private readonly sweepLag: Gauge;
+  private readonly unavailable: Counter<'reason'>;
   private readonly clockJumps: Counter;
 
   constructor(version: string, state: () => MetricsState) {
@@ -51,10 +55,11 @@ export class PrometheusMetrics {
     });
     this.commitBatchSize = new Histogram({ name: 'floatd_db_commit_batch_size', help: 'Lease operations sharing one commit', buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000], registers });
     this.sweepLag = new Gauge({ name: 'floatd_sweep_lag_seconds', help: 'How late the last sweep ran after the expiry it was for', registers });
+    this.unavailable = new Counter({ name: 'floatd_storage_unavailable_total', help: 'Lease operations answered UNAVAILABLE because the database could not be written, by reason', labelNames: ['reason'], registers });
     this.clockJumps = new Counter({ name: 'floatd_clock_jumps_total', help: 'Wall-clock jumps the server noticed and re-based lease times for', registers });
     // The server's state is read once per scrape, by the first of its gauges (a registry collects
     // in the order metrics were registered), and the others show that same snapshot.
-    let snapshot: MetricsState = { pools: [], keys: [], connections: 0, earliestExpiry: null, now: 0 };
+    let snapshot: MetricsState = { pools: [], keys: [], connections: 0, earliestExpiry: null, now: 0, storageFault: null };
     new Gauge({
       name: 'floatd_pool_seats',
       help: 'Seats of a pool (license key or evaluation)',
@@ -73,7 +78,15 @@ export class PrometheusMetrics {
       registers,
       collect() {
         this.reset();
-        for (const p of snapshot.pools) this.set({ pool: p.pool, product: p.product }, p.inUse);
+        for (const p of snapshot.pools) if (p.inUse !== null) this.set({ pool: p.pool, product: p.product }, p.inUse);
+      },
+    });
+    new Gauge({
+      name: 'floatd_storage_fault',
+      help: '1 while the database cannot be written (full disk, I/O errors, a lock another process holds; see /readyz), else 0',
+      registers,
+      collect() {
+        this.set(snapshot.storageFault === null ? 0 : 1);
       },
     });
     new Gauge({
@@ -128,6 +141,10 @@ export class PrometheusMetrics {
   committed(operations: number, seconds: number): void {
     this.commitBatchSize.observe(operations);
     this.commitDuration.observe(seconds);
+  }
+
+  storageUnavailable(reason: string, operations: number): void {
+    if (operations > 0) this.unavailable.inc({ reason }, operations);
   }
 
   swept(lagSeconds: number): void {

@@ -1,10 +1,21 @@
 import Database from 'better-sqlite3';
 import type { EventFilter, LeaseEvent, LeaseEventInput, ReportEvent, ReportEventQuery, ReportEventSource } from '../../domain/events.js';
 import type { Lease } from '../../domain/lease.js';
-import type { LeaseStore, LeaseTx, StoredLicense } from '../../domain/ports.js';
+import type { DenialWindow, LeaseStore, LeaseTx, StoredLicense } from '../../domain/ports.js';
 import { CommitQueue } from '../../domain/commit-queue.js';
 import type { AdminToken, AdminTokenStore } from '../../domain/ports.js';
+import { FloatdError, isFloatdError } from '../../domain/errors.js';
 import { migrate } from './migrate.js';
+import { guardStorage } from './storage-fault.js';
+
+/**
+ * How long a statement waits for another process's lock before giving up
+ * with SQLITE_BUSY, by default. The server passes its own, much shorter, bound:
+ * better-sqlite3 waits on the event loop's thread.
+ */
+const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+/** Never seen: the probe takes its entry back in the transaction that made it. */
+const PROBE_EVENT = 'storage-probe';
 
 interface LeaseRow {
   id: string;
@@ -39,6 +50,7 @@ interface EventRow {
   reason: string | null;
   message: string | null;
   actor: string | null;
+  count: number;
 }
 
 function toLease(r: LeaseRow): Lease {
@@ -77,6 +89,7 @@ function toEvent(r: EventRow): LeaseEvent {
     reason: r.reason,
     message: r.message,
     actor: r.actor,
+    count: r.count,
   };
 }
 
@@ -194,6 +207,11 @@ class SeatCounts {
     this.undo.length = 0;
   }
 
+  /** Counts from the lease table again at the next outermost transaction. */
+  reloadNextTime(): void {
+    this.version = -1;
+  }
+
   snapshot(): Record<string, number> {
     return Object.fromEntries([...this.held].filter(([, n]) => n !== 0));
   }
@@ -246,6 +264,8 @@ export interface SqliteOptions {
   readonly verify?: boolean;
   /** Where an after-commit callback's failure is reported (the commit itself stands). */
   readonly onAfterCommitError?: (err: unknown) => void;
+  /** How long to wait for a lock another process holds (PRAGMA busy_timeout); 5000 ms by default. */
+  readonly busyTimeoutMs?: number;
 }
 
 /**
@@ -265,19 +285,38 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
   private readonly inTransaction: Database.Transaction<(fn: () => unknown) => unknown>;
   private readonly seats: SeatCounts;
   private syncSeats = false;
+  /** Batches in progress (0 or 1: a batch never nests). */
+  private batchDepth = 0;
+  /** The first storage fault an operation of the batch in progress met. */
+  private batchFault: FloatdError | null = null;
 
-  constructor(file: string, options: SqliteOptions = {}) {
+  /**
+   * Opens (and migrates) the database. Storage faults (a lock another process
+   * holds, a full disk, I/O errors) come out of this and every other method
+   * as UNAVAILABLE; any other error is a bug and passes unchanged.
+   */
+  constructor(
+    private readonly file: string,
+    options: SqliteOptions = {},
+  ) {
     this.commits = new CommitQueue(options.onAfterCommitError ?? ((err) => queueMicrotask(() => { throw err; })));
     this.db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
-    this.db.pragma('busy_timeout = 5000');
-    if (options.existing) this.checkExisting(options.verify ?? false);
-    if (!options.readonly) {
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = NORMAL');
-      // The server checkpoints every second (small, predictable pauses); this is only the safety net.
-      this.db.pragma('wal_autocheckpoint = 10000');
-      this.db.pragma('foreign_keys = ON');
-      migrate(this.db);
+    try {
+      this.guard(() => {
+        this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS}`);
+        if (options.existing) this.checkExisting(options.verify ?? false);
+        if (!options.readonly) {
+          this.db.pragma('journal_mode = WAL');
+          this.db.pragma('synchronous = NORMAL');
+          // The server checkpoints every second (small, predictable pauses); this is only the safety net.
+          this.db.pragma('wal_autocheckpoint = 10000');
+          this.db.pragma('foreign_keys = ON');
+          migrate(this.db);
+        }
+      });
+    } catch (err) {
+      if (this.db.open) this.db.close();
+      throw err;
     }
     const db = this.db;
     this.stmt = {
@@ -320,11 +359,18 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
         `INSERT INTO events (ts, event, pool_id, product, lease_id, user, host, instance, remote, listener, seats_in_use, seats_total, code, reason, message, actor)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
+      sameDenial: db.prepare<unknown[], { id: number }>(
+        `SELECT id FROM events WHERE event = 'denied' AND remote = ? AND ts >= ? AND listener IS ? AND user IS ? AND host IS ?
+           AND instance IS ? AND product IS ? AND pool_id IS ? AND code IS ? AND reason IS ? ORDER BY id DESC LIMIT 1`,
+      ),
+      denialEntries: db.prepare<[string, number], { n: number }>("SELECT COUNT(*) AS n FROM events WHERE event = 'denied' AND remote = ? AND ts >= ?"),
+      countDenial: db.prepare<[number]>('UPDATE events SET count = count + 1 WHERE id = ?'),
       getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
       setMeta: db.prepare<[string, string]>(
         'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
       ),
       initMeta: db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING'),
+      deleteEvent: db.prepare<[number | bigint]>('DELETE FROM events WHERE id = ?'),
       listLicenses: db.prepare<[], { id: string; token: string; added_at: number }>(
         'SELECT id, token, added_at FROM licenses ORDER BY added_at, id',
       ),
@@ -401,7 +447,32 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
       appendEvent: (event) => {
         s.appendEvent.run(...eventParams(event));
       },
+      recordDenial: (event, window) => this.recordDenial(event, window),
     };
+  }
+
+  private recordDenial(event: LeaseEventInput, window: DenialWindow): void {
+    const s = this.stmt;
+    const remote = event.remote ?? '';
+    const key = (e: LeaseEventInput) =>
+      [remote, window.sinceMs, e.listener ?? null, e.user ?? null, e.host ?? null, e.instance ?? null, e.product ?? null, e.poolId ?? null, e.code ?? null, e.reason ?? null];
+    const same = s.sameDenial.get(...key(event));
+    if (same !== undefined) {
+      s.countDenial.run(same.id);
+      return;
+    }
+    if (s.denialEntries.get(remote, window.sinceMs)!.n < window.perAddress) {
+      s.appendEvent.run(...eventParams({ ...event, remote }));
+      return;
+    }
+    const overflow: LeaseEventInput = { ts: event.ts, event: 'denied', remote, listener: event.listener ?? null, message: window.overflowMessage };
+    const catchAll = s.sameDenial.get(...key(overflow));
+    if (catchAll !== undefined) s.countDenial.run(catchAll.id);
+    else s.appendEvent.run(...eventParams(overflow));
+  }
+
+  private guard<T>(fn: () => T): T {
+    return guardStorage(this.file, fn);
   }
 
   private checkExisting(verify: boolean): void {
@@ -424,12 +495,41 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
   }
 
   transact<T>(fn: (tx: LeaseTx) => T): T {
-    // Inside batch() better-sqlite3 turns this into a SAVEPOINT.
-    return this.commits.within(() => this.seatsFollow(() => this.inTransaction.immediate(() => fn(this.tx)) as T));
+    if (this.batchDepth > 0 && !this.db.inTransaction) {
+      // SQLite rolls the whole transaction back on some faults (a full disk, an I/O error): the batch is lost,
+      // and this operation must not commit on its own outside it.
+      throw new FloatdError('UNAVAILABLE', `storage unavailable: the batch this operation belonged to was rolled back by a storage fault (${this.file})`, { reason: 'io-error' });
+    }
+    try {
+      // Inside batch() better-sqlite3 turns this into a SAVEPOINT.
+      return this.guard(() => this.commits.within(() => this.seatsFollow(() => this.inTransaction.immediate(() => fn(this.tx)) as T)));
+    } catch (err) {
+      if (this.batchDepth > 0 && isFloatdError(err) && err.code === 'UNAVAILABLE') this.batchFault ??= err;
+      throw err;
+    }
   }
 
   batch(fn: () => void): void {
-    this.commits.within(() => this.seatsFollow(() => this.inTransaction.immediate(fn)));
+    this.batchDepth++;
+    this.batchFault = null;
+    try {
+      this.guard(() =>
+        this.commits.within(() =>
+          this.seatsFollow(() =>
+            this.inTransaction.immediate(() => {
+              fn();
+              // A fault SQLite answered by rolling back the whole transaction: the batch is lost, say why.
+              if (!this.db.inTransaction) {
+                throw this.batchFault ?? new FloatdError('UNAVAILABLE', `storage unavailable: the transaction was rolled back by SQLite (${this.file})`, { reason: 'io-error' });
+              }
+            }),
+          ),
+        ),
+      );
+    } finally {
+      this.batchDepth--;
+      this.batchFault = null;
+    }
   }
 
   /** Runs one transaction level; the seat counts it changed are taken back if it rolls back. */
@@ -442,6 +542,8 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
       result = level();
     } catch (err) {
       this.seats.rollback(mark);
+      // A failed outermost transaction (a storage fault, perhaps): count again from the table next time.
+      if (outermost) this.seats.reloadNextTime();
       throw err;
     }
     if (outermost) this.seats.committed();
@@ -453,77 +555,93 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
     return { inMemory: this.seats.snapshot(), inDatabase: Object.fromEntries(this.stmt.leasesPerPool.all().map((r) => [r.pool_id, r.n])) };
   }
 
+  /**
+   * Commits a small write and takes it back, to learn whether the storage
+   * takes writes again (a full disk, a lock held by another process).
+   */
+  probe(): void {
+    this.guard(() =>
+      this.db
+        .transaction(() => {
+          // A lease-log entry the size of a lease operation's, where every lease operation writes.
+          const { lastInsertRowid } = this.stmt.appendEvent.run(0, PROBE_EVENT, null, null, null, null, null, null, null, null, null, null, null, null, 'x'.repeat(200), null);
+          this.stmt.deleteEvent.run(lastInsertRowid);
+        })
+        .immediate(),
+    );
+  }
+
   afterCommit(fn: () => void): void {
     this.commits.afterCommit(fn);
   }
 
   nextExpiry(): number | undefined {
-    return this.stmt.nextExpiry.get()!.t ?? undefined;
+    return this.guard(() => this.stmt.nextExpiry.get()!.t ?? undefined);
   }
 
   latestRecordedTime(): number | undefined {
-    return this.stmt.latestRecorded.get()!.t ?? undefined;
+    return this.guard(() => this.stmt.latestRecorded.get()!.t ?? undefined);
   }
 
   allLeases(): Lease[] {
-    return this.stmt.allLeases.all().map(toLease);
+    return this.guard(() => this.stmt.allLeases.all().map(toLease));
   }
 
   getMeta(key: string): string | undefined {
-    return this.stmt.getMeta.get(key)?.value;
+    return this.guard(() => this.stmt.getMeta.get(key)?.value);
   }
 
   setMeta(key: string, value: string): void {
-    this.stmt.setMeta.run(key, value);
+    this.guard(() => this.stmt.setMeta.run(key, value));
   }
 
   initMeta(key: string, value: string): string {
-    return this.db
+    return this.guard(() => this.db
       .transaction(() => {
         this.stmt.initMeta.run(key, value);
         return this.stmt.getMeta.get(key)!.value;
       })
-      .immediate();
+      .immediate());
   }
 
   listLicenses(): StoredLicense[] {
-    return this.stmt.listLicenses.all().map((r) => ({ id: r.id, token: r.token, addedAt: r.added_at }));
+    return this.guard(() => this.stmt.listLicenses.all().map((r) => ({ id: r.id, token: r.token, addedAt: r.added_at })));
   }
 
   addLicense(license: StoredLicense, event: LeaseEventInput): void {
-    this.db
+    this.guard(() => this.db
       .transaction(() => {
         this.stmt.addLicense.run(license.id, license.token, license.addedAt);
         this.tx.appendEvent(event);
       })
-      .immediate();
+      .immediate());
   }
 
   removeLicense(id: string, event: LeaseEventInput): boolean {
-    return this.db
+    return this.guard(() => this.db
       .transaction(() => {
         const removed = this.stmt.removeLicense.run(id).changes > 0;
         if (removed) this.tx.appendEvent(event);
         return removed;
       })
-      .immediate();
+      .immediate());
   }
 
   appendEvent(event: LeaseEventInput): void {
-    this.tx.appendEvent(event);
+    this.guard(() => this.tx.appendEvent(event));
   }
 
   listAdminTokens(): AdminToken[] {
-    return this.db.prepare<[], { name: string; created_at: number }>('SELECT name, created_at FROM admin_tokens ORDER BY name').all().map((r) => ({ name: r.name, createdAt: r.created_at }));
+    return this.guard(() => this.db.prepare<[], { name: string; created_at: number }>('SELECT name, created_at FROM admin_tokens ORDER BY name').all().map((r) => ({ name: r.name, createdAt: r.created_at })));
   }
 
   adminTokenByHash(hash: string): string | undefined {
-    return this.db.prepare<[string], { name: string }>('SELECT name FROM admin_tokens WHERE hash = ?').get(hash)?.name;
+    return this.guard(() => this.db.prepare<[string], { name: string }>('SELECT name FROM admin_tokens WHERE hash = ?').get(hash)?.name);
   }
 
   /** Adds a token (or, with `replace`, gives a name a new one) and records it in the lease log, in one transaction. */
   putAdminToken(name: string, hash: string, replace: boolean, event: LeaseEventInput): boolean {
-    return this.db
+    return this.guard(() => this.db
       .transaction(() => {
         const sql = replace
           ? 'INSERT INTO admin_tokens (name, hash, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, created_at = excluded.created_at'
@@ -532,17 +650,17 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
         if (added) this.tx.appendEvent(event);
         return added;
       })
-      .immediate();
+      .immediate());
   }
 
   removeAdminToken(name: string, event: LeaseEventInput): boolean {
-    return this.db
+    return this.guard(() => this.db
       .transaction(() => {
         const removed = this.db.prepare<[string]>('DELETE FROM admin_tokens WHERE name = ?').run(name).changes > 0;
         if (removed) this.tx.appendEvent(event);
         return removed;
       })
-      .immediate();
+      .immediate());
   }
 
   queryEvents(filter: EventFilter): LeaseEvent[] {
@@ -571,7 +689,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
       sql = `SELECT * FROM (${sql.replace('ORDER BY id', 'ORDER BY id DESC')} LIMIT ?) ORDER BY id`;
       params.push(filter.limit);
     }
-    return this.db.prepare<unknown[], EventRow>(sql).all(...params).map(toEvent);
+    return this.guard(() => this.db.prepare<unknown[], EventRow>(sql).all(...params).map(toEvent));
   }
 
   /**
@@ -617,15 +735,15 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
   }
 
   pruneEvents(beforeMs: number): number {
-    return this.stmt.pruneEvents.run(beforeMs).changes;
+    return this.guard(() => this.stmt.pruneEvents.run(beforeMs).changes);
   }
 
   checkpoint(): void {
-    this.db.pragma('wal_checkpoint(PASSIVE)');
+    this.guard(() => this.db.pragma('wal_checkpoint(PASSIVE)'));
   }
 
   changeCounter(): number {
-    return this.db.pragma('data_version', { simple: true }) as number;
+    return this.guard(() => this.db.pragma('data_version', { simple: true }) as number);
   }
 
   close(): void {
