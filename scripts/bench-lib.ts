@@ -16,7 +16,8 @@ import { packageRoot } from '../src/adapters/package-root.js';
  */
 export class Client {
   private pending: Buffer[] = [];
-  private waiter: ((line: string) => void) | null = null;
+  /** Those waiting for a reply, oldest first (a connection answers in order). */
+  private waiters: Array<(line: string) => void> = [];
   private nextId = 1;
   leaseId = '';
 
@@ -30,28 +31,43 @@ export class Client {
         this.pending = [];
         start = nl + 1;
         if (!line.startsWith('{"id"')) continue;
-        const w = this.waiter;
-        this.waiter = null;
-        w?.(line);
+        this.waiters.shift()?.(line);
       }
       if (start < d.length) this.pending.push(d.subarray(start));
     });
     socket.on('error', () => {});
   }
 
-  /** Connects over TCP, or inside TLS when given the CA to trust. */
-  static open(port: number, ca?: Buffer): Promise<Client> {
+  /**
+   * Connects over TCP, or inside TLS when given the CA to trust, from
+   * `localAddress` (a loopback address of its own, so many clients do not run
+   * out of the ephemeral ports of one source address).
+   */
+  static open(port: number, ca?: Buffer, localAddress?: string): Promise<Client> {
     return new Promise((resolve, reject) => {
       const s = ca === undefined
-        ? connect({ host: '127.0.0.1', port }, () => resolve(new Client(s)))
-        : tlsConnect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () => resolve(new Client(s)));
+        ? connect({ host: '127.0.0.1', port, localAddress }, () => resolve(new Client(s)))
+        : tlsConnect({ host: '127.0.0.1', port, ca, servername: 'localhost', ...{ localAddress } }, () => resolve(new Client(s)));
       s.once('error', reject);
+    });
+  }
+
+  /** Resolves with the next reply line, or rejects when the connection ends first. */
+  rawOrClose(frame: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const closed = () => reject(new Error('connection closed'));
+      this.socket.once('close', closed);
+      this.waiters.push((line) => {
+        this.socket.off('close', closed);
+        resolve(line);
+      });
+      this.socket.write(frame);
     });
   }
 
   raw(frame: string): Promise<string> {
     return new Promise((resolve) => {
-      this.waiter = resolve;
+      this.waiters.push(resolve);
       this.socket.write(frame);
     });
   }
@@ -86,6 +102,14 @@ export interface ServerOptions {
   readonly maxConnections: number;
   readonly extraArgs?: readonly string[];
   readonly nodeArgs?: readonly string[];
+  /** The floatd entry point to run (another build, to compare); this build's dist/src/main.js by default. */
+  readonly main?: string;
+  /** The NDJSON listener's port (0: any free one). */
+  readonly port?: number;
+  /** FLOATD_* settings for the server. */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Start again on a data directory that already has its license key (a restart). */
+  readonly restart?: boolean;
 }
 
 export interface BenchServer {
@@ -93,6 +117,8 @@ export interface BenchServer {
   /** The port of each scheme the server listens on (tcp, tls, http, https). */
   readonly ports: Readonly<Record<string, number>>;
   readonly port: number;
+  /** When the server said it was listening (performance.now()). */
+  readonly listeningAt: number;
 }
 
 /** A self-signed certificate for 127.0.0.1/localhost, made with openssl, for the TLS transports. */
@@ -110,40 +136,89 @@ export function benchCertificate(dir: string): { cert: string; key: string; ca: 
  * data directory), and resolves once the server grants from it.
  */
 export async function startServer(dir: string, opts: ServerOptions): Promise<BenchServer> {
-  const vendor = await newEd25519KeyPair();
-  writeFileSync(join(dir, 'vendor-public.jwk'), JSON.stringify(vendor.publicJwk));
-  const token = await issueLicenseKey(vendor.privateJwk, { licensee: 'bench', product: 'bench', seats: opts.seats, now: Date.now() });
-  const main = join(packageRoot(), 'dist', 'src', 'main.js');
+  const main = opts.main ?? join(packageRoot(), 'dist', 'src', 'main.js');
   const data = ['--data-dir', join(dir, 'data')];
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), main, 'serve', ...data, '--vendor-public-key', join(dir, 'vendor-public.jwk'), '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', ...(opts.extraArgs ?? [])], {
-    env: { ...process.env, FLOATD_MAX_CONNECTIONS: String(opts.maxConnections), FLOATD_LOG_FORMAT: 'json', FLOATD_LOG_LEVEL: 'info' },
+  let token = '';
+  if (opts.restart !== true) {
+    const vendor = await newEd25519KeyPair();
+    writeFileSync(join(dir, 'vendor-public.jwk'), JSON.stringify(vendor.publicJwk));
+    token = await issueLicenseKey(vendor.privateJwk, { licensee: 'bench', product: 'bench', seats: opts.seats, now: Date.now() });
+  }
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), main, 'serve', ...data, '--vendor-public-key', join(dir, 'vendor-public.jwk'), '--listen', `127.0.0.1:${opts.port ?? 0}`, '--http-listen', '127.0.0.1:0', ...(opts.extraArgs ?? [])], {
+    env: { ...process.env, FLOATD_MAX_CONNECTIONS: String(opts.maxConnections), FLOATD_LOG_FORMAT: 'json', FLOATD_LOG_LEVEL: 'info', ...opts.env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  let listeningAt = 0;
   const ports = await new Promise<Record<string, number>>((resolve, reject) => {
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
+    const onData = (d: Buffer) => {
       out += d.toString();
       const found: Record<string, number> = {};
       for (const m of out.matchAll(/"scheme":"(\w+)","address":"[^"]*","port":(\d+),"msg":"listening"/g)) found[m[1]!] ??= Number(m[2]);
-      if (found['http'] !== undefined) resolve(found);
+      if (found['tcp'] !== undefined && listeningAt === 0) listeningAt = performance.now();
+      if (found['http'] !== undefined) {
+        child.stdout!.off('data', onData);
+        child.stdout!.resume();
+        child.off('exit', onExit);
+        resolve(found);
+      }
+    };
+    const onExit = (code: number | null) => reject(new Error(`floatd exited ${code}: ${out}`));
+    child.stdout!.on('data', onData);
+    child.on('exit', onExit);
+  });
+  if (opts.restart !== true) {
+    await new Promise<void>((resolve, reject) => {
+      const add = spawn(process.execPath, [main, 'license', 'add', token, ...data], { stdio: 'ignore' });
+      add.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`license add exited ${code}`))));
     });
-    child.on('exit', (code) => reject(new Error(`floatd exited ${code}: ${out}`)));
-  });
-  await new Promise<void>((resolve, reject) => {
-    const add = spawn(process.execPath, [main, 'license', 'add', token, ...data], { stdio: 'inherit' });
-    add.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`license add exited ${code}`))));
-  });
+  }
   const probe = await Client.open(ports['tcp']!);
   await probe.request({ op: 'hello', v: 1, client: { user: 'probe', instance: 'probe' } });
   for (let i = 0; i < 100 && (await probe.request({ op: 'status' }))['mode'] !== 'licensed'; i++) await new Promise((r) => setTimeout(r, 100));
   probe.socket.destroy();
-  return { child, ports, port: ports['tcp']! };
+  return { child, ports, port: ports['tcp']!, listeningAt };
+}
+
+/** Stops a server (SIGTERM, or SIGKILL as a crash) and waits for it to exit. */
+export async function stopServer(server: BenchServer, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (server.child.exitCode !== null || server.child.signalCode !== null) return;
+  const exited = new Promise((r) => server.child.once('exit', r));
+  server.child.kill(signal);
+  await exited;
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc. */
+export function cpuSecondsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux).
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** This process's file-descriptor limits, from /proc. */
+export function fdLimits(): { soft: number; hard: number } {
+  const line = /Max open files\s+(\S+)\s+(\S+)/.exec(readFileSync('/proc/self/limits', 'utf8'));
+  const num = (v: string | undefined) => (v === undefined || v === 'unlimited' ? Infinity : Number(v));
+  return { soft: num(line?.[1]), hard: num(line?.[2]) };
+}
+
+/**
+ * Client source addresses: 127.0.0.2, 127.0.0.3, … (all of 127/8 is loopback on
+ * Linux). Each has its own ~28,000 ephemeral ports towards one server port.
+ */
+export let sourceAddresses = 8;
+export function setSourceAddresses(n: number): void {
+  sourceAddresses = Math.max(1, Math.min(250, n));
+}
+export function sourceAddress(i: number): string {
+  return `127.0.0.${2 + (i % sourceAddresses)}`;
 }
 
 export async function connectAll(port: number, n: number, prefix: string, userOf = (i: number) => `${prefix}${i}`, ca?: Buffer): Promise<Client[]> {
   const clients: Client[] = [];
   for (let i = 0; i < n; i += 200) {
-    const batch = await Promise.all(Array.from({ length: Math.min(200, n - i) }, () => Client.open(port, ca)));
+    const batch = await Promise.all(Array.from({ length: Math.min(200, n - i) }, (_, j) => Client.open(port, ca, sourceAddress(i + j))));
     await Promise.all(batch.map((c, j) => c.request({ op: 'hello', v: 1, client: { user: userOf(i + j), host: 'bench', instance: `${prefix}${i + j}` }, product: 'bench' })));
     clients.push(...batch);
   }

@@ -49,6 +49,9 @@ const DAY_MS = 86_400_000;
 const MAINTENANCE_MS = 1000;
 /** How often activations are checked against the host (and re-validated when due). */
 const ACTIVATION_CHECK_MS = 3_600_000;
+/** How long one slice of a sweep may hold the event loop. */
+const SWEEP_SLICE_MS = 10;
+
 export const RUNTIME_META = 'runtime';
 
 /** The running server as it records itself in its data directory. */
@@ -185,9 +188,11 @@ export class Floatd {
       this.clock,
       () => {
         if (!health.mayTry()) return;
-        const n = this.leases.sweep();
+        // Many leases expiring at once are swept a slice at a time, answering requests in between.
+        const { swept, more } = this.leases.sweepFor(SWEEP_SLICE_MS);
         health.succeeded();
-        if (n > 0) this.logger.debug({ expired: n }, 'leases expired');
+        if (swept > 0) this.logger.debug({ expired: swept }, 'leases expired');
+        return more;
       },
       () => {
         // In a storage fault, look again when the storage may be back rather than at an expiry already past.

@@ -42,14 +42,14 @@ export class ServerLeaseApi implements LeaseApi {
     const who = { ...caller, groups: this.deps.groupsOf(caller.user) };
     const outcome = await this.deps.batcher.submit(() => this.deps.leases.acquire(who, product));
     if (!outcome.ok) return outcome;
-    return { ok: true, renewed: outcome.renewed, lease: await this.wire(outcome.lease) };
+    return { ok: true, renewed: outcome.renewed, lease: this.wire(outcome.lease) };
   }
 
   async renew(caller: Caller, leaseId: string): Promise<Outcome<{ lease: WireLease }>> {
     const who = { ...caller, groups: this.deps.groupsOf(caller.user) };
     const outcome = await this.deps.batcher.submit(() => this.deps.leases.renew(who, leaseId));
     if (!outcome.ok) return outcome;
-    return { ok: true, lease: await this.wire(outcome.lease) };
+    return { ok: true, lease: this.wire(outcome.lease) };
   }
 
   async release(caller: Caller, leaseId: string): Promise<Outcome<{ released: boolean }>> {
@@ -73,8 +73,8 @@ export class ServerLeaseApi implements LeaseApi {
     for (const listener of this.listeners) listener({ lease, kind, reason });
   }
 
-  private async wire(lease: Lease): Promise<WireLease> {
-    const token = await this.deps.signer.sign(lease, lease.renewedAt);
+  private wire(lease: Lease): WireLease {
+    const token = this.deps.signer.sign(lease, lease.renewedAt);
     const now = this.deps.clock.now();
     const chain = this.deps.chainOf?.(lease.poolId);
     return {

@@ -93,14 +93,25 @@ export class LeaseService {
     return { seatsInUse: tx.countActive(pool.id, now), seatsTotal: pool.seats };
   }
 
-  private expireInTx(tx: LeaseTx, lease: Lease, now: number, ended: Array<[Lease, LeaseEndKind, string | null]>): void {
+  /**
+   * `active` caches running-lease counts per pool for a sweep: taking away an
+   * expired lease leaves the count of running ones as it was, so one count per
+   * pool serves every lease-log row of the sweep (instead of a count over the
+   * expired leases still to go, for each of them).
+   */
+  private expireInTx(tx: LeaseTx, lease: Lease, now: number, ended: Array<[Lease, LeaseEndKind, string | null]>, active?: Map<string, number>): void {
     tx.deleteLease(lease.id);
     const pool = this.pools.get(lease.poolId);
+    let inUse: number | null = null;
+    if (pool !== undefined) {
+      inUse = active?.get(pool.id) ?? tx.countActive(pool.id, now);
+      active?.set(pool.id, inUse);
+    }
     tx.appendEvent({
       ts: now,
       event: 'expired',
       ...who(lease),
-      seatsInUse: pool ? tx.countActive(pool.id, now) : null,
+      seatsInUse: inUse,
       seatsTotal: pool?.seats ?? null,
       message: `lease not renewed by ${new Date(lease.expiresAt).toISOString()}`,
     });
@@ -323,18 +334,31 @@ export class LeaseService {
 
   /** Ends every lease whose expiry has passed; returns how many. */
   sweep(): number {
+    return this.sweepFor(Infinity).swept;
+  }
+
+  /**
+   * Ends leases whose expiry has passed, in transactions of up to 500, until
+   * none is left or the transaction that used up `budgetMs` has committed;
+   * `more` says some are left (to sweep on a later turn of the event loop, so
+   * that requests are answered in between).
+   */
+  sweepFor(budgetMs: number): { swept: number; more: boolean } {
     const now = this.clock.now();
-    let total = 0;
+    const started = this.clock.monotonic();
+    let swept = 0;
     for (;;) {
       const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
+      const active = new Map<string, number>();
       const n = this.store.transact((tx) => {
         const expired = tx.expiredLeases(now, SWEEP_BATCH);
-        for (const lease of expired) this.expireInTx(tx, lease, now, ended);
+        for (const lease of expired) this.expireInTx(tx, lease, now, ended, active);
         return expired.length;
       });
       this.notify(ended);
-      total += n;
-      if (n < SWEEP_BATCH) return total;
+      swept += n;
+      if (n < SWEEP_BATCH) return { swept, more: false };
+      if (this.clock.monotonic() - started >= budgetMs) return { swept, more: true };
     }
   }
 

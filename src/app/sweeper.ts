@@ -14,7 +14,8 @@ export class Sweeper {
 
   constructor(
     private readonly clock: Clock,
-    private readonly sweep: () => void,
+    /** Sweeps; true when expired leases are left for another turn (they are swept again at once, after what waits). */
+    private readonly sweep: () => boolean | void,
     private readonly nextExpiry: () => number | undefined,
     private readonly onError: (err: unknown) => void,
     private readonly maxWaitMs = 60_000,
@@ -60,10 +61,17 @@ export class Sweeper {
     this.wakeAt = Infinity;
     if (this.dueAt !== null) this.lag(Math.max(0, this.clock.now() - this.dueAt) / 1000);
     this.dueAt = null;
+    let more = false;
     try {
-      this.sweep();
+      more = this.sweep() === true;
     } catch (err) {
       this.onError(err);
+    }
+    if (more && this.running) {
+      // The rest on the next turn: not a wake-up for an expiry, so no lag is measured for it.
+      this.wakeAt = this.clock.now();
+      this.timer = this.clock.setTimer(0, () => this.fire());
+      return;
     }
     const next = this.nextExpiry();
     this.arm(next === undefined ? Infinity : next);

@@ -137,6 +137,144 @@ export interface LogChainOptions {
   /** …or, by `checkpointLogIfDue`, after this long with new entries. */
   readonly everyMs: number;
 }
+/**
+ * Seats taken per pool (lease rows, expired or not yet swept), kept in memory
+ * so that granting and writing a lease-log row cost no COUNT: loaded from the
+ * lease table when the store opens and again whenever another process has
+ * committed (PRAGMA data_version), changed by this store's own inserts and
+ * deletes, and taken back with the savepoint or transaction that rolls back.
+ *
+ * Running = taken − expired. For the expired part each pool keeps a lower
+ * bound of its earliest expiry (while it is in the future nothing has
+ * expired: no statement at all), and the last count of expired leases with
+ * the time it was for: a later time adds only the leases expiring in between
+ * (an index range of a few rows), instead of counting every expired lease
+ * again, which matters while a large sweep is under way. Every change this
+ * store makes keeps that count exact; what it cannot tell (a lease's old
+ * expiry it has not read in this transaction) drops it.
+ */
+class SeatCounts {
+  private readonly held = new Map<string, number>();
+  private readonly earliest = new Map<string, number>();
+  private readonly expired = new Map<string, { at: number; n: number }>();
+  /** Expiries of leases read or written in the current outermost transaction. */
+  private readonly known = new Map<string, number>();
+  private readonly undo: Array<readonly [string, number]> = [];
+  private version = -1;
+
+  constructor(
+    private readonly dataVersion: () => number,
+    private readonly load: () => ReadonlyArray<readonly [string, number]>,
+    private readonly expiredIn: (poolId: string, now: number) => number,
+    private readonly expiringBetween: (poolId: string, after: number, upTo: number) => number,
+    private readonly earliestRunning: (poolId: string, now: number) => number,
+  ) {}
+
+  /** At the start of an outermost transaction: reload if another process committed since. */
+  sync(): void {
+    this.known.clear();
+    const v = this.dataVersion();
+    if (v === this.version) return;
+    this.version = v;
+    this.held.clear();
+    this.forgetExpiries();
+    for (const [pool, n] of this.load()) this.held.set(pool, n);
+  }
+
+  active(poolId: string, now: number): number {
+    const held = this.held.get(poolId) ?? 0;
+    if (held === 0) return 0;
+    if ((this.earliest.get(poolId) ?? -Infinity) > now) return held;
+    const last = this.expired.get(poolId);
+    const n = last === undefined || now < last.at ? this.expiredIn(poolId, now) : last.n + (now === last.at ? 0 : this.expiringBetween(poolId, last.at, now));
+    this.expired.set(poolId, { at: now, n });
+    // None expired: the earliest expiry of the pool's leases is a lower bound until a lease moves earlier.
+    if (n === 0) this.earliest.set(poolId, this.earliestRunning(poolId, now));
+    return held - n;
+  }
+
+  read(id: string, expiresAt: number): void {
+    this.known.set(id, expiresAt);
+  }
+
+  added(id: string, poolId: string, expiresAt: number): void {
+    this.change(poolId, 1);
+    this.lower(poolId, expiresAt);
+    this.countExpired(poolId, expiresAt, 1);
+    this.known.set(id, expiresAt);
+  }
+
+  removed(id: string, poolId: string, expiresAt: number): void {
+    this.change(poolId, -1);
+    this.countExpired(poolId, expiresAt, -1);
+    this.known.delete(id);
+  }
+
+  expiryMoved(id: string, poolId: string, expiresAt: number): void {
+    this.lower(poolId, expiresAt);
+    const before = this.known.get(id);
+    if (before === undefined) this.expired.delete(poolId);
+    else {
+      this.countExpired(poolId, before, -1);
+      this.countExpired(poolId, expiresAt, 1);
+    }
+    this.known.set(id, expiresAt);
+  }
+
+  /** Every expiry moved by the same amount: what was learnt of them is learnt again. */
+  expiriesShifted(): void {
+    this.forgetExpiries();
+  }
+
+  mark(): number {
+    return this.undo.length;
+  }
+
+  rollback(mark: number): void {
+    while (this.undo.length > mark) {
+      const [pool, delta] = this.undo.pop()!;
+      this.held.set(pool, (this.held.get(pool) ?? 0) - delta);
+    }
+    // What was learnt inside the rolled-back work may not hold for what is back.
+    this.forgetExpiries();
+  }
+
+  committed(): void {
+    this.undo.length = 0;
+  }
+
+  /** Counts from the lease table again at the next outermost transaction. */
+  reloadNextTime(): void {
+    this.version = -1;
+  }
+
+  snapshot(): Record<string, number> {
+    return Object.fromEntries([...this.held].filter(([, n]) => n !== 0));
+  }
+
+  private forgetExpiries(): void {
+    this.earliest.clear();
+    this.expired.clear();
+    this.known.clear();
+  }
+
+  private lower(poolId: string, expiresAt: number): void {
+    const bound = this.earliest.get(poolId);
+    if (bound !== undefined && expiresAt < bound) this.earliest.set(poolId, expiresAt);
+  }
+
+  /** A lease expiring at `expiresAt` came (+1) or went (−1): the kept count changes if it had expired by then. */
+  private countExpired(poolId: string, expiresAt: number, delta: number): void {
+    const last = this.expired.get(poolId);
+    if (last !== undefined && expiresAt <= last.at) last.n += delta;
+  }
+
+  private change(poolId: string, delta: number): void {
+    this.held.set(poolId, (this.held.get(poolId) ?? 0) + delta);
+    this.undo.push([poolId, delta]);
+  }
+}
+
 /** How many entries a report reads at a time. */
 const REPORT_CHUNK = 20_000;
 /** The entries reports read, by the number the report query gives each kind. */
@@ -195,6 +333,10 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
   private seenVersion = -1;
   private depth = 0;
   private versionChecked = false;
+  /** One transaction function each, made once (better-sqlite3 makes a savepoint of them inside a transaction). */
+  private readonly inTransaction: Database.Transaction<(fn: () => unknown) => unknown>;
+  private readonly seats: SeatCounts;
+  private syncSeats = false;
   /** Batches in progress (0 or 1: a batch never nests). */
   private batchDepth = 0;
   /** The first storage fault an operation of the batch in progress met. */
@@ -238,7 +380,6 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
       findByHolder: db.prepare<[string, string, string], LeaseRow>(
         'SELECT * FROM leases WHERE user = ? AND instance = ? AND product = ?',
       ),
-      inUse: db.prepare<[string], { in_use: number }>('SELECT in_use FROM pool_usage WHERE pool_id = ?'),
       expiredInPool: db.prepare<[string, number], { n: number }>(
         'SELECT COUNT(*) AS n FROM leases WHERE pool_id = ? AND expires_at <= ?',
       ),
@@ -261,9 +402,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
         `INSERT INTO leases (id, pool_id, product, user, host, instance, remote, listener, granted_at, renewed_at, expires_at, lease_ms)
          VALUES (@id, @poolId, @product, @user, @host, @instance, @remote, @listener, @grantedAt, @renewedAt, @expiresAt, @leaseMs)`,
       ),
-      updateExpiry: db.prepare<[number, number, string]>('UPDATE leases SET renewed_at = ?, expires_at = ? WHERE id = ?'),
       shiftExpiries: db.prepare<[number, number]>('UPDATE leases SET renewed_at = renewed_at + ?, expires_at = expires_at + ?'),
-      deleteLease: db.prepare<[string]>('DELETE FROM leases WHERE id = ?'),
       expired: db.prepare<[number, number], LeaseRow>(
         'SELECT * FROM leases WHERE expires_at <= ? ORDER BY expires_at LIMIT ?',
       ),
@@ -277,7 +416,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?${extMarks}, ?, ?)`,
       ),
       chainHead: db.prepare<[], { id: number; hash: string | null; ts: number }>('SELECT id, hash, ts FROM events ORDER BY id DESC LIMIT 1'),
-      dataVersion: db.prepare('PRAGMA data_version').pluck(),
+      dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
       lastCheckpoint: db.prepare<[], { event_id: number; ts: number }>('SELECT event_id, ts FROM log_checkpoints ORDER BY event_id DESC LIMIT 1'),
       sameDenial: db.prepare<unknown[], { id: number }>(
         `SELECT id FROM events WHERE event = 'denied' AND remote = ? AND ts >= ? AND listener IS ? AND user IS ? AND host IS ?
@@ -300,18 +439,39 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
       pruneBoundary: db.prepare<[number], { id: number }>('SELECT id FROM events WHERE ts >= ? ORDER BY ts, id LIMIT 1'),
       pruneEvents: db.prepare<[number, number]>('DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < ? ORDER BY id LIMIT ?)'),
       pruneCheckpoints: db.prepare('DELETE FROM log_checkpoints WHERE event_id < (SELECT MIN(id) FROM events)'),
+      expiringBetween: db.prepare<[string, number, number], number>('SELECT COUNT(*) FROM leases WHERE pool_id = ? AND expires_at > ? AND expires_at <= ?').pluck(),
+      leasesPerPool: db.prepare<[], { pool_id: string; n: number }>('SELECT pool_id, COUNT(*) AS n FROM leases GROUP BY pool_id'),
+      updateExpiryOf: db.prepare<[number, number, string], { pool_id: string }>('UPDATE leases SET renewed_at = ?, expires_at = ? WHERE id = ? RETURNING pool_id'),
+      deleteLeaseOf: db.prepare<[string], { pool_id: string; expires_at: number }>('DELETE FROM leases WHERE id = ? RETURNING pool_id, expires_at'),
     };
     const s = this.stmt;
+    this.inTransaction = db.transaction((fn: () => unknown) => {
+      // Inside the outermost transaction, so no other process can commit between the check and the work.
+      if (this.syncSeats) {
+        this.syncSeats = false;
+        this.seats.sync();
+      }
+      return fn();
+    });
+    this.seats = new SeatCounts(
+      () => s.dataVersion.get()!,
+      () => s.leasesPerPool.all().map((r) => [r.pool_id, r.n] as const),
+      (poolId, now) => s.expiredInPool.get(poolId, now)!.n,
+      (poolId, after, upTo) => s.expiringBetween.get(poolId, after, upTo)!,
+      (poolId, now) => s.poolMinExpiry.get(poolId, now)!.t ?? Infinity,
+    );
     this.tx = {
       findLease: (id) => {
         const r = s.findLease.get(id);
+        if (r !== undefined) this.seats.read(r.id, r.expires_at);
         return r && toLease(r);
       },
       findLeaseByHolder: (user, instance, product) => {
         const r = s.findByHolder.get(user, instance, product);
+        if (r !== undefined) this.seats.read(r.id, r.expires_at);
         return r && toLease(r);
       },
-      countActive: (poolId, now) => (s.inUse.get(poolId)?.in_use ?? 0) - s.expiredInPool.get(poolId, now)!.n,
+      countActive: (poolId, now) => this.seats.active(poolId, now),
       countHeld: (listener, user, now, product) =>
         (product === undefined ? s.countHeld.get(user, listener, now) : s.countHeldOfProduct.get(user, listener, now, product))!.n,
       countGrantsSince: (listener, user, sinceMs, product) =>
@@ -326,15 +486,25 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
       },
       insertLease: (lease) => {
         s.insertLease.run(lease);
+        this.seats.added(lease.id, lease.poolId, lease.expiresAt);
       },
       updateExpiry: (id, renewedAt, expiresAt) => {
-        s.updateExpiry.run(renewedAt, expiresAt, id);
+        const row = s.updateExpiryOf.get(renewedAt, expiresAt, id);
+        if (row !== undefined) this.seats.expiryMoved(id, row.pool_id, expiresAt);
       },
-      shiftExpiries: (deltaMs) => s.shiftExpiries.run(deltaMs, deltaMs).changes,
+      shiftExpiries: (deltaMs) => {
+        this.seats.expiriesShifted();
+        return s.shiftExpiries.run(deltaMs, deltaMs).changes;
+      },
       deleteLease: (id) => {
-        s.deleteLease.run(id);
+        const row = s.deleteLeaseOf.get(id);
+        if (row !== undefined) this.seats.removed(id, row.pool_id, row.expires_at);
       },
-      expiredLeases: (now, limit) => s.expired.all(now, limit).map(toLease),
+      expiredLeases: (now, limit) =>
+        s.expired.all(now, limit).map((r) => {
+          this.seats.read(r.id, r.expires_at);
+          return toLease(r);
+        }),
       appendEvent: (event) => this.appendChained(event),
       recordDenial: (event, window) => this.recordDenial(event, window),
     };
@@ -537,7 +707,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
     }
     try {
       // Inside batch() better-sqlite3 turns this into a SAVEPOINT.
-      return this.committing(() => this.guard(() => this.commits.within(() => this.db.transaction(() => this.guarded(() => fn(this.tx))).immediate())));
+      return this.committing(() => this.guard(() => this.commits.within(() => this.seatsFollow(() => this.inTransaction.immediate(() => this.guarded(() => fn(this.tx))) as T))));
     } catch (err) {
       if (this.batchDepth > 0 && isFloatdError(err) && err.code === 'UNAVAILABLE') this.batchFault ??= err;
       throw err;
@@ -550,21 +720,44 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
     try {
       this.committing(() => this.guard(() =>
         this.commits.within(() =>
-          this.db
-            .transaction(() => this.guarded(() => {
+          this.seatsFollow(() =>
+            this.inTransaction.immediate(() => this.guarded(() => {
               fn();
               // A fault SQLite answered by rolling back the whole transaction: the batch is lost, say why.
               if (!this.db.inTransaction) {
                 throw this.batchFault ?? new FloatdError('UNAVAILABLE', `storage unavailable: the transaction was rolled back by SQLite (${this.file})`, { reason: 'io-error' });
               }
-            }))
-            .immediate(),
+            })),
+          ),
         ),
       ));
     } finally {
       this.batchDepth--;
       this.batchFault = null;
     }
+  }
+
+  /** Runs one transaction level; the seat counts it changed are taken back if it rolls back. */
+  private seatsFollow<T>(level: () => T): T {
+    const outermost = !this.db.inTransaction;
+    this.syncSeats = outermost;
+    const mark = this.seats.mark();
+    let result: T;
+    try {
+      result = level();
+    } catch (err) {
+      this.seats.rollback(mark);
+      // A failed outermost transaction (a storage fault, perhaps): count again from the table next time.
+      if (outermost) this.seats.reloadNextTime();
+      throw err;
+    }
+    if (outermost) this.seats.committed();
+    return result;
+  }
+
+  /** The seats taken per pool as kept in memory, and as the lease table has them: equal unless something is wrong. */
+  seatCounts(): { inMemory: Record<string, number>; inDatabase: Record<string, number> } {
+    return { inMemory: this.seats.snapshot(), inDatabase: Object.fromEntries(this.stmt.leasesPerPool.all().map((r) => [r.pool_id, r.n])) };
   }
 
   /**
