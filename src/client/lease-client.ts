@@ -19,6 +19,8 @@ import { TransportError, type Reply, type ReplyError, type Transport } from './t
 export const DEFAULT_RETRY_INTERVAL_MS = 10_000;
 /** The longest wait a server's `retryAfterMs` can ask of an acquire before it tries again. */
 const MAX_SERVER_RETRY_AFTER_MS = 60_000;
+/** Denials whose `retryAfterMs` sets the earliest next try. */
+const SERVER_PACED = new Set(['UNAVAILABLE', 'TOO_MANY_REQUESTS']);
 
 export interface LeaseClientOptions {
   /**
@@ -412,8 +414,9 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
 
   private retryOrFail(denial: DenialInfo & { permanent: boolean }, serverRetryAfterMs?: unknown): void {
     const retry = !denial.permanent && this.retryMs > 0;
-    // A server that says when to come back (storage fault, rate limit) is believed, within a minute.
-    const wait = typeof serverRetryAfterMs === 'number' && Number.isFinite(serverRetryAfterMs) && serverRetryAfterMs > 0
+    // A server that says not to come back before some time (storage fault, rate limit) is believed, within a
+    // minute; other hints (the next expiry, for NO_FREE_SEATS) leave the client's own retry interval in charge.
+    const wait = SERVER_PACED.has(denial.code) && typeof serverRetryAfterMs === 'number' && Number.isFinite(serverRetryAfterMs) && serverRetryAfterMs > 0
       ? Math.min(serverRetryAfterMs, MAX_SERVER_RETRY_AFTER_MS)
       : this.retryMs;
     this.emit('denied', { code: denial.code, message: denial.message, ...(denial.reason ? { reason: denial.reason } : {}), retryInMs: retry ? wait : null });
