@@ -2,6 +2,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/domain/errors.js';
+import { LEASE_EVENTS } from '../../src/domain/events.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const SRC = join(ROOT, 'src');
@@ -81,5 +82,15 @@ describe('architecture', () => {
     expect(ERROR_CODES.filter((code) => !documented.includes(code))).toEqual([]);
     expect(documented.filter((code) => !(ERROR_CODES as readonly string[]).includes(code))).toEqual([]);
     expect(new Set(documented).size).toBe(documented.length);
+  });
+
+  it('documents every lease-log event in docs/lease-log.md, and no event that does not exist', () => {
+    const doc = readFileSync(join(ROOT, 'docs', 'lease-log.md'), 'utf8');
+    const section = doc.slice(doc.indexOf('## Events and fields'), doc.indexOf('\n## ', doc.indexOf('## Events and fields') + 1));
+    const rows = [...section.matchAll(/^\| (`[a-z-]+`(?:, `[a-z-]+`)*) \|/gm)].flatMap((m) => [...m[1]!.matchAll(/`([a-z-]+)`/g)].map((n) => n[1]!));
+    const fields = new Set(['id', 'ts', 'event', 'product', 'user', 'host', 'instance', 'remote', 'listener', 'code', 'reason', 'message', 'actor', 'count']);
+    const documented = rows.filter((r) => !fields.has(r));
+    expect(LEASE_EVENTS.filter((e) => !documented.includes(e))).toEqual([]);
+    expect(documented.filter((e) => !(LEASE_EVENTS as readonly string[]).includes(e))).toEqual([]);
   });
 });
