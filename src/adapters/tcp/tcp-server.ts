@@ -1,4 +1,6 @@
+import { closeSync, openSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { devNull } from 'node:os';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { ErrorCode } from '../../domain/errors.js';
 import { closeServer, listenOn } from '../net/listen.js';
@@ -23,14 +25,20 @@ export interface TcpServerOptions {
   readonly listeners: readonly TcpListenerOptions[];
   readonly frameMaxBytes: number;
   readonly handshakeTimeoutMs: number;
-  /** 0 turns the idle timeout off. */
+  /** A connection with no complete request for this long is closed; 0 turns the idle timeout off. */
   readonly idleTimeoutMs: number;
   readonly maxConnections: number;
+  /** Open connections per client address (the PROXY header's, on PROXY-protocol listeners); 0 or absent: no limit. */
+  readonly maxConnectionsPerAddress?: number;
   readonly backlog: number;
   /** 0 turns TCP keepalive off. */
   readonly keepAliveMs: number;
-  /** A peer that leaves this much unread output is dropped. */
-  readonly maxPendingWriteBytes?: number;
+  /** A connection is not read while more than this many bytes of its replies are unsent (64 KiB). */
+  readonly replyBufferBytes?: number;
+  /** Past this many unsent bytes across all connections, those holding the most are not read either (32 MiB). */
+  readonly replyBufferTotalBytes?: number;
+  /** A connection paused for its unsent replies that does not drain them within this time is dropped (30 s). */
+  readonly drainTimeoutMs?: number;
   /** Certificate, key and client-certificate policy of the `tls` listeners. */
   readonly tls?: TlsContext | null;
   /** Told of each answered request: its op, the transport and how long it took (seconds). */
@@ -77,14 +85,46 @@ export interface TcpServerEvents {
   connectionRefused?(remote: string): void;
   /** A connection on a PROXY-protocol listener was closed for want of a valid header from a trusted proxy. */
   proxyRefused?(refusal: ProxyRefusal): void;
+  /** A connection was turned away because its address holds `maxConnectionsPerAddress` connections. */
+  addressLimited?(remote: string, limit: number): void;
+  /** A connection stopped being read because too many of its replies are unsent. */
+  paused?(conn: Connection, unsentBytes: number): void;
+  /** A connection was dropped because its unsent replies did not drain in time. */
+  slowReaderDropped?(conn: Connection, unsentBytes: number): void;
+  /** The process is out of file descriptors: new connections are reset by the kernel before floatd sees them. */
+  descriptorsExhausted?(code: string, connections: number): void;
+}
+
+/** What the backpressure machinery holds now, for metrics. */
+export interface BackpressureState {
+  /** Bytes of replies written by floatd but not yet taken by the kernel, over all connections. */
+  readonly unsentBytes: number;
+  /** Connections not read now because of their unsent replies. */
+  readonly pausedConnections: number;
 }
 
 const MAX_BAD_FRAMES = 10;
+/** Requests of one connection handled in one turn of the event loop before the other connections get theirs. */
+const REQUESTS_PER_SLICE = 16;
+/** Requests of one connection awaiting their replies at once; past this the connection's next request waits. */
+const MAX_IN_FLIGHT = 32;
+/** How often the server checks whether the process has run out of file descriptors. */
+const DESCRIPTOR_PROBE_MS = 1000;
+
+type Pending = { readonly kind: 'line'; readonly text: string } | { readonly kind: 'too-large' };
 
 /**
  * The raw TCP listener(s): NDJSON framing, handshake and idle timeouts,
- * connection cap, back-pressure on slow readers. The protocol itself is
- * the handler's business.
+ * connection caps, backpressure on slow readers, and fairness between
+ * connections. The protocol itself is the handler's business.
+ *
+ * Backpressure: a connection is not read while more than `replyBufferBytes`
+ * of its replies are unsent (nor are the requests it already sent handled),
+ * and is read again once they drain to half that; one that stays paused for
+ * `drainTimeoutMs` is dropped. Past `replyBufferTotalBytes` unsent over all
+ * connections, every connection holding at least the average is paused too.
+ * Fairness: each connection has at most 32 requests awaiting replies, and at
+ * most 16 of its requests are handled per turn of the event loop.
  */
 export class TcpServer {
   private servers: Array<{ server: Server; name: string }> = [];
@@ -96,6 +136,15 @@ export class TcpServer {
   private inFlight = 0;
   private idleWaiters: Array<() => void> = [];
   private stopping = false;
+  private readonly perAddress = new Map<string, number>();
+  /** Unsent reply bytes over all connections, and how many connections have any. */
+  private unsent = 0;
+  private withUnsent = 0;
+  private pausedNow = 0;
+  /** Wakers of the connections paused for their output: run when the total falls back under its cap. */
+  private readonly outputWaiters = new Set<() => void>();
+  private overTotal = false;
+  private probe: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly options: TcpServerOptions,
@@ -119,14 +168,30 @@ export class TcpServer {
       await this.closeServers();
       throw err;
     }
+    this.probe = setInterval(() => this.probeDescriptors(), DESCRIPTOR_PROBE_MS);
+    this.probe.unref();
     return bound;
   }
 
+  /**
+   * Out of file descriptors, the kernel's accept fails and libuv resets the
+   * waiting connections itself, telling nobody: so look whether one more
+   * descriptor can be had.
+   */
+  private probeDescriptors(): void {
+    try {
+      closeSync(openSync(devNull, 'r'));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EMFILE' || code === 'ENFILE') this.events.descriptorsExhausted?.(code, this.sockets.size);
+    }
+  }
+
   private createServer(l: TcpListenerOptions): Server {
-    const socketOptions = { noDelay: true, keepAlive: this.options.keepAliveMs > 0, keepAliveInitialDelay: this.options.keepAliveMs };
-    // allowHalfOpen: a client that sends its requests and then shuts its side (nc -N) still gets every reply.
-    // (Not under TLS: there a peer's end is the end of the session, and a half-open handshake must not linger.)
-    if (!l.tls) return this.track(createServer({ ...socketOptions, allowHalfOpen: true }, (s) => this.accept(s, l.name, false, null)), l);
+    // allowHalfOpen: a client that sends its requests and then shuts its sending side (nc -N) still gets
+    // every reply, inside TLS too (a TLS handshake the peer gave up on is ended by the handshake timeout).
+    const socketOptions = { noDelay: true, keepAlive: this.options.keepAliveMs > 0, keepAliveInitialDelay: this.options.keepAliveMs, allowHalfOpen: true };
+    if (!l.tls) return this.track(createServer(socketOptions, (s) => this.accept(s, l.name, false, null)), l);
     const context = this.options.tls;
     if (!context) throw new Error(`listener "${l.name}" is tls:// but no certificate is configured`);
     const server = createTlsServer({ ...socketOptions, ...context.serverOptions(this.options.handshakeTimeoutMs) }, (s: TLSSocket) => {
@@ -159,42 +224,142 @@ export class TcpServer {
       this.raw.add(raw);
       raw.once('close', () => this.raw.delete(raw));
     });
+    server.on('error', (err: NodeJS.ErrnoException) => {
+      // Accept failing for want of descriptors (when libuv cannot shed the connection itself).
+      if (err.code === 'EMFILE' || err.code === 'ENFILE') this.events.descriptorsExhausted?.(err.code, this.sockets.size);
+    });
     return server;
+  }
+
+  /** Answers a connection that is not taken with one error line, and closes it. */
+  private turnAway(socket: Socket, code: ErrorCode, message: string): void {
+    socket.on('error', () => {});
+    socket.end(encodeFrame(wireError(undefined, code, message)));
+    socket.destroySoon();
   }
 
   private accept(socket: Socket, listener: string, tls: boolean, peer: PeerCertificate | null): void {
     if (this.suspension.has(listener) && !this.stopping) {
-      socket.end(encodeFrame(wireError(undefined, 'SUSPENDED', `listener "${listener}" is suspended for maintenance and takes no new connections; connect to another server, or retry later`)));
-      socket.destroySoon();
-      socket.on('error', () => {});
+      this.turnAway(socket, 'SUSPENDED', `listener "${listener}" is suspended for maintenance and takes no new connections; connect to another server, or retry later`);
       return;
     }
     if (this.stopping || this.sockets.size >= this.options.maxConnections) {
       if (!this.stopping) this.events.connectionRefused?.(socket.remoteAddress ?? 'unknown');
-      socket.end(encodeFrame(wireError(undefined, this.stopping ? 'SHUTTING_DOWN' : 'TOO_MANY_CONNECTIONS',
-        this.stopping ? 'the server is shutting down' : `the server holds its maximum of ${this.options.maxConnections} connections; retry later`)));
-      socket.destroySoon();
-      socket.on('error', () => {});
+      this.turnAway(socket, this.stopping ? 'SHUTTING_DOWN' : 'TOO_MANY_CONNECTIONS',
+        this.stopping ? 'the server is shutting down' : `the server holds its maximum of ${this.options.maxConnections} connections; retry later`);
       return;
     }
-    this.sockets.add(socket);
     const remoteAddress = proxiedAddress(socket) ?? socket.remoteAddress ?? 'unknown';
     const remote = remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress;
+    const perAddress = this.options.maxConnectionsPerAddress ?? 0;
+    const fromAddress = this.perAddress.get(remote) ?? 0;
+    if (perAddress > 0 && fromAddress >= perAddress) {
+      this.events.addressLimited?.(remote, perAddress);
+      this.turnAway(socket, 'TOO_MANY_CONNECTIONS', `${remote} holds its maximum of ${perAddress} connections (maxConnectionsPerAddress); close one, or retry later`);
+      return;
+    }
+    this.perAddress.set(remote, fromAddress + 1);
+    this.sockets.add(socket);
+    const bound = this.options.replyBufferBytes ?? 64 << 10;
+    const total = this.options.replyBufferTotalBytes ?? 32 << 20;
+    const drainMs = this.options.drainTimeoutMs ?? 30_000;
+    // Replies beyond the bound come only from requests already in flight and from pushes; far beyond, something is wrong.
+    const hardLimit = Math.max(1 << 20, 16 * bound);
     const decoder = new NdjsonDecoder(this.options.frameMaxBytes);
-    const maxPending = this.options.maxPendingWriteBytes ?? 4 << 20;
+    const queue: Pending[] = [];
     let badFrames = 0;
     let closed = false;
-    let replying = 0;
+    /** No more requests are handled: the connection is closing after an error. */
+    let finished = false;
+    let inFlight = 0;
     let peerEnded = false;
-    // The peer finished sending: close our side once every reply it asked for is out.
-    const endWhenAnswered = () => {
-      if (peerEnded && replying === 0 && !closed) socket.end();
-    };
-    socket.on('end', () => {
-      peerEnded = true;
-      endWhenAnswered();
-    });
+    let accounted = 0;
+    let outputPaused = false;
+    let scheduled = false;
+    let drainTimer: NodeJS.Timeout | undefined;
+    let linger: NodeJS.Timeout | undefined;
     let handshake: NodeJS.Timeout | undefined;
+    let idle: NodeJS.Timeout | undefined;
+
+    /** Brings this connection's share of the unsent total up to date (after every write, and when it completes). */
+    const account = () => {
+      const now = closed ? 0 : socket.writableLength;
+      if (now === accounted) return;
+      this.unsent += now - accounted;
+      if (accounted === 0) this.withUnsent++;
+      else if (now === 0) this.withUnsent--;
+      accounted = now;
+      if (this.overTotal && this.unsent <= total) {
+        this.overTotal = false;
+        for (const wake of [...this.outputWaiters]) wake();
+      } else if (this.unsent > total) {
+        this.overTotal = true;
+      }
+    };
+    const outputBlocked = (): boolean => {
+      if (closed) return false;
+      if (accounted > (outputPaused ? bound / 2 : bound)) return true;
+      // Over the total: the connections holding at least the average share wait.
+      return this.unsent > total && accounted > 0 && accounted * this.withUnsent >= this.unsent;
+    };
+    const schedule = () => {
+      if (scheduled || closed) return;
+      scheduled = true;
+      setImmediate(pump);
+    };
+    const wake = () => schedule();
+    /** Starts or ends a pause for unsent output; true while paused. */
+    const checkOutput = (): boolean => {
+      const blocked = outputBlocked();
+      if (blocked && !outputPaused) {
+        outputPaused = true;
+        this.pausedNow++;
+        this.outputWaiters.add(wake);
+        this.events.paused?.(conn, accounted);
+        drainTimer = setTimeout(() => {
+          if (closed) return;
+          this.events.protocolError?.(conn, 'IDLE_TIMEOUT', `peer is not reading its replies (${accounted} bytes unsent for ${drainMs / 1000} s)`);
+          this.events.slowReaderDropped?.(conn, accounted);
+          socket.destroy();
+        }, drainMs);
+        drainTimer.unref();
+      } else if (!blocked && outputPaused) {
+        unpause();
+      }
+      return blocked;
+    };
+    const unpause = () => {
+      if (!outputPaused) return;
+      outputPaused = false;
+      this.pausedNow--;
+      this.outputWaiters.delete(wake);
+      clearTimeout(drainTimer);
+    };
+    /** Reads from the socket only while there is nothing queued and its replies flow (or to discard input once finished). */
+    const flow = () => {
+      if (closed) return;
+      if (finished || (queue.length === 0 && !outputPaused)) socket.resume();
+      else socket.pause();
+    };
+    const afterWrite = () => {
+      account();
+      if (outputPaused) schedule();
+    };
+    // The peer finished sending: close our side once every request it sent is answered.
+    const endWhenAnswered = () => {
+      if (peerEnded && inFlight === 0 && (queue.length === 0 || finished) && !closed) socket.end();
+    };
+    /** Ends the connection after the replies so far, and destroys it if the peer does not close in time. */
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      queue.length = 0;
+      socket.end();
+      linger = setTimeout(() => socket.destroy(), this.options.handshakeTimeoutMs);
+      linger.unref();
+      flow();
+    };
+
     const conn: Connection = {
       id: this.nextId++,
       remote,
@@ -207,10 +372,12 @@ export class TcpServer {
         handshake = undefined;
       },
       send: (message) => {
-        if (closed || socket.destroyed) return;
-        socket.write(encodeFrame(message));
-        if (socket.writableLength > maxPending) {
-          this.events.protocolError?.(conn, 'IDLE_TIMEOUT', 'peer is not reading its replies');
+        if (closed || socket.destroyed || socket.writableEnded) return;
+        socket.write(encodeFrame(message), afterWrite);
+        account();
+        if (accounted > hardLimit) {
+          this.events.protocolError?.(conn, 'IDLE_TIMEOUT', `peer is not reading its replies (${accounted} bytes unsent)`);
+          this.events.slowReaderDropped?.(conn, accounted);
           socket.destroy();
         }
       },
@@ -222,47 +389,95 @@ export class TcpServer {
       this.events.protocolError?.(conn, code, message);
       conn.send(wireError(id, code, message));
     };
+
+    /** Handles queued requests: a slice per turn, while replies flow and not too many await theirs. */
+    const pump = () => {
+      scheduled = false;
+      if (closed) return;
+      let handled = 0;
+      // Once our side is ended (the server stops), nothing more can be answered.
+      if (socket.writableEnded) queue.length = 0;
+      while (queue.length > 0 && !finished) {
+        if (checkOutput() || inFlight >= MAX_IN_FLIGHT) break;
+        if (handled >= REQUESTS_PER_SLICE) {
+          schedule();
+          break;
+        }
+        handled++;
+        handle(queue.shift()!);
+      }
+      if (queue.length === 0) checkOutput();
+      flow();
+      endWhenAnswered();
+    };
+    const handle = (item: Pending) => {
+      if (item.kind === 'too-large') {
+        fail('FRAME_TOO_LARGE', `a line may hold at most ${this.options.frameMaxBytes} bytes`);
+        finish();
+        return;
+      }
+      const parsed = parseFrame(item.text);
+      if (!parsed.ok) {
+        fail('BAD_REQUEST', parsed.message);
+        if (++badFrames >= MAX_BAD_FRAMES) finish();
+        return;
+      }
+      badFrames = 0;
+      this.dispatch(conn, parsed.message, () => inFlight++, () => {
+        inFlight--;
+        if (queue.length > 0) schedule();
+        endWhenAnswered();
+      });
+    };
+
+    socket.on('end', () => {
+      peerEnded = true;
+      endWhenAnswered();
+    });
     handshake = setTimeout(() => {
       fail('HANDSHAKE_TIMEOUT', `no hello within ${this.options.handshakeTimeoutMs / 1000} s`);
-      socket.end();
+      finish();
     }, this.options.handshakeTimeoutMs);
     handshake.unref();
     if (this.options.idleTimeoutMs > 0) {
-      socket.setTimeout(this.options.idleTimeoutMs, () => {
+      // Complete requests count, not bytes: a byte now and then does not keep a connection open.
+      idle = setTimeout(() => {
+        if (finished) return;
         fail('IDLE_TIMEOUT', `no request for ${this.options.idleTimeoutMs / 1000} s`);
-        socket.end();
-      });
+        finish();
+      }, this.options.idleTimeoutMs);
+      idle.unref();
     }
     socket.on('data', (data: Buffer) => {
+      if (finished) return;
       for (const frame of decoder.push(data)) {
-        if (frame.kind === 'too-large') {
-          fail('FRAME_TOO_LARGE', `a line may hold at most ${this.options.frameMaxBytes} bytes`);
-          socket.end();
-          socket.pause();
-          return;
-        }
-        const parsed = parseFrame(frame.text);
-        if (!parsed.ok) {
-          fail('BAD_REQUEST', parsed.message);
-          if (++badFrames >= MAX_BAD_FRAMES) socket.end();
-          continue;
-        }
-        badFrames = 0;
-        this.dispatch(conn, parsed.message, () => replying++, () => {
-          replying--;
-          endWhenAnswered();
-        });
+        idle?.refresh();
+        queue.push(frame.kind === 'line' ? frame : { kind: 'too-large' });
       }
+      pump();
     });
     socket.on('error', () => {
       // Resets and the like: the close handler below does the cleanup.
     });
     socket.on('close', () => {
       closed = true;
-      if (handshake !== undefined) clearTimeout(handshake);
+      queue.length = 0;
+      clearTimeout(handshake);
+      clearTimeout(idle);
+      clearTimeout(linger);
+      unpause();
+      account();
       this.sockets.delete(socket);
+      const left = (this.perAddress.get(remote) ?? 1) - 1;
+      if (left > 0) this.perAddress.set(remote, left);
+      else this.perAddress.delete(remote);
       this.handler.onClose?.(conn);
     });
+  }
+
+  /** Unsent replies and paused connections now (for metrics). */
+  backpressure(): BackpressureState {
+    return { unsentBytes: this.unsent, pausedConnections: this.pausedNow };
   }
 
   /** Open NDJSON connections (for metrics). */
@@ -318,6 +533,7 @@ export class TcpServer {
   async stop(graceMs = 5000): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    clearInterval(this.probe);
     const closing = this.closeServers();
     if (this.inFlight > 0) {
       await Promise.race([
