@@ -6,7 +6,7 @@ import type { ErrorCode } from '../../domain/errors.js';
 import { closeServer, listenOn } from '../net/listen.js';
 import { proxiedAddress, requireProxyProtocol, type ProxyProtocolSettings, type ProxyRefusal } from '../net/proxy-protocol.js';
 import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/tls-context.js';
-import { NdjsonDecoder, encodeFrame, parseFrame } from './ndjson-codec.js';
+import { NdjsonDecoder, encodeFrame, parseFrame, type DecodeResult } from './ndjson-codec.js';
 import { Suspension } from '../net/suspension.js';
 import { wireError } from './wire-errors.js';
 
@@ -110,8 +110,6 @@ const REQUESTS_PER_SLICE = 16;
 const MAX_IN_FLIGHT = 32;
 /** How often the server checks whether the process has run out of file descriptors. */
 const DESCRIPTOR_PROBE_MS = 1000;
-
-type Pending = { readonly kind: 'line'; readonly text: string } | { readonly kind: 'too-large' };
 
 /**
  * The raw TCP listener(s): NDJSON framing, handshake and idle timeouts,
@@ -266,7 +264,10 @@ export class TcpServer {
     // Replies beyond the bound come only from requests already in flight and from pushes; far beyond, something is wrong.
     const hardLimit = Math.max(1 << 20, 16 * bound);
     const decoder = new NdjsonDecoder(this.options.frameMaxBytes);
-    const queue: Pending[] = [];
+    // Bytes read but not yet handled: requests are cut from them one at a time, as they are handled,
+    // so a connection that sent a lot while paused holds one read's bytes, not thousands of parsed frames.
+    let unread: Buffer | undefined;
+    let unreadFrom = 0;
     let badFrames = 0;
     let closed = false;
     /** No more requests are handled: the connection is closing after an error. */
@@ -338,7 +339,7 @@ export class TcpServer {
     /** Reads from the socket only while there is nothing queued and its replies flow (or to discard input once finished). */
     const flow = () => {
       if (closed) return;
-      if (finished || (queue.length === 0 && !outputPaused)) socket.resume();
+      if (finished || (unread === undefined && !outputPaused)) socket.resume();
       else socket.pause();
     };
     const afterWrite = () => {
@@ -347,13 +348,13 @@ export class TcpServer {
     };
     // The peer finished sending: close our side once every request it sent is answered.
     const endWhenAnswered = () => {
-      if (peerEnded && inFlight === 0 && (queue.length === 0 || finished) && !closed) socket.end();
+      if (peerEnded && inFlight === 0 && (unread === undefined || finished) && !closed) socket.end();
     };
     /** Ends the connection after the replies so far, and destroys it if the peer does not close in time. */
     const finish = () => {
       if (finished) return;
       finished = true;
-      queue.length = 0;
+      unread = undefined;
       socket.end();
       linger = setTimeout(() => socket.destroy(), this.options.handshakeTimeoutMs);
       linger.unref();
@@ -390,27 +391,46 @@ export class TcpServer {
       conn.send(wireError(id, code, message));
     };
 
-    /** Handles queued requests: a slice per turn, while replies flow and not too many await theirs. */
+    /** The next complete line of the unread bytes (or a too-large line), if they hold one; a partial line goes to the decoder. */
+    const nextFrame = (): DecodeResult | undefined => {
+      const data = unread!;
+      const nl = data.indexOf(10, unreadFrom);
+      let piece: Buffer;
+      if (nl < 0) {
+        piece = data.subarray(unreadFrom);
+        unread = undefined;
+      } else {
+        piece = data.subarray(unreadFrom, nl + 1);
+        unreadFrom = nl + 1;
+        if (unreadFrom >= data.length) unread = undefined;
+      }
+      return decoder.push(piece)[0];
+    };
+    /** Handles unread requests: a slice per turn, while replies flow and not too many await theirs. */
     const pump = () => {
       scheduled = false;
       if (closed) return;
       let handled = 0;
       // Once our side is ended (the server stops), nothing more can be answered.
-      if (socket.writableEnded) queue.length = 0;
-      while (queue.length > 0 && !finished) {
+      if (socket.writableEnded) unread = undefined;
+      while (unread !== undefined && !finished) {
         if (checkOutput() || inFlight >= MAX_IN_FLIGHT) break;
         if (handled >= REQUESTS_PER_SLICE) {
           schedule();
           break;
         }
+        const frame = nextFrame();
+        if (frame === undefined) continue;
+        // Complete requests count, not bytes: a byte now and then does not keep a connection open.
+        idle?.refresh();
         handled++;
-        handle(queue.shift()!);
+        handle(frame);
       }
-      if (queue.length === 0) checkOutput();
+      if (unread === undefined) checkOutput();
       flow();
       endWhenAnswered();
     };
-    const handle = (item: Pending) => {
+    const handle = (item: DecodeResult) => {
       if (item.kind === 'too-large') {
         fail('FRAME_TOO_LARGE', `a line may hold at most ${this.options.frameMaxBytes} bytes`);
         finish();
@@ -425,7 +445,7 @@ export class TcpServer {
       badFrames = 0;
       this.dispatch(conn, parsed.message, () => inFlight++, () => {
         inFlight--;
-        if (queue.length > 0) schedule();
+        if (unread !== undefined) schedule();
         endWhenAnswered();
       });
     };
@@ -440,7 +460,6 @@ export class TcpServer {
     }, this.options.handshakeTimeoutMs);
     handshake.unref();
     if (this.options.idleTimeoutMs > 0) {
-      // Complete requests count, not bytes: a byte now and then does not keep a connection open.
       idle = setTimeout(() => {
         if (finished) return;
         fail('IDLE_TIMEOUT', `no request for ${this.options.idleTimeoutMs / 1000} s`);
@@ -450,9 +469,13 @@ export class TcpServer {
     }
     socket.on('data', (data: Buffer) => {
       if (finished) return;
-      for (const frame of decoder.push(data)) {
-        idle?.refresh();
-        queue.push(frame.kind === 'line' ? frame : { kind: 'too-large' });
+      if (unread === undefined) {
+        unread = data;
+        unreadFrom = 0;
+      } else {
+        // Paused sockets emit no data; this is only in case one more chunk was on its way.
+        unread = Buffer.concat([unread.subarray(unreadFrom), data]);
+        unreadFrom = 0;
       }
       pump();
     });
@@ -461,7 +484,7 @@ export class TcpServer {
     });
     socket.on('close', () => {
       closed = true;
-      queue.length = 0;
+      unread = undefined;
       clearTimeout(handshake);
       clearTimeout(idle);
       clearTimeout(linger);
