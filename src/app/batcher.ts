@@ -5,8 +5,8 @@ interface Pending {
   readonly work: () => unknown;
   readonly resolve: (value: unknown) => void;
   readonly reject: (err: unknown) => void;
-  /** Whose request it is (a client instance), for the per-source budget. */
-  readonly source: string | undefined;
+  /** Whose request it is (a client instance); '' for the server's own operations, which are not budgeted. */
+  readonly source: string;
 }
 
 export interface BatcherBudget {
@@ -16,7 +16,7 @@ export interface BatcherBudget {
   readonly timeMs: number;
 }
 
-export const DEFAULT_BATCH_BUDGET: BatcherBudget = { perSource: 32, timeMs: 20 };
+export const DEFAULT_BATCH_BUDGET: BatcherBudget = { perSource: 8, timeMs: 5 };
 
 /**
  * Group commit for every door: the lease operations submitted in one turn of
@@ -25,13 +25,17 @@ export const DEFAULT_BATCH_BUDGET: BatcherBudget = { perSource: 32, timeMs: 20 }
  * batch commits. If the commit fails, every one of them fails and nothing of
  * them is kept, told or counted.
  *
- * A batch is bounded, so one busy client cannot hold up the rest and the
- * event loop is never held for long: it takes at most `perSource` operations
- * of one source, and stops and commits once it has run `timeMs`; what is left
- * runs in the next batch, after the event loop has had a turn.
+ * A batch is fair and bounded, so one busy client cannot hold up the rest and
+ * the event loop is never held for long: it takes the sources' operations in
+ * rounds (the first operation of every source, then the second…; sources
+ * with the fewest waiting first), at most `perSource` of one source, and stops
+ * and commits once it has run `timeMs`; what is left runs in the next batch,
+ * after the event loop has had a turn. Each source's operations run in the
+ * order they were submitted.
  */
 export class Batcher {
-  private queue: Pending[] = [];
+  /** Waiting operations by source, in the order sources are served (those served last go to the back). */
+  private queues = new Map<string, Pending[]>();
   private scheduled = false;
   private inFlight = 0;
   private idle: Array<() => void> = [];
@@ -44,9 +48,12 @@ export class Batcher {
     private readonly budget: BatcherBudget = DEFAULT_BATCH_BUDGET,
   ) {}
 
-  submit<T>(work: () => T, source?: string): Promise<T> {
+  submit<T>(work: () => T, source = ''): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject, source });
+      const queue = this.queues.get(source);
+      const p = { work, resolve: resolve as (value: unknown) => void, reject, source };
+      if (queue === undefined) this.queues.set(source, [p]);
+      else queue.push(p);
       this.inFlight++;
       this.schedule();
     });
@@ -58,29 +65,45 @@ export class Batcher {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.queue.length === 0) return;
+    if (this.scheduled || this.queues.size === 0) return;
     this.scheduled = true;
     setImmediate(() => this.flush());
   }
 
-  /** Splits the queue into this batch (per-source budget) and what waits, keeping each source's order. */
+  /** This batch's operations: in rounds over the sources, the shortest queues first, each source in order. */
   private take(): Pending[] {
+    // A stable sort: sources with as many waiting keep their round-robin order.
+    const queues = [...this.queues.values()].sort((a, b) => a.length - b.length);
     const batch: Pending[] = [];
-    const later: Pending[] = [];
-    const taken = new Map<string, number>();
-    for (const p of this.queue) {
-      if (p.source !== undefined) {
-        const n = taken.get(p.source) ?? 0;
-        if (n >= this.budget.perSource) {
-          later.push(p);
+    for (let round = 0; round < this.budget.perSource; round++) {
+      let any = false;
+      for (const q of queues) {
+        if (q.length <= round) continue;
+        // Operations of no client (the server's own) are not budgeted: all of them, in the first round.
+        if (q[0]!.source === '') {
+          if (round === 0) batch.push(...q);
           continue;
         }
-        taken.set(p.source, n + 1);
+        batch.push(q[round]!);
+        any = true;
       }
-      batch.push(p);
+      if (!any && round > 0) break;
     }
-    this.queue = later;
     return batch;
+  }
+
+  /** Takes the operations that ran off their queues, and sends the sources served to the back of the line. */
+  private remove(ran: readonly Pending[]): void {
+    const served = new Set<string>();
+    for (const p of ran) {
+      this.queues.get(p.source)!.shift();
+      served.add(p.source);
+    }
+    for (const source of served) {
+      const queue = this.queues.get(source)!;
+      this.queues.delete(source);
+      if (queue.length > 0) this.queues.set(source, queue);
+    }
   }
 
   private flush(): void {
@@ -88,9 +111,11 @@ export class Batcher {
     const batch = this.take();
     const results: Array<{ ok: true; value: unknown } | { ok: false; err: unknown }> = [];
     const started = this.clock.monotonic();
+    let failure: { err: unknown } | null = null;
     try {
       this.store.batch(() => {
         for (const p of batch) {
+          // Out of time: the rest waits for the next batch (each source's order holds: what ran is a prefix of its queue).
           if (results.length > 0 && this.clock.monotonic() - started >= this.budget.timeMs) break;
           try {
             results.push({ ok: true, value: p.work() });
@@ -100,27 +125,23 @@ export class Batcher {
         }
       });
     } catch (err) {
-      const ran = batch.slice(0, results.length);
-      this.requeue(batch.slice(results.length));
-      for (const p of ran) p.reject(err);
-      this.settled(ran.length);
-      return;
+      failure = { err };
     }
-    const ran = batch.slice(0, results.length);
-    // Out of time: the rest goes first in the next batch.
-    this.requeue(batch.slice(results.length));
-    this.committed(ran.length, (this.clock.monotonic() - started) / 1000);
-    ran.forEach((p, i) => {
-      const r = results[i]!;
-      if (r.ok) p.resolve(r.value);
-      else p.reject(r.err);
-    });
-    this.settled(ran.length);
-  }
-
-  private requeue(rest: Pending[]): void {
-    if (rest.length > 0) this.queue = [...rest, ...this.queue];
+    // A batch that could not even begin fails whole, as one whose commit failed.
+    const ran = failure !== null && results.length === 0 ? batch : batch.slice(0, results.length);
+    this.remove(ran);
     this.schedule();
+    if (failure !== null) {
+      for (const p of ran) p.reject(failure.err);
+    } else {
+      this.committed(ran.length, (this.clock.monotonic() - started) / 1000);
+      ran.forEach((p, i) => {
+        const r = results[i]!;
+        if (r.ok) p.resolve(r.value);
+        else p.reject(r.err);
+      });
+    }
+    this.settled(ran.length);
   }
 
   private settled(n: number): void {

@@ -104,10 +104,18 @@ export interface BackpressureState {
 }
 
 const MAX_BAD_FRAMES = 10;
-/** Requests of one connection handled in one turn of the event loop before the other connections get theirs. */
-const REQUESTS_PER_SLICE = 16;
+/** Requests of one connection handled at a time before the next connection with requests waiting gets its turn. */
+const REQUESTS_PER_TURN = 4;
+/** How long the connections with requests waiting are served before the event loop gets a turn (ms). */
+const SERVE_BUDGET_MS = 3;
 /** Requests of one connection awaiting their replies at once; past this the connection's next request waits. */
-const MAX_IN_FLIGHT = 32;
+const MAX_IN_FLIGHT = 8;
+
+/** A connection as the server's round-robin sees it. */
+interface Waiting {
+  /** Handles up to `max` of its requests; true if it has more it could handle now. */
+  serve(max: number): boolean;
+}
 /** How often the server checks whether the process has run out of file descriptors. */
 const DESCRIPTOR_PROBE_MS = 1000;
 
@@ -121,8 +129,12 @@ const DESCRIPTOR_PROBE_MS = 1000;
  * and is read again once they drain to half that; one that stays paused for
  * `drainTimeoutMs` is dropped. Past `replyBufferTotalBytes` unsent over all
  * connections, every connection holding at least the average is paused too.
- * Fairness: each connection has at most 32 requests awaiting replies, and at
- * most 16 of its requests are handled per turn of the event loop.
+ * Fairness: a connection's requests are handled as they arrive, a few at a
+ * time; what is left waits in a round-robin with the other connections'
+ * leftovers, served for at most a few milliseconds per turn of the event loop,
+ * so a client that sends one request at a time is answered at once however
+ * many others pipeline thousands. Each connection has at most 8 requests
+ * awaiting replies (from the database) at once.
  */
 export class TcpServer {
   private servers: Array<{ server: Server; name: string }> = [];
@@ -143,6 +155,9 @@ export class TcpServer {
   private readonly outputWaiters = new Set<() => void>();
   private overTotal = false;
   private probe: NodeJS.Timeout | undefined;
+  /** Connections with requests they can have handled now, in round-robin order. */
+  private readonly waiting = new Set<Waiting>();
+  private serving = false;
 
   constructor(
     private readonly options: TcpServerOptions,
@@ -229,6 +244,30 @@ export class TcpServer {
     return server;
   }
 
+  /** Queues a connection for its next turn. */
+  private wait(peer: Waiting): void {
+    this.waiting.add(peer);
+    if (this.serving) return;
+    this.serving = true;
+    setImmediate(() => this.serveWaiting());
+  }
+
+  /** Round-robin over the waiting connections, a few requests each, until they are done or the time is up. */
+  private serveWaiting(): void {
+    this.serving = false;
+    const deadline = performance.now() + SERVE_BUDGET_MS;
+    // A connection served goes to the back; iteration reaches it again after the others.
+    for (const peer of this.waiting) {
+      this.waiting.delete(peer);
+      if (peer.serve(REQUESTS_PER_TURN)) this.waiting.add(peer);
+      if (performance.now() >= deadline) break;
+    }
+    if (this.waiting.size > 0 && !this.serving) {
+      this.serving = true;
+      setImmediate(() => this.serveWaiting());
+    }
+  }
+
   /** Answers a connection that is not taken with one error line, and closes it. */
   private turnAway(socket: Socket, code: ErrorCode, message: string): void {
     socket.on('error', () => {});
@@ -276,7 +315,6 @@ export class TcpServer {
     let peerEnded = false;
     let accounted = 0;
     let outputPaused = false;
-    let scheduled = false;
     let drainTimer: NodeJS.Timeout | undefined;
     let linger: NodeJS.Timeout | undefined;
     let handshake: NodeJS.Timeout | undefined;
@@ -303,12 +341,9 @@ export class TcpServer {
       // Over the total: the connections holding at least the average share wait.
       return this.unsent > total && accounted > 0 && accounted * this.withUnsent >= this.unsent;
     };
-    const schedule = () => {
-      if (scheduled || closed) return;
-      scheduled = true;
-      setImmediate(pump);
+    const wake = () => {
+      if (!closed) this.wait(waiting);
     };
-    const wake = () => schedule();
     /** Starts or ends a pause for unsent output; true while paused. */
     const checkOutput = (): boolean => {
       const blocked = outputBlocked();
@@ -344,7 +379,7 @@ export class TcpServer {
     };
     const afterWrite = () => {
       account();
-      if (outputPaused) schedule();
+      if (outputPaused) wake();
     };
     // The peer finished sending: close our side once every request it sent is answered.
     const endWhenAnswered = () => {
@@ -406,19 +441,16 @@ export class TcpServer {
       }
       return decoder.push(piece)[0];
     };
-    /** Handles unread requests: a slice per turn, while replies flow and not too many await theirs. */
-    const pump = () => {
-      scheduled = false;
-      if (closed) return;
-      let handled = 0;
+    /** Handles up to `max` unread requests, while replies flow and not too many await theirs; true if more could be handled now. */
+    const serve = (max: number): boolean => {
+      if (closed) return false;
       // Once our side is ended (the server stops), nothing more can be answered.
       if (socket.writableEnded) unread = undefined;
-      while (unread !== undefined && !finished) {
+      let handled = 0;
+      // The replies of these requests leave in one write.
+      socket.cork();
+      while (unread !== undefined && !finished && handled < max) {
         if (checkOutput() || inFlight >= MAX_IN_FLIGHT) break;
-        if (handled >= REQUESTS_PER_SLICE) {
-          schedule();
-          break;
-        }
         const frame = nextFrame();
         if (frame === undefined) continue;
         // Complete requests count, not bytes: a byte now and then does not keep a connection open.
@@ -426,10 +458,13 @@ export class TcpServer {
         handled++;
         handle(frame);
       }
+      socket.uncork();
       if (unread === undefined) checkOutput();
       flow();
       endWhenAnswered();
+      return !closed && !finished && unread !== undefined && !outputPaused && inFlight < MAX_IN_FLIGHT;
     };
+    const waiting: Waiting = { serve };
     const handle = (item: DecodeResult) => {
       if (item.kind === 'too-large') {
         fail('FRAME_TOO_LARGE', `a line may hold at most ${this.options.frameMaxBytes} bytes`);
@@ -445,7 +480,7 @@ export class TcpServer {
       badFrames = 0;
       this.dispatch(conn, parsed.message, () => inFlight++, () => {
         inFlight--;
-        if (unread !== undefined) schedule();
+        if (unread !== undefined) wake();
         endWhenAnswered();
       });
     };
@@ -477,7 +512,8 @@ export class TcpServer {
         unread = Buffer.concat([unread.subarray(unreadFrom), data]);
         unreadFrom = 0;
       }
-      pump();
+      // The first requests at once (a client that sends one at a time waits for nobody); the rest in turn.
+      if (serve(REQUESTS_PER_TURN)) wake();
     });
     socket.on('error', () => {
       // Resets and the like: the close handler below does the cleanup.
@@ -490,6 +526,7 @@ export class TcpServer {
       clearTimeout(linger);
       unpause();
       account();
+      this.waiting.delete(waiting);
       this.sockets.delete(socket);
       const left = (this.perAddress.get(remote) ?? 1) - 1;
       if (left > 0) this.perAddress.set(remote, left);
