@@ -122,6 +122,8 @@ async function main(): Promise<void> {
         `pauses ${metric(text, 'floatd_connections_paused_total')}, slow readers dropped ${metric(text, 'floatd_slow_readers_dropped_total')}, ` +
         `open connections ${metric(text, 'floatd_tcp_connections')}; non-readers still connected (as they see it) ${open}`,
     );
+    const mb = (name: string) => (metric(text, name) / 1048576).toFixed(0);
+    console.log(`server memory: V8 heap used ${mb('floatd_nodejs_heap_size_used_bytes')} MB of ${mb('floatd_nodejs_heap_size_total_bytes')} MB, external ${mb('floatd_nodejs_external_memory_bytes')} MB`);
     for (const s of slow) s.destroy();
     good.socket.destroy();
   } finally {

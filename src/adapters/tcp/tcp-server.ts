@@ -128,7 +128,8 @@ const DESCRIPTOR_PROBE_MS = 1000;
  * of its replies are unsent (nor are the requests it already sent handled),
  * and is read again once they drain to half that; one that stays paused for
  * `drainTimeoutMs` is dropped. Past `replyBufferTotalBytes` unsent over all
- * connections, every connection holding at least the average is paused too.
+ * connections, every connection with replies backed up is paused too (one
+ * whose client reads has none: the kernel takes them at once).
  * Fairness: a connection's requests are handled as they arrive, a few at a
  * time; what is left waits in a round-robin with the other connections'
  * leftovers, served for at most a few milliseconds per turn of the event loop,
@@ -338,8 +339,8 @@ export class TcpServer {
     const outputBlocked = (): boolean => {
       if (closed) return false;
       if (accounted > (outputPaused ? bound / 2 : bound)) return true;
-      // Over the total: the connections holding at least the average share wait.
-      return this.unsent > total && accounted > 0 && accounted * this.withUnsent >= this.unsent;
+      // Over the total, every connection whose replies back up (the kernel took no more of them) waits.
+      return this.unsent > total && accounted > 0;
     };
     const wake = () => {
       if (!closed) this.wait(waiting);
