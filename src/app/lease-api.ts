@@ -84,7 +84,7 @@ export class ServerLeaseApi implements LeaseApi {
     const { perSecond, burst } = buckets.limit;
     return deny(
       'TOO_MANY_REQUESTS',
-      `too many acquisitions from ${caller.remote}: at most ${perSecond} a second, ${burst} at once (acquireRateLimit); retry in ${Math.ceil(retryAfterMs / 1000)} s`,
+      `too many acquisitions from ${caller.remote}: at most ${perSecond} a second, ${burst} at once (acquireRateLimit); retry in ${retryAfterMs} ms`,
       { retryAfterMs, reason: 'acquire-rate' },
     );
   }

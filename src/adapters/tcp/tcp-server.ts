@@ -116,6 +116,8 @@ interface Waiting {
   /** Handles up to `max` of its requests; true if it has more it could handle now. */
   serve(max: number): boolean;
 }
+/** How long a connection turned away may take to close its side after reading why. */
+const TURN_AWAY_LINGER_MS = 1000;
 /** How often the server checks whether the process has run out of file descriptors. */
 const DESCRIPTOR_PROBE_MS = 1000;
 
@@ -272,8 +274,13 @@ export class TcpServer {
   /** Answers a connection that is not taken with one error line, and closes it. */
   private turnAway(socket: Socket, code: ErrorCode, message: string): void {
     socket.on('error', () => {});
+    // What the peer already sent is read and dropped: closing with it unread would reset the
+    // connection, and the peer could lose the line that says why.
+    socket.on('data', () => {});
     socket.end(encodeFrame(wireError(undefined, code, message)));
-    socket.destroySoon();
+    const linger = setTimeout(() => socket.destroy(), TURN_AWAY_LINGER_MS);
+    linger.unref();
+    socket.once('close', () => clearTimeout(linger));
   }
 
   private accept(socket: Socket, listener: string, tls: boolean, peer: PeerCertificate | null): void {
