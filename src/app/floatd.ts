@@ -97,6 +97,8 @@ export class Floatd {
   private readonly limitWarnings = new WarningThrottle(60_000);
   /** Bumped by every change status shows (leases, pools, listeners, rules): the status snapshot is recomputed after one. */
   private statusGeneration = 0;
+  /** The soft file-descriptor limit, read at start (out of descriptors, it could not be read). */
+  private readonly fdLimit = softFdLimit();
   private statusSnapshot: { readonly generation: number; readonly at: number; readonly status: ServerStatus } | null = null;
   private readonly adminTokens: AdminTokens;
   private readonly admin: AdminService;
@@ -216,7 +218,7 @@ export class Floatd {
         },
         descriptorsExhausted: (code, connections) => {
           metrics.limitHit('file_descriptors');
-          const limit = softFdLimit();
+          const limit = this.fdLimit;
           this.limitWarning('descriptors', '', (held) =>
             `out of file descriptors (${code}${limit === null ? '' : `, limit ${limit}`}, ${connections} NDJSON connections open): new connections are reset before floatd sees them; ` +
             'raise the limit (LimitNOFILE= in the systemd unit, ulimit -n) or lower maxConnections' + (held > 0 ? ` (found out of them ${held} more time(s) since the last warning)` : ''));
@@ -469,7 +471,7 @@ export class Floatd {
 
   /** Warns at start when maxConnections is more than the process's file-descriptor limit leaves room for. */
   private checkDescriptorLimit(): void {
-    const limit = softFdLimit();
+    const limit = this.fdLimit;
     if (limit === null) return;
     const room = limit - descriptorHeadroom(limit);
     if (this.config.maxConnections <= room) return;

@@ -83,6 +83,11 @@ describe('abuse limits (maxConnectionsPerAddress, acquireRateLimit)', () => {
     const text = (await server.floatd.metrics.text()).body;
     expect(metric(text, 'floatd_limit_hits_total{limit="max_connections_per_address"}')).toBe(40);
     expect(metric(text, 'floatd_limit_hits_total{limit="acquire_rate"}')).toBe(5);
+    // The backpressure figures are there too, at rest.
+    expect(metric(text, 'floatd_unsent_reply_bytes')).toBe(0);
+    expect(metric(text, 'floatd_connections_paused')).toBe(0);
+    expect(metric(text, 'floatd_connections_paused_total')).toBe(0);
+    expect(metric(text, 'floatd_slow_readers_dropped_total')).toBe(0);
   });
 
   it('are off by default: the same peer then takes every seat', async () => {
