@@ -111,12 +111,14 @@ async function main(): Promise<void> {
     clearInterval(sampler);
     const after = rssOf(pid);
     const text = await scrape(ports['http']!);
+    const secondHalf = latencies.slice(latencies.length >> 1).sort((a, b) => a - b);
     latencies.sort((a, b) => a - b);
     const open = slow.filter((s) => !s.destroyed && !s.readableEnded).length;
     console.log(`server RSS: before ${before.rssMb.toFixed(0)} MB, peak ${peak.toFixed(0)} MB, end ${after.rssMb.toFixed(0)} MB`);
     console.log(
       `well-behaved renewals: ${latencies.length} (${failed} failed)   p50 ${percentile(latencies, 50).toFixed(2)} ms   p99 ${percentile(latencies, 99).toFixed(2)} ms   max ${latencies.at(-1)!.toFixed(2)} ms`,
     );
+    console.log(`  of which the second half: p50 ${percentile(secondHalf, 50).toFixed(2)} ms   p99 ${percentile(secondHalf, 99).toFixed(2)} ms`);
     console.log(
       `metrics: unsent reply bytes ${metric(text, 'floatd_unsent_reply_bytes')}, connections paused now ${metric(text, 'floatd_connections_paused')}, ` +
         `pauses ${metric(text, 'floatd_connections_paused_total')}, slow readers dropped ${metric(text, 'floatd_slow_readers_dropped_total')}, ` +
