@@ -1,14 +1,16 @@
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { JWK } from 'jose';
 import type { Config } from '../config/config.js';
 import { FloatdError } from '../domain/errors.js';
-import { readJwkFile } from '../adapters/crypto/keys.js';
+import { createServerKey, readJwkFile, readServerKey, type KeyPairJwk } from '../adapters/crypto/keys.js';
+import { createPrivateDir, createPrivateFile, isShared, modeOf, octal, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, tighten } from '../adapters/fs/private-files.js';
 import { trustVendorKeys } from '../adapters/crypto/license-keys.js';
 import type { Clock } from '../domain/clock.js';
 import type { LeaseStore } from '../domain/ports.js';
 import { Licensing } from './licensing.js';
-import { lockDataDir, lockHolder, type DataDirLock } from '../adapters/sqlite/data-dir-lock.js';
-import { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
+import { LOCK_FILES, lockDataDir, lockHolder, type DataDirLock } from '../adapters/sqlite/data-dir-lock.js';
+import { DatabaseUnusable, SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 
 /** The settings that decide what an installed key means, as the server last started with them. */
 const SETTINGS_META = 'server.settings';
@@ -23,20 +25,93 @@ function invalid(message: string): FloatdError {
   return new FloatdError('DATA_DIR_INVALID', message, { setting: 'dataDir' });
 }
 
+/** The contents of the data directory cannot be trusted: the server refuses to begin afresh on them. */
+function damaged(file: string, message: string): FloatdError {
+  return new FloatdError('DATA_DIR_DAMAGED', message, { setting: 'dataDir', file });
+}
+
 function explain(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   if (e.code === 'EACCES' || e.code === 'EPERM') return 'permission denied';
   if (e.code === 'ENOTDIR') return 'a part of the path is a file, not a folder';
-  if (e.code === 'SQLITE_NOTADB') return 'the file is not a floatd database';
   return e.message;
 }
 
-function openDatabase(config: Config, readonly: boolean): SqliteLeaseStore {
+/**
+ * An existing database: one that is empty, not floatd's or damaged is refused
+ * (never made a fresh one: that would begin a new evaluation and forget the
+ * installed keys). `verify` reads every page first (the server, at start).
+ */
+function openDatabase(config: Config, readonly: boolean, verify = false): SqliteLeaseStore {
   try {
-    return new SqliteLeaseStore(config.dbFile, { readonly });
+    return new SqliteLeaseStore(config.dbFile, { readonly, existing: true, verify });
   } catch (err) {
-    throw invalid(`cannot open ${config.dbFile}: ${explain(err)}`);
+    const code = (err as { code?: unknown }).code;
+    const why = err instanceof DatabaseUnusable ? err.why : code === 'SQLITE_NOTADB' ? 'it is not a database' : code === 'SQLITE_CORRUPT' ? 'it is damaged' : null;
+    if (why === null) throw invalid(`cannot open ${config.dbFile}: ${explain(err)}`);
+    throw damaged(
+      config.dbFile,
+      `the database ${config.dbFile} cannot be used: ${why}. Restore it from a backup (see "Files and backups" in docs/operations.md); ` +
+        'floatd will not start afresh on it, which would begin a new evaluation and forget the installed license keys. ' +
+        `To give up its contents and start as a new server, move ${config.dataDir} aside`,
+    );
   }
+}
+
+/**
+ * Makes the database of a new data directory under a temporary name and
+ * renames it into place once its schema is in, so a start interrupted half-way
+ * never leaves an empty floatd.db behind (which would be refused).
+ */
+function createDatabase(file: string): void {
+  const temp = `${file}.new`;
+  try {
+    for (const f of [temp, `${temp}-wal`, `${temp}-shm`, `${temp}-journal`]) rmSync(f, { force: true });
+    // Private before SQLite opens it: its -wal and -shm files take its mode.
+    createPrivateFile(temp);
+    new SqliteLeaseStore(temp).close();
+    renameSync(temp, file);
+  } catch (err) {
+    throw invalid(`cannot create the database ${file}: ${explain(err)}`);
+  }
+}
+
+/** A file or folder of the data directory made private (mode 0700 or 0600); the mode it had. */
+export interface Tightened {
+  readonly path: string;
+  readonly mode: string;
+}
+
+/**
+ * The data directory holds license keys, the lease log (user and host names)
+ * and the server's signing key: the folder is made 0700 and every file of
+ * floatd's in it 0600, whatever the umask was when they were made. The server
+ * key is not changed here: one others could read is refused (see openServerKey).
+ */
+function tightenDataDir(config: Config): Tightened[] {
+  const db = config.dbFile;
+  const files = [db, `${db}-wal`, `${db}-shm`, `${db}-journal`, config.adminTokenFile, ...LOCK_FILES.map((f) => join(config.dataDir, f))];
+  const done: Tightened[] = [];
+  for (const [path, mode] of [[config.dataDir, PRIVATE_DIR_MODE] as const, ...files.map((f) => [f, PRIVATE_FILE_MODE] as const)]) {
+    try {
+      const before = tighten(path, mode);
+      if (before !== null) done.push({ path, mode: octal(before) });
+    } catch (err) {
+      throw invalid(`cannot make ${path} private (mode ${octal(mode)}): ${explain(err)}; make it owned by the user floatd runs as`);
+    }
+  }
+  return done;
+}
+
+export interface ServerDataDir {
+  readonly store: SqliteLeaseStore;
+  readonly lock: DataDirLock;
+  /** This start made the data directory. */
+  readonly created: boolean;
+  /** This start made the database (there was none). */
+  readonly freshDatabase: boolean;
+  /** What was made private at this start, with the mode it had. */
+  readonly tightened: readonly Tightened[];
 }
 
 function checkIsFolder(dir: string): boolean {
@@ -53,13 +128,14 @@ function checkIsFolder(dir: string): boolean {
 
 /**
  * The data directory of a starting server: created on first start (mode 0700),
- * locked for as long as the server runs, so a second server on it is refused.
+ * locked for as long as the server runs, so a second server on it is refused;
+ * its files are made private, and an existing database is checked page by page.
  */
-export function openServerDataDir(config: Config): { store: SqliteLeaseStore; lock: DataDirLock; created: boolean } {
+export function openServerDataDir(config: Config): ServerDataDir {
   const created = !checkIsFolder(config.dataDir);
   if (created) {
     try {
-      mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+      createPrivateDir(config.dataDir);
     } catch (err) {
       throw invalid(`cannot create the data directory ${config.dataDir}: ${explain(err)}`);
     }
@@ -78,10 +154,64 @@ export function openServerDataDir(config: Config): { store: SqliteLeaseStore; lo
     );
   }
   try {
-    return { store: openDatabase(config, false), lock: result.lock, created };
+    const tightened = tightenDataDir(config);
+    const freshDatabase = !existsSync(config.dbFile);
+    if (freshDatabase) createDatabase(config.dbFile);
+    return { store: openDatabase(config, false, !freshDatabase), lock: result.lock, created, freshDatabase, tightened };
   } catch (err) {
     result.lock.release();
     throw err;
+  }
+}
+
+/** Removes a database this start made, after a start that failed before the data directory was complete. */
+export function removeFreshDatabase(config: Config): void {
+  for (const f of [config.dbFile, `${config.dbFile}-wal`, `${config.dbFile}-shm`]) rmSync(f, { force: true });
+}
+
+/**
+ * The server's signing key: clients pin its fingerprint, so it is never
+ * replaced unasked. It is made with a new database (a first start), or with
+ * `makeNew` (`serve --new-server-key`) where none is. A missing key beside an
+ * existing database, or a key other users can read, is an error naming the
+ * file and what to do.
+ */
+export async function openServerKey(config: Config, freshDatabase: boolean, makeNew: boolean): Promise<{ key: KeyPairJwk; created: boolean }> {
+  const file = config.serverKeyFile;
+  let mode: number | null;
+  try {
+    mode = modeOf(file);
+  } catch (err) {
+    throw invalid(`the server key ${file} cannot be used: ${explain(err)}`);
+  }
+  const fingerprintNote = 'clients that pinned the fingerprint of the old key (floatd run --server-key-fingerprint, serverKeyFingerprint in the SDK) refuse the server until given the new one (floatd status shows it)';
+  if (mode === null) {
+    if (!freshDatabase && !makeNew) {
+      throw damaged(
+        file,
+        `the server key ${file} is missing, but ${config.dataDir} holds a database: restore the key from a backup (see "Files and backups" in docs/operations.md). ` +
+          `Only if it is lost for good, start once with floatd serve --new-server-key: ${fingerprintNote}`,
+      );
+    }
+    try {
+      return { key: await createServerKey(file), created: true };
+    } catch (err) {
+      throw invalid(`cannot write the server key ${file}: ${explain(err)}`);
+    }
+  }
+  if (makeNew) {
+    throw new FloatdError('USAGE', `--new-server-key: the server key ${file} exists, and a new one is made only where none is; to replace it, move it aside first (${fingerprintNote})`);
+  }
+  if (isShared(mode)) {
+    throw invalid(
+      `the server key ${file} is readable by other users (mode ${octal(mode)}): whoever copied it can sign leases your clients trust. ` +
+        `Run chmod 600 ${file}; if others may have copied it, move it aside and start once with floatd serve --new-server-key (${fingerprintNote})`,
+    );
+  }
+  try {
+    return { key: await readServerKey(file), created: false };
+  } catch (err) {
+    throw invalid(`the server key ${file} cannot be used: ${(err as Error).message.replace(`${file}: `, '')}`);
   }
 }
 

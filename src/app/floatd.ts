@@ -9,13 +9,13 @@ import { OPEN_GATE } from '../domain/gate.js';
 import { RuleGate } from '../domain/rules/rule-gate.js';
 import type { AdminTokenStore, LeaseStore } from '../domain/ports.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
-import { loadOrCreateServerKey, thumbprint } from '../adapters/crypto/keys.js';
+import { thumbprint } from '../adapters/crypto/keys.js';
 import { LeaseTokenSigner } from '../adapters/crypto/lease-tokens.js';
 import { createLogger, type Logger } from '../adapters/log/logger.js';
 import type { DataDirLock } from '../adapters/sqlite/data-dir-lock.js';
 import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 import { TcpServer, type BoundListener } from '../adapters/tcp/tcp-server.js';
-import { licensingFor, licensingSettings, openServerDataDir, recordLicensingSettings, type LicensingSettings } from './data-dir.js';
+import { licensingFor, licensingSettings, openServerDataDir, openServerKey, recordLicensingSettings, removeFreshDatabase, type LicensingSettings } from './data-dir.js';
 import { LeaseService } from './lease-service.js';
 import { Licensing, type LoadedLicenses } from './licensing.js';
 import { EVALUATION_PRODUCT, PoolRegistry } from './pool-registry.js';
@@ -34,6 +34,8 @@ import { descriptorHeadroom, softFdLimit } from '../config/fd-limit.js';
 import { AdminService, AdminTokens } from './admin.js';
 import type { AdminApi } from '../adapters/http/admin-routes.js';
 import { Sweeper } from './sweeper.js';
+import { ClockWatch, type ClockJump } from './clock-watch.js';
+import { SteadyClock } from '../domain/steady-clock.js';
 import { VERSION } from './version.js';
 
 const DAY_MS = 86_400_000;
@@ -57,6 +59,8 @@ export interface FloatdDeps {
    * inline rules can change too). Defaults to the settings in `config`.
    */
   readonly rulesSettings?: () => RulesSettings;
+  /** Make a server key where the data directory has none beside its database (`serve --new-server-key`). */
+  readonly newServerKey?: boolean;
 }
 
 export type RulesReload =
@@ -68,11 +72,13 @@ export type RulesReload =
  * and starts and stops them in order.
  */
 export class Floatd {
-  readonly clock: Clock;
+  /** Lease time: wall-clock time that only the monotonic clock moves (see ClockWatch). */
+  readonly clock: SteadyClock;
   readonly logger: Logger;
   readonly pools = new PoolRegistry();
   readonly leases: LeaseService;
   private readonly sweeper: Sweeper;
+  private readonly clockWatch: ClockWatch;
   private readonly tcp: TcpServer;
   readonly metrics: PrometheusMetrics;
   private readonly web: WebServer;
@@ -100,6 +106,10 @@ export class Floatd {
   /** The soft file-descriptor limit, read at start (out of descriptors, it could not be read). */
   private readonly fdLimit = softFdLimit();
   private statusSnapshot: { readonly generation: number; readonly at: number; readonly status: ServerStatus } | null = null;
+  /** Client mistakes: one debug line per address every 10 s. */
+  private readonly mistakeLines = new WarningThrottle(10_000);
+  /** Unforeseen request failures: one error line (with its stack) per op or route a minute. */
+  private readonly failureLines = new WarningThrottle(60_000);
   private readonly adminTokens: AdminTokens;
   private readonly admin: AdminService;
   private started = false;
@@ -122,7 +132,7 @@ export class Floatd {
     publicJwk: JWK,
     signer: LeaseTokenSigner,
     rules: LoadedRules,
-    deps: { clock: Clock; logger: Logger; rulesSettings: () => RulesSettings; tls: TlsContext | null },
+    deps: { clock: SteadyClock; logger: Logger; rulesSettings: () => RulesSettings; tls: TlsContext | null },
   ) {
     this.tls = deps.tls;
     this.clock = deps.clock;
@@ -162,6 +172,7 @@ export class Floatd {
       60_000,
       (lag) => metrics.swept(lag),
     );
+    this.clockWatch = new ClockWatch(this.clock, store, this.leases);
     this.batcher = new Batcher(store, this.clock, (n, seconds) => metrics.committed(n, seconds));
     this.api = new ServerLeaseApi({
       leases: this.leases,
@@ -179,7 +190,8 @@ export class Floatd {
     this.admin = new AdminService({ store, leases: this.leases, batcher: this.batcher, clock: this.clock });
     this.protocol = new NdjsonProtocol(this.api, {
       identityFromCertificate: config.tls?.identityFromCertificate ?? false,
-      requestFailed: (err, context) => this.logger.error({ err, ...context }, 'request failed'),
+      requestFailed: (err, context) => this.requestFailed(err, context),
+      clientMistake: (conn, code, detail) => this.clientMistake(conn.remote, conn.listener, code, detail),
     });
     this.tcp = new TcpServer(
       {
@@ -200,8 +212,7 @@ export class Floatd {
       },
       this.protocol,
       {
-        protocolError: (conn, code, detail) =>
-          this.logger.debug({ remote: conn.remote, listener: conn.listener, code, detail }, 'protocol error'),
+        protocolError: (conn, code, detail) => this.clientMistake(conn.remote, conn.listener, code, detail),
         connectionRefused: (remote) => this.connectionRefused(remote),
         proxyRefused: (refusal) => this.proxyRefused(refusal),
         addressLimited: (remote, limit) => {
@@ -241,7 +252,7 @@ export class Floatd {
       {
         api: this.api,
         ready: () => this.readiness(),
-        requestFailed: (err, context) => this.logger.error({ err, ...context }, 'request failed'),
+        requestFailed: (err, context) => this.requestFailed(err, context),
         metrics: () => metrics.text(),
         answered: (route, transport, seconds) => metrics.request(route, transport, seconds),
         monotonic: () => this.clock.monotonic(),
@@ -308,6 +319,25 @@ export class Floatd {
     const admitted = this.adminWarnings.admit(remote, this.clock.monotonic());
     if (admitted === null) return;
     this.logger.warn({ remote, why, heldBack: admitted.held }, `admin API request from ${remote} refused: ${why}` + (admitted.held > 0 ? ` (${admitted.held} more refused since the last warning)` : ''));
+  }
+
+  /**
+   * A client's mistake (a malformed request, an unknown op, a framing error, a timeout) is its
+   * problem, not the operator's: debug, at most one line per address every 10 s, counting the rest.
+   */
+  private clientMistake(remote: string, listener: string, code: string, detail: string): void {
+    if (!this.logger.isLevelEnabled('debug')) return;
+    const admitted = this.mistakeLines.admit(remote, this.clock.monotonic());
+    if (admitted === null) return;
+    this.logger.debug({ remote, listener, code, detail, heldBack: admitted.held }, 'protocol error' + (admitted.held > 0 ? ` (${admitted.held} more from ${remote} since the last one)` : ''));
+  }
+
+  /** A request that failed for a reason nobody foresaw: logged with its stack, but no peer can make that a flood. */
+  private requestFailed(err: unknown, context: Record<string, unknown>): void {
+    const where = typeof context['op'] === 'string' ? `op ${context['op']}` : typeof context['route'] === 'string' ? `${String(context['method'])} ${context['route']}` : 'other';
+    const admitted = this.failureLines.admit(where.slice(0, 200), this.clock.monotonic());
+    if (admitted === null) return;
+    this.logger.error({ err, ...context, heldBack: admitted.held }, 'request failed' + (admitted.held > 0 ? ` (${admitted.held} more failures of ${where} since the last one)` : ''));
   }
 
   /** What the metrics show of the server's state at a scrape. */
@@ -397,16 +427,25 @@ export class Floatd {
   }
 
   static async create(config: Config, deps: FloatdDeps = {}): Promise<Floatd> {
-    const clock = deps.clock ?? new SystemClock();
+    // Every part of the server decides on lease time; only ClockWatch compares it with the wall clock.
+    const clock = new SteadyClock(deps.clock ?? new SystemClock());
     const logger = deps.logger ?? createLogger(config.log);
     const settings = licensingSettings(config);
     const rulesSettings = deps.rulesSettings ?? (() => config.rules);
     const rules = loadRules(rulesSettings());
     // The certificate and key are settings too: checked before the data directory is touched.
     const tls = config.tls === null ? null : new TlsContext(config.tls);
-    const { store, lock, created } = openServerDataDir(config);
+    const { store, lock, created, freshDatabase, tightened } = openServerDataDir(config);
     try {
-      const key = await loadServerKey(config.serverKeyFile);
+      const { key, created: newKey } = await openServerKey(config, freshDatabase, deps.newServerKey ?? false);
+      for (const t of tightened) {
+        logger.info({ file: t.path, mode: t.mode }, `${t.path} was mode ${t.mode}; made private (0700 for the folder, 0600 for files): the data directory holds license keys, the lease log with user and host names, and the server's signing key`);
+      }
+      if (freshDatabase && !newKey) {
+        logger.warn({ file: config.dbFile, serverKey: config.serverKeyFile }, `${config.dataDir} holds a server key but no database: starting with a new, empty one (no license keys installed, a new evaluation); if that is not meant, stop the server and restore ${config.dbFile} from a backup`);
+      } else if (newKey && !freshDatabase) {
+        logger.warn({ file: config.serverKeyFile }, `new server key made (--new-server-key): its fingerprint is ${await thumbprint(key.publicJwk)}; clients that pinned the old one refuse this server until given it`);
+      }
       const signer = await LeaseTokenSigner.create(key.privateJwk);
       const licensing = await licensingFor(store, clock, settings);
       const floatd = new Floatd(config, store, lock, settings, licensing, await thumbprint(key.publicJwk), key.publicJwk, signer, rules, { clock, logger, rulesSettings, tls });
@@ -414,6 +453,8 @@ export class Floatd {
       return floatd;
     } catch (err) {
       store.close();
+      // A first start that failed this early leaves no database without its key behind.
+      if (freshDatabase) removeFreshDatabase(config);
       lock.release();
       throw err;
     }
@@ -439,6 +480,7 @@ export class Floatd {
         this.logger.info({ file: this.config.adminTokenFile }, `admin token "local" made: it is in ${this.config.adminTokenFile} (mode 0600); floatd admin uses it`);
       }
       await this.reloadLicenses(true);
+      this.clockJumped(this.clockWatch.atStart());
       this.sweeper.start();
       const now = this.clock.now();
       this.startedAt = now;
@@ -628,6 +670,15 @@ export class Floatd {
     );
   }
 
+  /** The wall clock jumped (or, at start, is behind what the database recorded): a warning, a count, and the sweeper plans afresh. */
+  private clockJumped(jump: ClockJump | null): void {
+    if (jump === null) return;
+    this.logger.warn({ jumpMs: jump.shiftMs, leases: jump.leases, wallClock: new Date(this.clock.wallNow()).toISOString() }, jump.message);
+    this.metrics.clockJumped();
+    this.statusGeneration++;
+    this.sweeper.reschedule();
+  }
+
   /** The connection cap was hit: warn at most once a minute, with how many were refused. */
   private connectionRefused(remote: string): void {
     this.metrics.limitHit('max_connections');
@@ -682,6 +733,12 @@ export class Floatd {
 
   /** Every second: notice key changes made by `floatd license`, keys starting and expiring, checkpoint the WAL, prune the lease log. */
   private maintain(): void {
+    try {
+      this.clockJumped(this.clockWatch.check());
+    } catch (err) {
+      // Lease time stays where the stored expiries are; the next tick tries again.
+      this.logger.error({ err }, 'moving lease expiries after a wall-clock jump failed');
+    }
     const now = this.clock.now();
     if (this.store.changeCounter() !== this.lastChange) {
       this.reloadLicenses().catch((err: unknown) => this.logger.error({ err }, 'reloading license keys failed'));
@@ -739,13 +796,4 @@ function timeLeft(ms: number): string {
   if (ms >= 3_600_000) return `${Math.ceil(ms / 3_600_000)} hour(s)`;
   if (ms >= 60_000) return `${Math.ceil(ms / 60_000)} minute(s)`;
   return `${Math.max(0, Math.ceil(ms / 1000))} second(s)`;
-}
-
-/** The server's signing key; a file that cannot be read is a coded error naming it. */
-async function loadServerKey(file: string): ReturnType<typeof loadOrCreateServerKey> {
-  try {
-    return await loadOrCreateServerKey(file);
-  } catch (err) {
-    throw new FloatdError('DATA_DIR_INVALID', `the server key ${file} cannot be used: ${(err as Error).message.replace(`${file}: `, '')}`, { setting: 'dataDir' });
-  }
 }

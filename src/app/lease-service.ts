@@ -320,6 +320,48 @@ export class LeaseService {
     }
   }
 
+  /**
+   * The wall clock moved `shiftMs` against the monotonic one, and lease time is
+   * about to take its side: moves every lease's renewal and expiry time by as
+   * much, in one transaction with its lease-log entry, so each lease keeps
+   * exactly the time it had left. A lease never outlives its key, so one moved
+   * past its key's expiry ends at the key's.
+   */
+  clockJumped(shiftMs: number, describe: (moved: number) => string): { moved: number; message: string } {
+    const at = this.clock.now() + shiftMs;
+    return this.store.transact((tx) => {
+      const moved = tx.shiftExpiries(shiftMs);
+      if (shiftMs > 0) {
+        for (const lease of this.store.allLeases()) {
+          const end = this.pools.get(lease.poolId)?.expiresAt ?? null;
+          if (end !== null && lease.expiresAt > end) tx.updateExpiry(lease.id, lease.renewedAt, end);
+        }
+      }
+      const message = describe(moved);
+      tx.appendEvent({ ts: at, event: 'clock-jump', message });
+      return { moved, message };
+    });
+  }
+
+  /**
+   * At start, when stored wall-clock times rule: a lease can have no more than
+   * its full length left (it never had more when it was renewed), so a clock
+   * turned back while the server was stopped cannot keep a dead client's seat
+   * for that much longer. Returns how many leases were cut short.
+   */
+  capRemaining(): number {
+    const now = this.clock.now();
+    return this.store.transact((tx) => {
+      let cut = 0;
+      for (const lease of this.store.allLeases()) {
+        if (lease.expiresAt <= now + lease.leaseMs) continue;
+        tx.updateExpiry(lease.id, now, now + lease.leaseMs);
+        cut++;
+      }
+      return cut;
+    });
+  }
+
   /** Revokes the leases of pools that are gone or no longer valid. */
   revokeInvalid(reasonFor: (poolId: string) => string | null): number {
     const now = this.clock.now();

@@ -2,7 +2,8 @@ import type { Clock, TimerHandle } from '../domain/clock.js';
 
 /**
  * Wakes exactly when the next lease expires (not on a coarse interval), and
- * at least every `maxWaitMs` so a wall-clock jump cannot leave it asleep.
+ * at least every `maxWaitMs`. Its clock is lease time (a SteadyClock), so a
+ * wall-clock jump moves neither its plans nor what it finds expired.
  */
 export class Sweeper {
   private timer: TimerHandle | null = null;
@@ -35,6 +36,13 @@ export class Sweeper {
   /** A lease now expires at `at`: wake earlier if that is sooner than planned. */
   expiryAt(at: number): void {
     if (this.running && at < this.wakeAt) this.arm(at);
+  }
+
+  /** Lease times moved together (the clock was re-based): plans the next wake-up afresh. */
+  reschedule(): void {
+    if (!this.running) return;
+    this.wakeAt = Infinity;
+    this.arm(this.nextExpiry() ?? Infinity);
   }
 
   private arm(at: number): void {

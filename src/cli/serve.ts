@@ -3,7 +3,9 @@ import { CONFIG_FLAGS, configFrom, intFlag, parse, type Io } from './common.js';
 
 export const SERVE_USAGE = `floatd serve [--config FILE] [--data-dir DIR] [--listen [tls://]HOST:PORT]... [--vendor-public-key FILE]...
              [--http-listen HOST:PORT]... [--https-listen HOST:PORT]... [--tls-cert FILE --tls-key FILE] [--tls-client-ca FILE]
-             [--lease-seconds N] [--rules FILE] [--groups FILE] [--log-level LEVEL]
+             [--lease-seconds N] [--rules FILE] [--groups FILE] [--log-level LEVEL] [--new-server-key]
+  --new-server-key makes a server key where the data directory has a database but lost its key
+  (clients that pinned the old key's fingerprint must be given the new one).
   SIGHUP re-reads the rules and groups, and the TLS certificate and key (what has errors is refused; what was in force stays).`;
 
 /** Runs the server until SIGINT/SIGTERM; resolves with the exit code. */
@@ -21,6 +23,7 @@ export async function serve(args: string[], io: Io): Promise<number> {
     'log-level': { type: 'string' },
     rules: { type: 'string' },
     groups: { type: 'string' },
+    'new-server-key': { type: 'boolean' },
   });
   const extra = {
     vendorPublicKeys: values['vendor-public-key'],
@@ -37,7 +40,7 @@ export async function serve(args: string[], io: Io): Promise<number> {
   };
   const config = configFrom(io, values, extra);
   // A reload reads the config file again, so edited inline rules (or a new rules path) apply too.
-  const server = await Floatd.create(config, { rulesSettings: () => configFrom(io, values, extra).rules });
+  const server = await Floatd.create(config, { rulesSettings: () => configFrom(io, values, extra).rules, newServerKey: values['new-server-key'] ?? false });
   await server.start();
   // SIGHUP re-reads the rules and groups, and the TLS certificate and key.
   const reload = () => {

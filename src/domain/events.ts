@@ -19,6 +19,7 @@ export const LEASE_EVENTS = [
   'listener-resumed',
   'admin-token-created',
   'admin-token-revoked',
+  'clock-jump',
 ] as const;
 
 export type LeaseEventKind = (typeof LEASE_EVENTS)[number];

@@ -15,6 +15,8 @@ export interface LeaseTx {
   earliestExpiry(poolIds: readonly string[], now: number): number | undefined;
   insertLease(lease: Lease): void;
   updateExpiry(id: string, renewedAt: number, expiresAt: number): void;
+  /** Moves every lease's renewal and expiry time by `deltaMs` (the wall clock jumped); returns how many leases moved. */
+  shiftExpiries(deltaMs: number): number;
   deleteLease(id: string): void;
   /** Leases whose expiry is at or before `now`, oldest first. */
   expiredLeases(now: number, limit: number): Lease[];
@@ -44,6 +46,8 @@ export interface LeaseStore {
    */
   afterCommit(fn: () => void): void;
   nextExpiry(): number | undefined;
+  /** The latest time the store recorded (a lease-log entry or a renewal), to notice a clock turned back while stopped. */
+  latestRecordedTime(): number | undefined;
   allLeases(): Lease[];
   getMeta(key: string): string | undefined;
   setMeta(key: string, value: string): void;

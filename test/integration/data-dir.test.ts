@@ -1,6 +1,7 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
-import { existsSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CHILD_ENV, exited, floatd, killChildren, MAIN, requireBuild, serve, spawnFloatd } from '../support/cli.js';
@@ -193,5 +194,174 @@ describe('commands that act on a data directory', () => {
     await until(() => out.includes('"msg":"stopped"'), 'the server to stop');
     // The data directory is free again: nothing was orphaned.
     expect(json(['status', '--json', '--data-dir', data])['running']).toBe(false);
+  });
+});
+
+describe('the files of the data directory', () => {
+  const mode = (path: string) => statSync(path).mode & 0o777;
+  const DATA_FILES = ['floatd.db', 'floatd.db-wal', 'floatd.db-shm', 'server-key.jwk', 'admin-token', 'floatd.lock', 'floatd.pid'];
+
+  /** Runs `fn` with the most permissive umask; children started meanwhile inherit it. */
+  async function withUmask<T>(mask: number, fn: () => Promise<T>): Promise<T> {
+    const before = process.umask(mask);
+    try {
+      return await fn();
+    } finally {
+      process.umask(before);
+    }
+  }
+
+  async function stopped(child: ChildProcess) {
+    child.kill('SIGTERM');
+    expect((await exited(child)).code).toBe(0);
+  }
+
+  /** A data directory a server has run on, stopped again. */
+  async function usedDataDir() {
+    const data = join(tempDir(), 'data');
+    await stopped((await serve(['--data-dir', data])).child);
+    return data;
+  }
+
+  it('are private whatever the umask: the folder 0700, every file 0600, and the log file floatd makes', async () => {
+    const dir = tempDir();
+    const data = join(dir, 'data');
+    const logFile = join(dir, 'logs', 'floatd.log');
+    await withUmask(0, async () => {
+      const child = spawnFloatd(['serve', '--data-dir', data, '--listen', '127.0.0.1:0'], { FLOATD_LOG_DESTINATION: logFile });
+      await until(() => existsSync(logFile) && readFileSync(logFile, 'utf8').includes('"msg":"listening"'), 'the server to listen');
+      expect(mode(data)).toBe(0o700);
+      for (const f of DATA_FILES) expect([f, mode(join(data, f))]).toEqual([f, 0o600]);
+      expect(mode(logFile)).toBe(0o600);
+      expect(mode(join(dir, 'logs'))).toBe(0o700);
+      await stopped(child);
+    });
+    // Nothing else is left in the folder, and no file of it was ever more open.
+    expect(readdirSync(data).sort()).toEqual(['admin-token', 'floatd.db', 'floatd.lock', 'server-key.jwk']);
+  });
+
+  it('leave an existing log file the mode its owner gave it (logrotate\'s create 0640, say)', async () => {
+    const logFile = join(tempDir(), 'floatd.log');
+    writeFileSync(logFile, '');
+    chmodSync(logFile, 0o640);
+    const child = spawnFloatd(['serve', '--data-dir', join(tempDir(), 'data'), '--listen', '127.0.0.1:0'], { FLOATD_LOG_DESTINATION: logFile });
+    await until(() => readFileSync(logFile, 'utf8').includes('"msg":"listening"'), 'the server to listen');
+    expect(mode(logFile)).toBe(0o640);
+    await stopped(child);
+  });
+
+  it('of an existing data directory are made private at start, each with an info line', async () => {
+    const data = await usedDataDir();
+    chmodSync(data, 0o755);
+    for (const f of ['floatd.db', 'admin-token', 'floatd.lock']) chmodSync(join(data, f), 0o644);
+    const server = await withUmask(0, () => serve(['--data-dir', data]));
+    expect(mode(data)).toBe(0o700);
+    for (const f of DATA_FILES) expect([f, mode(join(data, f))]).toEqual([f, 0o600]);
+    for (const [path, was] of [[data, '0755'], [join(data, 'floatd.db'), '0644'], [join(data, 'admin-token'), '0644'], [join(data, 'floatd.lock'), '0644']]) {
+      expect(server.log()).toMatch(new RegExp(`"level":30,[^\\n]*"file":"${path}","mode":"${was}"[^\\n]*"msg":"${path} was mode ${was}; made private`));
+    }
+    await stopped(server.child);
+  });
+
+  it('refuse a start without the server key beside an existing database, naming the file and what to do; --new-server-key makes one', async () => {
+    const data = await usedDataDir();
+    const keyFile = join(data, 'server-key.jwk');
+    const before = json(['status', '--json', '--data-dir', data])['serverKeyFingerprint'];
+    rmSync(keyFile);
+    const r = floatd(['serve', '--data-dir', data, '--listen', '127.0.0.1:0']);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`DATA_DIR_DAMAGED: the server key ${keyFile} is missing, but ${data} holds a database: restore the key from a backup`);
+    expect(r.err).toContain('floatd serve --new-server-key');
+    noStackTrace(r.err);
+    expect(existsSync(keyFile)).toBe(false);
+
+    const server = await serve(['--data-dir', data, '--new-server-key']);
+    expect(server.log()).toMatch(/"level":40,[^\n]*"msg":"new server key made \(--new-server-key\): its fingerprint is /);
+    expect(mode(keyFile)).toBe(0o600);
+    const after = json(['status', '--json', '--data-dir', data])['serverKeyFingerprint'];
+    expect(after).not.toBe(before);
+    await stopped(server.child);
+    // It is never made over an existing key.
+    const again = floatd(['serve', '--data-dir', data, '--listen', '127.0.0.1:0', '--new-server-key']);
+    expect(again.code).toBe(2);
+    expect(again.err).toContain(`USAGE: --new-server-key: the server key ${keyFile} exists`);
+    expect(json(['status', '--json', '--data-dir', data])['serverKeyFingerprint']).toBe(after);
+  });
+
+  it('refuse a server key other users can read, naming the file and what to do', async () => {
+    const data = await usedDataDir();
+    const keyFile = join(data, 'server-key.jwk');
+    for (const m of [0o644, 0o640, 0o604]) {
+      chmodSync(keyFile, m);
+      const r = floatd(['serve', '--data-dir', data, '--listen', '127.0.0.1:0']);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain(`DATA_DIR_INVALID: the server key ${keyFile} is readable by other users (mode 0${m.toString(8)}): whoever copied it can sign leases your clients trust. Run chmod 600 ${keyFile}`);
+      noStackTrace(r.err);
+      expect(mode(keyFile)).toBe(m);
+    }
+    chmodSync(keyFile, 0o600);
+    await stopped((await serve(['--data-dir', data])).child);
+  });
+
+  it('refuse an empty, foreign or damaged database instead of starting a fresh evaluation', async () => {
+    const data = await usedDataDir();
+    const db = join(data, 'floatd.db');
+    const good = readFileSync(db);
+    const cases: Array<[string, () => void, string]> = [
+      ['empty', () => writeFileSync(db, ''), 'it is empty: it holds no floatd data'],
+      ['garbage', () => writeFileSync(db, Buffer.alloc(8192, 0x41)), 'it is not a database'],
+      [
+        'foreign',
+        () => {
+          rmSync(db);
+          const other = new Database(db);
+          other.exec('CREATE TABLE photos (id INTEGER PRIMARY KEY)');
+          other.close();
+        },
+        'it is not a floatd database: it holds tables of another program',
+      ],
+      [
+        'damaged',
+        () => {
+          // Every page after the schema overwritten: the file still opens, its tables do not read.
+          const bytes = Buffer.from(good);
+          bytes.fill(0x5a, 4096 * 2);
+          writeFileSync(db, bytes);
+        },
+        'it is damaged (PRAGMA quick_check: ',
+      ],
+    ];
+    for (const [name, damage, why] of cases) {
+      damage();
+      const size = statSync(db).size;
+      const r = floatd(['serve', '--data-dir', data, '--listen', '127.0.0.1:0']);
+      expect(r.code, name).toBe(1);
+      expect(r.err, name).toContain(`DATA_DIR_DAMAGED: the database ${db} cannot be used: ${why}`);
+      expect(r.err, name).toMatch(/\. Restore it from a backup \(see "Files and backups" in docs\/operations\.md\)/);
+      expect(r.err.split('\n'), name).toHaveLength(1);
+      expect(r.err, name).toContain('floatd will not start afresh on it, which would begin a new evaluation');
+      noStackTrace(r.err);
+      expect(r.out, name).not.toContain('evaluation mode');
+      expect(statSync(db).size, name).toBe(size);
+      writeFileSync(db, good);
+    }
+    // Commands that read or change the database refuse the empty one too, rather than fill it.
+    writeFileSync(db, '');
+    for (const args of [['status'], ['license', 'list'], ['license', 'add', 'x.y.z'], ['log']]) {
+      const r = floatd([...args, '--data-dir', data]);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.err, args.join(' ')).toContain(`DATA_DIR_DAMAGED: the database ${db} cannot be used: it is empty`);
+    }
+    expect(statSync(db).size).toBe(0);
+  });
+
+  it('a server key without its database: starts with a new database, keeps the key, and warns', async () => {
+    const data = await usedDataDir();
+    const before = json(['status', '--json', '--data-dir', data])['serverKeyFingerprint'];
+    rmSync(join(data, 'floatd.db'));
+    const server = await serve(['--data-dir', data]);
+    expect(server.log()).toMatch(/"level":40,[^\n]*"msg":"[^"]* holds a server key but no database: starting with a new, empty one/);
+    expect(json(['status', '--json', '--data-dir', data])['serverKeyFingerprint']).toBe(before);
+    await stopped(server.child);
   });
 });

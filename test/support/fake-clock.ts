@@ -8,8 +8,10 @@ interface Pending {
 }
 
 /**
- * A clock that moves only when told to, for tests: server and client can share
- * one, so hours of leasing pass in milliseconds without sleeping.
+ * A clock pair (wall and monotonic) that moves only when told to, for tests:
+ * server and client can share one, so hours of leasing pass in milliseconds
+ * without sleeping. Timers run on the monotonic clock, as real ones do, so
+ * `jumpWall` (someone setting the system clock) moves the wall clock alone.
  */
 export class FakeClock implements Clock {
   private t: number;
@@ -30,26 +32,31 @@ export class FakeClock implements Clock {
   }
 
   setTimer(delayMs: number, fn: () => void): TimerHandle {
-    const p: Pending = { at: this.t + Math.max(0, delayMs), seq: this.seq++, fn, cancelled: false };
+    const p: Pending = { at: this.mono + Math.max(0, delayMs), seq: this.seq++, fn, cancelled: false };
     this.pending.push(p);
     return { cancel: () => void (p.cancelled = true) };
   }
 
   /** Moves time forward, firing due timers in order (timers they set fire too when due). */
   advance(ms: number): void {
-    const target = this.t + ms;
+    const target = this.mono + ms;
     for (;;) {
       this.pending = this.pending.filter((p) => !p.cancelled);
       this.pending.sort((a, b) => a.at - b.at || a.seq - b.seq);
       const next = this.pending[0];
       if (next === undefined || next.at > target) break;
       this.pending.shift();
-      this.mono += next.at - this.t;
-      this.t = next.at;
+      this.t += next.at - this.mono;
+      this.mono = next.at;
       next.fn();
     }
-    this.mono += target - this.t;
-    this.t = target;
+    this.t += target - this.mono;
+    this.mono = target;
+  }
+
+  /** Sets the wall clock `ms` ahead (or back, when negative); the monotonic clock and timers do not notice. */
+  jumpWall(ms: number): void {
+    this.t += ms;
   }
 
   pendingTimers(): number {

@@ -41,6 +41,10 @@ export class FakeLeaseStore implements LeaseStore {
       const l = this.leases.get(id);
       if (l) this.leases.set(id, { ...l, renewedAt, expiresAt });
     },
+    shiftExpiries: (deltaMs) => {
+      for (const [id, l] of this.leases) this.leases.set(id, { ...l, renewedAt: l.renewedAt + deltaMs, expiresAt: l.expiresAt + deltaMs });
+      return this.leases.size;
+    },
     deleteLease: (id) => void this.leases.delete(id),
     expiredLeases: (now, limit) =>
       [...this.leases.values()].filter((l) => l.expiresAt <= now).sort((a, b) => a.expiresAt - b.expiresAt).slice(0, limit),
@@ -80,6 +84,11 @@ export class FakeLeaseStore implements LeaseStore {
   nextExpiry(): number | undefined {
     const times = [...this.leases.values()].map((l) => l.expiresAt);
     return times.length === 0 ? undefined : Math.min(...times);
+  }
+
+  latestRecordedTime(): number | undefined {
+    const times = [...this.events.map((e) => e.ts), ...[...this.leases.values()].map((l) => l.renewedAt)];
+    return times.length === 0 ? undefined : Math.max(...times);
   }
 
   allLeases(): Lease[] {

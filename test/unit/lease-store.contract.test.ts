@@ -125,6 +125,29 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
     store.close();
   });
 
+  it('moves every lease\'s renewal and expiry time together, and knows the latest time it recorded', () => {
+    const store = make();
+    expect(store.latestRecordedTime()).toBeUndefined();
+    store.transact((tx) => {
+      tx.insertLease(lease({ id: 'a', instance: 'a', renewedAt: 1000, expiresAt: 5000 }));
+      tx.insertLease(lease({ id: 'b', instance: 'b', renewedAt: 3000, expiresAt: 7000 }));
+    });
+    expect(store.latestRecordedTime()).toBe(3000);
+    store.appendEvent({ ts: 4000, event: 'server-started' });
+    expect(store.latestRecordedTime()).toBe(4000);
+    expect(store.transact((tx) => tx.shiftExpiries(3_600_000))).toBe(2);
+    expect(store.allLeases().map((l) => [l.id, l.grantedAt, l.renewedAt, l.expiresAt])).toEqual([
+      ['a', 1000, 3_601_000, 3_605_000],
+      ['b', 1000, 3_603_000, 3_607_000],
+    ]);
+    expect(store.nextExpiry()).toBe(3_605_000);
+    // Moving back frees nothing and counts nothing twice: seats in use stay exact.
+    expect(store.transact((tx) => tx.shiftExpiries(-3_600_000))).toBe(2);
+    expect(store.transact((tx) => tx.countActive('key-1', 4999))).toBe(2);
+    expect(store.transact((tx) => tx.countActive('key-1', 5000))).toBe(1);
+    store.close();
+  });
+
   it('keeps meta values and license keys', () => {
     const store = make();
     expect(store.initMeta('k', 'first')).toBe('first');

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK, type CryptoKey } from 'jose';
 
@@ -57,16 +57,15 @@ export async function importEd25519(jwk: JWK): Promise<CryptoKey> {
   return (await importJWK({ ...jwk, alg: 'EdDSA' }, 'EdDSA')) as CryptoKey;
 }
 
-/**
- * The server's own signing key, made at first start (mode 0600) and reused
- * after, so clients that pinned its public key keep trusting it.
- */
-export async function loadOrCreateServerKey(file: string): Promise<KeyPairJwk> {
-  if (existsSync(file)) {
-    const privateJwk = readJwkFile(file, 'private');
-    const kid = privateJwk.kid ?? (await thumbprint(privateJwk));
-    return { privateJwk: { ...privateJwk, kid }, publicJwk: { ...publicPart(privateJwk), kid } };
-  }
+/** The server's own signing key, as made at its first start; clients that pinned its public key trust it. */
+export async function readServerKey(file: string): Promise<KeyPairJwk> {
+  const privateJwk = readJwkFile(file, 'private');
+  const kid = privateJwk.kid ?? (await thumbprint(privateJwk));
+  return { privateJwk: { ...privateJwk, kid }, publicJwk: { ...publicPart(privateJwk), kid } };
+}
+
+/** Makes the server's signing key (mode 0600, whatever the umask). */
+export async function createServerKey(file: string): Promise<KeyPairJwk> {
   const pair = await newEd25519KeyPair();
   writeSecretFile(file, `${JSON.stringify(pair.privateJwk, null, 2)}\n`);
   return pair;

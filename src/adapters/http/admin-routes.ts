@@ -1,6 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Denial, ErrorCode, ErrorDetails } from '../../domain/errors.js';
 import type { EventFilter } from '../../domain/events.js';
+import { LEASE_PARAMS, LEASES_QUERY, LISTENER_BODY, LOG_QUERY, REVOKE_BODY } from '../../domain/messages.js';
+import type { Infer } from '../../domain/schema.js';
+import { messageSchema, messageValidator } from './schemas.js';
 
 /** What the admin routes ask of the server (the app implements it). */
 export interface AdminApi {
@@ -28,8 +31,11 @@ export interface AdminRouteDeps {
 const FAILURES_ALLOWED = 10;
 const FAILURE_WINDOW_MS = 60_000;
 
-const text = { type: 'string', minLength: 1, maxLength: 256 } as const;
-const listenerBody = { type: 'object', properties: { listener: { ...text, description: 'a listener name; all when left out' } } } as const;
+const leasesQuery = messageSchema(LEASES_QUERY);
+const logQuery = messageSchema(LOG_QUERY);
+const listenerBody = messageSchema(LISTENER_BODY);
+const revokeParams = messageSchema(LEASE_PARAMS);
+const revokeBody = messageSchema(REVOKE_BODY);
 const anyReply = { type: 'object', additionalProperties: true } as const;
 const security = [{ bearer: [] }];
 
@@ -43,6 +49,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
   const failures = new Map<string, { count: number; since: number }>();
   const actors = new WeakMap<FastifyRequest, string>();
   const actorOf = (request: FastifyRequest) => actors.get(request)!;
+  const validatorCompiler = messageValidator((field, message) => deps.fail('BAD_REQUEST', message, { field }));
 
   const authenticate = async (request: FastifyRequest, reply: FastifyReply) => {
     const { remote, certificateSubject } = deps.who(request);
@@ -79,8 +86,8 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
       admin.addHook('preHandler', authenticate);
       admin.get(
         '/leases',
-        { schema: { summary: 'Live leases (the lmstat -a view)', tags: ['admin'], security, querystring: { type: 'object', properties: { user: text, host: text, product: text } }, response: { 200: anyReply } } },
-        async (request) => ({ ok: true, leases: deps.admin.leases(request.query as { user?: string; host?: string; product?: string }) }),
+        { schema: { summary: 'Live leases (the lmstat -a view)', tags: ['admin'], security, querystring: leasesQuery, response: { 200: anyReply } }, validatorCompiler },
+        async (request) => ({ ok: true, leases: deps.admin.leases(request.query as Infer<typeof LEASES_QUERY>) }),
       );
       admin.post(
         '/leases/:id/revoke',
@@ -89,10 +96,11 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
             summary: 'End a lease at once; its connected holder is told, a later renewal gets LEASE_NOT_FOUND with the reason',
             tags: ['admin'],
             security,
-            params: { type: 'object', required: ['id'], properties: { id: text } },
-            body: { type: 'object', required: ['reason'], properties: { reason: { type: 'string', minLength: 1, maxLength: 500 } } },
+            params: revokeParams,
+            body: revokeBody,
             response: { 200: anyReply },
           },
+          validatorCompiler,
         },
         async (request) => answer(await deps.admin.revoke((request.params as { id: string }).id, (request.body as { reason: string }).reason, actorOf(request))),
       );
@@ -104,10 +112,10 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
         const outcome = deps.admin.reloadTls(actorOf(request));
         return reply.code(outcome.ok ? 200 : 400).send(outcome);
       });
-      admin.post('/listeners/suspend', { schema: { summary: 'Refuse new lease connections (one listener, or all); open ones keep renewing', tags: ['admin'], security, body: listenerBody, response: { 200: anyReply } } }, async (request) =>
+      admin.post('/listeners/suspend', { schema: { summary: 'Refuse new lease connections (one listener, or all); open ones keep renewing', tags: ['admin'], security, body: listenerBody, response: { 200: anyReply } }, validatorCompiler }, async (request) =>
         answer(deps.admin.suspend((request.body as { listener?: string } | undefined)?.listener ?? null, actorOf(request))),
       );
-      admin.post('/listeners/resume', { schema: { summary: 'Take new lease connections again', tags: ['admin'], security, body: listenerBody, response: { 200: anyReply } } }, async (request) =>
+      admin.post('/listeners/resume', { schema: { summary: 'Take new lease connections again', tags: ['admin'], security, body: listenerBody, response: { 200: anyReply } }, validatorCompiler }, async (request) =>
         answer(deps.admin.resume((request.body as { listener?: string } | undefined)?.listener ?? null, actorOf(request))),
       );
       admin.get(
@@ -117,39 +125,29 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
             summary: 'The lease log, with floatd log\'s filters',
             tags: ['admin'],
             security,
-            querystring: {
-              type: 'object',
-              properties: {
-                since: { type: 'string', description: 'ISO date/time' },
-                until: { type: 'string', description: 'ISO date/time' },
-                user: text,
-                host: text,
-                product: text,
-                pool: text,
-                event: { type: 'string', description: 'event kinds, comma-separated' },
-                limit: { type: 'integer', minimum: 1, maximum: 100000 },
-              },
-            },
+            querystring: logQuery,
             response: { 200: anyReply },
           },
+          validatorCompiler,
         },
         async (request) => {
-          const q = request.query as Record<string, string | number | undefined>;
+          const q = request.query as Infer<typeof LOG_QUERY>;
           const time = (name: 'since' | 'until') => {
-            if (q[name] === undefined) return undefined;
-            const t = Date.parse(String(q[name]));
+            const value = q[name];
+            if (value === undefined) return undefined;
+            const t = Date.parse(value);
             if (Number.isNaN(t)) throw deps.fail('BAD_REQUEST', `field "${name}" must be an ISO date/time`, { field: name });
             return t;
           };
           const filter: EventFilter = {
             sinceMs: time('since'),
             untilMs: time('until'),
-            user: q['user'] as string | undefined,
-            host: q['host'] as string | undefined,
-            product: q['product'] as string | undefined,
-            pool: q['pool'] as string | undefined,
-            events: q['event'] === undefined ? undefined : String(q['event']).split(','),
-            limit: (q['limit'] as number | undefined) ?? 1000,
+            user: q.user,
+            host: q.host,
+            product: q.product,
+            pool: q.pool,
+            events: q.event?.split(','),
+            limit: q.limit === undefined ? 1000 : Number(q.limit),
           };
           return { ok: true, events: deps.admin.log(filter) };
         },

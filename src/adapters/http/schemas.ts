@@ -1,22 +1,40 @@
+import type { FastifySchemaCompiler } from 'fastify';
+import { acquireBody, LEASE_PARAMS, leaseBody } from '../../domain/messages.js';
+import { toJsonSchema, validate, type Schema } from '../../domain/schema.js';
+
 /**
- * JSON schemas of the web endpoint: fastify validates request bodies with them
- * (a bad field is 400 BAD_REQUEST naming it) and @fastify/swagger builds
- * /openapi.json from the same objects, so the document cannot drift.
+ * JSON schemas of the web endpoint. The bodies and path parameters clients
+ * send are derived from the message schemas both doors share
+ * (src/domain/messages.ts): they are checked with those (a bad field is 400
+ * BAD_REQUEST naming it, the same message as over NDJSON), and
+ * @fastify/swagger builds /openapi.json from the derived JSON Schema, so the
+ * document cannot drift from what is enforced.
  */
 
-const name = { type: 'string', minLength: 1, maxLength: 256 } as const;
+/** Each derived JSON Schema object, with the message schema it came from. */
+const derivedFrom = new WeakMap<object, Schema>();
 
-function client(userRequired: boolean) {
-  return {
-    type: 'object',
-    description: 'Who asks. With tls.identityFromCertificate the user may be left out: it is the client certificate\'s common name.',
-    required: userRequired ? ['user', 'instance'] : ['instance'],
-    properties: {
-      user: { ...name, description: 'user name' },
-      host: { ...name, description: 'host name; defaults to the remote address' },
-      instance: { ...name, description: 'a stable id the client picks per product instance' },
-    },
-  } as const;
+/** The JSON Schema of a message schema, for a route's `body` or `params`; `messageValidator` checks with the original. */
+export function messageSchema(schema: Schema): Record<string, unknown> {
+  const json = toJsonSchema(schema);
+  derivedFrom.set(json, schema);
+  return json;
+}
+
+/**
+ * The validator compiler of routes whose request parts are all message
+ * schemas: each part is checked by the shared validator, and a refusal
+ * becomes the error `refuse` makes (a coded BAD_REQUEST naming the field).
+ */
+export function messageValidator(refuse: (field: string, message: string) => Error): FastifySchemaCompiler<unknown> {
+  return ({ schema, httpPart, method, url }) => {
+    const shared = typeof schema === 'object' && schema !== null ? derivedFrom.get(schema) : undefined;
+    if (shared === undefined) throw new Error(`the ${httpPart ?? 'request'} schema of ${method} ${url} is not made by messageSchema()`);
+    return (data: unknown) => {
+      const r = validate(shared, data);
+      return r.ok ? { value: r.value } : { error: refuse(r.field, r.message) };
+    };
+  };
 }
 
 export const leaseReply = {
@@ -62,17 +80,17 @@ const errors = {
   503: { description: 'SHUTTING_DOWN', ...errorReply },
 } as const;
 
-const leaseId = { type: 'object', required: ['id'], properties: { id: { ...name, description: 'lease id' } } } as const;
 const okLease = { type: 'object', properties: { ok: { const: true }, lease: leaseReply } } as const;
 const anyObject = { type: 'object', additionalProperties: true } as const;
 
 export function routeSchemas(identityFromCertificate: boolean) {
-  const body = { type: 'object', required: ['client'], properties: { client: client(!identityFromCertificate) } } as const;
+  const body = messageSchema(leaseBody(!identityFromCertificate));
+  const leaseId = messageSchema(LEASE_PARAMS);
   return {
     acquire: {
       summary: 'Take a seat (idempotent per user, instance and product)',
       tags: ['leases'],
-      body: { type: 'object', required: ['client'], properties: { client: client(!identityFromCertificate), product: { ...name, description: 'may be left out when the server serves one product' } } },
+      body: messageSchema(acquireBody(!identityFromCertificate)),
       response: {
         201: { description: 'a new seat', type: 'object', properties: { ok: { const: true }, renewed: { const: false }, lease: leaseReply } },
         200: { description: 'the lease this instance already held, renewed', type: 'object', properties: { ok: { const: true }, renewed: { const: true }, lease: leaseReply } },

@@ -12,7 +12,8 @@ import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/t
 import { HTTP_STATUS } from './http-status.js';
 import { registerAdminRoutes, type AdminApi } from './admin-routes.js';
 import { Suspension } from '../net/suspension.js';
-import { routeSchemas } from './schemas.js';
+import { messageValidator, routeSchemas } from './schemas.js';
+import { parseJson } from '../../domain/schema.js';
 
 export interface WebListener extends ListenOn {
   readonly tls: boolean;
@@ -167,7 +168,7 @@ export class WebServer {
     await this.app.register(swagger, {
       openapi: {
         openapi: '3.1.0',
-        info: { title: 'floatd web endpoint', version: this.options.version, description: 'Lease operations over HTTP(S), status, health, metrics and the admin API. See docs/http-api.md.' },
+        info: { title: 'floatd web endpoint', version: this.options.version, description: 'Lease operations over HTTP(S), status, health, metrics and the admin API. See docs/http-api.md. Every JSON body besides: no key named __proto__, constructor or prototype at any depth, at most 8 levels of nesting, no number too large to represent; a refused body is 400 BAD_REQUEST with the field named.' },
         components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'an admin token (floatd admin token create)' } } },
       },
     });
@@ -255,6 +256,21 @@ export class WebServer {
     const app = this.app;
     const { api } = this.deps;
     const schemas = routeSchemas(this.options.identityFromCertificate);
+    const validatorCompiler = messageValidator((field, message) => new HttpError('BAD_REQUEST', message, { field }));
+
+    // JSON bodies are read as the NDJSON door reads a line: reserved keys, deep nesting and numbers
+    // too large to represent are refused naming the field, before any schema.
+    app.removeContentTypeParser('application/json');
+    app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+      const textBody = body as string;
+      if (textBody.trim() === '') {
+        done(null, undefined);
+        return;
+      }
+      const parsed = parseJson(textBody);
+      if (parsed.ok) done(null, parsed.value);
+      else done(new HttpError('BAD_REQUEST', parsed.message, { field: parsed.field }), undefined);
+    });
 
     app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
       let code: ErrorCode;
@@ -272,7 +288,7 @@ export class WebServer {
         code = 'BAD_REQUEST';
         message = error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? `the body is larger than ${this.options.bodyLimitBytes} bytes` : error.message;
       } else {
-        this.deps.requestFailed(error, { method: request.method, url: request.url, remote: this.remoteOf(request.socket) });
+        this.deps.requestFailed(error, { method: request.method, route: request.routeOptions.url ?? 'unknown', url: request.url, remote: this.remoteOf(request.socket) });
         code = 'INTERNAL';
         message = 'internal server error; the operator can find details in the server log';
       }
@@ -285,7 +301,7 @@ export class WebServer {
       reply.code(HTTP_STATUS.UNKNOWN_OP).send({ ok: false, error: { code: 'UNKNOWN_OP', message: `no route ${request.method} ${request.url.split('?')[0]} (see /openapi.json)` } }),
     );
 
-    app.post('/v1/leases', { schema: schemas.acquire }, (request, reply) => {
+    app.post('/v1/leases', { schema: schemas.acquire, validatorCompiler }, (request, reply) => {
       const body = request.body as { client: Parameters<WebServer['caller']>[1]; product?: string };
       const listener = this.sockets.get(request.socket)?.listener;
       if (listener !== undefined && this.suspension.has(listener)) {
@@ -293,11 +309,11 @@ export class WebServer {
       }
       return this.answer(reply, api.acquire(this.caller(request, body.client), body.product), (r) => (r.renewed ? 200 : 201));
     });
-    app.post('/v1/leases/:id/renew', { schema: schemas.renew }, (request, reply) => {
+    app.post('/v1/leases/:id/renew', { schema: schemas.renew, validatorCompiler }, (request, reply) => {
       const body = request.body as { client: Parameters<WebServer['caller']>[1] };
       return this.answer(reply, api.renew(this.caller(request, body.client), (request.params as { id: string }).id), () => 200);
     });
-    app.post('/v1/leases/:id/release', { schema: schemas.release }, (request, reply) => {
+    app.post('/v1/leases/:id/release', { schema: schemas.release, validatorCompiler }, (request, reply) => {
       const body = request.body as { client: Parameters<WebServer['caller']>[1] };
       return this.answer(reply, api.release(this.caller(request, body.client), (request.params as { id: string }).id), () => 200);
     });

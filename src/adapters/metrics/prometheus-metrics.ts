@@ -36,6 +36,7 @@ export class PrometheusMetrics {
   private readonly pauses: Counter;
   private readonly slowReaders: Counter;
   private readonly limitHits: Counter<'limit'>;
+  private readonly clockJumps: Counter;
 
   constructor(version: string, state: () => MetricsState) {
     const registers = [this.registry];
@@ -69,6 +70,7 @@ export class PrometheusMetrics {
       registers,
     });
     for (const limit of LIMITS) this.limitHits.inc({ limit }, 0);
+    this.clockJumps = new Counter({ name: 'floatd_clock_jumps_total', help: 'Wall-clock jumps the server noticed and re-based lease times for', registers });
     // The server's state is read once per scrape, by the first of its gauges (a registry collects
     // in the order metrics were registered), and the others show that same snapshot.
     let snapshot: MetricsState = { pools: [], keys: [], connections: 0, unsentReplyBytes: 0, pausedConnections: 0, earliestExpiry: null, now: 0 };
@@ -178,6 +180,10 @@ export class PrometheusMetrics {
 
   swept(lagSeconds: number): void {
     this.sweepLag.set(lagSeconds);
+  }
+
+  clockJumped(): void {
+    this.clockJumps.inc();
   }
 
   async text(): Promise<{ contentType: string; body: string }> {

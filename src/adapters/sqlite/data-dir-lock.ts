@@ -1,9 +1,12 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { createPrivateFile, PRIVATE_FILE_MODE } from '../fs/private-files.js';
 
 const LOCK_FILE = 'floatd.lock';
 const PID_FILE = 'floatd.pid';
+/** The files the lock keeps in the data directory (the lock, its journal, the pid). */
+export const LOCK_FILES = [LOCK_FILE, `${LOCK_FILE}-journal`, PID_FILE] as const;
 
 export interface DataDirLock {
   release(): void;
@@ -33,6 +36,8 @@ function isBusy(err: unknown): boolean {
  * a recycled pid can never be mistaken for a live server.
  */
 export function lockDataDir(dir: string, waitMs = 2000): LockResult {
+  // Made private before SQLite opens it, so its journal is private too.
+  createPrivateFile(join(dir, LOCK_FILE));
   const db = new Database(join(dir, LOCK_FILE));
   try {
     // Commands that only look (isDataDirLocked) hold a shared lock for an instant; wait them out.
@@ -48,7 +53,7 @@ export function lockDataDir(dir: string, waitMs = 2000): LockResult {
     if (isBusy(err)) return { ok: false, holderPid: readPid(dir) };
     throw err;
   }
-  writeFileSync(join(dir, PID_FILE), `${process.pid}\n`, { mode: 0o644 });
+  writeFileSync(join(dir, PID_FILE), `${process.pid}\n`, { mode: PRIVATE_FILE_MODE });
   let held = true;
   return {
     ok: true,

@@ -88,8 +88,24 @@ function eventParams(e: LeaseEventInput): unknown[] {
   ];
 }
 
+/** A file that is not a usable floatd database (empty, another program's, or damaged); `why` says which. */
+export class DatabaseUnusable extends Error {
+  constructor(readonly why: string) {
+    super(why);
+    this.name = 'DatabaseUnusable';
+  }
+}
+
 export interface SqliteOptions {
   readonly readonly?: boolean;
+  /**
+   * The file must already be a floatd database: one without floatd's schema
+   * (an empty file, another program's database) is refused with
+   * DatabaseUnusable, never made into a fresh one.
+   */
+  readonly existing?: boolean;
+  /** Checks every page of the database before use (PRAGMA quick_check; about a second per 500 MB). */
+  readonly verify?: boolean;
   /** Where an after-commit callback's failure is reported (the commit itself stands). */
   readonly onAfterCommitError?: (err: unknown) => void;
 }
@@ -112,6 +128,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
     this.commits = new CommitQueue(options.onAfterCommitError ?? ((err) => queueMicrotask(() => { throw err; })));
     this.db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
     this.db.pragma('busy_timeout = 5000');
+    if (options.existing) this.checkExisting(options.verify ?? false);
     if (!options.readonly) {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
@@ -150,12 +167,16 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
          VALUES (@id, @poolId, @product, @user, @host, @instance, @remote, @listener, @grantedAt, @renewedAt, @expiresAt, @leaseMs)`,
       ),
       updateExpiry: db.prepare<[number, number, string]>('UPDATE leases SET renewed_at = ?, expires_at = ? WHERE id = ?'),
+      shiftExpiries: db.prepare<[number, number]>('UPDATE leases SET renewed_at = renewed_at + ?, expires_at = expires_at + ?'),
       deleteLease: db.prepare<[string]>('DELETE FROM leases WHERE id = ?'),
       expired: db.prepare<[number, number], LeaseRow>(
         'SELECT * FROM leases WHERE expires_at <= ? ORDER BY expires_at LIMIT ?',
       ),
       allLeases: db.prepare<[], LeaseRow>('SELECT * FROM leases ORDER BY product, granted_at'),
       nextExpiry: db.prepare<[], { t: number | null }>('SELECT MIN(expires_at) AS t FROM leases'),
+      latestRecorded: db.prepare<[], { t: number | null }>(
+        'SELECT MAX(t) AS t FROM (SELECT MAX(ts) AS t FROM events UNION ALL SELECT MAX(renewed_at) FROM leases)',
+      ),
       appendEvent: db.prepare(
         `INSERT INTO events (ts, event, pool_id, product, lease_id, user, host, instance, remote, listener, seats_in_use, seats_total, code, reason, message, actor)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -201,6 +222,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
       updateExpiry: (id, renewedAt, expiresAt) => {
         s.updateExpiry.run(renewedAt, expiresAt, id);
       },
+      shiftExpiries: (deltaMs) => s.shiftExpiries.run(deltaMs, deltaMs).changes,
       deleteLease: (id) => {
         s.deleteLease.run(id);
       },
@@ -209,6 +231,25 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
         s.appendEvent.run(...eventParams(event));
       },
     };
+  }
+
+  private checkExisting(verify: boolean): void {
+    try {
+      if ((this.db.pragma('user_version', { simple: true }) as number) === 0) {
+        const tables = this.db.prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table'").get()!.n;
+        throw new DatabaseUnusable(tables === 0 ? 'it is empty: it holds no floatd data' : 'it is not a floatd database: it holds tables of another program');
+      }
+      if (verify) {
+        const rows = (this.db.pragma('quick_check(5)') as Array<{ quick_check: string }>).map((r) => r.quick_check);
+        if (rows.join() !== 'ok') {
+          const problems = rows.flatMap((r) => r.split('\n')).filter((p) => p.trim() !== '' && !p.startsWith('*** in database'));
+          throw new DatabaseUnusable(`it is damaged (PRAGMA quick_check: ${problems[0] ?? rows[0]}${problems.length > 1 ? `, and more` : ''})`);
+        }
+      }
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
   }
 
   transact<T>(fn: (tx: LeaseTx) => T): T {
@@ -226,6 +267,10 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore {
 
   nextExpiry(): number | undefined {
     return this.stmt.nextExpiry.get()!.t ?? undefined;
+  }
+
+  latestRecordedTime(): number | undefined {
+    return this.stmt.latestRecorded.get()!.t ?? undefined;
   }
 
   allLeases(): Lease[] {

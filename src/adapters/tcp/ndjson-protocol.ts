@@ -1,10 +1,11 @@
-import { FloatdError, type ErrorDetails } from '../../domain/errors.js';
+import { FloatdError, type ErrorCode, type ErrorDetails } from '../../domain/errors.js';
+import { NDJSON_REQUESTS, PROTOCOL_VERSION_FIELD, REQUEST, REQUEST_ID } from '../../domain/messages.js';
+import { checkDocument, validate, type Invalid } from '../../domain/schema.js';
 import type { Caller, LeaseApi, LeaseEnded, Outcome } from '../../domain/lease-api.js';
 import type { Connection, ConnectionHandler } from './tcp-server.js';
 import { wireError } from './wire-errors.js';
 
 export const PROTOCOL_VERSION = 1;
-const MAX_FIELD = 256;
 const KNOWN_OPS = new Set(['hello', 'acquire', 'renew', 'release', 'status', 'ping']);
 
 interface Session {
@@ -18,19 +19,8 @@ export interface NdjsonProtocolOptions {
   readonly identityFromCertificate: boolean;
   /** A request that failed for a reason nobody foresaw, for the server log. */
   readonly requestFailed: (err: unknown, context: Record<string, unknown>) => void;
-}
-
-/** A string field of 1 to 256 characters; the error names the field. */
-export function stringField(msg: Record<string, unknown>, name: string, required: boolean, label = name): string | undefined {
-  const v = msg[name];
-  if (v === undefined || v === null) {
-    if (required) throw new FloatdError('BAD_REQUEST', `field "${label}" is required`, { field: label });
-    return undefined;
-  }
-  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_FIELD) {
-    throw new FloatdError('BAD_REQUEST', `field "${label}" must be a string of 1 to ${MAX_FIELD} characters`, { field: label });
-  }
-  return v;
+  /** A request refused as the client's mistake (malformed, unknown op, hello missing or of another version). */
+  readonly clientMistake?: (conn: Connection, code: ErrorCode, message: string) => void;
 }
 
 /**
@@ -61,10 +51,13 @@ export class NdjsonProtocol implements ConnectionHandler {
   }
 
   onMessage(conn: Connection, msg: Record<string, unknown>): Promise<unknown> | unknown {
-    const id = msg['id'];
-    if (id !== undefined && typeof id !== 'string' && typeof id !== 'number') {
-      return wireError(undefined, 'BAD_REQUEST', 'field "id" must be a string or a number');
-    }
+    // The id first: every other refusal is a reply to it.
+    const raw = msg['id'];
+    const checkedId = raw === undefined || raw === null ? null : validate(REQUEST_ID, raw, 'id');
+    if (checkedId !== null && !checkedId.ok) return this.refuse(conn, undefined, checkedId);
+    const id = checkedId?.value;
+    const problem = checkDocument(msg);
+    if (problem !== null) return this.refuse(conn, id, problem);
     const asReply = (err: unknown): unknown => {
       if (err instanceof FloatdError) return wireError(id, err.code, err.message, err.details);
       throw err;
@@ -75,6 +68,17 @@ export class NdjsonProtocol implements ConnectionHandler {
     } catch (err) {
       return asReply(err);
     }
+  }
+
+  /** A malformed request: BAD_REQUEST naming the field. */
+  private refuse(conn: Connection, id: unknown, invalid: Invalid): unknown {
+    return this.mistake(conn, id, 'BAD_REQUEST', invalid.message, { field: invalid.field });
+  }
+
+  /** A refusal that is the client's mistake: told to the log hook (kept quiet there), answered in the usual shape. */
+  private mistake(conn: Connection, id: unknown, code: ErrorCode, message: string, details: ErrorDetails = {}): unknown {
+    this.options.clientMistake?.(conn, code, message);
+    return wireError(id, code, message, details);
   }
 
   onError(conn: Connection, msg: Record<string, unknown>, err: unknown): unknown {
@@ -92,26 +96,41 @@ export class NdjsonProtocol implements ConnectionHandler {
   }
 
   private route(conn: Connection, id: unknown, msg: Record<string, unknown>): Promise<unknown> | unknown {
-    const op = msg['op'];
-    if (typeof op !== 'string') return wireError(id, 'BAD_REQUEST', 'field "op" is required', { field: 'op' });
+    const head = validate(REQUEST, msg);
+    if (!head.ok) return this.refuse(conn, id, head);
+    const op = head.value.op;
     const session = this.session(conn);
     if (op === 'hello') return this.hello(conn, session, id, msg);
-    if (!KNOWN_OPS.has(op)) return wireError(id, 'UNKNOWN_OP', `unknown op "${op}" (ops: ${[...KNOWN_OPS].join(', ')})`);
+    if (!KNOWN_OPS.has(op)) return this.mistake(conn, id, 'UNKNOWN_OP', `unknown op "${op}" (ops: ${[...KNOWN_OPS].join(', ')})`);
     const caller = session.caller;
-    if (caller === null) return wireError(id, 'HELLO_REQUIRED', 'say hello first');
+    if (caller === null) return this.mistake(conn, id, 'HELLO_REQUIRED', 'say hello first');
     switch (op) {
-      case 'acquire':
-        return this.reply(id, this.api.acquire(caller, stringField(msg, 'product', false) ?? session.product), (r) => this.track(conn, session, r.lease.id));
-      case 'renew':
-        return this.reply(id, this.api.renew(caller, stringField(msg, 'lease', true)!), (r) => this.track(conn, session, r.lease.id));
+      case 'acquire': {
+        const r = validate(NDJSON_REQUESTS.acquire, msg);
+        if (!r.ok) return this.refuse(conn, id, r);
+        return this.reply(id, this.api.acquire(caller, r.value.product ?? session.product), (out) => this.track(conn, session, out.lease.id));
+      }
+      case 'renew': {
+        const r = validate(NDJSON_REQUESTS.renew, msg);
+        if (!r.ok) return this.refuse(conn, id, r);
+        return this.reply(id, this.api.renew(caller, r.value.lease), (out) => this.track(conn, session, out.lease.id));
+      }
       case 'release': {
-        const leaseId = stringField(msg, 'lease', true)!;
+        const r = validate(NDJSON_REQUESTS.release, msg);
+        if (!r.ok) return this.refuse(conn, id, r);
+        const leaseId = r.value.lease;
         return this.reply(id, this.api.release(caller, leaseId), () => session.leases.delete(leaseId));
       }
-      case 'status':
+      case 'status': {
+        const r = validate(NDJSON_REQUESTS.status, msg);
+        if (!r.ok) return this.refuse(conn, id, r);
         return { id, ok: true, ...this.api.status() };
-      default:
+      }
+      default: {
+        const r = validate(NDJSON_REQUESTS.ping, msg);
+        if (!r.ok) return this.refuse(conn, id, r);
         return { id, ok: true };
+      }
     }
   }
 
@@ -123,17 +142,16 @@ export class NdjsonProtocol implements ConnectionHandler {
   }
 
   private hello(conn: Connection, session: Session, id: unknown, msg: Record<string, unknown>): unknown {
-    const v = msg['v'] ?? PROTOCOL_VERSION;
-    if (v !== PROTOCOL_VERSION) return wireError(id, 'UNSUPPORTED_VERSION', `protocol version ${String(v)} is not supported (supported: ${PROTOCOL_VERSION})`);
-    const client = msg['client'];
-    if (typeof client !== 'object' || client === null || Array.isArray(client)) {
-      return wireError(id, 'BAD_REQUEST', 'field "client" must be an object with "user" and "instance"', { field: 'client' });
-    }
-    const c = client as Record<string, unknown>;
-    let user = stringField(c, 'user', !this.fromCertificate(conn), 'client.user');
-    const instance = stringField(c, 'instance', true, 'client.instance')!;
-    const host = stringField(c, 'host', false, 'client.host');
-    const product = stringField(msg, 'product', false);
+    // The version first: a newer client's hello may differ in every other field.
+    const version = validate(PROTOCOL_VERSION_FIELD, msg);
+    if (!version.ok) return this.refuse(conn, id, version);
+    const v = version.value.v ?? PROTOCOL_VERSION;
+    if (v !== PROTOCOL_VERSION) return this.mistake(conn, id, 'UNSUPPORTED_VERSION', `protocol version ${v} is not supported (supported: ${PROTOCOL_VERSION})`);
+    const checked = validate(this.fromCertificate(conn) ? NDJSON_REQUESTS.helloCertified : NDJSON_REQUESTS.hello, msg);
+    if (!checked.ok) return this.refuse(conn, id, checked);
+    const { client, product } = checked.value;
+    let user = client.user;
+    const { instance, host } = client;
     if (this.fromCertificate(conn)) {
       const certified = conn.peer?.commonName ?? null;
       if (certified === null) return wireError(id, 'IDENTITY_MISMATCH', 'this listener takes the user from a client certificate, and the connection has none with a common name');
@@ -142,10 +160,11 @@ export class NdjsonProtocol implements ConnectionHandler {
       }
       user = certified;
     }
+    if (user === undefined) return this.refuse(conn, id, { field: 'client.user', message: 'field "client.user" is required' });
     if (session.caller !== null && (session.caller.user !== user || session.caller.instance !== instance)) {
-      return wireError(id, 'BAD_REQUEST', 'this connection already said hello as another client; open a new connection');
+      return this.mistake(conn, id, 'BAD_REQUEST', 'this connection already said hello as another client; open a new connection');
     }
-    session.caller = { user: user!, instance, host: host ?? conn.remote, remote: conn.remote, listener: conn.listener };
+    session.caller = { user, instance, host: host ?? conn.remote, remote: conn.remote, listener: conn.listener };
     session.product = product;
     conn.markReady();
     return { id, ok: true, ...this.api.hello() };

@@ -1,0 +1,73 @@
+import type { SteadyClock } from '../domain/steady-clock.js';
+import type { LeaseStore } from '../domain/ports.js';
+import type { LeaseService } from './lease-service.js';
+
+/** How far the wall clock may move against the monotonic one before it counts as a jump. */
+export const CLOCK_JUMP_MS = 5_000;
+
+export interface ClockJump {
+  /** Wall clock minus lease time when noticed: positive when the clock jumped forward. */
+  readonly shiftMs: number;
+  /** Leases whose times moved with it (or, at start, were cut to their full length). */
+  readonly leases: number;
+  /** What happened, for the server log and the lease log. */
+  readonly message: string;
+}
+
+/** "1 h 0 min 12 s", "7.5 s": the size of a jump for people. */
+export function span(ms: number): string {
+  const abs = Math.abs(ms);
+  if (abs < 60_000) return `${(abs / 1000).toFixed(1)} s`;
+  const h = Math.floor(abs / 3_600_000);
+  const min = Math.floor((abs % 3_600_000) / 60_000);
+  const s = Math.round((abs % 60_000) / 1000);
+  return `${h > 0 ? `${h} h ` : ''}${min} min ${s} s`;
+}
+
+/**
+ * Keeps lease time and the wall clock together. While the server runs, expiry
+ * is decided on lease time, which only the monotonic clock moves; when the
+ * wall clock is found more than `thresholdMs` away from it (someone set the
+ * clock, NTP stepped it, the machine was suspended), every stored expiry and
+ * lease time move by the difference together, so no lease gains or loses time
+ * and stored times stay wall-clock times.
+ */
+export class ClockWatch {
+  constructor(
+    private readonly clock: SteadyClock,
+    private readonly store: LeaseStore,
+    private readonly leases: LeaseService,
+    private readonly thresholdMs = CLOCK_JUMP_MS,
+  ) {}
+
+  /** The periodic check: null while the clocks agree; otherwise re-bases and tells what it did. */
+  check(): ClockJump | null {
+    const shiftMs = this.clock.drift();
+    if (Math.abs(shiftMs) <= this.thresholdMs) return null;
+    const way = shiftMs > 0 ? 'forward' : 'back';
+    const base = `the wall clock jumped ${way} by ${span(shiftMs)} against the monotonic clock`;
+    const { moved, message } = this.leases.clockJumped(shiftMs, (n) => `${base}: the expiry of ${n} lease(s) moved with it, so each keeps the time it had left`);
+    // Only after the commit: a failed transaction leaves lease time where the stored expiries are.
+    this.clock.rebase(shiftMs);
+    return { shiftMs, leases: moved, message };
+  }
+
+  /**
+   * At start, stored wall-clock times rule (the monotonic clock of the last run
+   * is gone). A wall clock behind the latest time the database recorded was
+   * turned back while the server was stopped: told, and no lease is left with
+   * more than its full length to run.
+   */
+  atStart(): ClockJump | null {
+    const latest = this.store.latestRecordedTime();
+    const behind = latest === undefined ? 0 : latest - this.clock.now();
+    const cut = this.leases.capRemaining();
+    if (behind <= this.thresholdMs && cut === 0) return null;
+    const message =
+      `the wall clock is ${span(behind)} behind the latest time recorded in the database (${new Date(latest!).toISOString()}): ` +
+      `it was turned back while the server was stopped, or ran ahead before; stored lease expiries rule, ` +
+      `and ${cut} lease(s) with more than their full length left were cut to it`;
+    this.store.appendEvent({ ts: this.clock.now(), event: 'clock-jump', message });
+    return { shiftMs: -behind, leases: cut, message };
+  }
+}
