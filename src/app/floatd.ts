@@ -29,6 +29,8 @@ import { PrometheusMetrics, type MetricsState } from '../adapters/metrics/promet
 import { WebServer, type BoundWebListener } from '../adapters/http/web-server.js';
 import type { ProxyRefusal } from '../adapters/net/proxy-protocol.js';
 import { WarningThrottle } from './warning-throttle.js';
+import { TokenBuckets } from './rate-limit.js';
+import { descriptorHeadroom, softFdLimit } from '../config/fd-limit.js';
 import { AdminService, AdminTokens } from './admin.js';
 import { runReport } from './report-runner.js';
 import { usageReportJson, usersReportJson } from './reports.js';
@@ -117,6 +119,13 @@ export class Floatd {
   private lastRefusalWarning = -Infinity;
   private readonly proxyWarnings = new WarningThrottle(60_000);
   private readonly adminWarnings = new WarningThrottle(60_000);
+  /** Abuse limits and slow readers: one warning a minute per kind and address. */
+  private readonly limitWarnings = new WarningThrottle(60_000);
+  /** Bumped by every change status shows (leases, pools, listeners, rules): the status snapshot is recomputed after one. */
+  private statusGeneration = 0;
+  /** The soft file-descriptor limit, read at start (out of descriptors, it could not be read). */
+  private readonly fdLimit = softFdLimit();
+  private statusSnapshot: { readonly generation: number; readonly at: number; readonly status: ServerStatus } | null = null;
   /** Client mistakes: one debug line per address every 10 s. */
   private readonly mistakeLines = new WarningThrottle(10_000);
   /** Unforeseen request failures: one error line (with its stack) per op or route a minute. */
@@ -172,11 +181,13 @@ export class Floatd {
       { leaseMs: config.leaseSeconds * 1000, logLevel: config.leaseLog.level },
       {
         leaseEnded: (lease, kind, reason) => {
+          this.statusGeneration++;
           metrics.ended(kind);
           this.api.leaseEnded(lease, kind, reason);
         },
         expiryScheduled: (at) => this.sweeper.expiryAt(at),
         tally: (t) => {
+          if (t.kind !== 'denied') this.statusGeneration++;
           if (t.kind === 'denied') metrics.denied(t.code, t.reason);
           else if (t.kind === 'granted') metrics.granted(t.product);
           else metrics.renewed(t.product);
@@ -221,6 +232,9 @@ export class Floatd {
       status: () => this.status(),
       groupsOf: (user) => this.rules.groups.get(user) ?? [],
       chainOf: (poolId) => this.chain.get(poolId),
+      ...(config.acquireRateLimit === null
+        ? {}
+        : { acquireRate: new TokenBuckets(config.acquireRateLimit), rateLimited: (remote: string, retryAfterMs: number) => this.acquireRateLimited(remote, retryAfterMs) }),
     });
     this.adminTokens = new AdminTokens(store as unknown as AdminTokenStore, this.clock);
     this.admin = new AdminService({ store, leases: this.leases, batcher: this.batcher, clock: this.clock });
@@ -236,6 +250,10 @@ export class Floatd {
         handshakeTimeoutMs: config.handshakeTimeoutSeconds * 1000,
         idleTimeoutMs: (config.idleTimeoutSeconds > 0 ? config.idleTimeoutSeconds : config.leaseSeconds + 60) * 1000,
         maxConnections: config.maxConnections,
+        maxConnectionsPerAddress: config.maxConnectionsPerAddress,
+        replyBufferBytes: config.backpressure.connectionBytes,
+        replyBufferTotalBytes: config.backpressure.totalBytes,
+        drainTimeoutMs: config.backpressure.drainTimeoutSeconds * 1000,
         backlog: config.backlog,
         keepAliveMs: config.keepAliveSeconds * 1000,
         answered: (op, transport, seconds) => metrics.request(NDJSON_OPS.has(op) ? op : 'other', transport, seconds),
@@ -247,6 +265,25 @@ export class Floatd {
         protocolError: (conn, code, detail) => this.clientMistake(conn.remote, conn.listener, code, detail),
         connectionRefused: (remote) => this.connectionRefused(remote),
         proxyRefused: (refusal) => this.proxyRefused(refusal),
+        addressLimited: (remote, limit) => {
+          metrics.limitHit('max_connections_per_address');
+          this.limitWarning('connections', remote, (held) =>
+            `connection from ${remote} refused: it holds its maximum of ${limit} connections (maxConnectionsPerAddress)` + (held > 0 ? `; ${held} more refused since the last warning` : ''));
+        },
+        paused: () => metrics.paused(),
+        slowReaderDropped: (conn, unsentBytes) => {
+          metrics.slowReaderDropped();
+          this.limitWarning('slow-reader', conn.remote, (held) =>
+            `connection from ${conn.remote} dropped: it did not read its replies (${unsentBytes} bytes unsent for ${config.backpressure.drainTimeoutSeconds} s, backpressure.drainTimeoutSeconds); its leases are kept` +
+            (held > 0 ? `; ${held} more from this address dropped since the last warning` : ''));
+        },
+        descriptorsExhausted: (code, connections) => {
+          metrics.limitHit('file_descriptors');
+          const limit = this.fdLimit;
+          this.limitWarning('descriptors', '', (held) =>
+            `out of file descriptors (${code}${limit === null ? '' : `, limit ${limit}`}, ${connections} NDJSON connections open): new connections are reset before floatd sees them; ` +
+            'raise the limit (LimitNOFILE= in the systemd unit, ulimit -n) or lower maxConnections' + (held > 0 ? ` (found out of them ${held} more time(s) since the last warning)` : ''));
+        },
       },
     );
     this.web = new WebServer(
@@ -331,6 +368,7 @@ export class Floatd {
     const tcp = suspend ? this.tcp.suspension.suspend(which) : this.tcp.suspension.resume(which);
     const web = suspend ? this.web.suspension.suspend(which) : this.web.suspension.resume(which);
     const suspended = [...new Set([...tcp, ...web])].sort();
+    this.statusGeneration++;
     this.recordRuntime();
     const what = listener === null ? 'every listener' : `listener "${listener}"`;
     this.admin.record(suspend ? 'listener-suspended' : 'listener-resumed', actor, `${what} ${suspend ? 'suspended' : 'resumed'}; suspended now: ${suspended.join(', ') || 'none'}`);
@@ -391,6 +429,8 @@ export class Floatd {
       pools: this.pools.all().map((p) => ({ pool: p.id, product: p.product === '*' ? EVALUATION_PRODUCT : p.product, seats: p.seats, inUse: unreadable === null ? (inUse.get(p.id) ?? 0) : null })),
       keys: this.pools.licenseKeys().map((k) => ({ key: k.id, product: k.product, expiresAt: k.expiresAt })),
       connections: this.tcp.connections(),
+      unsentReplyBytes: this.tcp.backpressure().unsentBytes,
+      pausedConnections: this.tcp.backpressure().pausedConnections,
       earliestExpiry: earliest,
       now,
     };
@@ -435,6 +475,7 @@ export class Floatd {
   }
 
   private applyRules(rules: LoadedRules): void {
+    this.statusGeneration++;
     this.rules = rules;
     this.leases.setGate(rules.book === null ? OPEN_GATE : new RuleGate(rules.book));
   }
@@ -556,6 +597,7 @@ export class Floatd {
     }
     this.scheduleMaintenance();
     this.scheduleActivationCheck(0);
+    this.checkDescriptorLimit();
     for (const l of this.listenerStatus()) this.logger.info({ listener: l.name, scheme: l.scheme, address: l.address, port: l.port }, 'listening');
     for (const l of [...this.config.listeners, ...this.config.http.listen, ...this.config.https.listen]) {
       if (!l.proxyProtocol) continue;
@@ -563,6 +605,19 @@ export class Floatd {
       this.logger.info({ listener: l.name, trustedProxies }, `listener "${l.name}" takes client addresses from PROXY protocol headers sent by ${trustedProxies.join(', ')}`);
     }
     return this.bound;
+  }
+
+  /** Warns at start when maxConnections is more than the process's file-descriptor limit leaves room for. */
+  private checkDescriptorLimit(): void {
+    const limit = this.fdLimit;
+    if (limit === null) return;
+    const room = limit - descriptorHeadroom(limit);
+    if (this.config.maxConnections <= room) return;
+    this.logger.warn(
+      { maxConnections: this.config.maxConnections, fileDescriptorLimit: limit },
+      `maxConnections is ${this.config.maxConnections}, but the file-descriptor limit of ${limit} leaves room for about ${Math.max(0, room)} connections: ` +
+        'past that, new clients are reset; raise the limit (LimitNOFILE= in the systemd unit, ulimit -n) or lower maxConnections',
+    );
   }
 
   /** What commands on this data directory learn of the running server. */
@@ -589,7 +644,23 @@ export class Floatd {
     ];
   }
 
+  /**
+   * What `status` shows, from a snapshot: recomputed after a change (a lease
+   * granted, renewed or ended, pools, listeners or rules changed) or once it
+   * is a second old, not for every request, so a flood of status requests
+   * costs one computation.
+   */
   status(): ServerStatus {
+    const at = this.clock.monotonic();
+    const snapshot = this.statusSnapshot;
+    if (snapshot !== null && snapshot.generation === this.statusGeneration && at - snapshot.at < STATUS_MAX_AGE_MS) return snapshot.status;
+    const generation = this.statusGeneration;
+    const status = this.computeStatus();
+    this.statusSnapshot = { generation, at, status };
+    return status;
+  }
+
+  private computeStatus(): ServerStatus {
     return collectStatus({
       store: this.store,
       pools: this.pools,
@@ -725,6 +796,7 @@ export class Floatd {
 
   /** After the pools were decided again: state changes, the evaluation banner, revocations. */
   private poolsChanged(beforePools: readonly string[], initial: boolean): void {
+    this.statusGeneration++;
     const now = this.clock.now();
     this.checkKeyStates(now, initial);
     const evalPool = this.pools.evaluationPool();
@@ -790,11 +862,13 @@ export class Floatd {
     if (jump === null) return;
     this.logger.warn({ jumpMs: jump.shiftMs, leases: jump.leases, wallClock: new Date(this.clock.wallNow()).toISOString() }, jump.message);
     this.metrics.clockJumped();
+    this.statusGeneration++;
     this.sweeper.reschedule();
   }
 
   /** The connection cap was hit: warn at most once a minute, with how many were refused. */
   private connectionRefused(remote: string): void {
+    this.metrics.limitHit('max_connections');
     this.refusedConnections++;
     const now = this.clock.monotonic();
     if (now - this.lastRefusalWarning < 60_000) return;
@@ -803,6 +877,22 @@ export class Floatd {
       { refused: this.refusedConnections, maxConnections: this.config.maxConnections, remote },
       `connection refused: the server holds its maximum of ${this.config.maxConnections} connections (maxConnections); ${this.refusedConnections} refused so far`,
     );
+  }
+
+  /** An acquisition refused by acquireRateLimit: counted, and warned of once a minute per address. */
+  private acquireRateLimited(remote: string, retryAfterMs: number): void {
+    this.metrics.limitHit('acquire_rate');
+    const limit = this.config.acquireRateLimit!;
+    this.limitWarning('acquire-rate', remote, (held) =>
+      `acquisition from ${remote} refused: more than ${limit.perSecond} a second, ${limit.burst} at once (acquireRateLimit); next allowed in ${retryAfterMs} ms` +
+      (held > 0 ? `; ${held} more refused since the last warning` : ''));
+  }
+
+  /** A warning of a limit hit, at most once a minute per kind and address, with how many were held back. */
+  private limitWarning(kind: string, remote: string, message: (held: number) => string): void {
+    const admitted = this.limitWarnings.admit(`${kind}\u0000${remote}`, this.clock.monotonic());
+    if (admitted === null) return;
+    this.logger.warn({ limit: kind, ...(remote === '' ? {} : { remote }), heldBack: admitted.held }, message(admitted.held));
   }
 
   /** A connection without a valid PROXY header from a trusted proxy was closed: warn at most once a minute per source address. */
@@ -898,6 +988,8 @@ export class Floatd {
 }
 
 const EXPIRY_WARNINGS = [30, 14, 7, 1];
+/** How old a status snapshot may be when nothing changed (durations and key states move with time). */
+const STATUS_MAX_AGE_MS = 1000;
 /** The NDJSON ops, as metric labels (anything else a client sends is "other"). */
 const NDJSON_OPS = new Set(['hello', 'acquire', 'renew', 'release', 'status', 'ping']);
 

@@ -1,11 +1,13 @@
 import type { JWK } from 'jose';
 import type { Clock } from '../domain/clock.js';
+import { deny, type Denial } from '../domain/errors.js';
 import type { Caller, LeaseApi, LeaseEnded, Outcome, ServerHello, WireLease } from '../domain/lease-api.js';
 import type { Lease } from '../domain/lease.js';
 import { renewAfterMs } from '../domain/pool.js';
 import type { LeaseTokenSigner } from '../adapters/crypto/lease-tokens.js';
 import type { Batcher } from './batcher.js';
 import type { LeaseService } from './lease-service.js';
+import type { TokenBuckets } from './rate-limit.js';
 import type { ServerStatus } from './status.js';
 import { VERSION } from './version.js';
 
@@ -22,6 +24,15 @@ export interface ServerLeaseApiDeps {
   readonly groupsOf: (user: string) => readonly string[];
   /** The license key and activation a pool's leases chain to the vendor with, if any. */
   readonly chainOf?: (poolId: string) => { key: string; activation: string | null } | undefined;
+  /** Acquisitions per client address (`acquireRateLimit`), for every door; absent: no limit. */
+  readonly acquireRate?: TokenBuckets;
+  /** Told of each acquisition refused by that limit. */
+  readonly rateLimited?: (remote: string, retryAfterMs: number) => void;
+}
+
+/** Whose request an operation is, for the batcher's per-source budget: one client instance on one listener. */
+function sourceOf(caller: Caller): string {
+  return `${caller.listener}\u0000${caller.remote}\u0000${caller.user}\u0000${caller.instance}`;
 }
 
 /**
@@ -39,24 +50,45 @@ export class ServerLeaseApi implements LeaseApi {
   }
 
   async acquire(caller: Caller, product: string | undefined): Promise<Outcome<{ renewed: boolean; lease: WireLease }>> {
+    const limited = this.rateLimited(caller);
+    if (limited !== null) return limited;
     const who = { ...caller, groups: this.deps.groupsOf(caller.user) };
-    const outcome = await this.deps.batcher.submit(() => this.deps.leases.acquire(who, product));
+    const outcome = await this.deps.batcher.submit(() => this.deps.leases.acquire(who, product), sourceOf(caller));
     if (!outcome.ok) return outcome;
     return { ok: true, renewed: outcome.renewed, lease: this.wire(outcome.lease) };
   }
 
   async renew(caller: Caller, leaseId: string): Promise<Outcome<{ lease: WireLease }>> {
     const who = { ...caller, groups: this.deps.groupsOf(caller.user) };
-    const outcome = await this.deps.batcher.submit(() => this.deps.leases.renew(who, leaseId));
+    const outcome = await this.deps.batcher.submit(() => this.deps.leases.renew(who, leaseId), sourceOf(caller));
     if (!outcome.ok) return outcome;
     return { ok: true, lease: this.wire(outcome.lease) };
   }
 
   async release(caller: Caller, leaseId: string): Promise<Outcome<{ released: boolean }>> {
     const who = { ...caller, groups: [] };
-    const outcome = await this.deps.batcher.submit(() => this.deps.leases.release(who, leaseId));
+    const outcome = await this.deps.batcher.submit(() => this.deps.leases.release(who, leaseId), sourceOf(caller));
     if (!outcome.ok) return outcome;
     return { ok: true, released: outcome.released };
+  }
+
+  /**
+   * The acquisition-rate limit of the caller's address: a denial when its
+   * bucket is empty. Refused before any work: nothing is written, so a flood
+   * of acquisitions grows neither the lease log nor the database.
+   */
+  private rateLimited(caller: Caller): Denial | null {
+    const buckets = this.deps.acquireRate;
+    if (buckets === undefined) return null;
+    const retryAfterMs = buckets.take(caller.remote, this.deps.clock.monotonic());
+    if (retryAfterMs === null) return null;
+    this.deps.rateLimited?.(caller.remote, retryAfterMs);
+    const { perSecond, burst } = buckets.limit;
+    return deny(
+      'TOO_MANY_REQUESTS',
+      `too many acquisitions from ${caller.remote}: at most ${perSecond} a second, ${burst} at once (acquireRateLimit); retry in ${retryAfterMs} ms`,
+      { retryAfterMs, reason: 'acquire-rate' },
+    );
   }
 
   status(): ServerStatus {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { FloatdError } from '../domain/errors.js';
+import { defaultMaxConnections } from './fd-limit.js';
 import { DEFAULT_PORT, parseHostPort, type ListenAddress } from './listen-address.js';
 
 export interface ListenerConfig extends ListenAddress {
@@ -56,7 +57,14 @@ export interface Config {
   readonly frameMaxBytes: number;
   readonly handshakeTimeoutSeconds: number;
   readonly idleTimeoutSeconds: number;
+  /** Open NDJSON connections at most; by default what the file-descriptor limit allows. */
   readonly maxConnections: number;
+  /** Open NDJSON connections per client address (after PROXY protocol); 0 = no limit. */
+  readonly maxConnectionsPerAddress: number;
+  /** Acquisitions per client address (a token bucket, every door); null = no limit. */
+  readonly acquireRateLimit: { readonly perSecond: number; readonly burst: number } | null;
+  /** Slow readers: when a connection's unsent replies stop it being read, and when it is dropped. */
+  readonly backpressure: { readonly connectionBytes: number; readonly totalBytes: number; readonly drainTimeoutSeconds: number };
   readonly backlog: number;
   readonly keepAliveSeconds: number;
   readonly vendorPublicKeys: readonly string[];
@@ -124,6 +132,15 @@ function int(min: number, max: number): Parser {
     if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
       throw new SettingError(`must be a whole number from ${min} to ${max}`);
     }
+    return n;
+  };
+}
+
+/** A number (fractions allowed) from min to max. */
+function num(min: number, max: number): Parser {
+  return (value) => {
+    const n = typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : value;
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < min || n > max) throw new SettingError(`must be a number from ${min} to ${max}`);
     return n;
   };
 }
@@ -283,7 +300,14 @@ const SETTINGS: Record<string, SettingSpec> = {
   frameMaxBytes: { env: 'FLOATD_FRAME_MAX_BYTES', parse: int(256, 1 << 20), fallback: 16384 },
   handshakeTimeoutSeconds: { env: 'FLOATD_HANDSHAKE_TIMEOUT_SECONDS', parse: int(1, 600), fallback: 10 },
   idleTimeoutSeconds: { env: 'FLOATD_IDLE_TIMEOUT_SECONDS', parse: int(0, 31 * 86400), fallback: 0 },
-  maxConnections: { env: 'FLOATD_MAX_CONNECTIONS', parse: int(1, 1_000_000), fallback: 20000 },
+  // The default follows the file-descriptor limit (fd-limit.ts); its fallback is there.
+  maxConnections: { env: 'FLOATD_MAX_CONNECTIONS', parse: (v, r) => (v === undefined ? defaultMaxConnections() : int(1, 1_000_000)(v, r)), fallback: undefined },
+  maxConnectionsPerAddress: { env: 'FLOATD_MAX_CONNECTIONS_PER_ADDRESS', parse: int(0, 1_000_000), fallback: 0 },
+  'acquireRateLimit.perSecond': { env: 'FLOATD_ACQUIRE_RATE_LIMIT_PER_SECOND', parse: num(0, 1_000_000), fallback: 0 },
+  'acquireRateLimit.burst': { env: 'FLOATD_ACQUIRE_RATE_LIMIT_BURST', parse: int(0, 1_000_000), fallback: 0 },
+  'backpressure.connectionBytes': { env: 'FLOATD_BACKPRESSURE_CONNECTION_BYTES', parse: int(4096, 64 << 20), fallback: 65536 },
+  'backpressure.totalBytes': { env: 'FLOATD_BACKPRESSURE_TOTAL_BYTES', parse: int(65536, 2 ** 32), fallback: 32 << 20 },
+  'backpressure.drainTimeoutSeconds': { env: 'FLOATD_BACKPRESSURE_DRAIN_TIMEOUT_SECONDS', parse: int(1, 3600), fallback: 30 },
   backlog: { env: 'FLOATD_BACKLOG', parse: int(1, 65535), fallback: 4096 },
   keepAliveSeconds: { env: 'FLOATD_KEEPALIVE_SECONDS', parse: int(0, 7200), fallback: 60 },
   vendorPublicKeys: { env: 'FLOATD_VENDOR_PUBLIC_KEYS', parse: paths, fallback: [] },
@@ -435,6 +459,23 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       { setting: 'rules.inline' },
     );
   }
+  const source = (name: string) => raws.get(name)?.source ?? 'default';
+  if ((values['backpressure.totalBytes'] as number) < (values['backpressure.connectionBytes'] as number)) {
+    throw new FloatdError(
+      'CONFIG_INVALID',
+      `setting backpressure.totalBytes (${source('backpressure.totalBytes')}) must be at least backpressure.connectionBytes (${values['backpressure.connectionBytes']}); got ${values['backpressure.totalBytes']}`,
+      { setting: 'backpressure.totalBytes' },
+    );
+  }
+  const perSecond = values['acquireRateLimit.perSecond'] as number;
+  const burst = values['acquireRateLimit.burst'] as number;
+  if (perSecond === 0 && burst > 0) {
+    throw new FloatdError(
+      'CONFIG_INVALID',
+      `setting acquireRateLimit.burst (${source('acquireRateLimit.burst')}) is set but acquireRateLimit.perSecond is not: set both, e.g. {"acquireRateLimit": {"perSecond": 2, "burst": 10}}`,
+      { setting: 'acquireRateLimit.perSecond' },
+    );
+  }
   const dataDir = values['dataDir'] as string;
   const tcpListeners = values['listeners'] as ListenerConfig[];
   const httpsListen = (values['https.listen'] as ListenerConfig[]).map((l) => ({ ...l, tls: true }));
@@ -455,6 +496,13 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     handshakeTimeoutSeconds: values['handshakeTimeoutSeconds'] as number,
     idleTimeoutSeconds: values['idleTimeoutSeconds'] as number,
     maxConnections: values['maxConnections'] as number,
+    maxConnectionsPerAddress: values['maxConnectionsPerAddress'] as number,
+    acquireRateLimit: perSecond > 0 ? { perSecond, burst: burst > 0 ? burst : Math.max(1, Math.ceil(perSecond)) } : null,
+    backpressure: {
+      connectionBytes: values['backpressure.connectionBytes'] as number,
+      totalBytes: values['backpressure.totalBytes'] as number,
+      drainTimeoutSeconds: values['backpressure.drainTimeoutSeconds'] as number,
+    },
     backlog: values['backlog'] as number,
     keepAliveSeconds: values['keepAliveSeconds'] as number,
     vendorPublicKeys: values['vendorPublicKeys'] as string[],

@@ -85,3 +85,40 @@ describe('Batcher (group commit for every door)', () => {
     await batcher.drained();
   });
 });
+
+describe('Batcher budgets (fairness)', () => {
+  it('takes a few operations per client per batch, the least busy first, each client in order', async () => {
+    const { leases, store, control } = setup();
+    const clock = new FakeClock(Date.now());
+    const batcher = new Batcher(store, clock, () => {}, undefined, { perSource: 2, timeMs: 1000 });
+    const order: string[] = [];
+    const op = (name: string) => () => {
+      order.push(name);
+      return leases.release(client('nobody'), name);
+    };
+    await Promise.all([
+      ...['b1', 'b2', 'b3', 'b4', 'b5'].map((n) => batcher.submit(op(n), 'busy')),
+      batcher.submit(op('q1'), 'quiet'),
+    ]);
+    // Batch 1: the quiet client first (one waiting), then two of the busy one; then two more; then the last.
+    expect(order).toEqual(['q1', 'b1', 'b2', 'b3', 'b4', 'b5']);
+    expect(control.batches).toBe(3);
+  });
+
+  it('commits and yields once a batch has run its time, and runs the rest next', async () => {
+    const { leases, store, control } = setup();
+    const clock = new FakeClock(Date.now());
+    const batcher = new Batcher(store, clock, () => {}, undefined, { perSource: 100, timeMs: 10 });
+    const results = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        batcher.submit(() => {
+          clock.advance(4);
+          return leases.release(client('nobody'), `l${i}`);
+        }, `c${i}`),
+      ),
+    );
+    expect(results.every((r) => r.ok)).toBe(true);
+    // 4 ms each, 10 ms a batch: three operations per batch (the third starts before the time is up).
+    expect(control.batches).toBe(2);
+  });
+});

@@ -1,11 +1,18 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
+const LIMITS = ['max_connections', 'max_connections_per_address', 'acquire_rate', 'file_descriptors'] as const;
+export type Limit = (typeof LIMITS)[number];
+
 /** What the metrics read from the running server when scraped (gauges of state, not counts). */
 export interface MetricsState {
   /** `inUse` is null when the database cannot be read (a storage fault). */
   readonly pools: ReadonlyArray<{ readonly pool: string; readonly product: string; readonly seats: number; readonly inUse: number | null }>;
   readonly keys: ReadonlyArray<{ readonly key: string; readonly product: string; readonly expiresAt: number | null }>;
   readonly connections: number;
+  /** Bytes of replies not yet taken by the kernel, over all NDJSON connections. */
+  readonly unsentReplyBytes: number;
+  /** NDJSON connections not read now because of their unsent replies. */
+  readonly pausedConnections: number;
   /** Epoch ms of the earliest lease expiry, or null when no lease is held. */
   readonly earliestExpiry: number | null;
   readonly now: number;
@@ -30,6 +37,9 @@ export class PrometheusMetrics {
   private readonly commitBatchSize: Histogram;
   private readonly sweepLag: Gauge;
   private readonly unavailable: Counter<'reason'>;
+  private readonly pauses: Counter;
+  private readonly slowReaders: Counter;
+  private readonly limitHits: Counter<'limit'>;
   private readonly clockJumps: Counter;
 
   constructor(version: string, state: () => MetricsState) {
@@ -56,10 +66,19 @@ export class PrometheusMetrics {
     this.commitBatchSize = new Histogram({ name: 'floatd_db_commit_batch_size', help: 'Lease operations sharing one commit', buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000], registers });
     this.sweepLag = new Gauge({ name: 'floatd_sweep_lag_seconds', help: 'How late the last sweep ran after the expiry it was for', registers });
     this.unavailable = new Counter({ name: 'floatd_storage_unavailable_total', help: 'Lease operations answered UNAVAILABLE because the database could not be written, by reason', labelNames: ['reason'], registers });
+    this.pauses = new Counter({ name: 'floatd_connections_paused_total', help: 'Times an NDJSON connection stopped being read because too many of its replies were unsent (backpressure)', registers });
+    this.slowReaders = new Counter({ name: 'floatd_slow_readers_dropped_total', help: 'NDJSON connections dropped because their unsent replies did not drain in time', registers });
+    this.limitHits = new Counter({
+      name: 'floatd_limit_hits_total',
+      help: 'Requests and connections refused by a limit: max_connections, max_connections_per_address, acquire_rate, file_descriptors (seconds found out of descriptors)',
+      labelNames: ['limit'],
+      registers,
+    });
+    for (const limit of LIMITS) this.limitHits.inc({ limit }, 0);
     this.clockJumps = new Counter({ name: 'floatd_clock_jumps_total', help: 'Wall-clock jumps the server noticed and re-based lease times for', registers });
     // The server's state is read once per scrape, by the first of its gauges (a registry collects
     // in the order metrics were registered), and the others show that same snapshot.
-    let snapshot: MetricsState = { pools: [], keys: [], connections: 0, earliestExpiry: null, now: 0, storageFault: null };
+    let snapshot: MetricsState = { pools: [], keys: [], connections: 0, unsentReplyBytes: 0, pausedConnections: 0, earliestExpiry: null, now: 0, storageFault: null };
     new Gauge({
       name: 'floatd_pool_seats',
       help: 'Seats of a pool (license key or evaluation)',
@@ -95,6 +114,22 @@ export class PrometheusMetrics {
       registers,
       collect() {
         this.set(snapshot.connections);
+      },
+    });
+    new Gauge({
+      name: 'floatd_unsent_reply_bytes',
+      help: 'Bytes of NDJSON replies written but not yet taken by the kernel (clients reading slowly or not at all)',
+      registers,
+      collect() {
+        this.set(snapshot.unsentReplyBytes);
+      },
+    });
+    new Gauge({
+      name: 'floatd_connections_paused',
+      help: 'NDJSON connections not read now because too many of their replies are unsent',
+      registers,
+      collect() {
+        this.set(snapshot.pausedConnections);
       },
     });
     new Gauge({
@@ -145,6 +180,19 @@ export class PrometheusMetrics {
 
   storageUnavailable(reason: string, operations: number): void {
     if (operations > 0) this.unavailable.inc({ reason }, operations);
+  }
+
+  /** A connection paused for backpressure. */
+  paused(): void {
+    this.pauses.inc();
+  }
+
+  slowReaderDropped(): void {
+    this.slowReaders.inc();
+  }
+
+  limitHit(limit: Limit): void {
+    this.limitHits.inc({ limit });
   }
 
   swept(lagSeconds: number): void {
