@@ -762,8 +762,10 @@ export class Floatd {
     this.logActivation();
   }
 
-  /** Logs each key's activation state when it changes (errors where someone must act), and refreshes what leases chain to. */
+  /** Logs each key's activation state when it changes (errors where someone must act), refreshes what leases chain to, and what status shows. */
   private logActivation(): void {
+    // Activation states may have moved: status shows them.
+    this.statusGeneration++;
     const tokens = new Map(this.store.listLicenses().map((l) => [l.id, l.token]));
     const activations = (this.store as unknown as ActivationStore).listActivations();
     this.chain = new Map(
