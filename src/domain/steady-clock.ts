@@ -17,7 +17,8 @@ export class SteadyClock implements Clock {
   }
 
   now(): number {
-    return this.base + this.source.monotonic();
+    // Whole milliseconds, as every stored time is (the monotonic clock has fractions).
+    return Math.floor(this.base + this.source.monotonic());
   }
 
   monotonic(): number {

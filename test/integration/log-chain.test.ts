@@ -327,3 +327,20 @@ describe('the running server', () => {
     expect(report.lastCheckpoint!.eventId).toBe(report.last!.id);
   }, 60_000);
 });
+
+describe('a server on the real clocks', () => {
+  it('writes a log that verifies: entry times are whole milliseconds, as the chain encodes them', async () => {
+    const s = await startServer({ evaluation: true });
+    const c = await s.connect('alice');
+    for (let i = 0; i < 20; i++) {
+      const lease = leaseOf(await c.request('acquire', { product: 'evaluation' }));
+      expect((await c.request('release', { lease: lease.id })).ok).toBe(true);
+    }
+    await s.stop();
+    const times = new Database(s.config.dbFile, { readonly: true }).prepare('SELECT ts FROM events').pluck().all() as number[];
+    expect(times.every((t) => Number.isInteger(t))).toBe(true);
+    const r = floatd(['log', 'verify', '--data-dir', s.config.dataDir]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+  });
+});
