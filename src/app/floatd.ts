@@ -154,7 +154,7 @@ export class Floatd {
 
   private constructor(
     readonly config: Config,
-    readonly store: LeaseStore,
+    readonly store: LeaseStore & ActivationStore & ReportEventSource,
     private readonly lock: DataDirLock,
     private readonly settings: LicensingSettings,
     private readonly licensing: Licensing,
@@ -341,8 +341,8 @@ export class Floatd {
       suspend: (listener, actor) => this.suspendListeners(listener, actor, true),
       resume: (listener, actor) => this.suspendListeners(listener, actor, false),
       log: (filter) => this.admin.log(filter),
-      usageReport: async (q) => usageReportJson(await runReport({ dbFile: this.config.dbFile, kind: 'usage', query: { ...q, nowMs: this.clock.now() } }, this.store as unknown as ReportEventSource)),
-      usersReport: async (q) => usersReportJson(await runReport({ dbFile: this.config.dbFile, kind: 'users', query: { ...q, nowMs: this.clock.now() } }, this.store as unknown as ReportEventSource)),
+      usageReport: async (q) => usageReportJson(await runReport({ dbFile: this.config.dbFile, kind: 'usage', query: { ...q, nowMs: this.clock.now() } }, this.store)),
+      usersReport: async (q) => usersReportJson(await runReport({ dbFile: this.config.dbFile, kind: 'users', query: { ...q, nowMs: this.clock.now() } }, this.store)),
       server: () => {
         const now = this.clock.now();
         const { ready, reason } = this.readiness();
@@ -529,7 +529,7 @@ export class Floatd {
       const licensing = await licensingFor(store, clock, settings);
       const serverKid = await thumbprint(key.publicJwk);
       const activation = new ServerActivation({
-        store: store as SqliteLeaseStore & ActivationStore,
+        store,
         clock,
         serverKey: key,
         serverKid,
@@ -767,7 +767,7 @@ export class Floatd {
     // Activation states may have moved: status shows them.
     this.statusGeneration++;
     const tokens = new Map(this.store.listLicenses().map((l) => [l.id, l.token]));
-    const activations = (this.store as unknown as ActivationStore).listActivations();
+    const activations = this.store.listActivations();
     this.chain = new Map(
       this.pools.licenseKeys().flatMap((k) => {
         const token = tokens.get(k.id);

@@ -965,12 +965,9 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
   /**
    * Streams the entries reports read, in the order written, one row at a time (a
    * report over millions of entries holds only what is still open). Entries
-   * that stand for several requests count as such when the log has a `count`
-   * column.
+   * that stand for several requests (counted denials) count as such.
    */
   *reportEvents(query: ReportEventQuery): IterableIterator<ReportEvent> {
-    const columns = this.db.pragma('table_info(events)') as Array<{ name: string }>;
-    const count = columns.some((c) => c.name === 'count') ? 'COALESCE("count", 1)' : '1';
     const params: unknown[] = [query.untilMs];
     let where =
       "ts < ? AND event IN ('granted', 'released', 'expired', 'revoked', 'denied', 'key-added', 'key-removed', 'key-expired')";
@@ -986,8 +983,8 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
       .prepare<unknown[], [number | null, string | null]>(
         `SELECT max(id), json_group_array(json_array(ts, e, CASE WHEN e IN (1, 5, 6, 7, 8) THEN pool_id END, ${product}, CASE WHEN e <= 4 THEN lease_id END, ` +
           'CASE WHEN e IN (1, 5) THEN user END, CASE WHEN e IN (1, 5) THEN instance END, CASE WHEN e IN (1, 5, 6) THEN seats_total END, ' +
-          `CASE WHEN e = 5 THEN code END, CASE WHEN e = 5 THEN reason END, ${count})) ` +
-          `FROM (SELECT id, ts, ${e} AS e, pool_id, product, lease_id, user, instance, seats_total, code, reason${count === '1' ? '' : ', "count"'} ` +
+          `CASE WHEN e = 5 THEN code END, CASE WHEN e = 5 THEN reason END, COALESCE("count", 1))) ` +
+          `FROM (SELECT id, ts, ${e} AS e, pool_id, product, lease_id, user, instance, seats_total, code, reason, "count" ` +
           `FROM events NOT INDEXED WHERE id > ? AND ${where} ORDER BY id LIMIT ${REPORT_CHUNK})`,
       )
       .raw(true);
