@@ -70,6 +70,7 @@ export async function startVendorService(o: VendorServiceOptions): Promise<Runni
     if (err instanceof FloatdError) throw err;
     throw new FloatdError('LISTEN_FAILED', (err as Error).message);
   }
+  let stopping: Promise<void> | null = null;
   const shown = bound.host.includes(':') ? `[${bound.host}]` : bound.host;
   log.info({ address: bound.host, port: bound.port, tls: tls !== null, dataDir: o.dataDir }, 'activation service listening');
   return {
@@ -77,9 +78,9 @@ export async function startVendorService(o: VendorServiceOptions): Promise<Runni
     port: bound.port,
     url: `${tls ? 'https' : 'http'}://${shown}:${bound.port}`,
     activations,
-    async stop() {
-      await server.stop();
-      store.close();
+    stop() {
+      stopping ??= server.stop().finally(() => store.close());
+      return stopping;
     },
   };
 }

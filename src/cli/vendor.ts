@@ -25,13 +25,15 @@ floatd vendor issue --private-key FILE --licensee NAME --evaluation-extension --
 floatd vendor product --private-key FILE --product NAME... --evaluation-seats N --evaluation-days N --out FILE
   the vendor-signed product file: your key, your products, the most evaluation there is (operators may only lower it)
 floatd vendor serve --data-dir VDIR --private-key FILE [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE] [--rate-limit N]
-  the activation service (default listen 0.0.0.0:8991; --rate-limit: requests a minute per address, default 60)
+  the activation service (default listen 0.0.0.0:8999; --rate-limit: requests a minute per address, default 60)
 floatd vendor activation respond --data-dir VDIR [--private-key FILE] REQUEST --out RESPONSE   answer an offline activation request
 floatd vendor activation release --data-dir VDIR [--private-key FILE] PROOF   free an activation on an offline deactivation proof; prints a signed receipt
 floatd vendor activations list --data-dir VDIR [--key ID] [--json]
 floatd vendor activations release --data-dir VDIR ACTIVATION_ID   free an activation whose server is gone for good`;
 
 const PRIVATE_KEY_META = 'privateKeyFile';
+/** The activation service's port: apart from floatd's own (8989 NDJSON, 8990 web, 8991 NDJSON inside TLS). */
+export const VENDOR_PORT = 8999;
 
 function readPrivateKey(file: string): JWK {
   try {
@@ -125,7 +127,7 @@ async function vendorServe(args: string[], io: Io): Promise<number> {
   const jwk = readPrivateKey(values['private-key']);
   let listen;
   try {
-    listen = parseHostPort(values.listen ?? '0.0.0.0:8991', 8991);
+    listen = parseHostPort(values.listen ?? `0.0.0.0:${VENDOR_PORT}`, VENDOR_PORT);
   } catch (err) {
     throw new FloatdError('USAGE', `--listen: ${(err as Error).message}`);
   }
@@ -133,26 +135,41 @@ async function vendorServe(args: string[], io: Io): Promise<number> {
   store.setMeta(PRIVATE_KEY_META, resolve(values['private-key']));
   store.close();
   const logger = createLogger({ level: values['log-level'] ?? 'info', destination: 'stdout', format: 'json' });
-  const service = await startVendorService({
-    dataDir: values['data-dir'],
-    privateJwk: jwk,
-    host: listen.host,
-    port: listen.port,
-    tls: values['tls-cert'] ? { certFile: values['tls-cert'], keyFile: values['tls-key']! } : null,
-    ratePerMinute: intFlag(values['rate-limit'], 'rate-limit', 1),
-    logger,
-  });
-  await new Promise<void>((done) => {
-    const stop = (signal: string) => {
-      logger.info({ signal }, 'shutting down');
-      service.stop().then(done, done);
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
-  logger.flush?.();
-  void io;
-  return 0;
+  // The signal handlers come before the listener: a SIGTERM as soon as the port answers still stops cleanly.
+  let signalled: NodeJS.Signals | null = null;
+  let wake = () => {};
+  const onSignal = (signal: NodeJS.Signals) => {
+    signalled ??= signal;
+    wake();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const service = await startVendorService({
+      dataDir: values['data-dir'],
+      privateJwk: jwk,
+      host: listen.host,
+      port: listen.port,
+      tls: values['tls-cert'] ? { certFile: values['tls-cert'], keyFile: values['tls-key']! } : null,
+      ratePerMinute: intFlag(values['rate-limit'], 'rate-limit', 1),
+      logger,
+    });
+    if (signalled === null) await new Promise<void>((done) => (wake = done));
+    logger.info({ signal: signalled }, 'shutting down');
+    try {
+      await service.stop();
+    } catch (err) {
+      logger.error({ err }, 'shutdown failed');
+      return 1;
+    }
+    logger.info('stopped');
+    return 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    logger.flush?.();
+    void io;
+  }
 }
 
 function vendorList(args: string[], io: Io): number {

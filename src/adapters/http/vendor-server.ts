@@ -3,7 +3,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { FloatdError, type ErrorCode, type ErrorDetails } from '../../domain/errors.js';
-import { listenOn } from '../net/listen.js';
+import { closeServer, listenOn } from '../net/listen.js';
 import type { TlsContext } from '../tls/tls-context.js';
 import { HTTP_STATUS } from './http-status.js';
 
@@ -145,8 +145,18 @@ export class VendorServer {
     return { host: addr.address, port: addr.port };
   }
 
+  /**
+   * Stops listening and closes every connection, then closes the app. The server was
+   * bound by listenOn, not by fastify's listen, so fastify's close would leave it
+   * listening (answering 503 to everything): it is closed here.
+   */
   async stop(): Promise<void> {
-    this.server?.closeAllConnections?.();
+    const server = this.server;
+    if (server !== null && server.listening) {
+      const closing = closeServer(server);
+      server.closeAllConnections();
+      await closing;
+    }
     await this.app.close();
   }
 }

@@ -1,8 +1,8 @@
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { HostComponent } from '../../domain/activation.js';
 import { FloatdError } from '../../domain/errors.js';
+import { createPrivateDir, createPrivateFile, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, tighten } from '../fs/private-files.js';
 import { packageRoot } from '../package-root.js';
 import { loadMigrations, migrate } from './migrate.js';
 
@@ -74,11 +74,18 @@ export class VendorStore {
     this.db = db;
   }
 
+  /**
+   * Opens VDIR/vendor.db. It holds every issued key and its licensee: the folder
+   * is made (or made again) 0700 and the database and its WAL files 0600,
+   * whatever the umask, as the server's data directory is.
+   */
   static open(dir: string): VendorStore {
     let db: Database.Database;
     try {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      db = new Database(join(dir, 'vendor.db'));
+      const file = join(dir, 'vendor.db');
+      if (!createPrivateDir(dir)) tighten(dir, PRIVATE_DIR_MODE);
+      if (!createPrivateFile(file)) for (const f of [file, `${file}-wal`, `${file}-shm`, `${file}-journal`]) tighten(f, PRIVATE_FILE_MODE);
+      db = new Database(file);
       db.pragma('busy_timeout = 5000');
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
