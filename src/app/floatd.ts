@@ -984,7 +984,8 @@ export class Floatd {
       this.store.close();
       this.lock.release();
     }
-    if (this.bound.length > 0) this.logger.info('stopped');
+    // Only a server that started stops; one whose start failed has logged its error.
+    if (this.serving) this.logger.info('stopped');
     this.logger.flush?.();
   }
 }

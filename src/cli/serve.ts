@@ -38,37 +38,45 @@ export async function serve(args: string[], io: Io): Promise<number> {
     'rules.file': values.rules,
     'rules.groupsFile': values.groups,
   };
-  const config = configFrom(io, values, extra);
-  // A reload reads the config file again, so edited inline rules (or a new rules path) apply too.
-  const server = await Floatd.create(config, { rulesSettings: () => configFrom(io, values, extra).rules, newServerKey: values['new-server-key'] ?? false });
-  await server.start();
-  // SIGHUP re-reads the rules and groups, and the TLS certificate and key.
-  const reload = () => {
-    try {
-      server.reloadRules();
-      server.reloadTls();
-    } catch (err) {
-      server.logger.error({ err }, 'reload failed');
-    }
+  // The signal handlers come first: a SIGTERM or SIGINT while the server starts (its port may
+  // accept connections already) is kept, and the server stops cleanly once it has started.
+  let signalled: NodeJS.Signals | null = null;
+  let wake: (signal: NodeJS.Signals) => void = () => {};
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled !== null) return;
+    signalled = signal;
+    wake(signal);
   };
-  process.on('SIGHUP', reload);
-  return new Promise<number>((resolve) => {
-    let exitCode = 0;
-    const shutdown = (signal: NodeJS.Signals) => {
-      server.logger.info({ signal }, 'shutting down');
-      process.off('SIGINT', shutdown);
-      process.off('SIGTERM', shutdown);
-      process.off('SIGHUP', reload);
-      server.stop().then(
-        () => resolve(exitCode),
-        (err: unknown) => {
-          server.logger.error({ err }, 'shutdown failed');
-          exitCode = 1;
-          resolve(exitCode);
-        },
-      );
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  let reload: (() => void) | null = null;
+  try {
+    const config = configFrom(io, values, extra);
+    // A reload reads the config file again, so edited inline rules (or a new rules path) apply too.
+    const server = await Floatd.create(config, { rulesSettings: () => configFrom(io, values, extra).rules, newServerKey: values['new-server-key'] ?? false });
+    if (signalled === null) await server.start();
+    // SIGHUP re-reads the rules and groups, and the TLS certificate and key.
+    reload = () => {
+      try {
+        server.reloadRules();
+        server.reloadTls();
+      } catch (err) {
+        server.logger.error({ err }, 'reload failed');
+      }
     };
-    process.on('SIGINT', shutdown);
-    process.on('SIGTERM', shutdown);
-  });
+    process.on('SIGHUP', reload);
+    const signal = signalled ?? (await new Promise<NodeJS.Signals>((resolve) => (wake = resolve)));
+    server.logger.info({ signal }, 'shutting down');
+    try {
+      await server.stop();
+      return 0;
+    } catch (err) {
+      server.logger.error({ err }, 'shutdown failed');
+      return 1;
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    if (reload !== null) process.off('SIGHUP', reload);
+  }
 }
