@@ -175,7 +175,7 @@ export class ServerActivation {
     }
     const n = nonce();
     const { token } = await this.signedRequest(key, n, this.deps.clock.now());
-    const res = await postToVendor(serviceUrl(terms.url, '/v1/activations'), { request: token }, { proxy, noProxy: this.deps.settings.noProxy, ca: this.deps.ca });
+    const res = await postToVendor(serviceUrl(terms.url, '/v1/activations'), { request: token }, { proxy, noProxy: this.deps.settings.noProxy, ca: this.deps.ca, offline: `floatd activate ${key.id} --offline-request FILE` });
     const body = res.body as { activation?: unknown; created?: unknown };
     if (typeof body.activation !== 'string') throw new FloatdError('ACTIVATION_SERVICE_ERROR', `the activation service at ${terms.url} answered without an activation`);
     const outcome = await this.install(key, body.activation, n, 'online', terms.url, null);
@@ -260,7 +260,7 @@ export class ServerActivation {
     const now = this.deps.clock.now();
     let receipt: string | null = null;
     try {
-      const res = await postToVendor(serviceUrl(url, '/v1/deactivations'), { proof: await this.proof(key, stored, nonce(), now) }, { proxy, noProxy: this.deps.settings.noProxy, ca: this.deps.ca });
+      const res = await postToVendor(serviceUrl(url, '/v1/deactivations'), { proof: await this.proof(key, stored, nonce(), now) }, { proxy, noProxy: this.deps.settings.noProxy, ca: this.deps.ca, offline: `floatd deactivate ${key.id} --offline-request FILE` });
       receipt = typeof (res.body as { receipt?: unknown }).receipt === 'string' ? (res.body as { receipt: string }).receipt : null;
     } catch (err) {
       // Already free at the vendor: nothing is left to free there.

@@ -197,6 +197,20 @@ describe('server activation', () => {
     const net = await refusal(s.activation((a, keys) => a.activateOnline(keys.find((k) => k.id === down.id)!)));
     expect(net.code).toBe('ACTIVATION_NETWORK');
     expect(net.message).toMatch(/connection was refused.*offline/);
+    expect(net.message).toContain(`floatd activate ${down.id} --offline-request FILE`);
+  });
+
+  it('an online deactivation that cannot reach the vendor advises deactivating offline, not activating', async () => {
+    const vendor = await makeVendor();
+    const { service, vdir } = await vendorService(vendor);
+    const key = await issueActivationKey(vendor, vdir, { url: service.url });
+    const s = await site(vendor, [key.token]);
+    await s.activation((a, keys) => a.activateOnline(keys[0]!));
+    await service.stop();
+    const net = await refusal(s.activation((a, keys) => a.deactivateOnline(keys[0]!)));
+    expect(net.code).toBe('ACTIVATION_NETWORK');
+    expect(net.message).toContain(`or do it offline (floatd deactivate ${key.id} --offline-request FILE)`);
+    expect(net.message).not.toContain('floatd activate');
   });
 
   it('offline: request file → vendor respond → install; tampered, foreign and replayed files are refused', async () => {

@@ -11,6 +11,8 @@ export interface PostOptions {
   readonly timeoutMs?: number;
   /** Extra CA certificates for the vendor's TLS certificate (besides the system's and NODE_EXTRA_CA_CERTS). */
   readonly ca?: string | Buffer;
+  /** The command that does the same without network, advised when the vendor cannot be reached. */
+  readonly offline?: string;
 }
 
 export interface PostResult {
@@ -35,7 +37,7 @@ export function bypassesProxy(host: string, port: number, noProxy: string): bool
   return false;
 }
 
-function networkError(target: string, err: NodeJS.ErrnoException, via: string | null): FloatdError {
+function networkError(target: string, err: NodeJS.ErrnoException, via: string | null, offline: string | undefined): FloatdError {
   const code = err.code ?? '';
   const what =
     code === 'ECONNREFUSED' ? 'the connection was refused'
@@ -46,7 +48,7 @@ function networkError(target: string, err: NodeJS.ErrnoException, via: string | 
     : err.message;
   return new FloatdError(
     'ACTIVATION_NETWORK',
-    `cannot reach ${target}${via ? ` through the proxy ${via}` : ''}: ${what}; check the network${via ? ' and the proxy' : ', or set HTTPS_PROXY / --proxy'}, or activate offline (floatd activate KEY_ID --offline-request FILE)`,
+    `cannot reach ${target}${via ? ` through the proxy ${via}` : ''}: ${what}; check the network${via ? ' and the proxy' : ', or set HTTPS_PROXY / --proxy'}${offline ? `, or do it offline (${offline})` : ''}`,
     { errno: code || undefined },
   );
 }
@@ -56,7 +58,7 @@ function redacted(proxy: URL): string {
 }
 
 /** Opens a tunnel to host:port through an HTTP proxy with CONNECT, sending Basic credentials from the proxy URL. */
-function tunnel(proxy: URL, host: string, port: number, timeoutMs: number): Promise<Socket> {
+function tunnel(proxy: URL, host: string, port: number, timeoutMs: number, offline: string | undefined): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { Host: `${host}:${port}` };
     if (proxy.username !== '') {
@@ -75,7 +77,7 @@ function tunnel(proxy: URL, host: string, port: number, timeoutMs: number): Prom
       reject(new FloatdError('ACTIVATION_PROXY_REFUSED', `the proxy ${redacted(proxy)} answered CONNECT ${host}:${port} with ${status}: ${why}`, { status: res.statusCode }));
     });
     req.once('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
-    req.once('error', (err: NodeJS.ErrnoException) => reject(networkError(`the proxy ${redacted(proxy)}`, err, null)));
+    req.once('error', (err: NodeJS.ErrnoException) => reject(networkError(`the proxy ${redacted(proxy)}`, err, null, offline)));
     req.end();
   });
 }
@@ -101,12 +103,12 @@ export async function postToVendor(url: string, body: unknown, opts: PostOptions
   const proxy = opts.proxy !== null && !bypassesProxy(host, port, opts.noProxy ?? '') ? new URL(opts.proxy) : null;
   const via = proxy === null ? null : redacted(proxy);
   const raw: Socket = proxy !== null
-    ? await tunnel(proxy, host, port, timeoutMs)
+    ? await tunnel(proxy, host, port, timeoutMs, opts.offline)
     : await new Promise<Socket>((resolve, reject) => {
         const s = netConnect({ host, port, timeout: timeoutMs });
         s.once('connect', () => resolve(s));
         s.once('timeout', () => s.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
-        s.once('error', (err: NodeJS.ErrnoException) => reject(networkError(`${host}:${port}`, err, null)));
+        s.once('error', (err: NodeJS.ErrnoException) => reject(networkError(`${host}:${port}`, err, null, opts.offline)));
       });
   const socket: Socket = secure
     ? await new Promise<Socket>((resolve, reject) => {
@@ -131,7 +133,7 @@ export async function postToVendor(url: string, body: unknown, opts: PostOptions
     });
     req.once('response', resolve);
     req.once('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
-    req.once('error', (err: NodeJS.ErrnoException) => reject(networkError(`${host}:${port}`, err, via)));
+    req.once('error', (err: NodeJS.ErrnoException) => reject(networkError(`${host}:${port}`, err, via, opts.offline)));
     req.end(payload);
   });
   const chunks: Buffer[] = [];
