@@ -76,7 +76,7 @@ function renderStatus(status) {
   });
   $('seats').replaceChildren(...(cards.length > 0 ? cards : [el('p', { class: 'muted', text: 'No product is licensed.' })]));
   let mode = `mode: ${status.mode}`;
-  if (status.evaluation) mode += status.evaluation.expired ? ' — evaluation over' : ` — ${status.evaluation.daysLeft} day(s) of evaluation left`;
+  if (status.evaluation) mode += status.evaluation.expired ? ' — evaluation over' : ` — ${status.evaluation.timeLeft} of evaluation left`;
   $('mode').textContent = `${mode}; ${status.leasesHeld} lease(s) held`;
   fill(
     $('keys').tBodies[0],
@@ -88,7 +88,7 @@ function renderStatus(status) {
         el('td', { text: k.product }),
         el('td', { class: 'num', text: `${k.seatsInUse}/${k.seats}` }),
         el('td', { text: k.expires ? k.expires.slice(0, 10) : 'never', title: k.expires || '' }),
-        el('td', { text: k.state === 'valid' && k.daysLeft !== null ? `valid, ${k.daysLeft} d left` : k.state }),
+        el('td', { text: k.state === 'valid' && k.timeLeft !== null ? `valid, ${k.timeLeft} left` : k.state }),
       ),
     ),
   );

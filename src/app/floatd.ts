@@ -46,6 +46,7 @@ import { ServerActivation } from './activation.js';
 import { trustVendorKeys } from '../adapters/crypto/license-keys.js';
 import type { ActivationState } from '../domain/activation.js';
 import type { ActivationStore } from '../domain/ports.js';
+import { formatTimeLeft, wholeDaysLeft } from '../domain/wording.js';
 
 const DAY_MS = 86_400_000;
 const MAINTENANCE_MS = 1000;
@@ -469,9 +470,9 @@ export class Floatd {
     const cert = this.tls.certificate();
     const info = { subject: cert.subject, issuer: cert.issuer, expires: new Date(cert.validTo).toISOString(), sha256: cert.fingerprint256 };
     this.logger.info(info, msg);
-    const daysLeft = Math.floor((cert.validTo - this.clock.now()) / DAY_MS);
-    if (daysLeft < 0) this.logger.error(info, 'the TLS certificate has expired: clients will refuse it; install a new one (tls.certFile) and reload');
-    else if (daysLeft <= 30) this.logger.warn({ ...info, daysLeft }, `the TLS certificate expires in ${daysLeft} day(s): install a new one (tls.certFile) and reload`);
+    const left = cert.validTo - this.clock.now();
+    if (left <= 0) this.logger.error(info, 'the TLS certificate has expired: clients will refuse it; install a new one (tls.certFile) and reload');
+    else if (left < 31 * DAY_MS) this.logger.warn({ ...info, daysLeft: wholeDaysLeft(left), timeLeft: formatTimeLeft(left) }, `the TLS certificate expires in ${formatTimeLeft(left)}: install a new one (tls.certFile) and reload`);
   }
 
   private applyRules(rules: LoadedRules): void {
@@ -723,7 +724,7 @@ export class Floatd {
       this.pools.setTimeFloor(this.highWater);
       this.logger.error(
         { now: new Date(now).toISOString(), highWater: new Date(this.highWater).toISOString(), behindMs: this.highWater - now },
-        `the clock reads ${new Date(now).toISOString()}, ${timeLeft(this.highWater - now)} before the latest time this server has seen (${new Date(this.highWater).toISOString()}): it was set back. License keys are judged at the latest time seen, so none revives; set the clock right (NTP)`,
+        `the clock reads ${new Date(now).toISOString()}, ${formatTimeLeft(this.highWater - now)} before the latest time this server has seen (${new Date(this.highWater).toISOString()}): it was set back. License keys are judged at the latest time seen, so none revives; set the clock right (NTP)`,
       );
     }
   }
@@ -803,13 +804,12 @@ export class Floatd {
     this.checkKeyStates(now, initial);
     const evalPool = this.pools.evaluationPool();
     if (evalPool !== null && (initial || !beforePools.includes(evalPool.id))) {
-      const daysLeft = Math.max(0, Math.ceil((evalPool.expiresAt! - now) / DAY_MS));
       if (now >= evalPool.expiresAt!) {
         this.logger.error({ endedAt: new Date(evalPool.expiresAt!).toISOString() }, 'evaluation period is over and no license key is installed: no seats can be granted');
       } else {
         this.logger.warn(
-          { seats: evalPool.seats, daysLeft, endsAt: new Date(evalPool.expiresAt!).toISOString() },
-          `evaluation mode: no license key in force; ${evalPool.seats} seat(s) for ${daysLeft} more day(s)`,
+          { seats: evalPool.seats, daysLeft: wholeDaysLeft(evalPool.expiresAt! - now), timeLeft: formatTimeLeft(evalPool.expiresAt! - now), endsAt: new Date(evalPool.expiresAt!).toISOString() },
+          `evaluation mode: no license key in force; ${evalPool.seats} seat(s) for ${formatTimeLeft(evalPool.expiresAt! - now)} more`,
         );
       }
     } else if (this.pools.all().length === 0) {
@@ -854,8 +854,8 @@ export class Floatd {
     if (threshold === undefined || this.expiryWarned.get(key.id) === threshold) return;
     this.expiryWarned.set(key.id, threshold);
     this.logger.warn(
-      { key: key.id, product: key.product, licensee: key.licensee, expires: new Date(key.expiresAt).toISOString(), daysLeft: Math.ceil(daysLeft) },
-      `license key ${key.id} (${key.product}) expires in ${timeLeft(key.expiresAt - now)}, at ${new Date(key.expiresAt).toISOString()}: install its renewal`,
+      { key: key.id, product: key.product, licensee: key.licensee, expires: new Date(key.expiresAt).toISOString(), daysLeft: wholeDaysLeft(key.expiresAt - now), timeLeft: formatTimeLeft(key.expiresAt - now) },
+      `license key ${key.id} (${key.product}) expires in ${formatTimeLeft(key.expiresAt - now)}, at ${new Date(key.expiresAt).toISOString()}: install its renewal`,
     );
   }
 
@@ -997,9 +997,3 @@ const STATUS_MAX_AGE_MS = 1000;
 const NDJSON_OPS = new Set(['hello', 'acquire', 'renew', 'release', 'status', 'ping']);
 
 /** "12 day(s)", or hours, minutes or seconds for less than a day. */
-function timeLeft(ms: number): string {
-  if (ms >= DAY_MS) return `${Math.ceil(ms / DAY_MS)} day(s)`;
-  if (ms >= 3_600_000) return `${Math.ceil(ms / 3_600_000)} hour(s)`;
-  if (ms >= 60_000) return `${Math.ceil(ms / 60_000)} minute(s)`;
-  return `${Math.max(0, Math.ceil(ms / 1000))} second(s)`;
-}

@@ -1,6 +1,7 @@
 import type { LicenseKey } from '../domain/license.js';
 import { licenseValidity } from '../domain/license.js';
 import { poolIsValid } from '../domain/pool.js';
+import { formatTimeLeft, wholeDaysLeft } from '../domain/wording.js';
 import type { LeaseStore } from '../domain/ports.js';
 import { EVALUATION_STARTED_META } from './licensing.js';
 import { EVALUATION_PRODUCT, type PoolRegistry } from './pool-registry.js';
@@ -21,8 +22,10 @@ export interface KeyStatus {
   readonly seatsInUse: number;
   readonly notBefore: string | null;
   readonly expires: string | null;
-  /** Whole days until the key expires (0 once expired), or null when it never expires. */
+  /** Whole days until the key expires (0 under a day and once expired), or null when it never expires. */
   readonly daysLeft: number | null;
+  /** The time until the key expires as people read it ("12 days", "5h 12m"), or null when it never expires. */
+  readonly timeLeft: string | null;
   readonly maxLeaseSeconds: number | null;
   readonly features: readonly string[];
   readonly state: 'valid' | 'expired' | 'not-yet-valid';
@@ -55,6 +58,7 @@ export interface ServerStatus {
     readonly startedAt: string;
     readonly endsAt: string;
     readonly daysLeft: number;
+    readonly timeLeft: string;
     readonly expired: boolean;
   };
   readonly keys: readonly KeyStatus[];
@@ -111,7 +115,8 @@ export function collectStatus(input: StatusInputs): ServerStatus {
     seatsInUse: usage.get(k.id) ?? 0,
     notBefore: iso(k.notBefore),
     expires: iso(k.expiresAt),
-    daysLeft: k.expiresAt === null ? null : Math.max(0, Math.ceil((k.expiresAt - now) / 86_400_000)),
+    daysLeft: k.expiresAt === null ? null : wholeDaysLeft(k.expiresAt - now),
+    timeLeft: k.expiresAt === null ? null : formatTimeLeft(k.expiresAt - now),
     maxLeaseSeconds: k.maxLeaseSeconds,
     features: k.features,
     state: licenseValidity(k, pools.judgedAt(now)).state,
@@ -127,7 +132,8 @@ export function collectStatus(input: StatusInputs): ServerStatus {
             seats: evalPool.seats,
             startedAt: new Date(Number(store.getMeta(EVALUATION_STARTED_META) ?? now)).toISOString(),
             endsAt: new Date(evalPool.expiresAt!).toISOString(),
-            daysLeft: Math.max(0, Math.ceil((evalPool.expiresAt! - now) / 86_400_000)),
+            daysLeft: wholeDaysLeft(evalPool.expiresAt! - now),
+            timeLeft: formatTimeLeft(evalPool.expiresAt! - now),
             expired: now >= evalPool.expiresAt!,
           },
     keys: pools.licenseKeys().map(keyStatus),

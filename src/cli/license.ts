@@ -3,6 +3,7 @@ import { withLicensing } from '../app/inspect.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { licenseValidity } from '../domain/license.js';
 import { FloatdError } from '../domain/errors.js';
+import { formatTimeLeft } from '../domain/wording.js';
 import { CONFIG_FLAGS, configFrom, parse, refuseVendorKeyFlag, table, type Io } from './common.js';
 
 export const LICENSE_USAGE = `floatd license add KEY|FILE|-   install a license key (the key itself, a file holding it, or - for stdin)
@@ -57,6 +58,7 @@ export async function license(args: string[], io: Io): Promise<number> {
         seats: key?.seats ?? null,
         notBefore: key?.notBefore ?? null,
         expires: key?.expiresAt ?? null,
+        timeLeft: key?.expiresAt == null ? null : formatTimeLeft(key.expiresAt - clock.now()),
         state: key === null ? 'rejected' : licenseValidity(key, clock.now()).state,
         features: key?.features ?? [],
         addedAt,
@@ -67,7 +69,7 @@ export async function license(args: string[], io: Io): Promise<number> {
       } else if (rows.length === 0) {
         io.out('no license key installed');
       } else {
-        io.out(table(rows.map((r) => [r.id, r.licensee ?? '-', r.product ?? '-', String(r.seats ?? '-'), r.expires ? new Date(r.expires).toISOString() : 'never', r.error ?? (r.state === 'not-yet-valid' ? `pending until ${new Date(r.notBefore!).toISOString()}` : r.state), r.features.join(',') || '-']), ['ID', 'LICENSEE', 'PRODUCT', 'SEATS', 'EXPIRES', 'STATE', 'FEATURES']));
+        io.out(table(rows.map((r) => [r.id, r.licensee ?? '-', r.product ?? '-', String(r.seats ?? '-'), r.expires ? new Date(r.expires).toISOString() : 'never', r.timeLeft ?? '-', r.error ?? (r.state === 'not-yet-valid' ? `pending until ${new Date(r.notBefore!).toISOString()}` : r.state), r.features.join(',') || '-']), ['ID', 'LICENSEE', 'PRODUCT', 'SEATS', 'EXPIRES', 'TIME LEFT', 'STATE', 'FEATURES']));
       }
       return 0;
     }

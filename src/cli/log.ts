@@ -9,6 +9,7 @@ import { FloatdError } from '../domain/errors.js';
 import { LEASE_EVENTS, type EventFilter, type LeaseEvent } from '../domain/events.js';
 import { CONFIG_FLAGS, configFrom, intFlag, parse, timeFlag, type Io } from './common.js';
 import { humanTime, LogTable, printable } from './log-format.js';
+import { plural } from '../domain/wording.js';
 
 const FILTERS_USAGE = `[--since TIME] [--until TIME] [--user U] [--host H] [--instance I] [--product P] [--pool ID]
            [--event KIND]... [--lease ID] [--listener NAME] [--actor WHO]`;
@@ -176,7 +177,7 @@ async function exportLog(args: string[], io: Io): Promise<number> {
     filter.pool = resolvePool(store, values.pool);
     const done = await exportEvents(store, file, filter);
     if (done.entries === 0) io.out(`no entries matched; ${file} holds none`);
-    else io.out(`${done.entries} entries exported to ${file} (#${done.first!.id} ${humanTime(done.first!.ts)} to #${done.last!.id} ${humanTime(done.last!.ts)})`);
+    else io.out(`${plural(done.entries, 'entry', 'entries')} exported to ${file} (#${done.first!.id} ${humanTime(done.first!.ts)} to #${done.last!.id} ${humanTime(done.last!.ts)})`);
     return 0;
   } finally {
     store.close();

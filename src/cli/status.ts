@@ -24,7 +24,7 @@ export function formatStatus(s: ServerStatus): string {
     lines.push(
       s.evaluation.expired
         ? `mode: EVALUATION OVER since ${s.evaluation.endsAt}; install a license key`
-        : `mode: evaluation, ${s.evaluation.seats} seat(s), ${s.evaluation.daysLeft} day(s) left (ends ${s.evaluation.endsAt})`,
+        : `mode: evaluation, ${s.evaluation.seats} seat(s), ${s.evaluation.timeLeft} left (ends ${s.evaluation.endsAt})`,
     );
   } else {
     lines.push(`mode: ${s.mode}`);
@@ -40,11 +40,11 @@ export function formatStatus(s: ServerStatus): string {
           String(k.seats),
           String(k.seatsInUse),
           k.expires ?? 'never',
-          k.daysLeft === null ? '-' : String(k.daysLeft),
+          k.timeLeft ?? '-',
           k.state === 'not-yet-valid' ? `pending until ${k.notBefore}` : k.state,
           k.features.length > 0 ? k.features.join(',') : '-',
         ]),
-        ['ID', 'LICENSEE', 'PRODUCT', 'SEATS', 'IN USE', 'EXPIRES', 'DAYS LEFT', 'STATE', 'FEATURES'],
+        ['ID', 'LICENSEE', 'PRODUCT', 'SEATS', 'IN USE', 'EXPIRES', 'TIME LEFT', 'STATE', 'FEATURES'],
       ),
     );
   }

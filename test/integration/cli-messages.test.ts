@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION } from '../../src/app/version.js';
 import { floatd, killChildren, requireBuild, serve } from '../support/cli.js';
-import { tempDir } from '../support/helpers.js';
+import { tempDir, until } from '../support/helpers.js';
 
 beforeAll(requireBuild);
 afterEach(killChildren);
@@ -71,8 +71,16 @@ describe('the command line', () => {
     const expires = new Date(Date.now() + 10 * 86_400_000).toISOString().slice(0, 10);
     expect(floatd(['license', 'add', issue(priv, ['--expires', expires, '--feature', 'export']).out, '--data-dir', data]).code).toBe(0);
     const text = floatd(['status', '--data-dir', data]).out;
-    expect(text).toMatch(/DAYS LEFT\s+STATE\s+FEATURES/);
-    expect(text).toMatch(/\s(10|11)\s+valid\s+export/);
+    expect(text).toMatch(/TIME LEFT\s+STATE\s+FEATURES/);
+    expect(text).toMatch(/\s(10|11) days\s+valid\s+export/);
+    // A key that expires in minutes shows hours and minutes, not "1" day: in status, license list, the warning.
+    const soon = issue(priv, ['--product', 'viewer', '--expires', new Date(Date.now() + (5 * 60 + 12) * 60_000 - 30_000).toISOString()]).out;
+    expect(floatd(['license', 'add', soon, '--data-dir', data]).code).toBe(0);
+    const soonId = claims(soon)['jti'] as string;
+    expect(floatd(['status', '--data-dir', data]).out).toMatch(new RegExp(`${soonId}.*\\s5h 12m\\s+valid`));
+    expect(JSON.parse(floatd(['status', '--json', '--data-dir', data]).out).keys).toContainEqual(expect.objectContaining({ id: soonId, daysLeft: 0, timeLeft: '5h 12m' }));
+    expect(floatd(['license', 'list', '--data-dir', data]).out).toMatch(new RegExp(`${soonId}.*\\s5h 12m\\s+valid`));
+    await until(() => server.log().includes(`license key ${soonId} (viewer) expires in 5h 12m`), 'the expiry warning');
     const log = floatd(['log', '--data-dir', data]).out.split('\n');
     expect(log[0]).toMatch(/^TIME\s+EVENT\s+PRODUCT\s+WHO\s+SEATS\s+LEASE\s+REMOTE\s+CODE\s+BY\s+MESSAGE$/);
     expect(log.some((l) => / key-added /.test(l))).toBe(true);

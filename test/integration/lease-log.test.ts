@@ -220,7 +220,9 @@ describe('floatd log export', () => {
     expect(lines.every((e) => Date.parse(String(e['ts'])) < Date.parse(until))).toBe(true);
     expect(statSync(jsonl).mode & 0o777).toBe(0o600);
     const csv = join(dir, 'denials.csv');
-    expect((await log(s, 'export', '--until', '0m', '--event', 'denied', csv)).code).toBe(0);
+    const one = await log(s, 'export', '--until', '0m', '--event', 'denied', csv);
+    expect(one.code).toBe(0);
+    expect(one.out).toMatch(/^1 entry exported to /);
     const rows = readFileSync(csv, 'utf8').trim().split('\n');
     expect(rows[0]).toMatch(/^id,ts,event,/);
     expect(rows.slice(1).map((l) => l.split(',')[2])).toEqual(['denied']);

@@ -18,14 +18,14 @@ describe('what the server tells its operator', () => {
     const { logger, lines } = capturingLogger();
     const server = await startServer({ vendor, dataDir: config.dataDir, clock, logger });
     const warnings = (id: string) => lines.filter((l) => l['level'] === 40 && l['key'] === id && String(l['msg']).includes('expires in')).map((l) => l['daysLeft']);
-    // At start: within the 30- and the 7-day warning.
-    expect(warnings(a.id)).toEqual([15]);
-    expect(warnings(b.id)).toEqual([2]);
+    // At start: within the 30- and the 7-day warning; each says the whole days left (14 days and 2 s is 14 days).
+    expect(warnings(a.id)).toEqual([14]);
+    expect(warnings(b.id)).toEqual([1]);
     clock.advance(3000);
-    expect(warnings(a.id)).toEqual([15, 14]);
-    expect(warnings(b.id)).toEqual([2, 1]);
+    expect(warnings(a.id)).toEqual([14, 14]);
+    expect(warnings(b.id)).toEqual([1, 1]);
     clock.advance(3000);
-    expect(warnings(a.id)).toEqual([15, 14]);
+    expect(warnings(a.id)).toEqual([14, 14]);
     expect(lines.find((l) => l['key'] === b.id && l['daysLeft'] === 1)).toMatchObject({ msg: expect.stringContaining('install its renewal') });
 
     const second = await withLicensing(config, clock, async (l) => l.add(await vendor.issue({ product: 'viewer' })));
