@@ -335,6 +335,7 @@ export class Floatd {
         return this.reloadRules();
       },
       reloadTls: (actor) => {
+        if (this.tls === null) return deny('TLS_NOT_CONFIGURED', 'this server has no TLS certificate (tls.certFile and tls.keyFile are not set): there is nothing to reload');
         const outcome = this.reloadTls();
         if (outcome.ok) this.admin.record('tls-reloaded', actor, outcome.message);
         return outcome;

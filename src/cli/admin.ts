@@ -237,7 +237,8 @@ export async function admin(args: string[], io: Io): Promise<number> {
 /** POST …/reload on the admin API and say what came of it (floatd admin rules|tls reload, floatd rules reload). */
 async function reloadThroughApi(what: 'rules' | 'tls', t: Target, io: Io): Promise<number> {
   const a = await call(t, 'POST', `/v1/admin/${what}/reload`);
-  if (a.status === 401 || a.status === 429 || a.status >= 500) ok(a);
+  // A coded refusal (no TLS to reload, a bad token…) is said with its code; a refused new file below.
+  if (a.status === 401 || a.status === 429 || a.status >= 500 || a.body['error'] !== undefined) ok(a);
   if (a.body['ok'] === true) {
     io.out(what === 'rules' ? `rules reloaded: ${String(a.body['summary'] ?? '')}` : String(a.body['message'] ?? 'TLS certificate reloaded'));
     return 0;

@@ -124,6 +124,22 @@ describe('the admin API', () => {
 });
 
 describe('floatd admin', () => {
+  it('tls reload on a server without TLS answers TLS_NOT_CONFIGURED (HTTP 409), exits non-zero and writes nothing to the lease log', async () => {
+    const data = join(tempDir(), 'data');
+    const s = await serve(['--data-dir', data]);
+    const r = await floatdAsync(['admin', 'tls', 'reload', '--data-dir', data]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('TLS_NOT_CONFIGURED');
+    expect(r.err).toContain('no TLS certificate');
+    const port = Number(/"scheme":"http","address":"[^"]+","port":(\d+)/.exec(s.log())![1]);
+    const token = readFileSync(join(data, 'admin-token'), 'utf8').trim();
+    const api = await call(`http://127.0.0.1:${port}/v1/admin/tls/reload`, 'POST', undefined, bearer(token));
+    expect(api.status).toBe(409);
+    expect(api.body).toMatchObject({ ok: false, error: { code: 'TLS_NOT_CONFIGURED' } });
+    const events = floatd(['log', '--data-dir', data, '--json', '--event', 'tls-reloaded']);
+    expect(events).toMatchObject({ code: 0, out: '' });
+  });
+
   it('lists leases, revokes one, manages tokens, and floatd rules reload goes through the API', async () => {
     const data = join(tempDir(), 'data');
     const s = await serve(['--data-dir', data]);

@@ -12,7 +12,7 @@ export interface AdminApi {
   leases(filter: { user?: string; host?: string; product?: string }): object[];
   revoke(leaseId: string, reason: string, actor: string): Promise<({ ok: true } & object) | Denial>;
   reloadRules(actor: string): { ok: boolean } & object;
-  reloadTls(actor: string): { ok: boolean; message: string };
+  reloadTls(actor: string): { ok: boolean; message: string } | Denial;
   suspend(listener: string | null, actor: string): ({ ok: true; suspended: string[] }) | Denial;
   resume(listener: string | null, actor: string): ({ ok: true; suspended: string[] }) | Denial;
   log(filter: EventFilter): object[];
@@ -209,6 +209,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps, 
       });
       admin.post('/tls/reload', { schema: { summary: 'Re-read the TLS certificate and key', tags: ['admin'], security, response: { 200: anyReply, 400: anyReply } } }, async (request, reply) => {
         const outcome = deps.admin.reloadTls(actorOf(request));
+        if ('code' in outcome) answer(outcome);
         return reply.code(outcome.ok ? 200 : 400).send(outcome);
       });
       admin.post('/listeners/suspend', { schema: { summary: 'Refuse new lease connections (one listener, or all); open ones keep renewing', tags: ['admin'], security, body: listenerBody, response: { 200: anyReply } }, validatorCompiler }, async (request) =>
