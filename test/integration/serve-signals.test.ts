@@ -66,4 +66,17 @@ describe('floatd serve and signals', () => {
       taken.close();
     }
   });
+
+  it('refuses a log destination whose folder cannot be made (FLOATD_LOG_DESTINATION=/proc/nope/x.log) at once with CONFIG_INVALID naming the setting', async () => {
+    const data = join(tempDir(), 'data');
+    const child = spawnFloatd(['serve', '--data-dir', data, '--listen', '127.0.0.1:0'], { FLOATD_LOG_DESTINATION: '/proc/nope/x.log' });
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    // It used to spin at full CPU for ever; a start-up error takes well under the limit here.
+    const timeout = new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 15_000).unref());
+    expect(await Promise.race([exited(child), timeout])).toEqual({ code: 1, signal: null });
+    expect(err).toContain('CONFIG_INVALID');
+    expect(err).toContain('log.destination');
+    expect(err).toContain('/proc/nope/x.log');
+  });
 });

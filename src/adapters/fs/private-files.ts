@@ -1,5 +1,5 @@
 import { chmodSync, closeSync, fchmodSync, mkdirSync, openSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 
 /** The data directory's mode: only the server's own user may enter it. */
 export const PRIVATE_DIR_MODE = 0o700;
@@ -31,11 +31,33 @@ export function createPrivateFile(file: string): boolean {
   return true;
 }
 
-/** Makes a folder (and missing parents) and gives it mode 0700 whatever the umask; returns whether it was made. */
+/**
+ * Makes a folder (and missing parents) and gives it mode 0700 whatever the umask; returns whether it was made.
+ * One folder at a time rather than mkdirSync's recursive mode, which never returns where a parent
+ * cannot hold folders (it loops on /proc/nope/x): here such a path fails at once with ENOENT.
+ */
 export function createPrivateDir(dir: string): boolean {
-  const made = mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE }) !== undefined;
-  if (made) chmodSync(dir, PRIVATE_DIR_MODE);
-  return made;
+  const missing: string[] = [];
+  for (let at = resolve(dir); ; at = dirname(at)) {
+    try {
+      statSync(at);
+      break;
+    } catch (err) {
+      if (errno(err) !== 'ENOENT') throw err;
+    }
+    missing.push(at);
+    if (dirname(at) === at) break;
+  }
+  for (const folder of missing.reverse()) {
+    try {
+      mkdirSync(folder, { mode: PRIVATE_DIR_MODE });
+    } catch (err) {
+      if (errno(err) !== 'EEXIST') throw err;
+    }
+  }
+  if (missing.length === 0) return false;
+  chmodSync(dir, PRIVATE_DIR_MODE);
+  return true;
 }
 
 /** The permission bits of `path`, or null when it does not exist. */

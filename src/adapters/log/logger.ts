@@ -61,7 +61,7 @@ function openLogFile(file: string): number {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why =
-      code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : code === 'ENOTDIR' || code === 'EEXIST' ? 'a part of the path is a file, not a folder' : code === 'EROFS' ? 'read-only file system' : (err as Error).message;
+      code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : code === 'ENOTDIR' || code === 'EEXIST' ? 'a part of the path is a file, not a folder' : code === 'EROFS' ? 'read-only file system' : code === 'ENOENT' ? 'its folder does not exist and cannot be made there' : (err as Error).message;
     throw new FloatdError('CONFIG_INVALID', `setting log.destination: cannot write the log file ${file}: ${why}`, { setting: 'log.destination' });
   }
 }
