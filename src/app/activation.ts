@@ -5,8 +5,8 @@ import type { Clock } from '../domain/clock.js';
 import { FloatdError } from '../domain/errors.js';
 import type { LicenseKey } from '../domain/license.js';
 import type { ActivationStore, LeaseStore, StoredActivation } from '../domain/ports.js';
-import { readStatement, signStatement, TOKEN_TYPES, verifyActivation } from '../adapters/crypto/activation-tokens.js';
-import { publicPart, type KeyPairJwk } from '../adapters/crypto/keys.js';
+import { publicKeyField, readStatement, signStatement, TOKEN_TYPES, verifyActivation } from '../adapters/crypto/activation-tokens.js';
+import { publicPart, thumbprint, type KeyPairJwk } from '../adapters/crypto/keys.js';
 import type { TrustedVendorKey } from '../adapters/crypto/license-keys.js';
 import { ensureHostIdentity, hostFingerprint } from '../adapters/host/fingerprint.js';
 import { postToVendor } from '../adapters/net/vendor-http.js';
@@ -66,11 +66,19 @@ export function checkReadableFields(file: Record<string, unknown>, signed: Recor
 }
 
 /** The signed request inside an offline activation request file, its readable fields checked against it (vendor side). */
-export function requestOfFile(text: string): string {
+export async function requestOfFile(text: string): Promise<string> {
   const what = 'the activation request file';
   const file = parseFile(text, 'activation-request', what);
   const { payload } = readStatement(file['request'], TOKEN_TYPES.request, what);
   checkReadableFields(file, { ...payload, createdAt: typeof payload['createdAt'] === 'number' ? new Date(payload['createdAt']).toISOString() : payload['createdAt'] }, ['key', 'product', 'licensee', 'fingerprint', 'container', 'createdAt'], what);
+  // The readable server key fingerprint is the thumbprint of the server key the request is signed with.
+  const signedBy = await thumbprint(publicKeyField(payload['serverKey'], what));
+  if (file['serverKeyFingerprint'] !== signedBy) {
+    throw new FloatdError(
+      'ACTIVATION_FILE_INVALID',
+      `${what}: field "serverKeyFingerprint" (${JSON.stringify(file['serverKeyFingerprint'] ?? null)}) is not the fingerprint of the server key that signed the request (${signedBy}): the file was altered`,
+    );
+  }
   return file['request'] as string;
 }
 

@@ -78,7 +78,7 @@ async function vendorActivation(args: string[], io: Io): Promise<number> {
     const clock = new SystemClock();
     const activations = new VendorActivations(store, clock, vendorPrivateKey(store, values['private-key'], vdir));
     if (sub === 'respond') {
-      const g = await activations.activate(requestOfFile(text), 'offline', null);
+      const g = await activations.activate(await requestOfFile(text), 'offline', null);
       writeFileSync(values.out!, responseFile(g, clock.now()), { mode: 0o644 });
       io.out(`wrote ${values.out}: activation ${g.activationId} of license key ${g.keyId}${g.created ? '' : ' (the same host already held it; no further activation used)'}; send it to the customer for floatd activate --offline-response FILE`);
       return 0;

@@ -230,14 +230,20 @@ describe('server activation', () => {
 
     // A person may read the request, never change it.
     const tampered = JSON.stringify({ ...request, key: 'someone-else' });
-    expect((await refusal((async () => vendorSide.activate(requestOfFile(tampered), 'offline', null))())).code).toBe('ACTIVATION_FILE_INVALID');
+    expect((await refusal((async () => vendorSide.activate(await requestOfFile(tampered), 'offline', null))())).code).toBe('ACTIVATION_FILE_INVALID');
     const jws = (request['request'] as string).split('.');
     const forged = JSON.stringify({ ...request, request: [jws[0], Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(jws[1]!, 'base64url').toString()), container: true })).toString('base64url'), jws[2]].join('.') });
-    expect((await refusal((async () => vendorSide.activate(requestOfFile(forged), 'offline', null))())).code).toBe('ACTIVATION_FILE_INVALID');
+    expect((await refusal((async () => vendorSide.activate(await requestOfFile(forged), 'offline', null))())).code).toBe('ACTIVATION_FILE_INVALID');
+    // The readable server key fingerprint is bound to the signed server key: another one is refused, with the reason.
+    const otherServer = JSON.stringify({ ...request, serverKeyFingerprint: 'q6P2y9z0X4nH2Kt7l1Wm3c8vR5bJ0sUeA9dFgTiYoZk' });
+    const changed = await refusal(requestOfFile(otherServer));
+    expect(changed.code).toBe('ACTIVATION_FILE_INVALID');
+    expect(changed.message).toContain('serverKeyFingerprint');
+    expect(changed.message).toContain(String(request['serverKeyFingerprint']));
 
-    const granted = await vendorSide.activate(requestOfFile(requestText), 'offline', null);
+    const granted = await vendorSide.activate(await requestOfFile(requestText), 'offline', null);
     const response = responseFile(granted, Date.now());
-    const replayedRequest = await refusal(vendorSide.activate(requestOfFile(requestText), 'offline', null));
+    const replayedRequest = await refusal(vendorSide.activate(await requestOfFile(requestText), 'offline', null));
     expect(replayedRequest.code).toBe('ACTIVATION_REPLAYED');
 
     // The response of another server's request is refused here.
@@ -257,7 +263,7 @@ describe('server activation', () => {
 
     // The limit holds offline too, and an offline deactivation frees it.
     const otherRequest = await other.activation((a, keys) => a.offlineRequest(keys[0]!));
-    expect((await refusal(vendorSide.activate(requestOfFile(otherRequest), 'offline', null))).code).toBe('ACTIVATION_LIMIT_REACHED');
+    expect((await refusal(vendorSide.activate(await requestOfFile(otherRequest), 'offline', null))).code).toBe('ACTIVATION_LIMIT_REACHED');
     const proofText = await s.activation((a, keys) => a.deactivateOffline(keys[0]!));
     expect(errorOf(await s.acquire('cad', 'bob')).code).toBe('NOT_ACTIVATED');
     const proof = JSON.parse(proofText) as Record<string, unknown>;
@@ -266,7 +272,7 @@ describe('server activation', () => {
     const receipt = await vendorSide.release(proofOfFile(proofText), 'offline');
     expect(receipt).toMatchObject({ keyId: key.id, activationId: granted.activationId });
     expect((await refusal(vendorSide.release(proofOfFile(proofText), 'offline'))).code).toBe('ACTIVATION_REPLAYED');
-    const second = await vendorSide.activate(requestOfFile(await other.activation((a, keys) => a.offlineRequest(keys[0]!))), 'offline', null);
+    const second = await vendorSide.activate(await requestOfFile(await other.activation((a, keys) => a.offlineRequest(keys[0]!))), 'offline', null);
     await other.activation((a, keys) => a.installResponse(responseFile(second, Date.now()), keys));
     leaseOf(await other.acquire('cad'));
   });
