@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import type { JWK } from 'jose';
 import type { Config } from '../config/config.js';
@@ -11,6 +11,8 @@ import { logSigner, logVerifier } from '../adapters/crypto/log-signer.js';
 import type { ChainReport } from '../adapters/sqlite/log-chain.js';
 import type { LogChainOptions, SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 import { openDataDir } from './data-dir.js';
+import { createPrivateDir } from '../adapters/fs/private-files.js';
+import { plural } from '../domain/wording.js';
 
 const DAY_MS = 86_400_000;
 
@@ -219,18 +221,7 @@ export class LogRetention {
     const boundary = this.store.pruneBoundary(cutoff) ?? newest.id + 1;
     if (oldest.id >= boundary) return { pruned: 0, exported: null };
     let exported: string | null = null;
-    if (this.settings.exportDir !== null) {
-      try {
-        mkdirSync(this.settings.exportDir, { recursive: true, mode: 0o700 });
-      } catch (err) {
-        throw new FloatdError('EXPORT_FAILED', `cannot create the export folder ${this.settings.exportDir} (leaseLog.exportDir): ${(err as Error).message}; nothing was pruned`);
-      }
-      const stamp = (t: number) => new Date(t).toISOString().replace(/[:]/g, '').replace(/\.\d+Z$/, 'Z');
-      const file = join(this.settings.exportDir, `floatd-log-${stamp(oldest.ts)}-${stamp(cutoff)}-${oldest.id}-${boundary - 1}.jsonl`);
-      const done = await exportEvents(this.store, file, { afterId: oldest.id - 1, beforeId: boundary });
-      exported = file;
-      this.logger.info({ file, entries: done.entries }, `lease-log entries #${oldest.id} to #${boundary - 1} exported to ${basename(file)} before pruning`);
-    }
+    if (this.settings.exportDir !== null) exported = await this.exportBefore(this.settings.exportDir, oldest, boundary);
     if (this.stopped) return { pruned: 0, exported };
     this.store.appendEvent({
       ts: now,
@@ -244,7 +235,57 @@ export class LogRetention {
       if (n < this.sliceRows) break;
       await yieldTurn();
     }
-    if (pruned > 0) this.logger.info({ pruned, firstKept: boundary }, `${pruned} lease-log entries older than ${this.settings.retentionDays} day(s) pruned`);
+    if (pruned > 0) this.logger.info({ pruned, firstKept: boundary }, `${plural(pruned, 'lease-log entry', 'lease-log entries')} older than ${plural(this.settings.retentionDays, 'day')} pruned`);
     return { pruned, exported };
   }
+
+  /**
+   * Exports the entries from `oldest` up to `boundary` (not included) into `dir`, once: each file
+   * is named by the id range it holds and appears whole (written under a temporary name, then
+   * renamed), so entries a complete file already holds — exported by a run that was killed before
+   * or while it pruned — are not written again; only the rest of the range is. Returns the file
+   * the range is in (the newest one written or found).
+   */
+  private async exportBefore(dir: string, oldest: LeaseEvent, boundary: number): Promise<string> {
+    try {
+      createPrivateDir(dir);
+    } catch (err) {
+      throw new FloatdError('EXPORT_FAILED', `cannot create the export folder ${dir} (leaseLog.exportDir): ${(err as Error).message}; nothing was pruned`);
+    }
+    const ranges = exportedRanges(dir);
+    let from = oldest.id;
+    let holder: string | null = null;
+    for (let moved = true; moved; ) {
+      moved = false;
+      for (const r of ranges) {
+        if (r.first <= from && from <= r.last) {
+          from = r.last + 1;
+          holder = r.file;
+          moved = true;
+        }
+      }
+    }
+    if (from >= boundary) {
+      this.logger.info({ file: holder }, `lease-log entries #${oldest.id} to #${boundary - 1} are exported already (${basename(holder!)}); not written again`);
+      return join(dir, holder!);
+    }
+    const first = from === oldest.id ? oldest : this.store.queryEvents({ afterId: from - 1, first: 1 })[0] ?? oldest;
+    const stamp = new Date(first.ts).toISOString().replace(/[:]/g, '').replace(/\.\d+Z$/, 'Z');
+    const file = join(dir, `floatd-log-${stamp}-${from}-${boundary - 1}.jsonl`);
+    // A run killed while it wrote this very range left its temporary file: it is not the export.
+    rmSync(`${file}.partial`, { force: true });
+    const done = await exportEvents(this.store, file, { afterId: from - 1, beforeId: boundary });
+    this.logger.info({ file, entries: done.entries }, `lease-log entries #${from} to #${boundary - 1} exported to ${basename(file)} before pruning`);
+    return file;
+  }
+}
+
+/** The id ranges complete export files in `dir` hold, from their names (…-FIRSTID-LASTID.jsonl). */
+function exportedRanges(dir: string): Array<{ file: string; first: number; last: number }> {
+  const out: Array<{ file: string; first: number; last: number }> = [];
+  for (const name of readdirSync(dir)) {
+    const m = /^floatd-log-.*-(\d+)-(\d+)\.jsonl$/.exec(name);
+    if (m !== null) out.push({ file: name, first: Number(m[1]), last: Number(m[2]) });
+  }
+  return out;
 }

@@ -217,6 +217,50 @@ describe('lease-log retention', () => {
     expect(problemOf(built)).toMatchObject({ kind: 'removed', id: oldBefore + 50 });
   });
 
+  it('exports each entry once when runs are cut short between export and prune, or part-way through pruning', async () => {
+    const built = await buildLog({ entries: 3000, dataDir: join(tempDir(), 'data'), stepMs: 5 * 60_000 });
+    const exportDir = join(tempDir(), 'exports');
+    const config = loadConfig({ env: {}, flags: { dataDir: built.dataDir, 'leaseLog.retentionDays': 3, 'leaseLog.exportDir': exportDir } });
+    const store = new SqliteLeaseStore(config.dbFile);
+    store.enableLogCheckpoints(await logChainOptions(config, readJwkFile(config.serverKeyFile, 'private')));
+    const clock = new FakeClock(built.toMs + 60_000);
+    const exportedIds = () =>
+      readdirSync(exportDir)
+        .filter((f) => f.endsWith('.jsonl'))
+        .flatMap((f) => readFileSync(join(exportDir, f), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { id: number }).id));
+    // Killed after the export, before pruning (stopped as a stopping server stops it): the export is written, nothing pruned.
+    const first = new LogRetention(store, clock, silentLogger(), config.leaseLog, 100);
+    const cut = first.run();
+    void first.stop();
+    expect(await cut).toMatchObject({ pruned: 0 });
+    const once = exportedIds();
+    expect(once.length).toBeGreaterThan(500);
+    // A temporary file a run killed while writing left behind is no export and blocks nothing.
+    writeFileSync(join(exportDir, `${readdirSync(exportDir)[0]!}.partial`), '{"id":1}\n');
+    // An hour later (a dozen more entries are old enough): cut again part-way through pruning.
+    clock.advance(3_600_000);
+    const second = new LogRetention(store, clock, silentLogger(), config.leaseLog, 100);
+    const part = second.run();
+    await new Promise<void>((resolve) => {
+      const look = () => (store.queryEvents({ first: 1 })[0]!.id > 300 ? resolve() : setImmediate(look));
+      setImmediate(look);
+    });
+    await second.stop();
+    const partial = await part;
+    expect(partial.pruned).toBeGreaterThan(0);
+    expect(partial.pruned).toBeLessThan(once.length);
+    // Another hour: the rest goes. Every entry pruned is in exactly one export file, none twice.
+    clock.advance(3_600_000);
+    await new LogRetention(store, clock, silentLogger(), config.leaseLog, 100).run();
+    const firstKept = store.queryEvents({ first: 1 })[0]!.id;
+    store.close();
+    const ids = exportedIds();
+    expect(ids.length).toBeGreaterThan(once.length);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect([...ids].sort((x, y) => x - y)).toEqual(Array.from({ length: firstKept - 1 }, (_, i) => i + 1));
+    expect(readdirSync(exportDir).filter((f) => f.endsWith('.jsonl'))).toHaveLength(3);
+  });
+
   it('prunes nothing when the export cannot be written', async () => {
     const built = await buildLog({ entries: 2000, dataDir: join(tempDir(), 'data'), stepMs: 10 * 60_000 });
     const blocker = join(tempDir(), 'not-a-dir');
