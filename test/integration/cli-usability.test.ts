@@ -1,6 +1,8 @@
+import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { floatd, floatdAsync, killChildren, requireBuild } from '../support/cli.js';
-import { leaseOf, startServer, type TestServer } from '../support/server.js';
+import { tempDir, testConfig } from '../support/helpers.js';
+import { leaseOf, prepareDataDir, startServer, type TestServer } from '../support/server.js';
 
 beforeAll(requireBuild);
 afterEach(killChildren);
@@ -45,5 +47,20 @@ describe('the command line for people', () => {
     const bad = await floatdAsync(['log', '--until', 'tomorrow', '--data-dir', dataDir]);
     expect(bad.code).toBe(2);
     expect(bad.err).toContain('--until must be an ISO date/time (2026-11-21T09:00Z, 2026-11-21T09:00 local, or a date alone: 2026-11-21), now, or a span ago');
+  });
+});
+
+describe('license add on a server that trusts no vendor key', () => {
+  it('says NO_VENDOR_KEYS and exactly what to do: restart floatd serve with --vendor-public-key (or the setting), then add again', async () => {
+    const dir = tempDir();
+    expect(floatd(['vendor', 'keygen', '--out', join(dir, 'v')]).code).toBe(0);
+    const key = floatd(['vendor', 'issue', '--private-key', join(dir, 'v', 'vendor-private.jwk'), '--licensee', 'Acme', '--product', 'cad', '--seats', '3']).out;
+    const dataDir = join(dir, 'data');
+    await prepareDataDir(testConfig({}, dataDir));
+    const r = floatd(['license', 'add', key, '--data-dir', dataDir]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^floatd license: NO_VENDOR_KEYS: this server trusts no vendor public key/);
+    expect(r.err).toContain('restart the server with the public key the vendor gave you (floatd serve --vendor-public-key FILE, or "vendorPublicKeys": ["FILE"] in its config file, or FLOATD_VENDOR_PUBLIC_KEYS=FILE)');
+    expect(r.err).toContain('then run floatd license add again');
   });
 });
