@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { FloatdError } from './domain/errors.js';
+import { didYouMean } from './domain/suggest.js';
 import { VERSION } from './app/version.js';
 import { processIo } from './cli/common.js';
 import { ACTIVATE_USAGE, activate, deactivate, fingerprint } from './cli/activate.js';
@@ -70,7 +71,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === '--version' || command === '-V') return COMMANDS['version']!.run([]);
   const entry = COMMANDS[command];
   if (entry === undefined) {
-    processIo.err(`floatd: unknown command "${command}"\n\n${USAGE}`);
+    processIo.err(`floatd: unknown command "${command}"${didYouMean(command, Object.keys(COMMANDS))}\nRun floatd --help for the list of commands.`);
     return 2;
   }
   if (asksForHelp(args)) {

@@ -15,6 +15,7 @@ import { createLogger, type Logger } from '../adapters/log/logger.js';
 import type { DataDirLock } from '../adapters/sqlite/data-dir-lock.js';
 import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 import { TcpServer, type BoundListener } from '../adapters/tcp/tcp-server.js';
+import { misdirectedHttpBody } from '../adapters/tcp/misdirected-http.js';
 import { licensingFor, licensingSettings, openServerDataDir, openServerKey, productTermsOf, recordLicensingSettings, removeFreshDatabase, underProductTerms, type LicensingSettings } from './data-dir.js';
 import { LeaseService } from './lease-service.js';
 import { CLOCK_HIGH_WATER_META, clockHighWater, Licensing, type LoadedLicenses } from './licensing.js';
@@ -260,6 +261,7 @@ export class Floatd {
         answered: (op, transport, seconds) => metrics.request(NDJSON_OPS.has(op) ? op : 'other', transport, seconds),
         monotonic: () => this.clock.monotonic(),
         tls: this.tls,
+        misdirectedHttp: () => misdirectedHttpBody(this.webBound),
       },
       this.protocol,
       {

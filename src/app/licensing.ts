@@ -40,7 +40,9 @@ export class Licensing {
    * accepted as pending (a renewal bought before the old key runs out).
    */
   async verify(token: string): Promise<LicenseKey> {
-    const key = await verifyLicenseKey(token, this.trusted);
+    const key = await verifyLicenseKey(token, this.trusted).catch((err: unknown) => {
+      throw err instanceof FloatdError && err.code === 'NO_VENDOR_KEYS' ? noVendorKeys() : err;
+    });
     this.checkProduct(key);
     const validity = licenseValidity(key, Math.max(this.clock.now(), clockHighWater(this.store)));
     if (validity.state === 'expired') throw new FloatdError('LICENSE_KEY_EXPIRED', validity.message);
@@ -176,4 +178,18 @@ export function resolveId(given: string, ids: readonly string[], what: string, n
   if (matches.length === 1) return matches[0]!;
   if (matches.length === 0) throw new FloatdError(notFound, `no ${what} has id ${given}${ids.length > 0 ? ` (ids: ${ids.join(', ')})` : ''}`);
   throw new FloatdError('USAGE', `"${given}" is the start of ${matches.length} ${what} ids (${matches.join(', ')}); give more of it`);
+}
+
+/**
+ * What an operator must do when the server trusts no vendor key: the keys
+ * it trusts are the ones it was started with (recorded in the data directory,
+ * which floatd license reads), so it must be restarted with one.
+ */
+function noVendorKeys(): FloatdError {
+  return new FloatdError(
+    'NO_VENDOR_KEYS',
+    'this server trusts no vendor public key, so no license key can be checked: restart the server with the public key ' +
+      'the vendor gave you (floatd serve --vendor-public-key FILE, or "vendorPublicKeys": ["FILE"] in its config file, or FLOATD_VENDOR_PUBLIC_KEYS=FILE), ' +
+      'then run floatd license add again: floatd license judges keys with the vendor keys the server last started with',
+  );
 }

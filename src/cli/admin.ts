@@ -14,6 +14,8 @@ import { CSV_HEADER, csvRow, eventJson } from '../app/lease-log.js';
 import type { LeaseEvent } from '../domain/events.js';
 import { filterFrom } from './log.js';
 import { LogTable } from './log-format.js';
+import { adminUrl, TLS_CLIENT_FLAGS, tlsFlagsGiven, tlsMaterialFrom } from './server-flags.js';
+import type { TlsMaterial } from '../client/tls-material.js';
 
 export const ADMIN_USAGE = `floatd admin leases [--user U] [--host H] [--product P] [--json]     live leases (who holds what, since when, from where)
 floatd admin revoke LEASE --reason TEXT                              end a lease now (a unique prefix of its id will do)
@@ -21,34 +23,54 @@ floatd admin rules reload | tls reload                               re-read the
 floatd admin suspend [LISTENER] | resume [LISTENER]                   refuse / take new lease connections (all listeners by default)
 floatd admin log [floatd log's filters] [--limit N] [--json | --csv] [--utc]   the lease log, through the admin API
 floatd admin token create NAME | list | revoke NAME                   admin API tokens (stored as hashes; a new one is shown once)
-  each takes [--server URL] [--token-file FILE] [--ca FILE] [--config FILE] [--data-dir DIR]; by default the server
-  of the data directory (its plain-HTTP listener) and DATA/admin-token`;
+  each takes [--server URL] [--token-file FILE] [--ca FILE] [--cert FILE --key FILE] [--config FILE] [--data-dir DIR];
+  by default the server of the data directory (its plain-HTTP listener; its HTTPS one with --ca or --cert) and
+  DATA/admin-token. --server is http(s)://HOST[:PORT] or HOST[:PORT]: http://, port 8990 (https://, port 8443 with
+  --ca or --cert). A client certificate listed in admin.certificateSubjects needs no token.`;
 
 interface Target {
   readonly url: string;
-  readonly token: string;
-  readonly ca: Buffer | undefined;
+  /** Null when a client certificate is the credential (admin.certificateSubjects) and no token file was given or found. */
+  readonly token: string | null;
+  readonly tls: TlsMaterial;
 }
 
-/** The admin endpoint to talk to: --server, or the data directory's running server's HTTP(S) listener. */
-function target(config: Config, values: Record<string, unknown>): Target {
-  const tokenFile = (values['token-file'] as string | undefined) ?? config.adminTokenFile;
-  let token: string;
+/** The admin token: --token-file, else the data directory's; a client certificate may stand in for a token that is not there. */
+function readToken(config: Config, values: Record<string, unknown>): string | null {
+  const given = values['token-file'] as string | undefined;
+  const tokenFile = given ?? config.adminTokenFile;
   try {
-    token = readFileSync(tokenFile, 'utf8').trim();
+    return readFileSync(tokenFile, 'utf8').trim();
   } catch {
+    if (given === undefined && values['cert'] !== undefined) return null;
     throw new FloatdError('INPUT_INVALID', `cannot read the admin token file ${tokenFile}: pass --token-file FILE (floatd admin token create NAME makes one), or run where the server's data directory is`);
   }
-  const ca = values['ca'] === undefined ? undefined : readFileSync(String(values['ca']));
-  if (values['server'] !== undefined) return { url: String(values['server']).replace(/\/+$/, ''), token, ca };
+}
+
+/**
+ * The admin endpoint to talk to: --server (a bare host:port is http://, or
+ * https:// when --ca or --cert is given), or the data directory's running
+ * server's plain-HTTP listener (its HTTPS one when --ca or --cert is given, or
+ * when it has no plain one).
+ */
+function target(config: Config, values: Record<string, unknown>): Target {
+  const token = readToken(config, values);
+  const wantsTls = tlsFlagsGiven(values);
+  if (values['server'] !== undefined) {
+    const server = String(values['server']);
+    const { url, scheme } = adminUrl(server, wantsTls);
+    return { url, token, tls: tlsMaterialFrom(values, scheme, server) };
+  }
   const store = openDataDir(config, 'read');
   try {
     const runtime = serverRuntime(config, store);
     if (runtime === null) throw new FloatdError('SERVER_UNREACHABLE', `no floatd is running on ${config.dataDir}; start it, or pass --server URL`);
-    const web = runtime.listeners.find((l) => l.scheme === 'http') ?? runtime.listeners.find((l) => l.scheme === 'https');
+    const order = wantsTls ? (['https', 'http'] as const) : (['http', 'https'] as const);
+    const web = runtime.listeners.find((l) => l.scheme === order[0]) ?? runtime.listeners.find((l) => l.scheme === order[1]);
     if (web === undefined) throw new FloatdError('SERVER_UNREACHABLE', `the floatd on ${config.dataDir} has no web endpoint (http.listen / https.listen); pass --server URL`);
     const host = web.address === '::' || web.address === '0.0.0.0' ? '127.0.0.1' : web.address.includes(':') ? `[${web.address}]` : web.address;
-    return { url: `${web.scheme}://${host}:${web.port}`, token, ca };
+    const url = `${web.scheme}://${host}:${web.port}`;
+    return { url, token, tls: tlsMaterialFrom(values, web.scheme as 'http' | 'https', url) };
   } finally {
     store.close();
   }
@@ -68,8 +90,9 @@ function call(t: Target, method: 'GET' | 'POST', path: string, body?: unknown): 
       url,
       {
         method,
-        ...(t.ca !== undefined ? { ca: t.ca } : {}),
-        headers: { authorization: `Bearer ${t.token}`, ...(payload !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) },
+        ...(t.tls.ca !== undefined ? { ca: t.tls.ca } : {}),
+        ...(t.tls.cert !== undefined ? { cert: t.tls.cert, key: t.tls.key } : {}),
+        headers: { ...(t.token !== null ? { authorization: `Bearer ${t.token}` } : {}), ...(payload !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) },
         timeout: 15_000,
       },
       (res) => {
@@ -149,7 +172,7 @@ export async function admin(args: string[], io: Io): Promise<number> {
       ...CONFIG_FLAGS,
       server: { type: 'string' },
       'token-file': { type: 'string' },
-      ca: { type: 'string' },
+      ...TLS_CLIENT_FLAGS,
       json: { type: 'boolean' },
       user: { type: 'string' },
       host: { type: 'string' },

@@ -1,6 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { loadConfig, type Config } from '../config/config.js';
 import { FloatdError } from '../domain/errors.js';
+import { didYouMean } from '../domain/suggest.js';
 
 export interface Io {
   readonly out: (text: string) => void;
@@ -42,7 +43,10 @@ export function parse<O extends Options>(args: string[], options: O, allowPositi
   try {
     return parseArgs({ args, options, allowPositionals, strict: true });
   } catch (err) {
-    throw new FloatdError('USAGE', (err as Error).message.replace(/\. To specify a positional.*$/, ''));
+    const message = (err as Error).message.replace(/\. To specify a positional.*$/, '');
+    // A mistyped flag: name the one that was probably meant.
+    const unknown = /^Unknown option '--([^'=]+)'/.exec(message)?.[1];
+    throw new FloatdError('USAGE', unknown === undefined ? message : `${message}${didYouMean(unknown, Object.keys(options)).replace(/"([^"]+)"/, '"--$1"')}`);
   }
 }
 
@@ -67,20 +71,21 @@ export function intFlag(value: unknown, name: string, min = 0): number | undefin
 }
 
 /**
- * An ISO date/time, or a time relative to now: `90s`, `30m`, `12h`, `7d`, `2w` ago.
+ * An ISO date/time, `now`, or a time relative to now: `90s`, `30m`, `12h`, `7d`, `2w` ago.
  * A date alone (2026-11-21) is midnight local time, as is a date and time without
  * a zone (ECMAScript reads the former as UTC; people mean their own midnight).
  */
 export function timeFlag(value: unknown, name: string, now: number): number | undefined {
   if (value === undefined) return undefined;
   const text = String(value).trim();
+  if (text.toLowerCase() === 'now') return now;
   const rel = /^(\d+)([smhdw])$/.exec(text);
   if (rel) return now - Number(rel[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 }[rel[2] as 's' | 'm' | 'h' | 'd' | 'w'];
   const day = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
   const t = day ? new Date(Number(day[1]), Number(day[2]) - 1, Number(day[3])).getTime() : /^\d{4}-\d{2}-\d{2}[T ]\d/.test(text) ? Date.parse(text) : NaN;
   if (Number.isNaN(t)) {
     const shown = JSON.stringify(text).slice(1, -1);
-    throw new FloatdError('USAGE', `--${name} must be an ISO date/time (2026-11-21T09:00Z, 2026-11-21T09:00 local, or a date alone: 2026-11-21) or a span ago (90s, 30m, 12h, 7d, 2w); got "${shown}"`);
+    throw new FloatdError('USAGE', `--${name} must be an ISO date/time (2026-11-21T09:00Z, 2026-11-21T09:00 local, or a date alone: 2026-11-21), now, or a span ago (90s, 30m, 12h, 7d, 2w); got "${shown}"`);
   }
   return t;
 }

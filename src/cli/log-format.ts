@@ -37,9 +37,28 @@ function cells(e: LeaseEvent, utc: boolean): string[] {
 }
 
 /**
+ * Columns at least this wide whatever the first entries hold, so the rows
+ * `--follow` prints later line up with the header printed before them: the
+ * time exactly, the rest wide enough for what they usually hold.
+ */
+const MIN_WIDTHS: Readonly<Record<(typeof HEADERS)[number], number>> = {
+  TIME: 19,
+  EVENT: 14,
+  PRODUCT: 10,
+  WHO: 28,
+  SEATS: 5,
+  LEASE: 8,
+  REMOTE: 15,
+  CODE: 14,
+  BY: 10,
+  MESSAGE: 0,
+};
+
+/**
  * The table `floatd log` prints for people: a header row and columns as wide
- * as the entries they are first given need (a later entry that is wider pushes
- * its line out, rather than being cut).
+ * as the entries they are first given need, and at least MIN_WIDTHS. A later
+ * cell that is wider is not cut: it pushes the rest of its line out, and the
+ * next columns move back under their headers as soon as there is room.
  */
 export class LogTable {
   private widths: number[] | null = null;
@@ -51,7 +70,7 @@ export class LogTable {
     const rows = events.map((e) => cells(e, this.utc));
     const out: string[] = [];
     if (this.widths === null) {
-      this.widths = HEADERS.map((h, i) => Math.min(60, Math.max(h.length, ...rows.map((r) => r[i]!.length))));
+      this.widths = HEADERS.map((h, i) => Math.min(60, Math.max(h.length, MIN_WIDTHS[h], ...rows.map((r) => r[i]!.length))));
       if (this.utc) this.widths[0] = Math.max(this.widths[0]!, 20);
       out.push(this.format([...HEADERS]));
     }
@@ -61,9 +80,14 @@ export class LogTable {
 
   private format(row: string[]): string {
     const w = this.widths!;
-    return row
-      .map((c, i) => (i === row.length - 1 ? c : c.padEnd(w[i]!)))
-      .join('  ')
-      .trimEnd();
+    let line = '';
+    let start = 0;
+    row.forEach((cell, i) => {
+      // Each cell starts under its header, or two spaces after a wider cell before it.
+      if (i > 0) line += ' '.repeat(Math.max(2, start - line.length));
+      line += cell;
+      start += w[i]! + 2;
+    });
+    return line.trimEnd();
   }
 }

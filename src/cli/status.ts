@@ -2,12 +2,17 @@ import { hostname, userInfo } from 'node:os';
 import { offlineStatus } from '../app/inspect.js';
 import type { ServerStatus } from '../app/status.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
+import { parseServerAddress } from '../client/server-address.js';
 import { TcpTransport } from '../client/tcp-transport.js';
+import type { TlsMaterial } from '../client/tls-material.js';
 import { FloatdError } from '../domain/errors.js';
 import { CONFIG_FLAGS, configFrom, parse, refuseVendorKeyFlag, table, type Io } from './common.js';
+import { TLS_CLIENT_FLAGS, tlsFlagsGiven, tlsMaterialFrom } from './server-flags.js';
 
-export const STATUS_USAGE = `floatd status [--json] [--server HOST:PORT] [--config FILE] [--data-dir DIR]
-  Reads the data directory (the same facts a running server reports), or asks the server at --server.`;
+export const STATUS_USAGE = `floatd status [--json] [--server [tls://]HOST[:PORT] [--ca FILE] [--cert FILE --key FILE]] [--config FILE] [--data-dir DIR]
+  Reads the data directory (the same facts a running server reports), or asks the server at --server
+  (NDJSON: HOST[:PORT], port 8989, or tls://HOST[:PORT], port 8991, with --ca for a private CA and
+  --cert/--key when the listener asks for a client certificate).`;
 
 function duration(ms: number): string {
   const s = Math.round(ms / 1000);
@@ -85,8 +90,8 @@ export function formatStatus(s: ServerStatus): string {
   return lines.join('\n');
 }
 
-async function remoteStatus(address: string): Promise<ServerStatus> {
-  const transport = await TcpTransport.connect(address, { requestTimeoutMs: 10_000 });
+async function remoteStatus(address: string, tls: TlsMaterial): Promise<ServerStatus> {
+  const transport = await TcpTransport.connect(address, { requestTimeoutMs: 10_000, tls });
   try {
     const hello = await transport.request('hello', { v: 1, client: { user: userInfo().username, host: hostname(), instance: 'floatd-status' } });
     if (!hello.ok) throw new FloatdError('SERVER_UNREACHABLE', `${address}: ${hello.error.code}: ${hello.error.message}`);
@@ -101,11 +106,19 @@ async function remoteStatus(address: string): Promise<ServerStatus> {
 
 export async function status(args: string[], io: Io): Promise<number> {
   refuseVendorKeyFlag(args, 'floatd status');
-  const { values } = parse(args, { ...CONFIG_FLAGS, json: { type: 'boolean' }, server: { type: 'string' } });
+  const { values } = parse(args, { ...CONFIG_FLAGS, ...TLS_CLIENT_FLAGS, json: { type: 'boolean' }, server: { type: 'string' } });
   let s: ServerStatus;
+  if (values.server === undefined && tlsFlagsGiven(values)) throw new FloatdError('USAGE', '--ca, --cert and --key go with --server tls://HOST[:PORT]');
   if (values.server !== undefined) {
+    let scheme;
     try {
-      s = await remoteStatus(values.server);
+      scheme = parseServerAddress(values.server).scheme;
+    } catch (err) {
+      throw new FloatdError('USAGE', `--server: ${(err as Error).message}`);
+    }
+    const tls = tlsMaterialFrom(values, scheme, values.server);
+    try {
+      s = await remoteStatus(values.server, tls);
     } catch (err) {
       if (err instanceof FloatdError) throw err;
       throw new FloatdError('SERVER_UNREACHABLE', (err as Error).message);

@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { FloatdError } from '../domain/errors.js';
+import { didYouMean } from '../domain/suggest.js';
 import { defaultMaxConnections } from './fd-limit.js';
+import { jsonSyntaxProblem } from './json-syntax.js';
 import { DEFAULT_PORT, parseHostPort, type ListenAddress } from './listen-address.js';
 
 export interface ListenerConfig extends ListenAddress {
@@ -348,11 +350,11 @@ function flatten(obj: Record<string, unknown>, file: string): Map<string, unknow
     if (value !== null && typeof value === 'object' && !Array.isArray(value) && !(key in SETTINGS)) {
       for (const [sub, v] of Object.entries(value as Record<string, unknown>)) {
         const name = `${key}.${sub}`;
-        if (!(name in SETTINGS)) throw new FloatdError('CONFIG_INVALID', `${file}: unknown setting "${name}"`, { setting: name });
+        if (!(name in SETTINGS)) throw new FloatdError('CONFIG_INVALID', `${file}: unknown setting "${name}"${didYouMean(name, Object.keys(SETTINGS))}`, { setting: name });
         out.set(name, v);
       }
     } else {
-      if (!(key in SETTINGS)) throw new FloatdError('CONFIG_INVALID', `${file}: unknown setting "${key}"`, { setting: key });
+      if (!(key in SETTINGS)) throw new FloatdError('CONFIG_INVALID', `${file}: unknown setting "${key}"${didYouMean(key, Object.keys(SETTINGS))}`, { setting: key });
       out.set(key, value);
     }
   }
@@ -361,10 +363,17 @@ function flatten(obj: Record<string, unknown>, file: string): Map<string, unknow
 
 function readConfigFile(file: string): Map<string, unknown> {
   let parsed: unknown;
+  let text: string;
   try {
-    parsed = JSON.parse(readFileSync(file, 'utf8'));
+    text = readFileSync(file, 'utf8');
   } catch (err) {
     throw new FloatdError('CONFIG_INVALID', `${file}: cannot read the config file: ${(err as Error).message}`);
+  }
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    const p = jsonSyntaxProblem(text, err as Error);
+    throw new FloatdError('CONFIG_INVALID', `${file}: line ${p.line}, column ${p.column}: the config file is not valid JSON: ${p.reason}`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new FloatdError('CONFIG_INVALID', `${file}: the config file must hold one JSON object`);

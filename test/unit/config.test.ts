@@ -77,7 +77,7 @@ describe('loadConfig', () => {
     writeFileSync(file, JSON.stringify({ leaseSecond: 60 }));
     expect(() => loadConfig({ configFile: file, env: {} })).toThrow(/c\.json: unknown setting "leaseSecond"/);
     writeFileSync(file, '{ not json');
-    expect(() => loadConfig({ configFile: file, env: {} })).toThrow(/c\.json: cannot read the config file/);
+    expect(() => loadConfig({ configFile: file, env: {} })).toThrow(/c\.json: line 1, column 3: the config file is not valid JSON/);
     expect(() => loadConfig({ configFile: join(dir, 'missing.json'), env: {} })).toThrow(/missing\.json/);
   });
 

@@ -235,8 +235,8 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps, 
           const time = (name: 'since' | 'until') => {
             const value = q[name];
             if (value === undefined) return undefined;
-            const t = Date.parse(value);
-            if (Number.isNaN(t)) throw deps.fail('BAD_REQUEST', `field "${name}" must be an ISO date/time`, { field: name });
+            const t = value.trim().toLowerCase() === 'now' ? deps.wallClock() : Date.parse(value);
+            if (Number.isNaN(t)) throw deps.fail('BAD_REQUEST', `field "${name}" must be an ISO date/time or now`, { field: name });
             return t;
           };
           const filter: EventFilter = {
@@ -270,8 +270,8 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps, 
         const time = (name: 'from' | 'to', fallback: number) => {
           const v = q[name];
           if (v === undefined) return fallback;
-          const t = Date.parse(v);
-          if (Number.isNaN(t)) throw deps.fail('BAD_REQUEST', `field "${name}" must be an ISO date/time`, { field: name });
+          const t = v.trim().toLowerCase() === 'now' ? now : Date.parse(v);
+          if (Number.isNaN(t)) throw deps.fail('BAD_REQUEST', `field "${name}" must be an ISO date/time or now`, { field: name });
           return t;
         };
         const toMs = time('to', now);

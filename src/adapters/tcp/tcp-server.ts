@@ -9,6 +9,7 @@ import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/t
 import { NdjsonDecoder, encodeFrame, parseFrame, type DecodeResult } from './ndjson-codec.js';
 import { Suspension } from '../net/suspension.js';
 import { wireError } from './wire-errors.js';
+import { httpBadRequest, isHttpRequestLine, misdirectedHttpBody } from './misdirected-http.js';
 
 export interface TcpListenerOptions {
   readonly name: string;
@@ -45,6 +46,8 @@ export interface TcpServerOptions {
   readonly answered?: (op: string, transport: 'tcp' | 'tls', seconds: number) => void;
   /** A monotonic clock (ms) for those durations. */
   readonly monotonic?: () => number;
+  /** The body of the HTTP 400 an HTTP request line gets as a connection's first line (where the web endpoint is). */
+  readonly misdirectedHttp?: () => string;
 }
 
 /** What the protocol layer sees of one connection. */
@@ -316,6 +319,7 @@ export class TcpServer {
     let unread: Buffer | undefined;
     let unreadFrom = 0;
     let badFrames = 0;
+    let firstLine = true;
     let closed = false;
     /** No more requests are handled: the connection is closing after an error. */
     let finished = false;
@@ -479,6 +483,13 @@ export class TcpServer {
         finish();
         return;
       }
+      if (firstLine && isHttpRequestLine(item.text)) {
+        this.events.protocolError?.(conn, 'BAD_REQUEST', 'an HTTP request on an NDJSON port');
+        socket.write(httpBadRequest(this.options.misdirectedHttp?.() ?? misdirectedHttpBody([])));
+        finish();
+        return;
+      }
+      firstLine = false;
       const parsed = parseFrame(item.text);
       if (!parsed.ok) {
         fail('BAD_REQUEST', parsed.message);
