@@ -70,6 +70,7 @@ export const ERROR_CODES = [
   'SERVER_UNREACHABLE',
   'TOKEN_INVALID',
   'LOG_TAMPERED',
+  'LOG_UNANCHORED',
   'EXPORT_FAILED',
   'INTERNAL',
 ] as const;
