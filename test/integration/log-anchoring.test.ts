@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +9,7 @@ import { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.j
 import { TcpTransport } from '../../src/client/tcp-transport.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { tempDir } from '../support/helpers.js';
+import { call } from '../support/http.js';
 import { exited, floatd, floatdAsync, killChildren, requireBuild, serve } from '../support/cli.js';
 import { capturingLogger, leaseOf, startServer, type TestServer } from '../support/server.js';
 
@@ -78,6 +80,27 @@ function idsOf(dataDir: string, event: string): number[] {
 }
 
 describe('checkpoints the server must have signed', () => {
+  it('status and the dashboard\'s health panel (GET /v1/admin/server) give the newest checkpoint as the anchor', async () => {
+    const clock = new FakeClock(Date.UTC(2026, 5, 1, 9, 0));
+    const s = await startServer({ clock, evaluation: true, flags: { 'http.listen': ['127.0.0.1:0'] } });
+    const dataDir = s.config.dataDir;
+    const web = s.floatd.listenerStatus().find((l) => l.scheme === 'http')!;
+    const token = readFileSync(s.config.adminTokenFile, 'utf8').trim();
+    const health = async () => (await call(`http://127.0.0.1:${web.port}/v1/admin/server`, 'GET', undefined, { headers: { authorization: `Bearer ${token}` } })).body['logAnchor'];
+    const started = idsOf(dataDir, 'server-started')[0]!;
+    expect(await health()).toEqual({ entry: started, hash: checkpointAt(dataDir, started), signedAt: new Date(clock.now()).toISOString() });
+    expect(s.floatd.status().logAnchor).toMatchObject({ entry: started, hash: checkpointAt(dataDir, started) });
+    // New entries, then the timer's checkpoint ten minutes on: the anchor moves with it.
+    await traffic(s, clock, 2);
+    clock.advance(10 * 60_000 + 1000);
+    const newest = (await verifyJson(dataDir)).json.lastCheckpoint!;
+    expect(newest.eventId).toBeGreaterThan(started);
+    expect(await health()).toMatchObject({ entry: newest.eventId, hash: newest.headHash });
+    const text = await floatdAsync(['status', '--data-dir', dataDir]);
+    expect(text.out).toContain(`lease-log anchor: ${newest.headHash} (checkpoint of #${newest.eventId}`);
+    await s.stop();
+  });
+
   it('signs its start and stop entries, and gives their hashes in the start and stop log lines', async () => {
     const clock = new FakeClock(Date.UTC(2026, 5, 1, 9, 0));
     const { logger, lines } = capturingLogger();
