@@ -606,7 +606,7 @@ export class Floatd {
     this.scheduleActivationCheck(0);
     this.checkDescriptorLimit();
     for (const l of this.listenerStatus()) this.logger.info({ listener: l.name, scheme: l.scheme, address: l.address, port: l.port }, 'listening');
-    if (this.startAnchor) this.logger.info(anchorFields(this.startAnchor), `started; lease-log anchor ${this.startAnchor.headHash} (the signed checkpoint of #${this.startAnchor.eventId})`);
+    this.logger.info(this.startAnchor ? anchorFields(this.startAnchor) : {}, 'started');
     for (const l of [...this.config.listeners, ...this.config.http.listen, ...this.config.https.listen]) {
       if (!l.proxyProtocol) continue;
       const trustedProxies = l.proxyProtocol.trustedProxies.map((n) => `${n.address}/${n.prefix}`);
@@ -993,7 +993,7 @@ export class Floatd {
       this.store.close();
       this.lock.release();
     }
-    if (this.bound.length > 0) this.logger.info(stopAnchor ? anchorFields(stopAnchor) : {}, stopAnchor ? `stopped; lease-log anchor ${stopAnchor.headHash} (the signed checkpoint of #${stopAnchor.eventId})` : 'stopped');
+    if (this.bound.length > 0) this.logger.info(stopAnchor ? anchorFields(stopAnchor) : {}, 'stopped');
     this.logger.flush?.();
   }
 }

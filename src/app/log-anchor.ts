@@ -21,7 +21,7 @@ export function logAnchorOf(cp: Checkpoint | undefined): LogAnchor | null {
   return cp === undefined ? null : { entry: cp.eventId, hash: cp.headHash, signedAt: new Date(cp.ts).toISOString() };
 }
 
-/** The fields the start and stop log lines carry. */
+/** The fields the start and stop log lines carry: the checkpoint's head hash and the entry it covers. */
 export function anchorFields(cp: Checkpoint): { logAnchor: string; logAnchorEntry: number } {
   return { logAnchor: cp.headHash, logAnchorEntry: cp.eventId };
 }
