@@ -12,6 +12,7 @@ import { logSigner, logVerifier } from '../adapters/crypto/log-signer.js';
 import type { ChainProblem, ChainReport } from '../adapters/sqlite/log-chain.js';
 import type { LogChainOptions, SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 import { openDataDir, runningServerPid } from './data-dir.js';
+import { checkpointPolicy } from './log-anchor.js';
 
 const DAY_MS = 86_400_000;
 
@@ -170,15 +171,16 @@ export async function verifyLeaseLog(config: Config, publicKeyFile?: string, anc
   const kid = await thumbprint(jwk);
   const store = openDataDir(config, 'read');
   try {
-    const chain = await store.verifyLogInParallel(logVerifier({ ...jwk, kid }));
+    const verifier = logVerifier({ ...jwk, kid });
+    const chain = await store.verifyLogInParallel(verifier);
     const running = runningServerPid(config) !== null;
     if (!chain.ok) return { ...chain, code: 'LOG_TAMPERED', running, runningSince: null, uncleanStops: [], anchor: null };
     const judged = judgeAnchoring({
       entries: chain.entries,
       last: chain.last,
-      ...store.logAnchorFacts(chain.last?.id ?? null),
+      ...store.logAnchorFacts(chain.last?.id ?? null, verifier, chain.lastCheckpoint?.eventId ?? 0),
       running,
-      fallback: { everyEntries: config.leaseLog.checkpointEntries, everyMs: config.leaseLog.checkpointMinutes * 60_000 },
+      fallback: checkpointPolicy(config),
       ...(anchor !== undefined ? { anchor } : {}),
     });
     return {

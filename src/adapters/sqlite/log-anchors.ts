@@ -1,16 +1,21 @@
 import type Database from 'better-sqlite3';
 import type { AnchorFacts, RunMark } from '../../domain/log-anchoring.js';
+import type { LogVerifier } from '../crypto/log-signer.js';
+import { checkpointPayload } from './log-chain.js';
 
 /**
- * What `judgeAnchoring` needs from the log, read after the hash chain and the
- * checkpoints were verified up to the entry `lastId` (entries a running server
- * appended since are left out).
+ * What `judgeAnchoring` needs from the log, read after the hash chain was
+ * verified up to the entry `lastId` and its checkpoints up to `verifiedUpTo`
+ * (entries a running server appended since are left out).
  */
-export function readAnchorFacts(db: Database.Database, lastId: number | null): Pick<AnchorFacts, 'checkpoints' | 'marks' | 'tail'> {
+export function readAnchorFacts(db: Database.Database, lastId: number | null, verifier: LogVerifier, verifiedUpTo: number): Pick<AnchorFacts, 'checkpoints' | 'marks' | 'tail'> {
   if (lastId === null) return { checkpoints: [], marks: [], tail: { entries: 0, fromTs: null, toTs: null } };
+  // Checkpoints a running server signed after the chain was checked are counted only with a good signature.
   const checkpoints = db
-    .prepare<[number], { eventId: number; headHash: string }>('SELECT event_id AS eventId, head_hash AS headHash FROM log_checkpoints WHERE event_id <= ? ORDER BY event_id')
-    .all(lastId);
+    .prepare<[number], { event_id: number; head_hash: string; count: number; ts: number; kid: string; signature: string }>('SELECT * FROM log_checkpoints WHERE event_id <= ? ORDER BY event_id')
+    .all(lastId)
+    .filter((c) => c.event_id <= verifiedUpTo || (c.kid === verifier.kid && verifier.verify(checkpointPayload(c.event_id, c.count, c.ts, c.head_hash), c.signature)))
+    .map((c) => ({ eventId: c.event_id, headHash: c.head_hash }));
   const marks = db
     .prepare<[number], RunMark>("SELECT id, ts, event, message FROM events WHERE event IN ('server-started', 'server-stopped') AND id <= ? ORDER BY id")
     .all(lastId);

@@ -653,8 +653,8 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
   }
 
   /** The runs, checkpoints and unsigned tail of the log up to entry `lastId`, for judging its anchoring. */
-  logAnchorFacts(lastId: number | null): ReturnType<typeof readAnchorFacts> {
-    return readAnchorFacts(this.db, lastId);
+  logAnchorFacts(lastId: number | null, verifier: LogVerifier, verifiedUpTo: number): ReturnType<typeof readAnchorFacts> {
+    return readAnchorFacts(this.db, lastId, verifier, verifiedUpTo);
   }
 
   /** The newest signed checkpoint, if any. */
