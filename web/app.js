@@ -112,6 +112,7 @@ function renderServer(server) {
     ['readiness', server.reason],
     ['up since', server.startedAt ? `${localTime(Date.parse(server.startedAt), true)} (${span(-server.uptimeSeconds * 1000).replace(' ago', '')})` : '-'],
     ['lease length', `${server.leaseSeconds} s`],
+    ['lease-log anchor', server.logAnchor ? `${server.logAnchor.hash} (#${server.logAnchor.entry})` : '-'],
   ];
   $('server').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { text: v, 'data-fact': k })]));
   fill(

@@ -14,6 +14,7 @@ import { LeaseTokenSigner } from '../adapters/crypto/lease-tokens.js';
 import { createLogger, type Logger } from '../adapters/log/logger.js';
 import type { DataDirLock } from '../adapters/sqlite/data-dir-lock.js';
 import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
+import type { Checkpoint } from '../adapters/sqlite/log-chain.js';
 import { TcpServer, type BoundListener } from '../adapters/tcp/tcp-server.js';
 import { misdirectedHttpBody } from '../adapters/tcp/misdirected-http.js';
 import { licensingFor, licensingSettings, openServerDataDir, openServerKey, productTermsOf, recordLicensingSettings, removeFreshDatabase, underProductTerms, type LicensingSettings } from './data-dir.js';
@@ -43,6 +44,8 @@ import { ClockWatch, type ClockJump } from './clock-watch.js';
 import { SteadyClock } from '../domain/steady-clock.js';
 import { VERSION } from './version.js';
 import { LogRetention, logChainOptions } from './lease-log.js';
+import { anchorFields, checkpointPolicy, logAnchorOf } from './log-anchor.js';
+import { policyNote } from '../domain/log-anchoring.js';
 import { ServerActivation } from './activation.js';
 import { trustVendorKeys } from '../adapters/crypto/license-keys.js';
 import type { ActivationState } from '../domain/activation.js';
@@ -153,6 +156,8 @@ export class Floatd {
   /** The clock's high-water mark as last stored, and whether a clock set back before it has been reported. */
   private highWater = 0;
   private clockBackReported = false;
+  /** The checkpoint signed at start: the first anchor the start line gives. */
+  private startAnchor: Checkpoint | undefined;
 
   private constructor(
     readonly config: Config,
@@ -359,6 +364,7 @@ export class Floatd {
           uptimeSeconds: this.startedAt === 0 ? 0 : Math.max(0, Math.round((now - this.startedAt) / 1000)),
           listeners: this.listenerStatus(),
           leaseSeconds: this.config.leaseSeconds,
+          logAnchor: logAnchorOf((this.store as SqliteLeaseStore).latestCheckpoint()),
         };
       },
     };
@@ -584,7 +590,8 @@ export class Floatd {
       const now = this.clock.now();
       this.startedAt = now;
       this.recordRuntime();
-      this.store.appendEvent({ ts: now, event: 'server-started', message: `floatd ${VERSION} listening on ${this.bound.map((b) => `${b.address}:${b.port}`).join(', ')}` });
+      const listening = this.bound.map((b) => `${b.address}:${b.port}`).join(', ');
+      this.startAnchor = (this.store as SqliteLeaseStore).appendAnchored({ ts: now, event: 'server-started', message: `floatd ${VERSION} listening on ${listening}; ${policyNote(checkpointPolicy(this.config))}` });
       if (this.rules.book !== null || this.rules.groups.size > 0) {
         this.store.appendEvent({ ts: now, event: 'rules-reloaded', message: `in force at start: ${this.rules.summary}` });
       }
@@ -603,6 +610,7 @@ export class Floatd {
     this.scheduleActivationCheck(0);
     this.checkDescriptorLimit();
     for (const l of this.listenerStatus()) this.logger.info({ listener: l.name, scheme: l.scheme, address: l.address, port: l.port }, 'listening');
+    this.logger.info(this.startAnchor ? anchorFields(this.startAnchor) : {}, 'started');
     for (const l of [...this.config.listeners, ...this.config.http.listen, ...this.config.https.listen]) {
       if (!l.proxyProtocol) continue;
       const trustedProxies = l.proxyProtocol.trustedProxies.map((n) => `${n.address}/${n.prefix}`);
@@ -674,6 +682,7 @@ export class Floatd {
       listeners: this.listenerStatus(),
       running: true,
       rules: this.rules.summary,
+      logAnchor: logAnchorOf((this.store as SqliteLeaseStore).latestCheckpoint()),
     });
   }
 
@@ -960,6 +969,7 @@ export class Floatd {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    let stopAnchor: Checkpoint | undefined;
     try {
       await Promise.all([this.tcp.stop(), this.web.stop()]);
       await this.batcher.drained();
@@ -973,10 +983,9 @@ export class Floatd {
       await this.activationChecking?.catch(() => {});
       if (this.bound.length > 0) {
         try {
-          this.store.appendEvent({ ts: this.clock.now(), event: 'server-stopped' });
           this.store.setMeta(RUNTIME_META, '');
-          // A stopped server leaves the whole log under a signature.
-          (this.store as SqliteLeaseStore).checkpointLogIfDue(this.clock.now(), true);
+          // A stopped server leaves the whole log under a signature: the checkpoint of its stop entry.
+          stopAnchor = (this.store as SqliteLeaseStore).appendAnchored({ ts: this.clock.now(), event: 'server-stopped', message: 'clean stop' });
         } catch (err) {
           // A storage fault does not stop a stop: every acknowledged change is committed already.
           if (!isFloatdError(err) || err.code !== 'UNAVAILABLE') throw err;
@@ -988,7 +997,7 @@ export class Floatd {
       this.lock.release();
     }
     // Only a server that started stops; one whose start failed has logged its error.
-    if (this.serving) this.logger.info('stopped');
+    if (this.serving) this.logger.info(stopAnchor ? anchorFields(stopAnchor) : {}, 'stopped');
     this.logger.flush?.();
   }
 }

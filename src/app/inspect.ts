@@ -12,6 +12,7 @@ import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js'
 import { licensingFor, openDataDir, recordedLicensingSettings, runningServerPid } from './data-dir.js';
 import { RUNTIME_META, type ServerRuntime } from './floatd.js';
 import { Licensing } from './licensing.js';
+import { logAnchorOf } from './log-anchor.js';
 import { PoolRegistry } from './pool-registry.js';
 import { collectStatus, type ServerStatus } from './status.js';
 
@@ -60,6 +61,7 @@ export async function offlineStatus(config: Config, clock: Clock): Promise<Serve
       listeners: runtime?.listeners.map((l) => ({ name: l.name, scheme: l.scheme ?? 'tcp', address: l.address, port: l.port, suspended: l.suspended ?? false })) ?? [],
       running: runtime !== null,
       rules: runtime?.rules ?? null,
+      logAnchor: logAnchorOf(store.latestCheckpoint()),
     });
   } finally {
     store.close();

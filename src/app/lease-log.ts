@@ -5,12 +5,14 @@ import type { Config } from '../config/config.js';
 import type { Clock } from '../domain/clock.js';
 import { FloatdError } from '../domain/errors.js';
 import type { EventFilter, LeaseEvent, LeaseEventInput } from '../domain/events.js';
+import { judgeAnchoring, type AnchorProblem, type AnchorReport } from '../domain/log-anchoring.js';
 import type { Logger } from '../adapters/log/logger.js';
 import { publicPart, readJwkFile, thumbprint } from '../adapters/crypto/keys.js';
 import { logSigner, logVerifier } from '../adapters/crypto/log-signer.js';
-import type { ChainReport } from '../adapters/sqlite/log-chain.js';
+import type { ChainProblem, ChainReport } from '../adapters/sqlite/log-chain.js';
 import type { LogChainOptions, SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
-import { openDataDir } from './data-dir.js';
+import { openDataDir, runningServerPid } from './data-dir.js';
+import { checkpointPolicy } from './log-anchor.js';
 import { createPrivateDir } from '../adapters/fs/private-files.js';
 import { plural } from '../domain/wording.js';
 
@@ -141,11 +143,27 @@ export async function openLogWriter(config: Config): Promise<{ append(events: re
   };
 }
 
+/** What `floatd log verify` found: the hash chain's report, and whether every checkpoint the server must have written is there. */
+export interface LogVerification extends Omit<ChainReport, 'problem'> {
+  readonly problem: ChainProblem | AnchorProblem | null;
+  /** LOG_TAMPERED: the chain or a checkpoint does not check; LOG_UNANCHORED: a checkpoint the server must have signed, or the anchor asked for, is missing. */
+  readonly code: 'LOG_TAMPERED' | 'LOG_UNANCHORED' | null;
+  /** Whether a server holds the data directory now (its newest entries may not be signed yet). */
+  readonly running: boolean;
+  readonly runningSince: AnchorReport['runningSince'];
+  readonly uncleanStops: AnchorReport['uncleanStops'];
+  /** The checkpoint `--anchor` named, once found. */
+  readonly anchor: AnchorReport['anchor'];
+}
+
 /**
  * Checks a data directory's lease log: the hash chain and every checkpoint,
- * against the server's public key (from its key file, or `publicKeyFile`).
+ * against the server's public key (from its key file, or `publicKeyFile`);
+ * then that the checkpoints the server signs at every start, clean stop and
+ * interval are all there, and (with `anchor`) that the checkpoint with that
+ * head hash still is.
  */
-export async function verifyLeaseLog(config: Config, publicKeyFile?: string): Promise<ChainReport> {
+export async function verifyLeaseLog(config: Config, publicKeyFile?: string, anchor?: string): Promise<LogVerification> {
   let jwk: JWK;
   try {
     jwk = publicKeyFile !== undefined ? readJwkFile(publicKeyFile, 'public') : publicPart(readJwkFile(config.serverKeyFile, 'private'));
@@ -155,7 +173,28 @@ export async function verifyLeaseLog(config: Config, publicKeyFile?: string): Pr
   const kid = await thumbprint(jwk);
   const store = openDataDir(config, 'read');
   try {
-    return await store.verifyLogInParallel(logVerifier({ ...jwk, kid }));
+    const verifier = logVerifier({ ...jwk, kid });
+    const chain = await store.verifyLogInParallel(verifier);
+    const running = runningServerPid(config) !== null;
+    if (!chain.ok) return { ...chain, code: 'LOG_TAMPERED', running, runningSince: null, uncleanStops: [], anchor: null };
+    const judged = judgeAnchoring({
+      entries: chain.entries,
+      last: chain.last,
+      ...store.logAnchorFacts(chain.last?.id ?? null, verifier, chain.lastCheckpoint?.eventId ?? 0),
+      running,
+      fallback: checkpointPolicy(config),
+      ...(anchor !== undefined ? { anchor } : {}),
+    });
+    return {
+      ...chain,
+      ok: judged.problem === null,
+      problem: judged.problem,
+      code: judged.problem === null ? null : 'LOG_UNANCHORED',
+      running,
+      runningSince: judged.runningSince,
+      uncleanStops: judged.uncleanStops,
+      anchor: judged.anchor,
+    };
   } finally {
     store.close();
   }

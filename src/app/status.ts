@@ -6,6 +6,7 @@ import type { LeaseStore } from '../domain/ports.js';
 import { EVALUATION_STARTED_META } from './licensing.js';
 import { EVALUATION_PRODUCT, type PoolRegistry } from './pool-registry.js';
 import { VERSION } from './version.js';
+import type { LogAnchor } from './log-anchor.js';
 
 export interface ProductStatus {
   readonly product: string;
@@ -72,6 +73,8 @@ export interface ServerStatus {
   readonly running: boolean | null;
   /** The CLT rules in force on the running server, e.g. "12 CLT rule(s) from /etc/floatd/rules.clt"; null when no server runs. */
   readonly rules: string | null;
+  /** The lease log's newest signed checkpoint, to keep outside the database (floatd log verify --anchor). */
+  readonly logAnchor: LogAnchor | null;
 }
 
 export interface StatusInputs {
@@ -83,6 +86,7 @@ export interface StatusInputs {
   readonly listeners: readonly ListenerStatus[];
   readonly running: boolean | null;
   readonly rules?: string | null;
+  readonly logAnchor?: LogAnchor | null;
 }
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
@@ -150,6 +154,7 @@ export function collectStatus(input: StatusInputs): ServerStatus {
     listeners: input.listeners,
     running: input.running,
     rules: input.rules ?? null,
+    logAnchor: input.logAnchor ?? null,
   };
 }
 

@@ -1,10 +1,9 @@
 import { openExisting } from '../app/inspect.js';
 import { resolveId } from '../app/licensing.js';
-import { CSV_HEADER, csvRow, eventJson, exportEvents, exportFormatOf, verifyLeaseLog } from '../app/lease-log.js';
+import { CSV_HEADER, csvRow, eventJson, exportEvents, exportFormatOf, verifyLeaseLog, type LogVerification } from '../app/lease-log.js';
 import { EVALUATION_POOL_ID } from '../domain/pool.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
-import type { ChainReport } from '../adapters/sqlite/log-chain.js';
 import { FloatdError } from '../domain/errors.js';
 import { LEASE_EVENTS, type EventFilter, type LeaseEvent } from '../domain/events.js';
 import { CONFIG_FLAGS, configFrom, intFlag, parse, timeFlag, type Io } from './common.js';
@@ -20,8 +19,9 @@ export const LOG_USAGE = `floatd log ${FILTERS_USAGE}
   KIND: ${LEASE_EVENTS.join(', ')}
 floatd log export ${FILTERS_USAGE.replace('[--until TIME]', '--until TIME')} FILE
   writes the entries to FILE (mode 0600): JSON lines for .jsonl/.ndjson/.json, CSV for .csv
-floatd log verify [--json] [--public-key FILE]
-  checks the hash chain and the signed checkpoints (with the server key, or the public key in FILE)`;
+floatd log verify [--json] [--public-key FILE] [--anchor HASH]
+  checks the hash chain and the signed checkpoints (with the server key, or the public key in FILE),
+  that every start, clean stop and interval has its checkpoint, and that the checkpoint HASH is still there`;
 
 const FILTER_FLAGS = {
   since: { type: 'string' },
@@ -184,7 +184,7 @@ async function exportLog(args: string[], io: Io): Promise<number> {
   }
 }
 
-function describe(r: ChainReport): string[] {
+function describe(r: LogVerification): string[] {
   const at = (e: { id: number; ts: number } | null) => (e === null ? '' : `#${e.id} (${humanTime(e.ts)})`);
   const lines = [
     r.entries === 0 ? 'the lease log is empty' : `${r.entries} entries, ${at(r.first)} to ${at(r.last)}: every hash and link checks`,
@@ -193,18 +193,46 @@ function describe(r: ChainReport): string[] {
       ? 'no signed checkpoint yet: the entries are chained but not signed'
       : `${r.checkpoints} signed checkpoint(s) verified with server key ${r.keyId}; the newest covers #${r.lastCheckpoint.eventId} (${humanTime(r.lastCheckpoint.ts)}, ${r.lastCheckpoint.count} entries since the chain began)`,
   ];
-  if (r.unsigned > 0) lines.push(`${r.unsigned} newer entries are chained but not yet covered by a signed checkpoint`);
+  if (r.unsigned > 0) {
+    lines.push(
+      `${r.unsigned} newer entries are chained but not yet covered by a signed checkpoint` +
+        (r.runningSince !== null ? ' (the running server signs them within one interval)' : r.uncleanStops.some((u) => u.restarted === null) ? ' (the server did not stop cleanly; its next start signs them)' : ' (recorded while no server ran; its next start signs them)'),
+    );
+  }
+  for (const u of r.uncleanStops) {
+    lines.push(
+      `the run started at ${at({ id: u.startedId, ts: u.startedTs })} ended without a clean stop (a crash, kill -9 or power loss), after entry #${u.lastId}; ` +
+        (u.restarted === null ? 'no start has signed its last entries yet' : `its last entries are signed by the next start's checkpoint at ${at(u.restarted)}`),
+    );
+  }
+  if (r.anchor !== null) lines.push(`anchor ${r.anchor.headHash} found: the checkpoint of #${r.anchor.eventId}; the log up to it is as it was when that anchor was taken`);
+  if (r.lastCheckpoint !== null) lines.push(`newest anchor: ${r.lastCheckpoint.headHash} (#${r.lastCheckpoint.eventId}); kept outside this machine, floatd log verify --anchor HASH proves the log still holds it`);
   return lines;
 }
 
+const HASH = /^[0-9a-f]{64}$/;
+
 async function verify(args: string[], io: Io): Promise<number> {
-  const { values } = parse(args, { ...CONFIG_FLAGS, json: { type: 'boolean' }, 'public-key': { type: 'string' } });
-  const report = await verifyLeaseLog(configFrom(io, values), values['public-key']);
+  const { values } = parse(args, { ...CONFIG_FLAGS, json: { type: 'boolean' }, 'public-key': { type: 'string' }, anchor: { type: 'string' } });
+  const anchor = values.anchor?.trim().toLowerCase();
+  if (anchor !== undefined && !HASH.test(anchor)) throw new FloatdError('USAGE', `--anchor takes the 64 hexadecimal characters of a checkpoint's hash (from the server's start or stop log line, floatd status or floatd log verify); got "${printable(values.anchor!)}"`);
+  const report = await verifyLeaseLog(configFrom(io, values), values['public-key'], anchor);
   if (values.json) {
-    io.out(JSON.stringify({ ...report, first: report.first && { ...report.first, ts: new Date(report.first.ts).toISOString() }, last: report.last && { ...report.last, ts: new Date(report.last.ts).toISOString() }, lastCheckpoint: report.lastCheckpoint && { ...report.lastCheckpoint, ts: new Date(report.lastCheckpoint.ts).toISOString() }, problem: report.problem && { ...report.problem, ts: report.problem.ts === null ? null : new Date(report.problem.ts).toISOString() } }));
+    const iso = (t: number) => new Date(t).toISOString();
+    io.out(
+      JSON.stringify({
+        ...report,
+        first: report.first && { ...report.first, ts: iso(report.first.ts) },
+        last: report.last && { ...report.last, ts: iso(report.last.ts) },
+        lastCheckpoint: report.lastCheckpoint && { ...report.lastCheckpoint, ts: iso(report.lastCheckpoint.ts) },
+        runningSince: report.runningSince && { ...report.runningSince, ts: iso(report.runningSince.ts) },
+        uncleanStops: report.uncleanStops.map((u) => ({ ...u, startedTs: iso(u.startedTs), restarted: u.restarted && { ...u.restarted, ts: iso(u.restarted.ts) } })),
+        problem: report.problem && { ...report.problem, ts: report.problem.ts === null ? null : iso(report.problem.ts) },
+      }),
+    );
     return report.ok ? 0 : 1;
   }
-  if (report.problem !== null) throw new FloatdError('LOG_TAMPERED', `${report.problem.kind}: ${report.problem.detail}`);
+  if (report.problem !== null) throw new FloatdError(report.code ?? 'LOG_TAMPERED', `${report.problem.kind}: ${report.problem.detail}`);
   io.out(`OK: ${describe(report).join('\n    ')}`);
   return 0;
 }

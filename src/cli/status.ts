@@ -84,6 +84,7 @@ export function formatStatus(s: ServerStatus): string {
   }
   lines.push(`server key fingerprint: ${s.serverKeyFingerprint ?? '(not yet created)'}`);
   if (s.rules !== null) lines.push(`rules: ${s.rules}`);
+  if (s.logAnchor) lines.push(`lease-log anchor: ${s.logAnchor.hash} (checkpoint of #${s.logAnchor.entry}, signed ${s.logAnchor.signedAt}; floatd log verify --anchor HASH)`);
   if (s.listeners.length > 0) {
     lines.push(`listeners: ${s.listeners.map((l) => `${l.name} ${l.scheme ?? 'tcp'}://${l.address.includes(':') ? `[${l.address}]` : l.address}:${l.port}${l.suspended ? ' (SUSPENDED)' : ''}`).join(', ')}`);
   }

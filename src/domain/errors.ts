@@ -71,6 +71,7 @@ export const ERROR_CODES = [
   'SERVER_UNREACHABLE',
   'TOKEN_INVALID',
   'LOG_TAMPERED',
+  'LOG_UNANCHORED',
   'EXPORT_FAILED',
   'INTERNAL',
 ] as const;

@@ -69,6 +69,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   SERVER_UNREACHABLE: 502,
   TOKEN_INVALID: 502,
   LOG_TAMPERED: 500,
+  LOG_UNANCHORED: 500,
   EXPORT_FAILED: 500,
   INTERNAL: 500,
 };

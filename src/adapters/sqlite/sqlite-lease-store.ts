@@ -8,6 +8,7 @@ import { FloatdError, isFloatdError } from '../../domain/errors.js';
 import { migrate } from './migrate.js';
 import type { LogSigner, LogVerifier } from '../crypto/log-signer.js';
 import { CHAIN_COLUMNS, GENESIS, entryHash, presentExtensions, toCheckpoint, verifyChain, verifyChainParallel, writeCheckpoint, type ChainReport, type Checkpoint } from './log-chain.js';
+import { readAnchorFacts } from './log-anchors.js';
 import { guardStorage } from './storage-fault.js';
 
 /**
@@ -628,11 +629,32 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
         const head = this.stmt.chainHead.get();
         const last = this.stmt.lastCheckpoint.get();
         if (head === undefined || head.hash === null || (last !== undefined && last.event_id >= head.id)) return false;
-        if (!force && last !== undefined && now - last.ts < this.chain!.everyMs) return false;
+        // A wall clock set back signs at once, so the unsigned tail never spans more than one interval of entry time.
+        if (!force && last !== undefined && now - last.ts < this.chain!.everyMs && now >= last.ts) return false;
         this.signCheckpoint(head.id, head.hash, now);
         return true;
       })
       .immediate());
+  }
+
+  /**
+   * Appends an entry and signs a checkpoint of it in the same transaction (the
+   * server's start and stop entries): returns that checkpoint, or undefined
+   * when this store does not sign.
+   */
+  appendAnchored(event: LeaseEventInput): Checkpoint | undefined {
+    return this.transact((tx) => {
+      tx.appendEvent(event);
+      if (this.chain === undefined) return undefined;
+      const head = this.stmt.chainHead.get()!;
+      this.signCheckpoint(head.id, head.hash!, event.ts);
+      return this.latestCheckpoint();
+    });
+  }
+
+  /** The runs, checkpoints and unsigned tail of the log up to entry `lastId`, for judging its anchoring. */
+  logAnchorFacts(lastId: number | null, verifier: LogVerifier, verifiedUpTo: number): ReturnType<typeof readAnchorFacts> {
+    return readAnchorFacts(this.db, lastId, verifier, verifiedUpTo);
   }
 
   /** The newest signed checkpoint, if any. */
