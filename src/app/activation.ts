@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { ActivationSettings } from '../config/config.js';
-import { bindable, matchBinding, type ActivationState, type Fingerprint, type HostComponent } from '../domain/activation.js';
+import { bindable, hostBindingProblem, matchBinding, type ActivationState, type Fingerprint, type HostComponent } from '../domain/activation.js';
 import type { Clock } from '../domain/clock.js';
 import { FloatdError } from '../domain/errors.js';
 import type { LicenseKey } from '../domain/license.js';
@@ -116,8 +116,7 @@ export class ServerActivation {
   private binding(key: LicenseKey): { binding: Partial<Record<HostComponent, string>>; container: boolean; fp: Fingerprint } {
     const terms = requireTerms(key);
     let fp = this.fingerprint(key.vendorKid!);
-    const readable = Object.keys(fp.components).filter((c) => c !== 'host-identity').length;
-    if (readable < 2 && terms.containerBinding) {
+    if (hostBindingProblem(Object.keys(fp.components)) !== null && terms.containerBinding) {
       ensureHostIdentity(this.deps.dataDir);
       fp = this.fingerprint(key.vendorKid!);
     }
