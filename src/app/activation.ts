@@ -301,7 +301,13 @@ export class ServerActivation {
       if (!key.activation) continue;
       const stored = this.deps.store.getActivation(key.id);
       if (stored === undefined) {
-        out.set(key.id, { state: 'not-activated', message: `license key ${key.id} needs activation: run floatd activate ${key.id}${key.activation.url === null ? ' --offline-request FILE' : ' (or --offline-request FILE without network)'}` });
+        const how = `floatd activate ${key.id}${key.activation.url === null ? ' --offline-request FILE' : ' (or --offline-request FILE without network)'}`;
+        const [last] = this.deps.store.queryEvents({ pool: key.id, events: ['activated', 'deactivated'], limit: 1 });
+        if (last?.event === 'deactivated') {
+          out.set(key.id, { state: 'deactivated', message: `license key ${key.id} was deactivated on this server at ${new Date(last.ts).toISOString()}; it grants nothing here until activated again: run ${how}` });
+        } else {
+          out.set(key.id, { state: 'not-activated', message: `license key ${key.id} needs activation: run ${how}` });
+        }
         continue;
       }
       let a;

@@ -4,6 +4,7 @@ import type { ServerStatus } from '../app/status.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { TcpTransport } from '../client/tcp-transport.js';
 import { FloatdError } from '../domain/errors.js';
+import { keyStateLabel } from '../app/key-state.js';
 import { CONFIG_FLAGS, configFrom, parse, refuseVendorKeyFlag, table, type Io } from './common.js';
 
 export const STATUS_USAGE = `floatd status [--json] [--server HOST:PORT] [--config FILE] [--data-dir DIR]
@@ -41,7 +42,7 @@ export function formatStatus(s: ServerStatus): string {
           String(k.seatsInUse),
           k.expires ?? 'never',
           k.daysLeft === null ? '-' : String(k.daysLeft),
-          k.state === 'not-yet-valid' ? `pending until ${k.notBefore}` : k.state,
+          keyStateLabel(k.state, k.id, k.notBefore),
           k.features.length > 0 ? k.features.join(',') : '-',
         ]),
         ['ID', 'LICENSEE', 'PRODUCT', 'SEATS', 'IN USE', 'EXPIRES', 'DAYS LEFT', 'STATE', 'FEATURES'],
@@ -64,8 +65,12 @@ export function formatStatus(s: ServerStatus): string {
   lines.push(
     s.products.length === 0
       ? '  (no pools)'
-      : table(s.products.map((p) => [p.product, String(p.seatsTotal), String(p.seatsInUse), String(p.seatsFree)]), ['PRODUCT', 'TOTAL', 'IN USE', 'FREE']),
+      : table(s.products.map((p) => [p.product, String(p.seatsTotal), String(p.seatsGrantable ?? p.seatsTotal), String(p.seatsInUse), String(p.seatsFree)]), ['PRODUCT', 'TOTAL', 'GRANTABLE', 'IN USE', 'FREE']),
   );
+  for (const p of s.products) {
+    const idle = p.seatsTotal - (p.seatsGrantable ?? p.seatsTotal);
+    if (idle > 0) lines.push(`  ${idle} seat(s) of ${p.product} cannot be granted: their key(s) lack an activation (see above); they are not counted as free`);
+  }
   lines.push('');
   lines.push(`leases held: ${s.leasesHeld}`);
   if (s.running === false) {

@@ -142,4 +142,4 @@ export interface Activation {
 /** How a stored activation stands against this host and server at a moment. */
 export type ActivationState =
   | { readonly state: 'active'; readonly changed: readonly HostComponent[]; readonly graceUntil: number | null }
-  | { readonly state: 'not-activated' | 'hardware-changed' | 'invalid' | 'revalidation-overdue'; readonly message: string; readonly changed?: readonly HostComponent[] };
+  | { readonly state: 'not-activated' | 'deactivated' | 'hardware-changed' | 'invalid' | 'revalidation-overdue'; readonly message: string; readonly changed?: readonly HostComponent[] };
