@@ -61,17 +61,39 @@ function fill(tbody, rows) {
   tbody.replaceChildren(...rows);
 }
 
+/** The words floatd status uses for each key state (src/app/key-state.ts). */
+const KEY_STATE_TEXT = {
+  'not-yet-valid': 'pending',
+  'not-activated': 'not activated',
+  'binding-broken': 'binding broken',
+  'activation-invalid': 'activation invalid',
+  'revalidation-overdue': 'revalidation overdue',
+  'activation-unchecked': 'activation not checked yet',
+};
+
+/** A key's activation as the keys panel shows it: what it is, and what to run when it cannot grant. */
+function activationText(k) {
+  if (!k.activation) return 'not needed';
+  const a = k.activation;
+  if (a.state === 'active') return a.graceUntil ? `active; vendor unreachable, grants until ${a.graceUntil}` : 'active';
+  const words = { 'not-activated': 'not activated', 'hardware-changed': 'binding broken', invalid: 'invalid', 'revalidation-overdue': 'revalidation overdue', unchecked: 'not checked yet' }[a.state] || a.state;
+  return k.action ? `${words}: run ${k.action}` : words;
+}
+
 function renderStatus(status) {
   const cards = status.products.map((p) => {
-    const full = p.seatsTotal > 0 && p.seatsInUse >= p.seatsTotal;
-    const bar = el('progress', { max: String(Math.max(p.seatsTotal, 1)), value: String(p.seatsInUse) });
+    // Only seats that can be granted count: those of a key lacking its activation are shown apart.
+    const grantable = p.seatsGrantable ?? p.seatsTotal;
+    const full = p.seatsInUse >= grantable && p.seatsTotal > 0;
+    const bar = el('progress', { max: String(Math.max(grantable, 1)), value: String(Math.min(p.seatsInUse, grantable)) });
     return el(
       'div',
       { class: `seat${full ? ' full' : ''}`, 'data-product': p.product },
       el('div', { class: 'name', text: p.product }),
-      el('div', { class: 'count' }, el('span', { class: 'in-use', text: String(p.seatsInUse) }), ' / ', el('span', { class: 'total', text: String(p.seatsTotal) })),
+      el('div', { class: 'count' }, el('span', { class: 'in-use', text: String(p.seatsInUse) }), ' / ', el('span', { class: 'total', text: String(grantable) })),
       bar,
-      el('div', { class: 'muted', text: `${p.seatsFree} free` }),
+      el('div', { class: 'muted free', text: `${p.seatsFree} free` }),
+      ...(p.seatsTotal > grantable ? [el('div', { class: 'not-grantable', text: `${p.seatsTotal - grantable} more seat(s) cannot be granted: their key lacks its activation` })] : []),
     );
   });
   $('seats').replaceChildren(...(cards.length > 0 ? cards : [el('p', { class: 'muted', text: 'No product is licensed.' })]));
@@ -88,7 +110,8 @@ function renderStatus(status) {
         el('td', { text: k.product }),
         el('td', { class: 'num', text: `${k.seatsInUse}/${k.seats}` }),
         el('td', { text: k.expires ? k.expires.slice(0, 10) : 'never', title: k.expires || '' }),
-        el('td', { text: k.state === 'valid' && k.timeLeft !== null ? `valid, ${k.timeLeft} left` : k.state }),
+        el('td', { class: 'state', text: k.state === 'valid' && k.timeLeft !== null ? `valid, ${k.timeLeft} left` : (KEY_STATE_TEXT[k.state] || k.state) }),
+        el('td', { class: 'activation', text: activationText(k), title: (k.activation && k.activation.message) || '' }),
       ),
     ),
   );

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { ActivationSettings } from '../config/config.js';
-import { bindable, matchBinding, type ActivationState, type Fingerprint, type HostComponent } from '../domain/activation.js';
+import { bindable, hostBindingProblem, matchBinding, type ActivationState, type Fingerprint, type HostComponent } from '../domain/activation.js';
 import type { Clock } from '../domain/clock.js';
 import { FloatdError } from '../domain/errors.js';
 import type { LicenseKey } from '../domain/license.js';
@@ -124,8 +124,7 @@ export class ServerActivation {
   private binding(key: LicenseKey): { binding: Partial<Record<HostComponent, string>>; container: boolean; fp: Fingerprint } {
     const terms = requireTerms(key);
     let fp = this.fingerprint(key.vendorKid!);
-    const readable = Object.keys(fp.components).filter((c) => c !== 'host-identity').length;
-    if (readable < 2 && terms.containerBinding) {
+    if (hostBindingProblem(Object.keys(fp.components)) !== null && terms.containerBinding) {
       ensureHostIdentity(this.deps.dataDir);
       fp = this.fingerprint(key.vendorKid!);
     }
@@ -310,7 +309,13 @@ export class ServerActivation {
       if (!key.activation) continue;
       const stored = this.deps.store.getActivation(key.id);
       if (stored === undefined) {
-        out.set(key.id, { state: 'not-activated', message: `license key ${key.id} needs activation: run floatd activate ${key.id}${key.activation.url === null ? ' --offline-request FILE' : ' (or --offline-request FILE without network)'}` });
+        const how = `floatd activate ${key.id}${key.activation.url === null ? ' --offline-request FILE' : ' (or --offline-request FILE without network)'}`;
+        const [last] = this.deps.store.queryEvents({ pool: key.id, events: ['activated', 'deactivated'], limit: 1 });
+        if (last?.event === 'deactivated') {
+          out.set(key.id, { state: 'deactivated', message: `license key ${key.id} was deactivated on this server at ${new Date(last.ts).toISOString()}; it grants nothing here until activated again: run ${how}` });
+        } else {
+          out.set(key.id, { state: 'not-activated', message: `license key ${key.id} needs activation: run ${how}` });
+        }
         continue;
       }
       let a;

@@ -27,6 +27,7 @@ import { ServerLeaseApi } from './lease-api.js';
 import { loadRules, type FileError, type LoadedRules } from './rules.js';
 import { collectStatus, type ListenerStatus, type ServerStatus } from './status.js';
 import { TlsContext } from '../adapters/tls/tls-context.js';
+import { recordActivationChanges } from './key-state.js';
 import { PrometheusMetrics, type MetricsState } from '../adapters/metrics/prometheus-metrics.js';
 import { WebServer, type BoundWebListener } from '../adapters/http/web-server.js';
 import type { ProxyRefusal } from '../adapters/net/proxy-protocol.js';
@@ -150,6 +151,8 @@ export class Floatd {
   private activationTimer: TimerHandle | null = null;
   /** The last activation state logged per key, so each change is logged once. */
   private activationLogged = new Map<string, string>();
+  /** The activation state of each key last written to the lease log (activation-changed), this run. */
+  private readonly activationRecorded = new Map<string, string>();
   private activationChecking: Promise<void> | null = null;
   /** Per pool: the license key and activation its leases carry, so clients can verify them up to the vendor. */
   private chain = new Map<string, { key: string; activation: string | null }>();
@@ -436,8 +439,8 @@ export class Floatd {
     }
     return {
       storageFault: this.storage.fault() ?? unreadable,
-      pools: this.pools.all().map((p) => ({ pool: p.id, product: p.product === '*' ? EVALUATION_PRODUCT : p.product, seats: p.seats, inUse: unreadable === null ? (inUse.get(p.id) ?? 0) : null })),
-      keys: this.pools.licenseKeys().map((k) => ({ key: k.id, product: k.product, expiresAt: k.expiresAt })),
+      pools: this.pools.all().map((p) => ({ pool: p.id, product: p.product === '*' ? EVALUATION_PRODUCT : p.product, seats: p.seats, grantable: this.pools.grantableSeats(p, now), inUse: unreadable === null ? (inUse.get(p.id) ?? 0) : null })),
+      keys: this.pools.licenseKeys().map((k) => ({ key: k.id, product: k.product, expiresAt: k.expiresAt, activation: k.activation ? (this.pools.activationState(k.id)?.state ?? 'unchecked') : null })),
       connections: this.tcp.connections(),
       unsentReplyBytes: this.tcp.backpressure().unsentBytes,
       pausedConnections: this.tcp.backpressure().pausedConnections,
@@ -789,6 +792,7 @@ export class Floatd {
         return [[k.id, { key: token, activation }] as const];
       }),
     );
+    recordActivationChanges(this.store, this.activationRecorded, this.pools.licenseKeys(), (id) => this.pools.activationState(id), this.clock.now());
     for (const key of this.pools.licenseKeys()) {
       const state = this.pools.activationState(key.id);
       if (state === undefined) continue;
@@ -801,7 +805,7 @@ export class Floatd {
         if (state.changed.length > 0) this.logger.warn({ ...info, changed: state.changed }, `license key ${key.id}: host component(s) changed since activation, tolerated (the others still match): ${state.changed.join(', ')}`);
         if (state.graceUntil !== null) this.logger.warn({ ...info, graceUntil: new Date(state.graceUntil).toISOString() }, `license key ${key.id}: the vendor could not confirm its activation; it keeps granting until ${new Date(state.graceUntil).toISOString()}`);
         else if (!first || state.changed.length === 0) this.logger.info(info, `license key ${key.id} is activated on this host`);
-      } else if (state.state === 'not-activated') {
+      } else if (state.state === 'not-activated' || state.state === 'deactivated') {
         this.logger.warn(info, `${state.message}; until then no seats of ${key.product} are granted from it`);
       } else {
         this.logger.error({ ...info, ...(state.changed ? { changed: state.changed } : {}) }, `${state.message}; no seats of ${key.product} are granted from it`);
@@ -841,10 +845,14 @@ export class Floatd {
       const validity = licenseValidity(key, this.pools.judgedAt(now));
       const previous = this.keyStates.get(key.id);
       if (validity.state === 'valid') this.warnOfExpiry(key, now);
-      if (previous === validity.state) continue;
-      this.keyStates.set(key.id, validity.state);
+      // A valid key that lacks its activation is not in force: the activation's log line said why and what to run.
+      const state = validity.state === 'valid' && this.pools.blocked(key.id) !== null ? 'awaiting-activation' : validity.state;
+      if (previous === state) continue;
+      this.keyStates.set(key.id, state);
       const info = { key: key.id, product: key.product, licensee: key.licensee, seats: key.seats };
-      if (validity.state === 'valid') {
+      if (state === 'awaiting-activation') {
+        continue;
+      } else if (validity.state === 'valid') {
         if (initial || previous !== undefined) this.logger.info({ ...info, expires: key.expiresAt ? new Date(key.expiresAt).toISOString() : null }, 'license key in force');
       } else if (validity.state === 'not-yet-valid') {
         this.logger.info(info, `${validity.message}: it is pending and grants from then on`);

@@ -77,6 +77,8 @@ export class Licensing {
         poolId: key.id,
         product: key.product,
         seatsTotal: key.seats,
+        // Reports count its seats as grantable only once it is activated (activation-changed).
+        ...(key.activation ? { code: 'activation-required' } : {}),
         message: key.evaluationExtension
           ? `evaluation extension ${key.id} for ${key.licensee}: ${key.evaluationExtension.days} more day(s)${key.evaluationExtension.seats !== null ? `, ${key.evaluationExtension.seats} seat(s)` : ''}`
           : `license key ${key.id} for ${key.licensee}: ${key.seats} seat(s) of ${key.product}${key.expiresAt ? `, expires ${new Date(key.expiresAt).toISOString()}` : ''}`,

@@ -91,6 +91,11 @@ export class PoolRegistry {
     return state.state === 'active' ? null : state.message;
   }
 
+  /** The seats a pool can grant at `now`: its size while its key is valid and not blocked by activation, else 0. */
+  grantableSeats(pool: Pool, now: number): number {
+    return poolIsValid(pool, this.judgedAt(now)) && this.blocked(pool.id) === null ? pool.seats : 0;
+  }
+
   /** Why no pool exists, for the denial clients get. */
   private noPoolReason(): string {
     const ignored = this.ignored.map((k) => `${k.id} (${k.code})`).join(', ');

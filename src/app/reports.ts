@@ -33,8 +33,10 @@ export interface UsageRow {
   readonly peak: number;
   /** Seats in use, averaged over the time in the bucket (time-weighted), 2 decimals. */
   readonly average: number;
-  /** Most seats the pools had in the bucket. */
+  /** Most seats the pools could grant in the bucket (seats of keys lacking an activation are not counted). */
   readonly poolSize: number;
+  /** Most seats of installed keys that could not be granted in the bucket (their key lacked its activation); 0 when all could. */
+  readonly ungrantableSeats: number;
   /** average / poolSize, in percent with 1 decimal; null without seats. */
   readonly utilisationPercent: number | null;
   readonly grants: number;
@@ -118,6 +120,7 @@ interface Bucket {
   area: number;
   peak: number;
   poolSize: number;
+  ungrantable: number;
   grants: number;
   denials: number;
   trueDenials: number;
@@ -168,9 +171,11 @@ class Replay {
   /** Open leases per user (counted ones only), for unique users and per-user peaks. */
   private readonly openByUser = new Map<string, number>();
   private readonly pending = new Map<string, PendingDenial[]>();
-  private readonly pools = new Map<string, { product: string | null; seats: number }>();
+  /** Each pool's size and whether it could grant (false while its key lacked its activation: activation-changed entries). */
+  private readonly pools = new Map<string, { product: string | null; seats: number; grantable: boolean }>();
   private inUse = 0;
   private poolSize = 0;
+  private ungrantable = 0;
   private t: number;
   private index = -1;
   readonly end: number;
@@ -180,7 +185,7 @@ class Replay {
     this.t = -Infinity;
     for (let start = q.fromMs; start < this.end; ) {
       const next = Math.min(nextBoundary(bucketStart(start, q.by, q.utc), q.by, q.utc), this.end);
-      this.buckets.push({ start, end: next, area: 0, peak: 0, poolSize: 0, grants: 0, denials: 0, trueDenials: 0, denialsBy: new Map(), users: new Set() });
+      this.buckets.push({ start, end: next, area: 0, peak: 0, poolSize: 0, ungrantable: 0, grants: 0, denials: 0, trueDenials: 0, denialsBy: new Map(), users: new Set() });
       if (this.buckets.length > MAX_BUCKETS) throw new FloatdError('USAGE', `the range holds more than ${MAX_BUCKETS} ${q.by}s; choose a shorter range or a longer --by`);
       start = next;
     }
@@ -205,6 +210,7 @@ class Replay {
     const b = this.buckets[i]!;
     b.peak = Math.max(b.peak, this.inUse);
     b.poolSize = Math.max(b.poolSize, this.poolSize);
+    b.ungrantable = Math.max(b.ungrantable, this.ungrantable);
     for (const [name, n] of this.openByUser) {
       b.users.add(name);
       if (i === 0) {
@@ -242,12 +248,19 @@ class Replay {
 
   private recomputePoolSize(): void {
     let seats = 0;
+    let idle = 0;
     for (const p of this.pools.values()) {
-      if (this.q.product === undefined || p.product === null || p.product === this.q.product) seats += p.seats;
+      if (this.q.product !== undefined && p.product !== null && p.product !== this.q.product) continue;
+      if (p.grantable) seats += p.seats;
+      else idle += p.seats;
     }
     this.poolSize = seats;
+    this.ungrantable = idle;
     const b = this.current;
-    if (b !== undefined && this.t < this.end) b.poolSize = Math.max(b.poolSize, seats);
+    if (b !== undefined && this.t < this.end) {
+      b.poolSize = Math.max(b.poolSize, seats);
+      b.ungrantable = Math.max(b.ungrantable, idle);
+    }
   }
 
   private notePool(e: ReportEvent): void {
@@ -255,8 +268,13 @@ class Replay {
     const known = this.pools.get(e.poolId);
     // The evaluation pool serves every product.
     const product = e.poolId === EVALUATION_POOL_ID ? null : (known?.product ?? e.product);
-    if (known !== undefined && known.seats === e.seatsTotal && known.product === product) return;
-    this.pools.set(e.poolId, { product, seats: e.seatsTotal });
+    // An activation-changed entry's seats are what the pool can grant (0 while its key lacks its activation); a grant
+    // proves it could grant; a key that needs activation is added unable to; other entries leave that as it was.
+    const activation = e.event === 'activation-changed';
+    const grantable = activation ? e.seatsTotal > 0 : e.event === 'granted' || (e.event === 'key-added' ? e.code !== 'activation-required' : (known?.grantable ?? true));
+    const seats = activation && !grantable ? (known?.seats ?? 0) : e.seatsTotal;
+    if (known !== undefined && known.seats === seats && known.product === product && known.grantable === grantable) return;
+    this.pools.set(e.poolId, { product, seats, grantable });
     this.recomputePoolSize();
   }
 
@@ -356,6 +374,7 @@ class Replay {
         return;
       }
       case 'key-added':
+      case 'activation-changed':
         this.advance(e.ts);
         this.notePool(e);
         return;
@@ -386,7 +405,7 @@ class Replay {
   }
 }
 
-function usageRow(b: Pick<Bucket, 'start' | 'end' | 'area' | 'peak' | 'poolSize' | 'grants' | 'denials' | 'trueDenials' | 'denialsBy'>, uniqueUsers: number): UsageRow {
+function usageRow(b: Pick<Bucket, 'start' | 'end' | 'area' | 'peak' | 'poolSize' | 'ungrantable' | 'grants' | 'denials' | 'trueDenials' | 'denialsBy'>, uniqueUsers: number): UsageRow {
   const duration = b.end - b.start;
   const average = duration > 0 ? b.area / duration : 0;
   return {
@@ -395,6 +414,7 @@ function usageRow(b: Pick<Bucket, 'start' | 'end' | 'area' | 'peak' | 'poolSize'
     peak: b.peak,
     average: round(average, 2),
     poolSize: b.poolSize,
+    ungrantableSeats: b.ungrantable,
     utilisationPercent: b.poolSize > 0 ? round((100 * average) / b.poolSize, 1) : null,
     grants: b.grants,
     denials: b.denials,
@@ -417,11 +437,12 @@ function replay(source: ReportEventSource, q: ReportQuery): Replay {
 /** `floatd report usage`: seats in use, grants and denials per bucket, and over the whole range. */
 export function usageReport(source: ReportEventSource, q: ReportQuery): UsageReport {
   const r = replay(source, q);
-  const all: Bucket = { start: q.fromMs, end: r.end, area: 0, peak: 0, poolSize: 0, grants: 0, denials: 0, trueDenials: 0, denialsBy: new Map(), users: new Set() };
+  const all: Bucket = { start: q.fromMs, end: r.end, area: 0, peak: 0, poolSize: 0, ungrantable: 0, grants: 0, denials: 0, trueDenials: 0, denialsBy: new Map(), users: new Set() };
   for (const b of r.buckets) {
     all.area += b.area;
     all.peak = Math.max(all.peak, b.peak);
     all.poolSize = Math.max(all.poolSize, b.poolSize);
+    all.ungrantable = Math.max(all.ungrantable, b.ungrantable);
     all.grants += b.grants;
     all.denials += b.denials;
     all.trueDenials += b.trueDenials;

@@ -7,11 +7,16 @@ import { EVALUATION_STARTED_META } from './licensing.js';
 import { EVALUATION_PRODUCT, type PoolRegistry } from './pool-registry.js';
 import { VERSION } from './version.js';
 import type { LogAnchor } from './log-anchor.js';
+import { keyAction, keyState, type KeyState } from './key-state.js';
 
 export interface ProductStatus {
   readonly product: string;
+  /** Seats of the product's valid keys, grantable or not. */
   readonly seatsTotal: number;
+  /** Seats that can be granted: those of keys not waiting for (or lacking) an activation. */
+  readonly seatsGrantable: number;
   readonly seatsInUse: number;
+  /** Grantable seats not in use. */
   readonly seatsFree: number;
 }
 
@@ -29,10 +34,15 @@ export interface KeyStatus {
   readonly timeLeft: string | null;
   readonly maxLeaseSeconds: number | null;
   readonly features: readonly string[];
-  readonly state: 'valid' | 'expired' | 'not-yet-valid';
+  /** `valid` only when the key can grant; a key lacking its activation has the activation's state (see key-state.ts). */
+  readonly state: KeyState;
+  /** Seats the key can grant now: its seats while its state is `valid`, else 0. */
+  readonly seatsGrantable: number;
+  /** What to run when the key cannot grant for want of an activation, else null. */
+  readonly action: string | null;
   /** For keys that need activation: how it stands on this host, and what to do when it does not. */
   readonly activation?: {
-    readonly state: 'active' | 'not-activated' | 'hardware-changed' | 'invalid' | 'revalidation-overdue' | 'unchecked';
+    readonly state: 'active' | 'not-activated' | 'deactivated' | 'hardware-changed' | 'invalid' | 'revalidation-overdue' | 'unchecked';
     readonly message: string | null;
     /** Host components that changed since activation (tolerated while the state is active). */
     readonly changed: readonly string[];
@@ -102,15 +112,17 @@ export function collectStatus(input: StatusInputs): ServerStatus {
     usage.set(lease.poolId, (usage.get(lease.poolId) ?? 0) + 1);
     if (first === null || lease.expiresAt < first) first = lease.expiresAt;
   }
-  const products = new Map<string, { total: number; inUse: number }>();
+  const products = new Map<string, { total: number; grantable: number; inUse: number }>();
   for (const pool of pools.all()) {
     const name = pool.product === '*' ? EVALUATION_PRODUCT : pool.product;
-    const p = products.get(name) ?? { total: 0, inUse: 0 };
+    const p = products.get(name) ?? { total: 0, grantable: 0, inUse: 0 };
     p.inUse += usage.get(pool.id) ?? 0;
     if (poolIsValid(pool, pools.judgedAt(now))) p.total += pool.seats;
+    p.grantable += pools.grantableSeats(pool, now);
     products.set(name, p);
   }
   const evalPool = pools.evaluationPool();
+  const stateOf = (k: LicenseKey): KeyState => keyState(licenseValidity(k, pools.judgedAt(now)).state, Boolean(k.activation), pools.activationState(k.id));
   const keyStatus = (k: LicenseKey): KeyStatus => ({
     id: k.id,
     licensee: k.licensee,
@@ -123,7 +135,9 @@ export function collectStatus(input: StatusInputs): ServerStatus {
     timeLeft: k.expiresAt === null ? null : formatTimeLeft(k.expiresAt - now),
     maxLeaseSeconds: k.maxLeaseSeconds,
     features: k.features,
-    state: licenseValidity(k, pools.judgedAt(now)).state,
+    state: stateOf(k),
+    seatsGrantable: stateOf(k) === 'valid' ? k.seats : 0,
+    action: keyAction(stateOf(k), k.id),
     ...(k.activation ? { activation: activationStatus(pools, k.id) } : {}),
   });
   return {
@@ -145,8 +159,9 @@ export function collectStatus(input: StatusInputs): ServerStatus {
     products: [...products].map(([product, p]) => ({
       product,
       seatsTotal: p.total,
+      seatsGrantable: p.grantable,
       seatsInUse: p.inUse,
-      seatsFree: Math.max(0, p.total - p.inUse),
+      seatsFree: Math.max(0, p.grantable - p.inUse),
     })),
     leasesHeld: held,
     downToleranceMs: first === null ? null : first - now,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { JWK } from 'jose';
-import { describeSkew, matchBinding, MAX_CLOCK_SKEW_MS, type HostComponent } from '../domain/activation.js';
+import { describeSkew, hostBindingProblem, matchBinding, MAX_CLOCK_SKEW_MS, type HostComponent } from '../domain/activation.js';
 import type { Clock } from '../domain/clock.js';
 import { FloatdError } from '../domain/errors.js';
 import { thumbprint } from '../adapters/crypto/keys.js';
@@ -191,5 +191,6 @@ function checkBinding(binding: Partial<Record<HostComponent, string>>, container
     if (binding['host-identity'] === undefined) throw new FloatdError('ACTIVATION_FILE_INVALID', 'a container binding must carry the host identity');
     return;
   }
-  if (host.length < 2) throw new FloatdError('ACTIVATION_HOST_UNBOUND', `a binding needs at least two host components; the request has ${host.length}`, { key: keyId });
+  const problem = hostBindingProblem(host);
+  if (problem !== null) throw new FloatdError('ACTIVATION_HOST_UNBOUND', `the request's binding cannot identify a host: ${problem.replace(/can be read/, 'are in it')}`, { key: keyId });
 }

@@ -6,7 +6,7 @@ import { hostFingerprint, readHostComponents } from '../adapters/host/fingerprin
 import { openDataDir, readVendorKeyFiles, recordedLicensingSettings } from '../app/data-dir.js';
 import { withActivation } from '../app/inspect.js';
 import { resolveId } from '../app/licensing.js';
-import { HOST_COMPONENTS } from '../domain/activation.js';
+import { HOST_COMPONENTS, hostBindingProblem } from '../domain/activation.js';
 import { FloatdError } from '../domain/errors.js';
 import type { LicenseKey } from '../domain/license.js';
 import type { JWK } from 'jose';
@@ -134,6 +134,7 @@ export async function fingerprint(args: string[], io: Io): Promise<number> {
   if (!statSync(dir).isDirectory()) throw new FloatdError('DATA_DIR_INVALID', `the data directory ${config.dataDir} is a file, not a folder`, { setting: 'dataDir' });
   const raw = readHostComponents(hostRoot, dir);
   const readable = HOST_COMPONENTS.filter((c) => c !== 'host-identity' && raw.values[c] !== undefined);
+  const problem = hostBindingProblem(readable);
   const vendors = await Promise.all(
     jwks.map(async (jwk) => {
       const kid = await thumbprint(jwk);
@@ -141,17 +142,19 @@ export async function fingerprint(args: string[], io: Io): Promise<number> {
     }),
   );
   const bindableText =
-    readable.length >= 2
-      ? `${readable.length} host component(s) readable: a binding can be made; it keeps matching while at least two of them do`
-      : `only ${readable.length} host component(s) readable: only keys issued with --container-binding can be activated here (bound to DATA/host-identity; keep the data directory on a persistent volume)`;
+    problem === null
+      ? `${readable.length} host component(s) readable: a binding can be made; ${readable.length >= 3 ? 'it keeps matching while at most one of them changes' : 'it keeps matching while both stay the same'}`
+      : `${problem}: only keys issued with --container-binding can be activated here (bound to DATA/host-identity; keep the data directory on a persistent volume)`;
+  const shown = HOST_COMPONENTS.filter((c) => c !== 'host-identity' || raw.values[c] !== undefined);
+  const components = shown.map((c) => {
+    const u = raw.unreadable.find((x) => x.component === c);
+    return { component: c, readable: raw.values[c] !== undefined, reason: raw.values[c] !== undefined ? null : (u?.reason ?? 'not read') };
+  });
   if (values.json) {
-    io.out(JSON.stringify({ hostRoot, dataDir: config.dataDir, readable: HOST_COMPONENTS.filter((c) => raw.values[c] !== undefined), unreadable: raw.unreadable, bindable: readable.length >= 2, vendors }, null, 2));
+    io.out(JSON.stringify({ hostRoot, dataDir: config.dataDir, components, readable: HOST_COMPONENTS.filter((c) => raw.values[c] !== undefined), unreadable: raw.unreadable, bindable: problem === null, vendors }, null, 2));
     return 0;
   }
-  const rows = HOST_COMPONENTS.filter((c) => c !== 'host-identity' || raw.values[c] !== undefined).map((c) => {
-    const u = raw.unreadable.find((x) => x.component === c);
-    return [c, u ? `unreadable: ${u.reason}` : 'readable', ...vendors.map((v) => v.components[c] ?? '-')];
-  });
+  const rows = components.map((c) => [c.component, c.readable ? 'readable' : `unreadable: ${c.reason}`, ...vendors.map((v) => v.components[c.component] ?? '-')]);
   io.out(`host root: ${hostRoot}\ndata directory: ${config.dataDir}`);
   io.out(table(rows, ['COMPONENT', 'STATE', ...vendors.map((v) => `HASH FOR VENDOR KEY ${v.vendorKey.slice(0, 12)}…`)]));
   io.out(bindableText);

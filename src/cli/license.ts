@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { withLicensing } from '../app/inspect.js';
+import { offlineStatus, withLicensing } from '../app/inspect.js';
+import { keyStateLabel } from '../app/key-state.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { licenseValidity } from '../domain/license.js';
 import { FloatdError } from '../domain/errors.js';
@@ -51,7 +52,10 @@ export async function license(args: string[], io: Io): Promise<number> {
     }
     case 'list': {
       if (positionals.length !== 0) throw new FloatdError('USAGE', 'license list takes no arguments');
-      const rows = (await withLicensing(config, clock, (l) => l.inspect())).map(({ id, addedAt, key, error }) => ({
+      const inspected = await withLicensing(config, clock, (l) => l.inspect());
+      // A key that needs an activation it lacks is not valid here: its state is the activation's, as in floatd status.
+      const activation = new Map((await offlineStatus(config, clock)).keys.map((k) => [k.id, k]));
+      const rows = inspected.map(({ id, addedAt, key, error }) => ({
         id,
         licensee: key?.licensee ?? null,
         product: key?.product ?? null,
@@ -59,7 +63,8 @@ export async function license(args: string[], io: Io): Promise<number> {
         notBefore: key?.notBefore ?? null,
         expires: key?.expiresAt ?? null,
         timeLeft: key?.expiresAt == null ? null : formatTimeLeft(key.expiresAt - clock.now()),
-        state: key === null ? 'rejected' : licenseValidity(key, clock.now()).state,
+        state: key === null ? ('rejected' as const) : (activation.get(id)?.state ?? licenseValidity(key, clock.now()).state),
+        action: activation.get(id)?.action ?? null,
         features: key?.features ?? [],
         addedAt,
         error: error === null ? null : `${error.code}: ${error.message}`,
@@ -69,7 +74,7 @@ export async function license(args: string[], io: Io): Promise<number> {
       } else if (rows.length === 0) {
         io.out('no license key installed');
       } else {
-        io.out(table(rows.map((r) => [r.id, r.licensee ?? '-', r.product ?? '-', String(r.seats ?? '-'), r.expires ? new Date(r.expires).toISOString() : 'never', r.timeLeft ?? '-', r.error ?? (r.state === 'not-yet-valid' ? `pending until ${new Date(r.notBefore!).toISOString()}` : r.state), r.features.join(',') || '-']), ['ID', 'LICENSEE', 'PRODUCT', 'SEATS', 'EXPIRES', 'TIME LEFT', 'STATE', 'FEATURES']));
+        io.out(table(rows.map((r) => [r.id, r.licensee ?? '-', r.product ?? '-', String(r.seats ?? '-'), r.expires ? new Date(r.expires).toISOString() : 'never', r.timeLeft ?? '-', r.error ?? (r.state === 'rejected' ? r.state : keyStateLabel(r.state, r.id, r.notBefore === null ? null : new Date(r.notBefore).toISOString())), r.features.join(',') || '-']), ['ID', 'LICENSEE', 'PRODUCT', 'SEATS', 'EXPIRES', 'TIME LEFT', 'STATE', 'FEATURES']));
       }
       return 0;
     }

@@ -43,7 +43,7 @@ function denialsText(row: UsageRow): string {
   return row.denialsBy.map((d) => `${d.code}${d.reason ? `/${d.reason}` : ''}:${d.count}`).join(' ');
 }
 
-const USAGE_COLUMNS = ['start', 'end', 'peak', 'average', 'poolSize', 'utilisationPercent', 'grants', 'denials', 'trueDenials', 'uniqueUsers', 'denialsBy'] as const;
+const USAGE_COLUMNS = ['start', 'end', 'peak', 'average', 'poolSize', 'utilisationPercent', 'grants', 'denials', 'trueDenials', 'uniqueUsers', 'denialsBy', 'ungrantableSeats'] as const;
 
 function usageCells(row: UsageRow, time: (t: number) => string): string[] {
   return [
@@ -58,6 +58,7 @@ function usageCells(row: UsageRow, time: (t: number) => string): string[] {
     String(row.trueDenials),
     String(row.uniqueUsers),
     denialsText(row),
+    String(row.ungrantableSeats),
   ];
 }
 
@@ -70,12 +71,15 @@ export function renderUsage(report: UsageReport, format: 'table' | 'csv' | 'json
   const head = `usage by ${report.by}, ${localTime(report.from)} to ${localTime(report.to)} (local time), ${scope}; true denial: no grant within ${report.trueDenialMinutes} min`;
   const rows = [...report.buckets.map((r) => usageCells(r, localTime)), ['TOTAL', ...usageCells(report.total, localTime).slice(1)]].map((cells) => [
     cells[0]!,
-    ...cells.slice(2, 5),
+    ...cells.slice(2, 4),
+    cells[11] === '0' ? cells[4]! : `${cells[4]} (+${cells[11]} not grantable)`,
     cells[5] === '' ? '-' : `${cells[5]}%`,
     ...cells.slice(6, 10),
     printable(cells[10]!),
   ]);
-  return `${head}\n${table(rows, ['START', 'PEAK', 'AVERAGE', 'SEATS', 'UTIL', 'GRANTS', 'DENIALS', 'TRUE', 'USERS', 'DENIALS BY CODE/REASON'])}`;
+  const idle = report.total.ungrantableSeats;
+  const note = idle === 0 ? '' : `\nup to ${idle} seat(s) of installed keys could not be granted in this range (their key lacked its activation): SEATS and UTIL count only seats that could be granted`;
+  return `${head}\n${table(rows, ['START', 'PEAK', 'AVERAGE', 'SEATS', 'UTIL', 'GRANTS', 'DENIALS', 'TRUE', 'USERS', 'DENIALS BY CODE/REASON'])}${note}`;
 }
 
 const USER_COLUMNS = ['user', 'usageHours', 'peakConcurrent', 'grants', 'denials', 'trueDenials'] as const;

@@ -6,6 +6,7 @@ import { parseServerAddress } from '../client/server-address.js';
 import { TcpTransport } from '../client/tcp-transport.js';
 import type { TlsMaterial } from '../client/tls-material.js';
 import { FloatdError } from '../domain/errors.js';
+import { keyStateLabel } from '../app/key-state.js';
 import { CONFIG_FLAGS, configFrom, parse, refuseVendorKeyFlag, table, type Io } from './common.js';
 import { TLS_CLIENT_FLAGS, tlsFlagsGiven, tlsMaterialFrom } from './server-flags.js';
 
@@ -46,7 +47,7 @@ export function formatStatus(s: ServerStatus): string {
           String(k.seatsInUse),
           k.expires ?? 'never',
           k.timeLeft ?? '-',
-          k.state === 'not-yet-valid' ? `pending until ${k.notBefore}` : k.state,
+          keyStateLabel(k.state, k.id, k.notBefore),
           k.features.length > 0 ? k.features.join(',') : '-',
         ]),
         ['ID', 'LICENSEE', 'PRODUCT', 'SEATS', 'IN USE', 'EXPIRES', 'TIME LEFT', 'STATE', 'FEATURES'],
@@ -69,8 +70,12 @@ export function formatStatus(s: ServerStatus): string {
   lines.push(
     s.products.length === 0
       ? '  (no pools)'
-      : table(s.products.map((p) => [p.product, String(p.seatsTotal), String(p.seatsInUse), String(p.seatsFree)]), ['PRODUCT', 'TOTAL', 'IN USE', 'FREE']),
+      : table(s.products.map((p) => [p.product, String(p.seatsTotal), String(p.seatsGrantable ?? p.seatsTotal), String(p.seatsInUse), String(p.seatsFree)]), ['PRODUCT', 'TOTAL', 'GRANTABLE', 'IN USE', 'FREE']),
   );
+  for (const p of s.products) {
+    const idle = p.seatsTotal - (p.seatsGrantable ?? p.seatsTotal);
+    if (idle > 0) lines.push(`  ${idle} seat(s) of ${p.product} cannot be granted: their key(s) lack an activation (see above); they are not counted as free`);
+  }
   lines.push('');
   lines.push(`leases held: ${s.leasesHeld}`);
   if (s.running === false) {

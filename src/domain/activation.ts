@@ -1,12 +1,27 @@
 import { FloatdError } from './errors.js';
 
 /**
- * The parts of a host a binding is made of. Each is kept only as an HMAC keyed
- * per vendor, so raw machine ids never leave the host. Never MAC addresses,
- * CPU or host name: those change with harmless moves and repeat across clones.
+ * The parts of a host a binding is made of, all readable without root. Each is
+ * kept only as an HMAC keyed per vendor, so raw ids never leave the host.
+ * `host-identity` is the random id of container binding, kept in the data
+ * directory.
  */
-export const HOST_COMPONENTS = ['machine-id', 'product-uuid', 'filesystem-uuid', 'host-identity'] as const;
+export const HOST_COMPONENTS = [
+  'machine-id',
+  'product-uuid',
+  'board-serial',
+  'product-serial',
+  'filesystem-uuid',
+  'nic-mac',
+  'disk-serial',
+  'cpu',
+  'hostname',
+  'host-identity',
+] as const;
 export type HostComponent = (typeof HOST_COMPONENTS)[number];
+
+/** Components that repeat across machines (same CPU model, same host name): they count towards a binding but cannot make one alone. */
+export const WEAK_COMPONENTS: readonly HostComponent[] = ['cpu', 'hostname'];
 
 /** What the fingerprint of this host is made of: hashes of the readable parts, and why the others could not be read. */
 export interface Fingerprint {
@@ -30,41 +45,56 @@ export type BindingMatch =
   | { readonly ok: false; readonly matched: readonly HostComponent[]; readonly changed: readonly HostComponent[]; readonly needed: number };
 
 /**
- * Whether the host still is the one a binding was made on: at least two of
- * the components the binding was made with must still match (one changed
- * part, such as a new disk or a VM resized, is tolerated and reported). A
- * binding made with one component needs that one.
+ * Whether the host still is the one a binding was made on. Only the
+ * components the binding holds are compared (components a newer floatd reads
+ * that an older activation does not hold are ignored); one of them that cannot
+ * be read now counts as changed. A binding of three or more components
+ * tolerates one change; a binding of fewer needs all of them. The container
+ * identity (`host-identity`), when bound, must always match.
  */
 export function matchBinding(bound: Readonly<Partial<Record<HostComponent, string>>>, current: Readonly<Partial<Record<HostComponent, string>>>): BindingMatch {
   const names = HOST_COMPONENTS.filter((c) => bound[c] !== undefined);
   const matched = names.filter((c) => current[c] !== undefined && current[c] === bound[c]);
   const changed = names.filter((c) => !matched.includes(c));
-  const needed = Math.min(2, names.length);
-  if (names.length > 0 && matched.length >= needed) return { ok: true, matched, changed };
-  return { ok: false, matched, changed, needed: Math.max(needed, 1) };
+  const needed = Math.max(1, names.length >= 3 ? names.length - 1 : names.length);
+  if (names.length > 0 && matched.length >= needed && !changed.includes('host-identity')) return { ok: true, matched, changed };
+  return { ok: false, matched, changed, needed };
+}
+
+/** Why host components alone cannot make a binding (fewer than two, or only ones that repeat across machines), or null when they can. */
+export function hostBindingProblem(names: readonly string[]): string | null {
+  const host = names.filter((c) => c !== 'host-identity');
+  if (host.length < 2) return `only ${host.length} of the host's components can be read; a binding needs two`;
+  if (host.every((c) => (WEAK_COMPONENTS as readonly string[]).includes(c))) return `only ${host.join(' and ')} can be read, which repeat across machines; a binding needs one more component that identifies this machine`;
+  return null;
 }
 
 /** The readable components a binding can be made with, or the reason none can. */
 export function bindable(fp: Fingerprint, containerBinding: boolean): Partial<Record<HostComponent, string>> {
   const host = HOST_COMPONENTS.filter((c) => c !== 'host-identity' && fp.components[c] !== undefined);
-  if (host.length >= 2) {
+  const problem = hostBindingProblem(host);
+  if (problem === null) {
     const out: Partial<Record<HostComponent, string>> = {};
     for (const c of host) out[c] = fp.components[c]!;
     return out;
   }
-  const unreadable = fp.unreadable.map((u) => `${u.component} (${u.reason})`).join(', ');
   if (!containerBinding) {
+    const tried = HOST_COMPONENTS.filter((c) => c !== 'host-identity').map((c) => {
+      const u = fp.unreadable.find((x) => x.component === c);
+      return fp.components[c] !== undefined ? `${c}: readable` : `${c}: ${u?.reason ?? 'not read'}`;
+    });
     throw new FloatdError(
       'ACTIVATION_HOST_UNBOUND',
-      `only ${host.length} of the host's components can be read${unreadable ? ` (unreadable: ${unreadable})` : ''}; a binding needs two, ` +
-        'and this license key does not allow container binding: run the server where /etc/machine-id and /sys/class/dmi/id/product_uuid can be read ' +
-        '(or mount the host at FLOATD_HOST_ROOT), or ask the vendor for a key issued with --container-binding',
+      `${problem}, and this license key does not allow container binding. Tried: ${tried.join('; ')}. ` +
+        'Make two of them readable to the server (or mount the host at FLOATD_HOST_ROOT), ' +
+        'or ask the vendor for a key issued with --container-binding (bound to a random identity in the data directory)',
     );
   }
   const identity = fp.components['host-identity'];
   if (identity === undefined) throw new FloatdError('ACTIVATION_HOST_UNBOUND', 'container binding needs the data directory\'s host identity (DATA/host-identity), which could not be made');
+  // Components that repeat across machines add nothing to the container's identity, only ways to break it.
   const out: Partial<Record<HostComponent, string>> = { 'host-identity': identity };
-  for (const c of host) out[c] = fp.components[c]!;
+  for (const c of host) if (!WEAK_COMPONENTS.includes(c)) out[c] = fp.components[c]!;
   return out;
 }
 
@@ -112,4 +142,4 @@ export interface Activation {
 /** How a stored activation stands against this host and server at a moment. */
 export type ActivationState =
   | { readonly state: 'active'; readonly changed: readonly HostComponent[]; readonly graceUntil: number | null }
-  | { readonly state: 'not-activated' | 'hardware-changed' | 'invalid' | 'revalidation-overdue'; readonly message: string; readonly changed?: readonly HostComponent[] };
+  | { readonly state: 'not-activated' | 'deactivated' | 'hardware-changed' | 'invalid' | 'revalidation-overdue'; readonly message: string; readonly changed?: readonly HostComponent[] };

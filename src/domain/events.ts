@@ -25,6 +25,7 @@ export const LEASE_EVENTS = [
   'deactivated',
   'activation-revalidated',
   'activation-failed',
+  'activation-changed',
 ] as const;
 
 export type LeaseEventKind = (typeof LEASE_EVENTS)[number];

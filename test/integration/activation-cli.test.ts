@@ -63,7 +63,18 @@ describe('floatd fingerprint, activate, deactivate and the vendor commands', () 
     const text = await cli(['fingerprint', '--data-dir', dataDir], env);
     expect(text.code).toBe(0);
     expect(text.out).toMatch(/machine-id\s+unreadable: .*no such file/);
-    expect(text.out).toMatch(/only 1 host component\(s\) readable: only keys issued with --container-binding/);
+    expect(text.out).toMatch(/only 1 of the host's components can be read; a binding needs two: only keys issued with --container-binding/);
+    // Every component is listed, readable or not, with why not.
+    for (const c of ['product-uuid', 'board-serial', 'product-serial', 'nic-mac', 'disk-serial', 'cpu', 'hostname']) expect(text.out).toMatch(new RegExp(`${c}\\s+unreadable: \\S`));
+    host.setHostname('vm-1');
+    host.setCpu('QEMU Virtual CPU', 2);
+    host.setNic('eth0', '52:54:00:12:34:56');
+    host.setNic('veth1', '02:42:ac:11:00:02', { virtual: true });
+    const vm = JSON.parse((await cli(['fingerprint', '--json', '--data-dir', dataDir], env)).out) as { bindable: boolean; components: Array<{ component: string; readable: boolean; reason: string | null }> };
+    expect(vm.bindable).toBe(true);
+    expect(vm.components.filter((c) => c.readable).map((c) => c.component)).toEqual(['filesystem-uuid', 'nic-mac', 'cpu', 'hostname']);
+    expect(vm.components.find((c) => c.component === 'machine-id')!.reason).toMatch(/machine-id: no such file/);
+    expect(vm.components.find((c) => c.component === 'disk-serial')!.reason).toMatch(/no disk in/);
   });
 
   it('end to end: vendor issue and serve (HTTPS), activate online, deactivate offline, respond and install offline, deactivate online through a proxy', async () => {

@@ -391,6 +391,9 @@ describe('server activation', () => {
     expect(denied.code).toBe('NOT_ACTIVATED');
     expect(denied.message).toMatch(/has not confirmed the activation/);
     expect(day76.floatd.status().keys[0]!.activation!.state).toBe('revalidation-overdue');
+    // The key itself is not shown valid: its state says the re-validation is overdue, and what to do.
+    expect(day76.floatd.status().keys[0]).toMatchObject({ state: 'revalidation-overdue', seatsGrantable: 0 });
+    expect(formatStatus(day76.floatd.status())).toMatch(/revalidation overdue \(run: let the server reach the activation service/);
   });
 });
 

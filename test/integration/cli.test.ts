@@ -55,7 +55,7 @@ describe('the built floatd command', () => {
     expect(errorOf(await c2.request('acquire')).code).toBe('NO_FREE_SEATS');
     const remote = floatd(['status', '--server', `127.0.0.1:${second.port}`]);
     expect(remote.code).toBe(0);
-    expect(remote.out).toMatch(/cad\s+2\s+2\s+0/);
+    expect(remote.out).toMatch(/cad\s+2\s+2\s+2\s+0/);
     const log = floatd(['log', '--data-dir', data, '--json', '--event', 'granted', '--event', 'renewed']);
     expect(log.out.split('\n').map((l) => JSON.parse(l).event)).toEqual(['granted', 'granted', 'renewed', 'renewed']);
     const csv = floatd(['log', '--data-dir', data, '--csv', '--user', 'carol']);

@@ -116,7 +116,7 @@ describe('leasing over TCP', () => {
     expect(granted).toHaveLength(50);
     expect(new Set(granted.map((r) => leaseOf(r).id)).size).toBe(50);
     expect(replies.filter((r) => !r.ok).every((r) => errorOf(r).code === 'NO_FREE_SEATS')).toBe(true);
-    expect(server.floatd.status().products).toEqual([{ product: 'cad', seatsTotal: 50, seatsInUse: 50, seatsFree: 0 }]);
+    expect(server.floatd.status().products).toEqual([{ product: 'cad', seatsTotal: 50, seatsGrantable: 50, seatsInUse: 50, seatsFree: 0 }]);
   });
 
   it('serves evaluation seats with no key and says so in status', async () => {

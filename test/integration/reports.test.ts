@@ -142,7 +142,7 @@ describe('floatd report', () => {
     const json = JSON.parse(run('usage', '--by', 'hour', '--json')) as { buckets: Array<Record<string, unknown>>; total: Record<string, unknown> };
     const csv = run('usage', '--by', 'hour', '--csv').split('\n').map((l) => l.split(','));
     const table = run('usage', '--by', 'hour', '--table').split('\n');
-    expect(csv[0]).toEqual(['start', 'end', 'peak', 'average', 'poolSize', 'utilisationPercent', 'grants', 'denials', 'trueDenials', 'uniqueUsers', 'denialsBy']);
+    expect(csv[0]).toEqual(['start', 'end', 'peak', 'average', 'poolSize', 'utilisationPercent', 'grants', 'denials', 'trueDenials', 'uniqueUsers', 'denialsBy', 'ungrantableSeats']);
     expect(json.buckets.map((b) => [b['start'], b['peak'], b['average'], b['utilisationPercent'], b['grants'], b['denials'], b['trueDenials'], b['uniqueUsers']])).toEqual([
       ['2026-01-05T00:00:00.000Z', 2, 1.48, 74.2, 3, 2, 1, 3],
       ['2026-01-05T01:00:00.000Z', 2, 2, 100, 0, 1, 1, 2],

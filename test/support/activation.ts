@@ -14,6 +14,16 @@ export interface FakeHost {
   setMachineId(id: string | null): void;
   setProductUuid(uuid: string | null): void;
   setFilesystemUuid(uuid: string | null): void;
+  /** /proc/sys/kernel/hostname. */
+  setHostname(name: string | null): void;
+  /** /proc/cpuinfo with `count` processors of `model`. */
+  setCpu(model: string | null, count?: number): void;
+  /** /sys/class/net/NAME: a physical NIC (a `device` link) unless `virtual`, with addr_assign_type 0 unless `assignType` says otherwise. */
+  setNic(name: string, mac: string | null, opts?: { virtual?: boolean; assignType?: number }): void;
+  /** /sys/class/dmi/id/board_serial and product_serial. */
+  setSerials(board: string | null, product: string | null): void;
+  /** The disk holding / (vda, / on vda1 in mountinfo) and its /sys/block/vda/serial. */
+  setRootDiskSerial(serial: string | null): void;
 }
 
 export function fakeHost(dataDir: string): FakeHost {
@@ -23,7 +33,11 @@ export function fakeHost(dataDir: string): FakeHost {
   mkdirSync(join(root, 'proc/self'), { recursive: true });
   mkdirSync(join(root, 'dev/disk/by-uuid'), { recursive: true });
   mkdirSync(dataDir, { recursive: true });
-  writeFileSync(join(root, 'proc/self/mountinfo'), `25 1 ${majorMinor(statSync(dataDir).dev)} / / rw,relatime shared:1 - ext4 /dev/fakedisk1 rw\n`);
+  // The data directory's filesystem, and / on vda1 (a disk serial is found only once setRootDiskSerial made /sys/block/vda).
+  writeFileSync(
+    join(root, 'proc/self/mountinfo'),
+    `24 1 252:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n25 1 ${majorMinor(statSync(dataDir).dev)} / /data rw,relatime shared:2 - ext4 /dev/fakedisk1 rw\n`,
+  );
   let fsUuid: string | null = null;
   const host: FakeHost = {
     root,
@@ -39,6 +53,37 @@ export function fakeHost(dataDir: string): FakeHost {
       if (fsUuid !== null) rmSync(join(root, 'dev/disk/by-uuid', fsUuid), { force: true });
       fsUuid = uuid;
       if (uuid !== null) symlinkSync('../../fakedisk1', join(root, 'dev/disk/by-uuid', uuid));
+    },
+    setHostname(name) {
+      mkdirSync(join(root, 'proc/sys/kernel'), { recursive: true });
+      rmSync(join(root, 'proc/sys/kernel/hostname'), { force: true });
+      if (name !== null) writeFileSync(join(root, 'proc/sys/kernel/hostname'), `${name}\n`);
+    },
+    setCpu(model, count = 2) {
+      rmSync(join(root, 'proc/cpuinfo'), { force: true });
+      if (model === null) return;
+      const one = (i: number) => `processor\t: ${i}\nvendor_id\t: GenuineIntel\nmodel name\t: ${model}\nflags\t\t: fpu vme\n`;
+      writeFileSync(join(root, 'proc/cpuinfo'), Array.from({ length: count }, (_, i) => one(i)).join('\n'));
+    },
+    setNic(name, mac, opts = {}) {
+      const nic = join(root, 'sys/class/net', name);
+      rmSync(nic, { recursive: true, force: true });
+      if (mac === null) return;
+      mkdirSync(nic, { recursive: true });
+      if (!opts.virtual) mkdirSync(join(nic, 'device'));
+      writeFileSync(join(nic, 'address'), `${mac}\n`);
+      writeFileSync(join(nic, 'addr_assign_type'), `${opts.assignType ?? 0}\n`);
+    },
+    setSerials(board, product) {
+      for (const [file, v] of [['board_serial', board], ['product_serial', product]] as const) {
+        rmSync(join(root, 'sys/class/dmi/id', file), { force: true });
+        if (v !== null) writeFileSync(join(root, 'sys/class/dmi/id', file), `${v}\n`);
+      }
+    },
+    setRootDiskSerial(serial) {
+      mkdirSync(join(root, 'sys/block/vda/vda1'), { recursive: true });
+      rmSync(join(root, 'sys/block/vda/serial'), { force: true });
+      if (serial !== null) writeFileSync(join(root, 'sys/block/vda/serial'), `${serial}\n`);
     },
   };
   host.setMachineId(randomBytes(16).toString('hex'));

@@ -4,12 +4,15 @@ const GAUGES_NAMED_LIKE_COUNTERS = ['floatd_nodejs_active_handles_total', 'float
 
 const LIMITS = ['max_connections', 'max_connections_per_address', 'acquire_rate', 'file_descriptors'] as const;
 export type Limit = (typeof LIMITS)[number];
+/** The states floatd_key_activation_state shows, one series each (1 for the key's current state). */
+export const ACTIVATION_STATES = ['active', 'not-activated', 'deactivated', 'hardware-changed', 'invalid', 'revalidation-overdue', 'unchecked'] as const;
 
 /** What the metrics read from the running server when scraped (gauges of state, not counts). */
 export interface MetricsState {
   /** `inUse` is null when the database cannot be read (a storage fault). */
-  readonly pools: ReadonlyArray<{ readonly pool: string; readonly product: string; readonly seats: number; readonly inUse: number | null }>;
-  readonly keys: ReadonlyArray<{ readonly key: string; readonly product: string; readonly expiresAt: number | null }>;
+  readonly pools: ReadonlyArray<{ readonly pool: string; readonly product: string; readonly seats: number; readonly grantable: number; readonly inUse: number | null }>;
+  /** `activation`: the activation state of a key that needs one (see ACTIVATION_STATES), else null. */
+  readonly keys: ReadonlyArray<{ readonly key: string; readonly product: string; readonly expiresAt: number | null; readonly activation: string | null }>;
   readonly connections: number;
   /** Bytes of replies not yet taken by the kernel, over all NDJSON connections. */
   readonly unsentReplyBytes: number;
@@ -93,6 +96,29 @@ export class PrometheusMetrics {
         snapshot = state();
         this.reset();
         for (const p of snapshot.pools) this.set({ pool: p.pool, product: p.product }, p.seats);
+      },
+    });
+    new Gauge({
+      name: 'floatd_pool_grantable_seats',
+      help: 'Seats of a pool that can be granted now: its size while its key is valid and, if it needs one, activated here; else 0',
+      labelNames: ['pool', 'product'],
+      registers,
+      collect() {
+        this.reset();
+        for (const p of snapshot.pools) this.set({ pool: p.pool, product: p.product }, p.grantable);
+      },
+    });
+    new Gauge({
+      name: 'floatd_key_activation_state',
+      help: 'Activation state of each license key that needs activation: 1 for its current state, 0 for the others',
+      labelNames: ['key', 'product', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const k of snapshot.keys) {
+          if (k.activation === null) continue;
+          for (const state of ACTIVATION_STATES) this.set({ key: k.key, product: k.product, state }, k.activation === state ? 1 : 0);
+        }
       },
     });
     new Gauge({

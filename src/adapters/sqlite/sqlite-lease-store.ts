@@ -279,7 +279,7 @@ class SeatCounts {
 /** How many entries a report reads at a time. */
 const REPORT_CHUNK = 20_000;
 /** The entries reports read, by the number the report query gives each kind. */
-const REPORT_EVENT_KINDS = ['', 'granted', 'released', 'expired', 'revoked', 'denied', 'key-added', 'key-removed', 'key-expired'] as const;
+const REPORT_EVENT_KINDS = ['', 'granted', 'released', 'expired', 'revoked', 'denied', 'key-added', 'key-removed', 'key-expired', 'activation-changed'] as const;
 
 /** A file that is not a usable floatd database (empty, another program's, or damaged); `why` says which. */
 export class DatabaseUnusable extends Error {
@@ -992,20 +992,20 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
   *reportEvents(query: ReportEventQuery): IterableIterator<ReportEvent> {
     const params: unknown[] = [query.untilMs];
     let where =
-      "ts < ? AND event IN ('granted', 'released', 'expired', 'revoked', 'denied', 'key-added', 'key-removed', 'key-expired')";
+      "ts < ? AND event IN ('granted', 'released', 'expired', 'revoked', 'denied', 'key-added', 'key-removed', 'key-expired', 'activation-changed')";
     if (query.product !== undefined) {
       where += " AND (product = ? OR event = 'key-removed')";
       params.push(query.product);
     }
     // Read in chunks of rows that SQLite packs as one JSON array each: far cheaper than a row at a
     // time, and each kind of entry brings only the columns reports read of it.
-    const e = "CASE event WHEN 'granted' THEN 1 WHEN 'released' THEN 2 WHEN 'expired' THEN 3 WHEN 'revoked' THEN 4 WHEN 'denied' THEN 5 WHEN 'key-added' THEN 6 WHEN 'key-removed' THEN 7 ELSE 8 END";
-    const product = query.product === undefined ? 'CASE WHEN e IN (1, 5, 6) THEN product END' : 'NULL';
+    const e = "CASE event WHEN 'granted' THEN 1 WHEN 'released' THEN 2 WHEN 'expired' THEN 3 WHEN 'revoked' THEN 4 WHEN 'denied' THEN 5 WHEN 'key-added' THEN 6 WHEN 'key-removed' THEN 7 WHEN 'key-expired' THEN 8 ELSE 9 END";
+    const product = query.product === undefined ? 'CASE WHEN e IN (1, 5, 6, 9) THEN product END' : 'NULL';
     const chunk = this.db
       .prepare<unknown[], [number | null, string | null]>(
-        `SELECT max(id), json_group_array(json_array(ts, e, CASE WHEN e IN (1, 5, 6, 7, 8) THEN pool_id END, ${product}, CASE WHEN e <= 4 THEN lease_id END, ` +
-          'CASE WHEN e IN (1, 5) THEN user END, CASE WHEN e IN (1, 5) THEN instance END, CASE WHEN e IN (1, 5, 6) THEN seats_total END, ' +
-          `CASE WHEN e = 5 THEN code END, CASE WHEN e = 5 THEN reason END, COALESCE("count", 1))) ` +
+        `SELECT max(id), json_group_array(json_array(ts, e, CASE WHEN e IN (1, 5, 6, 7, 8, 9) THEN pool_id END, ${product}, CASE WHEN e <= 4 THEN lease_id END, ` +
+          'CASE WHEN e IN (1, 5) THEN user END, CASE WHEN e IN (1, 5) THEN instance END, CASE WHEN e IN (1, 5, 6, 9) THEN seats_total END, ' +
+          `CASE WHEN e IN (5, 6) THEN code END, CASE WHEN e = 5 THEN reason END, COALESCE("count", 1))) ` +
           `FROM (SELECT id, ts, ${e} AS e, pool_id, product, lease_id, user, instance, seats_total, code, reason, "count" ` +
           `FROM events NOT INDEXED WHERE id > ? AND ${where} ORDER BY id LIMIT ${REPORT_CHUNK})`,
       )
