@@ -41,6 +41,7 @@ import { StorageHealth, STORAGE_RETRY_MS } from './storage-health.js';
 import { ClockWatch, type ClockJump } from './clock-watch.js';
 import { SteadyClock } from '../domain/steady-clock.js';
 import { VERSION } from './version.js';
+import { publicStatus } from './public-status.js';
 import { LogRetention, logChainOptions } from './lease-log.js';
 import { ServerActivation } from './activation.js';
 import { trustVendorKeys } from '../adapters/crypto/license-keys.js';
@@ -230,6 +231,7 @@ export class Floatd {
       clock: this.clock,
       publicJwk,
       status: () => this.status(),
+      publicStatus: () => publicStatus(this.status(), this.readiness()),
       groupsOf: (user) => this.rules.groups.get(user) ?? [],
       chainOf: (poolId) => this.chain.get(poolId),
       ...(config.acquireRateLimit === null
@@ -309,6 +311,10 @@ export class Floatd {
         proxyRefused: (refusal) => this.proxyRefused(refusal),
         admin: this.adminApi(),
         adminRefused: (remote, why) => this.adminRefused(remote, why),
+        adminFailuresCapped: (retryAfterMs) =>
+          this.limitWarning('admin-authentication', '', (held) =>
+            `failed admin authentications passed the global cap (20 at once, 1 a second): wrong credentials are answered 429 for ${Math.ceil(retryAfterMs / 1000)} s; correct ones are still accepted` +
+            (held > 0 ? `; ${held} more over the cap since the last warning` : '')),
         wallClock: () => this.clock.now(),
       },
     );
@@ -323,6 +329,7 @@ export class Floatd {
         if (bearer !== null && bearer.trim() !== '') return this.adminTokens.actorOf(bearer);
         return subject !== null && subjects.includes(subject) ? `cert:${subject}` : null;
       },
+      signIn: (token) => this.adminTokens.signIn(token),
       leases: (filter) => this.admin.leases(filter),
       revoke: async (id, reason, actor) => {
         const outcome = await this.admin.revoke(id, reason, actor);

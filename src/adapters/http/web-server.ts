@@ -10,7 +10,8 @@ import { closeServer, listenOn, type ListenOn } from '../net/listen.js';
 import { proxiedAddress, requireProxyProtocol, type ProxyIntake, type ProxyProtocolSettings, type ProxyRefusal } from '../net/proxy-protocol.js';
 import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/tls-context.js';
 import { HTTP_STATUS } from './http-status.js';
-import { AdminGate, registerAdminRoutes, type AdminApi, type AdminRouteDeps } from './admin-routes.js';
+import { registerAdminRoutes, type AdminApi } from './admin-routes.js';
+import { AdminGate, foreignOrigin } from './admin-gate.js';
 import { registerDashboard } from './dashboard-routes.js';
 import { Suspension } from '../net/suspension.js';
 import { messageValidator, routeSchemas } from './schemas.js';
@@ -58,6 +59,8 @@ export interface WebServerDeps {
   readonly admin?: AdminApi;
   /** A refused admin request (wrong or missing credentials), for the server log. */
   readonly adminRefused?: (remote: string, why: string) => void;
+  /** Wrong admin credentials from all callers together passed the global cap, for the server log. */
+  readonly adminFailuresCapped?: (retryAfterMs: number) => void;
   /** The wall clock (ms), for report ranges. */
   readonly wallClock: () => number;
   /** The dashboard's files (default: the package's web/ folder). */
@@ -108,6 +111,7 @@ export class WebServer {
   private readonly proxyIntakes: ProxyIntake[] = [];
   private readonly app: FastifyInstance;
   private bound: BoundWebListener[] = [];
+  private readonly gate: AdminGate | null;
   /** Listeners that grant no new leases (maintenance); renewals and releases go on. */
   readonly suspension: Suspension;
   private readonly routeList: Array<{ method: string; url: string }> = [];
@@ -118,6 +122,7 @@ export class WebServer {
     private readonly deps: WebServerDeps,
   ) {
     this.suspension = new Suspension(options.listeners.map((l) => l.name));
+    this.gate = deps.admin === undefined ? null : this.makeGate(deps.admin);
     this.app = Fastify({
       logger: false,
       bodyLimit: options.bodyLimitBytes,
@@ -231,6 +236,40 @@ export class WebServer {
     return this.routeList;
   }
 
+  private secure(request: FastifyRequest): boolean {
+    return this.sockets.get(request.socket)?.tls ?? false;
+  }
+
+  /** Who may use the admin API, the dashboard, full status and (metrics.auth "admin") /metrics. */
+  private makeGate(admin: AdminApi): AdminGate {
+    return new AdminGate({
+      admin,
+      who: (request) => {
+        const remoteAddress = this.remoteOf(request.socket);
+        return { remote: remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress, certificateSubject: this.sockets.get(request.socket)?.peer?.subject ?? null };
+      },
+      refused: (remote, why) => this.deps.adminRefused?.(remote, why),
+      globalCapHit: (retryAfterMs) => this.deps.adminFailuresCapped?.(retryAfterMs),
+      fail: (code, message, details) => new HttpError(code, message, details),
+      now: () => this.deps.monotonic(),
+      secure: (request) => this.secure(request),
+    });
+  }
+
+  /**
+   * The admin actor of a request where admin credentials are optional: null
+   * without any (or with a session cookie that is no longer valid, or a
+   * client certificate that is not an admin's); 401/429 for a wrong bearer token.
+   */
+  private async adminOrNull(request: FastifyRequest, reply: FastifyReply): Promise<string | null> {
+    if (this.gate === null) return null;
+    const who = this.gate.identify(request);
+    if (who.actor !== null || who.how !== 'bearer') return who.actor;
+    void reply.header('www-authenticate', 'Bearer realm="floatd admin"');
+    this.gate.refuse(request, who.presented, 'wrong credentials');
+    throw new HttpError('UNAUTHORIZED', 'wrong admin credentials: "Authorization: Bearer TOKEN" needs an admin token (see floatd admin token); without the header, status shows seats and health only');
+  }
+
   /** The client's address: the one its PROXY header named on a PROXY-protocol listener, else the peer's. */
   private remoteOf(socket: Socket): string {
     return proxiedAddress(socket) ?? socket.remoteAddress ?? 'unknown';
@@ -303,6 +342,14 @@ export class WebServer {
       return reply.code(HTTP_STATUS[code]).send({ ok: false, error: { code, message, ...details } });
     });
 
+    // A browser names the page a request comes from: no other origin (nor an opaque one) may change anything here.
+    // The dashboard's sign-in and sign-out forms answer such a request with their own page.
+    app.addHook('onRequest', async (request) => {
+      if (request.url === '/login' || request.url === '/logout') return;
+      const foreign = foreignOrigin(request, this.secure(request));
+      if (foreign !== null) throw new HttpError('FORBIDDEN', foreign);
+    });
+
     app.setNotFoundHandler((request, reply) =>
       reply.code(HTTP_STATUS.UNKNOWN_OP).send({ ok: false, error: { code: 'UNKNOWN_OP', message: `no route ${request.method} ${request.url.split('?')[0]} (see /openapi.json)` } }),
     );
@@ -323,7 +370,8 @@ export class WebServer {
       const body = request.body as { client: Parameters<WebServer['caller']>[1] };
       return this.answer(reply, api.release(this.caller(request, body.client), (request.params as { id: string }).id), () => 200);
     });
-    app.get('/v1/status', { schema: schemas.status }, async () => ({ ok: true, ...api.status() }));
+    // Without an admin credential: seats and health; with one (token, admin certificate, dashboard session): everything.
+    app.get('/v1/status', { schema: schemas.status }, async (request, reply) => ((await this.adminOrNull(request, reply)) === null ? { ok: true, ...api.publicStatus() } : { ok: true, view: 'full', ...api.status() }));
     app.get('/v1/server', { schema: schemas.server }, async () => ({ ok: true, ...api.hello() }));
     app.get('/healthz', { schema: schemas.healthz }, async () => ({ ok: true }));
     app.get('/readyz', { schema: schemas.readyz }, async (_request, reply) => {
@@ -332,37 +380,16 @@ export class WebServer {
     });
     app.get('/openapi.json', { schema: schemas.openapi }, async () => app.swagger());
     app.get('/metrics', { schema: schemas.metrics }, async (request, reply) => {
-      if (this.options.metricsAuth === 'admin') {
-        const header = request.headers.authorization;
-        const bearer = typeof header === 'string' && /^Bearer\s+/i.test(header) ? header.replace(/^Bearer\s+/i, '') : null;
-        const subject = this.sockets.get(request.socket)?.peer?.subject ?? null;
-        if (this.deps.admin?.authenticate(bearer, subject) == null) {
-          void reply.header('www-authenticate', 'Bearer realm="floatd admin"');
-          throw new HttpError('UNAUTHORIZED', 'metrics.auth is "admin": /metrics needs an admin token or admin client certificate');
-        }
+      if (this.options.metricsAuth === 'admin' && (await this.adminOrNull(request, reply)) === null) {
+        void reply.header('www-authenticate', 'Bearer realm="floatd admin"');
+        throw new HttpError('UNAUTHORIZED', 'metrics.auth is "admin": /metrics needs an admin token or admin client certificate');
       }
       const { contentType, body } = await this.deps.metrics();
       return reply.type(contentType).send(body);
     });
-    if (this.deps.admin !== undefined) {
-      const who = (request: FastifyRequest) => {
-        const info = this.sockets.get(request.socket);
-        const remoteAddress = this.remoteOf(request.socket);
-        return { remote: remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress, certificateSubject: info?.peer?.subject ?? null };
-      };
-      const secure = (request: FastifyRequest) => this.sockets.get(request.socket)?.tls ?? false;
-      const adminDeps: AdminRouteDeps = {
-        admin: this.deps.admin,
-        who,
-        refused: (remote, why) => this.deps.adminRefused?.(remote, why),
-        fail: (code, message, details) => new HttpError(code, message, details),
-        now: () => this.deps.monotonic(),
-        wallClock: () => this.deps.wallClock(),
-        secure,
-      };
-      const gate = new AdminGate(adminDeps);
-      registerAdminRoutes(app, adminDeps, gate);
-      registerDashboard(app, { gate, who, secure, assetsDir: this.deps.dashboardDir });
+    if (this.gate !== null) {
+      registerAdminRoutes(app, { admin: this.deps.admin!, fail: (code, message, details) => new HttpError(code, message, details), wallClock: () => this.deps.wallClock() }, this.gate);
+      registerDashboard(app, { gate: this.gate, secure: (request) => this.secure(request), assetsDir: this.deps.dashboardDir });
     }
   }
 }
