@@ -5,9 +5,12 @@ import { SystemClock } from '../adapters/clock/system-clock.js';
 import { TcpTransport } from '../client/tcp-transport.js';
 import { FloatdError } from '../domain/errors.js';
 import { CONFIG_FLAGS, configFrom, parse, refuseVendorKeyFlag, table, type Io } from './common.js';
+import type { PublicStatus } from '../app/public-status.js';
+import { formatPublicStatus, isPublicStatus, webStatus } from './remote-status.js';
 
-export const STATUS_USAGE = `floatd status [--json] [--server HOST:PORT] [--config FILE] [--data-dir DIR]
-  Reads the data directory (the same facts a running server reports), or asks the server at --server.`;
+export const STATUS_USAGE = `floatd status [--json] [--server HOST:PORT | --server http(s)://HOST:PORT [--token-file FILE] [--ca FILE]] [--config FILE] [--data-dir DIR]
+  Reads the data directory (everything a running server reports), or asks the server at --server: over
+  its web endpoint with an admin token everything, otherwise seats per product and health only.`;
 
 function duration(ms: number): string {
   const s = Math.round(ms / 1000);
@@ -101,11 +104,15 @@ async function remoteStatus(address: string): Promise<ServerStatus> {
 
 export async function status(args: string[], io: Io): Promise<number> {
   refuseVendorKeyFlag(args, 'floatd status');
-  const { values } = parse(args, { ...CONFIG_FLAGS, json: { type: 'boolean' }, server: { type: 'string' } });
-  let s: ServerStatus;
+  const { values } = parse(args, { ...CONFIG_FLAGS, json: { type: 'boolean' }, server: { type: 'string' }, 'token-file': { type: 'string' }, ca: { type: 'string' } });
+  let s: ServerStatus | PublicStatus;
+  const web = values.server !== undefined && /^https?:\/\//i.test(values.server);
+  if ((values['token-file'] !== undefined || values.ca !== undefined) && !web) {
+    throw new FloatdError('USAGE', 'floatd status: --token-file and --ca go with --server http(s)://HOST:PORT (the admin API on the web endpoint, which shows everything to an admin token)');
+  }
   if (values.server !== undefined) {
     try {
-      s = await remoteStatus(values.server);
+      s = web ? await webStatus(values.server, values['token-file'], values.ca) : ((await remoteStatus(values.server)) as unknown as PublicStatus);
     } catch (err) {
       if (err instanceof FloatdError) throw err;
       throw new FloatdError('SERVER_UNREACHABLE', (err as Error).message);
@@ -113,6 +120,6 @@ export async function status(args: string[], io: Io): Promise<number> {
   } else {
     s = await offlineStatus(configFrom(io, values), new SystemClock());
   }
-  io.out(values.json ? JSON.stringify(s, null, 2) : formatStatus(s));
+  io.out(values.json ? JSON.stringify(s, null, 2) : isPublicStatus(s) ? formatPublicStatus(s) : formatStatus(s));
   return 0;
 }
