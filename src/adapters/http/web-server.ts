@@ -14,6 +14,7 @@ import { registerAdminRoutes, type AdminApi } from './admin-routes.js';
 import { AdminGate, foreignOrigin } from './admin-gate.js';
 import { registerDashboard } from './dashboard-routes.js';
 import { Suspension } from '../net/suspension.js';
+import type { ConnectionBudget } from '../net/connection-budget.js';
 import { messageValidator, routeSchemas } from './schemas.js';
 import { parseJson } from '../../domain/schema.js';
 
@@ -29,8 +30,10 @@ export interface WebServerOptions {
   readonly backlog: number;
   /** The largest request body accepted. */
   readonly bodyLimitBytes: number;
-  /** Time allowed for a request's headers and body to arrive (slow clients are cut off). */
+  /** Time allowed for a request's headers and body to arrive (slow clients are cut off, checked a tenth as often, at least every second). */
   readonly requestTimeoutMs: number;
+  /** The connection budget shared with the NDJSON listeners: each web connection (from accept, handshakes included) takes a slot. */
+  readonly budget?: ConnectionBudget;
   /** How long an idle keep-alive connection stays open between requests. */
   readonly keepAliveTimeoutMs: number;
   /** Time allowed for a TLS handshake. */
@@ -63,6 +66,10 @@ export interface WebServerDeps {
   readonly adminFailuresCapped?: (retryAfterMs: number) => void;
   /** The wall clock (ms), for report ranges. */
   readonly wallClock: () => number;
+  /** A connection was refused because the connection budget is spent and no web connection was idle. */
+  readonly connectionRefused?: (remote: string) => void;
+  /** The process is out of file descriptors (accept failed). */
+  readonly descriptorsExhausted?: (code: string) => void;
   /** The dashboard's files (default: the package's web/ folder). */
   readonly dashboardDir?: string;
 }
@@ -108,6 +115,9 @@ function fieldOf(v: { instancePath: string; params?: Record<string, unknown> }, 
 export class WebServer {
   private readonly servers: Array<{ server: HttpServer; listener: WebListener }> = [];
   private readonly sockets = new WeakMap<Socket, SocketInfo>();
+  /** Open web connections as HTTP sees them (the TLS socket on HTTPS), oldest first, and their requests in progress. */
+  private readonly open = new Set<Socket>();
+  private readonly inProgress = new WeakMap<Socket, number>();
   private readonly proxyIntakes: ProxyIntake[] = [];
   private readonly app: FastifyInstance;
   private bound: BoundWebListener[] = [];
@@ -135,25 +145,45 @@ export class WebServer {
   }
 
   private createServers(handler: (req: IncomingMessage, res: ServerResponse) => void): HttpServer {
+    this.options.budget?.reclaimWith(() => this.closeIdleConnection());
+    // Node checks request and header timeouts every connectionsCheckingInterval (30 s by default): check
+    // a tenth as often as the timeout, at least every second, so a slow request is cut when the timeout says.
+    const checking = { connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(this.options.requestTimeoutMs / 10))) };
     for (const l of this.options.listeners) {
       let server: HttpServer;
       if (l.tls) {
         const context = this.options.tls;
         if (!context) throw new Error(`HTTPS listener "${l.name}" has no certificate`);
-        server = createHttpsServer(context.serverOptions(this.options.handshakeTimeoutMs), handler) as unknown as HttpServer;
+        server = createHttpsServer({ ...context.serverOptions(this.options.handshakeTimeoutMs), ...checking }, handler) as unknown as HttpServer;
         context.register(server as unknown as { setSecureContext(): void });
+        server.on('connection', (raw: Socket) => this.admit(raw));
         server.on('secureConnection', (socket: TLSSocket) => {
           const peer = peerCertificate(socket);
           if (peer === 'unverified') socket.destroy();
-          else this.sockets.set(socket, { listener: l.name, tls: true, peer });
+          else {
+            this.sockets.set(socket, { listener: l.name, tls: true, peer });
+            this.opened(socket);
+          }
         });
         server.on('tlsClientError', () => {
           // A refused handshake: nothing to answer.
         });
       } else {
-        server = createHttpServer(handler);
-        server.on('connection', (socket: Socket) => this.sockets.set(socket, { listener: l.name, tls: false, peer: null }));
+        server = createHttpServer(checking, handler);
+        server.on('connection', (socket: Socket) => {
+          this.sockets.set(socket, { listener: l.name, tls: false, peer: null });
+          if (this.admit(socket)) this.opened(socket);
+        });
       }
+      server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+        const socket = request.socket;
+        this.inProgress.set(socket, (this.inProgress.get(socket) ?? 0) + 1);
+        response.once('close', () => this.inProgress.set(socket, Math.max(0, (this.inProgress.get(socket) ?? 1) - 1)));
+      });
+      server.on('error', (err: NodeJS.ErrnoException) => {
+        // Accept failing for want of descriptors.
+        if (err.code === 'EMFILE' || err.code === 'ENFILE') this.deps.descriptorsExhausted?.(err.code);
+      });
       server.headersTimeout = this.options.requestTimeoutMs;
       server.requestTimeout = this.options.requestTimeoutMs;
       server.keepAliveTimeout = this.options.keepAliveTimeoutMs;
@@ -172,6 +202,41 @@ export class WebServer {
     }
     // fastify wants one server back; ours are listened on by start().
     return this.servers[0]?.server ?? createHttpServer(handler);
+  }
+
+  /** Takes a budget slot for a new connection (given back when it closes), or refuses it: false. */
+  private admit(raw: Socket): boolean {
+    const budget = this.options.budget;
+    if (budget === undefined) return true;
+    if (!budget.tryAcquire()) {
+      raw.on('error', () => {});
+      this.deps.connectionRefused?.(this.remoteOf(raw));
+      // Closed unanswered: an HTTP answer would need the request read first, holding the descriptor longer.
+      raw.destroy();
+      return false;
+    }
+    raw.once('close', () => budget.release());
+    return true;
+  }
+
+  private opened(socket: Socket): void {
+    this.open.add(socket);
+    socket.once('close', () => this.open.delete(socket));
+  }
+
+  /** Closes the oldest web connection with no request in progress (a keep-alive connection between requests); 1 if there was one, else 0. */
+  private closeIdleConnection(): number {
+    for (const socket of this.open) {
+      if (socket.destroyed) {
+        this.open.delete(socket);
+        continue;
+      }
+      if ((this.inProgress.get(socket) ?? 0) > 0) continue;
+      this.open.delete(socket);
+      socket.destroy();
+      return 1;
+    }
+    return 0;
   }
 
   async start(): Promise<BoundWebListener[]> {
