@@ -125,6 +125,8 @@ describe('the dashboard: sign-in, cookie and CSRF rules', () => {
     expect(usage.status).toBe(200);
     expect((usage.body['report'] as { buckets: unknown[] }).buckets.length).toBeGreaterThanOrEqual(168);
     expect((await call(`${base}/v1/admin/server`, 'GET', undefined, { headers: { cookie } })).body).toMatchObject({ ok: true, ready: true, listeners: expect.any(Array) });
+    // The dashboard's keys panel reads the full status through its session.
+    expect((await call(`${base}/v1/status`, 'GET', undefined, { headers: { cookie } })).body).toMatchObject({ ok: true, view: 'full', keys: [{ licensee: 'Acme' }] });
 
     // Changing something with the cookie needs the dashboard's header, from the same origin.
     const holder = new LeaseClient({ server: server.address, user: 'alice', instance: 'a-1', product: 'cad', retryIntervalMs: 0 });
