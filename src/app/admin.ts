@@ -65,9 +65,23 @@ export class AdminTokens {
     if (!removed) throw new FloatdError('USAGE', `no admin token is named "${name}" (see floatd admin token list)`);
   }
 
-  /** The actor a bearer token stands for (`token:NAME`), or null. */
+  /**
+   * The actor a bearer token stands for (`token:NAME`), or null. Tokens are
+   * found by their SHA-256: the lookup's timing can tell only about the hash.
+   */
   actorOf(token: string): string | null {
-    const name = this.store.adminTokenByHash(hashToken(token.trim()));
+    return this.actorOfHash(hashToken(token.trim()));
+  }
+
+  /** A token's actor and a check that it is still valid (not revoked since), or null: what a dashboard session holds. */
+  signIn(token: string): { actor: string; stillValid: () => boolean } | null {
+    const hash = hashToken(token.trim());
+    const actor = this.actorOfHash(hash);
+    return actor === null ? null : { actor, stillValid: () => this.actorOfHash(hash) === actor };
+  }
+
+  private actorOfHash(hash: string): string | null {
+    const name = this.store.adminTokenByHash(hash);
     return name === undefined ? null : `token:${name}`;
   }
 

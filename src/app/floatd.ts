@@ -44,6 +44,8 @@ import { StorageHealth, STORAGE_RETRY_MS } from './storage-health.js';
 import { ClockWatch, type ClockJump } from './clock-watch.js';
 import { SteadyClock } from '../domain/steady-clock.js';
 import { VERSION } from './version.js';
+import { publicStatus } from './public-status.js';
+import { ConnectionBudget } from '../adapters/net/connection-budget.js';
 import { LogRetention, logChainOptions } from './lease-log.js';
 import { anchorFields, checkpointPolicy, logAnchorOf } from './log-anchor.js';
 import { policyNote } from '../domain/log-anchoring.js';
@@ -129,6 +131,8 @@ export class Floatd {
   private readonly limitWarnings = new WarningThrottle(60_000);
   /** Bumped by every change status shows (leases, pools, listeners, rules): the status snapshot is recomputed after one. */
   private statusGeneration = 0;
+  /** One budget of connections over every listener, NDJSON and web (maxConnections). */
+  private readonly connectionBudget: ConnectionBudget;
   /** The soft file-descriptor limit, read at start (out of descriptors, it could not be read). */
   private readonly fdLimit = softFdLimit();
   private statusSnapshot: { readonly generation: number; readonly at: number; readonly status: ServerStatus } | null = null;
@@ -175,6 +179,7 @@ export class Floatd {
     deps: { clock: SteadyClock; logger: Logger; rulesSettings: () => RulesSettings; tls: TlsContext | null; activation: ServerActivation },
   ) {
     this.activation = deps.activation;
+    this.connectionBudget = new ConnectionBudget(config.maxConnections);
     this.tls = deps.tls;
     this.clock = deps.clock;
     this.logger = deps.logger;
@@ -240,6 +245,7 @@ export class Floatd {
       clock: this.clock,
       publicJwk,
       status: () => this.status(),
+      publicStatus: () => publicStatus(this.status(), this.readiness()),
       groupsOf: (user) => this.rules.groups.get(user) ?? [],
       chainOf: (poolId) => this.chain.get(poolId),
       ...(config.acquireRateLimit === null
@@ -260,6 +266,7 @@ export class Floatd {
         handshakeTimeoutMs: config.handshakeTimeoutSeconds * 1000,
         idleTimeoutMs: (config.idleTimeoutSeconds > 0 ? config.idleTimeoutSeconds : config.leaseSeconds + 60) * 1000,
         maxConnections: config.maxConnections,
+        budget: this.connectionBudget,
         maxConnectionsPerAddress: config.maxConnectionsPerAddress,
         replyBufferBytes: config.backpressure.connectionBytes,
         replyBufferTotalBytes: config.backpressure.totalBytes,
@@ -288,13 +295,7 @@ export class Floatd {
             `connection from ${conn.remote} dropped: it did not read its replies (${unsentBytes} bytes unsent for ${config.backpressure.drainTimeoutSeconds} s, backpressure.drainTimeoutSeconds); its leases are kept` +
             (held > 0 ? `; ${held} more from this address dropped since the last warning` : ''));
         },
-        descriptorsExhausted: (code, connections) => {
-          metrics.limitHit('file_descriptors');
-          const limit = this.fdLimit;
-          this.limitWarning('descriptors', '', (held) =>
-            `out of file descriptors (${code}${limit === null ? '' : `, limit ${limit}`}, ${connections} NDJSON connections open): new connections are reset before floatd sees them; ` +
-            'raise the limit (LimitNOFILE= in the systemd unit, ulimit -n) or lower maxConnections' + (held > 0 ? ` (found out of them ${held} more time(s) since the last warning)` : ''));
-        },
+        descriptorsExhausted: (code) => this.descriptorsExhausted(code),
       },
     );
     this.web = new WebServer(
@@ -304,6 +305,7 @@ export class Floatd {
         backlog: config.backlog,
         bodyLimitBytes: config.frameMaxBytes,
         requestTimeoutMs: config.handshakeTimeoutSeconds * 1000,
+        budget: this.connectionBudget,
         keepAliveTimeoutMs: 65_000,
         handshakeTimeoutMs: config.handshakeTimeoutSeconds * 1000,
         identityFromCertificate: config.tls?.identityFromCertificate ?? false,
@@ -320,7 +322,13 @@ export class Floatd {
         proxyRefused: (refusal) => this.proxyRefused(refusal),
         admin: this.adminApi(),
         adminRefused: (remote, why) => this.adminRefused(remote, why),
+        adminFailuresCapped: (retryAfterMs) =>
+          this.limitWarning('admin-authentication', '', (held) =>
+            `failed admin authentications passed the global cap (20 at once, 1 a second): wrong credentials are answered 429 for ${Math.ceil(retryAfterMs / 1000)} s; correct ones are still accepted` +
+            (held > 0 ? `; ${held} more over the cap since the last warning` : '')),
         wallClock: () => this.clock.now(),
+        connectionRefused: (remote) => this.connectionRefused(remote),
+        descriptorsExhausted: (code) => this.descriptorsExhausted(code),
       },
     );
     this.applyRules(rules);
@@ -334,6 +342,7 @@ export class Floatd {
         if (bearer !== null && bearer.trim() !== '') return this.adminTokens.actorOf(bearer);
         return subject !== null && subjects.includes(subject) ? `cert:${subject}` : null;
       },
+      signIn: (token) => this.adminTokens.signIn(token),
       leases: (filter) => this.admin.leases(filter),
       revoke: async (id, reason, actor) => {
         const outcome = await this.admin.revoke(id, reason, actor);
@@ -888,6 +897,15 @@ export class Floatd {
     this.sweeper.reschedule();
   }
 
+  /** Out of file descriptors: new connections are reset before floatd sees them; warn at most once a minute. */
+  private descriptorsExhausted(code: string): void {
+    this.metrics.limitHit('file_descriptors');
+    const limit = this.fdLimit;
+    this.limitWarning('descriptors', '', (held) =>
+      `out of file descriptors (${code}${limit === null ? '' : `, limit ${limit}`}, ${this.connectionBudget.inUse} connections open over all listeners): new connections are reset before floatd sees them; ` +
+      'raise the limit (LimitNOFILE= in the systemd unit, ulimit -n) or lower maxConnections' + (held > 0 ? ` (found out of them ${held} more time(s) since the last warning)` : ''));
+  }
+
   /** The connection cap was hit: warn at most once a minute, with how many were refused. */
   private connectionRefused(remote: string): void {
     this.metrics.limitHit('max_connections');
@@ -897,7 +915,7 @@ export class Floatd {
     this.lastRefusalWarning = now;
     this.logger.warn(
       { refused: this.refusedConnections, maxConnections: this.config.maxConnections, remote },
-      `connection refused: the server holds its maximum of ${this.config.maxConnections} connections (maxConnections); ${this.refusedConnections} refused so far`,
+      `connection refused: the server holds its maximum of ${this.config.maxConnections} connections over all listeners (maxConnections), none of them an idle web connection to close; ${this.refusedConnections} refused so far`,
     );
   }
 

@@ -9,6 +9,7 @@ import type { Batcher } from './batcher.js';
 import type { LeaseService } from './lease-service.js';
 import type { TokenBuckets } from './rate-limit.js';
 import type { ServerStatus } from './status.js';
+import type { PublicStatus } from './public-status.js';
 import { VERSION } from './version.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -20,6 +21,7 @@ export interface ServerLeaseApiDeps {
   readonly clock: Clock;
   readonly publicJwk: JWK;
   readonly status: () => ServerStatus;
+  readonly publicStatus: () => PublicStatus;
   /** Server-side group membership of a user (CLT rules). */
   readonly groupsOf: (user: string) => readonly string[];
   /** The license key and activation a pool's leases chain to the vendor with, if any. */
@@ -93,6 +95,10 @@ export class ServerLeaseApi implements LeaseApi {
 
   status(): ServerStatus {
     return this.deps.status();
+  }
+
+  publicStatus(): PublicStatus {
+    return this.deps.publicStatus();
   }
 
   onLeaseEnded(listener: (ended: LeaseEnded) => void): () => void {

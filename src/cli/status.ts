@@ -9,9 +9,12 @@ import { FloatdError } from '../domain/errors.js';
 import { keyStateLabel } from '../app/key-state.js';
 import { CONFIG_FLAGS, configFrom, parse, refuseVendorKeyFlag, table, type Io } from './common.js';
 import { TLS_CLIENT_FLAGS, tlsFlagsGiven, tlsMaterialFrom } from './server-flags.js';
+import type { PublicStatus } from '../app/public-status.js';
+import { formatPublicStatus, isPublicStatus, webStatus } from './remote-status.js';
 
-export const STATUS_USAGE = `floatd status [--json] [--server [tls://]HOST[:PORT] [--ca FILE] [--cert FILE --key FILE]] [--config FILE] [--data-dir DIR]
-  Reads the data directory (the same facts a running server reports), or asks the server at --server
+export const STATUS_USAGE = `floatd status [--json] [--server [tls://]HOST[:PORT] [--ca FILE] [--cert FILE --key FILE] | --server http(s)://HOST:PORT [--token-file FILE] [--ca FILE]] [--config FILE] [--data-dir DIR]
+  Reads the data directory (everything a running server reports), or asks the server at --server:
+  over its web endpoint with an admin token everything, otherwise seats per product and health only
   (NDJSON: HOST[:PORT], port 8989, or tls://HOST[:PORT], port 8991, with --ca for a private CA and
   --cert/--key when the listener asks for a client certificate).`;
 
@@ -112,19 +115,27 @@ async function remoteStatus(address: string, tls: TlsMaterial): Promise<ServerSt
 
 export async function status(args: string[], io: Io): Promise<number> {
   refuseVendorKeyFlag(args, 'floatd status');
-  const { values } = parse(args, { ...CONFIG_FLAGS, ...TLS_CLIENT_FLAGS, json: { type: 'boolean' }, server: { type: 'string' } });
-  let s: ServerStatus;
-  if (values.server === undefined && tlsFlagsGiven(values)) throw new FloatdError('USAGE', '--ca, --cert and --key go with --server tls://HOST[:PORT]');
+  const { values } = parse(args, { ...CONFIG_FLAGS, ...TLS_CLIENT_FLAGS, json: { type: 'boolean' }, server: { type: 'string' }, 'token-file': { type: 'string' } });
+  let s: ServerStatus | PublicStatus;
+  if (values.server === undefined && tlsFlagsGiven(values)) throw new FloatdError('USAGE', '--ca, --cert and --key go with --server tls://HOST[:PORT] or https://HOST:PORT');
+  const web = values.server !== undefined && /^https?:\/\//i.test(values.server);
+  if (values['token-file'] !== undefined && !web) {
+    throw new FloatdError('USAGE', 'floatd status: --token-file goes with --server http(s)://HOST:PORT (the admin API on the web endpoint, which shows everything to an admin token)');
+  }
+  if (web && (values.cert !== undefined || values.key !== undefined)) throw new FloatdError('USAGE', 'floatd status: --cert and --key go with --server tls://HOST[:PORT]; the web endpoint takes --token-file');
   if (values.server !== undefined) {
-    let scheme;
-    try {
-      scheme = parseServerAddress(values.server).scheme;
-    } catch (err) {
-      throw new FloatdError('USAGE', `--server: ${(err as Error).message}`);
+    let tls: TlsMaterial = {};
+    if (!web) {
+      let scheme;
+      try {
+        scheme = parseServerAddress(values.server).scheme;
+      } catch (err) {
+        throw new FloatdError('USAGE', `--server: ${(err as Error).message}`);
+      }
+      tls = tlsMaterialFrom(values, scheme, values.server);
     }
-    const tls = tlsMaterialFrom(values, scheme, values.server);
     try {
-      s = await remoteStatus(values.server, tls);
+      s = web ? await webStatus(values.server, values['token-file'], values.ca) : ((await remoteStatus(values.server, tls)) as unknown as PublicStatus);
     } catch (err) {
       if (err instanceof FloatdError) throw err;
       throw new FloatdError('SERVER_UNREACHABLE', (err as Error).message);
@@ -132,6 +143,6 @@ export async function status(args: string[], io: Io): Promise<number> {
   } else {
     s = await offlineStatus(configFrom(io, values), new SystemClock());
   }
-  io.out(values.json ? JSON.stringify(s, null, 2) : formatStatus(s));
+  io.out(values.json ? JSON.stringify(s, null, 2) : isPublicStatus(s) ? formatPublicStatus(s) : formatStatus(s));
   return 0;
 }

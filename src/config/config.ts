@@ -59,7 +59,7 @@ export interface Config {
   readonly frameMaxBytes: number;
   readonly handshakeTimeoutSeconds: number;
   readonly idleTimeoutSeconds: number;
-  /** Open NDJSON connections at most; by default what the file-descriptor limit allows. */
+  /** Open connections at most, over every listener (NDJSON and web: one budget); by default what the file-descriptor limit allows. */
   readonly maxConnections: number;
   /** Open NDJSON connections per client address (after PROXY protocol); 0 = no limit. */
   readonly maxConnectionsPerAddress: number;

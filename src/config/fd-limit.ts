@@ -22,10 +22,9 @@ export function softFdLimit(read: () => string = () => readFileSync('/proc/self/
 }
 
 /**
- * Descriptors kept back from NDJSON connections: for the database (and its
- * WAL and shared-memory files), the log, the listeners, web-endpoint
- * connections and the commands the server runs: a tenth of the limit, at
- * least 64.
+ * Descriptors kept back from connections (NDJSON and web share maxConnections):
+ * for the database (and its WAL and shared-memory files), the log, the
+ * listeners and the commands the server runs: a tenth of the limit, at least 64.
  */
 export function descriptorHeadroom(limit: number): number {
   return Math.max(64, Math.ceil(limit / 10));

@@ -48,7 +48,10 @@ export interface LeaseApi {
   acquire(caller: Caller, product: string | undefined): Promise<Outcome<{ readonly renewed: boolean; readonly lease: WireLease }>>;
   renew(caller: Caller, leaseId: string): Promise<Outcome<{ readonly lease: WireLease }>>;
   release(caller: Caller, leaseId: string): Promise<Outcome<{ readonly released: boolean }>>;
+  /** Everything status shows (for admin callers). */
   status(): object;
+  /** What status shows a caller without an admin credential: seats per product and health. */
+  publicStatus(): object;
   /** Called after the commit that ended a lease (released, expired, revoked); returns an unsubscribe. */
   onLeaseEnded(listener: (ended: LeaseEnded) => void): () => void;
 }

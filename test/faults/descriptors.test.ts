@@ -60,7 +60,7 @@ describe('file descriptors', () => {
     await new Promise((r) => setTimeout(r, 200));
     const extra = await Promise.all(Array.from({ length: 10 }, () => firstLine(port)));
     for (const line of extra) expect(JSON.parse(line)).toMatchObject({ ok: false, error: { code: 'TOO_MANY_CONNECTIONS' } });
-    await until(() => log().some((l) => l['level'] === 40 && /maximum of 192 connections \(maxConnections\)/.test(String(l['msg']))), 'the refusal warning');
+    await until(() => log().some((l) => l['level'] === 40 && /maximum of 192 connections over all listeners \(maxConnections\)/.test(String(l['msg']))), 'the refusal warning');
   });
 
   it('running out of descriptors is logged, not only felt as resets, and the server carries on', async () => {

@@ -1,4 +1,5 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LeaseClient } from '../../src/client/index.js';
@@ -25,6 +26,18 @@ function web(s: TestServer, scheme: 'http' | 'https' = 'http'): string {
 
 const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
 
+/** A dashboard sign-in form post. */
+function rawPost(url: string, body: string): Promise<{ status: number }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0 }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 describe('the admin API', () => {
   it('refuses routes without or with a wrong token, changes nothing, logs the attempt, and rate-limits repeated failures', async () => {
     const { logger, lines } = capturingLogger();
@@ -45,9 +58,80 @@ describe('the admin API', () => {
     const limited = await call(`${base}/v1/admin/leases`, 'GET', undefined, bearer('fdt_wrong'));
     expect(limited.status).toBe(429);
     expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
-    // Even the right token waits out the minute from that address.
+    // The right token is checked first: someone else's wrong guesses never lock it out.
     const local = readFileSync(server.config.adminTokenFile, 'utf8').trim();
-    expect((await call(`${base}/v1/admin/leases`, 'GET', undefined, bearer(local))).status).toBe(429);
+    expect((await call(`${base}/v1/admin/leases`, 'GET', undefined, bearer(local))).status).toBe(200);
+  });
+
+  it('keeps accepting the right token, the admin certificate and the dashboard sign-in however many wrong tokens come from the same address; the guesser gets 429', async () => {
+    const certs = makeCerts();
+    const { logger, lines } = capturingLogger();
+    server = await startServer({
+      logger,
+      flags: {
+        'http.listen': ['127.0.0.1:0'],
+        'https.listen': ['127.0.0.1:0'],
+        'tls.certFile': certs.serverCert,
+        'tls.keyFile': certs.serverKey,
+        'tls.clientCertificates': 'request',
+        'tls.clientCaFile': certs.caFile,
+        'admin.certificateSubjects': ['CN=alice'],
+      },
+    });
+    const base = web(server);
+    const local = readFileSync(server.config.adminTokenFile, 'utf8').trim();
+    const statuses: number[] = [];
+    for (let i = 0; i < 15; i++) statuses.push((await call(`${base}/v1/admin/leases`, 'GET', undefined, bearer(`fdt_guess-${i}`))).status);
+    expect(statuses.slice(0, 10)).toEqual(Array(10).fill(401));
+    expect(statuses.slice(10)).toEqual(Array(5).fill(429));
+    // The same wrong token over and over is throttled as well.
+    for (let i = 0; i < 10; i++) await call(`${base}/v1/admin/leases`, 'GET', undefined, { ...bearer('fdt_same'), localAddress: '127.0.0.3' });
+    expect((await call(`${base}/v1/admin/leases`, 'GET', undefined, { ...bearer('fdt_same'), localAddress: '127.0.0.4' })).status).toBe(429);
+
+    expect(await call(`${base}/v1/admin/leases`, 'GET', undefined, bearer(local))).toMatchObject({ status: 200, body: { ok: true } });
+    const mine = { ca: certs.ca, cert: readFileSync(certs.clientCert), key: readFileSync(certs.clientKey) };
+    expect((await call(`${web(server, 'https')}/v1/admin/leases`, 'GET', undefined, mine)).status).toBe(200);
+    const signIn = await rawPost(`${base}/login`, `token=${encodeURIComponent(local)}`);
+    expect(signIn.status).toBe(303);
+
+    // Over all addresses together a global cap holds: a few wrong tokens from each of many addresses, then 429 and one warning.
+    const spread: number[] = [];
+    for (let i = 0; i < 25; i++) spread.push((await call(`${base}/v1/admin/leases`, 'GET', undefined, { ...bearer(`fdt_spread-${i}`), localAddress: `127.0.1.${i + 1}` })).status);
+    expect(spread).toContain(429);
+    expect(lines.filter((l) => String(l['msg']).startsWith('failed admin authentications passed the global cap'))).toHaveLength(1);
+    // ...and still the right token and certificate get in.
+    expect((await call(`${base}/v1/admin/leases`, 'GET', undefined, { ...bearer(local), localAddress: '127.0.1.1' })).status).toBe(200);
+    expect((await call(`${web(server, 'https')}/v1/admin/leases`, 'GET', undefined, mine)).status).toBe(200);
+  });
+
+  it('authenticates before reading the body: without credentials a bad body is 401, not 400', async () => {
+    server = await startServer({ flags: { 'http.listen': ['127.0.0.1:0'] } });
+    const base = web(server);
+    const token = readFileSync(server.config.adminTokenFile, 'utf8').trim();
+    expect((await call(`${base}/v1/admin/leases/x/revoke`, 'POST', { nonsense: true })).status).toBe(401);
+    expect((await call(`${base}/v1/admin/leases/x/revoke`, 'POST', '{not json')).status).toBe(401);
+    expect((await call(`${base}/v1/admin/listeners/suspend`, 'POST', { listener: 42 }, bearer('fdt_wrong'))).status).toBe(401);
+    expect((await call(`${base}/v1/admin/log?limit=nope`, 'GET')).status).toBe(401);
+    expect((await call(`${base}/v1/admin/leases/x/revoke`, 'POST', { nonsense: true }, bearer(token))).status).toBe(400);
+    expect((await call(`${base}/v1/admin/leases/x/revoke`, 'POST', '{not json', bearer(token))).status).toBe(400);
+  });
+
+  it('refuses a request that changes something from another origin or an opaque one (Origin: null), even with a valid token', async () => {
+    server = await startServer({ flags: { 'http.listen': ['127.0.0.1:0'] } });
+    const base = web(server);
+    const token = readFileSync(server.config.adminTokenFile, 'utf8').trim();
+    for (const origin of ['null', 'https://evil.example']) {
+      const suspend = await call(`${base}/v1/admin/listeners/suspend`, 'POST', {}, { headers: { authorization: `Bearer ${token}`, origin } });
+      expect(suspend).toMatchObject({ status: 403, body: { error: { code: 'FORBIDDEN' } } });
+      const acquire = await call(`${base}/v1/leases`, 'POST', { client: { user: 'eve', instance: 'e-1' }, product: 'cad' }, { headers: { origin } });
+      expect(acquire.status).toBe(403);
+    }
+    expect(server.floatd.suspendedListeners()).toEqual([]);
+    expect(server.floatd.store.allLeases()).toEqual([]);
+    // Reading is not changing; the server's own origin and no Origin at all are fine.
+    expect((await call(`${base}/v1/admin/leases`, 'GET', undefined, { headers: { authorization: `Bearer ${token}`, origin: 'null' } })).status).toBe(200);
+    expect((await call(`${base}/v1/admin/listeners/resume`, 'POST', {}, { headers: { authorization: `Bearer ${token}`, origin: base } })).status).toBe(200);
+    expect((await call(`${base}/v1/admin/listeners/resume`, 'POST', {}, bearer(token))).status).toBe(200);
   });
 
   it('makes the local token at first start (mode 0600); revoke reaches a TCP holder at once and an HTTP holder at its next renewal, logged with the actor', async () => {

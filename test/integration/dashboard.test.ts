@@ -5,7 +5,7 @@ import { chromium, type Browser } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LeaseClient } from '../../src/client/index.js';
 import { makeCerts } from '../support/certs.js';
-import { tempDir, until } from '../support/helpers.js';
+import { FakeClock, tempDir, until } from '../support/helpers.js';
 import { call } from '../support/http.js';
 import { startServer, type TestServer } from '../support/server.js';
 import { request as httpRequest } from 'node:http';
@@ -74,7 +74,7 @@ async function login(base: string, token: string, tls: RequestOptions = {}): Pro
 }
 
 describe('the dashboard: sign-in, cookie and CSRF rules', () => {
-  it('redirects to the login form without a session, answers 401 to JSON, and keeps the token in an HttpOnly SameSite=Strict cookie', async () => {
+  it('redirects to the login form without a session, answers 401 to JSON, and keeps the random id of a server-side session (never the token) in an HttpOnly SameSite=Strict cookie', async () => {
     server = await startServer({ flags: { 'http.listen': ['127.0.0.1:0'] } });
     const base = webBase(server);
     const token = readFileSync(server.config.adminTokenFile, 'utf8').trim();
@@ -101,8 +101,13 @@ describe('the dashboard: sign-in, cookie and CSRF rules', () => {
     expect(response.status).toBe(303);
     expect(response.headers['location']).toBe('/');
     const flags = String(response.headers['set-cookie']);
-    expect(flags).toMatch(/^floatd_admin=[^;]+; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Strict$/);
+    expect(flags).toMatch(/^floatd_admin=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=43200; HttpOnly; SameSite=Strict$/);
     expect(flags).not.toContain('Secure');
+    // The cookie is a session id, not the token, and the API does not take it as a token.
+    const sessionId = cookie.split('=')[1]!;
+    expect(sessionId).not.toBe(token);
+    expect(flags).not.toContain(encodeURIComponent(token));
+    expect((await call(`${base}/v1/admin/leases`, 'GET', undefined, { headers: { authorization: `Bearer ${sessionId}` } })).status).toBe(401);
 
     const dashboard = await raw(`${base}/`, 'GET', { cookie });
     expect(dashboard.status).toBe(200);
@@ -120,6 +125,8 @@ describe('the dashboard: sign-in, cookie and CSRF rules', () => {
     expect(usage.status).toBe(200);
     expect((usage.body['report'] as { buckets: unknown[] }).buckets.length).toBeGreaterThanOrEqual(168);
     expect((await call(`${base}/v1/admin/server`, 'GET', undefined, { headers: { cookie } })).body).toMatchObject({ ok: true, ready: true, listeners: expect.any(Array) });
+    // The dashboard's keys panel reads the full status through its session.
+    expect((await call(`${base}/v1/status`, 'GET', undefined, { headers: { cookie } })).body).toMatchObject({ ok: true, view: 'full', keys: [{ licensee: 'Acme' }] });
 
     // Changing something with the cookie needs the dashboard's header, from the same origin.
     const holder = new LeaseClient({ server: server.address, user: 'alice', instance: 'a-1', product: 'cad', retryIntervalMs: 0 });
@@ -132,15 +139,20 @@ describe('the dashboard: sign-in, cookie and CSRF rules', () => {
     expect((await revoke({ 'x-floatd-dashboard': '1', origin: base })).status).toBe(200);
     expect(server.floatd.store.allLeases()).toHaveLength(0);
 
-    // A form posted from another site cannot sign anyone in.
+    // A form posted from another site, or from an opaque origin, cannot sign anyone in or out.
     expect((await raw(`${base}/login`, 'POST', { ...form, origin: 'https://evil.example' }, `token=${token}`)).status).toBe(403);
+    expect((await raw(`${base}/login`, 'POST', { ...form, origin: 'null' }, `token=${token}`)).status).toBe(403);
+    expect((await raw(`${base}/logout`, 'POST', { cookie, origin: 'null' })).status).toBe(403);
+    expect((await raw(`${base}/`, 'GET', { cookie })).status).toBe(200);
 
-    // Signing out clears the cookie; a revoked token ends its sessions at once.
+    // Signing out ends the session: its cookie is good for nothing afterwards.
     const out = await raw(`${base}/logout`, 'POST', { cookie });
     expect(out.status).toBe(303);
     expect(String(out.headers['set-cookie'])).toMatch(/^floatd_admin=; Path=\/; Max-Age=0; HttpOnly; SameSite=Strict$/);
-    const created = await call(`${base}/v1/admin/leases`, 'GET', undefined, { headers: { cookie } });
-    expect(created.status).toBe(200);
+    expect((await call(`${base}/v1/admin/leases`, 'GET', undefined, { headers: { cookie } })).status).toBe(401);
+    expect((await raw(`${base}/`, 'GET', { cookie })).status).toBe(303);
+
+    // A revoked token ends its sessions at once.
     const tokens = (server.floatd as unknown as { adminTokens: { create(name: string, actor: string): string; revoke(name: string, actor: string): void } }).adminTokens;
     const ops = tokens.create('ops', 'test');
     const session = (await login(base, ops)).cookie;
@@ -150,6 +162,41 @@ describe('the dashboard: sign-in, cookie and CSRF rules', () => {
     expect(after.status).toBe(303);
     expect(String(after.headers['set-cookie'])).toContain('Max-Age=0');
     expect((await call(`${base}/v1/admin/leases`, 'GET', undefined, { headers: { cookie: session } })).status).toBe(401);
+  });
+
+  it('limits guessing at the login form: GET /login with made-up session cookies and POST /login with wrong tokens get 429 past the limit; the right token still signs in', async () => {
+    server = await startServer({ flags: { 'http.listen': ['127.0.0.1:0'] } });
+    const base = webBase(server);
+    const token = readFileSync(server.config.adminTokenFile, 'utf8').trim();
+    const gets: number[] = [];
+    for (let i = 0; i < 12; i++) gets.push((await raw(`${base}/login`, 'GET', { cookie: `floatd_admin=guess-${i}` })).status);
+    expect(gets.slice(0, 10)).toEqual(Array(10).fill(200));
+    expect(gets.slice(10)).toEqual([429, 429]);
+    const posts: number[] = [];
+    for (let i = 0; i < 3; i++) posts.push((await raw(`${base}/login`, 'POST', form, `token=fdt_guess-${i}`, { localAddress: '127.0.0.2' })).status);
+    for (let i = 0; i < 10; i++) await raw(`${base}/login`, 'POST', form, `token=fdt_guess-${i}`, { localAddress: '127.0.0.2' });
+    expect(posts).toEqual([401, 401, 401]);
+    const limited = await raw(`${base}/login`, 'POST', form, 'token=fdt_another', { localAddress: '127.0.0.2' });
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+    const { response, cookie } = await login(base, token);
+    expect(response.status).toBe(303);
+    expect((await raw(`${base}/`, 'GET', { cookie })).status).toBe(200);
+  });
+
+  it('ends a session unused for two hours (the server\'s monotonic clock decides)', async () => {
+    const clock = new FakeClock(Date.now());
+    server = await startServer({ clock, flags: { 'http.listen': ['127.0.0.1:0'] } });
+    const base = webBase(server);
+    const token = readFileSync(server.config.adminTokenFile, 'utf8').trim();
+    const idle = (await login(base, token)).cookie;
+    const busy = (await login(base, token)).cookie;
+    clock.advance(3600_000);
+    expect((await raw(`${base}/`, 'GET', { cookie: busy })).status).toBe(200);
+    clock.advance(3600_000);
+    expect((await raw(`${base}/`, 'GET', { cookie: busy })).status).toBe(200);
+    expect((await raw(`${base}/`, 'GET', { cookie: idle })).status).toBe(303);
+    expect((await call(`${base}/v1/admin/leases`, 'GET', undefined, { headers: { cookie: idle } })).status).toBe(401);
   });
 
   it('marks the cookie Secure on HTTPS', async () => {

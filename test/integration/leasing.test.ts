@@ -126,7 +126,8 @@ describe('leasing over TCP', () => {
     leaseOf(await (await server.connect('b')).request('acquire', { product: 'anything' }));
     expect(errorOf(await (await server.connect('c')).request('acquire')).code).toBe('NO_FREE_SEATS');
     const status = await a.request('status');
-    expect(status).toMatchObject({ ok: true, mode: 'evaluation', evaluation: { seats: 2, daysLeft: 30, expired: false } });
+    expect(status).toMatchObject({ ok: true, view: 'public', mode: 'evaluation', products: [{ product: 'evaluation', seatsTotal: 2, seatsInUse: 2 }] });
+    expect(server.floatd.status()).toMatchObject({ mode: 'evaluation', evaluation: { seats: 2, daysLeft: 30, expired: false } });
   });
 });
 

@@ -1,14 +1,13 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FloatdError, type Denial, type ErrorCode, type ErrorDetails } from '../../domain/errors.js';
 import type { EventFilter } from '../../domain/events.js';
 import { LEASE_PARAMS, LEASES_QUERY, LISTENER_BODY, LOG_QUERY, REVOKE_BODY } from '../../domain/messages.js';
 import type { Infer } from '../../domain/schema.js';
 import { messageSchema, messageValidator } from './schemas.js';
+import type { AdminCredentials, AdminGate } from './admin-gate.js';
 
 /** What the admin routes ask of the server (the app implements it). */
-export interface AdminApi {
-  /** The actor these credentials stand for (`token:NAME`, `cert:SUBJECT`), or null. */
-  authenticate(bearer: string | null, certificateSubject: string | null): string | null;
+export interface AdminApi extends AdminCredentials {
   leases(filter: { user?: string; host?: string; product?: string }): object[];
   revoke(leaseId: string, reason: string, actor: string): Promise<({ ok: true } & object) | Denial>;
   reloadRules(actor: string): { ok: boolean } & object;
@@ -21,7 +20,6 @@ export interface AdminApi {
   /** `floatd report users`. */
   usersReport(query: ReportRequest & { top?: number }): Promise<object>;
   /** Readiness, uptime, version, listeners and the server's time, for the dashboard. */
-  /** Readiness, uptime, version and listeners, for the dashboard. */
   server(): object;
 }
 
@@ -34,112 +32,12 @@ export interface ReportRequest {
   readonly utc: boolean;
 }
 
-/** The dashboard's session cookie: the admin token itself, HttpOnly and SameSite=Strict, checked against the token store on every request. */
-export const SESSION_COOKIE = 'floatd_admin';
-/** The header the dashboard sends on every request that changes something (a cross-site form cannot). */
-export const DASHBOARD_HEADER = 'x-floatd-dashboard';
-
-/** A cookie's value from the request, or null. */
-export function cookieOf(request: FastifyRequest, name: string): string | null {
-  const header = request.headers.cookie;
-  if (typeof header !== 'string') return null;
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq < 0 || part.slice(0, eq).trim() !== name) continue;
-    try {
-      return decodeURIComponent(part.slice(eq + 1).trim());
-    } catch {
-      return null;
-    }
-  }
-  return null;
-}
-
 export interface AdminRouteDeps {
   readonly admin: AdminApi;
-  /** The caller as the endpoint saw it: address and verified client-certificate subject. */
-  readonly who: (request: FastifyRequest) => { remote: string; certificateSubject: string | null };
-  /** A refused admin request, for the server log (rate-limited there). */
-  readonly refused: (remote: string, why: string) => void;
   readonly fail: (code: ErrorCode, message: string, details?: ErrorDetails) => Error;
-  readonly now: () => number;
   /** Wall-clock time (ms), for report ranges. */
   readonly wallClock: () => number;
-  /** Whether the request came over HTTPS (for the session cookie's Secure flag and the same-origin check). */
-  readonly secure: (request: FastifyRequest) => boolean;
 }
-
-/**
- * Who may use the admin API and the dashboard: a bearer token, an admin client
- * certificate, or the dashboard's session cookie. Failures are counted per
- * address; too many in a minute and the address is answered 429 without looking.
- */
-export class AdminGate {
-  private readonly failures = new Map<string, { count: number; since: number }>();
-
-  constructor(private readonly deps: AdminRouteDeps) {}
-
-  /** Refuses (429) an address with too many recent failures. */
-  throttle(remote: string): void {
-    const now = this.deps.now();
-    const record = this.failures.get(remote);
-    if (record !== undefined && now - record.since > FAILURE_WINDOW_MS) this.failures.delete(remote);
-    const current = this.failures.get(remote);
-    if (current !== undefined && current.count >= FAILURES_ALLOWED) {
-      const retryAfterMs = current.since + FAILURE_WINDOW_MS - now;
-      throw this.deps.fail('TOO_MANY_REQUESTS', `too many failed admin authentications from ${remote}; try again later`, { retryAfterMs });
-    }
-  }
-
-  failed(remote: string, why: string): void {
-    const entry = this.failures.get(remote) ?? { count: 0, since: this.deps.now() };
-    entry.count++;
-    this.failures.set(remote, entry);
-    if (this.failures.size > 10_000) this.failures.delete(this.failures.keys().next().value!);
-    this.deps.refused(remote, why);
-  }
-
-  /**
-   * The actor of a request's credentials: the Authorization header, else an
-   * admin client certificate, else the session cookie; null without any
-   * (`how` says which was tried).
-   */
-  actorOf(request: FastifyRequest): { actor: string | null; how: 'bearer' | 'certificate' | 'cookie' | 'none' } {
-    const { certificateSubject } = this.deps.who(request);
-    const header = request.headers.authorization;
-    if (typeof header === 'string') {
-      const bearer = /^Bearer\s+/i.test(header) ? header.replace(/^Bearer\s+/i, '') : null;
-      return { actor: this.deps.admin.authenticate(bearer, certificateSubject), how: 'bearer' };
-    }
-    if (certificateSubject !== null) {
-      const actor = this.deps.admin.authenticate(null, certificateSubject);
-      if (actor !== null) return { actor, how: 'certificate' };
-    }
-    const cookie = cookieOf(request, SESSION_COOKIE);
-    if (cookie !== null && cookie !== '') return { actor: this.deps.admin.authenticate(cookie, null), how: 'cookie' };
-    return { actor: null, how: 'none' };
-  }
-
-  /** The actor an admin token stands for, or null (the dashboard's login form). */
-  authenticateToken(token: string): string | null {
-    return this.deps.admin.authenticate(token, null);
-  }
-
-  /** A request carried by the session cookie that changes something must come from the dashboard itself. */
-  checkSameOrigin(request: FastifyRequest): void {
-    if (request.method === 'GET' || request.method === 'HEAD') return;
-    if (request.headers[DASHBOARD_HEADER] !== '1') {
-      throw this.deps.fail('FORBIDDEN', `a request signed in by the dashboard's cookie that changes something needs the header "${DASHBOARD_HEADER}: 1" (cross-site requests are refused)`);
-    }
-    const origin = request.headers.origin;
-    if (origin !== undefined && origin !== `${this.deps.secure(request) ? 'https' : 'http'}://${request.headers.host ?? ''}`) {
-      throw this.deps.fail('FORBIDDEN', `a request from ${origin} may not use the dashboard's cookie`);
-    }
-  }
-}
-
-const FAILURES_ALLOWED = 10;
-const FAILURE_WINDOW_MS = 60_000;
 
 const leasesQuery = messageSchema(LEASES_QUERY);
 const logQuery = messageSchema(LOG_QUERY);
@@ -153,26 +51,23 @@ const security = [{ bearer: [] }];
 
 /**
  * /v1/admin: every route needs `Authorization: Bearer TOKEN` or a client
- * certificate whose subject is listed in admin.certificateSubjects. Wrong or
- * missing credentials are 401 with nothing changed, and logged; an address
- * with too many failures in a minute is answered 429 without looking.
+ * certificate whose subject is listed in admin.certificateSubjects (or the
+ * dashboard's session). Credentials are checked before anything else, the
+ * request's body included: wrong or missing ones are 401 with nothing changed,
+ * and logged; past the failure limits (AdminGate) wrong ones are 429.
  */
 export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps, gate: AdminGate): void {
   const actors = new WeakMap<FastifyRequest, string>();
   const actorOf = (request: FastifyRequest) => actors.get(request)!;
   const validatorCompiler = messageValidator((field, message) => deps.fail('BAD_REQUEST', message, { field }));
 
-  const authenticate = async (request: FastifyRequest, reply: FastifyReply) => {
-    const { remote, certificateSubject } = deps.who(request);
-    gate.throttle(remote);
-    const { actor, how } = gate.actorOf(request);
-    if (actor === null) {
-      gate.failed(remote, how === 'none' && certificateSubject === null ? 'no credentials' : 'wrong credentials');
-      void reply.header('www-authenticate', 'Bearer realm="floatd admin"');
-      throw deps.fail('UNAUTHORIZED', 'the admin API needs "Authorization: Bearer TOKEN" (see floatd admin token) or an admin client certificate');
+  const authenticate = async (request: FastifyRequest, reply: { header(name: string, value: string): unknown }) => {
+    try {
+      actors.set(request, gate.require(request));
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 'UNAUTHORIZED') void reply.header('www-authenticate', 'Bearer realm="floatd admin"');
+      throw err;
     }
-    if (how === 'cookie') gate.checkSameOrigin(request);
-    actors.set(request, actor);
   };
 
   const answer = <T extends { ok: boolean }>(outcome: T | Denial): T => {
@@ -182,7 +77,8 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps, 
 
   void app.register(
     async (admin) => {
-      admin.addHook('preHandler', authenticate);
+      // onRequest: before the body is read or validated, so a caller without credentials learns nothing of it.
+      admin.addHook('onRequest', authenticate);
       admin.get(
         '/leases',
         { schema: { summary: 'Live leases (the lmstat -a view)', tags: ['admin'], security, querystring: leasesQuery, response: { 200: anyReply } }, validatorCompiler },

@@ -2,18 +2,18 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { packageRoot } from '../package-root.js';
-import { SESSION_COOKIE, cookieOf, type AdminGate } from './admin-routes.js';
+import { SESSION_COOKIE, cookieOf, foreignOrigin, type AdminGate } from './admin-gate.js';
+import { SESSION_ABSOLUTE_MS } from './dashboard-sessions.js';
 
 export interface DashboardDeps {
   readonly gate: AdminGate;
-  readonly who: (request: FastifyRequest) => { remote: string; certificateSubject: string | null };
   readonly secure: (request: FastifyRequest) => boolean;
   /** The folder with the dashboard's files (default: web/ in the package). */
   readonly assetsDir?: string;
 }
 
-/** How long the session cookie lasts; the token it holds is checked on every request and may be revoked sooner. */
-const SESSION_SECONDS = 12 * 3600;
+/** How long the session cookie lasts: as long as the session at most (it may end sooner: idle, sign-out, token revoked, restart). */
+const SESSION_SECONDS = SESSION_ABSOLUTE_MS / 1000;
 
 /** No script, style, image or connection but the server's own; no framing; no inline code. */
 export const DASHBOARD_CSP =
@@ -45,9 +45,10 @@ function hardened(reply: FastifyReply, type: string): FastifyReply {
 /**
  * The dashboard at `/`: static pages and script from the package's web/
  * folder, behind admin authentication. The login form takes an admin token
- * and keeps it in a cookie (HttpOnly, SameSite=Strict, Secure on HTTPS) that
- * the admin API accepts in place of the Authorization header; its requests
- * that change something must also carry the dashboard's own header.
+ * and opens a server-side session whose random id is the cookie (HttpOnly,
+ * SameSite=Strict, Secure on HTTPS); the admin API accepts the cookie in place
+ * of the Authorization header, but never the id as a token. Requests that
+ * change something must also carry the dashboard's own header.
  */
 export function registerDashboard(app: FastifyInstance, deps: DashboardDeps): void {
   const dir = deps.assetsDir ?? join(packageRoot(), 'web');
@@ -59,11 +60,10 @@ export function registerDashboard(app: FastifyInstance, deps: DashboardDeps): vo
     `${SESSION_COOKIE}=${encodeURIComponent(value)}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${deps.secure(request) ? '; Secure' : ''}`;
   const loginPage = (reply: FastifyReply, status: number, message: string) =>
     hardened(reply.code(status), 'text/html; charset=utf-8').send(pages.login.replace('{{message}}', escapeHtml(message)));
-  /** A form posted from another site is refused: the browser says where it came from. */
-  const sameOrigin = (request: FastifyRequest) => {
-    const origin = request.headers.origin;
-    return origin === undefined || origin === 'null' || origin === `${deps.secure(request) ? 'https' : 'http'}://${request.headers.host ?? ''}`;
-  };
+  /** A form posted from another site, or from an opaque origin, is refused: the browser says where it came from. */
+  const sameOrigin = (request: FastifyRequest) => foreignOrigin(request, deps.secure(request)) === null;
+  const tooMany = (reply: FastifyReply, retryAfterMs: number) =>
+    loginPage(reply.header('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000)))), 429, 'Too many failed sign-ins; try again in a minute.');
 
   void app.register(async (scope) => {
     scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
@@ -71,13 +71,13 @@ export function registerDashboard(app: FastifyInstance, deps: DashboardDeps): vo
     });
 
     scope.get('/', { schema: { ...html, summary: 'The dashboard (a login form without a valid session)' } }, async (request, reply) => {
-      deps.gate.throttle(deps.who(request).remote);
-      const { actor, how } = deps.gate.actorOf(request);
-      if (actor === null) {
-        if (how === 'cookie') {
-          // A token revoked since, or a forged cookie.
-          deps.gate.failed(deps.who(request).remote, 'wrong dashboard session cookie');
+      const who = deps.gate.identify(request);
+      if (who.actor === null) {
+        if (who.how === 'cookie') {
+          // A session ended since (sign-out, expiry, token revoked, restart), or a forged cookie.
+          const wait = deps.gate.failed(request, who.presented, 'unknown dashboard session');
           void reply.header('set-cookie', cookie(request, '', 0));
+          if (wait !== null) return tooMany(reply, wait);
         }
         return reply.code(303).header('location', '/login').header('cache-control', 'no-store').send();
       }
@@ -85,7 +85,13 @@ export function registerDashboard(app: FastifyInstance, deps: DashboardDeps): vo
     });
 
     scope.get('/login', { schema: { ...html, summary: 'The dashboard\'s login form: an admin token' } }, async (request, reply) => {
-      if (deps.gate.actorOf(request).actor !== null) return reply.code(303).header('location', '/').send();
+      const who = deps.gate.identify(request);
+      if (who.actor !== null) return reply.code(303).header('location', '/').send();
+      if (who.how !== 'none') {
+        const wait = deps.gate.failed(request, who.presented, 'unknown dashboard session at the login form');
+        if (who.how === 'cookie') void reply.header('set-cookie', cookie(request, '', 0));
+        if (wait !== null) return tooMany(reply, wait);
+      }
       return loginPage(reply, 200, '');
     });
 
@@ -94,27 +100,29 @@ export function registerDashboard(app: FastifyInstance, deps: DashboardDeps): vo
       {
         schema: {
           ...html,
-          summary: 'Signs in with an admin token: sets the session cookie (HttpOnly, SameSite=Strict, Secure on HTTPS) and redirects to /',
+          summary: 'Signs in with an admin token: opens a session whose id is the cookie (HttpOnly, SameSite=Strict, Secure on HTTPS) and redirects to /',
           consumes: ['application/x-www-form-urlencoded'],
           body: { type: 'object', required: ['token'], properties: { token: { type: 'string', maxLength: 1000 } } },
         },
       },
       async (request, reply) => {
-        const remote = deps.who(request).remote;
         if (!sameOrigin(request)) return loginPage(reply, 403, 'This form may only be sent from this server\'s own page.');
-        deps.gate.throttle(remote);
         const token = (request.body as { token: string }).token.trim();
-        const actor = token === '' ? null : deps.gate.authenticateToken(token);
-        if (actor === null) {
-          deps.gate.failed(remote, 'wrong token at the dashboard login');
+        const signedIn = token === '' ? null : deps.gate.signIn(token);
+        if (signedIn === null) {
+          const wait = deps.gate.failed(request, token, 'wrong token at the dashboard login');
+          if (wait !== null) return tooMany(reply, wait);
           return loginPage(reply, 401, 'That is not an admin token of this server (see floatd admin token create).');
         }
-        return reply.code(303).header('set-cookie', cookie(request, token, SESSION_SECONDS)).header('location', '/').header('cache-control', 'no-store').send();
+        const id = deps.gate.sessions.open(signedIn.actor, signedIn.stillValid);
+        return reply.code(303).header('set-cookie', cookie(request, id, SESSION_SECONDS)).header('location', '/').header('cache-control', 'no-store').send();
       },
     );
 
-    scope.post('/logout', { schema: { ...html, summary: 'Signs out: clears the session cookie and redirects to /login' } }, async (request, reply) => {
+    scope.post('/logout', { schema: { ...html, summary: 'Signs out: ends the session, clears its cookie and redirects to /login' } }, async (request, reply) => {
       if (!sameOrigin(request)) return loginPage(reply, 403, 'This form may only be sent from this server\'s own page.');
+      const id = cookieOf(request, SESSION_COOKIE);
+      if (id !== null && id !== '') deps.gate.sessions.close(id);
       return reply.code(303).header('set-cookie', cookie(request, '', 0)).header('location', '/login').header('cache-control', 'no-store').send();
     });
 

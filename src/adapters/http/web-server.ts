@@ -10,9 +10,11 @@ import { closeServer, listenOn, type ListenOn } from '../net/listen.js';
 import { proxiedAddress, requireProxyProtocol, type ProxyIntake, type ProxyProtocolSettings, type ProxyRefusal } from '../net/proxy-protocol.js';
 import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/tls-context.js';
 import { HTTP_STATUS } from './http-status.js';
-import { AdminGate, registerAdminRoutes, type AdminApi, type AdminRouteDeps } from './admin-routes.js';
+import { registerAdminRoutes, type AdminApi } from './admin-routes.js';
+import { AdminGate, foreignOrigin } from './admin-gate.js';
 import { registerDashboard } from './dashboard-routes.js';
 import { Suspension } from '../net/suspension.js';
+import type { ConnectionBudget } from '../net/connection-budget.js';
 import { messageValidator, routeSchemas } from './schemas.js';
 import { parseJson } from '../../domain/schema.js';
 
@@ -28,8 +30,10 @@ export interface WebServerOptions {
   readonly backlog: number;
   /** The largest request body accepted. */
   readonly bodyLimitBytes: number;
-  /** Time allowed for a request's headers and body to arrive (slow clients are cut off). */
+  /** Time allowed for a request's headers and body to arrive (slow clients are cut off, checked a tenth as often, at least every second). */
   readonly requestTimeoutMs: number;
+  /** The connection budget shared with the NDJSON listeners: each web connection (from accept, handshakes included) takes a slot. */
+  readonly budget?: ConnectionBudget;
   /** How long an idle keep-alive connection stays open between requests. */
   readonly keepAliveTimeoutMs: number;
   /** Time allowed for a TLS handshake. */
@@ -58,8 +62,14 @@ export interface WebServerDeps {
   readonly admin?: AdminApi;
   /** A refused admin request (wrong or missing credentials), for the server log. */
   readonly adminRefused?: (remote: string, why: string) => void;
+  /** Wrong admin credentials from all callers together passed the global cap, for the server log. */
+  readonly adminFailuresCapped?: (retryAfterMs: number) => void;
   /** The wall clock (ms), for report ranges. */
   readonly wallClock: () => number;
+  /** A connection was refused because the connection budget is spent and no web connection was idle. */
+  readonly connectionRefused?: (remote: string) => void;
+  /** The process is out of file descriptors (accept failed). */
+  readonly descriptorsExhausted?: (code: string) => void;
   /** The dashboard's files (default: the package's web/ folder). */
   readonly dashboardDir?: string;
 }
@@ -105,9 +115,13 @@ function fieldOf(v: { instancePath: string; params?: Record<string, unknown> }, 
 export class WebServer {
   private readonly servers: Array<{ server: HttpServer; listener: WebListener }> = [];
   private readonly sockets = new WeakMap<Socket, SocketInfo>();
+  /** Open web connections as HTTP sees them (the TLS socket on HTTPS), oldest first, and their requests in progress. */
+  private readonly open = new Set<Socket>();
+  private readonly inProgress = new WeakMap<Socket, number>();
   private readonly proxyIntakes: ProxyIntake[] = [];
   private readonly app: FastifyInstance;
   private bound: BoundWebListener[] = [];
+  private readonly gate: AdminGate | null;
   /** Listeners that grant no new leases (maintenance); renewals and releases go on. */
   readonly suspension: Suspension;
   private readonly routeList: Array<{ method: string; url: string }> = [];
@@ -118,6 +132,7 @@ export class WebServer {
     private readonly deps: WebServerDeps,
   ) {
     this.suspension = new Suspension(options.listeners.map((l) => l.name));
+    this.gate = deps.admin === undefined ? null : this.makeGate(deps.admin);
     this.app = Fastify({
       logger: false,
       bodyLimit: options.bodyLimitBytes,
@@ -130,25 +145,45 @@ export class WebServer {
   }
 
   private createServers(handler: (req: IncomingMessage, res: ServerResponse) => void): HttpServer {
+    this.options.budget?.reclaimWith(() => this.closeIdleConnection());
+    // Node checks request and header timeouts every connectionsCheckingInterval (30 s by default): check
+    // a tenth as often as the timeout, at least every second, so a slow request is cut when the timeout says.
+    const checking = { connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(this.options.requestTimeoutMs / 10))) };
     for (const l of this.options.listeners) {
       let server: HttpServer;
       if (l.tls) {
         const context = this.options.tls;
         if (!context) throw new Error(`HTTPS listener "${l.name}" has no certificate`);
-        server = createHttpsServer(context.serverOptions(this.options.handshakeTimeoutMs), handler) as unknown as HttpServer;
+        server = createHttpsServer({ ...context.serverOptions(this.options.handshakeTimeoutMs), ...checking }, handler) as unknown as HttpServer;
         context.register(server as unknown as { setSecureContext(): void });
+        server.on('connection', (raw: Socket) => this.admit(raw));
         server.on('secureConnection', (socket: TLSSocket) => {
           const peer = peerCertificate(socket);
           if (peer === 'unverified') socket.destroy();
-          else this.sockets.set(socket, { listener: l.name, tls: true, peer });
+          else {
+            this.sockets.set(socket, { listener: l.name, tls: true, peer });
+            this.opened(socket);
+          }
         });
         server.on('tlsClientError', () => {
           // A refused handshake: nothing to answer.
         });
       } else {
-        server = createHttpServer(handler);
-        server.on('connection', (socket: Socket) => this.sockets.set(socket, { listener: l.name, tls: false, peer: null }));
+        server = createHttpServer(checking, handler);
+        server.on('connection', (socket: Socket) => {
+          this.sockets.set(socket, { listener: l.name, tls: false, peer: null });
+          if (this.admit(socket)) this.opened(socket);
+        });
       }
+      server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+        const socket = request.socket;
+        this.inProgress.set(socket, (this.inProgress.get(socket) ?? 0) + 1);
+        response.once('close', () => this.inProgress.set(socket, Math.max(0, (this.inProgress.get(socket) ?? 1) - 1)));
+      });
+      server.on('error', (err: NodeJS.ErrnoException) => {
+        // Accept failing for want of descriptors.
+        if (err.code === 'EMFILE' || err.code === 'ENFILE') this.deps.descriptorsExhausted?.(err.code);
+      });
       server.headersTimeout = this.options.requestTimeoutMs;
       server.requestTimeout = this.options.requestTimeoutMs;
       server.keepAliveTimeout = this.options.keepAliveTimeoutMs;
@@ -167,6 +202,41 @@ export class WebServer {
     }
     // fastify wants one server back; ours are listened on by start().
     return this.servers[0]?.server ?? createHttpServer(handler);
+  }
+
+  /** Takes a budget slot for a new connection (given back when it closes), or refuses it: false. */
+  private admit(raw: Socket): boolean {
+    const budget = this.options.budget;
+    if (budget === undefined) return true;
+    if (!budget.tryAcquire()) {
+      raw.on('error', () => {});
+      this.deps.connectionRefused?.(this.remoteOf(raw));
+      // Closed unanswered: an HTTP answer would need the request read first, holding the descriptor longer.
+      raw.destroy();
+      return false;
+    }
+    raw.once('close', () => budget.release());
+    return true;
+  }
+
+  private opened(socket: Socket): void {
+    this.open.add(socket);
+    socket.once('close', () => this.open.delete(socket));
+  }
+
+  /** Closes the oldest web connection with no request in progress (a keep-alive connection between requests); 1 if there was one, else 0. */
+  private closeIdleConnection(): number {
+    for (const socket of this.open) {
+      if (socket.destroyed) {
+        this.open.delete(socket);
+        continue;
+      }
+      if ((this.inProgress.get(socket) ?? 0) > 0) continue;
+      this.open.delete(socket);
+      socket.destroy();
+      return 1;
+    }
+    return 0;
   }
 
   async start(): Promise<BoundWebListener[]> {
@@ -229,6 +299,40 @@ export class WebServer {
   /** Every route served (for the check that the OpenAPI document lists them all). */
   routes(): ReadonlyArray<{ method: string; url: string }> {
     return this.routeList;
+  }
+
+  private secure(request: FastifyRequest): boolean {
+    return this.sockets.get(request.socket)?.tls ?? false;
+  }
+
+  /** Who may use the admin API, the dashboard, full status and (metrics.auth "admin") /metrics. */
+  private makeGate(admin: AdminApi): AdminGate {
+    return new AdminGate({
+      admin,
+      who: (request) => {
+        const remoteAddress = this.remoteOf(request.socket);
+        return { remote: remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress, certificateSubject: this.sockets.get(request.socket)?.peer?.subject ?? null };
+      },
+      refused: (remote, why) => this.deps.adminRefused?.(remote, why),
+      globalCapHit: (retryAfterMs) => this.deps.adminFailuresCapped?.(retryAfterMs),
+      fail: (code, message, details) => new HttpError(code, message, details),
+      now: () => this.deps.monotonic(),
+      secure: (request) => this.secure(request),
+    });
+  }
+
+  /**
+   * The admin actor of a request where admin credentials are optional: null
+   * without any (or with a session cookie that is no longer valid, or a
+   * client certificate that is not an admin's); 401/429 for a wrong bearer token.
+   */
+  private async adminOrNull(request: FastifyRequest, reply: FastifyReply): Promise<string | null> {
+    if (this.gate === null) return null;
+    const who = this.gate.identify(request);
+    if (who.actor !== null || who.how !== 'bearer') return who.actor;
+    void reply.header('www-authenticate', 'Bearer realm="floatd admin"');
+    this.gate.refuse(request, who.presented, 'wrong credentials');
+    throw new HttpError('UNAUTHORIZED', 'wrong admin credentials: "Authorization: Bearer TOKEN" needs an admin token (see floatd admin token); without the header, status shows seats and health only');
   }
 
   /** The client's address: the one its PROXY header named on a PROXY-protocol listener, else the peer's. */
@@ -303,6 +407,14 @@ export class WebServer {
       return reply.code(HTTP_STATUS[code]).send({ ok: false, error: { code, message, ...details } });
     });
 
+    // A browser names the page a request comes from: no other origin (nor an opaque one) may change anything here.
+    // The dashboard's sign-in and sign-out forms answer such a request with their own page.
+    app.addHook('onRequest', async (request) => {
+      if (request.url === '/login' || request.url === '/logout') return;
+      const foreign = foreignOrigin(request, this.secure(request));
+      if (foreign !== null) throw new HttpError('FORBIDDEN', foreign);
+    });
+
     app.setNotFoundHandler((request, reply) =>
       reply.code(HTTP_STATUS.UNKNOWN_OP).send({ ok: false, error: { code: 'UNKNOWN_OP', message: `no route ${request.method} ${request.url.split('?')[0]} (see /openapi.json)` } }),
     );
@@ -323,7 +435,8 @@ export class WebServer {
       const body = request.body as { client: Parameters<WebServer['caller']>[1] };
       return this.answer(reply, api.release(this.caller(request, body.client), (request.params as { id: string }).id), () => 200);
     });
-    app.get('/v1/status', { schema: schemas.status }, async () => ({ ok: true, ...api.status() }));
+    // Without an admin credential: seats and health; with one (token, admin certificate, dashboard session): everything.
+    app.get('/v1/status', { schema: schemas.status }, async (request, reply) => ((await this.adminOrNull(request, reply)) === null ? { ok: true, ...api.publicStatus() } : { ok: true, view: 'full', ...api.status() }));
     app.get('/v1/server', { schema: schemas.server }, async () => ({ ok: true, ...api.hello() }));
     app.get('/healthz', { schema: schemas.healthz }, async () => ({ ok: true }));
     app.get('/readyz', { schema: schemas.readyz }, async (_request, reply) => {
@@ -332,37 +445,16 @@ export class WebServer {
     });
     app.get('/openapi.json', { schema: schemas.openapi }, async () => app.swagger());
     app.get('/metrics', { schema: schemas.metrics }, async (request, reply) => {
-      if (this.options.metricsAuth === 'admin') {
-        const header = request.headers.authorization;
-        const bearer = typeof header === 'string' && /^Bearer\s+/i.test(header) ? header.replace(/^Bearer\s+/i, '') : null;
-        const subject = this.sockets.get(request.socket)?.peer?.subject ?? null;
-        if (this.deps.admin?.authenticate(bearer, subject) == null) {
-          void reply.header('www-authenticate', 'Bearer realm="floatd admin"');
-          throw new HttpError('UNAUTHORIZED', 'metrics.auth is "admin": /metrics needs an admin token or admin client certificate');
-        }
+      if (this.options.metricsAuth === 'admin' && (await this.adminOrNull(request, reply)) === null) {
+        void reply.header('www-authenticate', 'Bearer realm="floatd admin"');
+        throw new HttpError('UNAUTHORIZED', 'metrics.auth is "admin": /metrics needs an admin token or admin client certificate');
       }
       const { contentType, body } = await this.deps.metrics();
       return reply.type(contentType).send(body);
     });
-    if (this.deps.admin !== undefined) {
-      const who = (request: FastifyRequest) => {
-        const info = this.sockets.get(request.socket);
-        const remoteAddress = this.remoteOf(request.socket);
-        return { remote: remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress, certificateSubject: info?.peer?.subject ?? null };
-      };
-      const secure = (request: FastifyRequest) => this.sockets.get(request.socket)?.tls ?? false;
-      const adminDeps: AdminRouteDeps = {
-        admin: this.deps.admin,
-        who,
-        refused: (remote, why) => this.deps.adminRefused?.(remote, why),
-        fail: (code, message, details) => new HttpError(code, message, details),
-        now: () => this.deps.monotonic(),
-        wallClock: () => this.deps.wallClock(),
-        secure,
-      };
-      const gate = new AdminGate(adminDeps);
-      registerAdminRoutes(app, adminDeps, gate);
-      registerDashboard(app, { gate, who, secure, assetsDir: this.deps.dashboardDir });
+    if (this.gate !== null) {
+      registerAdminRoutes(app, { admin: this.deps.admin!, fail: (code, message, details) => new HttpError(code, message, details), wallClock: () => this.deps.wallClock() }, this.gate);
+      registerDashboard(app, { gate: this.gate, secure: (request) => this.secure(request), assetsDir: this.deps.dashboardDir });
     }
   }
 }

@@ -124,7 +124,8 @@ export class NdjsonProtocol implements ConnectionHandler {
       case 'status': {
         const r = validate(NDJSON_REQUESTS.status, msg);
         if (!r.ok) return this.refuse(conn, id, r);
-        return { id, ok: true, ...this.api.status() };
+        // The NDJSON door has no admin credential: seats and health only.
+        return { id, ok: true, ...this.api.publicStatus() };
       }
       default: {
         const r = validate(NDJSON_REQUESTS.ping, msg);

@@ -8,6 +8,7 @@ import { proxiedAddress, requireProxyProtocol, type ProxyProtocolSettings, type 
 import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/tls-context.js';
 import { NdjsonDecoder, encodeFrame, parseFrame, type DecodeResult } from './ndjson-codec.js';
 import { Suspension } from '../net/suspension.js';
+import { ConnectionBudget } from '../net/connection-budget.js';
 import { wireError } from './wire-errors.js';
 import { httpBadRequest, isHttpRequestLine, misdirectedHttpBody } from './misdirected-http.js';
 
@@ -29,6 +30,8 @@ export interface TcpServerOptions {
   /** A connection with no complete request for this long is closed; 0 turns the idle timeout off. */
   readonly idleTimeoutMs: number;
   readonly maxConnections: number;
+  /** The connection budget shared with the other listeners (the web endpoint's); absent: one of `maxConnections` for these listeners alone. */
+  readonly budget?: ConnectionBudget;
   /** Open connections per client address (the PROXY header's, on PROXY-protocol listeners); 0 or absent: no limit. */
   readonly maxConnectionsPerAddress?: number;
   readonly backlog: number;
@@ -146,6 +149,7 @@ export class TcpServer {
   private servers: Array<{ server: Server; name: string }> = [];
   private readonly sockets = new Set<Socket>();
   private readonly raw = new Set<Socket>();
+  private readonly budget: ConnectionBudget;
   /** Listeners that refuse new connections (maintenance); open ones carry on. */
   readonly suspension: Suspension;
   private nextId = 1;
@@ -171,6 +175,7 @@ export class TcpServer {
     private readonly events: TcpServerEvents = {},
   ) {
     this.suspension = new Suspension(options.listeners.map((l) => l.name));
+    this.budget = options.budget ?? new ConnectionBudget(options.maxConnections);
   }
 
   async start(): Promise<BoundListener[]> {
@@ -291,10 +296,8 @@ export class TcpServer {
       this.turnAway(socket, 'SUSPENDED', `listener "${listener}" is suspended for maintenance and takes no new connections; connect to another server, or retry later`);
       return;
     }
-    if (this.stopping || this.sockets.size >= this.options.maxConnections) {
-      if (!this.stopping) this.events.connectionRefused?.(socket.remoteAddress ?? 'unknown');
-      this.turnAway(socket, this.stopping ? 'SHUTTING_DOWN' : 'TOO_MANY_CONNECTIONS',
-        this.stopping ? 'the server is shutting down' : `the server holds its maximum of ${this.options.maxConnections} connections; retry later`);
+    if (this.stopping) {
+      this.turnAway(socket, 'SHUTTING_DOWN', 'the server is shutting down');
       return;
     }
     const remoteAddress = proxiedAddress(socket) ?? socket.remoteAddress ?? 'unknown';
@@ -304,6 +307,12 @@ export class TcpServer {
     if (perAddress > 0 && fromAddress >= perAddress) {
       this.events.addressLimited?.(remote, perAddress);
       this.turnAway(socket, 'TOO_MANY_CONNECTIONS', `${remote} holds its maximum of ${perAddress} connections (maxConnectionsPerAddress); close one, or retry later`);
+      return;
+    }
+    // The budget is shared with the web endpoint: idle HTTP keep-alive connections are closed to make room first.
+    if (!this.budget.tryAcquire()) {
+      this.events.connectionRefused?.(socket.remoteAddress ?? 'unknown');
+      this.turnAway(socket, 'TOO_MANY_CONNECTIONS', `the server holds its maximum of ${this.budget.max} connections; retry later`);
       return;
     }
     this.perAddress.set(remote, fromAddress + 1);
@@ -547,6 +556,7 @@ export class TcpServer {
       account();
       this.waiting.delete(waiting);
       this.sockets.delete(socket);
+      this.budget.release();
       const left = (this.perAddress.get(remote) ?? 1) - 1;
       if (left > 0) this.perAddress.set(remote, left);
       else this.perAddress.delete(remote);
