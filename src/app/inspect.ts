@@ -60,6 +60,7 @@ export async function offlineStatus(config: Config, clock: Clock): Promise<Serve
       listeners: runtime?.listeners.map((l) => ({ name: l.name, scheme: l.scheme ?? 'tcp', address: l.address, port: l.port, suspended: l.suspended ?? false })) ?? [],
       running: runtime !== null,
       rules: runtime?.rules ?? null,
+      settings,
     });
   } finally {
     store.close();
