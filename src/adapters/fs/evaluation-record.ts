@@ -81,8 +81,10 @@ export class EvaluationRecordFile {
   }
 
   private host(): { bound: Partial<Record<HostComponent, string>>; seals: Partial<Record<HostComponent, string>> } {
-    // Only host components count (the data directory's filesystem and identity are left out), so any folder serves to read them.
-    this.parts ??= { bound: hostParts(this.hostRoot, this.dir, 'floatd-evaluation'), seals: hostParts(this.hostRoot, this.dir, 'floatd-evaluation-seal') };
+    // Only host components count: the data directory's filesystem and identity are left out, so they are
+    // looked for in a folder that does not exist (which costs nothing) rather than in a data directory.
+    const none = join(this.dir, 'no-data-directory');
+    this.parts ??= { bound: hostParts(this.hostRoot, none, 'floatd-evaluation'), seals: hostParts(this.hostRoot, none, 'floatd-evaluation-seal') };
     return this.parts;
   }
 
