@@ -162,6 +162,12 @@ export class ServerEvaluation {
     else this.logger.warn(fields, `${why}; evaluation would need it`);
   }
 
+  /** License keys found installed without a record of it (installed by an older version) end evaluation too. */
+  keysFound(ids: readonly string[], now: number): void {
+    if (ids.length === 0 || this.store.getMeta(EVALUATION_CLOSED_META) !== undefined) return;
+    this.store.setMeta(EVALUATION_CLOSED_META, `license key ${ids[0]} was found installed at ${new Date(now).toISOString()}`);
+  }
+
   /** Notes the product of an evaluation lease; the first lease of each name is warned of, as a misspelt name would be served too. */
   granted(product: string): void {
     if (!noteEvaluationProduct(this.store, product)) return;

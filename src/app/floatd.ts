@@ -581,6 +581,7 @@ export class Floatd {
       this.webBound = await this.web.start();
       recordLicensingSettings(this.store as SqliteLeaseStore, this.settings);
       this.licensing.recordEvaluationStart(this.pools.evaluationPool() !== null);
+      this.evaluation.keysFound(this.pools.licenseKeys().map((k) => k.id), this.clock.now());
       this.saveEvaluation();
       if (this.adminTokens.ensureLocal(this.config.adminTokenFile).created) {
         this.logger.info({ file: this.config.adminTokenFile }, `admin token "local" made: it is in ${this.config.adminTokenFile} (mode 0600); floatd admin uses it`);

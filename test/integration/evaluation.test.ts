@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { writeProductFile } from '../../src/adapters/crypto/product-file.js';
@@ -153,6 +154,24 @@ describe('the evaluation record outside the data directory', () => {
     const fresh = await start(testConfig({ hostRoot, vendorPublicKeys: [vendor.publicFile] }), new FakeClock(T0 + DAY));
     expect(errorOf(await fresh.acquire('cad')).code).toBe('EVALUATION_ENDED');
     expect(fresh.lines.some((l) => l['level'] === 50 && String(l['msg']).includes('evaluation has ended for good'))).toBe(true);
+  });
+
+  it('a key installed before evaluation was recorded (an older version) ends evaluation for good too', async () => {
+    const vendor = await makeVendor();
+    const clock = new FakeClock(T0);
+    const config = testConfig({ hostRoot: fakeHost(), vendorPublicKeys: [vendor.publicFile] });
+    await (await start(config, clock)).stop();
+    const key = await withLicensing(config, clock, async (l) => l.add(await vendor.issue({ product: 'cad', seats: 2, now: T0 })));
+    // As an older version left it: the key, but no note that evaluation ended, and no record.
+    const db = new Database(config.dbFile);
+    db.prepare("DELETE FROM meta WHERE key = 'evaluation.closed'").run();
+    db.close();
+    rmSync(recordFile());
+    const s = await start(config, clock);
+    await withLicensing(config, clock, async (l) => l.remove(key.id));
+    await s.floatd.reloadLicenses();
+    expect(errorOf(await s.acquire('cad')).message).toContain(`evaluation has ended for good (license key ${key.id} was found installed at`);
+    expect(JSON.parse(readFileSync(recordFile(), 'utf8'))).toMatchObject({ keyInstalled: expect.stringContaining(key.id) });
   });
 
   it('an edited record ends evaluation (and is not rewritten); a record of another host is replaced', async () => {
