@@ -8,11 +8,11 @@ import { silentLogger } from '../../src/adapters/log/logger.js';
 import { Floatd } from '../../src/app/floatd.js';
 import { withLicensing } from '../../src/app/inspect.js';
 import { trust } from '../../src/cli/trust.js';
-import { HTTP_STATUS } from '../../src/adapters/http/http-status.js';
 import { TcpTransport } from '../../src/client/tcp-transport.js';
 import type { Config } from '../../src/config/config.js';
 import { exited, floatd, killChildren, requireBuild, spawnFloatd } from '../support/cli.js';
 import { FakeClock } from '../support/fake-clock.js';
+import { call } from '../support/http.js';
 import { evaluationStateDir, tempDir, testConfig, until } from '../support/helpers.js';
 import { capturingLogger, errorOf, leaseOf, makeVendor } from '../support/server.js';
 
@@ -125,11 +125,13 @@ describe('the evaluation record outside the data directory', () => {
     leaseOf(await second.acquire('cad'));
     await second.stop();
 
-    const third = await start(testConfig({ hostRoot }), new FakeClock(T0 + 31 * DAY));
+    const third = await start(testConfig({ hostRoot, 'http.listen': ['127.0.0.1:0'] }), new FakeClock(T0 + 31 * DAY));
     const ended = errorOf(await third.acquire('cad'));
     expect(ended).toMatchObject({ code: 'EVALUATION_ENDED', message: `the evaluation period ended at ${endsAt}; install a license key` });
     expect(third.floatd.status().evaluation).toMatchObject({ expired: true, timeLeft: 'none' });
-    expect(HTTP_STATUS.EVALUATION_ENDED).toBe(403);
+    const web = third.floatd.listenerStatus().find((l) => l.scheme === 'http')!;
+    const http = await call(`http://127.0.0.1:${web.port}/v1/leases`, 'POST', { client: { user: 'bob', instance: 'b-1' }, product: 'cad' });
+    expect(http).toMatchObject({ status: 403, body: { ok: false, error: { code: 'EVALUATION_ENDED' } } });
   });
 
   it('once a license key was installed, removing it never brings evaluation back, not even in a new data directory', async () => {
@@ -200,12 +202,15 @@ describe('the evaluation record outside the data directory', () => {
   it('answers CLOCK_SET_BACK in evaluation when the clock reads before the latest time seen, also after a new data directory', async () => {
     const hostRoot = fakeHost();
     await (await start(testConfig({ hostRoot }), new FakeClock(T0 + 10 * DAY))).stop();
-    const setBack = await start(testConfig({ hostRoot }), new FakeClock(T0 + 2 * DAY));
+    const setBack = await start(testConfig({ hostRoot, 'http.listen': ['127.0.0.1:0'] }), new FakeClock(T0 + 2 * DAY));
     const denied = errorOf(await setBack.acquire('cad'));
     expect(denied).toMatchObject({ code: 'CLOCK_SET_BACK', retryAfterMs: 60_000 });
     expect(denied.message).toContain(`before the latest time it has seen (${new Date(T0 + 10 * DAY).toISOString()})`);
     expect(setBack.lines.some((l) => l['level'] === 50 && String(l['msg']).includes('it was set back'))).toBe(true);
-    expect(HTTP_STATUS.CLOCK_SET_BACK).toBe(503);
+    // Over HTTP: 503 with Retry-After.
+    const web = setBack.floatd.listenerStatus().find((l) => l.scheme === 'http')!;
+    const http = await call(`http://127.0.0.1:${web.port}/v1/leases`, 'POST', { client: { user: 'bob', instance: 'b-1' }, product: 'cad' });
+    expect(http).toMatchObject({ status: 503, headers: { 'retry-after': '60' }, body: { ok: false, error: { code: 'CLOCK_SET_BACK' } } });
     await setBack.stop();
     // Within 5 minutes of it: served.
     const right = await start(testConfig({ hostRoot }), new FakeClock(T0 + 10 * DAY - 60_000));
