@@ -11,6 +11,10 @@ import { trustVendorKeys } from '../adapters/crypto/license-keys.js';
 import type { Clock } from '../domain/clock.js';
 import type { LeaseStore } from '../domain/ports.js';
 import { Licensing } from './licensing.js';
+import { EvaluationKeeper } from './evaluation.js';
+import { EvaluationRecordFile } from '../adapters/fs/evaluation-record.js';
+import type { Logger } from '../adapters/log/logger.js';
+import { BUILT_IN_EVALUATION, decideEvaluationTerms, type EvaluationTermsDecided } from '../domain/evaluation.js';
 import { LOCK_FILES, lockDataDir, lockHolder, type DataDirLock } from '../adapters/sqlite/data-dir-lock.js';
 import { DatabaseUnusable, SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 
@@ -25,6 +29,12 @@ export interface LicensingSettings {
   readonly activation?: { readonly revalidateDays: number; readonly graceDays: number; readonly hostRoot: string };
   /** The vendor's product file in force: its key is trusted, its products served, its evaluation the most there is. */
   readonly product?: { readonly vendorKid: string; readonly products: readonly string[]; readonly evaluation: { readonly seats: number; readonly days: number } } | null;
+  /** Who set the evaluation's seats and days (built-in terms, the product file, a setting that lowered them). */
+  readonly evaluationSetBy?: EvaluationTermsDecided['setBy'];
+  /** Evaluation settings that asked for more than the terms allow, held to them. */
+  readonly evaluationClamped?: EvaluationTermsDecided['clamped'];
+  /** The folder of the evaluation record (evaluation.stateDir). */
+  readonly evaluationStateDir?: string;
 }
 
 /** The product file trusted in this data directory (floatd trust), as its signed terms. */
@@ -46,18 +56,23 @@ export async function productTermsOf(store: Pick<LeaseStore, 'getMeta'>): Promis
 }
 
 /**
- * Licensing settings under a vendor's product terms: the vendor's key is
- * trusted, only its products are served, and the evaluation is the vendor's —
- * lowered (never raised) by evaluation.seats and evaluation.days when the
- * operator set them.
+ * Licensing settings under the evaluation's terms: the built-in ones, or the
+ * vendor's product file (its key is then trusted, and only its products are
+ * served). evaluation.seats and evaluation.days may lower those terms, never
+ * raise them: a setting that asks more is held to them (and listed in
+ * evaluationClamped, for the server to warn).
  */
 export function underProductTerms(settings: LicensingSettings, terms: ProductTerms | null, config: Config): LicensingSettings {
-  if (terms === null) return { ...settings, product: null };
+  const ask = (what: 'seats' | 'days') =>
+    config.evaluationExplicit[what] ? { value: config.evaluation[what], setting: `evaluation.${what} (${config.evaluationSource[what]})` } : null;
+  const limit = terms === null ? { ...BUILT_IN_EVALUATION, by: 'built-in terms' } : { ...terms.evaluation, by: `product file of vendor key ${terms.vendorKid}` };
+  const decided = decideEvaluationTerms(limit, { seats: ask('seats'), days: ask('days') });
+  const evaluation = { seats: decided.seats, days: decided.days };
+  const common = { evaluation, evaluationSetBy: decided.setBy, evaluationClamped: decided.clamped, evaluationStateDir: config.evaluationStateDir };
+  if (terms === null) return { ...settings, ...common, product: null };
   const keys = settings.vendorPublicKeys.some((k) => k.x === terms.vendorKey.x) ? settings.vendorPublicKeys : [...settings.vendorPublicKeys, terms.vendorKey];
   const products = settings.products.length === 0 ? terms.products : settings.products.filter((p) => terms.products.includes(p));
-  const seats = config.evaluationExplicit.seats ? Math.min(config.evaluation.seats, terms.evaluation.seats) : terms.evaluation.seats;
-  const days = config.evaluationExplicit.days ? Math.min(config.evaluation.days, terms.evaluation.days) : terms.evaluation.days;
-  return { ...settings, vendorPublicKeys: keys, products, evaluation: { seats, days }, product: { vendorKid: terms.vendorKid, products: terms.products, evaluation: terms.evaluation } };
+  return { ...settings, ...common, vendorPublicKeys: keys, products, product: { vendorKid: terms.vendorKid, products: terms.products, evaluation: terms.evaluation } };
 }
 
 function invalid(message: string): FloatdError {
@@ -323,6 +338,12 @@ export function recordedLicensingSettings(store: SqliteLeaseStore, config: Confi
  * Licensing as the settings define it: the one place it is built, for the
  * server (from its config) and for every command (from what the server recorded).
  */
-export async function licensingFor(store: LeaseStore, clock: Clock, settings: LicensingSettings): Promise<Licensing> {
-  return new Licensing(store, clock, await trustVendorKeys(settings.vendorPublicKeys), settings.products, settings.product !== undefined && settings.product !== null);
+export async function licensingFor(store: LeaseStore, clock: Clock, settings: LicensingSettings, evaluation?: EvaluationKeeper): Promise<Licensing> {
+  const keeper = evaluation ?? (settings.evaluationStateDir === undefined ? null : evaluationKeeper(store, settings.evaluationStateDir, settings.activation?.hostRoot ?? '/'));
+  return new Licensing(store, clock, await trustVendorKeys(settings.vendorPublicKeys), settings.products, keeper);
+}
+
+/** The evaluation record of this host in `dir`, kept beside the data directory's store. */
+export function evaluationKeeper(store: LeaseStore, dir: string, hostRoot: string, logger: Logger | null = null): EvaluationKeeper {
+  return new EvaluationKeeper(new EvaluationRecordFile(dir, hostRoot), store, logger);
 }

@@ -17,9 +17,10 @@ import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js'
 import type { Checkpoint } from '../adapters/sqlite/log-chain.js';
 import { TcpServer, type BoundListener } from '../adapters/tcp/tcp-server.js';
 import { misdirectedHttpBody } from '../adapters/tcp/misdirected-http.js';
-import { licensingFor, licensingSettings, openServerDataDir, openServerKey, productTermsOf, recordLicensingSettings, removeFreshDatabase, underProductTerms, type LicensingSettings } from './data-dir.js';
+import { evaluationKeeper, licensingFor, licensingSettings, openServerDataDir, openServerKey, productTermsOf, recordLicensingSettings, removeFreshDatabase, underProductTerms, type LicensingSettings } from './data-dir.js';
 import { LeaseService } from './lease-service.js';
 import { CLOCK_HIGH_WATER_META, clockHighWater, Licensing, type LoadedLicenses } from './licensing.js';
+import { ServerEvaluation, warnClampedTerms } from './evaluation.js';
 import { EVALUATION_PRODUCT, PoolRegistry } from './pool-registry.js';
 import { NdjsonProtocol } from '../adapters/tcp/ndjson-protocol.js';
 import { Batcher } from './batcher.js';
@@ -165,6 +166,8 @@ export class Floatd {
   private clockBackReported = false;
   /** The checkpoint signed at start: the first anchor the start line gives. */
   private startAnchor: Checkpoint | undefined;
+  /** The evaluation record outside the data directory, and the products evaluation has served. */
+  private readonly evaluation: ServerEvaluation;
 
   private constructor(
     readonly config: Config,
@@ -176,10 +179,11 @@ export class Floatd {
     publicJwk: JWK,
     signer: LeaseTokenSigner,
     rules: LoadedRules,
-    deps: { clock: SteadyClock; logger: Logger; rulesSettings: () => RulesSettings; tls: TlsContext | null; activation: ServerActivation },
+    deps: { clock: SteadyClock; logger: Logger; rulesSettings: () => RulesSettings; tls: TlsContext | null; activation: ServerActivation; evaluation: ServerEvaluation },
   ) {
     this.activation = deps.activation;
     this.connectionBudget = new ConnectionBudget(config.maxConnections);
+    this.evaluation = deps.evaluation;
     this.tls = deps.tls;
     this.clock = deps.clock;
     this.logger = deps.logger;
@@ -204,7 +208,10 @@ export class Floatd {
         tally: (t) => {
           if (t.kind !== 'denied') this.statusGeneration++;
           if (t.kind === 'denied') metrics.denied(t.code, t.reason);
-          else if (t.kind === 'granted') metrics.granted(t.product);
+          else if (t.kind === 'granted') {
+            metrics.granted(t.product);
+            if (this.pools.evaluationPool() !== null) this.evaluation.granted(t.product);
+          }
           else metrics.renewed(t.product);
         },
       },
@@ -548,7 +555,9 @@ export class Floatd {
       const signer = await LeaseTokenSigner.create(key.privateJwk);
       const settings = underProductTerms(plainSettings, await productTermsOf(store), config);
       store.enableLogCheckpoints(await logChainOptions(config, key.privateJwk));
-      const licensing = await licensingFor(store, clock, settings);
+      warnClampedTerms(logger, settings.evaluationClamped ?? []);
+      const evaluation = new ServerEvaluation(evaluationKeeper(store, config.evaluationStateDir, config.hostRoot, logger), store, logger);
+      const licensing = await licensingFor(store, clock, settings, evaluation.keeper);
       const serverKid = await thumbprint(key.publicJwk);
       const activation = new ServerActivation({
         store,
@@ -561,7 +570,7 @@ export class Floatd {
         settings: config.activation,
         ca: deps.activationCa,
       });
-      const floatd = new Floatd(config, store, lock, settings, licensing, serverKid, key.publicJwk, signer, rules, { clock, logger, rulesSettings, tls, activation });
+      const floatd = new Floatd(config, store, lock, settings, licensing, serverKid, key.publicJwk, signer, rules, { clock, logger, rulesSettings, tls, activation, evaluation });
       floatd.createdDataDir = created;
       return floatd;
     } catch (err) {
@@ -584,15 +593,18 @@ export class Floatd {
     this.started = true;
     try {
       // Pools first (quietly), so the first requests after listening are served.
+      this.evaluation.keeper.adopt();
       this.highWater = clockHighWater(this.store);
       this.trackClock(this.clock.now());
-      await this.licensing.loadPools(this.pools, this.settings.evaluation);
+      await this.licensing.loadPools(this.pools, this.evaluation.terms(this.settings.evaluation));
       this.pools.setActivation(await this.activation.evaluate(this.pools.licenseKeys(), this.clock.now()));
       this.logActivation();
       this.bound = await this.tcp.start();
       this.webBound = await this.web.start();
       recordLicensingSettings(this.store as SqliteLeaseStore, this.settings);
       this.licensing.recordEvaluationStart(this.pools.evaluationPool() !== null);
+      this.evaluation.keysFound(this.pools.licenseKeys().map((k) => k.id), this.clock.now());
+      this.saveEvaluation();
       if (this.adminTokens.ensureLocal(this.config.adminTokenFile).created) {
         this.logger.info({ file: this.config.adminTokenFile }, `admin token "local" made: it is in ${this.config.adminTokenFile} (mode 0600); floatd admin uses it`);
       }
@@ -695,6 +707,7 @@ export class Floatd {
       running: true,
       rules: this.rules.summary,
       logAnchor: logAnchorOf((this.store as SqliteLeaseStore).latestCheckpoint()),
+      settings: this.settings,
     });
   }
 
@@ -709,7 +722,7 @@ export class Floatd {
     const before = new Map(this.pools.licenseKeys().map((k) => [k.id, k]));
     const beforePools = this.pools.all().map((p) => p.id);
     const wasRejected = new Set(this.rejected.map((r) => r.id));
-    const loaded = await this.licensing.loadPools(this.pools, this.settings.evaluation);
+    const loaded = await this.licensing.loadPools(this.pools, this.evaluation.terms(this.settings.evaluation));
     this.pools.setActivation(await this.activation.evaluate(loaded.keys, this.clock.now()));
     this.logActivation();
     this.rejected = loaded.rejected;
@@ -741,6 +754,7 @@ export class Floatd {
       this.store.setMeta(CLOCK_HIGH_WATER_META, String(this.highWater));
       this.pools.setTimeFloor(this.highWater);
       this.clockBackReported = false;
+      if (this.pools.evaluationPool() !== null) this.saveEvaluation();
       return;
     }
     if (now < this.highWater - 5 * 60_000 && !this.clockBackReported) {
@@ -751,6 +765,12 @@ export class Floatd {
         `the clock reads ${new Date(now).toISOString()}, ${formatTimeLeft(this.highWater - now)} before the latest time this server has seen (${new Date(this.highWater).toISOString()}): it was set back. License keys are judged at the latest time seen, so none revives; set the clock right (NTP)`,
       );
     }
+  }
+
+  /** Writes the evaluation record: its start, its end under the terms now in force, a key installed, the high-water mark. */
+  private saveEvaluation(): void {
+    const periodMs = this.pools.evaluationTerms()?.periodMs ?? this.settings.evaluation.days * DAY_MS;
+    this.evaluation.save((start) => start + periodMs, this.clock.now(), this.pools.evaluationPool() !== null);
   }
 
   private scheduleActivationCheck(delayMs: number): void {
@@ -838,7 +858,8 @@ export class Floatd {
         );
       }
     } else if (this.pools.all().length === 0) {
-      this.logger.error('no usable license key is installed and evaluation is off: no seats can be granted');
+      const ended = this.pools.evaluationEnded();
+      this.logger.error(ended === null ? 'no usable license key is installed and evaluation is off: no seats can be granted' : `no usable license key is installed and evaluation has ended for good (${ended}): no seats can be granted`);
     }
     const current = new Set(this.pools.all().map((p) => p.id));
     const installed = this.pools.licenseKeys().find((k) => current.has(k.id));

@@ -62,6 +62,7 @@ export async function offlineStatus(config: Config, clock: Clock): Promise<Serve
       running: runtime !== null,
       rules: runtime?.rules ?? null,
       logAnchor: logAnchorOf(store.latestCheckpoint()),
+      settings,
     });
   } finally {
     store.close();

@@ -4,17 +4,9 @@ import { licenseValidity, type LicenseKey } from '../domain/license.js';
 import type { LeaseStore } from '../domain/ports.js';
 import { verifyLicenseKey, type TrustedVendorKey } from '../adapters/crypto/license-keys.js';
 import type { PoolRegistry } from './pool-registry.js';
+import { clockHighWater, EVALUATION_CLOSED_META, EVALUATION_STARTED_META, type EvaluationKeeper } from './evaluation.js';
 
-export const EVALUATION_STARTED_META = 'evaluation.startedAt';
-/** Set (with why) when evaluation ended for good under a vendor's product terms: a license key was installed. */
-export const EVALUATION_CLOSED_META = 'evaluation.closed';
-/** The latest wall-clock time the server has seen (ms), kept so a clock set back cannot revive an expired key. */
-export const CLOCK_HIGH_WATER_META = 'clock.highWater';
-
-export function clockHighWater(store: Pick<LeaseStore, 'getMeta'>): number {
-  const v = Number(store.getMeta(CLOCK_HIGH_WATER_META) ?? 0);
-  return Number.isFinite(v) ? v : 0;
-}
+export { CLOCK_HIGH_WATER_META, clockHighWater, EVALUATION_CLOSED_META, EVALUATION_STARTED_META } from './evaluation.js';
 const DAY_MS = 86_400_000;
 
 export interface LoadedLicenses {
@@ -30,8 +22,8 @@ export class Licensing {
     private readonly clock: Clock,
     private readonly trusted: readonly TrustedVendorKey[],
     private readonly products: readonly string[],
-    /** Evaluation is the vendor's (a product file is in force): once a key was installed it never comes back. */
-    private readonly evaluationLocked = false,
+    /** The evaluation record outside the data directory, where one is kept: a key installed is noted there too. */
+    private readonly evaluation: EvaluationKeeper | null = null,
   ) {}
 
   /**
@@ -66,9 +58,9 @@ export class Licensing {
       throw new FloatdError('LICENSE_KEY_DUPLICATE', `license key ${key.id} is already installed`);
     }
     const now = this.clock.now();
-    if (this.evaluationLocked && !key.evaluationExtension && this.store.getMeta(EVALUATION_CLOSED_META) === undefined) {
-      this.store.setMeta(EVALUATION_CLOSED_META, `license key ${key.id} was installed at ${new Date(now).toISOString()}`);
-    }
+    // Once a license key was installed, evaluation never comes back, even when the key is removed.
+    const closes = !key.evaluationExtension && this.store.getMeta(EVALUATION_CLOSED_META) === undefined;
+    if (closes) this.store.setMeta(EVALUATION_CLOSED_META, `license key ${key.id} was installed at ${new Date(now).toISOString()}`);
     this.store.addLicense(
       { id: key.id, token: token.trim(), addedAt: now },
       {
@@ -84,6 +76,8 @@ export class Licensing {
           : `license key ${key.id} for ${key.licensee}: ${key.seats} seat(s) of ${key.product}${key.expiresAt ? `, expires ${new Date(key.expiresAt).toISOString()}` : ''}`,
       },
     );
+    // Best effort: the data directory has it; the record outside it keeps it when the data directory is replaced.
+    if (closes) this.evaluation?.save(null, now);
     return key;
   }
 
@@ -150,7 +144,7 @@ export class Licensing {
    * Verifies the stored keys and sets the pools from them and the evaluation
    * terms: the one decision the server, `status` and `license` share.
    */
-  async loadPools(pools: PoolRegistry, evaluation: { readonly seats: number; readonly days: number }): Promise<LoadedLicenses> {
+  async loadPools(pools: PoolRegistry, evaluation: { readonly seats: number; readonly days: number; readonly ended?: string | null }): Promise<LoadedLicenses> {
     const loaded = await this.load();
     const now = this.clock.now();
     pools.setTimeFloor(clockHighWater(this.store));
@@ -159,7 +153,7 @@ export class Licensing {
     const extensions = loaded.keys.filter((k) => k.evaluationExtension);
     const seats = Math.max(evaluation.seats, ...extensions.map((k) => k.evaluationExtension!.seats ?? 0));
     const days = evaluation.days + extensions.reduce((n, k) => n + k.evaluationExtension!.days, 0);
-    const closed = this.evaluationLocked ? (this.store.getMeta(EVALUATION_CLOSED_META) ?? null) : null;
+    const closed = evaluation.ended ?? this.store.getMeta(EVALUATION_CLOSED_META) ?? null;
     pools.set(
       loaded.keys.filter((k) => !k.evaluationExtension),
       { seats, periodMs: days * DAY_MS, startedAt, closed },

@@ -4,6 +4,8 @@ import type { LicenseKey } from '../domain/license.js';
 import { evaluationPool, poolFromLicense, poolIsValid, poolServes, type Pool } from '../domain/pool.js';
 
 export const EVALUATION_PRODUCT = 'evaluation';
+/** How far the clock may read before the latest time seen before it counts as set back. */
+export const CLOCK_SET_BACK_TOLERANCE_MS = 5 * 60_000;
 
 export interface PoolSelection {
   readonly ok: true;
@@ -47,7 +49,8 @@ export class PoolRegistry {
   refresh(now: number): boolean {
     const started = this.keys.some((k) => k.notBefore === null || k.notBefore <= now);
     const terms = this.terms;
-    const evaluation = terms !== null && terms.seats > 0 && !terms.closed ? evaluationPool(terms, terms.startedAt) : null;
+    // Ended for good (a key was installed): evaluation runs on only beside keys waiting for their start date.
+    const evaluation = terms !== null && terms.seats > 0 && (!terms.closed || this.keys.length > 0) ? evaluationPool(terms, terms.startedAt) : null;
     const useEvaluation = !started && evaluation !== null && (this.keys.length === 0 || now < evaluation.expiresAt!);
     const pools = useEvaluation ? [evaluation] : this.keys.map(poolFromLicense);
     const changed = pools.map((p) => p.id).join('\n') !== this.pools.map((p) => p.id).join('\n');
@@ -100,8 +103,12 @@ export class PoolRegistry {
   private noPoolReason(): string {
     const ignored = this.ignored.map((k) => `${k.id} (${k.code})`).join(', ');
     const keys = ignored === '' ? 'no license key is installed' : `no usable license key is installed (ignored: ${ignored}; see floatd status)`;
-    if (this.terms?.closed) return `${keys}, and evaluation has ended for good (${this.terms.closed})`;
     return `${keys} and evaluation is off (evaluation.seats is 0)`;
+  }
+
+  /** Why evaluation is over for good (a license key was installed, the evaluation record was altered), or null. */
+  evaluationEnded(): string | null {
+    return this.terms !== null && this.terms.seats > 0 && this.terms.closed ? this.terms.closed : null;
   }
 
   all(): readonly Pool[] {
@@ -116,6 +123,11 @@ export class PoolRegistry {
     return this.evaluation;
   }
 
+  /** The evaluation's terms as last set (whether or not evaluation grants now). */
+  evaluationTerms(): EvaluationTerms | null {
+    return this.terms;
+  }
+
   get(id: string): Pool | undefined {
     return this.pools.find((p) => p.id === id);
   }
@@ -127,6 +139,11 @@ export class PoolRegistry {
   /** Which pools may serve `product` (or the only product, when omitted) at `now`. */
   select(product: string | undefined, now: number): PoolSelection | Denial {
     if (this.pools.length === 0) {
+      const ended = this.evaluationEnded();
+      if (ended !== null) {
+        const ignored = this.ignored.map((k) => `${k.id} (${k.code})`).join(', ');
+        return deny('EVALUATION_ENDED', `evaluation has ended for good (${ended}) and ${ignored === '' ? 'no license key is installed' : `no usable license key is installed (ignored: ${ignored}; see floatd status)`}: install a license key`);
+      }
       return deny('NO_LICENSE', this.noPoolReason(), { retryAfterMs: 60_000 });
     }
     let name = product;
@@ -142,12 +159,20 @@ export class PoolRegistry {
       return deny('UNKNOWN_PRODUCT', `no license key for product "${name}" is installed (products: ${this.products().join(', ')})`);
     }
     const judged = this.judgedAt(now);
+    if (serving[0]!.kind === 'evaluation' && now < this.timeFloor - CLOCK_SET_BACK_TOLERANCE_MS) {
+      // Evaluation is counted in wall-clock time: it grants nothing while the clock reads before what it has seen.
+      return deny(
+        'CLOCK_SET_BACK',
+        `the server's clock reads ${new Date(now).toISOString()}, before the latest time it has seen (${new Date(this.timeFloor).toISOString()}): it was set back, and evaluation grants no seats until the clock is right (NTP)`,
+        { retryAfterMs: 60_000 },
+      );
+    }
     const valid = serving.filter((p) => poolIsValid(p, judged));
     if (valid.length === 0) {
       const first = serving[0]!;
       now = judged;
       if (first.kind === 'evaluation') {
-        return deny('EVALUATION_EXPIRED', `the evaluation period ended at ${new Date(first.expiresAt!).toISOString()}; install a license key`);
+        return deny('EVALUATION_ENDED', `the evaluation period ended at ${new Date(first.expiresAt!).toISOString()}; install a license key`);
       }
       const future = serving.find((p) => p.notBefore !== null && now < p.notBefore);
       if (future !== undefined) {

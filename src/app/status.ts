@@ -3,7 +3,7 @@ import { licenseValidity } from '../domain/license.js';
 import { poolIsValid } from '../domain/pool.js';
 import { formatTimeLeft, wholeDaysLeft } from '../domain/wording.js';
 import type { LeaseStore } from '../domain/ports.js';
-import { EVALUATION_STARTED_META } from './licensing.js';
+import { evaluationStatus, type EvaluationSettingsView, type EvaluationStatus } from './evaluation.js';
 import { EVALUATION_PRODUCT, type PoolRegistry } from './pool-registry.js';
 import { VERSION } from './version.js';
 import type { LogAnchor } from './log-anchor.js';
@@ -64,14 +64,8 @@ export interface ListenerStatus {
 export interface ServerStatus {
   readonly version: string;
   readonly mode: 'licensed' | 'evaluation' | 'unlicensed';
-  readonly evaluation: null | {
-    readonly seats: number;
-    readonly startedAt: string;
-    readonly endsAt: string;
-    readonly daysLeft: number;
-    readonly timeLeft: string;
-    readonly expired: boolean;
-  };
+  /** In evaluation (or once evaluation ended for good with no key in force): its terms, who set them, its dates. */
+  readonly evaluation: null | EvaluationStatus;
   readonly keys: readonly KeyStatus[];
   readonly rejectedKeys: ReadonlyArray<{ id: string; code: string; message: string }>;
   readonly products: readonly ProductStatus[];
@@ -97,6 +91,8 @@ export interface StatusInputs {
   readonly running: boolean | null;
   readonly rules?: string | null;
   readonly logAnchor?: LogAnchor | null;
+  /** The licensing settings in force: who set the evaluation's terms, where its record is. */
+  readonly settings?: EvaluationSettingsView;
 }
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
@@ -144,16 +140,9 @@ export function collectStatus(input: StatusInputs): ServerStatus {
     version: VERSION,
     mode: evalPool !== null ? 'evaluation' : pools.licenseKeys().length > 0 ? 'licensed' : 'unlicensed',
     evaluation:
-      evalPool === null
-        ? null
-        : {
-            seats: evalPool.seats,
-            startedAt: new Date(Number(store.getMeta(EVALUATION_STARTED_META) ?? now)).toISOString(),
-            endsAt: new Date(evalPool.expiresAt!).toISOString(),
-            daysLeft: wholeDaysLeft(evalPool.expiresAt! - now),
-            timeLeft: formatTimeLeft(evalPool.expiresAt! - now),
-            expired: now >= evalPool.expiresAt!,
-          },
+      evalPool !== null || (pools.evaluationEnded() !== null && pools.licenseKeys().length === 0)
+        ? evaluationStatus(store, pools.evaluationTerms(), evalPool === null ? pools.evaluationEnded() : null, now, input.settings)
+        : null,
     keys: pools.licenseKeys().map(keyStatus),
     rejectedKeys: input.rejectedKeys ?? [],
     products: [...products].map(([product, p]) => ({

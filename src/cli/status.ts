@@ -26,6 +26,20 @@ function duration(ms: number): string {
   return `${Math.round(s / 86400)} days`;
 }
 
+/** The evaluation's terms, who set them, its dates, and the products it served. */
+function evaluationLines(e: ServerStatus['evaluation']): string[] {
+  if (e === null) return [];
+  const out: string[] = [];
+  if (e.endedForGood !== null) out.push(`evaluation: ENDED for good (${e.endedForGood}); install a license key`);
+  else {
+    out.push(`evaluation: ${e.seats} seat(s) for ${e.days} day(s), started ${e.startedAt}, ends ${e.endsAt}, ${e.expired ? 'over' : `${e.timeLeft} left`}`);
+  }
+  if (e.setBy !== null) out.push(`  seats set by: ${e.setBy.seats}`, `  days set by: ${e.setBy.days}`);
+  out.push(`  products seen: ${e.productsSeen.length === 0 ? '(none yet)' : e.productsSeen.join(', ')}`);
+  if (e.record !== null) out.push(`  record: ${e.record}`);
+  return out;
+}
+
 export function formatStatus(s: ServerStatus): string {
   const lines: string[] = [];
   lines.push(`floatd ${s.version}${s.running === null ? '' : s.running ? ' (server running)' : ' (server not running)'}`);
@@ -38,6 +52,7 @@ export function formatStatus(s: ServerStatus): string {
   } else {
     lines.push(`mode: ${s.mode}`);
   }
+  lines.push(...evaluationLines(s.evaluation));
   if (s.keys.length > 0) {
     lines.push('', 'license keys:');
     lines.push(

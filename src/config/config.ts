@@ -5,6 +5,7 @@ import { FloatdError } from '../domain/errors.js';
 import { didYouMean } from '../domain/suggest.js';
 import { defaultMaxConnections } from './fd-limit.js';
 import { jsonSyntaxProblem } from './json-syntax.js';
+import { defaultEvaluationStateDir } from './evaluation-state-dir.js';
 import { DEFAULT_PORT, parseHostPort, type ListenAddress } from './listen-address.js';
 
 export interface ListenerConfig extends ListenAddress {
@@ -75,6 +76,10 @@ export interface Config {
   readonly evaluation: { readonly seats: number; readonly days: number };
   /** Whether the operator set evaluation.seats / evaluation.days (a vendor product file's terms are then lowered to them, never raised). */
   readonly evaluationExplicit: { readonly seats: boolean; readonly days: boolean };
+  /** Where each evaluation setting came from ("environment FLOATD_EVALUATION_SEATS"), for the log line when one asks more than the terms allow. */
+  readonly evaluationSource: { readonly seats: string; readonly days: string };
+  /** The folder of the evaluation record, kept outside the data directory (docs/activation.md, "Evaluation"). */
+  readonly evaluationStateDir: string;
   readonly leaseLog: {
     readonly level: 'detailed' | 'summary';
     readonly retentionDays: number;
@@ -316,6 +321,7 @@ const SETTINGS: Record<string, SettingSpec> = {
   products: { env: 'FLOATD_PRODUCTS', parse: (v) => list(v).map(String), fallback: [] },
   'evaluation.seats': { env: 'FLOATD_EVALUATION_SEATS', parse: int(0, 100), fallback: 5 },
   'evaluation.days': { env: 'FLOATD_EVALUATION_DAYS', parse: int(0, 365), fallback: 30 },
+  'evaluation.stateDir': { env: 'FLOATD_EVALUATION_STATE', parse: optionalPath, fallback: null },
   'leaseLog.level': { env: 'FLOATD_LEASE_LOG_LEVEL', parse: oneOf('detailed', 'summary'), fallback: 'detailed' },
   'leaseLog.retentionDays': { env: 'FLOATD_LEASE_LOG_RETENTION_DAYS', parse: int(0, 36500), fallback: 400 },
   'leaseLog.exportDir': { env: 'FLOATD_LEASE_LOG_EXPORT_DIR', parse: optionalPath, fallback: null },
@@ -518,6 +524,8 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     products: values['products'] as string[],
     evaluation: { seats: values['evaluation.seats'] as number, days: values['evaluation.days'] as number },
     evaluationExplicit: { seats: raws.has('evaluation.seats'), days: raws.has('evaluation.days') },
+    evaluationSource: { seats: source('evaluation.seats'), days: source('evaluation.days') },
+    evaluationStateDir: (values['evaluation.stateDir'] as string | null) ?? defaultEvaluationStateDir(env),
     leaseLog: {
       level: values['leaseLog.level'] as 'detailed' | 'summary',
       retentionDays: values['leaseLog.retentionDays'] as number,

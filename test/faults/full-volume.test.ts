@@ -5,6 +5,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TcpTransport, type Reply } from '../../src/client/tcp-transport.js';
 import { exited, killChildren, requireBuild, spawnFloatd } from '../support/cli.js';
 import { tempDir } from '../support/helpers.js';
+import { trustEvaluationTerms } from '../support/server.js';
 import { unusedPort } from '../support/ports.js';
 
 beforeAll(requireBuild);
@@ -122,7 +123,8 @@ describe('a full volume', () => {
     const dataDir = join(volume, 'data');
     mkdirSync(dataDir, { mode: 0o700 });
     const logFile = join(volume, 'floatd.log');
-    const { child, port, stderr } = await serveLoggingTo(dataDir, logFile, { FLOATD_EVALUATION_SEATS: '100' });
+    await trustEvaluationTerms(dataDir, { seats: 100, days: 30 });
+    const { child, port, stderr } = await serveLoggingTo(dataDir, logFile);
     const alice = await connect(port, 'alice');
     const held = leaseId(await alice.request('acquire', { product: 'cad' }));
 

@@ -5,6 +5,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TcpTransport } from '../../src/client/tcp-transport.js';
 import { exited, killChildren, requireBuild, spawnFloatd } from '../support/cli.js';
 import { tempDir } from '../support/helpers.js';
+import { trustEvaluationTerms } from '../support/server.js';
 
 beforeAll(requireBuild);
 afterEach(killChildren);
@@ -13,9 +14,9 @@ const SEATS = 20;
 const CLIENTS = 100;
 const CYCLES = 5;
 
-/** `floatd serve` in evaluation mode with SEATS seats, on a free port; resolves once it listens. */
+/** `floatd serve` in evaluation mode (SEATS seats from the product file trusted in dataDir), on a free port; resolves once it listens. */
 function serve(dataDir: string): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawnFloatd(['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--lease-seconds', '300'], { FLOATD_EVALUATION_SEATS: String(SEATS) });
+  const child = spawnFloatd(['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--lease-seconds', '300']);
   let out = '';
   return new Promise((resolve, reject) => {
     const seen = (d: Buffer) => {
@@ -34,6 +35,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe('kill -9 under load', () => {
   it(`${CYCLES} SIGKILLs of floatd serve amid ${CLIENTS} clients on ${SEATS} seats: no acknowledged lease lost, never more leases than seats`, async () => {
     const dataDir = tempDir('floatd-kill9-');
+    await trustEvaluationTerms(dataDir, { seats: SEATS, days: 30 });
     let port = 0;
     let stopping = false;
     /** What the clients believe: a lease counts from the grant's reply until its release is sent. */

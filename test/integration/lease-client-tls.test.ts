@@ -80,10 +80,18 @@ function record(c: LeaseClient, clock?: FakeClock): Array<[string, number]> {
 }
 const names = (seen: Array<[string, number]>) => seen.map(([e]) => e);
 
-/** Removes the server's only license key, as `floatd license remove` does, and has the server notice at once. */
+/**
+ * Replaces the server's license key with a new one, as `floatd license add` then `license remove`
+ * do, and has the server notice at once: leases of the removed key are revoked, and seats are
+ * had again from the new one.
+ */
 async function removeKey(s: TestServer): Promise<void> {
   const keyId = s.floatd.status().keys[0]!.id;
-  await withLicensing(s.config, new SystemClock(), (l) => Promise.resolve(l.remove(keyId)));
+  const renewal = await s.vendor.issue({ product: 'cad', seats: 5 });
+  await withLicensing(s.config, new SystemClock(), async (l) => {
+    await l.add(renewal);
+    l.remove(keyId);
+  });
   await s.floatd.reloadLicenses();
 }
 
@@ -199,7 +207,7 @@ describe('LeaseClient over https://', () => {
       ['regained', start + 30_000],
     ]);
     expect(await revoked).toMatchObject({ leaseId: lease.id, reason: 'its license key was removed' });
-    // The server, without its key, is back in evaluation mode, which has seats.
+    // The server grants from the new key.
     expect(c.lease!.id).not.toBe(lease.id);
     expect(s.floatd.store.allLeases()).toMatchObject([{ id: c.lease!.id, listener: 'https' }]);
   });

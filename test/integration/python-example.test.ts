@@ -191,13 +191,18 @@ describe('the Python example client (docs/client.md)', () => {
     const run = startPython(['--server', s.address, '--user', 'py', '--instance', 'py-1', '--hold', '4', '--retry-seconds', '1']);
     const first = (await run.waitFor('lease', (l) => 'acquired' in l))['acquired'];
     const keyId = s.floatd.status().keys[0]!.id;
-    await withLicensing(s.config, new SystemClock(), (l) => Promise.resolve(l.remove(keyId)));
+    // The key is replaced: its leases are revoked, and the new key has seats.
+    const renewal = await s.vendor.issue({ product: 'cad', seats: 5 });
+    await withLicensing(s.config, new SystemClock(), async (l) => {
+      await l.add(renewal);
+      l.remove(keyId);
+    });
 
     expect(await run.exited).toEqual({ code: 0, signal: null });
     expect(run.err()).toBe('');
     expect(run.lines.filter((l) => Object.values(l).includes(first)).map((l) => Object.keys(l)[0])).toEqual(['acquired', 'revoked']);
     expect(run.lines).toContainEqual({ revoked: first, reason: 'its license key was removed' });
-    // Without the key the server is in evaluation mode, which has seats: the client takes one.
+    // The client takes a seat of the new key.
     const second = run.lines.find((l) => 'regained' in l)?.['regained'];
     expect(second).toEqual(expect.any(String));
     expect(second).not.toBe(first);

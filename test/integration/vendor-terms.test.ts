@@ -113,7 +113,7 @@ describe('evaluation belongs to the vendor: the product file and evaluation exte
     await third.floatd.reloadLicenses();
     expect(third.floatd.status().mode).toBe('unlicensed');
     const denied = errorOf(await third.acquire('cad', 'bob'));
-    expect(denied.code).toBe('NO_LICENSE');
+    expect(denied.code).toBe('EVALUATION_ENDED');
     expect(denied.message).toMatch(/evaluation has ended for good \(license key .* was installed/);
   });
 

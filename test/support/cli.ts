@@ -1,15 +1,30 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { evaluationStateDir } from './helpers.js';
 
 /** The built CLI (npm install builds it). */
 export const MAIN = join(import.meta.dirname, '..', '..', 'dist', 'src', 'main.js');
 const children: ChildProcess[] = [];
 /**
  * The environment of every floatd the tests run: the web endpoint on a free port, not the default
- * 8990, so servers started side by side never collide.
+ * 8990, so servers started side by side never collide; the evaluation record in the test's own
+ * folder (read when the environment is used), never the real home's.
  */
-export const CHILD_ENV = { PATH: process.env['PATH'] ?? '', FLOATD_HTTP_LISTEN: '127.0.0.1:0' };
+export const CHILD_ENV: Record<string, string> = {
+  PATH: process.env['PATH'] ?? '',
+  FLOATD_HTTP_LISTEN: '127.0.0.1:0',
+  get FLOATD_EVALUATION_STATE(): string {
+    return evaluationStateDir();
+  },
+};
+// Children started with an environment of their own inherit this one: never the real home's record either.
+if (process.env['FLOATD_EVALUATION_STATE'] === undefined) {
+  const dir = mkdtempSync(join(tmpdir(), 'floatd-evaluation-'));
+  process.env['FLOATD_EVALUATION_STATE'] = dir;
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+}
 /** Children whose output streams are closed too (so everything they wrote has been read). */
 const closed = new WeakSet<ChildProcess>();
 

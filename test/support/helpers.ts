@@ -16,13 +16,30 @@ export function tempDir(prefix = 'floatd-test-'): string {
   return dir;
 }
 
+let evaluationState: string | null = null;
+
+/**
+ * The evaluation record's folder for the running test (evaluation.stateDir,
+ * FLOATD_EVALUATION_STATE for the CLI): one per test, so tests never share an
+ * evaluation nor touch the real home's record.
+ */
+export function evaluationStateDir(): string {
+  evaluationState ??= tempDir('floatd-evaluation-');
+  return evaluationState;
+}
+
 afterEach(() => {
+  evaluationState = null;
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
 /** Config built through the same validation as production, with overrides. */
 export function testConfig(flags: Record<string, unknown> = {}, dataDir = tempDir()): Config {
-  return loadConfig({ env: {}, cwd: dataDir, flags: { dataDir, listeners: ['127.0.0.1:0'], 'http.listen': [], 'log.level': 'silent', ...flags } });
+  return loadConfig({
+    env: {},
+    cwd: dataDir,
+    flags: { dataDir, listeners: ['127.0.0.1:0'], 'http.listen': [], 'log.level': 'silent', 'evaluation.stateDir': evaluationStateDir(), ...flags },
+  });
 }
 
 export function client(user: string, instance = `${user}-1`, extra: Partial<ClientIdentity> = {}): ClientIdentity {

@@ -1,4 +1,7 @@
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeProductFile } from '../../src/adapters/crypto/product-file.js';
+import { trust } from '../../src/cli/trust.js';
 import pino from 'pino';
 import { Floatd } from '../../src/app/floatd.js';
 import { withLicensing } from '../../src/app/inspect.js';
@@ -106,4 +109,19 @@ export function leaseOf(reply: Reply): { id: string; expiresInMs: number; renewA
 export function errorOf(reply: Reply): { code: string; message: string; retryAfterMs?: number; reason?: string } {
   if (reply.ok) throw new Error(`expected an error, got ${JSON.stringify(reply)}`);
   return reply.error;
+}
+
+/**
+ * Gives a new data directory the evaluation terms of a vendor's product file
+ * (for product `cad`), as `floatd trust` does: settings may only lower the
+ * built-in 5 seats, so tests that need more evaluation seats take them from
+ * the vendor, as a customer would.
+ */
+export async function trustEvaluationTerms(dataDir: string, evaluation: { seats: number; days: number }): Promise<void> {
+  const vendor = await makeVendor();
+  const file = join(tempDir(), 'product.json');
+  writeFileSync(file, await writeProductFile(vendor.pair.privateJwk, { products: ['cad'], evaluation, now: Date.now() }));
+  const config = testConfig({}, dataDir);
+  await prepareDataDir(config);
+  await trust([file, '--data-dir', dataDir], { out: () => {}, err: () => {}, env: {}, cwd: dataDir });
 }

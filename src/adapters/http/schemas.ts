@@ -77,13 +77,13 @@ export const errorReply = {
 
 const errors = {
   400: { description: 'BAD_REQUEST (the message names the field), PRODUCT_REQUIRED', ...errorReply },
-  403: { description: 'RULE_DENIED, LEASE_NOT_YOURS, IDENTITY_MISMATCH, LICENSE_EXPIRED, EVALUATION_EXPIRED, NO_LICENSE, NOT_ACTIVATED', ...errorReply },
+  403: { description: 'RULE_DENIED, LEASE_NOT_YOURS, IDENTITY_MISMATCH, LICENSE_EXPIRED, EVALUATION_ENDED, NO_LICENSE, NOT_ACTIVATED', ...errorReply },
   404: { description: 'LEASE_NOT_FOUND, UNKNOWN_PRODUCT', ...errorReply },
   409: { description: 'NO_FREE_SEATS (with a Retry-After header)', ...errorReply },
   410: { description: 'LEASE_EXPIRED', ...errorReply },
   500: { description: 'INTERNAL (details only in the server log)', ...errorReply },
   429: { description: 'TOO_MANY_REQUESTS (with a Retry-After header)', ...errorReply },
-  503: { description: 'SHUTTING_DOWN; UNAVAILABLE (storage fault, with retryAfterMs and a Retry-After header: retry, the lease is kept)', ...errorReply },
+  503: { description: 'SHUTTING_DOWN; UNAVAILABLE (storage fault, with retryAfterMs and a Retry-After header: retry, the lease is kept); CLOCK_SET_BACK (evaluation: the server\'s clock was set back)', ...errorReply },
 } as const;
 
 const okLease = { type: 'object', properties: { ok: { const: true }, lease: leaseReply } } as const;
