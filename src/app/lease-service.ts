@@ -3,9 +3,10 @@ import type { Clock } from '../domain/clock.js';
 import { deny, type Denial } from '../domain/errors.js';
 import type { LeaseEventInput } from '../domain/events.js';
 import { OPEN_GATE, type AcquireGate } from '../domain/gate.js';
-import { holds, type ClientIdentity, type Lease } from '../domain/lease.js';
+import { holds, NO_PROOF, type ClientIdentity, type Lease, type LeaseProof } from '../domain/lease.js';
 import { leaseEnd, leaseLengthMs, poolIsValid, type Pool } from '../domain/pool.js';
 import type { DenialWindow, LeaseStore, LeaseTx } from '../domain/ports.js';
+import { leaseSecretMatches, newLeaseSecret } from './lease-secret.js';
 import type { PoolRegistry } from './pool-registry.js';
 
 export interface LeaseGranted {
@@ -13,6 +14,8 @@ export interface LeaseGranted {
   readonly lease: Lease;
   /** True when an existing lease was extended rather than a new seat taken. */
   readonly renewed: boolean;
+  /** The new lease's secret, for its holder alone: only when a seat was granted (never stored, logged or signed). */
+  readonly secret?: string;
 }
 
 export type LeaseOutcome = LeaseGranted | Denial;
@@ -51,6 +54,26 @@ function denialWindow(now: number): DenialWindow {
     perAddress: DENIAL_ENTRIES_PER_ADDRESS,
     overflowMessage: `further denials from this address this minute, past its ${DENIAL_ENTRIES_PER_ADDRESS} entries (other users, instances, products or codes)`,
   };
+}
+
+/**
+ * Whether a request may act on the lease as its holder: the lease was granted
+ * (or proven) on the request's connection, or the request shows the lease's
+ * secret. A lease granted before leases had secrets is its identity's.
+ */
+function proven(lease: Lease, proof: LeaseProof): boolean {
+  if (lease.secretHash === undefined || lease.secretHash === null) return true;
+  if (proof.boundTo?.has(lease.id) === true) return true;
+  return proof.secret !== undefined && leaseSecretMatches(lease.secretHash, proof.secret);
+}
+
+function secretMismatch(leaseId: string, proof: LeaseProof, doing: string): Denial {
+  return deny(
+    'LEASE_SECRET_MISMATCH',
+    proof.secret === undefined
+      ? `lease ${leaseId} was granted on another connection: ${doing} it needs the leaseSecret of the reply that granted it`
+      : `the leaseSecret given is not lease ${leaseId}'s: ${doing} it is refused`,
+  );
 }
 
 function who(lease: Lease): Pick<LeaseEventInput, 'user' | 'host' | 'instance' | 'remote' | 'listener' | 'product' | 'poolId' | 'leaseId'> {
@@ -184,7 +207,7 @@ export class LeaseService {
   }
 
   /** Takes a seat for `client`, or returns the lease it already holds, renewed. */
-  acquire(client: ClientIdentity, product: string | undefined): LeaseOutcome {
+  acquire(client: ClientIdentity, product: string | undefined, proof: LeaseProof = NO_PROOF): LeaseOutcome {
     const now = this.clock.now();
     const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
     const outcome = this.store.transact((tx): LeaseOutcome => {
@@ -213,6 +236,8 @@ export class LeaseService {
       if (existing !== undefined) {
         const pool = this.pools.get(existing.poolId);
         if (existing.expiresAt > now && pool !== undefined && poolIsValid(pool, this.pools.judgedAt(now)) && this.pools.blocked(pool.id) === null) {
+          // Another holder naming the same user and instance does not get the lease (nor a second seat).
+          if (!proven(existing, proof)) return denied(secretMismatch(existing.id, proof, 'acquiring'), existing.poolId);
           return { ok: true, lease: this.extendInTx(tx, existing, pool, now, true), renewed: true };
         }
         if (existing.expiresAt <= now) this.expireInTx(tx, existing, now, ended);
@@ -226,6 +251,7 @@ export class LeaseService {
         const inUse = tx.countActive(pool.id, now);
         if (inUse >= pool.seats) continue;
         const leaseMs = leaseLengthMs(this.options.leaseMs, pool);
+        const secret = newLeaseSecret();
         const lease: Lease = {
           id: randomUUID(),
           poolId: pool.id,
@@ -239,6 +265,7 @@ export class LeaseService {
           renewedAt: now,
           expiresAt: leaseEnd(now, leaseMs, pool),
           leaseMs,
+          secretHash: secret.hash,
         };
         tx.insertLease(lease);
         tx.appendEvent({
@@ -249,7 +276,7 @@ export class LeaseService {
           seatsTotal: pool.seats,
           message: verdict.logAll ? `user ${client.user} now holds ${tx.countHeld(client.listener, client.user, now)} lease(s) on listener ${client.listener}` : null,
         });
-        return { ok: true, lease, renewed: false };
+        return { ok: true, lease, renewed: false, secret: secret.secret };
       }
       const ids = selection.pools.map((p) => p.id);
       const next = tx.earliestExpiry(ids, now);
@@ -270,7 +297,7 @@ export class LeaseService {
   }
 
   /** Extends a lease the client holds. */
-  renew(client: Pick<ClientIdentity, 'user' | 'instance'>, leaseId: string): LeaseOutcome {
+  renew(client: Pick<ClientIdentity, 'user' | 'instance'>, leaseId: string, proof: LeaseProof = NO_PROOF): LeaseOutcome {
     const now = this.clock.now();
     const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
     const outcome = this.store.transact((tx): LeaseOutcome => {
@@ -282,6 +309,7 @@ export class LeaseService {
           : deny('LEASE_NOT_FOUND', `lease ${leaseId} was revoked (${revoked}); acquire a new one`, { reason: revoked });
       }
       if (!holds(lease, client)) return deny('LEASE_NOT_YOURS', `lease ${leaseId} is held by another client instance`);
+      if (!proven(lease, proof)) return secretMismatch(leaseId, proof, 'renewing');
       if (lease.expiresAt <= now) {
         this.expireInTx(tx, lease, now, ended);
         return deny('LEASE_EXPIRED', `lease ${leaseId} expired at ${new Date(lease.expiresAt).toISOString()}; acquire a new one`);
@@ -309,13 +337,14 @@ export class LeaseService {
   }
 
   /** Gives a seat back. Releasing an unknown or already ended lease is fine. */
-  release(client: Pick<ClientIdentity, 'user' | 'instance'>, leaseId: string): { ok: true; released: boolean } | Denial {
+  release(client: Pick<ClientIdentity, 'user' | 'instance'>, leaseId: string, proof: LeaseProof = NO_PROOF): { ok: true; released: boolean } | Denial {
     const now = this.clock.now();
     const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
     const outcome = this.store.transact((tx) => {
       const lease = tx.findLease(leaseId);
       if (lease === undefined) return { ok: true as const, released: false };
       if (!holds(lease, client)) return deny('LEASE_NOT_YOURS', `lease ${leaseId} is held by another client instance`);
+      if (!proven(lease, proof)) return secretMismatch(leaseId, proof, 'releasing');
       tx.deleteLease(lease.id);
       const pool = this.pools.get(lease.poolId);
       tx.appendEvent({

@@ -168,6 +168,11 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
   private renewing = false;
   private backoffMs = 0;
   private needsRegain = false;
+  /**
+   * The secret of the lease held (or last held), from the reply that granted it: kept in memory only,
+   * and sent with every renew, release and acquire so another connection (a reconnect, HTTP) can act on it.
+   */
+  private secret: string | null = null;
   private waiters: Array<{ resolve: (l: LeaseInfo) => void; reject: (e: Error) => void }> = [];
   /** Keeps the process alive while someone awaits acquire(); see keepProcessAlive(). */
   private keepAlive: ReturnType<typeof setInterval> | null = null;
@@ -234,9 +239,11 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     this.needsRegain = false;
     if (this.state !== 'closed') this.state = 'idle';
     this.settle(new LeaseClientError('SHUTTING_DOWN', 'released before a lease was granted'));
+    const secret = this.withSecret();
+    this.secret = null;
     if (lease === null || this.transport === null || this.transport.closed) return;
     try {
-      await this.transport.request('release', { lease: lease.id });
+      await this.transport.request('release', { lease: lease.id, ...secret });
     } catch {
       // The server will expire it; nothing else to do.
     }
@@ -435,7 +442,7 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     let reply: Reply;
     try {
       const transport = await this.connection();
-      reply = await transport.request('acquire', this.options.product ? { product: this.options.product } : {});
+      reply = await transport.request('acquire', { ...(this.options.product ? { product: this.options.product } : {}), ...this.withSecret() });
     } catch (err) {
       if (this.state !== 'acquiring') return;
       const code = err instanceof LeaseClientError ? err.code : 'SERVER_UNREACHABLE';
@@ -444,7 +451,10 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     }
     if (this.state !== 'acquiring') {
       // Released or closed while the request was out: give back what came.
-      if (reply.ok) void this.transport?.request('release', { lease: String((reply as { lease?: { id?: unknown } }).lease?.id) }).catch(() => {});
+      if (reply.ok) {
+        const secret = (reply as { leaseSecret?: unknown }).leaseSecret;
+        void this.transport?.request('release', { lease: String((reply as { lease?: { id?: unknown } }).lease?.id), ...(typeof secret === 'string' ? { leaseSecret: secret } : this.withSecret()) }).catch(() => {});
+      }
       return;
     }
     if (!reply.ok) {
@@ -459,8 +469,14 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
       this.retryOrFail({ code: 'TOKEN_INVALID', message: (err as Error).message, retryInMs: null, permanent: true });
       return;
     }
+    const secret = (reply as { leaseSecret?: unknown }).leaseSecret;
+    if (typeof secret === 'string') this.secret = secret;
     this.hold(lease, this.needsRegain ? 'regained' : 'acquired');
     this.needsRegain = false;
+  }
+
+  private withSecret(): { leaseSecret?: string } {
+    return this.secret === null ? {} : { leaseSecret: this.secret };
   }
 
   private hold(lease: LeaseInfo, event: 'acquired' | 'renewed' | 'regained'): void {
@@ -486,7 +502,7 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     const sentAt = this.clock.monotonic();
     try {
       const transport = await this.connection();
-      const reply = await transport.request('renew', { lease: lease.id });
+      const reply = await transport.request('renew', { lease: lease.id, ...this.withSecret() });
       if (this.current !== lease || this.state !== 'held') return;
       if (reply.ok) {
         this.hold(await this.verified(reply, sentAt), 'renewed');
@@ -495,7 +511,7 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
       const { code, message, reason } = reply.error;
       // A lease the server revoked (an operator, a removed key) comes back as LEASE_NOT_FOUND with the reason.
       if (code === 'LEASE_NOT_FOUND' && typeof reason === 'string') this.ended('revoked', reason);
-      else if (code === 'LEASE_EXPIRED' || code === 'LEASE_NOT_FOUND' || code === 'LEASE_NOT_YOURS') this.ended('lost', message);
+      else if (code === 'LEASE_EXPIRED' || code === 'LEASE_NOT_FOUND' || code === 'LEASE_NOT_YOURS' || code === 'LEASE_SECRET_MISMATCH') this.ended('lost', message);
       else if (code === 'LICENSE_EXPIRED') this.ended('revoked', message);
       else this.renewLater();
     } catch (err) {

@@ -22,6 +22,8 @@ export const HOST = name('host name; defaults to the remote address');
 export const INSTANCE = name('a stable id the client picks per product instance');
 export const PRODUCT = name('product; may be left out when the server serves one product (or, over NDJSON, hello named one)');
 export const LEASE_ID = name('lease id');
+/** 32 random bytes, base64url: 43 characters; a little room for other encodings of them. */
+export const LEASE_SECRET = text(1, 128, 'the leaseSecret of the reply that granted the lease: needed to renew, release or re-acquire it from any connection but the one it was granted on (and over HTTP)');
 
 /** Who asks. With tls.identityFromCertificate the user may be left out: it is the client certificate's common name. */
 export function clientIdentity(userRequired: boolean) {
@@ -63,9 +65,9 @@ export const NDJSON_REQUESTS = {
   hello: hello(CLIENT),
   /** hello on a listener that takes the user from the client certificate. */
   helloCertified: hello(CLIENT_FROM_CERTIFICATE),
-  acquire: object({ op: constant('acquire'), id: REQUEST_ID, product: PRODUCT }, ['op']),
-  renew: object({ op: constant('renew'), id: REQUEST_ID, lease: LEASE_ID }, ['op', 'lease']),
-  release: object({ op: constant('release'), id: REQUEST_ID, lease: LEASE_ID }, ['op', 'lease']),
+  acquire: object({ op: constant('acquire'), id: REQUEST_ID, product: PRODUCT, leaseSecret: LEASE_SECRET }, ['op']),
+  renew: object({ op: constant('renew'), id: REQUEST_ID, lease: LEASE_ID, leaseSecret: LEASE_SECRET }, ['op', 'lease']),
+  release: object({ op: constant('release'), id: REQUEST_ID, lease: LEASE_ID, leaseSecret: LEASE_SECRET }, ['op', 'lease']),
   status: object({ op: constant('status'), id: REQUEST_ID }, ['op']),
   ping: object({ op: constant('ping'), id: REQUEST_ID }, ['op']),
 } as const;
@@ -73,12 +75,12 @@ export const NDJSON_REQUESTS = {
 // --- Web endpoint ----------------------------------------------------------
 
 export function acquireBody(userRequired: boolean) {
-  return object({ client: userRequired ? CLIENT : CLIENT_FROM_CERTIFICATE, product: PRODUCT }, ['client']);
+  return object({ client: userRequired ? CLIENT : CLIENT_FROM_CERTIFICATE, product: PRODUCT, leaseSecret: LEASE_SECRET }, ['client']);
 }
 
 /** The body of renew and release. */
 export function leaseBody(userRequired: boolean) {
-  return object({ client: userRequired ? CLIENT : CLIENT_FROM_CERTIFICATE }, ['client']);
+  return object({ client: userRequired ? CLIENT : CLIENT_FROM_CERTIFICATE, leaseSecret: LEASE_SECRET }, ['client']);
 }
 
 export const LEASE_PARAMS = object({ id: LEASE_ID }, ['id']);

@@ -30,6 +30,7 @@ interface LeaseRow {
   renewed_at: number;
   expires_at: number;
   lease_ms: number;
+  secret_hash: string | null;
 }
 
 interface EventRow {
@@ -81,6 +82,7 @@ function toLease(r: LeaseRow): Lease {
     renewedAt: r.renewed_at,
     expiresAt: r.expires_at,
     leaseMs: r.lease_ms,
+    ...(r.secret_hash === null ? {} : { secretHash: r.secret_hash }),
   };
 }
 
@@ -399,8 +401,8 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
         'SELECT MIN(expires_at) AS t FROM leases WHERE pool_id = ? AND expires_at > ?',
       ),
       insertLease: db.prepare(
-        `INSERT INTO leases (id, pool_id, product, user, host, instance, remote, listener, granted_at, renewed_at, expires_at, lease_ms)
-         VALUES (@id, @poolId, @product, @user, @host, @instance, @remote, @listener, @grantedAt, @renewedAt, @expiresAt, @leaseMs)`,
+        `INSERT INTO leases (id, pool_id, product, user, host, instance, remote, listener, granted_at, renewed_at, expires_at, lease_ms, secret_hash)
+         VALUES (@id, @poolId, @product, @user, @host, @instance, @remote, @listener, @grantedAt, @renewedAt, @expiresAt, @leaseMs, @secretHash)`,
       ),
       shiftExpiries: db.prepare<[number, number]>('UPDATE leases SET renewed_at = renewed_at + ?, expires_at = expires_at + ?'),
       expired: db.prepare<[number, number], LeaseRow>(
@@ -485,7 +487,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
         return min;
       },
       insertLease: (lease) => {
-        s.insertLease.run(lease);
+        s.insertLease.run({ ...lease, secretHash: lease.secretHash ?? null });
         this.seats.added(lease.id, lease.poolId, lease.expiresAt);
       },
       updateExpiry: (id, renewedAt, expiresAt) => {
