@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { blockedWho, type Block, type BlockScope } from '../domain/blocks.js';
 import type { Clock } from '../domain/clock.js';
 import { deny, type Denial } from '../domain/errors.js';
 import type { LeaseEventInput } from '../domain/events.js';
@@ -151,17 +152,65 @@ export class LeaseService {
    * Ends a lease at once (an operator's revoke). The connected holder is told
    * (`revoked`); a holder that renews later is told why its lease is gone.
    */
-  revoke(leaseId: string, reason: string, actor: string): { ok: true; lease: Lease } | Denial {
+  revoke(leaseId: string, reason: string, actor: string, block?: { readonly seconds: number; readonly scope: BlockScope }): { ok: true; lease: Lease; block: Block | null } | Denial {
     const now = this.clock.now();
     const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
-    const outcome = this.store.transact((tx): { ok: true; lease: Lease } | Denial => {
+    const outcome = this.store.transact((tx): { ok: true; lease: Lease; block: Block | null } | Denial => {
       const lease = tx.findLease(leaseId);
       if (lease === undefined) return deny('LEASE_NOT_FOUND', `no lease ${leaseId}`);
-      this.revokeInTx(tx, lease, now, `by ${actor}: ${reason}`, ended, actor);
-      return { ok: true, lease };
+      const until = block === undefined ? null : now + block.seconds * 1000;
+      const keptOut = until === null ? '' : `; ${block!.scope === 'user' ? 'the user' : 'the instance'} is kept out of ${lease.product} until ${new Date(until).toISOString()}`;
+      this.revokeInTx(tx, lease, now, `by ${actor}: ${reason}${keptOut}`, ended, actor);
+      if (block === undefined || until === null) return { ok: true, lease, block: null };
+      const made: Block = {
+        id: randomUUID(),
+        scope: block.scope,
+        user: lease.user,
+        instance: block.scope === 'instance' ? lease.instance : null,
+        product: lease.product,
+        createdAt: now,
+        until,
+        reason,
+        actor,
+        leaseId: lease.id,
+      };
+      tx.insertBlock(made);
+      tx.appendEvent({
+        ts: now,
+        event: 'blocked',
+        user: made.user,
+        instance: made.instance,
+        host: lease.host,
+        product: made.product,
+        leaseId: lease.id,
+        reason,
+        actor,
+        message: `${blockedWho(made)} kept out of ${made.product} until ${new Date(until).toISOString()} (block ${made.id})`,
+      });
+      return { ok: true, lease, block: made };
     });
     this.notify(ended);
     return outcome;
+  }
+
+  /** Lifts a block before its end (`floatd admin unblock`). */
+  unblock(blockId: string, actor: string): { ok: true; block: Block } | Denial {
+    const now = this.clock.now();
+    return this.store.transact((tx): { ok: true; block: Block } | Denial => {
+      const block = tx.deleteBlock(blockId);
+      if (block === undefined || block.until <= now) return deny('BLOCK_NOT_FOUND', `no block in force has id ${blockId} (see floatd admin blocks)`);
+      tx.appendEvent({
+        ts: now,
+        event: 'unblocked',
+        user: block.user,
+        instance: block.instance,
+        product: block.product,
+        leaseId: block.leaseId,
+        actor,
+        message: `${blockedWho(block)} may take seats of ${block.product} again (block ${block.id}, which ran until ${new Date(block.until).toISOString()}, lifted)`,
+      });
+      return { ok: true, block };
+    });
   }
 
   /** Why recently revoked leases are gone, for their holders' next renewal (bounded; oldest forgotten first). */
@@ -242,6 +291,17 @@ export class LeaseService {
         }
         if (existing.expiresAt <= now) this.expireInTx(tx, existing, now, ended);
         else this.revokeInTx(tx, existing, now, 'the license key of its pool is no longer valid', ended);
+      }
+      const block = tx.activeBlock(client.user, client.instance, selection.product, now);
+      if (block !== null && block !== undefined) {
+        const until = new Date(block.until).toISOString();
+        return denied(
+          deny('RULE_DENIED', `${blockedWho(block)} is kept out of ${selection.product} until ${until}: a lease was revoked by ${block.actor} (${block.reason})`, {
+            reason: 'revoked',
+            blockedUntil: until,
+          }),
+          null,
+        );
       }
       const verdict = this.gate.check(client, selection.product, now, tx);
       if (!verdict.allowed) {

@@ -1,3 +1,4 @@
+import { BLOCK_MAX_SECONDS } from './blocks.js';
 import { anyOf, constant, integer, number, object, text } from './schema.js';
 
 /**
@@ -84,7 +85,15 @@ export function leaseBody(userRequired: boolean) {
 }
 
 export const LEASE_PARAMS = object({ id: LEASE_ID }, ['id']);
-export const REVOKE_BODY = object({ reason: text(1, REASON_MAX, 'why; recorded in the lease log and told to the holder') }, ['reason']);
+export const REVOKE_BODY = object(
+  {
+    reason: text(1, REASON_MAX, 'why; recorded in the lease log and told to the holder'),
+    blockSeconds: integer(1, BLOCK_MAX_SECONDS, "keep the lease's holder out of its product this long (floatd admin revoke --block)"),
+    blockScope: anyOf('"user" or "instance"', [constant('user'), constant('instance')], 'whom the block keeps out: the user on every instance (default), or only the instance'),
+  },
+  ['reason'],
+);
+export const BLOCK_PARAMS = object({ id: text(1, 64, 'block id, or a unique start of it') }, ['id']);
 export const LISTENER_BODY = object({ listener: name('a listener name; all when left out') });
 
 /** The filters of GET /v1/admin/leases (query-string values are text). */

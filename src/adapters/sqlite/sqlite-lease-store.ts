@@ -1,6 +1,8 @@
 import Database from 'better-sqlite3';
 import type { EventFilter, LeaseEvent, LeaseEventInput, ReportEvent, ReportEventQuery, ReportEventSource } from '../../domain/events.js';
 import type { Lease } from '../../domain/lease.js';
+import type { Block } from '../../domain/blocks.js';
+import { blockStatements } from './blocks.js';
 import type { DenialWindow, LeaseStore, LeaseTx, StoredLicense } from '../../domain/ports.js';
 import { CommitQueue } from '../../domain/commit-queue.js';
 import type { ActivationStore, AdminToken, AdminTokenStore, StoredActivation } from '../../domain/ports.js';
@@ -317,6 +319,7 @@ export interface SqliteOptions {
 export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEventSource, ActivationStore {
   private readonly db: Database.Database;
   private readonly tx: LeaseTx;
+  private readonly blockStore: ReturnType<typeof blockStatements>;
   private readonly stmt;
   private closed = false;
   private readonly commits: CommitQueue;
@@ -462,7 +465,9 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
       (poolId, after, upTo) => s.expiringBetween.get(poolId, after, upTo)!,
       (poolId, now) => s.poolMinExpiry.get(poolId, now)!.t ?? Infinity,
     );
+    this.blockStore = blockStatements(db);
     this.tx = {
+      ...this.blockStore.tx,
       findLease: (id) => {
         const r = s.findLease.get(id);
         if (r !== undefined) this.seats.read(r.id, r.expires_at);
@@ -793,6 +798,10 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
 
   allLeases(): Lease[] {
     return this.guard(() => this.stmt.allLeases.all().map(toLease));
+  }
+
+  blocks(now: number): Block[] {
+    return this.guard(() => this.blockStore.blocks(now));
   }
 
   getMeta(key: string): string | undefined {
