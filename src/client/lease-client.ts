@@ -53,6 +53,14 @@ export interface LeaseClientOptions {
   readonly serverPublicKey?: JWK;
   readonly serverKeyFingerprint?: string;
   /**
+   * Refuse a server whose lease-signing key differs from what this client trusts: the expected
+   * fingerprint (as `floatd status` prints it), or `true` for the first key this client sees.
+   * A server (or a reconnect, or a restart) with another key is then refused with
+   * SERVER_KEY_CHANGED; without it (and without vendorPublicKey) a changed key is only reported
+   * (`serverKeyChanged`).
+   */
+  readonly pinServerKey?: string | true;
+  /**
    * The vendor's public key(s). Given, a lease is accepted only when it chains to
    * the vendor: its license key is signed by the vendor and is for this product,
    * its activation is signed by the vendor and names the key of the server that
@@ -108,6 +116,12 @@ export interface LeaseClientEvents {
   denied: [DenialInfo];
   connected: [];
   disconnected: [{ readonly message: string }];
+  /**
+   * The server's lease-signing key is not the one this client saw before (another server
+   * answers at the address, or the server lost its key): `refused` when pinServerKey or
+   * vendorPublicKey made the client turn it away (SERVER_KEY_CHANGED).
+   */
+  serverKeyChanged: [{ readonly from: string; readonly to: string; readonly refused: boolean }];
 }
 
 /** An acquisition that will not be retried, or a lease that failed verification. */
@@ -159,6 +173,8 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
   private transport: Transport | null = null;
   private connecting: Promise<Transport> | null = null;
   private serverKey: JWK | null = null;
+  /** Fingerprint of the key of the first server this client trusted, to notice another one. */
+  private knownKeyFp: string | null = null;
   /** Server clock minus ours, from hello, so token expiry is judged on the server's clock. */
   private skewMs = 0;
   private current: LeaseInfo | null = null;
@@ -353,9 +369,26 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
       throw new LeaseClientError('TOKEN_INVALID', 'the server sent no usable lease-signing key in hello');
     }
     const pinned = this.options.serverPublicKey ? await thumbprint(this.options.serverPublicKey) : this.options.serverKeyFingerprint;
-    if (pinned !== undefined && (await thumbprint(key)) !== pinned) {
+    const fp = await thumbprint(key);
+    if (pinned !== undefined && fp !== pinned) {
       throw new LeaseClientError('TOKEN_INVALID', `the server's lease-signing key is not the pinned one (${pinned}): refusing to trust it`);
     }
+    const pin = this.options.pinServerKey;
+    const expected = typeof pin === 'string' ? pin : this.knownKeyFp;
+    if (expected === null || fp === expected) {
+      this.knownKeyFp ??= fp;
+      return;
+    }
+    const refused = pin !== undefined || this.options.vendorPublicKey !== undefined;
+    this.emit('serverKeyChanged', { from: expected, to: fp, refused });
+    if (refused) {
+      throw new LeaseClientError(
+        'SERVER_KEY_CHANGED',
+        `the server's lease-signing key changed from ${expected} to ${fp}: refusing its leases (${pin !== undefined ? 'pinServerKey' : 'vendorPublicKey'}); another server answers at ${this.options.server}, or the server lost its key`,
+      );
+    }
+    // Not pinned: the new key is trusted from now on, and said loudly by the event.
+    this.knownKeyFp = fp;
   }
 
   /** Verifies the lease token's signature and that its claims are this lease, for this client. */
