@@ -59,6 +59,21 @@ describe('a server whose key changed under a client', () => {
     expect(other.floatd.store.allLeases()).toEqual([]);
   });
 
+  it('with vendorPublicKey refuses a server whose key changed (SERVER_KEY_CHANGED), before looking at its lease', async () => {
+    const first = await startServer();
+    const c = new LeaseClient({ server: first.address, user: 'carol', instance: 'c-1', retryIntervalMs: 0, vendorPublicKey: first.vendor.pair.publicJwk });
+    clients.push(c);
+    const changes: Array<{ refused: boolean }> = [];
+    c.on('serverKeyChanged', (e) => changes.push(e));
+    // This server's key needs no activation, so its lease does not chain: refused, but its key is now the one seen.
+    await expect(c.acquire()).rejects.toMatchObject({ code: 'TOKEN_INVALID' });
+    await first.stop();
+    const other = await server({ vendor: first.vendor, flags: { listeners: [first.address] } });
+    await expect(c.acquire()).rejects.toMatchObject({ code: 'SERVER_KEY_CHANGED', message: expect.stringContaining('vendorPublicKey') });
+    expect(changes).toMatchObject([{ refused: true }]);
+    expect(other.floatd.store.allLeases()).toEqual([]);
+  });
+
   it('with pinServerKey set to a fingerprint refuses any other key from the start', async () => {
     const s = await server();
     const c = new LeaseClient({ server: s.address, user: 'bob', instance: 'b-1', pinServerKey: 'not-this-servers-key', retryIntervalMs: 0 });
