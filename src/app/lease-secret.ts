@@ -1,4 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { deny, type Denial } from '../domain/errors.js';
+import type { Lease, LeaseProof } from '../domain/lease.js';
 
 /**
  * A lease's secret: 32 random bytes (base64url) handed to its holder once, in
@@ -21,4 +23,24 @@ export function leaseSecretMatches(storedHash: string, secret: string): boolean 
   const a = Buffer.from(storedHash, 'utf8');
   const b = Buffer.from(leaseSecretHash(secret), 'utf8');
   return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * Whether a request may act on the lease as its holder: the lease was granted
+ * (or proven) on the request's connection, or the request shows the lease's
+ * secret. A lease granted before leases had secrets is its identity's.
+ */
+export function proven(lease: Lease, proof: LeaseProof): boolean {
+  if (lease.secretHash === undefined || lease.secretHash === null) return true;
+  if (proof.boundTo?.has(lease.id) === true) return true;
+  return proof.secret !== undefined && leaseSecretMatches(lease.secretHash, proof.secret);
+}
+
+export function secretMismatch(leaseId: string, proof: LeaseProof, doing: string): Denial {
+  return deny(
+    'LEASE_SECRET_MISMATCH',
+    proof.secret === undefined
+      ? `lease ${leaseId} was granted on another connection: ${doing} it needs the leaseSecret of the reply that granted it`
+      : `the leaseSecret given is not lease ${leaseId}'s: ${doing} it is refused`,
+  );
 }

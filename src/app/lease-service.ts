@@ -7,7 +7,7 @@ import { OPEN_GATE, type AcquireGate } from '../domain/gate.js';
 import { holds, NO_PROOF, type ClientIdentity, type Lease, type LeaseProof } from '../domain/lease.js';
 import { leaseEnd, leaseLengthMs, poolIsValid, type Pool } from '../domain/pool.js';
 import type { DenialWindow, LeaseStore, LeaseTx } from '../domain/ports.js';
-import { leaseSecretMatches, newLeaseSecret } from './lease-secret.js';
+import { newLeaseSecret, proven, secretMismatch } from './lease-secret.js';
 import type { PoolRegistry } from './pool-registry.js';
 
 export interface LeaseGranted {
@@ -55,26 +55,6 @@ function denialWindow(now: number): DenialWindow {
     perAddress: DENIAL_ENTRIES_PER_ADDRESS,
     overflowMessage: `further denials from this address this minute, past its ${DENIAL_ENTRIES_PER_ADDRESS} entries (other users, instances, products or codes)`,
   };
-}
-
-/**
- * Whether a request may act on the lease as its holder: the lease was granted
- * (or proven) on the request's connection, or the request shows the lease's
- * secret. A lease granted before leases had secrets is its identity's.
- */
-function proven(lease: Lease, proof: LeaseProof): boolean {
-  if (lease.secretHash === undefined || lease.secretHash === null) return true;
-  if (proof.boundTo?.has(lease.id) === true) return true;
-  return proof.secret !== undefined && leaseSecretMatches(lease.secretHash, proof.secret);
-}
-
-function secretMismatch(leaseId: string, proof: LeaseProof, doing: string): Denial {
-  return deny(
-    'LEASE_SECRET_MISMATCH',
-    proof.secret === undefined
-      ? `lease ${leaseId} was granted on another connection: ${doing} it needs the leaseSecret of the reply that granted it`
-      : `the leaseSecret given is not lease ${leaseId}'s: ${doing} it is refused`,
-  );
 }
 
 function who(lease: Lease): Pick<LeaseEventInput, 'user' | 'host' | 'instance' | 'remote' | 'listener' | 'product' | 'poolId' | 'leaseId'> {
