@@ -97,7 +97,7 @@ export interface LeaseInfo {
 export interface DenialInfo {
   readonly code: string;
   readonly message: string;
-  /** For RULE_DENIED: count, frequency or blocked. */
+  /** For RULE_DENIED: count, frequency or blocked (a rule), or revoked (an operator revoked with --block). */
   readonly reason?: string;
   /** When the client tries again, or null when it does not. */
   readonly retryInMs: number | null;
