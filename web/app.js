@@ -253,6 +253,7 @@ function askRevoke(lease) {
   revoking = lease;
   $('revoke-who').textContent = `${lease.product}: ${who(lease)} (${lease.instance}), lease ${lease.id.slice(0, 8)}`;
   $('revoke-reason').value = '';
+  $('revoke-block').value = '';
   $('revoke-error').textContent = '';
   $('revoke-dialog').showModal();
 }
@@ -264,7 +265,10 @@ function setup() {
     const reason = $('revoke-reason').value.trim();
     if (revoking === null || reason === '') return;
     try {
-      await api(`/v1/admin/leases/${encodeURIComponent(revoking.id)}/revoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ reason }) });
+      // "SECONDS" or "SECONDS instance": the block the operator chose, if any.
+      const [seconds, scope] = $('revoke-block').value.split(' ');
+      const block = seconds ? { blockSeconds: Number(seconds), blockScope: scope === 'instance' ? 'instance' : 'user' } : {};
+      await api(`/v1/admin/leases/${encodeURIComponent(revoking.id)}/revoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ reason, ...block }) });
       $('revoke-dialog').close();
       revoking = null;
       await refresh();

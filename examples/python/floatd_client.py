@@ -63,7 +63,7 @@ REQUEST_TIMEOUT = 10.0  # seconds; a request unanswered this long means the serv
 # Refusals that no amount of waiting fixes: the request or the setup is wrong.
 PERMANENT = {"BAD_REQUEST", "UNKNOWN_PRODUCT", "PRODUCT_REQUIRED", "UNSUPPORTED_VERSION", "TOKEN_INVALID", "LEASE_NOT_YOURS"}
 # Answers to a renewal that mean the server no longer holds the lease for us.
-LEASE_GONE = {"LEASE_EXPIRED", "LEASE_NOT_FOUND", "LEASE_NOT_YOURS", "TOKEN_INVALID"}
+LEASE_GONE = {"LEASE_EXPIRED", "LEASE_NOT_FOUND", "LEASE_NOT_YOURS", "LEASE_SECRET_MISMATCH", "TOKEN_INVALID"}
 
 
 class FloatdError(Exception):
@@ -290,6 +290,9 @@ class LeaseHolder:
         self.conn = None
         self.events = []  # pushed by the server, not yet acted on
         self.lease = None  # the lease held now, as the server sent it
+        # The secret of the reply that granted the lease: kept in memory only, and sent with every
+        # renew, release and acquire, so that a new connection (after a reconnect) can act on the lease.
+        self.secret = None
         self.renew_at = 0.0  # when to renew it (monotonic clock)
         self.expires_at = 0.0  # when it runs out, counted from when its request was sent
         self.held_before = False
@@ -312,6 +315,9 @@ class LeaseHolder:
             self.server_key = reply.get("publicKey")
             say(connected=self.server, server_version=reply.get("version"))
         return self.conn
+
+    def with_secret(self):
+        return {"leaseSecret": self.secret} if self.secret is not None else {}
 
     def drop_connection(self):
         if self.conn is not None:
@@ -367,8 +373,10 @@ class LeaseHolder:
         try:
             conn = self.connect()
             sent = time.monotonic()
-            reply = conn.request("acquire", **({"product": self.product} if self.product else {}))
+            reply = conn.request("acquire", **({"product": self.product} if self.product else {}), **self.with_secret())
             self.hold(self.check(reply.get("lease")), sent)
+            if isinstance(reply.get("leaseSecret"), str):
+                self.secret = reply["leaseSecret"]
             kind = "regained" if self.held_before else "acquired"
             self.held_before = True
             say(**{kind: self.lease["id"]}, product=self.lease["product"],
@@ -393,7 +401,7 @@ class LeaseHolder:
         try:
             conn = self.connect()
             sent = time.monotonic()
-            renewed = self.check(conn.request("renew", lease=lease_id).get("lease"))
+            renewed = self.check(conn.request("renew", lease=lease_id, **self.with_secret()).get("lease"))
         except FloatdError as err:
             self.handle_events()  # the server pushes `revoked` / `expired` before such an answer
             if self.lease is None:
@@ -447,7 +455,7 @@ class LeaseHolder:
         """Gives the lease back. False when the server says it no longer held it."""
         lease_id = self.lease["id"]
         try:
-            reply = self.connect().request("release", lease=lease_id)
+            reply = self.connect().request("release", lease=lease_id, **self.with_secret())
         except (OSError, FloatdError) as err:
             left = max(0.0, self.expires_at - time.monotonic())
             say(release_failed=lease_id, error=str(err), expires_in_s=round(left, 1))

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import type { Block, BlockScope } from '../domain/blocks.js';
 import type { Clock } from '../domain/clock.js';
 import { deny, FloatdError, type Denial } from '../domain/errors.js';
 import type { EventFilter, LeaseEvent } from '../domain/events.js';
@@ -105,6 +106,26 @@ export interface LeaseView {
   readonly expiresInMs: number;
 }
 
+/** A block in force, as the admin API shows it. */
+export interface BlockView {
+  readonly id: string;
+  readonly scope: BlockScope;
+  readonly user: string;
+  readonly instance: string | null;
+  readonly product: string;
+  readonly since: string;
+  readonly until: string;
+  readonly endsInMs: number;
+  readonly reason: string;
+  readonly actor: string;
+  readonly lease: string | null;
+}
+
+function blockView(b: Block, now: number): BlockView {
+  const iso = (t: number) => new Date(t).toISOString();
+  return { id: b.id, scope: b.scope, user: b.user, instance: b.instance, product: b.product, since: iso(b.createdAt), until: iso(b.until), endsInMs: Math.max(0, b.until - now), reason: b.reason, actor: b.actor, lease: b.leaseId };
+}
+
 /** The admin use cases the web endpoint's /v1/admin routes serve. */
 export class AdminService {
   constructor(
@@ -139,16 +160,34 @@ export class AdminService {
       }));
   }
 
-  /** Ends a lease at once, through the batcher like every lease change. */
-  async revoke(leaseId: string, reason: string, actor: string): Promise<{ ok: true; lease: LeaseView } | Denial> {
+  /** Ends a lease at once, through the batcher like every lease change; with `block`, keeps its holder out for a while. */
+  async revoke(leaseId: string, reason: string, actor: string, block?: { seconds: number; scope: BlockScope }): Promise<{ ok: true; lease: LeaseView; block?: BlockView } | Denial> {
     const held = this.leases({});
     const matches = held.filter((l) => l.id === leaseId || l.id.startsWith(leaseId));
     const exact = matches.find((l) => l.id === leaseId);
     if (exact === undefined && matches.length > 1) return deny('BAD_REQUEST', `"${leaseId}" is the start of ${matches.length} lease ids; give more of it`);
     const view = exact ?? matches[0];
     if (view === undefined) return deny('LEASE_NOT_FOUND', `no running lease has id ${leaseId} (see floatd admin leases)`);
-    const outcome = await this.deps.batcher.submit(() => this.deps.leases.revoke(view.id, reason, actor));
-    return outcome.ok ? { ok: true, lease: view } : outcome;
+    const outcome = await this.deps.batcher.submit(() => this.deps.leases.revoke(view.id, reason, actor, block));
+    if (!outcome.ok) return outcome;
+    return outcome.block === null ? { ok: true, lease: view } : { ok: true, lease: view, block: blockView(outcome.block, this.deps.clock.now()) };
+  }
+
+  /** Blocks in force (holders kept out after a revoke), soonest to end first. */
+  blocks(): BlockView[] {
+    const now = this.deps.clock.now();
+    return this.deps.store.blocks(now).map((b) => blockView(b, now));
+  }
+
+  /** Lifts a block (its id, or a unique start of it) before its end. */
+  async unblock(blockId: string, actor: string): Promise<{ ok: true; block: BlockView } | Denial> {
+    const matches = this.blocks().filter((b) => b.id === blockId || b.id.startsWith(blockId));
+    const exact = matches.find((b) => b.id === blockId);
+    if (exact === undefined && matches.length > 1) return deny('BAD_REQUEST', `"${blockId}" is the start of ${matches.length} block ids; give more of it`);
+    const found = exact ?? matches[0];
+    if (found === undefined) return deny('BLOCK_NOT_FOUND', `no block in force has id ${blockId} (see floatd admin blocks)`);
+    const outcome = await this.deps.batcher.submit(() => this.deps.leases.unblock(found.id, actor));
+    return outcome.ok ? { ok: true, block: blockView(outcome.block, this.deps.clock.now()) } : outcome;
   }
 
   log(filter: EventFilter): LeaseEvent[] {

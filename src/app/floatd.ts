@@ -351,9 +351,15 @@ export class Floatd {
       },
       signIn: (token) => this.adminTokens.signIn(token),
       leases: (filter) => this.admin.leases(filter),
-      revoke: async (id, reason, actor) => {
-        const outcome = await this.admin.revoke(id, reason, actor);
-        if (outcome.ok) this.logger.warn({ lease: outcome.lease.id, user: outcome.lease.user, host: outcome.lease.host, actor, reason }, `lease ${outcome.lease.id} of ${outcome.lease.user}@${outcome.lease.host} revoked by ${actor}: ${reason}`);
+      revoke: async (id, reason, actor, block) => {
+        const outcome = await this.admin.revoke(id, reason, actor, block);
+        if (outcome.ok) this.logger.warn({ lease: outcome.lease.id, user: outcome.lease.user, host: outcome.lease.host, actor, reason, blockedUntil: outcome.block?.until }, `lease ${outcome.lease.id} of ${outcome.lease.user}@${outcome.lease.host} revoked by ${actor}: ${reason}` + (outcome.block === undefined ? '' : `; kept out of ${outcome.block.product} until ${outcome.block.until}`));
+        return outcome;
+      },
+      blocks: () => this.admin.blocks(),
+      unblock: async (id, actor) => {
+        const outcome = await this.admin.unblock(id, actor);
+        if (outcome.ok) this.logger.warn({ block: outcome.block.id, user: outcome.block.user, actor }, `block ${outcome.block.id} of ${outcome.block.user} on ${outcome.block.product} lifted by ${actor}`);
         return outcome;
       },
       reloadRules: (actor) => {

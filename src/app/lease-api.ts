@@ -2,7 +2,7 @@ import type { JWK } from 'jose';
 import type { Clock } from '../domain/clock.js';
 import { deny, type Denial } from '../domain/errors.js';
 import type { Caller, LeaseApi, LeaseEnded, Outcome, ServerHello, WireLease } from '../domain/lease-api.js';
-import type { Lease } from '../domain/lease.js';
+import { NO_PROOF, type Lease, type LeaseProof } from '../domain/lease.js';
 import { renewAfterMs } from '../domain/pool.js';
 import type { LeaseTokenSigner } from '../adapters/crypto/lease-tokens.js';
 import type { Batcher } from './batcher.js';
@@ -51,25 +51,25 @@ export class ServerLeaseApi implements LeaseApi {
     return { server: 'floatd', version: VERSION, protocol: PROTOCOL_VERSION, serverTimeMs: this.deps.clock.now(), publicKey: this.deps.publicJwk as Record<string, unknown> };
   }
 
-  async acquire(caller: Caller, product: string | undefined): Promise<Outcome<{ renewed: boolean; lease: WireLease }>> {
+  async acquire(caller: Caller, product: string | undefined, proof: LeaseProof = NO_PROOF): Promise<Outcome<{ renewed: boolean; lease: WireLease; leaseSecret?: string }>> {
     const limited = this.rateLimited(caller);
     if (limited !== null) return limited;
     const who = { ...caller, groups: this.deps.groupsOf(caller.user) };
-    const outcome = await this.deps.batcher.submit(() => this.deps.leases.acquire(who, product), sourceOf(caller));
+    const outcome = await this.deps.batcher.submit(() => this.deps.leases.acquire(who, product, proof), sourceOf(caller));
     if (!outcome.ok) return outcome;
-    return { ok: true, renewed: outcome.renewed, lease: this.wire(outcome.lease) };
+    return { ok: true, renewed: outcome.renewed, lease: this.wire(outcome.lease), ...(outcome.secret === undefined ? {} : { leaseSecret: outcome.secret }) };
   }
 
-  async renew(caller: Caller, leaseId: string): Promise<Outcome<{ lease: WireLease }>> {
+  async renew(caller: Caller, leaseId: string, proof: LeaseProof = NO_PROOF): Promise<Outcome<{ lease: WireLease }>> {
     const who = { ...caller, groups: this.deps.groupsOf(caller.user) };
-    const outcome = await this.deps.batcher.submit(() => this.deps.leases.renew(who, leaseId), sourceOf(caller));
+    const outcome = await this.deps.batcher.submit(() => this.deps.leases.renew(who, leaseId, proof), sourceOf(caller));
     if (!outcome.ok) return outcome;
     return { ok: true, lease: this.wire(outcome.lease) };
   }
 
-  async release(caller: Caller, leaseId: string): Promise<Outcome<{ released: boolean }>> {
+  async release(caller: Caller, leaseId: string, proof: LeaseProof = NO_PROOF): Promise<Outcome<{ released: boolean }>> {
     const who = { ...caller, groups: [] };
-    const outcome = await this.deps.batcher.submit(() => this.deps.leases.release(who, leaseId), sourceOf(caller));
+    const outcome = await this.deps.batcher.submit(() => this.deps.leases.release(who, leaseId, proof), sourceOf(caller));
     if (!outcome.ok) return outcome;
     return { ok: true, released: outcome.released };
   }

@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
+import { blockedWho, type Block, type BlockScope } from '../domain/blocks.js';
 import type { Clock } from '../domain/clock.js';
 import { deny, type Denial } from '../domain/errors.js';
 import type { LeaseEventInput } from '../domain/events.js';
 import { OPEN_GATE, type AcquireGate } from '../domain/gate.js';
-import { holds, type ClientIdentity, type Lease } from '../domain/lease.js';
+import { holds, NO_PROOF, type ClientIdentity, type Lease, type LeaseProof } from '../domain/lease.js';
 import { leaseEnd, leaseLengthMs, poolIsValid, type Pool } from '../domain/pool.js';
 import type { DenialWindow, LeaseStore, LeaseTx } from '../domain/ports.js';
+import { newLeaseSecret, proven, secretMismatch } from './lease-secret.js';
 import type { PoolRegistry } from './pool-registry.js';
 
 export interface LeaseGranted {
@@ -13,6 +15,8 @@ export interface LeaseGranted {
   readonly lease: Lease;
   /** True when an existing lease was extended rather than a new seat taken. */
   readonly renewed: boolean;
+  /** The new lease's secret, for its holder alone: only when a seat was granted (never stored, logged or signed). */
+  readonly secret?: string;
 }
 
 export type LeaseOutcome = LeaseGranted | Denial;
@@ -128,17 +132,65 @@ export class LeaseService {
    * Ends a lease at once (an operator's revoke). The connected holder is told
    * (`revoked`); a holder that renews later is told why its lease is gone.
    */
-  revoke(leaseId: string, reason: string, actor: string): { ok: true; lease: Lease } | Denial {
+  revoke(leaseId: string, reason: string, actor: string, block?: { readonly seconds: number; readonly scope: BlockScope }): { ok: true; lease: Lease; block: Block | null } | Denial {
     const now = this.clock.now();
     const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
-    const outcome = this.store.transact((tx): { ok: true; lease: Lease } | Denial => {
+    const outcome = this.store.transact((tx): { ok: true; lease: Lease; block: Block | null } | Denial => {
       const lease = tx.findLease(leaseId);
       if (lease === undefined) return deny('LEASE_NOT_FOUND', `no lease ${leaseId}`);
-      this.revokeInTx(tx, lease, now, `by ${actor}: ${reason}`, ended, actor);
-      return { ok: true, lease };
+      const until = block === undefined ? null : now + block.seconds * 1000;
+      const keptOut = until === null ? '' : `; ${block!.scope === 'user' ? 'the user' : 'the instance'} is kept out of ${lease.product} until ${new Date(until).toISOString()}`;
+      this.revokeInTx(tx, lease, now, `by ${actor}: ${reason}${keptOut}`, ended, actor);
+      if (block === undefined || until === null) return { ok: true, lease, block: null };
+      const made: Block = {
+        id: randomUUID(),
+        scope: block.scope,
+        user: lease.user,
+        instance: block.scope === 'instance' ? lease.instance : null,
+        product: lease.product,
+        createdAt: now,
+        until,
+        reason,
+        actor,
+        leaseId: lease.id,
+      };
+      tx.insertBlock(made);
+      tx.appendEvent({
+        ts: now,
+        event: 'blocked',
+        user: made.user,
+        instance: made.instance,
+        host: lease.host,
+        product: made.product,
+        leaseId: lease.id,
+        reason,
+        actor,
+        message: `${blockedWho(made)} kept out of ${made.product} until ${new Date(until).toISOString()} (block ${made.id})`,
+      });
+      return { ok: true, lease, block: made };
     });
     this.notify(ended);
     return outcome;
+  }
+
+  /** Lifts a block before its end (`floatd admin unblock`). */
+  unblock(blockId: string, actor: string): { ok: true; block: Block } | Denial {
+    const now = this.clock.now();
+    return this.store.transact((tx): { ok: true; block: Block } | Denial => {
+      const block = tx.deleteBlock(blockId);
+      if (block === undefined || block.until <= now) return deny('BLOCK_NOT_FOUND', `no block in force has id ${blockId} (see floatd admin blocks)`);
+      tx.appendEvent({
+        ts: now,
+        event: 'unblocked',
+        user: block.user,
+        instance: block.instance,
+        product: block.product,
+        leaseId: block.leaseId,
+        actor,
+        message: `${blockedWho(block)} may take seats of ${block.product} again (block ${block.id}, which ran until ${new Date(block.until).toISOString()}, lifted)`,
+      });
+      return { ok: true, block };
+    });
   }
 
   /** Why recently revoked leases are gone, for their holders' next renewal (bounded; oldest forgotten first). */
@@ -184,7 +236,7 @@ export class LeaseService {
   }
 
   /** Takes a seat for `client`, or returns the lease it already holds, renewed. */
-  acquire(client: ClientIdentity, product: string | undefined): LeaseOutcome {
+  acquire(client: ClientIdentity, product: string | undefined, proof: LeaseProof = NO_PROOF): LeaseOutcome {
     const now = this.clock.now();
     const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
     const outcome = this.store.transact((tx): LeaseOutcome => {
@@ -213,10 +265,23 @@ export class LeaseService {
       if (existing !== undefined) {
         const pool = this.pools.get(existing.poolId);
         if (existing.expiresAt > now && pool !== undefined && poolIsValid(pool, this.pools.judgedAt(now)) && this.pools.blocked(pool.id) === null) {
+          // Another holder naming the same user and instance does not get the lease (nor a second seat).
+          if (!proven(existing, proof)) return denied(secretMismatch(existing.id, proof, 'acquiring'), existing.poolId);
           return { ok: true, lease: this.extendInTx(tx, existing, pool, now, true), renewed: true };
         }
         if (existing.expiresAt <= now) this.expireInTx(tx, existing, now, ended);
         else this.revokeInTx(tx, existing, now, 'the license key of its pool is no longer valid', ended);
+      }
+      const block = tx.activeBlock(client.user, client.instance, selection.product, now);
+      if (block !== null && block !== undefined) {
+        const until = new Date(block.until).toISOString();
+        return denied(
+          deny('RULE_DENIED', `${blockedWho(block)} is kept out of ${selection.product} until ${until}: a lease was revoked by ${block.actor} (${block.reason})`, {
+            reason: 'revoked',
+            blockedUntil: until,
+          }),
+          null,
+        );
       }
       const verdict = this.gate.check(client, selection.product, now, tx);
       if (!verdict.allowed) {
@@ -226,6 +291,7 @@ export class LeaseService {
         const inUse = tx.countActive(pool.id, now);
         if (inUse >= pool.seats) continue;
         const leaseMs = leaseLengthMs(this.options.leaseMs, pool);
+        const secret = newLeaseSecret();
         const lease: Lease = {
           id: randomUUID(),
           poolId: pool.id,
@@ -239,6 +305,7 @@ export class LeaseService {
           renewedAt: now,
           expiresAt: leaseEnd(now, leaseMs, pool),
           leaseMs,
+          secretHash: secret.hash,
         };
         tx.insertLease(lease);
         tx.appendEvent({
@@ -249,7 +316,7 @@ export class LeaseService {
           seatsTotal: pool.seats,
           message: verdict.logAll ? `user ${client.user} now holds ${tx.countHeld(client.listener, client.user, now)} lease(s) on listener ${client.listener}` : null,
         });
-        return { ok: true, lease, renewed: false };
+        return { ok: true, lease, renewed: false, secret: secret.secret };
       }
       const ids = selection.pools.map((p) => p.id);
       const next = tx.earliestExpiry(ids, now);
@@ -270,7 +337,7 @@ export class LeaseService {
   }
 
   /** Extends a lease the client holds. */
-  renew(client: Pick<ClientIdentity, 'user' | 'instance'>, leaseId: string): LeaseOutcome {
+  renew(client: Pick<ClientIdentity, 'user' | 'instance'>, leaseId: string, proof: LeaseProof = NO_PROOF): LeaseOutcome {
     const now = this.clock.now();
     const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
     const outcome = this.store.transact((tx): LeaseOutcome => {
@@ -282,6 +349,7 @@ export class LeaseService {
           : deny('LEASE_NOT_FOUND', `lease ${leaseId} was revoked (${revoked}); acquire a new one`, { reason: revoked });
       }
       if (!holds(lease, client)) return deny('LEASE_NOT_YOURS', `lease ${leaseId} is held by another client instance`);
+      if (!proven(lease, proof)) return secretMismatch(leaseId, proof, 'renewing');
       if (lease.expiresAt <= now) {
         this.expireInTx(tx, lease, now, ended);
         return deny('LEASE_EXPIRED', `lease ${leaseId} expired at ${new Date(lease.expiresAt).toISOString()}; acquire a new one`);
@@ -309,13 +377,14 @@ export class LeaseService {
   }
 
   /** Gives a seat back. Releasing an unknown or already ended lease is fine. */
-  release(client: Pick<ClientIdentity, 'user' | 'instance'>, leaseId: string): { ok: true; released: boolean } | Denial {
+  release(client: Pick<ClientIdentity, 'user' | 'instance'>, leaseId: string, proof: LeaseProof = NO_PROOF): { ok: true; released: boolean } | Denial {
     const now = this.clock.now();
     const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
     const outcome = this.store.transact((tx) => {
       const lease = tx.findLease(leaseId);
       if (lease === undefined) return { ok: true as const, released: false };
       if (!holds(lease, client)) return deny('LEASE_NOT_YOURS', `lease ${leaseId} is held by another client instance`);
+      if (!proven(lease, proof)) return secretMismatch(leaseId, proof, 'releasing');
       tx.deleteLease(lease.id);
       const pool = this.pools.get(lease.poolId);
       tx.appendEvent({

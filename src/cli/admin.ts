@@ -11,6 +11,7 @@ import type { Config } from '../config/config.js';
 import { FloatdError, type ErrorCode } from '../domain/errors.js';
 import { CONFIG_FLAGS, configFrom, intFlag, parse, table, type Io } from './common.js';
 import { CSV_HEADER, csvRow, eventJson } from '../app/lease-log.js';
+import { BLOCK_MAX_SECONDS } from '../domain/blocks.js';
 import type { LeaseEvent } from '../domain/events.js';
 import { filterFrom } from './log.js';
 import { LogTable } from './log-format.js';
@@ -18,7 +19,10 @@ import { adminUrl, TLS_CLIENT_FLAGS, tlsFlagsGiven, tlsMaterialFrom } from './se
 import type { TlsMaterial } from '../client/tls-material.js';
 
 export const ADMIN_USAGE = `floatd admin leases [--user U] [--host H] [--product P] [--json]     live leases (who holds what, since when, from where)
-floatd admin revoke LEASE --reason TEXT                              end a lease now (a unique prefix of its id will do)
+floatd admin revoke LEASE --reason TEXT [--block SPAN [--block-instance]]   end a lease now (a unique prefix of its id will do);
+                                                                     --block 30m keeps its user (--block-instance: only its
+                                                                     instance) out of the product for that span (s, m, h, d, w)
+floatd admin blocks [--json] | unblock BLOCK                         holders kept out after a revoke / lift a block now
 floatd admin rules reload | tls reload                               re-read the rules / the TLS certificate
 floatd admin suspend [LISTENER] | resume [LISTENER]                   refuse / take new lease connections (all listeners by default)
 floatd admin log [floatd log's filters] [--limit N] [--json | --csv] [--utc]   the lease log, through the admin API
@@ -178,6 +182,9 @@ export async function admin(args: string[], io: Io): Promise<number> {
       host: { type: 'string' },
       product: { type: 'string' },
       reason: { type: 'string' },
+      block: { type: 'string' },
+      'block-user': { type: 'boolean' },
+      'block-instance': { type: 'boolean' },
       since: { type: 'string' },
       until: { type: 'string' },
       event: { type: 'string', multiple: true },
@@ -215,9 +222,33 @@ export async function admin(args: string[], io: Io): Promise<number> {
     }
     case 'revoke': {
       if (positionals.length !== 1 || values.reason === undefined) throw new FloatdError('USAGE', 'floatd admin revoke takes one LEASE id (or a unique prefix) and --reason TEXT');
-      const body = ok(await call(t(), 'POST', `/v1/admin/leases/${encodeURIComponent(positionals[0]!)}/revoke`, { reason: values.reason }));
+      const block = blockFlags(values);
+      const body = ok(await call(t(), 'POST', `/v1/admin/leases/${encodeURIComponent(positionals[0]!)}/revoke`, { reason: values.reason, ...block }));
       const lease = body['lease'] as Record<string, unknown>;
       io.out(`revoked lease ${lease['id']} of ${lease['user']}@${lease['host']} (${lease['product']})`);
+      const made = body['block'] as Record<string, unknown> | undefined;
+      if (made !== undefined) io.out(`${blockedWho(made)} kept out of ${made['product']} until ${localTime(made['until'])} (block ${String(made['id']).slice(0, 8)}; floatd admin unblock lifts it)`);
+      return 0;
+    }
+    case 'blocks': {
+      if (positionals.length > 0) throw new FloatdError('USAGE', 'floatd admin blocks takes no arguments (floatd admin unblock BLOCK lifts one)');
+      const blocks = ok(await call(t(), 'GET', '/v1/admin/blocks'))['blocks'] as Array<Record<string, unknown>>;
+      if (values.json) io.out(JSON.stringify(blocks, null, 2));
+      else if (blocks.length === 0) io.out('no blocks in force');
+      else {
+        io.out(
+          table(
+            blocks.map((b) => [String(b['id']).slice(0, 8), blockedWho(b), String(b['product']), localTime(b['until']), inWords(Number(b['endsInMs'])), String(b['actor']), String(b['reason'])]),
+            ['BLOCK', 'KEPT OUT', 'PRODUCT', 'UNTIL', 'ENDS IN', 'BY', 'REASON'],
+          ),
+        );
+      }
+      return 0;
+    }
+    case 'unblock': {
+      if (positionals.length !== 1) throw new FloatdError('USAGE', 'floatd admin unblock takes one BLOCK id (or a unique prefix; floatd admin blocks lists them)');
+      const lifted = ok(await call(t(), 'POST', `/v1/admin/blocks/${encodeURIComponent(positionals[0]!)}/lift`))['block'] as Record<string, unknown>;
+      io.out(`block ${lifted['id']} lifted: ${blockedWho(lifted)} may take seats of ${lifted['product']} again`);
       return 0;
     }
     case 'rules':
@@ -253,8 +284,32 @@ export async function admin(args: string[], io: Io): Promise<number> {
       return 0;
     }
     default:
-      throw new FloatdError('USAGE', `floatd admin needs one of: leases, revoke, rules reload, tls reload, suspend, resume, log, token\n${ADMIN_USAGE}`);
+      throw new FloatdError('USAGE', `floatd admin needs one of: leases, revoke, blocks, unblock, rules reload, tls reload, suspend, resume, log, token\n${ADMIN_USAGE}`);
   }
+}
+
+const SPAN_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 } as const;
+
+/** --block SPAN [--block-user | --block-instance] as the revoke body's blockSeconds and blockScope. */
+function blockFlags(values: Record<string, unknown>): { blockSeconds?: number; blockScope?: 'user' | 'instance' } {
+  const span = values['block'];
+  const forUser = values['block-user'] === true;
+  const forInstance = values['block-instance'] === true;
+  if (span === undefined) {
+    if (forUser || forInstance) throw new FloatdError('USAGE', '--block-user and --block-instance go with --block SPAN');
+    return {};
+  }
+  if (forUser && forInstance) throw new FloatdError('USAGE', 'choose one of --block-user (the default) and --block-instance');
+  const m = /^(\d+)([smhdw])$/.exec(String(span).trim());
+  const ms = m === null ? NaN : Number(m[1]) * SPAN_MS[m[2] as keyof typeof SPAN_MS];
+  if (!(ms >= 1000) || ms > BLOCK_MAX_SECONDS * 1000) {
+    throw new FloatdError('USAGE', `--block must be a span such as 90s, 30m, 12h, 7d or 2w, of at least 1 s and at most a year; got "${String(span)}"`);
+  }
+  return { blockSeconds: ms / 1000, blockScope: forInstance ? 'instance' : 'user' };
+}
+
+function blockedWho(b: Record<string, unknown>): string {
+  return b['scope'] === 'instance' ? `instance ${String(b['instance'])} of ${String(b['user'])}` : `user ${String(b['user'])}`;
 }
 
 /** POST …/reload on the admin API and say what came of it (floatd admin rules|tls reload, floatd rules reload). */

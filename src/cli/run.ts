@@ -102,6 +102,15 @@ export async function run(args: string[], io: Io): Promise<number> {
     if ((err as NodeJS.ErrnoException).path !== undefined) throw new FloatdError('INPUT_INVALID', `--instance-file: ${(err as Error).message}`);
     throw err;
   }
+  // Another key at the server's address: never a quiet "lease regained".
+  let keyChangedTo: string | null = null;
+  client.on('serverKeyChanged', ({ from, to, refused }) => {
+    keyChangedTo = to;
+    say(
+      `WARNING: the server key fingerprint changed from ${from} to ${to}: another server answers at ${values.server}, or the server lost its key; ` +
+        (refused ? 'its leases are refused (SERVER_KEY_CHANGED) because --vendor-public-key is given' : 'its leases are taken as they come (give --vendor-public-key or --server-key-fingerprint to refuse them)'),
+    );
+  });
   // Only the waits are said here; a refusal that ends the wait is said once, below.
   client.on('denied', (d) => {
     if (d.retryInMs !== null) say(`waiting for a lease: ${d.code}${d.reason ? ` (${d.reason})` : ''}: ${d.message}; trying again in ${formatDuration(d.retryInMs)}`);
@@ -153,7 +162,8 @@ export async function run(args: string[], io: Io): Promise<number> {
   client.on('regained', (lease) => {
     if (grace !== null) clearTimeout(grace);
     grace = null;
-    say(`lease regained (${lease.id})`);
+    if (keyChangedTo !== null) say(`lease ${lease.id} taken from a server with another key (${keyChangedTo}), not the one that granted the first lease`);
+    else say(`lease regained (${lease.id})`);
   });
 
   const status = await new Promise<number>((resolve) => {

@@ -81,13 +81,14 @@ export class HttpTransport implements Transport {
       return Promise.resolve(denied('UNKNOWN_OP', `"${op}" is not an operation of the HTTP lease API`));
     }
     if (this.identity === null) return Promise.resolve(denied('HELLO_REQUIRED', `say hello (with the client identity) before ${op}`));
+    const secret = typeof fields['leaseSecret'] === 'string' ? { leaseSecret: fields['leaseSecret'] } : {};
     if (op === 'acquire') {
       const product = typeof fields['product'] === 'string' ? fields['product'] : this.product;
-      return this.call(op, { method: 'POST', path: '/v1/leases', body: { client: this.identity, ...(product !== undefined ? { product } : {}) } });
+      return this.call(op, { method: 'POST', path: '/v1/leases', body: { client: this.identity, ...(product !== undefined ? { product } : {}), ...secret } });
     }
     const lease = fields['lease'];
     if (typeof lease !== 'string' || lease === '') return Promise.resolve(denied('BAD_REQUEST', `${op} needs the lease id`));
-    return this.call(op, { method: 'POST', path: `/v1/leases/${encodeURIComponent(lease)}/${op}`, body: { client: this.identity } });
+    return this.call(op, { method: 'POST', path: `/v1/leases/${encodeURIComponent(lease)}/${op}`, body: { client: this.identity, ...secret } });
   }
 
   /** Stops taking requests; connections close once those in flight (a last release) are answered. */

@@ -53,6 +53,14 @@ export interface LeaseClientOptions {
   readonly serverPublicKey?: JWK;
   readonly serverKeyFingerprint?: string;
   /**
+   * Refuse a server whose lease-signing key differs from what this client trusts: the expected
+   * fingerprint (as `floatd status` prints it), or `true` for the first key this client sees.
+   * A server (or a reconnect, or a restart) with another key is then refused with
+   * SERVER_KEY_CHANGED; without it (and without vendorPublicKey) a changed key is only reported
+   * (`serverKeyChanged`).
+   */
+  readonly pinServerKey?: string | true;
+  /**
    * The vendor's public key(s). Given, a lease is accepted only when it chains to
    * the vendor: its license key is signed by the vendor and is for this product,
    * its activation is signed by the vendor and names the key of the server that
@@ -89,7 +97,7 @@ export interface LeaseInfo {
 export interface DenialInfo {
   readonly code: string;
   readonly message: string;
-  /** For RULE_DENIED: count, frequency or blocked. */
+  /** For RULE_DENIED: count, frequency or blocked (a rule), or revoked (an operator revoked with --block). */
   readonly reason?: string;
   /** When the client tries again, or null when it does not. */
   readonly retryInMs: number | null;
@@ -108,6 +116,12 @@ export interface LeaseClientEvents {
   denied: [DenialInfo];
   connected: [];
   disconnected: [{ readonly message: string }];
+  /**
+   * The server's lease-signing key is not the one this client saw before (another server
+   * answers at the address, or the server lost its key): `refused` when pinServerKey or
+   * vendorPublicKey made the client turn it away (SERVER_KEY_CHANGED).
+   */
+  serverKeyChanged: [{ readonly from: string; readonly to: string; readonly refused: boolean }];
 }
 
 /** An acquisition that will not be retried, or a lease that failed verification. */
@@ -159,6 +173,8 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
   private transport: Transport | null = null;
   private connecting: Promise<Transport> | null = null;
   private serverKey: JWK | null = null;
+  /** Fingerprint of the key of the first server this client trusted, to notice another one. */
+  private knownKeyFp: string | null = null;
   /** Server clock minus ours, from hello, so token expiry is judged on the server's clock. */
   private skewMs = 0;
   private current: LeaseInfo | null = null;
@@ -168,6 +184,11 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
   private renewing = false;
   private backoffMs = 0;
   private needsRegain = false;
+  /**
+   * The secret of the lease held (or last held), from the reply that granted it: kept in memory only,
+   * and sent with every renew, release and acquire so another connection (a reconnect, HTTP) can act on it.
+   */
+  private secret: string | null = null;
   private waiters: Array<{ resolve: (l: LeaseInfo) => void; reject: (e: Error) => void }> = [];
   /** Keeps the process alive while someone awaits acquire(); see keepProcessAlive(). */
   private keepAlive: ReturnType<typeof setInterval> | null = null;
@@ -234,9 +255,11 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     this.needsRegain = false;
     if (this.state !== 'closed') this.state = 'idle';
     this.settle(new LeaseClientError('SHUTTING_DOWN', 'released before a lease was granted'));
+    const secret = this.withSecret();
+    this.secret = null;
     if (lease === null || this.transport === null || this.transport.closed) return;
     try {
-      await this.transport.request('release', { lease: lease.id });
+      await this.transport.request('release', { lease: lease.id, ...secret });
     } catch {
       // The server will expire it; nothing else to do.
     }
@@ -346,9 +369,26 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
       throw new LeaseClientError('TOKEN_INVALID', 'the server sent no usable lease-signing key in hello');
     }
     const pinned = this.options.serverPublicKey ? await thumbprint(this.options.serverPublicKey) : this.options.serverKeyFingerprint;
-    if (pinned !== undefined && (await thumbprint(key)) !== pinned) {
+    const fp = await thumbprint(key);
+    if (pinned !== undefined && fp !== pinned) {
       throw new LeaseClientError('TOKEN_INVALID', `the server's lease-signing key is not the pinned one (${pinned}): refusing to trust it`);
     }
+    const pin = this.options.pinServerKey;
+    const expected = typeof pin === 'string' ? pin : this.knownKeyFp;
+    if (expected === null || fp === expected) {
+      this.knownKeyFp ??= fp;
+      return;
+    }
+    const refused = pin !== undefined || this.options.vendorPublicKey !== undefined;
+    this.emit('serverKeyChanged', { from: expected, to: fp, refused });
+    if (refused) {
+      throw new LeaseClientError(
+        'SERVER_KEY_CHANGED',
+        `the server's lease-signing key changed from ${expected} to ${fp}: refusing its leases (${pin !== undefined ? 'pinServerKey' : 'vendorPublicKey'}); another server answers at ${this.options.server}, or the server lost its key`,
+      );
+    }
+    // Not pinned: the new key is trusted from now on, and said loudly by the event.
+    this.knownKeyFp = fp;
   }
 
   /** Verifies the lease token's signature and that its claims are this lease, for this client. */
@@ -435,7 +475,7 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     let reply: Reply;
     try {
       const transport = await this.connection();
-      reply = await transport.request('acquire', this.options.product ? { product: this.options.product } : {});
+      reply = await transport.request('acquire', { ...(this.options.product ? { product: this.options.product } : {}), ...this.withSecret() });
     } catch (err) {
       if (this.state !== 'acquiring') return;
       const code = err instanceof LeaseClientError ? err.code : 'SERVER_UNREACHABLE';
@@ -444,7 +484,10 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     }
     if (this.state !== 'acquiring') {
       // Released or closed while the request was out: give back what came.
-      if (reply.ok) void this.transport?.request('release', { lease: String((reply as { lease?: { id?: unknown } }).lease?.id) }).catch(() => {});
+      if (reply.ok) {
+        const secret = (reply as { leaseSecret?: unknown }).leaseSecret;
+        void this.transport?.request('release', { lease: String((reply as { lease?: { id?: unknown } }).lease?.id), ...(typeof secret === 'string' ? { leaseSecret: secret } : this.withSecret()) }).catch(() => {});
+      }
       return;
     }
     if (!reply.ok) {
@@ -459,8 +502,14 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
       this.retryOrFail({ code: 'TOKEN_INVALID', message: (err as Error).message, retryInMs: null, permanent: true });
       return;
     }
+    const secret = (reply as { leaseSecret?: unknown }).leaseSecret;
+    if (typeof secret === 'string') this.secret = secret;
     this.hold(lease, this.needsRegain ? 'regained' : 'acquired');
     this.needsRegain = false;
+  }
+
+  private withSecret(): { leaseSecret?: string } {
+    return this.secret === null ? {} : { leaseSecret: this.secret };
   }
 
   private hold(lease: LeaseInfo, event: 'acquired' | 'renewed' | 'regained'): void {
@@ -486,7 +535,7 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     const sentAt = this.clock.monotonic();
     try {
       const transport = await this.connection();
-      const reply = await transport.request('renew', { lease: lease.id });
+      const reply = await transport.request('renew', { lease: lease.id, ...this.withSecret() });
       if (this.current !== lease || this.state !== 'held') return;
       if (reply.ok) {
         this.hold(await this.verified(reply, sentAt), 'renewed');
@@ -495,7 +544,7 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
       const { code, message, reason } = reply.error;
       // A lease the server revoked (an operator, a removed key) comes back as LEASE_NOT_FOUND with the reason.
       if (code === 'LEASE_NOT_FOUND' && typeof reason === 'string') this.ended('revoked', reason);
-      else if (code === 'LEASE_EXPIRED' || code === 'LEASE_NOT_FOUND' || code === 'LEASE_NOT_YOURS') this.ended('lost', message);
+      else if (code === 'LEASE_EXPIRED' || code === 'LEASE_NOT_FOUND' || code === 'LEASE_NOT_YOURS' || code === 'LEASE_SECRET_MISMATCH') this.ended('lost', message);
       else if (code === 'LICENSE_EXPIRED') this.ended('revoked', message);
       else this.renewLater();
     } catch (err) {

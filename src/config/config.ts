@@ -30,6 +30,12 @@ export interface TrustedNetwork {
 export const HTTP_PORT = 8990;
 export const HTTPS_PORT = 8443;
 export const TLS_PORT = 8991;
+/**
+ * Per-address limits on by default, far above what a legitimate site reaches from one address
+ * (docs/operations.md says why); 0 turns each off.
+ */
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 1000;
+export const DEFAULT_ACQUIRE_RATE = { perSecond: 200, burst: 2000 } as const;
 
 export interface TlsConfig {
   readonly certFile: string;
@@ -309,8 +315,8 @@ const SETTINGS: Record<string, SettingSpec> = {
   idleTimeoutSeconds: { env: 'FLOATD_IDLE_TIMEOUT_SECONDS', parse: int(0, 31 * 86400), fallback: 0 },
   // The default follows the file-descriptor limit (fd-limit.ts); its fallback is there.
   maxConnections: { env: 'FLOATD_MAX_CONNECTIONS', parse: (v, r) => (v === undefined ? defaultMaxConnections() : int(1, 1_000_000)(v, r)), fallback: undefined },
-  maxConnectionsPerAddress: { env: 'FLOATD_MAX_CONNECTIONS_PER_ADDRESS', parse: int(0, 1_000_000), fallback: 0 },
-  'acquireRateLimit.perSecond': { env: 'FLOATD_ACQUIRE_RATE_LIMIT_PER_SECOND', parse: num(0, 1_000_000), fallback: 0 },
+  maxConnectionsPerAddress: { env: 'FLOATD_MAX_CONNECTIONS_PER_ADDRESS', parse: int(0, 1_000_000), fallback: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS },
+  'acquireRateLimit.perSecond': { env: 'FLOATD_ACQUIRE_RATE_LIMIT_PER_SECOND', parse: num(0, 1_000_000), fallback: DEFAULT_ACQUIRE_RATE.perSecond },
   'acquireRateLimit.burst': { env: 'FLOATD_ACQUIRE_RATE_LIMIT_BURST', parse: int(0, 1_000_000), fallback: 0 },
   'backpressure.connectionBytes': { env: 'FLOATD_BACKPRESSURE_CONNECTION_BYTES', parse: int(4096, 64 << 20), fallback: 65536 },
   'backpressure.totalBytes': { env: 'FLOATD_BACKPRESSURE_TOTAL_BYTES', parse: int(65536, 2 ** 32), fallback: 32 << 20 },
@@ -484,6 +490,8 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   }
   const perSecond = values['acquireRateLimit.perSecond'] as number;
   const burst = values['acquireRateLimit.burst'] as number;
+  // The default rate comes with the default burst; a rate set without a burst gets one second's worth.
+  const defaultBurst = source('acquireRateLimit.perSecond') === 'default' ? DEFAULT_ACQUIRE_RATE.burst : Math.max(1, Math.ceil(perSecond));
   if (perSecond === 0 && burst > 0) {
     throw new FloatdError(
       'CONFIG_INVALID',
@@ -512,7 +520,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     idleTimeoutSeconds: values['idleTimeoutSeconds'] as number,
     maxConnections: values['maxConnections'] as number,
     maxConnectionsPerAddress: values['maxConnectionsPerAddress'] as number,
-    acquireRateLimit: perSecond > 0 ? { perSecond, burst: burst > 0 ? burst : Math.max(1, Math.ceil(perSecond)) } : null,
+    acquireRateLimit: perSecond > 0 ? { perSecond, burst: burst > 0 ? burst : defaultBurst } : null,
     backpressure: {
       connectionBytes: values['backpressure.connectionBytes'] as number,
       totalBytes: values['backpressure.totalBytes'] as number,

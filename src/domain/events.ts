@@ -6,6 +6,8 @@ export const LEASE_EVENTS = [
   'expired',
   'denied',
   'revoked',
+  'blocked',
+  'unblocked',
   'key-added',
   'key-removed',
   'key-expired',

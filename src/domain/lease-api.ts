@@ -1,5 +1,5 @@
 import type { Denial } from './errors.js';
-import type { ClientIdentity, Lease } from './lease.js';
+import type { ClientIdentity, Lease, LeaseProof } from './lease.js';
 
 /** A lease as every door (TCP, TLS, HTTP) hands it to a client: durations, not instants. */
 export interface WireLease {
@@ -45,9 +45,10 @@ export interface ServerHello {
  */
 export interface LeaseApi {
   hello(): ServerHello;
-  acquire(caller: Caller, product: string | undefined): Promise<Outcome<{ readonly renewed: boolean; readonly lease: WireLease }>>;
-  renew(caller: Caller, leaseId: string): Promise<Outcome<{ readonly lease: WireLease }>>;
-  release(caller: Caller, leaseId: string): Promise<Outcome<{ readonly released: boolean }>>;
+  /** A new seat's reply carries `leaseSecret`: its holder shows it to act on the lease from another connection. */
+  acquire(caller: Caller, product: string | undefined, proof?: LeaseProof): Promise<Outcome<{ readonly renewed: boolean; readonly lease: WireLease; readonly leaseSecret?: string }>>;
+  renew(caller: Caller, leaseId: string, proof?: LeaseProof): Promise<Outcome<{ readonly lease: WireLease }>>;
+  release(caller: Caller, leaseId: string, proof?: LeaseProof): Promise<Outcome<{ readonly released: boolean }>>;
   /** Everything status shows (for admin callers). */
   status(): object;
   /** What status shows a caller without an admin credential: seats per product and health. */

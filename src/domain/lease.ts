@@ -12,6 +12,11 @@ export interface Lease {
   readonly renewedAt: number;
   readonly expiresAt: number;
   readonly leaseMs: number;
+  /**
+   * SHA-256 (base64url) of the secret handed to the holder at grant; null for a
+   * lease granted before leases had secrets (renewable by identity alone).
+   */
+  readonly secretHash?: string | null;
 }
 
 /** Who asks: the identity a client gave in hello plus what the server saw. */
@@ -28,3 +33,15 @@ export interface ClientIdentity {
 export function holds(lease: Lease, who: Pick<ClientIdentity, 'user' | 'instance'>): boolean {
   return lease.user === who.user && lease.instance === who.instance;
 }
+
+/**
+ * What a request shows to prove it comes from a lease's holder: the leases
+ * granted (or proven) on the connection it arrives on, and the lease secret
+ * it carries, if any.
+ */
+export interface LeaseProof {
+  readonly boundTo?: ReadonlySet<string>;
+  readonly secret?: string;
+}
+
+export const NO_PROOF: LeaseProof = {};

@@ -1,3 +1,4 @@
+import { BLOCK_MAX_SECONDS } from './blocks.js';
 import { anyOf, constant, integer, number, object, text } from './schema.js';
 
 /**
@@ -22,6 +23,8 @@ export const HOST = name('host name; defaults to the remote address');
 export const INSTANCE = name('a stable id the client picks per product instance');
 export const PRODUCT = name('product; may be left out when the server serves one product (or, over NDJSON, hello named one)');
 export const LEASE_ID = name('lease id');
+/** 32 random bytes, base64url: 43 characters; a little room for other encodings of them. */
+export const LEASE_SECRET = text(1, 128, 'the leaseSecret of the reply that granted the lease: needed to renew, release or re-acquire it from any connection but the one it was granted on (and over HTTP)');
 
 /** Who asks. With tls.identityFromCertificate the user may be left out: it is the client certificate's common name. */
 export function clientIdentity(userRequired: boolean) {
@@ -63,9 +66,9 @@ export const NDJSON_REQUESTS = {
   hello: hello(CLIENT),
   /** hello on a listener that takes the user from the client certificate. */
   helloCertified: hello(CLIENT_FROM_CERTIFICATE),
-  acquire: object({ op: constant('acquire'), id: REQUEST_ID, product: PRODUCT }, ['op']),
-  renew: object({ op: constant('renew'), id: REQUEST_ID, lease: LEASE_ID }, ['op', 'lease']),
-  release: object({ op: constant('release'), id: REQUEST_ID, lease: LEASE_ID }, ['op', 'lease']),
+  acquire: object({ op: constant('acquire'), id: REQUEST_ID, product: PRODUCT, leaseSecret: LEASE_SECRET }, ['op']),
+  renew: object({ op: constant('renew'), id: REQUEST_ID, lease: LEASE_ID, leaseSecret: LEASE_SECRET }, ['op', 'lease']),
+  release: object({ op: constant('release'), id: REQUEST_ID, lease: LEASE_ID, leaseSecret: LEASE_SECRET }, ['op', 'lease']),
   status: object({ op: constant('status'), id: REQUEST_ID }, ['op']),
   ping: object({ op: constant('ping'), id: REQUEST_ID }, ['op']),
 } as const;
@@ -73,16 +76,24 @@ export const NDJSON_REQUESTS = {
 // --- Web endpoint ----------------------------------------------------------
 
 export function acquireBody(userRequired: boolean) {
-  return object({ client: userRequired ? CLIENT : CLIENT_FROM_CERTIFICATE, product: PRODUCT }, ['client']);
+  return object({ client: userRequired ? CLIENT : CLIENT_FROM_CERTIFICATE, product: PRODUCT, leaseSecret: LEASE_SECRET }, ['client']);
 }
 
 /** The body of renew and release. */
 export function leaseBody(userRequired: boolean) {
-  return object({ client: userRequired ? CLIENT : CLIENT_FROM_CERTIFICATE }, ['client']);
+  return object({ client: userRequired ? CLIENT : CLIENT_FROM_CERTIFICATE, leaseSecret: LEASE_SECRET }, ['client']);
 }
 
 export const LEASE_PARAMS = object({ id: LEASE_ID }, ['id']);
-export const REVOKE_BODY = object({ reason: text(1, REASON_MAX, 'why; recorded in the lease log and told to the holder') }, ['reason']);
+export const REVOKE_BODY = object(
+  {
+    reason: text(1, REASON_MAX, 'why; recorded in the lease log and told to the holder'),
+    blockSeconds: integer(1, BLOCK_MAX_SECONDS, "keep the lease's holder out of its product this long (floatd admin revoke --block)"),
+    blockScope: anyOf('"user" or "instance"', [constant('user'), constant('instance')], 'whom the block keeps out: the user on every instance (default), or only the instance'),
+  },
+  ['reason'],
+);
+export const BLOCK_PARAMS = object({ id: text(1, 64, 'block id, or a unique start of it') }, ['id']);
 export const LISTENER_BODY = object({ listener: name('a listener name; all when left out') });
 
 /** The filters of GET /v1/admin/leases (query-string values are text). */

@@ -1,3 +1,4 @@
+import type { Block } from './blocks.js';
 import type { Lease } from './lease.js';
 import type { EventFilter, LeaseEvent, LeaseEventInput } from './events.js';
 
@@ -21,6 +22,11 @@ export interface LeaseTx {
   /** Leases whose expiry is at or before `now`, oldest first. */
   expiredLeases(now: number, limit: number): Lease[];
   appendEvent(event: LeaseEventInput): void;
+  /** The block in force at `now` that keeps this user (or instance) out of the product, if any. */
+  activeBlock(user: string, instance: string, product: string, now: number): Block | undefined;
+  insertBlock(block: Block): void;
+  /** Lifts a block; returns it, or undefined when there is none with that id. */
+  deleteBlock(id: string): Block | undefined;
   /**
    * Records a denial (`event.event` is 'denied'). One made since `sinceMs` with
    * the same remote address, listener, user, host, instance, product, pool,
@@ -66,6 +72,8 @@ export interface LeaseStore {
   /** The latest time the store recorded (a lease-log entry or a renewal), to notice a clock turned back while stopped. */
   latestRecordedTime(): number | undefined;
   allLeases(): Lease[];
+  /** Blocks in force at `now`, soonest to end first. */
+  blocks(now: number): Block[];
   getMeta(key: string): string | undefined;
   setMeta(key: string, value: string): void;
   /** Sets `key` to `value` unless it already holds one; returns the stored value. */

@@ -56,11 +56,12 @@ describe('web endpoint under hostile bodies (property-based)', () => {
     const first = await call(`${base}/v1/leases`, 'POST', { client: client('steady'), product: 'cad' });
     expect(first.status).toBe(201);
     const lease = (first.body['lease'] as { id: string }).id;
+    const leaseSecret = first.body['leaseSecret'];
     const steady = (async () => {
       while (!stop) {
         for (const r of [
-          await call(`${base}/v1/leases/${lease}/renew`, 'POST', { client: client('steady') }),
-          await call(`${base}/v1/leases`, 'POST', { client: client('steady'), product: 'cad' }),
+          await call(`${base}/v1/leases/${lease}/renew`, 'POST', { client: client('steady'), leaseSecret }),
+          await call(`${base}/v1/leases`, 'POST', { client: client('steady'), product: 'cad', leaseSecret }),
         ]) {
           requests++;
           if (r.status !== 200) failures.push(JSON.stringify(r.body));

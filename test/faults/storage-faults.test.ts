@@ -35,10 +35,11 @@ const recoveries = (lines: Array<Record<string, unknown>>) => lines.filter((l) =
 describe('storage faults are a state, not a flood', () => {
   it('a full disk: UNAVAILABLE with retryAfterMs on both doors, /readyz 503, one error line, recovery with a count, nothing acknowledged lost', async () => {
     const { s, lines, web } = await server();
-    const held: Array<{ user: string; id: string }> = [];
+    const held: Array<{ user: string; id: string; leaseSecret: unknown }> = [];
     for (let i = 0; i < 5; i++) {
       const c = await s.connect(`u${i}`);
-      held.push({ user: `u${i}`, id: leaseOf(await c.request('acquire', { product: 'cad' })).id });
+      const r = await c.request('acquire', { product: 'cad' });
+      held.push({ user: `u${i}`, id: leaseOf(r).id, leaseSecret: (r as Record<string, unknown>)['leaseSecret'] });
     }
     const db = serverDb(s);
     const pages = db.pragma('page_count', { simple: true }) as number;
@@ -49,7 +50,7 @@ describe('storage faults are a state, not a flood', () => {
     let unavailable = 0;
     let first: ReturnType<typeof errorOf> | undefined;
     for (let i = 0; i < 500 && first === undefined; i++) {
-      const r = await alice.request('renew', { lease: held[0]!.id });
+      const r = await alice.request('renew', { lease: held[0]!.id, leaseSecret: held[0]!.leaseSecret });
       if (!r.ok) {
         first = errorOf(r);
         unavailable++;
@@ -63,7 +64,7 @@ describe('storage faults are a state, not a flood', () => {
     const burst: Reply[] = await Promise.all(Array.from({ length: 200 }, (_, i) => alice.request('acquire', { product: 'cad', id: i })));
     expect(new Set(burst.map((r) => (r.ok ? 'ok' : r.error.code)))).toEqual(new Set(['UNAVAILABLE']));
     unavailable += burst.length;
-    const viaHttp = await call(`${web}/v1/leases/${held[1]!.id}/renew`, 'POST', { client: { user: 'u1', host: 'u1-host', instance: 'u1-1' } });
+    const viaHttp = await call(`${web}/v1/leases/${held[1]!.id}/renew`, 'POST', { client: { user: 'u1', host: 'u1-host', instance: 'u1-1' }, leaseSecret: held[1]!.leaseSecret });
     expect(viaHttp.status).toBe(503);
     expect(viaHttp.body).toMatchObject({ ok: false, error: { code: 'UNAVAILABLE', reason: 'disk-full' } });
     expect(Number(viaHttp.headers['retry-after'])).toBeGreaterThanOrEqual(1);
@@ -92,7 +93,7 @@ describe('storage faults are a state, not a flood', () => {
 
     // Nothing acknowledged was lost, and the server serves again.
     expect(s.floatd.store.allLeases().map((l) => l.id).sort()).toEqual(held.map((h) => h.id).sort());
-    expect((await alice.request('renew', { lease: held[0]!.id })).ok).toBe(true);
+    expect((await alice.request('renew', { lease: held[0]!.id, leaseSecret: held[0]!.leaseSecret })).ok).toBe(true);
     expect(leaseOf(await (await s.connect('late')).request('acquire', { product: 'cad' })).id).toBeTruthy();
   });
 

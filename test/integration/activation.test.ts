@@ -302,7 +302,8 @@ describe('server activation', () => {
     const clock = new FakeClock(Date.now());
     const s = await site(vendor, [key.token, plain], { clock, extra: { leaseSeconds: 4 * 3600 } });
     await s.activation((a, keys) => a.activateOnline(keys.find((k) => k.id === key.id)!));
-    const held = leaseOf(await s.acquire('cad'));
+    const grant = await s.acquire('cad');
+    const held = leaseOf(grant);
 
     s.host.setFilesystemUuid('0b0b0b0b-0000-4000-8000-000000000001');
     clock.advance(3_600_000);
@@ -325,7 +326,7 @@ describe('server activation', () => {
     // The lease already held gets NOT_ACTIVATED at its renewal.
     const t = await TcpTransport.connect(s.address);
     await t.request('hello', { v: 1, client: { user: 'alice', host: 'alice-host', instance: 'alice-1' } });
-    expect(errorOf(await t.request('renew', { lease: held.id })).code).toBe('NOT_ACTIVATED');
+    expect(errorOf(await t.request('renew', { lease: held.id, leaseSecret: (grant as Record<string, unknown>)['leaseSecret'] })).code).toBe('NOT_ACTIVATED');
     t.close();
     // The offline status of a stopped server says the same.
     await s.stop();

@@ -48,7 +48,7 @@ describe('Batcher (group commit for every door)', () => {
     expect(real.allLeases()).toHaveLength(20);
     // One failing operation rolls back only itself.
     const [good, bad] = await Promise.allSettled([
-      batcher.submit(() => leases.release(client('u0'), real.allLeases().find((l) => l.user === 'u0')!.id)),
+      batcher.submit(() => leases.release(client('u0'), real.allLeases().find((l) => l.user === 'u0')!.id, { secret: outcomes[0]!.ok ? outcomes[0]!.secret! : '' })),
       batcher.submit(() => {
         throw new Error('a bug in one request');
       }),
@@ -63,13 +63,14 @@ describe('Batcher (group commit for every door)', () => {
     const held = await batcher.submit(() => leases.acquire(client('alice'), 'cad'));
     expect(held.ok).toBe(true);
     const leaseId = held.ok ? held.lease.id : '';
+    const proof = { secret: held.ok ? held.secret! : '' };
     const eventsBefore = real.queryEvents({}).length;
     ended.length = 0;
     scheduled.length = 0;
     tallies.length = 0;
     control.failNext = true;
     const results = await Promise.allSettled([
-      batcher.submit(() => leases.release(client('alice'), leaseId)),
+      batcher.submit(() => leases.release(client('alice'), leaseId, proof)),
       batcher.submit(() => leases.acquire(client('bob'), 'cad')),
     ]);
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
@@ -80,7 +81,7 @@ describe('Batcher (group commit for every door)', () => {
     expect(real.allLeases().map((l) => l.user)).toEqual(['alice']);
     expect(real.queryEvents({})).toHaveLength(eventsBefore);
     // The next batch commits and tells.
-    await batcher.submit(() => leases.release(client('alice'), leaseId));
+    await batcher.submit(() => leases.release(client('alice'), leaseId, proof));
     expect(ended).toEqual(['released:alice']);
     await batcher.drained();
   });

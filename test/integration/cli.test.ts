@@ -35,8 +35,10 @@ describe('the built floatd command', () => {
     await until(() => JSON.parse(floatd(['status', '--json', '--server', `127.0.0.1:${first.port}`]).out).mode === 'licensed', 'the server to pick up the key');
     const a = await hello(first.port, 'alice');
     const b = await hello(first.port, 'bob');
-    const la = leaseOf(await a.request('acquire'));
-    const lb = leaseOf(await b.request('acquire'));
+    const ra = await a.request('acquire');
+    const rb = await b.request('acquire');
+    const la = leaseOf(ra);
+    const lb = leaseOf(rb);
     const running = JSON.parse(floatd(['status', '--json', '--data-dir', data]).out);
     expect(running).toMatchObject({ running: true, leasesHeld: 2, products: [{ product: 'cad', seatsTotal: 2, seatsInUse: 2, seatsFree: 0 }] });
     expect(running.downToleranceMs).toBeGreaterThan(50_000);
@@ -50,8 +52,9 @@ describe('the built floatd command', () => {
     const a2 = await hello(second.port, 'alice');
     const b2 = await hello(second.port, 'bob');
     const c2 = await hello(second.port, 'carol');
-    expect(leaseOf(await a2.request('renew', { lease: la.id })).id).toBe(la.id);
-    expect(leaseOf(await b2.request('renew', { lease: lb.id })).id).toBe(lb.id);
+    // Each holder shows its lease's secret on its new connection.
+    expect(leaseOf(await a2.request('renew', { lease: la.id, leaseSecret: (ra as Record<string, unknown>)['leaseSecret'] })).id).toBe(la.id);
+    expect(leaseOf(await b2.request('renew', { lease: lb.id, leaseSecret: (rb as Record<string, unknown>)['leaseSecret'] })).id).toBe(lb.id);
     expect(errorOf(await c2.request('acquire')).code).toBe('NO_FREE_SEATS');
     const remote = floatd(['status', '--server', `127.0.0.1:${second.port}`]);
     expect(remote.code).toBe(0);

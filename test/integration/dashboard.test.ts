@@ -296,12 +296,14 @@ describe('the dashboard in a real browser (headless Chromium)', () => {
       await expect(page.textContent('#keys')).resolves.toContain('cad');
       await expect(page.textContent('#health')).resolves.toBe('ready');
 
-      // Revoke alice's lease from the page: her client hears it with the reason.
+      // Revoke alice's lease from the page, keeping her out for 30 minutes: her client hears it with the reason.
       await page.click(`button[data-lease="${aliceLease.id}"]`);
       await page.fill('#revoke-reason', 'needed for the night build');
+      await page.selectOption('#revoke-block', '1800');
       await page.click('#revoke-confirm');
       await until(() => revoked.length === 1, 'the holder to be told of the revocation');
-      expect(revoked[0]).toBe('by token:local: needed for the night build');
+      expect(revoked[0]).toMatch(/^by token:local: needed for the night build; the user is kept out of cad until \S+Z$/);
+      expect(server.floatd.store.blocks(Date.now()).map((b) => [b.user, b.scope, b.product])).toEqual([['alice', 'user', 'cad']]);
       await page.waitForFunction(() => document.querySelectorAll('#leases tbody tr').length === 1);
       expect(server.floatd.store.allLeases().map((l) => l.user)).toEqual(['bob']);
 

@@ -323,9 +323,15 @@ describe('the files of the data directory', () => {
       [
         'damaged',
         () => {
-          // Every page after the schema overwritten: the file still opens, its tables do not read.
+          // Every page but the schema's overwritten: the file still opens, its tables do not read.
+          const reader = new Database(db, { readonly: true });
+          const pageSize = reader.pragma('page_size', { simple: true }) as number;
+          const schema = new Set(reader.prepare<[], { pageno: number }>("SELECT pageno FROM dbstat WHERE name = 'sqlite_schema'").all().map((r) => r.pageno));
+          reader.close();
           const bytes = Buffer.from(good);
-          bytes.fill(0x5a, 4096 * 2);
+          for (let page = 2; page * pageSize <= bytes.length; page++) {
+            if (!schema.has(page)) bytes.fill(0x5a, (page - 1) * pageSize, page * pageSize);
+          }
           writeFileSync(db, bytes);
         },
         'it is damaged (PRAGMA quick_check: ',

@@ -270,11 +270,13 @@ describe('HttpTransport', () => {
       const acquired = await t.request('acquire', { product: 'cad' });
       replies.push(acquired);
       const id = leaseOf(acquired).id;
-      replies.push(await t.request('acquire', {}));
-      replies.push(await t.request('renew', { lease: id }));
-      replies.push(await t.request('release', { lease: id }));
-      replies.push(await t.request('release', { lease: id }));
-      replies.push(await t.request('renew', { lease: id }));
+      // With the lease's secret, as the SDK sends it: HTTP needs it, TCP takes it on any connection.
+      const leaseSecret = (acquired as Record<string, unknown>)['leaseSecret'];
+      replies.push(await t.request('acquire', { leaseSecret }));
+      replies.push(await t.request('renew', { lease: id, leaseSecret }));
+      replies.push(await t.request('release', { lease: id, leaseSecret }));
+      replies.push(await t.request('release', { lease: id, leaseSecret }));
+      replies.push(await t.request('renew', { lease: id, leaseSecret }));
       replies.push(await t.request('renew', { lease: 'no-such-lease' }));
       replies.push(await t.request('acquire', { product: 'paint' }));
       t.close();
@@ -313,7 +315,7 @@ function generic(value: unknown, leaseId: string, key = ''): unknown {
   if (key === 'message' && typeof value === 'string') return '…';
   if (value === leaseId) return '<lease id>';
   if (typeof value === 'number' && key !== 'protocol') return '<number>';
-  if (key === 'token' || key === 'version' || key === 'x' || key === 'kid') return '<string>';
+  if (key === 'token' || key === 'version' || key === 'x' || key === 'kid' || key === 'leaseSecret') return '<string>';
   if (Array.isArray(value)) return value.map((v) => generic(v, leaseId));
   if (typeof value === 'object' && value !== null) {
     return Object.fromEntries(Object.entries(value).filter(([k]) => k !== 'id' || typeof (value as { ok?: unknown }).ok !== 'boolean').map(([k, v]) => [k, generic(v, leaseId, k)]));

@@ -57,10 +57,12 @@ describe('leasing over TCP', () => {
     expect(log[0]).toMatchObject({ user: 'c', code: 'NO_FREE_SEATS', remote: '127.0.0.1', seatsInUse: 2, seatsTotal: 2 });
   });
 
-  it('returns the same lease to an instance that acquires twice, even on a new connection', async () => {
+  it('returns the same lease to an instance that acquires twice, even on a new connection (with its secret)', async () => {
     server = await startServer({ seats: 1 });
-    const first = leaseOf(await (await server.connect('a', 'i1')).request('acquire', { product: 'cad' }));
-    const again = await (await server.connect('a', 'i1')).request('acquire', { product: 'cad' });
+    const granted = await (await server.connect('a', 'i1')).request('acquire', { product: 'cad' });
+    const first = leaseOf(granted);
+    const leaseSecret = (granted as Record<string, unknown>)['leaseSecret'];
+    const again = await (await server.connect('a', 'i1')).request('acquire', { product: 'cad', leaseSecret });
     expect(leaseOf(again).id).toBe(first.id);
     expect((again as Record<string, unknown>)['renewed']).toBe(true);
     expect(errorOf(await (await server.connect('a', 'i2')).request('acquire', { product: 'cad' })).code).toBe('NO_FREE_SEATS');
@@ -99,12 +101,13 @@ describe('leasing over TCP', () => {
   it('keeps the lease when the connection drops', async () => {
     server = await startServer({ seats: 1 });
     const a = await server.connect('a');
-    const lease = leaseOf(await a.request('acquire', { product: 'cad' }));
+    const granted = await a.request('acquire', { product: 'cad' });
+    const lease = leaseOf(granted);
     a.close();
     await until(() => a.closed, 'the connection to close');
     expect(errorOf(await (await server.connect('b')).request('acquire', { product: 'cad' })).code).toBe('NO_FREE_SEATS');
     const back = await server.connect('a');
-    expect(leaseOf(await back.request('renew', { lease: lease.id })).id).toBe(lease.id);
+    expect(leaseOf(await back.request('renew', { lease: lease.id, leaseSecret: (granted as Record<string, unknown>)['leaseSecret'] })).id).toBe(lease.id);
   });
 
   it('grants exactly the seat count to 200 clients racing for 50 seats', async () => {

@@ -32,7 +32,7 @@ async function scenario(): Promise<{ server: TestServer; clock: FakeClock }> {
   const grant = (user: string, instance: string) => {
     const o = leases.acquire(client(user, instance), 'cad');
     if (!o.ok) throw new Error(`${user}/${instance} was denied: ${o.message}`);
-    return o.lease.id;
+    return { id: o.lease.id, proof: { secret: o.secret! } };
   };
   const deny = (user: string, instance: string) => expect(leases.acquire(client(user, instance), 'cad')).toMatchObject({ ok: false, code: 'NO_FREE_SEATS' });
   const alice = grant('alice', 'a1');
@@ -43,13 +43,13 @@ async function scenario(): Promise<{ server: TestServer; clock: FakeClock }> {
   to(42);
   deny('carol', 'c1');
   to(45);
-  expect(leases.release({ user: 'bob', instance: 'b1' }, bob)).toMatchObject({ ok: true, released: true });
+  expect(leases.release({ user: 'bob', instance: 'b1' }, bob.id, bob.proof)).toMatchObject({ ok: true, released: true });
   to(46);
   grant('carol', 'c1');
   to(90);
   deny('dave', 'd1');
   to(130);
-  expect(leases.release({ user: 'alice', instance: 'a1' }, alice)).toMatchObject({ ok: true, released: true });
+  expect(leases.release({ user: 'alice', instance: 'a1' }, alice.id, alice.proof)).toMatchObject({ ok: true, released: true });
   to(150);
   grant('carol', 'c2');
   to(190);

@@ -161,6 +161,26 @@ describe('floatd run', () => {
     ]);
   });
 
+  it('warns loudly when the server key changes under it, and does not call the new lease regained', async () => {
+    const port = await unusedPort();
+    const first = await server(5, { listeners: [`127.0.0.1:${port}`] });
+    const firstKey = first.floatd.status().serverKeyFingerprint;
+    const child = spawnFloatd(['run', '--server', `127.0.0.1:${port}`, '--retry-seconds', '1', '--', node, '-e', 'setInterval(() => {}, 1000)']);
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    await until(() => err.includes('starting'), 'the command to start');
+    await first.stop();
+    servers.splice(servers.indexOf(first), 1);
+    // Another server (another data directory, so another key) at the same address.
+    const other = await server(5, { listeners: [`127.0.0.1:${port}`] });
+    const otherKey = other.floatd.status().serverKeyFingerprint;
+    await until(() => err.includes('taken from a server with another key'), 'the lease from the other server');
+    expect(err).toContain(`WARNING: the server key fingerprint changed from ${firstKey} to ${otherKey}`);
+    expect(err).not.toContain('lease regained');
+    child.kill('SIGTERM');
+    await exited(child);
+  });
+
   it('with --on-lost stop, stops the command when the lease is revoked and none can be had', async () => {
     const s = await server();
     const child = spawnFloatd(['run', '--server', s.address, '--on-lost', 'stop', '--grace-seconds', '0', '--', node, '-e', 'setInterval(() => {}, 1000)']);

@@ -37,17 +37,19 @@ describe('the web endpoint: lease API over HTTP', () => {
     expect(first.body).toMatchObject({ ok: true, renewed: false, lease: { product: 'cad', leaseMs: 1_800_000, renewAfterMs: expect.any(Number) } });
     expect((first.body['lease'] as { renewAfterMs: number }).renewAfterMs).toBeGreaterThan(899_000);
     const lease = first.body['lease'] as { id: string; token: string };
+    const leaseSecret = first.body['leaseSecret'] as string;
+    expect(leaseSecret).toMatch(/^[A-Za-z0-9_-]{43}$/);
     const hello = await call(`${http}/v1/server`, 'GET');
     expect(hello.body).toMatchObject({ ok: true, server: 'floatd', protocol: 1 });
     const claims = await verifyLeaseToken(lease.token, hello.body['publicKey'] as never);
     expect(claims).toMatchObject({ leaseId: lease.id, user: 'alice', instance: 'cad-1', product: 'cad' });
-    const again = await call(`${http}/v1/leases`, 'POST', { client: alice, product: 'cad' });
+    const again = await call(`${http}/v1/leases`, 'POST', { client: alice, product: 'cad', leaseSecret });
     expect(again.status).toBe(200);
     expect(again.body).toMatchObject({ renewed: true, lease: { id: lease.id } });
-    const renewed = await call(`${http}/v1/leases/${lease.id}/renew`, 'POST', { client: alice });
+    const renewed = await call(`${http}/v1/leases/${lease.id}/renew`, 'POST', { client: alice, leaseSecret });
     expect(renewed).toMatchObject({ status: 200, body: { ok: true, lease: { id: lease.id } } });
     expect((await call(`${http}/v1/status`, 'GET')).body).toMatchObject({ ok: true, products: [{ product: 'cad', seatsInUse: 1 }] });
-    expect((await call(`${http}/v1/leases/${lease.id}/release`, 'POST', { client: alice })).body).toEqual({ ok: true, released: true });
+    expect((await call(`${http}/v1/leases/${lease.id}/release`, 'POST', { client: alice, leaseSecret })).body).toEqual({ ok: true, released: true });
     expect((await call(`${http}/v1/leases/${lease.id}/release`, 'POST', { client: alice })).body).toEqual({ ok: true, released: false });
     const log = s.floatd.store.queryEvents({ user: 'alice' }).map((e) => [e.event, e.listener]);
     expect(log).toEqual([['granted', 'http'], ['renewed', 'http'], ['renewed', 'http'], ['released', 'http']]);
@@ -89,10 +91,12 @@ describe('the web endpoint: lease API over HTTP', () => {
     const { s, http } = await web();
     const taken = await call(`${http}/v1/leases`, 'POST', { client: alice, product: 'cad' });
     const id = (taken.body['lease'] as { id: string }).id;
+    const leaseSecret = taken.body['leaseSecret'];
     const tcp = await s.connect('alice', 'cad-1');
-    expect(leaseOf(await tcp.request('renew', { lease: id })).id).toBe(id);
+    expect(leaseOf(await tcp.request('renew', { lease: id, leaseSecret })).id).toBe(id);
+    // Proven on this connection: it acts on the lease without the secret from now on.
     expect(leaseOf(await tcp.request('acquire', { product: 'cad' })).id).toBe(id);
-    expect((await call(`${http}/v1/leases/${id}/release`, 'POST', { client: alice })).body).toEqual({ ok: true, released: true });
+    expect((await call(`${http}/v1/leases/${id}/release`, 'POST', { client: alice, leaseSecret })).body).toEqual({ ok: true, released: true });
     expect(errorOf(await tcp.request('renew', { lease: id })).code).toBe('LEASE_NOT_FOUND');
   });
 

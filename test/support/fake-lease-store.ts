@@ -1,11 +1,13 @@
 import { CommitQueue } from '../../src/domain/commit-queue.js';
 import type { EventFilter, LeaseEvent, LeaseEventInput } from '../../src/domain/events.js';
+import { blockCovers, type Block } from '../../src/domain/blocks.js';
 import type { Lease } from '../../src/domain/lease.js';
 import type { LeaseStore, LeaseTx, StoredLicense } from '../../src/domain/ports.js';
 
 /** An in-memory LeaseStore. The contract suite runs against it and SQLite alike. */
 export class FakeLeaseStore implements LeaseStore {
   private leases = new Map<string, Lease>();
+  private blockList: Block[] = [];
   private events: LeaseEvent[] = [];
   private meta = new Map<string, string>();
   private licenses: StoredLicense[] = [];
@@ -46,6 +48,16 @@ export class FakeLeaseStore implements LeaseStore {
       return this.leases.size;
     },
     deleteLease: (id) => void this.leases.delete(id),
+    activeBlock: (user, instance, product, now) =>
+      this.blockList.filter((b) => blockCovers(b, user, instance, product, now)).sort((a, b) => b.until - a.until)[0],
+    insertBlock: (block) => {
+      this.blockList = [...this.blockList.filter((b) => b.until > block.createdAt), { ...block }];
+    },
+    deleteBlock: (id) => {
+      const found = this.blockList.find((b) => b.id === id);
+      this.blockList = this.blockList.filter((b) => b.id !== id);
+      return found;
+    },
     expiredLeases: (now, limit) =>
       [...this.leases.values()].filter((l) => l.expiresAt <= now).sort((a, b) => a.expiresAt - b.expiresAt).slice(0, limit),
     appendEvent: (event) => void this.events.push({ ...event, id: this.nextEventId++, count: 1 }),
@@ -105,6 +117,10 @@ export class FakeLeaseStore implements LeaseStore {
   latestRecordedTime(): number | undefined {
     const times = [...this.events.map((e) => e.ts), ...[...this.leases.values()].map((l) => l.renewedAt)];
     return times.length === 0 ? undefined : Math.max(...times);
+  }
+
+  blocks(now: number): Block[] {
+    return this.blockList.filter((b) => b.until > now).sort((a, b) => a.until - b.until || a.id.localeCompare(b.id));
   }
 
   allLeases(): Lease[] {

@@ -35,10 +35,13 @@ describe('the default connection cap', () => {
 });
 
 describe('abuse-limit and backpressure settings', () => {
-  it('are off (limits) and 64 KiB / 32 MiB / 30 s (backpressure) by default', () => {
+  it('are on at levels no legitimate site reaches (limits) and 64 KiB / 32 MiB / 30 s (backpressure) by default; 0 turns a limit off', () => {
     const c = loadConfig({ env: {}, cwd: '/' });
-    expect(c.maxConnectionsPerAddress).toBe(0);
-    expect(c.acquireRateLimit).toBeNull();
+    expect(c.maxConnectionsPerAddress).toBe(1000);
+    expect(c.acquireRateLimit).toEqual({ perSecond: 200, burst: 2000 });
+    const off = loadConfig({ env: { FLOATD_MAX_CONNECTIONS_PER_ADDRESS: '0', FLOATD_ACQUIRE_RATE_LIMIT_PER_SECOND: '0' }, cwd: '/' });
+    expect(off.maxConnectionsPerAddress).toBe(0);
+    expect(off.acquireRateLimit).toBeNull();
     expect(c.backpressure).toEqual({ connectionBytes: 65536, totalBytes: 32 << 20, drainTimeoutSeconds: 30 });
   });
 
@@ -54,7 +57,7 @@ describe('abuse-limit and backpressure settings', () => {
   it.each([
     [{ maxConnectionsPerAddress: '-1' }, /setting maxConnectionsPerAddress \(command line\) must be a whole number from 0/],
     [{ 'acquireRateLimit.perSecond': 'fast' }, /setting acquireRateLimit.perSecond \(command line\) must be a number from 0/],
-    [{ 'acquireRateLimit.burst': 10 }, /setting acquireRateLimit.burst \(command line\) is set but acquireRateLimit.perSecond is not/],
+    [{ 'acquireRateLimit.perSecond': 0, 'acquireRateLimit.burst': 10 }, /setting acquireRateLimit.burst \(command line\) is set but acquireRateLimit.perSecond is not/],
     [{ 'backpressure.connectionBytes': 100 }, /setting backpressure.connectionBytes \(command line\) must be a whole number from 4096/],
     [{ 'backpressure.connectionBytes': 1 << 20, 'backpressure.totalBytes': 1 << 19 }, /setting backpressure.totalBytes \(command line\) must be at least backpressure.connectionBytes/],
     [{ 'backpressure.drainTimeoutSeconds': 0 }, /setting backpressure.drainTimeoutSeconds/],

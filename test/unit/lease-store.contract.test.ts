@@ -228,7 +228,9 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       const { service, store, clock } = setup(1);
       const first = service.acquire(client('a'), 'cad');
       clock.advance(5000);
-      const again = service.acquire(client('a'), 'cad');
+      // Another connection, say: without the lease's secret it is another holder.
+      expect(service.acquire(client('a'), 'cad')).toMatchObject({ ok: false, code: 'LEASE_SECRET_MISMATCH' });
+      const again = service.acquire(client('a'), 'cad', { secret: first.ok ? first.secret! : '' });
       expect(again.ok && first.ok && again.lease.id === first.lease.id).toBe(true);
       expect(again.ok && again.renewed).toBe(true);
       expect(again.ok && again.lease.expiresAt).toBe(clock.now() + 60_000);
@@ -241,7 +243,10 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       const got = service.acquire(client('a'), 'cad');
       if (!got.ok) throw new Error('no lease');
       clock.advance(30_000);
-      const renewed = service.renew(client('a'), got.lease.id);
+      expect(service.renew(client('a'), got.lease.id)).toMatchObject({ ok: false, code: 'LEASE_SECRET_MISMATCH' });
+      expect(service.renew(client('a'), got.lease.id, { secret: 'not-it' })).toMatchObject({ ok: false, code: 'LEASE_SECRET_MISMATCH' });
+      expect(service.renew(client('a'), got.lease.id, { boundTo: new Set([got.lease.id]) }).ok).toBe(true);
+      const renewed = service.renew(client('a'), got.lease.id, { secret: got.secret! });
       expect(renewed.ok && renewed.lease.expiresAt).toBe(clock.now() + 60_000);
       expect(service.renew(client('b'), got.lease.id)).toMatchObject({ ok: false, code: 'LEASE_NOT_YOURS' });
       expect(service.renew(client('a'), 'nope')).toMatchObject({ ok: false, code: 'LEASE_NOT_FOUND' });
@@ -252,7 +257,7 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       const got = service.acquire(client('a'), 'cad');
       if (!got.ok) throw new Error('no lease');
       clock.advance(60_000);
-      expect(service.renew(client('a'), got.lease.id)).toMatchObject({ ok: false, code: 'LEASE_EXPIRED' });
+      expect(service.renew(client('a'), got.lease.id, { secret: got.secret! })).toMatchObject({ ok: false, code: 'LEASE_EXPIRED' });
       expect(store.allLeases()).toHaveLength(0);
       expect(service.acquire(client('b'), 'cad').ok).toBe(true);
     });
@@ -262,7 +267,8 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       const got = service.acquire(client('a'), 'cad');
       if (!got.ok) throw new Error('no lease');
       expect(service.release(client('b'), got.lease.id)).toMatchObject({ ok: false, code: 'LEASE_NOT_YOURS' });
-      expect(service.release(client('a'), got.lease.id)).toEqual({ ok: true, released: true });
+      expect(service.release(client('a'), got.lease.id)).toMatchObject({ ok: false, code: 'LEASE_SECRET_MISMATCH' });
+      expect(service.release(client('a'), got.lease.id, { secret: got.secret! })).toEqual({ ok: true, released: true });
       expect(service.release(client('a'), got.lease.id)).toEqual({ ok: true, released: false });
       expect(service.acquire(client('b'), 'cad').ok).toBe(true);
       expect(store.queryEvents({ events: ['released'] })[0]).toMatchObject({ user: 'a', seatsInUse: 0, seatsTotal: 1 });

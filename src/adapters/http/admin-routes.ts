@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FloatdError, type Denial, type ErrorCode, type ErrorDetails } from '../../domain/errors.js';
 import type { EventFilter } from '../../domain/events.js';
-import { LEASE_PARAMS, LEASES_QUERY, LISTENER_BODY, LOG_QUERY, REVOKE_BODY } from '../../domain/messages.js';
+import { BLOCK_PARAMS, LEASE_PARAMS, LEASES_QUERY, LISTENER_BODY, LOG_QUERY, REVOKE_BODY } from '../../domain/messages.js';
 import type { Infer } from '../../domain/schema.js';
 import { messageSchema, messageValidator } from './schemas.js';
 import type { AdminCredentials, AdminGate } from './admin-gate.js';
@@ -9,7 +9,10 @@ import type { AdminCredentials, AdminGate } from './admin-gate.js';
 /** What the admin routes ask of the server (the app implements it). */
 export interface AdminApi extends AdminCredentials {
   leases(filter: { user?: string; host?: string; product?: string }): object[];
-  revoke(leaseId: string, reason: string, actor: string): Promise<({ ok: true } & object) | Denial>;
+  revoke(leaseId: string, reason: string, actor: string, block?: { seconds: number; scope: 'user' | 'instance' }): Promise<({ ok: true } & object) | Denial>;
+  /** Blocks in force (floatd admin blocks). */
+  blocks(): object[];
+  unblock(blockId: string, actor: string): Promise<({ ok: true } & object) | Denial>;
   reloadRules(actor: string): { ok: boolean } & object;
   reloadTls(actor: string): { ok: boolean; message: string } | Denial;
   suspend(listener: string | null, actor: string): ({ ok: true; suspended: string[] }) | Denial;
@@ -44,6 +47,7 @@ const logQuery = messageSchema(LOG_QUERY);
 const listenerBody = messageSchema(LISTENER_BODY);
 const revokeParams = messageSchema(LEASE_PARAMS);
 const revokeBody = messageSchema(REVOKE_BODY);
+const blockParams = messageSchema(BLOCK_PARAMS);
 const anyReply = { type: 'object', additionalProperties: true } as const;
 /** A name in a report route's query (product, user). */
 const text = { type: 'string', minLength: 1, maxLength: 256 } as const;
@@ -88,7 +92,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps, 
         '/leases/:id/revoke',
         {
           schema: {
-            summary: 'End a lease at once; its connected holder is told, a later renewal gets LEASE_NOT_FOUND with the reason',
+            summary: 'End a lease at once; its connected holder is told, a later renewal gets LEASE_NOT_FOUND with the reason. With blockSeconds, its user (or instance) is kept out of the product that long',
             tags: ['admin'],
             security,
             params: revokeParams,
@@ -97,7 +101,22 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps, 
           },
           validatorCompiler,
         },
-        async (request) => answer(await deps.admin.revoke((request.params as { id: string }).id, (request.body as { reason: string }).reason, actorOf(request))),
+        async (request) => {
+          const body = request.body as Infer<typeof REVOKE_BODY>;
+          const block = body.blockSeconds === undefined || body.blockSeconds === null ? undefined : { seconds: body.blockSeconds, scope: body.blockScope ?? 'user' };
+          if (block === undefined && body.blockScope !== undefined && body.blockScope !== null) throw deps.fail('BAD_REQUEST', 'field "blockScope" needs blockSeconds', { field: 'blockScope' });
+          return answer(await deps.admin.revoke((request.params as { id: string }).id, body.reason, actorOf(request), block));
+        },
+      );
+      admin.get(
+        '/blocks',
+        { schema: { summary: 'Holders kept out after a revoke, until when, and why', tags: ['admin'], security, response: { 200: anyReply } } },
+        async () => ({ ok: true, blocks: deps.admin.blocks() }),
+      );
+      admin.post(
+        '/blocks/:id/lift',
+        { schema: { summary: 'Lift a block before its end (recorded in the lease log)', tags: ['admin'], security, params: blockParams, response: { 200: anyReply } }, validatorCompiler },
+        async (request) => answer(await deps.admin.unblock((request.params as { id: string }).id, actorOf(request))),
       );
       admin.post('/rules/reload', { schema: { summary: 'Re-read the CLT rules and groups', tags: ['admin'], security, response: { 200: anyReply, 400: anyReply } } }, async (request, reply) => {
         const outcome = deps.admin.reloadRules(actorOf(request));

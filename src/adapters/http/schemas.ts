@@ -77,7 +77,7 @@ export const errorReply = {
 
 const errors = {
   400: { description: 'BAD_REQUEST (the message names the field), PRODUCT_REQUIRED', ...errorReply },
-  403: { description: 'RULE_DENIED, LEASE_NOT_YOURS, IDENTITY_MISMATCH, LICENSE_EXPIRED, EVALUATION_ENDED, NO_LICENSE, NOT_ACTIVATED', ...errorReply },
+  403: { description: 'RULE_DENIED, LEASE_NOT_YOURS, LEASE_SECRET_MISMATCH, IDENTITY_MISMATCH, LICENSE_EXPIRED, EVALUATION_ENDED, NO_LICENSE, NOT_ACTIVATED', ...errorReply },
   404: { description: 'LEASE_NOT_FOUND, UNKNOWN_PRODUCT', ...errorReply },
   409: { description: 'NO_FREE_SEATS (with a Retry-After header)', ...errorReply },
   410: { description: 'LEASE_EXPIRED', ...errorReply },
@@ -98,7 +98,16 @@ export function routeSchemas(identityFromCertificate: boolean) {
       tags: ['leases'],
       body: messageSchema(acquireBody(!identityFromCertificate)),
       response: {
-        201: { description: 'a new seat', type: 'object', properties: { ok: { const: true }, renewed: { const: false }, lease: leaseReply } },
+        201: {
+          description: 'a new seat',
+          type: 'object',
+          properties: {
+            ok: { const: true },
+            renewed: { const: false },
+            leaseSecret: { type: 'string', description: "the lease's secret (32 random bytes, base64url), given only here: send it as leaseSecret to renew, release or re-acquire the lease" },
+            lease: leaseReply,
+          },
+        },
         200: { description: 'the lease this instance already held, renewed', type: 'object', properties: { ok: { const: true }, renewed: { const: true }, lease: leaseReply } },
         ...errors,
       },

@@ -6,6 +6,7 @@ import swagger from '@fastify/swagger';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { isFloatdError, type ErrorCode, type ErrorDetails } from '../../domain/errors.js';
 import type { Caller, LeaseApi, Outcome } from '../../domain/lease-api.js';
+import type { LeaseProof } from '../../domain/lease.js';
 import { closeServer, listenOn, type ListenOn } from '../net/listen.js';
 import { proxiedAddress, requireProxyProtocol, type ProxyIntake, type ProxyProtocolSettings, type ProxyRefusal } from '../net/proxy-protocol.js';
 import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/tls-context.js';
@@ -98,6 +99,11 @@ class HttpError extends Error {
 }
 
 /** `instancePath` and params of an Ajv error as the field name people wrote. */
+/** An HTTP request is never on the connection a lease was granted on: it proves itself with the lease's secret alone. */
+function secretOf(body: { leaseSecret?: string | null }): LeaseProof {
+  return typeof body.leaseSecret === 'string' ? { secret: body.leaseSecret } : {};
+}
+
 function fieldOf(v: { instancePath: string; params?: Record<string, unknown> }, context: string | undefined): string {
   const path = v.instancePath.split('/').filter((p) => p !== '');
   const missing = v.params?.['missingProperty'];
@@ -420,20 +426,20 @@ export class WebServer {
     );
 
     app.post('/v1/leases', { schema: schemas.acquire, validatorCompiler }, (request, reply) => {
-      const body = request.body as { client: Parameters<WebServer['caller']>[1]; product?: string };
+      const body = request.body as { client: Parameters<WebServer['caller']>[1]; product?: string; leaseSecret?: string | null };
       const listener = this.sockets.get(request.socket)?.listener;
       if (listener !== undefined && this.suspension.has(listener)) {
         throw new HttpError('SUSPENDED', `listener "${listener}" is suspended for maintenance and grants no new leases; held leases can still be renewed`);
       }
-      return this.answer(reply, api.acquire(this.caller(request, body.client), body.product), (r) => (r.renewed ? 200 : 201));
+      return this.answer(reply, api.acquire(this.caller(request, body.client), body.product, secretOf(body)), (r) => (r.renewed ? 200 : 201));
     });
     app.post('/v1/leases/:id/renew', { schema: schemas.renew, validatorCompiler }, (request, reply) => {
-      const body = request.body as { client: Parameters<WebServer['caller']>[1] };
-      return this.answer(reply, api.renew(this.caller(request, body.client), (request.params as { id: string }).id), () => 200);
+      const body = request.body as { client: Parameters<WebServer['caller']>[1]; leaseSecret?: string | null };
+      return this.answer(reply, api.renew(this.caller(request, body.client), (request.params as { id: string }).id, secretOf(body)), () => 200);
     });
     app.post('/v1/leases/:id/release', { schema: schemas.release, validatorCompiler }, (request, reply) => {
-      const body = request.body as { client: Parameters<WebServer['caller']>[1] };
-      return this.answer(reply, api.release(this.caller(request, body.client), (request.params as { id: string }).id), () => 200);
+      const body = request.body as { client: Parameters<WebServer['caller']>[1]; leaseSecret?: string | null };
+      return this.answer(reply, api.release(this.caller(request, body.client), (request.params as { id: string }).id, secretOf(body)), () => 200);
     });
     // Without an admin credential: seats and health; with one (token, admin certificate, dashboard session): everything.
     app.get('/v1/status', { schema: schemas.status }, async (request, reply) => ((await this.adminOrNull(request, reply)) === null ? { ok: true, ...api.publicStatus() } : { ok: true, view: 'full', ...api.status() }));

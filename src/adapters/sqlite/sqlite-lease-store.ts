@@ -1,6 +1,8 @@
 import Database from 'better-sqlite3';
 import type { EventFilter, LeaseEvent, LeaseEventInput, ReportEvent, ReportEventQuery, ReportEventSource } from '../../domain/events.js';
 import type { Lease } from '../../domain/lease.js';
+import type { Block } from '../../domain/blocks.js';
+import { blockStatements } from './blocks.js';
 import type { DenialWindow, LeaseStore, LeaseTx, StoredLicense } from '../../domain/ports.js';
 import { CommitQueue } from '../../domain/commit-queue.js';
 import type { ActivationStore, AdminToken, AdminTokenStore, StoredActivation } from '../../domain/ports.js';
@@ -31,6 +33,7 @@ interface LeaseRow {
   renewed_at: number;
   expires_at: number;
   lease_ms: number;
+  secret_hash: string | null;
 }
 
 interface EventRow {
@@ -82,6 +85,7 @@ function toLease(r: LeaseRow): Lease {
     renewedAt: r.renewed_at,
     expiresAt: r.expires_at,
     leaseMs: r.lease_ms,
+    ...(r.secret_hash === null ? {} : { secretHash: r.secret_hash }),
   };
 }
 
@@ -316,6 +320,7 @@ export interface SqliteOptions {
 export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEventSource, ActivationStore {
   private readonly db: Database.Database;
   private readonly tx: LeaseTx;
+  private readonly blockStore: ReturnType<typeof blockStatements>;
   private readonly stmt;
   private closed = false;
   private readonly commits: CommitQueue;
@@ -400,8 +405,8 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
         'SELECT MIN(expires_at) AS t FROM leases WHERE pool_id = ? AND expires_at > ?',
       ),
       insertLease: db.prepare(
-        `INSERT INTO leases (id, pool_id, product, user, host, instance, remote, listener, granted_at, renewed_at, expires_at, lease_ms)
-         VALUES (@id, @poolId, @product, @user, @host, @instance, @remote, @listener, @grantedAt, @renewedAt, @expiresAt, @leaseMs)`,
+        `INSERT INTO leases (id, pool_id, product, user, host, instance, remote, listener, granted_at, renewed_at, expires_at, lease_ms, secret_hash)
+         VALUES (@id, @poolId, @product, @user, @host, @instance, @remote, @listener, @grantedAt, @renewedAt, @expiresAt, @leaseMs, @secretHash)`,
       ),
       shiftExpiries: db.prepare<[number, number]>('UPDATE leases SET renewed_at = renewed_at + ?, expires_at = expires_at + ?'),
       expired: db.prepare<[number, number], LeaseRow>(
@@ -461,7 +466,9 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
       (poolId, after, upTo) => s.expiringBetween.get(poolId, after, upTo)!,
       (poolId, now) => s.poolMinExpiry.get(poolId, now)!.t ?? Infinity,
     );
+    this.blockStore = blockStatements(db);
     this.tx = {
+      ...this.blockStore.tx,
       findLease: (id) => {
         const r = s.findLease.get(id);
         if (r !== undefined) this.seats.read(r.id, r.expires_at);
@@ -486,7 +493,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
         return min;
       },
       insertLease: (lease) => {
-        s.insertLease.run(lease);
+        s.insertLease.run({ ...lease, secretHash: lease.secretHash ?? null });
         this.seats.added(lease.id, lease.poolId, lease.expiresAt);
       },
       updateExpiry: (id, renewedAt, expiresAt) => {
@@ -813,6 +820,10 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
 
   allLeases(): Lease[] {
     return this.guard(() => this.stmt.allLeases.all().map(toLease));
+  }
+
+  blocks(now: number): Block[] {
+    return this.guard(() => this.blockStore.blocks(now));
   }
 
   getMeta(key: string): string | undefined {

@@ -2,6 +2,7 @@ import { FloatdError, type ErrorCode, type ErrorDetails } from '../../domain/err
 import { NDJSON_REQUESTS, PROTOCOL_VERSION_FIELD, REQUEST, REQUEST_ID } from '../../domain/messages.js';
 import { checkDocument, validate, type Invalid } from '../../domain/schema.js';
 import type { Caller, LeaseApi, LeaseEnded, Outcome } from '../../domain/lease-api.js';
+import type { LeaseProof } from '../../domain/lease.js';
 import type { Connection, ConnectionHandler } from './tcp-server.js';
 import { wireError } from './wire-errors.js';
 
@@ -108,18 +109,18 @@ export class NdjsonProtocol implements ConnectionHandler {
       case 'acquire': {
         const r = validate(NDJSON_REQUESTS.acquire, msg);
         if (!r.ok) return this.refuse(conn, id, r);
-        return this.reply(id, this.api.acquire(caller, r.value.product ?? session.product), (out) => this.track(conn, session, out.lease.id));
+        return this.reply(id, this.api.acquire(caller, r.value.product ?? session.product, this.proof(session, r.value.leaseSecret)), (out) => this.track(conn, session, out.lease.id));
       }
       case 'renew': {
         const r = validate(NDJSON_REQUESTS.renew, msg);
         if (!r.ok) return this.refuse(conn, id, r);
-        return this.reply(id, this.api.renew(caller, r.value.lease), (out) => this.track(conn, session, out.lease.id));
+        return this.reply(id, this.api.renew(caller, r.value.lease, this.proof(session, r.value.leaseSecret)), (out) => this.track(conn, session, out.lease.id));
       }
       case 'release': {
         const r = validate(NDJSON_REQUESTS.release, msg);
         if (!r.ok) return this.refuse(conn, id, r);
         const leaseId = r.value.lease;
-        return this.reply(id, this.api.release(caller, leaseId), () => session.leases.delete(leaseId));
+        return this.reply(id, this.api.release(caller, leaseId, this.proof(session, r.value.leaseSecret)), () => session.leases.delete(leaseId));
       }
       case 'status': {
         const r = validate(NDJSON_REQUESTS.status, msg);
@@ -174,6 +175,14 @@ export class NdjsonProtocol implements ConnectionHandler {
   /** On TLS connections the user may come from the client certificate (tls.identityFromCertificate). */
   private fromCertificate(conn: Connection): boolean {
     return this.options.identityFromCertificate && conn.tls;
+  }
+
+  /**
+   * The leases this connection was granted, or renewed (which took the lease's
+   * secret, or a grant here), are its own; any other needs the secret.
+   */
+  private proof(session: Session, secret: string | null | undefined): LeaseProof {
+    return secret === undefined || secret === null ? { boundTo: session.leases } : { boundTo: session.leases, secret };
   }
 
   private track(conn: Connection, session: Session, leaseId: string): void {
