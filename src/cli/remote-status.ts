@@ -61,7 +61,7 @@ export function formatPublicStatus(s: PublicStatus): string {
   lines.push(
     s.products.length === 0
       ? '  (no pools)'
-      : table(s.products.map((p) => [p.product, String(p.seatsTotal), String(p.seatsInUse), String(p.seatsFree)]), ['PRODUCT', 'TOTAL', 'IN USE', 'FREE']),
+      : table(s.products.map((p) => [p.product, String(p.seatsTotal), String(p.seatsGrantable), String(p.seatsInUse), String(p.seatsFree)]), ['PRODUCT', 'TOTAL', 'GRANTABLE', 'IN USE', 'FREE']),
   );
   lines.push('', `leases held: ${s.leasesHeld}`, '', REDUCED_VIEW_NOTE);
   return lines.join('\n');
