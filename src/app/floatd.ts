@@ -562,6 +562,7 @@ export class Floatd {
       const settings = underProductTerms(plainSettings, await productTermsOf(store), config);
       store.enableLogCheckpoints(await logChainOptions(config, key.privateJwk));
       warnClampedTerms(logger, settings.evaluationClamped ?? []);
+      for (const message of config.unknownEnvironment) logger.warn(message);
       const evaluation = new ServerEvaluation(evaluationKeeper(store, config.evaluationStateDir, config.hostRoot, logger), store, logger);
       const licensing = await licensingFor(store, clock, settings, evaluation.keeper);
       const serverKid = await thumbprint(key.publicJwk);

@@ -187,15 +187,15 @@ async function exportLog(args: string[], io: Io): Promise<number> {
 function describe(r: LogVerification): string[] {
   const at = (e: { id: number; ts: number } | null) => (e === null ? '' : `#${e.id} (${humanTime(e.ts)})`);
   const lines = [
-    r.entries === 0 ? 'the lease log is empty' : `${r.entries} entries, ${at(r.first)} to ${at(r.last)}: every hash and link checks`,
+    r.entries === 0 ? 'the lease log is empty' : `${plural(r.entries, 'entry', 'entries')}, ${at(r.first)} to ${at(r.last)}: every hash and link checks`,
     r.prunedBefore !== null ? `entries before #${r.prunedBefore} were pruned by retention; the log begins at #${r.first?.id ?? r.prunedBefore}` : 'the log is whole since its first entry',
     r.lastCheckpoint === null
       ? 'no signed checkpoint yet: the entries are chained but not signed'
-      : `${r.checkpoints} signed checkpoint(s) verified with server key ${r.keyId}; the newest covers #${r.lastCheckpoint.eventId} (${humanTime(r.lastCheckpoint.ts)}, ${r.lastCheckpoint.count} entries since the chain began)`,
+      : `${r.checkpoints} signed checkpoint(s) verified with server key ${r.keyId}; the newest covers #${r.lastCheckpoint.eventId} (${humanTime(r.lastCheckpoint.ts)}, ${plural(r.lastCheckpoint.count, 'entry', 'entries')} since the chain began)`,
   ];
   if (r.unsigned > 0) {
     lines.push(
-      `${r.unsigned} newer entries are chained but not yet covered by a signed checkpoint` +
+      `${r.unsigned === 1 ? '1 newer entry is' : `${r.unsigned} newer entries are`} chained but not yet covered by a signed checkpoint` +
         (r.runningSince !== null ? ' (the running server signs them within one interval)' : r.uncleanStops.some((u) => u.restarted === null) ? ' (the server did not stop cleanly; its next start signs them)' : ' (recorded while no server ran; its next start signs them)'),
     );
   }

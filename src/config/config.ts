@@ -86,6 +86,8 @@ export interface Config {
   readonly evaluationSource: { readonly seats: string; readonly days: string };
   /** The folder of the evaluation record, kept outside the data directory (docs/activation.md, "Evaluation"). */
   readonly evaluationStateDir: string;
+  /** `FLOATD_*` environment variables that name no setting (a typo is otherwise silently ignored), each with the closest known name. */
+  readonly unknownEnvironment: readonly string[];
   readonly leaseLog: {
     readonly level: 'detailed' | 'summary';
     readonly retentionDays: number;
@@ -346,6 +348,17 @@ const SETTINGS: Record<string, SettingSpec> = {
   'rules.defaultFrequencyPeriodMs': { env: 'FLOATD_RULES_DEFAULT_FREQUENCY_PERIOD_MS', parse: int(-1, 2 ** 31 - 1), fallback: 60_000 },
 };
 
+/** Environment variables floatd reads besides the settings' own. */
+const OTHER_ENVIRONMENT = ['FLOATD_CONFIG', 'FLOATD_DEBUG'];
+
+function unknownEnvironment(env: Record<string, string | undefined>): string[] {
+  const known = new Set([...Object.values(SETTINGS).map((s) => s.env), ...OTHER_ENVIRONMENT]);
+  return Object.keys(env)
+    .filter((name) => name.startsWith('FLOATD_') && !known.has(name))
+    .sort()
+    .map((name) => `environment variable ${name} names no floatd setting and is ignored${didYouMean(name, known)}`);
+}
+
 export interface ConfigSources {
   /** Path of a JSON config file (`--config`, or FLOATD_CONFIG). */
   readonly configFile?: string;
@@ -534,6 +547,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     evaluationExplicit: { seats: raws.has('evaluation.seats'), days: raws.has('evaluation.days') },
     evaluationSource: { seats: source('evaluation.seats'), days: source('evaluation.days') },
     evaluationStateDir: (values['evaluation.stateDir'] as string | null) ?? defaultEvaluationStateDir(env),
+    unknownEnvironment: unknownEnvironment(env),
     leaseLog: {
       level: values['leaseLog.level'] as 'detailed' | 'summary',
       retentionDays: values['leaseLog.retentionDays'] as number,

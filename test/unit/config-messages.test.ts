@@ -43,6 +43,15 @@ describe('config file mistakes', () => {
     // Nothing close: no guess.
     expect(refusal('{"colour": "blue"}').message).toMatch(/unknown setting "colour"$/);
   });
+
+  it('an environment variable that names no setting is reported with the closest known one, not silently ignored', () => {
+    const config = loadConfig({ env: { FLOATD_EVALUATON_SEATS: '3', FLOATD_LEASE_SECONDS: '600', FLOATD_CONFIG: '', FLOATD_ZZZ: '1', HOME: '/root' }, cwd: '/' });
+    expect(config.leaseSeconds).toBe(600);
+    expect(config.unknownEnvironment).toEqual([
+      'environment variable FLOATD_EVALUATON_SEATS names no floatd setting and is ignored; did you mean "FLOATD_EVALUATION_SEATS"?',
+      'environment variable FLOATD_ZZZ names no floatd setting and is ignored',
+    ]);
+  });
 });
 
 describe('closest', () => {
