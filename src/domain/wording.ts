@@ -21,11 +21,11 @@ export function wholeDaysLeft(ms: number): number {
 /**
  * Time left as people read it: "12 days", "1 day" from a day on; under a day
  * hours and minutes ("5h 12m", "3h", "12m"); under a minute seconds ("40s");
- * "0m" once it is over. Never more days than are left: a key expiring in
+ * "none" once it is over. Never more days than are left: a key expiring in
  * minutes shows those minutes, not "1 day".
  */
 export function formatTimeLeft(ms: number): string {
-  if (ms <= 0) return '0m';
+  if (ms <= 0) return 'none';
   if (ms < MINUTE_MS) return `${Math.ceil(ms / 1000)}s`;
   const minutes = minutesLeft(ms);
   if (minutes >= MINUTES_A_DAY) return plural(Math.floor(minutes / MINUTES_A_DAY), 'day');

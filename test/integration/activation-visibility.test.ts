@@ -76,8 +76,13 @@ describe('keys that need an activation they lack look unusable everywhere', () =
     expect(offline.out).toMatch(new RegExp(`${gated.id}.*not activated \\(run: floatd activate ${gated.id}\\)`));
     expect(offline.out).toMatch(/cad\s+36\s+28\s+1\s+27/);
     check(JSON.parse((await cli(['status', '--json', '--data-dir', s.config.dataDir])).out) as ServerStatus);
-    check(JSON.parse((await cli(['status', '--json', '--server', s.address])).out) as ServerStatus);
-    expect((await cli(['status', '--server', s.address])).out).toMatch(new RegExp(`${gated.id}.*not activated`));
+    // The NDJSON door gives anyone the seats (grantable ones free) but no keys; the web endpoint with a token gives everything.
+    const reduced = JSON.parse((await cli(['status', '--json', '--server', s.address])).out) as ServerStatus & { view: string };
+    expect(reduced).toMatchObject({ view: 'public', products: [{ product: 'cad', seatsTotal: 36, seatsGrantable: 28, seatsInUse: 1, seatsFree: 27 }] });
+    const web = `http://127.0.0.1:${s.floatd.listenerStatus().find((l) => l.scheme === 'http')!.port}`;
+    const full = ['--server', web, '--token-file', s.config.adminTokenFile];
+    check(JSON.parse((await cli(['status', '--json', ...full])).out) as ServerStatus);
+    expect((await cli(['status', ...full])).out).toMatch(new RegExp(`${gated.id}.*not activated`));
 
     const list = await cli(['license', 'list', '--data-dir', s.config.dataDir]);
     expect(list.out).toMatch(new RegExp(`${gated.id}.*not activated \\(run: floatd activate ${gated.id}\\)`));

@@ -84,25 +84,29 @@ describe('commands that act on a data directory', () => {
     const data = join(dir, 'data');
     const v = vendor(dir);
     // Evaluation that is over at once: the offline command (which has no such setting) must not say "30 days left".
-    const child = spawnFloatd(['serve', '--data-dir', data, '--listen', '127.0.0.1:0', '--vendor-public-key', v.pub], { FLOATD_EVALUATION_DAYS: '0' });
+    const child = spawnFloatd(['serve', '--data-dir', data, '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--vendor-public-key', v.pub], { FLOATD_EVALUATION_DAYS: '0' });
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    await until(() => /"port":(\d+)[^\n]*"msg":"listening"/.test(out), 'the server to listen');
-    const port = /"port":(\d+)[^\n]*"msg":"listening"/.exec(out)![1];
+    await until(() => /"scheme":"http"[^\n]*"msg":"listening"/.test(out), 'the server to listen');
+    const portOf = (scheme: string) => new RegExp(`"scheme":"${scheme}","address":"[^"]*","port":(\\d+)`).exec(out)![1];
+    const port = portOf('tcp');
+    const webPort = portOf('http');
+    // The running server's full view comes from the web endpoint with the admin token (its NDJSON door gives anyone the public view).
+    const full = ['status', '--json', '--server', `http://127.0.0.1:${webPort}`, '--token-file', join(data, 'admin-token')];
     const same = (s: Record<string, unknown>) => {
       const { downToleranceMs: _d, ...rest } = s;
       return rest;
     };
     const offline = json(['status', '--json', '--data-dir', data]);
     expect(offline).toMatchObject({ mode: 'evaluation', evaluation: { expired: true, daysLeft: 0 }, running: true });
-    expect(same(offline)).toEqual(same(json(['status', '--json', '--server', `127.0.0.1:${port}`])));
+    expect(same(offline)).toEqual(same(json(full)));
     expect(floatd(['status', '--data-dir', data]).out).toContain('EVALUATION OVER');
 
     expect(floatd(['license', 'add', v.key(), '--data-dir', data]).code).toBe(0);
     await until(() => json(['status', '--json', '--server', `127.0.0.1:${port}`])['mode'] === 'licensed', 'the server to use the key');
     const licensed = json(['status', '--json', '--data-dir', data]);
     expect(licensed).toMatchObject({ mode: 'licensed', keys: [{ licensee: 'Acme', state: 'valid' }], rejectedKeys: [] });
-    expect(same(licensed)).toEqual(same(json(['status', '--json', '--server', `127.0.0.1:${port}`])));
+    expect(same(licensed)).toEqual(same(json(full)));
     child.kill('SIGTERM');
     expect((await exited(child)).code).toBe(0);
     expect(json(['status', '--json', '--data-dir', data])).toMatchObject({ mode: 'licensed', running: false, rules: null });

@@ -231,7 +231,7 @@ describe('evaluation serves any product name', () => {
     expect(s.floatd.status().evaluation!.productsSeen).toEqual(['cad', 'cda']);
     await s.stop();
     const again = await start(config, new FakeClock(T0 + 1000));
-    leaseOf(await again.acquire('cad', 'a'));
+    leaseOf(await again.acquire('cad', 'd'));
     expect(again.lines.some((l) => String(l['msg']).startsWith('evaluation granted its first lease'))).toBe(false);
   });
 });

@@ -15,8 +15,8 @@ describe('time left and counts as people read them', () => {
     expect(formatTimeLeft(DAY + 5 * 60 * MIN)).toBe('1 day');
     expect(formatTimeLeft(2 * DAY - MIN)).toBe('1 day');
     expect(formatTimeLeft(30 * DAY - 5)).toBe('30 days');
-    expect(formatTimeLeft(0)).toBe('0m');
-    expect(formatTimeLeft(-DAY)).toBe('0m');
+    expect(formatTimeLeft(0)).toBe('none');
+    expect(formatTimeLeft(-DAY)).toBe('none');
   });
 
   it('counts whole days left: 0 under a day, a fresh 30-day term 30', () => {

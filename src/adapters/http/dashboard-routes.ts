@@ -37,7 +37,7 @@ function hardened(reply: FastifyReply, type: string): FastifyReply {
     .header('content-security-policy', DASHBOARD_CSP)
     .header('x-content-type-options', 'nosniff')
     .header('x-frame-options', 'DENY')
-    .header('referrer-policy', 'no-referrer')
+    .header('referrer-policy', 'same-origin')
     .header('cross-origin-opener-policy', 'same-origin')
     .header('cache-control', type.startsWith('text/html') ? 'no-store' : 'no-cache');
 }
