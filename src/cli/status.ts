@@ -37,6 +37,7 @@ function evaluationLines(e: ServerStatus['evaluation']): string[] {
   if (e.setBy !== null) out.push(`  seats set by: ${e.setBy.seats}`, `  days set by: ${e.setBy.days}`);
   out.push(`  products seen: ${e.productsSeen.length === 0 ? '(none yet)' : e.productsSeen.join(', ')}`);
   if (e.record !== null) out.push(`  record: ${e.record}`);
+  if (e.registration) out.push(e.registration.registered ? `  registered with the vendor: yes (evaluation ${e.registration.id})` : `  registered with the vendor: NO, evaluation grants nothing until it is: ${e.registration.message ?? ''}`);
   return out;
 }
 
