@@ -879,6 +879,10 @@ export class Floatd {
     }
     const unregistered = evalPool === null ? null : this.pools.blocked(evalPool.id);
     if (unregistered !== null && unregistered !== this.evaluationUnregistered) this.logger.error(`evaluation grants no seats: ${unregistered}`);
+    if (unregistered === null && this.evaluationUnregistered !== null && evalPool !== null) {
+      const id = this.pools.evaluationTerms()?.registration?.id ?? null;
+      this.logger.info({ evaluation: id, endsAt: evalPool.expiresAt === null ? null : new Date(evalPool.expiresAt).toISOString() }, `the evaluation is registered with the vendor (evaluation ${id ?? '?'}): evaluation grants seats`);
+    }
     this.evaluationUnregistered = unregistered;
     const current = new Set(this.pools.all().map((p) => p.id));
     const installed = this.pools.licenseKeys().find((k) => current.has(k.id));

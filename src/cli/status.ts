@@ -93,7 +93,10 @@ export function formatStatus(s: ServerStatus): string {
   );
   for (const p of s.products) {
     const idle = p.seatsTotal - (p.seatsGrantable ?? p.seatsTotal);
-    if (idle > 0) lines.push(`  ${idle} seat(s) of ${p.product} cannot be granted: their key(s) lack an activation (see above); they are not counted as free`);
+    if (idle > 0) {
+      const why = s.mode === 'evaluation' && s.evaluation?.registration?.registered === false ? 'the evaluation is not registered with the vendor' : 'their key(s) lack an activation';
+      lines.push(`  ${idle} seat(s) of ${p.product} cannot be granted: ${why} (see above); they are not counted as free`);
+    }
   }
   lines.push('');
   lines.push(`leases held: ${s.leasesHeld}`);

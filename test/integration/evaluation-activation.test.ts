@@ -105,6 +105,7 @@ describe('an evaluation registered with the vendor', () => {
     expect(denied.message).toContain('floatd activate --evaluation');
     expect(s.floatd.status().evaluation!.registration).toMatchObject({ registered: false });
     expect(formatStatus(s.floatd.status())).toContain('registered with the vendor: NO, evaluation grants nothing until it is');
+    expect(formatStatus(s.floatd.status())).toContain('3 seat(s) of evaluation cannot be granted: the evaluation is not registered with the vendor');
     expect(s.lines.some((l) => l['level'] === 50 && String(l['msg']).includes('evaluation grants no seats'))).toBe(true);
 
     // A day later (a server started then: the server judges wall-clock jumps by its monotonic clock), registered online.
@@ -119,6 +120,7 @@ describe('an evaluation registered with the vendor', () => {
     const e = next.floatd.status().evaluation!;
     expect(e).toMatchObject({ endsAt: new Date(T0 + 31 * DAY).toISOString(), registration: { registered: true, id: r.id } });
     expect(formatStatus(next.floatd.status())).toContain(`registered with the vendor: yes (evaluation ${r.id})`);
+    expect(next.lines.some((l) => l['level'] === 30 && l['msg'] === `the evaluation is registered with the vendor (evaluation ${r.id}): evaluation grants seats`)).toBe(true);
   });
 
   it('a wiped evaluation record and a new data directory on the same host register again and get the same start and end; another host gets its own', async () => {
