@@ -28,7 +28,15 @@ export interface LicensingSettings {
   /** How activations are judged (absent in data directories recorded before activation existed). */
   readonly activation?: { readonly revalidateDays: number; readonly graceDays: number; readonly hostRoot: string };
   /** The vendor's product file in force: its key is trusted, its products served, its evaluation the most there is. */
-  readonly product?: { readonly vendorKid: string; readonly products: readonly string[]; readonly evaluation: { readonly seats: number; readonly days: number } } | null;
+  readonly product?: {
+    readonly vendorKid: string;
+    readonly products: readonly string[];
+    readonly evaluation: { readonly seats: number; readonly days: number };
+    /** The evaluation must be registered with the vendor before it grants (absent: not). */
+    readonly evaluationActivation?: { readonly url: string | null } | null;
+    /** The signed product file, which a registration request carries. */
+    readonly token?: string;
+  } | null;
   /** Who set the evaluation's seats and days (built-in terms, the product file, a setting that lowered them). */
   readonly evaluationSetBy?: EvaluationTermsDecided['setBy'];
   /** Evaluation settings that asked for more than the terms allow, held to them. */
@@ -72,7 +80,7 @@ export function underProductTerms(settings: LicensingSettings, terms: ProductTer
   if (terms === null) return { ...settings, ...common, product: null };
   const keys = settings.vendorPublicKeys.some((k) => k.x === terms.vendorKey.x) ? settings.vendorPublicKeys : [...settings.vendorPublicKeys, terms.vendorKey];
   const products = settings.products.length === 0 ? terms.products : settings.products.filter((p) => terms.products.includes(p));
-  return { ...settings, ...common, vendorPublicKeys: keys, products, product: { vendorKid: terms.vendorKid, products: terms.products, evaluation: terms.evaluation } };
+  return { ...settings, ...common, vendorPublicKeys: keys, products, product: { vendorKid: terms.vendorKid, products: terms.products, evaluation: terms.evaluation, evaluationActivation: terms.evaluationActivation, token: terms.token } };
 }
 
 function invalid(message: string): FloatdError {

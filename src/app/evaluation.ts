@@ -199,6 +199,8 @@ export interface EvaluationStatus {
   readonly productsSeen: readonly string[];
   /** The evaluation record outside the data directory. */
   readonly record: string | null;
+  /** Where the vendor's product file asks for the evaluation to be registered: whether it is, and what to run if not. */
+  readonly registration: { readonly registered: boolean; readonly id: string | null; readonly message: string | null } | null;
 }
 
 /** What the settings made of the evaluation, for status (recorded with the server's settings). */
@@ -212,7 +214,7 @@ const DAY = 86_400_000;
 
 export function evaluationStatus(
   store: Pick<LeaseStore, 'getMeta'>,
-  terms: { readonly seats: number; readonly periodMs: number; readonly startedAt: number } | null,
+  terms: { readonly seats: number; readonly periodMs: number; readonly startedAt: number; readonly unregistered?: string | null; readonly registration?: { readonly id: string | null } | null } | null,
   endedForGood: string | null,
   now: number,
   settings: EvaluationSettingsView | undefined,
@@ -240,5 +242,6 @@ export function evaluationStatus(
     setBy,
     productsSeen: evaluationProductsSeen(store),
     record: settings?.evaluationStateDir === undefined ? null : join(settings.evaluationStateDir, EVALUATION_RECORD_FILE),
+    registration: terms.registration ? { registered: terms.registration.id !== null, id: terms.registration.id, message: terms.unregistered ?? null } : null,
   };
 }

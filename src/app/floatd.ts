@@ -21,6 +21,7 @@ import { evaluationKeeper, licensingFor, licensingSettings, openServerDataDir, o
 import { LeaseService } from './lease-service.js';
 import { CLOCK_HIGH_WATER_META, clockHighWater, Licensing, type LoadedLicenses } from './licensing.js';
 import { ServerEvaluation, warnClampedTerms } from './evaluation.js';
+import { evaluationTermsRegistered } from './evaluation-registration.js';
 import { EVALUATION_PRODUCT, PoolRegistry } from './pool-registry.js';
 import { NdjsonProtocol } from '../adapters/tcp/ndjson-protocol.js';
 import { Batcher } from './batcher.js';
@@ -168,6 +169,8 @@ export class Floatd {
   private startAnchor: Checkpoint | undefined;
   /** The evaluation record outside the data directory, and the products evaluation has served. */
   private readonly evaluation: ServerEvaluation;
+  /** Why evaluation grants nothing yet (not registered with the vendor), as last logged. */
+  private evaluationUnregistered: string | null = null;
 
   private constructor(
     readonly config: Config,
@@ -603,7 +606,7 @@ export class Floatd {
       this.evaluation.keeper.adopt();
       this.highWater = clockHighWater(this.store);
       this.trackClock(this.clock.now());
-      await this.licensing.loadPools(this.pools, this.evaluation.terms(this.settings.evaluation));
+      await this.licensing.loadPools(this.pools, await this.evaluationTerms());
       this.pools.setActivation(await this.activation.evaluate(this.pools.licenseKeys(), this.clock.now()));
       this.logActivation();
       this.bound = await this.tcp.start();
@@ -729,7 +732,7 @@ export class Floatd {
     const before = new Map(this.pools.licenseKeys().map((k) => [k.id, k]));
     const beforePools = this.pools.all().map((p) => p.id);
     const wasRejected = new Set(this.rejected.map((r) => r.id));
-    const loaded = await this.licensing.loadPools(this.pools, this.evaluation.terms(this.settings.evaluation));
+    const loaded = await this.licensing.loadPools(this.pools, await this.evaluationTerms());
     this.pools.setActivation(await this.activation.evaluate(loaded.keys, this.clock.now()));
     this.logActivation();
     this.rejected = loaded.rejected;
@@ -774,10 +777,16 @@ export class Floatd {
     }
   }
 
-  /** Writes the evaluation record: its start, its end under the terms now in force, a key installed, the high-water mark. */
+  /** The evaluation's terms, with the vendor's registration where the product file asks for one. */
+  private async evaluationTerms() {
+    return { ...this.evaluation.terms(this.settings.evaluation), ...(await evaluationTermsRegistered(this.store, this.settings, this.config.hostRoot, this.config.dataDir)) };
+  }
+
+  /** Writes the evaluation record: its start, its end under the terms now in force (the vendor's, once registered), a key installed, the high-water mark. */
   private saveEvaluation(): void {
-    const periodMs = this.pools.evaluationTerms()?.periodMs ?? this.settings.evaluation.days * DAY_MS;
-    this.evaluation.save((start) => start + periodMs, this.clock.now(), this.pools.evaluationPool() !== null);
+    const terms = this.pools.evaluationTerms();
+    const periodMs = terms?.periodMs ?? this.settings.evaluation.days * DAY_MS;
+    this.evaluation.save((start) => (terms?.registration?.id ? terms.startedAt : start) + periodMs, this.clock.now(), this.pools.evaluationPool() !== null);
   }
 
   private scheduleActivationCheck(delayMs: number): void {
@@ -868,6 +877,13 @@ export class Floatd {
       const ended = this.pools.evaluationEnded();
       this.logger.error(ended === null ? 'no usable license key is installed and evaluation is off: no seats can be granted' : `no usable license key is installed and evaluation has ended for good (${ended}): no seats can be granted`);
     }
+    const unregistered = evalPool === null ? null : this.pools.blocked(evalPool.id);
+    if (unregistered !== null && unregistered !== this.evaluationUnregistered) this.logger.error(`evaluation grants no seats: ${unregistered}`);
+    if (unregistered === null && this.evaluationUnregistered !== null && evalPool !== null) {
+      const id = this.pools.evaluationTerms()?.registration?.id ?? null;
+      this.logger.info({ evaluation: id, endsAt: evalPool.expiresAt === null ? null : new Date(evalPool.expiresAt).toISOString() }, `the evaluation is registered with the vendor (evaluation ${id ?? '?'}): evaluation grants seats`);
+    }
+    this.evaluationUnregistered = unregistered;
     const current = new Set(this.pools.all().map((p) => p.id));
     const installed = this.pools.licenseKeys().find((k) => current.has(k.id));
     const evaluationEnded = `evaluation ended: license key ${installed?.id ?? ''} is in force`;

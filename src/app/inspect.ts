@@ -7,6 +7,7 @@ import { publicPart, readJwkFile, thumbprint } from '../adapters/crypto/keys.js'
 import { trustVendorKeys } from '../adapters/crypto/license-keys.js';
 import type { LicenseKey } from '../domain/license.js';
 import { ServerActivation } from './activation.js';
+import { evaluationTermsRegistered } from './evaluation-registration.js';
 import type { LicensingSettings } from './data-dir.js';
 import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 import { licensingFor, openDataDir, recordedLicensingSettings, runningServerPid } from './data-dir.js';
@@ -46,7 +47,7 @@ export async function offlineStatus(config: Config, clock: Clock): Promise<Serve
   try {
     const { licensing, settings } = await licensingOf(store, config, clock);
     const pools = new PoolRegistry();
-    const loaded = await licensing.loadPools(pools, settings.evaluation);
+    const loaded = await licensing.loadPools(pools, { ...settings.evaluation, ...(await evaluationTermsRegistered(store, settings, config.hostRoot, config.dataDir)) });
     const activation = await activationOf(config, store, clock, settings);
     if (activation !== null) pools.setActivation(await activation.evaluate(loaded.keys, clock.now()));
     let fingerprint: string | null = null;

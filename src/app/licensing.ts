@@ -144,19 +144,32 @@ export class Licensing {
    * Verifies the stored keys and sets the pools from them and the evaluation
    * terms: the one decision the server, `status` and `license` share.
    */
-  async loadPools(pools: PoolRegistry, evaluation: { readonly seats: number; readonly days: number; readonly ended?: string | null }): Promise<LoadedLicenses> {
+  async loadPools(
+    pools: PoolRegistry,
+    evaluation: {
+      readonly seats: number;
+      readonly days: number;
+      readonly ended?: string | null;
+      /** The start and end the vendor registered the evaluation with: they replace the local start, and the end is the latest there is. */
+      readonly registered?: { readonly id: string; readonly startedAt: number; readonly endsAt: number } | null;
+      readonly unregistered?: string | null;
+      readonly registrationRequired?: boolean;
+    },
+  ): Promise<LoadedLicenses> {
     const loaded = await this.load();
     const now = this.clock.now();
     pools.setTimeFloor(clockHighWater(this.store));
-    const startedAt = this.evaluationStart() ?? now;
+    const registered = evaluation.registered ?? null;
+    const startedAt = registered?.startedAt ?? this.evaluationStart() ?? now;
     // Evaluation extension keys add to the evaluation; they grant no seats of their own.
     const extensions = loaded.keys.filter((k) => k.evaluationExtension);
     const seats = Math.max(evaluation.seats, ...extensions.map((k) => k.evaluationExtension!.seats ?? 0));
-    const days = evaluation.days + extensions.reduce((n, k) => n + k.evaluationExtension!.days, 0);
+    const extraMs = extensions.reduce((n, k) => n + k.evaluationExtension!.days, 0) * DAY_MS;
+    const periodMs = (registered === null ? evaluation.days * DAY_MS : Math.min(evaluation.days * DAY_MS, registered.endsAt - registered.startedAt)) + extraMs;
     const closed = evaluation.ended ?? this.store.getMeta(EVALUATION_CLOSED_META) ?? null;
     pools.set(
       loaded.keys.filter((k) => !k.evaluationExtension),
-      { seats, periodMs: days * DAY_MS, startedAt, closed },
+      { seats, periodMs, startedAt, closed, unregistered: evaluation.unregistered ?? null, registration: evaluation.registrationRequired === true ? { id: registered?.id ?? null } : null },
       now,
       loaded.rejected.map((r) => ({ id: r.id, code: r.error.code })),
     );

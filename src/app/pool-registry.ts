@@ -1,7 +1,7 @@
 import type { ActivationState } from '../domain/activation.js';
 import { deny, type Denial } from '../domain/errors.js';
 import type { LicenseKey } from '../domain/license.js';
-import { evaluationPool, poolFromLicense, poolIsValid, poolServes, type Pool } from '../domain/pool.js';
+import { EVALUATION_POOL_ID, evaluationPool, poolFromLicense, poolIsValid, poolServes, type Pool } from '../domain/pool.js';
 
 export const EVALUATION_PRODUCT = 'evaluation';
 /** How far the clock may read before the latest time seen before it counts as set back. */
@@ -20,6 +20,10 @@ export interface EvaluationTerms {
   readonly startedAt: number;
   /** Why evaluation ended for good (vendor terms: a key was installed), or null. */
   readonly closed?: string | null;
+  /** Why evaluation grants nothing yet (the product file asks for it to be registered with the vendor), or null. */
+  readonly unregistered?: string | null;
+  /** Where the product file asks for registration: the vendor's evaluation id once registered. */
+  readonly registration?: { readonly id: string | null } | null;
 }
 
 /** The pools the server grants from: one per valid license key, or the evaluation pool. */
@@ -87,6 +91,7 @@ export class PoolRegistry {
    * activation this server does not hold (or no longer matches), else null.
    */
   blocked(poolId: string): string | null {
+    if (poolId === EVALUATION_POOL_ID && this.evaluation !== null) return this.terms?.unregistered ?? null;
     const key = this.keys.find((k) => k.id === poolId);
     if (key === undefined || !key.activation) return null;
     const state = this.activation.get(poolId);

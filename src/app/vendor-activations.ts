@@ -149,21 +149,25 @@ export class VendorActivations {
     return record;
   }
 
-  /** Online: the server's clock within 5 minutes of ours. Offline: not older than 30 days, not from the future. */
   private checkTime(createdAt: number, now: number, via: 'online' | 'offline', what: string): void {
-    const skew = createdAt - now;
-    if (via === 'online' && Math.abs(skew) > MAX_CLOCK_SKEW_MS) {
-      throw new FloatdError(
-        'ACTIVATION_CLOCK_SKEW',
-        `the server's clock is ${describeSkew(skew)} the vendor's (${new Date(now).toISOString()}); at most 5 minutes are allowed: set the clock right (NTP) and try again`,
-        { skewMs: skew },
-      );
-    }
-    if (via === 'offline') {
-      if (skew > MAX_CLOCK_SKEW_MS) throw new FloatdError('ACTIVATION_STALE', `${what} is dated ${new Date(createdAt).toISOString()}, in the future (the server's clock is ${describeSkew(skew)} the vendor's)`, { skewMs: skew });
-      if (-skew > OFFLINE_REQUEST_MAX_AGE_MS) {
-        throw new FloatdError('ACTIVATION_STALE', `${what} was written ${new Date(createdAt).toISOString()}, more than 30 days ago; write a new one`);
-      }
+    checkRequestTime(createdAt, now, via, what);
+  }
+}
+
+/** Online: the server's clock within 5 minutes of ours. Offline: not older than 30 days, not from the future. */
+export function checkRequestTime(createdAt: number, now: number, via: 'online' | 'offline', what: string): void {
+  const skew = createdAt - now;
+  if (via === 'online' && Math.abs(skew) > MAX_CLOCK_SKEW_MS) {
+    throw new FloatdError(
+      'ACTIVATION_CLOCK_SKEW',
+      `the server's clock is ${describeSkew(skew)} the vendor's (${new Date(now).toISOString()}); at most 5 minutes are allowed: set the clock right (NTP) and try again`,
+      { skewMs: skew },
+    );
+  }
+  if (via === 'offline') {
+    if (skew > MAX_CLOCK_SKEW_MS) throw new FloatdError('ACTIVATION_STALE', `${what} is dated ${new Date(createdAt).toISOString()}, in the future (the server's clock is ${describeSkew(skew)} the vendor's)`, { skewMs: skew });
+    if (-skew > OFFLINE_REQUEST_MAX_AGE_MS) {
+      throw new FloatdError('ACTIVATION_STALE', `${what} was written ${new Date(createdAt).toISOString()}, more than 30 days ago; write a new one`);
     }
   }
 }

@@ -7,6 +7,7 @@ import type { Logger } from '../adapters/log/logger.js';
 import { VendorStore } from '../adapters/sqlite/vendor-store.js';
 import { TlsContext } from '../adapters/tls/tls-context.js';
 import { VendorActivations } from './vendor-activations.js';
+import { VendorEvaluations } from './vendor-evaluations.js';
 
 export interface VendorServiceOptions {
   readonly dataDir: string;
@@ -32,6 +33,7 @@ export async function startVendorService(o: VendorServiceOptions): Promise<Runni
   const clock = o.clock ?? new SystemClock();
   const store = VendorStore.open(o.dataDir);
   const activations = new VendorActivations(store, clock, o.privateJwk);
+  const evaluations = new VendorEvaluations(store, clock, o.privateJwk);
   const tls = o.tls === null ? null : new TlsContext({ certFile: o.tls.certFile, keyFile: o.tls.keyFile, clientCaFile: null, clientCertificates: 'off', profile: 'intermediate' });
   const log = o.logger;
   const server = new VendorServer(
@@ -52,6 +54,12 @@ export async function startVendorService(o: VendorServiceOptions): Promise<Runni
           const r = await activations.release(proof, 'online');
           log.info({ key: r.keyId, activation: r.activationId, remote }, `activation ${r.activationId} of license key ${r.keyId} released`);
           return r;
+        },
+        registerEvaluation: async (request, remote) => {
+          const g = await evaluations.register(request, 'online', remote);
+          const period = `${new Date(g.startedAt).toISOString()} to ${new Date(g.endsAt).toISOString()}`;
+          log.info({ evaluation: g.evaluationId, products: g.products, remote, created: g.created }, g.created ? `evaluation ${g.evaluationId} of ${g.products.join(', ')} registered for a new host: ${period}` : `evaluation ${g.evaluationId} of ${g.products.join(', ')} registered again by the same host: the same period, ${period}`);
+          return g;
         },
       },
       monotonic: () => clock.monotonic(),

@@ -10,11 +10,14 @@ import { HOST_COMPONENTS, hostBindingProblem } from '../domain/activation.js';
 import { FloatdError } from '../domain/errors.js';
 import type { LicenseKey } from '../domain/license.js';
 import type { JWK } from 'jose';
+import { activateEvaluation } from './activate-evaluation.js';
 import { CONFIG_FLAGS, configFrom, parse, refuseVendorKeyFlag, table, type Io } from './common.js';
 
 export const ACTIVATE_USAGE = `floatd activate KEY_ID [--proxy URL]         activate a license key online with the vendor's activation service
 floatd activate KEY_ID --offline-request FILE  write an activation request to send the vendor (no network needed)
 floatd activate --offline-response FILE        install the vendor's answer to it
+floatd activate --evaluation [--proxy URL]   register the evaluation with the vendor, where its product file asks for it
+floatd activate --evaluation --offline-request FILE | --offline-response FILE   the same by request file
 floatd deactivate KEY_ID [--proxy URL]       free the key's activation at the vendor; this server stops granting from it
 floatd deactivate KEY_ID --offline-request FILE  stop granting here and write the signed proof the vendor frees the slot with
 floatd fingerprint [--json]                  show the host components activations bind to (hashed per vendor key)
@@ -57,9 +60,13 @@ function proxyFlag(value: string | undefined, fallback: string | null): string |
 
 export async function activate(args: string[], io: Io): Promise<number> {
   refuseVendorKeyFlag(args, 'floatd activate');
-  const { values, positionals } = parse(args, { ...CONFIG_FLAGS, proxy: { type: 'string' }, 'offline-request': { type: 'string' }, 'offline-response': { type: 'string' } }, true);
+  const { values, positionals } = parse(args, { ...CONFIG_FLAGS, proxy: { type: 'string' }, 'offline-request': { type: 'string' }, 'offline-response': { type: 'string' }, evaluation: { type: 'boolean' } }, true);
   const config = configFrom(io, values);
   const clock = new SystemClock();
+  if (values.evaluation === true) {
+    if (positionals.length > 0) throw new FloatdError('USAGE', 'activate --evaluation takes no license key id');
+    return activateEvaluation(config, clock, { proxy: proxyFlag(values.proxy, config.activation.proxy), request: values['offline-request'], response: values['offline-response'] }, io, (f) => readInput(f, 'evaluation response'), (f, t) => writeOutput(f, t, io));
+  }
   if (values['offline-response'] !== undefined) {
     if (positionals.length > 0 || values['offline-request'] !== undefined) throw new FloatdError('USAGE', 'activate --offline-response FILE takes no key id and no --offline-request');
     const text = readInput(values['offline-response'], 'activation response');

@@ -37,6 +37,7 @@ function evaluationLines(e: ServerStatus['evaluation']): string[] {
   if (e.setBy !== null) out.push(`  seats set by: ${e.setBy.seats}`, `  days set by: ${e.setBy.days}`);
   out.push(`  products seen: ${e.productsSeen.length === 0 ? '(none yet)' : e.productsSeen.join(', ')}`);
   if (e.record !== null) out.push(`  record: ${e.record}`);
+  if (e.registration) out.push(e.registration.registered ? `  registered with the vendor: yes (evaluation ${e.registration.id})` : `  registered with the vendor: NO, evaluation grants nothing until it is: ${e.registration.message ?? ''}`);
   return out;
 }
 
@@ -92,7 +93,10 @@ export function formatStatus(s: ServerStatus): string {
   );
   for (const p of s.products) {
     const idle = p.seatsTotal - (p.seatsGrantable ?? p.seatsTotal);
-    if (idle > 0) lines.push(`  ${idle} seat(s) of ${p.product} cannot be granted: their key(s) lack an activation (see above); they are not counted as free`);
+    if (idle > 0) {
+      const why = s.mode === 'evaluation' && s.evaluation?.registration?.registered === false ? 'the evaluation is not registered with the vendor' : 'their key(s) lack an activation';
+      lines.push(`  ${idle} seat(s) of ${p.product} cannot be granted: ${why} (see above); they are not counted as free`);
+    }
   }
   lines.push('');
   lines.push(`leases held: ${s.leasesHeld}`);

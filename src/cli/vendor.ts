@@ -14,6 +14,7 @@ import { newEd25519KeyPair, readJwkFile, writeSecretFile } from '../adapters/cry
 import { issueLicenseKey } from '../adapters/crypto/license-keys.js';
 import { FloatdError } from '../domain/errors.js';
 import { intFlag, parse, table, type Io } from './common.js';
+import { evaluationActivationFlags, respondToEvaluation, vendorEvaluationsList } from './vendor-evaluation.js';
 
 export const VENDOR_USAGE = `floatd vendor keygen --out DIR [--force]
 floatd vendor issue --private-key FILE --licensee NAME --product NAME --seats N
@@ -23,13 +24,16 @@ floatd vendor issue --private-key FILE --licensee NAME --product NAME --seats N
   --data-dir records the key in the vendor's activation database (needed for keys that need activation).
 floatd vendor issue --private-key FILE --licensee NAME --evaluation-extension --days N [--seats N]   a key adding N days to the evaluation
 floatd vendor product --private-key FILE --product NAME... --evaluation-seats N --evaluation-days N --out FILE
-  the vendor-signed product file: your key, your products, the most evaluation there is (operators may only lower it)
+                      [--evaluation-activation required [--activation-url URL]]
+  the vendor-signed product file: your key, your products, the most evaluation there is (operators may only lower it);
+  --evaluation-activation required: evaluation grants nothing until registered with your activation service (once per host)
 floatd vendor serve --data-dir VDIR --private-key FILE [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE] [--rate-limit N]
   the activation service (default listen 0.0.0.0:8999; --rate-limit: requests a minute per address, default 60)
-floatd vendor activation respond --data-dir VDIR [--private-key FILE] REQUEST --out RESPONSE   answer an offline activation request
+floatd vendor activation respond --data-dir VDIR [--private-key FILE] REQUEST --out RESPONSE   answer an offline activation (or evaluation) request
 floatd vendor activation release --data-dir VDIR [--private-key FILE] PROOF   free an activation on an offline deactivation proof; prints a signed receipt
 floatd vendor activations list --data-dir VDIR [--key ID] [--json]
-floatd vendor activations release --data-dir VDIR ACTIVATION_ID   free an activation whose server is gone for good`;
+floatd vendor activations release --data-dir VDIR ACTIVATION_ID   free an activation whose server is gone for good
+floatd vendor evaluations list --data-dir VDIR [--json]   the evaluations registered with the service, one per host and product file`;
 
 const PRIVATE_KEY_META = 'privateKeyFile';
 /** The activation service's port: apart from floatd's own (8989 NDJSON, 8990 web, 8991 NDJSON inside TLS). */
@@ -78,6 +82,13 @@ async function vendorActivation(args: string[], io: Io): Promise<number> {
     const clock = new SystemClock();
     const activations = new VendorActivations(store, clock, vendorPrivateKey(store, values['private-key'], vdir));
     if (sub === 'respond') {
+      const evaluation = await respondToEvaluation(store, clock, vendorPrivateKey(store, values['private-key'], vdir), text);
+      if (evaluation !== null) {
+        writeFileSync(values.out!, evaluation.file, { mode: 0o644 });
+        const g = evaluation.granted;
+        io.out(`wrote ${values.out}: evaluation ${g.evaluationId} of ${g.products.join(', ')} from ${new Date(g.startedAt).toISOString()} to ${new Date(g.endsAt).toISOString()}${g.created ? '' : ' (this host registered it before: the same period)'}; send it to the customer for floatd activate --evaluation --offline-response FILE`);
+        return 0;
+      }
       const g = await activations.activate(await requestOfFile(text), 'offline', null);
       writeFileSync(values.out!, responseFile(g, clock.now()), { mode: 0o644 });
       io.out(`wrote ${values.out}: activation ${g.activationId} of license key ${g.keyId}${g.created ? '' : ' (the same host already held it; no further activation used)'}; send it to the customer for floatd activate --offline-response FILE`);
@@ -99,15 +110,18 @@ async function vendorProduct(args: string[], io: Io): Promise<number> {
     product: { type: 'string', multiple: true },
     'evaluation-seats': { type: 'string' },
     'evaluation-days': { type: 'string' },
+    'evaluation-activation': { type: 'string' },
+    'activation-url': { type: 'string' },
   });
   if (values['private-key'] === undefined || values.out === undefined) throw new FloatdError('USAGE', 'vendor product needs --private-key FILE and --out FILE');
   if (values.product === undefined || values.product.length === 0) throw new FloatdError('USAGE', 'vendor product needs --product NAME (once per product)');
   const seats = intFlag(values['evaluation-seats'] ?? '0', 'evaluation-seats', 0)!;
   const days = intFlag(values['evaluation-days'] ?? '0', 'evaluation-days', 0)!;
   if (seats > 1_000_000 || days > 3650) throw new FloatdError('USAGE', '--evaluation-seats is at most 1000000 and --evaluation-days at most 3650');
-  const text = await writeProductFile(readPrivateKey(values['private-key']), { products: values.product, evaluation: { seats, days }, now: new SystemClock().now() });
+  const registration = evaluationActivationFlags(values['evaluation-activation'], values['activation-url']);
+  const text = await writeProductFile(readPrivateKey(values['private-key']), { products: values.product, evaluation: { seats, days }, evaluationActivation: registration, now: new SystemClock().now() });
   writeFileSync(values.out, text, { mode: 0o644 });
-  io.out(`wrote ${values.out}: ${values.product.join(', ')}; evaluation ${seats === 0 || days === 0 ? 'off' : `${seats} seat(s) for ${days} day(s)`}. Ship it beside floatd as ${SHIPPED_PRODUCT_FILE}, or have customers install it with floatd trust FILE`);
+  io.out(`wrote ${values.out}: ${values.product.join(', ')}; evaluation ${seats === 0 || days === 0 ? 'off' : `${seats} seat(s) for ${days} day(s)`}${registration === null ? '' : `, registered with the activation service ${registration.url === null ? 'by request file' : `at ${registration.url}`} before it grants`}. Ship it beside floatd as ${SHIPPED_PRODUCT_FILE}, or have customers install it with floatd trust FILE`);
   return 0;
 }
 
@@ -266,6 +280,7 @@ export async function vendor(args: string[], io: Io): Promise<number> {
   if (sub === 'serve') return vendorServe(rest, io);
   if (sub === 'activation') return vendorActivation(rest, io);
   if (sub === 'activations') return vendorList(rest, io);
+  if (sub === 'evaluations') return vendorEvaluationsList(rest, io);
   if (sub === 'issue') {
     const { values } = parse(rest, {
       'data-dir': { type: 'string' },

@@ -12,6 +12,8 @@ export const TOKEN_TYPES = {
   activation: 'floatd-activation+jwt',
   receipt: 'floatd-deactivation-receipt+jwt',
   product: 'floatd-product+jwt',
+  evaluationRequest: 'floatd-evaluation-request+jwt',
+  evaluation: 'floatd-evaluation+jwt',
 } as const;
 type TokenType = (typeof TOKEN_TYPES)[keyof typeof TOKEN_TYPES];
 

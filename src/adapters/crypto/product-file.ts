@@ -12,6 +12,8 @@ export interface ProductTerms {
   readonly products: readonly string[];
   readonly evaluation: { readonly seats: number; readonly days: number };
   readonly issuedAt: number;
+  /** The evaluation must be registered with the vendor's activation service (at `url`, or by request file when null) before it grants; null when not. */
+  readonly evaluationActivation: { readonly url: string | null } | null;
   /** The signed statement itself (what is kept in the data directory). */
   readonly token: string;
 }
@@ -21,9 +23,14 @@ function invalid(why: string): FloatdError {
 }
 
 /** Vendor side: the product file, readable JSON carrying the same terms signed with the vendor key. */
-export async function writeProductFile(privateJwk: JWK, terms: { products: readonly string[]; evaluation: { seats: number; days: number }; now: number }): Promise<string> {
+export async function writeProductFile(
+  privateJwk: JWK,
+  terms: { products: readonly string[]; evaluation: { seats: number; days: number }; now: number; evaluationActivation?: { url: string | null } | null },
+): Promise<string> {
   const vendorKey = publicPart(privateJwk);
-  const payload = { vendorKey, products: [...terms.products], evaluation: terms.evaluation, iat: terms.now };
+  const registration = terms.evaluationActivation ?? null;
+  const claim = registration === null ? {} : { evaluationActivation: 'required', ...(registration.url !== null ? { activationUrl: registration.url } : {}) };
+  const payload = { vendorKey, products: [...terms.products], evaluation: terms.evaluation, ...claim, iat: terms.now };
   const token = await signStatement(privateJwk, PRODUCT_FILE_TYPE, payload);
   return `${JSON.stringify(
     {
@@ -32,6 +39,7 @@ export async function writeProductFile(privateJwk: JWK, terms: { products: reado
       vendorKeyId: await thumbprint(vendorKey),
       products: payload.products,
       evaluation: payload.evaluation,
+      ...claim,
       issuedAt: new Date(terms.now).toISOString(),
       signed: token,
     },
@@ -81,10 +89,16 @@ export async function readProductTerms(textOrToken: string): Promise<ProductTerm
   const whole = (v: unknown, max: number) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
   if (typeof ev !== 'object' || ev === null || !whole(ev['seats'], 1_000_000) || !whole(ev['days'], 3650)) throw invalid('has no valid evaluation terms (seats and days)');
   const terms = { products: products as string[], evaluation: { seats: ev['seats'] as number, days: ev['days'] as number } };
+  const claim = payload['evaluationActivation'];
+  const url = payload['activationUrl'] ?? null;
+  if (claim !== undefined && claim !== 'required') throw invalid('has "evaluationActivation" other than "required"');
+  if (url !== null && (typeof url !== 'string' || !/^https?:\/\/[^\s]+$/i.test(url))) throw invalid('has an "activationUrl" that is not an http(s) URL');
+  const evaluationActivation = claim === 'required' ? { url: url as string | null } : null;
   if (readable !== null) {
-    for (const [field, signed] of [['products', terms.products], ['evaluation', terms.evaluation], ['vendorKeyId', vendorKid]] as const) {
-      if (JSON.stringify(readable[field]) !== JSON.stringify(signed)) throw invalid(`field "${field}" differs from what the vendor signed: the file was altered`);
+    const fields: Array<[string, unknown]> = [['products', terms.products], ['evaluation', terms.evaluation], ['vendorKeyId', vendorKid], ['evaluationActivation', claim], ['activationUrl', payload['activationUrl']]];
+    for (const [field, signed] of fields) {
+      if (JSON.stringify(readable[field] ?? null) !== JSON.stringify(signed ?? null)) throw invalid(`field "${field}" differs from what the vendor signed: the file was altered`);
     }
   }
-  return { vendorKey: publicPart(jwk), vendorKid, ...terms, issuedAt: typeof payload['iat'] === 'number' ? payload['iat'] : 0, token };
+  return { vendorKey: publicPart(jwk), vendorKid, ...terms, evaluationActivation, issuedAt: typeof payload['iat'] === 'number' ? payload['iat'] : 0, token };
 }

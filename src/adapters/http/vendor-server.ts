@@ -12,6 +12,7 @@ export interface VendorServiceApi {
   activate(request: unknown, remote: string): Promise<{ activation: string; activationId: string; keyId: string; created: boolean }>;
   revalidate(request: unknown, remote: string): Promise<{ activation: string; activationId: string; keyId: string }>;
   release(proof: unknown, remote: string): Promise<{ receipt: string; activationId: string; keyId: string; releasedAt: number }>;
+  registerEvaluation(request: unknown, remote: string): Promise<{ evaluation: string; evaluationId: string; startedAt: number; endsAt: number; created: boolean }>;
 }
 
 export interface VendorServerOptions {
@@ -41,7 +42,7 @@ const BODY = (field: 'request' | 'proof') => ({
 
 /**
  * The vendor's activation service over HTTP(S): POST /v1/activations,
- * /v1/revalidations, /v1/deactivations, GET /healthz. Rate-limited per
+ * /v1/revalidations, /v1/deactivations, /v1/evaluations, GET /healthz. Rate-limited per
  * client address; refusals carry floatd's codes with the statuses of
  * HTTP_STATUS, as the web endpoint's do.
  */
@@ -120,7 +121,7 @@ export class VendorServer {
       return reply.code(HTTP_STATUS[code]).send({ ok: false, error: { code, message, ...details } });
     });
     app.setNotFoundHandler((request, reply) =>
-      reply.code(404).send({ ok: false, error: { code: 'UNKNOWN_OP', message: `no route ${request.method} ${request.url.split('?')[0]} (routes: POST /v1/activations, /v1/revalidations, /v1/deactivations)` } }),
+      reply.code(404).send({ ok: false, error: { code: 'UNKNOWN_OP', message: `no route ${request.method} ${request.url.split('?')[0]} (routes: POST /v1/activations, /v1/revalidations, /v1/deactivations, /v1/evaluations)` } }),
     );
     app.addHook('onSend', async (_request, reply, payload) => {
       void reply.header('date', new Date(this.deps.now()).toUTCString());
@@ -138,6 +139,10 @@ export class VendorServer {
     app.post('/v1/deactivations', { schema: BODY('proof') }, async (request) => {
       const r = await api.release((request.body as { proof: string }).proof, request.ip);
       return { ok: true, ...r, releasedAt: new Date(r.releasedAt).toISOString() };
+    });
+    app.post('/v1/evaluations', { schema: BODY('request') }, async (request) => {
+      const r = await api.registerEvaluation((request.body as { request: string }).request, request.ip);
+      return { ok: true, ...r, startedAt: new Date(r.startedAt).toISOString(), endsAt: new Date(r.endsAt).toISOString(), serverTime: new Date(this.deps.now()).toISOString() };
     });
     await app.ready();
     await listenOn(this.server!, { name: 'vendor', host: this.options.host, port: this.options.port }, 511);

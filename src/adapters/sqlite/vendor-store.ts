@@ -66,6 +66,20 @@ function toRecord(r: ActivationRow): VendorActivationRecord {
   };
 }
 
+/** An evaluation registered with the vendor: one per host (binding) and product file (its products). */
+export interface VendorEvaluationRecord {
+  readonly id: string;
+  /** The product file's products, sorted, comma-separated. */
+  readonly products: string;
+  readonly serverKid: string;
+  readonly binding: Partial<Record<HostComponent, string>>;
+  readonly via: 'online' | 'offline';
+  readonly remote: string | null;
+  readonly startedAt: number;
+  readonly endsAt: number;
+  readonly lastSeenAt: number;
+}
+
 /** The vendor's own database (VDIR/vendor.db): issued keys, activations, answered nonces. */
 export class VendorStore {
   private readonly db: Database.Database;
@@ -170,6 +184,34 @@ export class VendorStore {
   nonceUse(nonce: string): { kind: string; activationId: string | null; seenAt: number } | undefined {
     const r = this.db.prepare<[string], { kind: string; activation_id: string | null; seen_at: number }>('SELECT kind, activation_id, seen_at FROM nonces WHERE nonce = ?').get(nonce);
     return r === undefined ? undefined : { kind: r.kind, activationId: r.activation_id, seenAt: r.seen_at };
+  }
+
+  evaluations(products: string | null): VendorEvaluationRecord[] {
+    const rows = (products === null
+      ? this.db.prepare<[], Record<string, unknown>>('SELECT * FROM evaluations ORDER BY started_at').all()
+      : this.db.prepare<[string], Record<string, unknown>>('SELECT * FROM evaluations WHERE products = ? ORDER BY started_at').all(products));
+    return rows.map((r) => ({
+      id: r['id'] as string,
+      products: r['products'] as string,
+      serverKid: r['server_kid'] as string,
+      binding: JSON.parse(r['fingerprint'] as string) as VendorEvaluationRecord['binding'],
+      via: r['via'] as 'online' | 'offline',
+      remote: r['remote'] as string | null,
+      startedAt: r['started_at'] as number,
+      endsAt: r['ends_at'] as number,
+      lastSeenAt: r['last_seen_at'] as number,
+    }));
+  }
+
+  insertEvaluation(e: VendorEvaluationRecord): void {
+    this.db
+      .prepare('INSERT INTO evaluations (id, products, server_kid, fingerprint, via, remote, started_at, ends_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(e.id, e.products, e.serverKid, JSON.stringify(e.binding), e.via, e.remote, e.startedAt, e.endsAt, e.lastSeenAt);
+  }
+
+  /** The same host registered again: its current server key, seen now. */
+  evaluationSeen(id: string, serverKid: string, at: number): void {
+    this.db.prepare<[string, number, string]>('UPDATE evaluations SET server_kid = ?, last_seen_at = ? WHERE id = ?').run(serverKid, at, id);
   }
 
   getMeta(key: string): string | undefined {
