@@ -413,7 +413,10 @@ describe('leases that chain to the vendor', () => {
     await rogue.floatd.reloadLicenses();
     expect(errorOf(await rogue.acquire('cad')).code).toBe('NOT_ACTIVATED');
     // Even one that grants anyway (changed code) cannot make the chain hold.
-    rogue.floatd.pools.setActivation(new Map([[key.id, { state: 'active', changed: [], graceUntil: null }]]));
+    const pools = rogue.floatd.pools;
+    pools.setActivation(new Map([[key.id, { state: 'active', changed: [], graceUntil: null }]]));
+    // ...and keeps granting: later activation checks (a reload, the periodic check) change nothing.
+    pools.setActivation = () => {};
     const evaluation = await site(vendor, []);
     return { vendor, key, good, rogue, evaluation };
   }
