@@ -880,8 +880,8 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
   }
 
   putActivation(a: StoredActivation, consumeNonce: string | null, event: LeaseEventInput): boolean {
-    return this.guard(() => this.db
-      .transaction(() => {
+    return this.guard(() => this.committing(() => this.db
+      .transaction(() => this.guarded(() => {
         if (consumeNonce !== null) {
           const consumed = this.db.prepare<[number, string]>('UPDATE activation_requests SET consumed_at = ? WHERE nonce = ? AND consumed_at IS NULL').run(event.ts, consumeNonce);
           if (consumed.changes === 0) return false;
@@ -894,8 +894,8 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
           .run(a);
         this.tx.appendEvent(event);
         return true;
-      })
-      .immediate());
+      }))
+      .immediate()));
   }
 
   revalidated(keyId: string, token: string, at: number): void {
@@ -903,13 +903,13 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
   }
 
   removeActivation(keyId: string, event: LeaseEventInput): boolean {
-    return this.guard(() => this.db
-      .transaction(() => {
+    return this.guard(() => this.committing(() => this.db
+      .transaction(() => this.guarded(() => {
         const removed = this.db.prepare<[string]>('DELETE FROM activations WHERE key_id = ?').run(keyId).changes > 0;
         if (removed) this.tx.appendEvent(event);
         return removed;
-      })
-      .immediate());
+      }))
+      .immediate()));
   }
 
   addActivationRequest(nonce: string, keyId: string, kind: 'activation' | 'deactivation', createdAt: number): void {
