@@ -37,6 +37,13 @@ describe('architecture', () => {
     }
   });
 
+  it('keeps the unit project free of sockets and processes (npm run test:unit stays seconds)', () => {
+    const doors = /^node:(net|tls|http|https|http2|child_process|worker_threads)$|^playwright|\/(tcp-transport|lease-client|server|floatd|vendor-service|serve)\.js$/;
+    for (const file of files(join(ROOT, 'test', 'unit'))) {
+      for (const spec of imports(file)) expect(doors.test(spec), `${relative(ROOT, file)} imports ${spec}: it belongs in test/integration`).toBe(false);
+    }
+  });
+
   it('points dependencies inward: cli → app → adapters → domain', () => {
     const allowed: Record<string, string[]> = {
       domain: ['domain'],
