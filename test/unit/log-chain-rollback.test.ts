@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { newEd25519KeyPair } from '../../src/adapters/crypto/keys.js';
 import { logSigner, logVerifier, type LogSigner, type LogVerifier } from '../../src/adapters/crypto/log-signer.js';
 import { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.js';
-import type { LeaseEventInput } from '../../src/domain/ports.js';
+import type { LeaseEventInput } from '../../src/domain/events.js';
 import { tempDir } from '../support/helpers.js';
 
 let signer: LogSigner;
