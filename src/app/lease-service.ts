@@ -5,7 +5,22 @@ import { deny, type Denial } from '../domain/errors.js';
 import type { LeaseEventInput } from '../domain/events.js';
 import { OPEN_GATE, type AcquireGate } from '../domain/gate.js';
 import { holds, NO_PROOF, type ClientIdentity, type Lease, type LeaseProof } from '../domain/lease.js';
-import { leaseEnd, leaseLengthMs, poolIsValid, type Pool } from '../domain/pool.js';
+import {
+  allFull,
+  decideHeld,
+  decideNewSeat,
+  decideRelease,
+  decideRenew,
+  decideSweep,
+  renewCounts,
+  revoke as revokeLease,
+  type Decision,
+  type LeaseChanges,
+  type LeaseEndKind,
+  type PoolSeats,
+  type Settings,
+} from '../domain/lease-decisions.js';
+import { poolIsValid } from '../domain/pool.js';
 import type { DenialWindow, LeaseStore, LeaseTx } from '../domain/ports.js';
 import { newLeaseSecret, proven, secretMismatch } from './lease-secret.js';
 import type { PoolRegistry } from './pool-registry.js';
@@ -27,7 +42,7 @@ export interface LeaseServiceOptions {
   readonly logLevel: 'detailed' | 'summary';
 }
 
-export type LeaseEndKind = 'released' | 'expired' | 'revoked';
+export type { LeaseEndKind } from '../domain/lease-decisions.js';
 
 /** A committed lease operation, for counting (metrics): never told for a rolled-back one. */
 export type Tally =
@@ -44,6 +59,8 @@ export interface LeaseServiceHooks {
 }
 
 const SWEEP_BATCH = 500;
+
+type Ended = [Lease, LeaseEndKind, string | null];
 /** Identical denials are one lease-log entry per client and this interval, with a count. */
 export const DENIAL_INTERVAL_MS = 60_000;
 /** New denial entries one remote address may add per interval; past it, one catch-all entry counts the rest. */
@@ -54,19 +71,6 @@ function denialWindow(now: number): DenialWindow {
     sinceMs: now - (now % DENIAL_INTERVAL_MS),
     perAddress: DENIAL_ENTRIES_PER_ADDRESS,
     overflowMessage: `further denials from this address this minute, past its ${DENIAL_ENTRIES_PER_ADDRESS} entries (other users, instances, products or codes)`,
-  };
-}
-
-function who(lease: Lease): Pick<LeaseEventInput, 'user' | 'host' | 'instance' | 'remote' | 'listener' | 'product' | 'poolId' | 'leaseId'> {
-  return {
-    user: lease.user,
-    host: lease.host,
-    instance: lease.instance,
-    remote: lease.remote,
-    listener: lease.listener,
-    product: lease.product,
-    poolId: lease.poolId,
-    leaseId: lease.id,
   };
 }
 
@@ -93,39 +97,25 @@ export class LeaseService {
     this.options = options;
   }
 
-  private poolSeats(pool: Pool, tx: LeaseTx, now: number): Pick<LeaseEventInput, 'seatsInUse' | 'seatsTotal'> {
-    return { seatsInUse: tx.countActive(pool.id, now), seatsTotal: pool.seats };
+  private get settings(): Settings {
+    return { leaseMs: this.options.leaseMs, logRenewals: this.options.logLevel === 'detailed' };
   }
 
-  /**
-   * `active` caches running-lease counts per pool for a sweep: taking away an
-   * expired lease leaves the count of running ones as it was, so one count per
-   * pool serves every lease-log row of the sweep (instead of a count over the
-   * expired leases still to go, for each of them).
-   */
-  private expireInTx(tx: LeaseTx, lease: Lease, now: number, ended: Array<[Lease, LeaseEndKind, string | null]>, active?: Map<string, number>): void {
-    tx.deleteLease(lease.id);
-    const pool = this.pools.get(lease.poolId);
-    let inUse: number | null = null;
-    if (pool !== undefined) {
-      inUse = active?.get(pool.id) ?? tx.countActive(pool.id, now);
-      active?.set(pool.id, inUse);
+  /** The pool of `poolId`, when it is still there, with its running leases counted. */
+  private seatsOf(tx: LeaseTx, poolId: string, now: number): PoolSeats | undefined {
+    const pool = this.pools.get(poolId);
+    return pool === undefined ? undefined : { pool, inUse: tx.countActive(pool.id, now) };
+  }
+
+  /** Writes a decision's rows, then its lease-log entries, in the transaction; its ended leases join `ended`. */
+  private apply(tx: LeaseTx, changes: LeaseChanges, ended: Ended[]): void {
+    for (const w of changes.writes) {
+      if (w.op === 'insert') tx.insertLease(w.lease);
+      else if (w.op === 'extend') tx.updateExpiry(w.leaseId, w.renewedAt, w.expiresAt);
+      else tx.deleteLease(w.leaseId);
     }
-    tx.appendEvent({
-      ts: now,
-      event: 'expired',
-      ...who(lease),
-      seatsInUse: inUse,
-      seatsTotal: pool?.seats ?? null,
-      message: `lease not renewed by ${new Date(lease.expiresAt).toISOString()}`,
-    });
-    ended.push([lease, 'expired', null]);
-  }
-
-  private revokeInTx(tx: LeaseTx, lease: Lease, now: number, reason: string, ended: Array<[Lease, LeaseEndKind, string | null]>, actor: string | null = null): void {
-    tx.deleteLease(lease.id);
-    tx.appendEvent({ ts: now, event: 'revoked', ...who(lease), reason, message: reason, actor });
-    ended.push([lease, 'revoked', reason]);
+    for (const e of changes.log) tx.appendEvent(e);
+    for (const e of changes.ended) ended.push([e.lease, e.kind, e.reason]);
   }
 
   /**
@@ -134,13 +124,13 @@ export class LeaseService {
    */
   revoke(leaseId: string, reason: string, actor: string, block?: { readonly seconds: number; readonly scope: BlockScope }): { ok: true; lease: Lease; block: Block | null } | Denial {
     const now = this.clock.now();
-    const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
+    const ended: Ended[] = [];
     const outcome = this.store.transact((tx): { ok: true; lease: Lease; block: Block | null } | Denial => {
       const lease = tx.findLease(leaseId);
       if (lease === undefined) return deny('LEASE_NOT_FOUND', `no lease ${leaseId}`);
       const until = block === undefined ? null : now + block.seconds * 1000;
       const keptOut = until === null ? '' : `; ${block!.scope === 'user' ? 'the user' : 'the instance'} is kept out of ${lease.product} until ${new Date(until).toISOString()}`;
-      this.revokeInTx(tx, lease, now, `by ${actor}: ${reason}${keptOut}`, ended, actor);
+      this.apply(tx, revokeLease(lease, now, `by ${actor}: ${reason}${keptOut}`, actor), ended);
       if (block === undefined || until === null) return { ok: true, lease, block: null };
       const made: Block = {
         id: randomUUID(),
@@ -202,7 +192,7 @@ export class LeaseService {
   }
 
   /** Tells the hooks, once the transaction in progress (a batch, perhaps) has committed; never if it rolls back. */
-  private notify(ended: Array<[Lease, LeaseEndKind, string | null]>, expiry?: number, tally?: Tally): void {
+  private notify(ended: readonly Ended[], expiry?: number, tally?: Tally): void {
     if (ended.length === 0 && expiry === undefined && tally === undefined) return;
     this.store.afterCommit(() => {
       for (const [lease, kind, reason] of ended) {
@@ -219,29 +209,13 @@ export class LeaseService {
     return { kind: 'denied', code: outcome.code, reason: typeof outcome.details.reason === 'string' ? outcome.details.reason : null };
   }
 
-  private extendInTx(tx: LeaseTx, lease: Lease, pool: Pool, now: number, reacquire: boolean): Lease {
-    const leaseMs = leaseLengthMs(this.options.leaseMs, pool);
-    const renewed: Lease = { ...lease, renewedAt: now, expiresAt: leaseEnd(now, leaseMs, pool), leaseMs };
-    tx.updateExpiry(lease.id, now, renewed.expiresAt);
-    if (this.options.logLevel === 'detailed') {
-      tx.appendEvent({
-        ts: now,
-        event: 'renewed',
-        ...who(renewed),
-        ...this.poolSeats(pool, tx, now),
-        message: reacquire ? 'acquire while holding the lease' : null,
-      });
-    }
-    return renewed;
-  }
-
   /** Takes a seat for `client`, or returns the lease it already holds, renewed. */
   acquire(client: ClientIdentity, product: string | undefined, proof: LeaseProof = NO_PROOF): LeaseOutcome {
     const now = this.clock.now();
-    const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
+    const ended: Ended[] = [];
+    const settings = this.settings;
     const outcome = this.store.transact((tx): LeaseOutcome => {
-      const selection = this.pools.select(product, now);
-      const denied = (d: Denial, poolId: string | null, seats?: Pick<LeaseEventInput, 'seatsInUse' | 'seatsTotal'>): Denial => {
+      const denied = (d: Denial, at: Decision<unknown>['deniedAt']): Denial => {
         // Repeats within the minute only count up their entry (a retrying client, a flooding peer).
         tx.recordDenial({
           ts: now,
@@ -252,85 +226,52 @@ export class LeaseService {
           remote: client.remote,
           listener: client.listener,
           product: product ?? null,
-          poolId,
+          poolId: at?.poolId ?? null,
           code: d.code,
           reason: typeof d.details.reason === 'string' ? d.details.reason : null,
           message: d.message,
-          ...seats,
+          ...(at?.seatsTotal === undefined ? {} : { seatsInUse: at.seatsInUse ?? null, seatsTotal: at.seatsTotal }),
         }, denialWindow(now));
         return d;
       };
-      if (!selection.ok) return denied(selection, null);
+      const selection = this.pools.select(product, now);
+      if (!selection.ok) return denied(selection, undefined);
       const existing = tx.findLeaseByHolder(client.user, client.instance, selection.product);
-      if (existing !== undefined) {
-        const pool = this.pools.get(existing.poolId);
-        if (existing.expiresAt > now && pool !== undefined && poolIsValid(pool, this.pools.judgedAt(now)) && this.pools.blocked(pool.id) === null) {
-          // Another holder naming the same user and instance does not get the lease (nor a second seat).
-          if (!proven(existing, proof)) return denied(secretMismatch(existing.id, proof, 'acquiring'), existing.poolId);
-          return { ok: true, lease: this.extendInTx(tx, existing, pool, now, true), renewed: true };
-        }
-        if (existing.expiresAt <= now) this.expireInTx(tx, existing, now, ended);
-        else this.revokeInTx(tx, existing, now, 'the license key of its pool is no longer valid', ended);
+      const held =
+        existing === undefined
+          ? undefined
+          : (() => {
+              const pool = this.seatsOf(tx, existing.poolId, now);
+              const grantable = pool !== undefined && poolIsValid(pool.pool, this.pools.judgedAt(now)) && this.pools.blocked(pool.pool.id) === null;
+              return { lease: existing, pool, grantable, proven: grantable && existing.expiresAt > now ? proven(existing, proof) : true };
+            })();
+      const first = decideHeld(held, now, settings, () => secretMismatch(existing!.id, proof, 'acquiring'));
+      if ('done' in first) {
+        this.apply(tx, first.done, ended);
+        return first.done.outcome.ok ? first.done.outcome : denied(first.done.outcome, first.done.deniedAt);
       }
-      const block = tx.activeBlock(client.user, client.instance, selection.product, now);
-      if (block !== null && block !== undefined) {
-        const until = new Date(block.until).toISOString();
-        return denied(
-          deny('RULE_DENIED', `${blockedWho(block)} is kept out of ${selection.product} until ${until}: a lease was revoked by ${block.actor} (${block.reason})`, {
-            reason: 'revoked',
-            blockedUntil: until,
-          }),
-          null,
-        );
-      }
-      const verdict = this.gate.check(client, selection.product, now, tx);
-      if (!verdict.allowed) {
-        return denied(deny('RULE_DENIED', verdict.message, { reason: verdict.reason }), null);
-      }
-      for (const pool of selection.pools) {
-        const inUse = tx.countActive(pool.id, now);
-        if (inUse >= pool.seats) continue;
-        const leaseMs = leaseLengthMs(this.options.leaseMs, pool);
-        const secret = newLeaseSecret();
-        const lease: Lease = {
-          id: randomUUID(),
-          poolId: pool.id,
+      this.apply(tx, first.next, ended);
+      const block = tx.activeBlock(client.user, client.instance, selection.product, now) ?? null;
+      const verdict = block === null ? this.gate.check(client, selection.product, now, tx) : { allowed: true as const, logAll: false };
+      const pools = selection.pools.map((pool) => ({ pool, inUse: tx.countActive(pool.id, now) }));
+      const secret = newLeaseSecret();
+      const decision = decideNewSeat(
+        {
+          client,
           product: selection.product,
-          user: client.user,
-          host: client.host,
-          instance: client.instance,
-          remote: client.remote,
-          listener: client.listener,
-          grantedAt: now,
-          renewedAt: now,
-          expiresAt: leaseEnd(now, leaseMs, pool),
-          leaseMs,
-          secretHash: secret.hash,
-        };
-        tx.insertLease(lease);
-        tx.appendEvent({
-          ts: now,
-          event: 'granted',
-          ...who(lease),
-          seatsInUse: inUse + 1,
-          seatsTotal: pool.seats,
-          message: verdict.logAll ? `user ${client.user} now holds ${tx.countHeld(client.listener, client.user, now)} lease(s) on listener ${client.listener}` : null,
-        });
-        return { ok: true, lease, renewed: false, secret: secret.secret };
-      }
-      const ids = selection.pools.map((p) => p.id);
-      const next = tx.earliestExpiry(ids, now);
-      const retryAfterMs = Math.min(10_000, Math.max(1_000, next === undefined ? 10_000 : next - now));
-      const total = selection.pools.reduce((n, p) => n + p.seats, 0);
-      return denied(
-        deny(
-          'NO_FREE_SEATS',
-          selection.pools.every((p) => p.kind === 'evaluation') ? `all ${total} evaluation seat(s) are in use (they serve every product)` : `all ${total} seat(s) of "${selection.product}" are in use`,
-          { retryAfterMs },
-        ),
-        selection.pools.length === 1 ? selection.pools[0]!.id : null,
-        { seatsInUse: total, seatsTotal: total },
+          now,
+          block,
+          verdict,
+          pools,
+          fresh: { id: randomUUID(), secretHash: secret.hash },
+          heldOnListener: verdict.allowed && verdict.logAll ? tx.countHeld(client.listener, client.user, now) : null,
+          earliestExpiry: allFull(pools) ? tx.earliestExpiry(pools.map((p) => p.pool.id), now) : undefined,
+        },
+        settings,
       );
+      this.apply(tx, decision, ended);
+      if (!decision.outcome.ok) return denied(decision.outcome, decision.deniedAt);
+      return { ...decision.outcome, secret: secret.secret };
     });
     this.notify(ended, outcome.ok ? outcome.lease.expiresAt : undefined, LeaseService.tallyOf(outcome));
     return outcome;
@@ -339,38 +280,30 @@ export class LeaseService {
   /** Extends a lease the client holds. */
   renew(client: Pick<ClientIdentity, 'user' | 'instance'>, leaseId: string, proof: LeaseProof = NO_PROOF): LeaseOutcome {
     const now = this.clock.now();
-    const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
+    const ended: Ended[] = [];
+    const settings = this.settings;
     const outcome = this.store.transact((tx): LeaseOutcome => {
       const lease = tx.findLease(leaseId);
-      if (lease === undefined) {
-        const revoked = this.revokedReasons.get(leaseId);
-        return revoked === undefined
-          ? deny('LEASE_NOT_FOUND', `no lease ${leaseId}; acquire a new one`)
-          : deny('LEASE_NOT_FOUND', `lease ${leaseId} was revoked (${revoked}); acquire a new one`, { reason: revoked });
-      }
-      if (!holds(lease, client)) return deny('LEASE_NOT_YOURS', `lease ${leaseId} is held by another client instance`);
-      if (!proven(lease, proof)) return secretMismatch(leaseId, proof, 'renewing');
-      if (lease.expiresAt <= now) {
-        this.expireInTx(tx, lease, now, ended);
-        return deny('LEASE_EXPIRED', `lease ${leaseId} expired at ${new Date(lease.expiresAt).toISOString()}; acquire a new one`);
-      }
-      const pool = this.pools.get(lease.poolId);
-      if (pool === undefined || !poolIsValid(pool, this.pools.judgedAt(now))) {
-        const reason =
-          pool === undefined
-            ? 'its license key was removed'
-            : pool.expiresAt !== null && now >= pool.expiresAt
-              ? `its license key expired at ${new Date(pool.expiresAt).toISOString()}`
-              : 'its license key is not valid now';
-        this.revokeInTx(tx, lease, now, reason, ended);
-        return deny('LICENSE_EXPIRED', `lease ${leaseId} cannot be renewed: ${reason}`);
-      }
-      const blocked = this.pools.blocked(pool.id);
-      if (blocked !== null) {
-        this.revokeInTx(tx, lease, now, blocked, ended);
-        return deny('NOT_ACTIVATED', `lease ${leaseId} cannot be renewed: ${blocked}`);
-      }
-      return { ok: true, lease: this.extendInTx(tx, lease, pool, now, false), renewed: true };
+      const pool = lease === undefined ? undefined : this.pools.get(lease.poolId);
+      const mine = lease !== undefined && holds(lease, client);
+      const decision = decideRenew(
+        {
+          leaseId,
+          lease,
+          now,
+          holds: mine,
+          proven: mine && proven(lease, proof),
+          revokedReason: lease === undefined ? this.revokedReasons.get(leaseId) : undefined,
+          pool,
+          inUse: pool !== undefined && renewCounts(lease, now, settings) ? tx.countActive(pool.id, now) : null,
+          poolValid: pool !== undefined && poolIsValid(pool, this.pools.judgedAt(now)),
+          blocked: pool === undefined ? null : this.pools.blocked(pool.id),
+        },
+        settings,
+        () => secretMismatch(leaseId, proof, 'renewing'),
+      );
+      this.apply(tx, decision, ended);
+      return decision.outcome;
     });
     this.notify(ended, outcome.ok ? outcome.lease.expiresAt : undefined, outcome.ok ? LeaseService.tallyOf(outcome) : undefined);
     return outcome;
@@ -379,23 +312,17 @@ export class LeaseService {
   /** Gives a seat back. Releasing an unknown or already ended lease is fine. */
   release(client: Pick<ClientIdentity, 'user' | 'instance'>, leaseId: string, proof: LeaseProof = NO_PROOF): { ok: true; released: boolean } | Denial {
     const now = this.clock.now();
-    const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
+    const ended: Ended[] = [];
     const outcome = this.store.transact((tx) => {
       const lease = tx.findLease(leaseId);
-      if (lease === undefined) return { ok: true as const, released: false };
-      if (!holds(lease, client)) return deny('LEASE_NOT_YOURS', `lease ${leaseId} is held by another client instance`);
-      if (!proven(lease, proof)) return secretMismatch(leaseId, proof, 'releasing');
-      tx.deleteLease(lease.id);
-      const pool = this.pools.get(lease.poolId);
-      tx.appendEvent({
-        ts: now,
-        event: lease.expiresAt <= now ? 'expired' : 'released',
-        ...who(lease),
-        seatsInUse: pool ? tx.countActive(pool.id, now) : null,
-        seatsTotal: pool?.seats ?? null,
-      });
-      ended.push([lease, lease.expiresAt <= now ? 'expired' : 'released', null]);
-      return { ok: true as const, released: true };
+      const mine = lease !== undefined && holds(lease, client);
+      const canEnd = mine && proven(lease, proof);
+      const decision = decideRelease(
+        { leaseId, lease, now, holds: mine, proven: canEnd, pool: canEnd ? this.seatsOf(tx, lease.poolId, now) : undefined },
+        () => secretMismatch(leaseId, proof, 'releasing'),
+      );
+      this.apply(tx, decision, ended);
+      return decision.outcome;
     });
     this.notify(ended);
     return outcome;
@@ -417,11 +344,17 @@ export class LeaseService {
     const started = this.clock.monotonic();
     let swept = 0;
     for (;;) {
-      const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
-      const active = new Map<string, number>();
+      const ended: Ended[] = [];
       const n = this.store.transact((tx) => {
         const expired = tx.expiredLeases(now, SWEEP_BATCH);
-        for (const lease of expired) this.expireInTx(tx, lease, now, ended, active);
+        // Running leases counted once per pool: taking expired ones away leaves that count as it is.
+        const pools = new Map<string, PoolSeats>();
+        for (const lease of expired) {
+          if (pools.has(lease.poolId)) continue;
+          const seats = this.seatsOf(tx, lease.poolId, now);
+          if (seats !== undefined) pools.set(lease.poolId, seats);
+        }
+        this.apply(tx, decideSweep(expired, now, pools), ended);
         return expired.length;
       });
       this.notify(ended);
@@ -476,11 +409,11 @@ export class LeaseService {
   /** Revokes the leases of pools that are gone or no longer valid. */
   revokeInvalid(reasonFor: (poolId: string) => string | null): number {
     const now = this.clock.now();
-    const ended: Array<[Lease, LeaseEndKind, string | null]> = [];
+    const ended: Ended[] = [];
     this.store.transact((tx) => {
       for (const lease of this.store.allLeases()) {
         const reason = reasonFor(lease.poolId);
-        if (reason !== null) this.revokeInTx(tx, lease, now, reason, ended);
+        if (reason !== null) this.apply(tx, revokeLease(lease, now, reason), ended);
       }
     });
     this.notify(ended);
