@@ -7,16 +7,15 @@ import { silentLogger } from '../../src/adapters/log/logger.js';
 import { VendorStore } from '../../src/adapters/sqlite/vendor-store.js';
 import { withEvaluationRegistrar } from '../../src/app/evaluation-registration.js';
 import { Floatd } from '../../src/app/floatd.js';
-import { startVendorService, type RunningVendorService } from '../../src/app/vendor-service.js';
 import { activate } from '../../src/cli/activate.js';
 import { formatStatus } from '../../src/cli/status.js';
 import { trust } from '../../src/cli/trust.js';
 import { vendor as vendorCli } from '../../src/cli/vendor.js';
 import { TcpTransport } from '../../src/client/tcp-transport.js';
 import type { Clock } from '../../src/domain/clock.js';
-import { FloatdError } from '../../src/domain/errors.js';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { fakeHost, type FakeHost } from '../support/activation.js';
+import { refusal, vendorService } from '../support/activation-site.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { tempDir, testConfig } from '../support/helpers.js';
 import { capturingLogger, errorOf, leaseOf, makeVendor, type Vendor } from '../support/server.js';
@@ -28,23 +27,6 @@ const cleanup: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
-
-async function refusal(p: Promise<unknown>): Promise<FloatdError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof FloatdError) return err;
-    throw err;
-  }
-  throw new Error('expected a refusal');
-}
-
-async function vendorService(vendor: Vendor, clock: Clock): Promise<{ service: RunningVendorService; vdir: string }> {
-  const vdir = tempDir('floatd-vdir-');
-  const service = await startVendorService({ dataDir: vdir, privateJwk: vendor.pair.privateJwk, host: '127.0.0.1', port: 0, tls: null, logger: silentLogger(), clock, ratePerMinute: 1000 });
-  cleanup.push(() => service.stop());
-  return { service, vdir };
-}
 
 /** A server on `host` (a new data directory unless given) under the product file, which asks for the evaluation to be registered. */
 async function site(productFile: string, host: FakeHost, stateDir: string, clock: Clock, dataDir = tempDir('floatd-data-')) {
@@ -92,7 +74,7 @@ describe('an evaluation registered with the vendor', () => {
   it('grants nothing (NOT_ACTIVATED naming the command) until registered online, then grants until the end the vendor gave; status shows it', async () => {
     const clock = new FakeClock(T0);
     const vendor = await makeVendor();
-    const { service } = await vendorService(vendor, clock);
+    const { service } = await vendorService(vendor, cleanup, clock);
     const dataDir = tempDir('floatd-data-');
     const host = fakeHost(dataDir);
     const file = await productFile(vendor, service.url);
@@ -126,7 +108,7 @@ describe('an evaluation registered with the vendor', () => {
   it('a wiped evaluation record and a new data directory on the same host register again and get the same start and end; another host gets its own', async () => {
     const clock = new FakeClock(T0);
     const vendor = await makeVendor();
-    const { service, vdir } = await vendorService(vendor, clock);
+    const { service, vdir } = await vendorService(vendor, cleanup, clock);
     const file = await productFile(vendor, service.url);
     const stateDir = tempDir('floatd-evaluation-');
     const host = fakeHost(tempDir('floatd-data-'));
