@@ -2,23 +2,21 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Floatd } from '../../src/app/floatd.js';
-import { offlineStatus, withActivation, withLicensing } from '../../src/app/inspect.js';
+import { offlineStatus, withLicensing } from '../../src/app/inspect.js';
 import { proofOfFile, requestOfFile, responseFile } from '../../src/app/activation.js';
-import { startVendorService, type RunningVendorService } from '../../src/app/vendor-service.js';
 import { VendorActivations } from '../../src/app/vendor-activations.js';
 import { VendorStore } from '../../src/adapters/sqlite/vendor-store.js';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
-import { silentLogger } from '../../src/adapters/log/logger.js';
 import { TcpTransport } from '../../src/client/tcp-transport.js';
 import { LeaseClient, LeaseClientError } from '../../src/client/lease-client.js';
 import type { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.js';
 import type { Clock } from '../../src/domain/clock.js';
 import { FloatdError } from '../../src/domain/errors.js';
-import { fakeHost, issueActivationKey, startConnectProxy, type FakeHost } from '../support/activation.js';
+import { fakeHost, issueActivationKey, startConnectProxy } from '../support/activation.js';
+import { refusal, site as sharedSite, vendorService as sharedVendorService } from '../support/activation-site.js';
 import { FakeClock } from '../support/fake-clock.js';
-import { tempDir, testConfig } from '../support/helpers.js';
-import { capturingLogger, errorOf, leaseOf, makeVendor, type Vendor } from '../support/server.js';
+import { tempDir } from '../support/helpers.js';
+import { errorOf, leaseOf, makeVendor, type Vendor } from '../support/server.js';
 import { formatStatus } from '../../src/cli/status.js';
 
 const cleanup: Array<() => Promise<void>> = [];
@@ -26,76 +24,8 @@ afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
 
-async function refusal(p: Promise<unknown>): Promise<FloatdError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof FloatdError) return err;
-    throw err;
-  }
-  throw new Error('expected a refusal');
-}
-
-async function vendorService(vendor: Vendor, clock?: Clock): Promise<{ service: RunningVendorService; vdir: string }> {
-  const vdir = tempDir('floatd-vdir-');
-  const service = await startVendorService({ dataDir: vdir, privateJwk: vendor.pair.privateJwk, host: '127.0.0.1', port: 0, tls: null, logger: silentLogger(), clock, ratePerMinute: 1000 });
-  cleanup.push(() => service.stop());
-  return { service, vdir };
-}
-
-interface Site {
-  readonly floatd: Floatd;
-  readonly config: ReturnType<typeof testConfig>;
-  readonly host: FakeHost;
-  readonly address: string;
-  readonly lines: Array<Record<string, unknown>>;
-  acquire(product: string, user?: string): Promise<Awaited<ReturnType<TcpTransport['request']>>>;
-  /** Runs `fn` with the data directory's activation, as `floatd activate` does, then lets the server notice. */
-  activation<T>(fn: Parameters<typeof withActivation<T>>[2]): Promise<T>;
-  stop(): Promise<void>;
-}
-
-/** A customer's floatd on a fake host, with the given keys installed. */
-async function site(vendor: Vendor, tokens: string[], opts: { clock?: Clock; dataDir?: string; host?: FakeHost; extra?: Record<string, unknown> } = {}): Promise<Site> {
-  const dataDir = opts.dataDir ?? tempDir('floatd-data-');
-  const host = opts.host ?? fakeHost(dataDir);
-  const clock = opts.clock ?? new SystemClock();
-  const config = testConfig({ vendorPublicKeys: [vendor.publicFile], hostRoot: host.root, ...opts.extra }, dataDir);
-  const { logger, lines } = capturingLogger();
-  const floatd = await Floatd.create(config, { clock, logger });
-  for (const token of tokens) await withLicensing(config, clock, (l) => l.add(token));
-  const [bound] = await floatd.start();
-  const address = `127.0.0.1:${bound!.port}`;
-  const transports: TcpTransport[] = [];
-  let stopped = false;
-  const s: Site = {
-    floatd,
-    config,
-    host,
-    address,
-    lines,
-    async acquire(product, user = 'alice') {
-      const t = await TcpTransport.connect(address);
-      transports.push(t);
-      const hello = await t.request('hello', { v: 1, client: { user, host: `${user}-host`, instance: `${user}-${transports.length}` } });
-      if (!hello.ok) throw new Error(JSON.stringify(hello));
-      return t.request('acquire', { product });
-    },
-    async activation(fn) {
-      const r = await withActivation(config, clock, fn);
-      await floatd.reloadLicenses();
-      return r;
-    },
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      for (const t of transports) t.close();
-      await floatd.stop();
-    },
-  };
-  cleanup.push(() => s.stop());
-  return s;
-}
+const vendorService = (vendor: Vendor, clock?: Clock) => sharedVendorService(vendor, cleanup, clock);
+const site = (vendor: Vendor, tokens: string[], opts?: Parameters<typeof sharedSite>[3]) => sharedSite(vendor, tokens, cleanup, opts);
 
 describe('server activation', () => {
   it('NOT_ACTIVATED over TCP until activated online, grants after; status says what to run; keys without the claim grant as before', async () => {
