@@ -138,6 +138,8 @@ export function benchCertificate(dir: string): { cert: string; key: string; ca: 
 export async function startServer(dir: string, opts: ServerOptions): Promise<BenchServer> {
   const main = opts.main ?? join(packageRoot(), 'dist', 'src', 'main.js');
   const data = ['--data-dir', join(dir, 'data')];
+  // The evaluation record beside the data directory, not the host's: a bench's key must not end this host's evaluation.
+  const evaluation = { FLOATD_EVALUATION_STATE: join(dir, 'evaluation') };
   let token = '';
   if (opts.restart !== true) {
     const vendor = await newEd25519KeyPair();
@@ -153,6 +155,7 @@ export async function startServer(dir: string, opts: ServerOptions): Promise<Ben
       FLOATD_ACQUIRE_RATE_LIMIT_PER_SECOND: '0',
       FLOATD_LOG_FORMAT: 'json',
       FLOATD_LOG_LEVEL: 'info',
+      ...evaluation,
       ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -178,7 +181,7 @@ export async function startServer(dir: string, opts: ServerOptions): Promise<Ben
   });
   if (opts.restart !== true) {
     await new Promise<void>((resolve, reject) => {
-      const add = spawn(process.execPath, [main, 'license', 'add', token, ...data], { stdio: 'ignore' });
+      const add = spawn(process.execPath, [main, 'license', 'add', token, ...data], { stdio: 'ignore', env: { ...process.env, ...evaluation } });
       add.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`license add exited ${code}`))));
     });
   }

@@ -71,7 +71,7 @@ async function main(): Promise<void> {
   const config = loadConfig({
     env: {},
     cwd: dir,
-    flags: { dataDir: join(dir, 'data'), listeners: ['127.0.0.1:0'], 'http.listen': ['127.0.0.1:0'], vendorPublicKeys: [vendorFile], 'log.level': 'silent' },
+    flags: { dataDir: join(dir, 'data'), listeners: ['127.0.0.1:0'], 'http.listen': ['127.0.0.1:0'], vendorPublicKeys: [vendorFile], 'log.level': 'silent', 'evaluation.stateDir': join(dir, 'evaluation') },
   });
   await (await Floatd.create(config, { logger: silentLogger() })).stop();
   const now = Date.now();
