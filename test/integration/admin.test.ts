@@ -5,7 +5,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LeaseClient } from '../../src/client/index.js';
 import { TcpTransport } from '../../src/client/tcp-transport.js';
 import { floatd, floatdAsync, killChildren, requireBuild, serve } from '../support/cli.js';
-import { makeCerts } from '../support/certs.js';
+import { adminCertificateFlags, makeCerts } from '../support/certs.js';
 import { tempDir, until } from '../support/helpers.js';
 import { call } from '../support/http.js';
 import { capturingLogger, errorOf, leaseOf, startServer, type TestServer } from '../support/server.js';
@@ -68,15 +68,7 @@ describe('the admin API', () => {
     const { logger, lines } = capturingLogger();
     server = await startServer({
       logger,
-      flags: {
-        'http.listen': ['127.0.0.1:0'],
-        'https.listen': ['127.0.0.1:0'],
-        'tls.certFile': certs.serverCert,
-        'tls.keyFile': certs.serverKey,
-        'tls.clientCertificates': 'request',
-        'tls.clientCaFile': certs.caFile,
-        'admin.certificateSubjects': ['CN=alice'],
-      },
+      flags: adminCertificateFlags(certs),
     });
     const base = web(server);
     const local = readFileSync(server.config.adminTokenFile, 'utf8').trim();

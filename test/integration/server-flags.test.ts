@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { floatdAsync, killChildren, requireBuild } from '../support/cli.js';
-import { makeCerts } from '../support/certs.js';
+import { adminCertificateFlags, makeCerts } from '../support/certs.js';
 import { tempDir } from '../support/helpers.js';
 import { startServer, type TestServer } from '../support/server.js';
 
@@ -19,15 +19,7 @@ describe('--server and the TLS flags of status and admin', () => {
   it('admin takes a bare host:port (http://, or https:// with --ca or --cert), and a client certificate instead of a token', async () => {
     const certs = makeCerts();
     server = await startServer({
-      flags: {
-        'http.listen': ['127.0.0.1:0'],
-        'https.listen': ['127.0.0.1:0'],
-        'tls.certFile': certs.serverCert,
-        'tls.keyFile': certs.serverKey,
-        'tls.clientCertificates': 'request',
-        'tls.clientCaFile': certs.caFile,
-        'admin.certificateSubjects': ['CN=alice'],
-      },
+      flags: adminCertificateFlags(certs),
     });
     const tokenFile = server.config.adminTokenFile;
     // No data directory where the CLI runs: everything comes from the flags.

@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { floatdAsync, requireBuild } from '../support/cli.js';
-import { makeCerts } from '../support/certs.js';
+import { adminCertificateFlags, makeCerts } from '../support/certs.js';
 import { tempDir } from '../support/helpers.js';
 import { call } from '../support/http.js';
 import { leaseOf, startServer, type TestServer } from '../support/server.js';
@@ -31,15 +31,7 @@ describe('status: seats and health for anyone, the rest for administrators', () 
   it('gives the reduced view over NDJSON and unauthenticated HTTP, everything to an admin token or admin certificate', async () => {
     const certs = makeCerts();
     server = await startServer({
-      flags: {
-        'http.listen': ['127.0.0.1:0'],
-        'https.listen': ['127.0.0.1:0'],
-        'tls.certFile': certs.serverCert,
-        'tls.keyFile': certs.serverKey,
-        'tls.clientCertificates': 'request',
-        'tls.clientCaFile': certs.caFile,
-        'admin.certificateSubjects': ['CN=alice'],
-      },
+      flags: adminCertificateFlags(certs),
     });
     const keyId = server.floatd.status().keys[0]!.id;
     const t = await server.connect('mallory');

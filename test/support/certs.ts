@@ -59,3 +59,19 @@ export function makeServerCert(certs: TestCerts, name: string, cn: string): { ce
   leaf(certs.dir, name, 'test-ca', cn, 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
   return { cert: join(certs.dir, `${name}.crt`), key: join(certs.dir, `${name}.key`) };
 }
+
+/**
+ * Server settings for the web endpoint on HTTP and HTTPS (port 0) with `certs`,
+ * asking for client certificates and taking CN=alice's as an admin credential.
+ */
+export function adminCertificateFlags(certs: TestCerts): Record<string, unknown> {
+  return {
+    'http.listen': ['127.0.0.1:0'],
+    'https.listen': ['127.0.0.1:0'],
+    'tls.certFile': certs.serverCert,
+    'tls.keyFile': certs.serverKey,
+    'tls.clientCertificates': 'request',
+    'tls.clientCaFile': certs.caFile,
+    'admin.certificateSubjects': ['CN=alice'],
+  };
+}
