@@ -56,7 +56,7 @@ export interface PoolSeats {
 
 const NO_CHANGES: LeaseChanges = { writes: [], log: [], ended: [] };
 
-export function who(lease: Lease): Pick<LeaseEventInput, 'user' | 'host' | 'instance' | 'remote' | 'listener' | 'product' | 'poolId' | 'leaseId'> {
+function who(lease: Lease): Pick<LeaseEventInput, 'user' | 'host' | 'instance' | 'remote' | 'listener' | 'product' | 'poolId' | 'leaseId'> {
   return {
     user: lease.user,
     host: lease.host,
@@ -336,9 +336,4 @@ export function decideSweep(expired: readonly Lease[], now: number, pools: Reado
     ended.push(...one.ended);
   }
   return { writes, log, ended };
-}
-
-/** Changes one after the other. */
-export function mergeChanges(a: LeaseChanges, b: LeaseChanges): LeaseChanges {
-  return { writes: [...a.writes, ...b.writes], log: [...a.log, ...b.log], ended: [...a.ended, ...b.ended] };
 }
