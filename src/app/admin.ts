@@ -7,7 +7,6 @@ import type { EventFilter, LeaseEvent } from '../domain/events.js';
 import type { Lease } from '../domain/lease.js';
 import type { AdminToken, AdminTokenStore, LeaseStore } from '../domain/ports.js';
 import { writeSecretFile } from '../adapters/crypto/keys.js';
-import type { Batcher } from './batcher.js';
 import type { LeaseService } from './lease-service.js';
 
 export const LOCAL_TOKEN = 'local';
@@ -132,7 +131,6 @@ export class AdminService {
     private readonly deps: {
       readonly store: LeaseStore;
       readonly leases: LeaseService;
-      readonly batcher: Batcher;
       readonly clock: Clock;
     },
   ) {}
@@ -160,7 +158,7 @@ export class AdminService {
       }));
   }
 
-  /** Ends a lease at once, through the batcher like every lease change; with `block`, keeps its holder out for a while. */
+  /** Ends a lease at once, as one unit of work like every lease change; with `block`, keeps its holder out for a while. */
   async revoke(leaseId: string, reason: string, actor: string, block?: { seconds: number; scope: BlockScope }): Promise<{ ok: true; lease: LeaseView; block?: BlockView } | Denial> {
     const held = this.leases({});
     const matches = held.filter((l) => l.id === leaseId || l.id.startsWith(leaseId));
@@ -168,7 +166,7 @@ export class AdminService {
     if (exact === undefined && matches.length > 1) return deny('BAD_REQUEST', `"${leaseId}" is the start of ${matches.length} lease ids; give more of it`);
     const view = exact ?? matches[0];
     if (view === undefined) return deny('LEASE_NOT_FOUND', `no running lease has id ${leaseId} (see floatd admin leases)`);
-    const outcome = await this.deps.batcher.submit(() => this.deps.leases.revoke(view.id, reason, actor, block));
+    const outcome = await this.deps.leases.revoke(view.id, reason, actor, block);
     if (!outcome.ok) return outcome;
     return outcome.block === null ? { ok: true, lease: view } : { ok: true, lease: view, block: blockView(outcome.block, this.deps.clock.now()) };
   }
@@ -186,7 +184,7 @@ export class AdminService {
     if (exact === undefined && matches.length > 1) return deny('BAD_REQUEST', `"${blockId}" is the start of ${matches.length} block ids; give more of it`);
     const found = exact ?? matches[0];
     if (found === undefined) return deny('BLOCK_NOT_FOUND', `no block in force has id ${blockId} (see floatd admin blocks)`);
-    const outcome = await this.deps.batcher.submit(() => this.deps.leases.unblock(found.id, actor));
+    const outcome = await this.deps.leases.unblock(found.id, actor);
     return outcome.ok ? { ok: true, block: blockView(outcome.block, this.deps.clock.now()) } : outcome;
   }
 

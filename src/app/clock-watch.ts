@@ -40,16 +40,28 @@ export class ClockWatch {
     private readonly thresholdMs = CLOCK_JUMP_MS,
   ) {}
 
+  /** A jump is being recorded: the next check waits for it rather than counting the same jump twice. */
+  private checking = false;
+
   /** The periodic check: null while the clocks agree; otherwise re-bases and tells what it did. */
-  check(): ClockJump | null {
+  async check(): Promise<ClockJump | null> {
+    if (this.checking) return null;
     const shiftMs = this.clock.drift();
     if (Math.abs(shiftMs) <= this.thresholdMs) return null;
     const way = shiftMs > 0 ? 'forward' : 'back';
     const base = `the wall clock jumped ${way} by ${span(shiftMs)} against the monotonic clock`;
-    const { moved, message } = this.leases.clockJumped(shiftMs, (n) => `${base}: the expiry of ${n} lease(s) moved with it, so each keeps the time it had left`);
-    // Only after the commit: a failed transaction leaves lease time where the stored expiries are.
-    this.clock.rebase(shiftMs);
-    return { shiftMs, leases: moved, message };
+    this.checking = true;
+    try {
+      // Lease time moves in the same unit of work; a unit that rolls back takes it back, leaving lease time where the stored expiries are.
+      const { moved, message } = await this.leases.clockJumped(
+        shiftMs,
+        (n) => `${base}: the expiry of ${n} lease(s) moved with it, so each keeps the time it had left`,
+        (ms) => this.clock.rebase(ms),
+      );
+      return { shiftMs, leases: moved, message };
+    } finally {
+      this.checking = false;
+    }
   }
 
   /**
@@ -58,16 +70,16 @@ export class ClockWatch {
    * turned back while the server was stopped: told, and no lease is left with
    * more than its full length to run.
    */
-  atStart(): ClockJump | null {
+  async atStart(): Promise<ClockJump | null> {
     const latest = this.store.latestRecordedTime();
     const behind = latest === undefined ? 0 : latest - this.clock.now();
-    const cut = this.leases.capRemaining();
+    const cut = await this.leases.capRemaining();
     if (behind <= this.thresholdMs && cut === 0) return null;
     const message =
       `the wall clock is ${span(behind)} behind the latest time recorded in the database (${new Date(latest!).toISOString()}): ` +
       `it was turned back while the server was stopped, or ran ahead before; stored lease expiries rule, ` +
       `and ${cut} lease(s) with more than their full length left were cut to it`;
-    this.store.appendEvent({ ts: this.clock.now(), event: 'clock-jump', message });
+    await this.store.unit((u) => u.appendEvent({ ts: this.clock.now(), event: 'clock-jump', message }));
     return { shiftMs: -behind, leases: cut, message };
   }
 }

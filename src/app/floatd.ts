@@ -7,7 +7,7 @@ import { licenseValidity, type LicenseKey } from '../domain/license.js';
 import { EVALUATION_POOL_ID } from '../domain/pool.js';
 import { OPEN_GATE } from '../domain/gate.js';
 import { RuleGate } from '../domain/rules/rule-gate.js';
-import type { AdminTokenStore, LeaseStore } from '../domain/ports.js';
+import type { AdminTokenStore, LeaseStore, StoreMaintenance } from '../domain/ports.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { thumbprint } from '../adapters/crypto/keys.js';
 import { LeaseTokenSigner } from '../adapters/crypto/lease-tokens.js';
@@ -24,7 +24,6 @@ import { ServerEvaluation, warnClampedTerms } from './evaluation.js';
 import { evaluationTermsRegistered } from './evaluation-registration.js';
 import { EVALUATION_PRODUCT, PoolRegistry } from './pool-registry.js';
 import { NdjsonProtocol } from '../adapters/tcp/ndjson-protocol.js';
-import { Batcher } from './batcher.js';
 import { ServerLeaseApi } from './lease-api.js';
 import { loadRules, type FileError, type LoadedRules } from './rules.js';
 import { collectStatus, type ListenerStatus, type ServerStatus } from './status.js';
@@ -113,14 +112,14 @@ export class Floatd {
   private readonly tls: TlsContext | null;
   private webBound: BoundWebListener[] = [];
   private readonly protocol: NdjsonProtocol;
-  readonly batcher: Batcher;
   readonly api: ServerLeaseApi;
   /** Storage faults as a state: answered UNAVAILABLE, logged once per episode, probed until over. */
   readonly storage: StorageHealth;
   private bound: BoundListener[] = [];
   private rejected: LoadedLicenses['rejected'] = [];
   private maintenance: TimerHandle | null = null;
-  private lastChange = -1;
+  /** Another process committed a change (a key added or removed, an activation) since the last reload. */
+  private changedElsewhere = false;
   private lastPrune = 0;
   private keyStates = new Map<string, string>();
   /** The tightest expiry warning (30, 14, 7, 1 days) given per key. */
@@ -174,7 +173,7 @@ export class Floatd {
 
   private constructor(
     readonly config: Config,
-    readonly store: LeaseStore & ActivationStore & ReportEventSource,
+    readonly store: LeaseStore & StoreMaintenance & ActivationStore & ReportEventSource,
     private readonly lock: DataDirLock,
     private readonly settings: LicensingSettings,
     private readonly licensing: Licensing,
@@ -196,6 +195,7 @@ export class Floatd {
     const metrics = this.metrics;
     const health = new StorageHealth(this.clock, this.logger, () => store.probe(), (reason, n) => metrics.storageUnavailable(reason, n));
     this.storage = health;
+    store.changes.subscribe(() => (this.changedElsewhere = true));
     this.leases = new LeaseService(
       store,
       this.clock,
@@ -222,11 +222,10 @@ export class Floatd {
     this.retention = new LogRetention(store as SqliteLeaseStore, this.clock, this.logger, config.leaseLog);
     this.sweeper = new Sweeper(
       this.clock,
-      () => {
+      async () => {
         if (!health.mayTry()) return;
         // Many leases expiring at once are swept a slice at a time, answering requests in between.
-        const { swept, more } = this.leases.sweepFor(SWEEP_SLICE_MS);
-        health.succeeded();
+        const { swept, more } = await this.leases.sweepFor(SWEEP_SLICE_MS);
         if (swept > 0) this.logger.debug({ expired: swept }, 'leases expired');
         return more;
       },
@@ -247,10 +246,9 @@ export class Floatd {
       (lag) => metrics.swept(lag),
     );
     this.clockWatch = new ClockWatch(this.clock, store, this.leases);
-    this.batcher = new Batcher(store, this.clock, (n, seconds) => metrics.committed(n, seconds), health);
+    store.configureCommits({ guard: health, committed: (n, seconds) => metrics.committed(n, seconds) });
     this.api = new ServerLeaseApi({
       leases: this.leases,
-      batcher: this.batcher,
       signer,
       clock: this.clock,
       publicJwk,
@@ -263,7 +261,7 @@ export class Floatd {
         : { acquireRate: new TokenBuckets(config.acquireRateLimit), rateLimited: (remote: string, retryAfterMs: number) => this.acquireRateLimited(remote, retryAfterMs) }),
     });
     this.adminTokens = new AdminTokens(store as unknown as AdminTokenStore, this.clock);
-    this.admin = new AdminService({ store, leases: this.leases, batcher: this.batcher, clock: this.clock });
+    this.admin = new AdminService({ store, leases: this.leases, clock: this.clock });
     this.protocol = new NdjsonProtocol(this.api, {
       identityFromCertificate: config.tls?.identityFromCertificate ?? false,
       requestFailed: (err, context) => this.requestFailed(err, context),
@@ -619,7 +617,7 @@ export class Floatd {
         this.logger.info({ file: this.config.adminTokenFile }, `admin token "local" made: it is in ${this.config.adminTokenFile} (mode 0600); floatd admin uses it`);
       }
       await this.reloadLicenses(true);
-      this.clockJumped(this.clockWatch.atStart());
+      this.clockJumped(await this.clockWatch.atStart());
       this.sweeper.start();
       const now = this.clock.now();
       this.startedAt = now;
@@ -728,7 +726,8 @@ export class Floatd {
   }
 
   private async doReload(initial: boolean): Promise<void> {
-    this.lastChange = this.store.changeCounter();
+    this.store.changes.poll();
+    this.changedElsewhere = false;
     const before = new Map(this.pools.licenseKeys().map((k) => [k.id, k]));
     const beforePools = this.pools.all().map((p) => p.id);
     const wasRejected = new Set(this.rejected.map((r) => r.id));
@@ -750,7 +749,7 @@ export class Floatd {
         if (!now.has(id)) this.logger.info({ key: id, product: key.product }, `license key ${id} removed`);
       }
     }
-    this.poolsChanged(beforePools, initial);
+    await this.poolsChanged(beforePools, initial);
   }
 
   /**
@@ -859,7 +858,7 @@ export class Floatd {
   }
 
   /** After the pools were decided again: state changes, the evaluation banner, revocations. */
-  private poolsChanged(beforePools: readonly string[], initial: boolean): void {
+  private async poolsChanged(beforePools: readonly string[], initial: boolean): Promise<void> {
     this.statusGeneration++;
     const now = this.clock.now();
     this.checkKeyStates(now, initial);
@@ -887,9 +886,9 @@ export class Floatd {
     const current = new Set(this.pools.all().map((p) => p.id));
     const installed = this.pools.licenseKeys().find((k) => current.has(k.id));
     const evaluationEnded = `evaluation ended: license key ${installed?.id ?? ''} is in force`;
-    const revokedEvaluation = this.leases.revokeInvalid((poolId) => (poolId === EVALUATION_POOL_ID && !current.has(poolId) ? evaluationEnded : null));
+    const revokedEvaluation = await this.leases.revokeInvalid((poolId) => (poolId === EVALUATION_POOL_ID && !current.has(poolId) ? evaluationEnded : null));
     if (revokedEvaluation > 0) this.logger.warn({ revoked: revokedEvaluation, key: installed?.id }, `${revokedEvaluation} evaluation lease(s) revoked: ${evaluationEnded}`);
-    const revoked = this.leases.revokeInvalid((poolId) => (current.has(poolId) || poolId === EVALUATION_POOL_ID ? null : 'its license key was removed'));
+    const revoked = await this.leases.revokeInvalid((poolId) => (current.has(poolId) || poolId === EVALUATION_POOL_ID ? null : 'its license key was removed'));
     if (revoked > 0) this.logger.warn({ revoked }, `${revoked} lease(s) revoked: their license key was removed`);
   }
 
@@ -1005,21 +1004,27 @@ export class Floatd {
 
   /** Every second: notice key changes made by `floatd license`, keys starting and expiring, checkpoint the WAL, prune the lease log. */
   private maintain(): void {
-    try {
-      this.clockJumped(this.clockWatch.check());
-    } catch (err) {
-      // Lease time stays where the stored expiries are; the next tick tries again.
-      if (this.storage.failed(err, 0) === null) this.logger.error({ err }, 'moving lease expiries after a wall-clock jump failed');
-    }
+    this.clockWatch.check().then(
+      (jump) => this.clockJumped(jump),
+      (err: unknown) => {
+        // Lease time stays where the stored expiries are; the next tick tries again.
+        if (this.storage.failed(err, 0) === null) this.logger.error({ err }, 'moving lease expiries after a wall-clock jump failed');
+      },
+    );
     const now = this.clock.now();
     this.trackClock(now);
-    if (this.store.changeCounter() !== this.lastChange) {
+    this.store.changes.poll();
+    if (this.changedElsewhere) {
       this.reloadLicenses().catch((err: unknown) => {
         if (this.storage.failed(err, 0) === null) this.logger.error({ err }, 'reloading license keys failed');
       });
     } else {
       const before = this.pools.all().map((p) => p.id);
-      if (this.pools.refresh(now)) this.poolsChanged(before, false);
+      if (this.pools.refresh(now)) {
+        this.poolsChanged(before, false).catch((err: unknown) => {
+          if (this.storage.failed(err, 0) === null) this.logger.error({ err }, 'revoking the leases of keys no longer in force failed');
+        });
+      }
       else this.checkKeyStates(now, false);
     }
     if (this.tls?.changed()) this.reloadTls();
@@ -1042,7 +1047,7 @@ export class Floatd {
     let stopAnchor: Checkpoint | undefined;
     try {
       await Promise.all([this.tcp.stop(), this.web.stop()]);
-      await this.batcher.drained();
+      await this.store.drained();
       this.protocol.close();
       this.maintenance?.cancel();
       this.activationTimer?.cancel();

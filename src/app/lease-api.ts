@@ -5,7 +5,6 @@ import type { Caller, LeaseApi, LeaseEnded, Outcome, ServerHello, WireLease } fr
 import { NO_PROOF, type Lease, type LeaseProof } from '../domain/lease.js';
 import { renewAfterMs } from '../domain/pool.js';
 import type { LeaseTokenSigner } from '../adapters/crypto/lease-tokens.js';
-import type { Batcher } from './batcher.js';
 import type { LeaseService } from './lease-service.js';
 import type { TokenBuckets } from './rate-limit.js';
 import type { ServerStatus } from './status.js';
@@ -16,7 +15,6 @@ export const PROTOCOL_VERSION = 1;
 
 export interface ServerLeaseApiDeps {
   readonly leases: LeaseService;
-  readonly batcher: Batcher;
   readonly signer: LeaseTokenSigner;
   readonly clock: Clock;
   readonly publicJwk: JWK;
@@ -32,15 +30,15 @@ export interface ServerLeaseApiDeps {
   readonly rateLimited?: (remote: string, retryAfterMs: number) => void;
 }
 
-/** Whose request an operation is, for the batcher's per-source budget: one client instance on one listener. */
+/** Whose request an operation is, for the store's fairness between clients: one client instance on one listener. */
 function sourceOf(caller: Caller): string {
   return `${caller.listener}\u0000${caller.remote}\u0000${caller.user}\u0000${caller.instance}`;
 }
 
 /**
- * The lease operations every door serves: each change goes through the one
- * batcher (so TCP, TLS and HTTP requests share commits), and the lease token is
- * signed after the commit.
+ * The lease operations every door serves: each change is one unit of work of
+ * the store (which may commit TCP, TLS and HTTP requests together), and the
+ * lease token is signed after the commit.
  */
 export class ServerLeaseApi implements LeaseApi {
   private readonly listeners = new Set<(ended: LeaseEnded) => void>();
@@ -55,21 +53,21 @@ export class ServerLeaseApi implements LeaseApi {
     const limited = this.rateLimited(caller);
     if (limited !== null) return limited;
     const who = { ...caller, groups: this.deps.groupsOf(caller.user) };
-    const outcome = await this.deps.batcher.submit(() => this.deps.leases.acquire(who, product, proof), sourceOf(caller));
+    const outcome = await this.deps.leases.acquire(who, product, proof, sourceOf(caller));
     if (!outcome.ok) return outcome;
     return { ok: true, renewed: outcome.renewed, lease: this.wire(outcome.lease), ...(outcome.secret === undefined ? {} : { leaseSecret: outcome.secret }) };
   }
 
   async renew(caller: Caller, leaseId: string, proof: LeaseProof = NO_PROOF): Promise<Outcome<{ lease: WireLease }>> {
     const who = { ...caller, groups: this.deps.groupsOf(caller.user) };
-    const outcome = await this.deps.batcher.submit(() => this.deps.leases.renew(who, leaseId, proof), sourceOf(caller));
+    const outcome = await this.deps.leases.renew(who, leaseId, proof, sourceOf(caller));
     if (!outcome.ok) return outcome;
     return { ok: true, lease: this.wire(outcome.lease) };
   }
 
   async release(caller: Caller, leaseId: string, proof: LeaseProof = NO_PROOF): Promise<Outcome<{ released: boolean }>> {
     const who = { ...caller, groups: [] };
-    const outcome = await this.deps.batcher.submit(() => this.deps.leases.release(who, leaseId, proof), sourceOf(caller));
+    const outcome = await this.deps.leases.release(who, leaseId, proof, sourceOf(caller));
     if (!outcome.ok) return outcome;
     return { ok: true, released: outcome.released };
   }

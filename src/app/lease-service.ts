@@ -16,12 +16,14 @@ import {
   revoke as revokeLease,
   type Decision,
   type LeaseChanges,
+  type LeaseEnded,
+  type HeldLease,
   type LeaseEndKind,
   type PoolSeats,
   type Settings,
 } from '../domain/lease-decisions.js';
 import { poolIsValid } from '../domain/pool.js';
-import type { DenialWindow, LeaseStore, LeaseTx } from '../domain/ports.js';
+import type { DenialWindow, LeaseStore, LeaseUnit } from '../domain/ports.js';
 import { newLeaseSecret, proven, secretMismatch } from './lease-secret.js';
 import type { PoolRegistry } from './pool-registry.js';
 
@@ -60,7 +62,6 @@ export interface LeaseServiceHooks {
 
 const SWEEP_BATCH = 500;
 
-type Ended = [Lease, LeaseEndKind, string | null];
 /** Identical denials are one lease-log entry per client and this interval, with a count. */
 export const DENIAL_INTERVAL_MS = 60_000;
 /** New denial entries one remote address may add per interval; past it, one catch-all entry counts the rest. */
@@ -102,35 +103,29 @@ export class LeaseService {
   }
 
   /** The pool of `poolId`, when it is still there, with its running leases counted. */
-  private seatsOf(tx: LeaseTx, poolId: string, now: number): PoolSeats | undefined {
+  private async seatsOf(u: LeaseUnit, poolId: string, now: number): Promise<PoolSeats | undefined> {
     const pool = this.pools.get(poolId);
-    return pool === undefined ? undefined : { pool, inUse: tx.countActive(pool.id, now) };
+    return pool === undefined ? undefined : { pool, inUse: await u.seatsInUse(pool.id, now) };
   }
 
-  /** Writes a decision's rows, then its lease-log entries, in the transaction; its ended leases join `ended`. */
-  private apply(tx: LeaseTx, changes: LeaseChanges, ended: Ended[]): void {
-    for (const w of changes.writes) {
-      if (w.op === 'insert') tx.insertLease(w.lease);
-      else if (w.op === 'extend') tx.updateExpiry(w.leaseId, w.renewedAt, w.expiresAt);
-      else tx.deleteLease(w.leaseId);
-    }
-    for (const e of changes.log) tx.appendEvent(e);
-    for (const e of changes.ended) ended.push([e.lease, e.kind, e.reason]);
+  /** Writes a decision's rows, then its lease-log entries, in the unit; its ended leases are told after the commit. */
+  private async apply(u: LeaseUnit, changes: LeaseChanges): Promise<void> {
+    await u.apply(changes);
+    if (changes.ended.length > 0) this.publishEnded(u, changes.ended);
   }
 
   /**
    * Ends a lease at once (an operator's revoke). The connected holder is told
    * (`revoked`); a holder that renews later is told why its lease is gone.
    */
-  revoke(leaseId: string, reason: string, actor: string, block?: { readonly seconds: number; readonly scope: BlockScope }): { ok: true; lease: Lease; block: Block | null } | Denial {
-    const now = this.clock.now();
-    const ended: Ended[] = [];
-    const outcome = this.store.transact((tx): { ok: true; lease: Lease; block: Block | null } | Denial => {
-      const lease = tx.findLease(leaseId);
+  revoke(leaseId: string, reason: string, actor: string, block?: { readonly seconds: number; readonly scope: BlockScope }): Promise<{ ok: true; lease: Lease; block: Block | null } | Denial> {
+    return this.store.unit(async (u): Promise<{ ok: true; lease: Lease; block: Block | null } | Denial> => {
+      const now = this.clock.now();
+      const lease = await u.findLease(leaseId);
       if (lease === undefined) return deny('LEASE_NOT_FOUND', `no lease ${leaseId}`);
       const until = block === undefined ? null : now + block.seconds * 1000;
       const keptOut = until === null ? '' : `; ${block!.scope === 'user' ? 'the user' : 'the instance'} is kept out of ${lease.product} until ${new Date(until).toISOString()}`;
-      this.apply(tx, revokeLease(lease, now, `by ${actor}: ${reason}${keptOut}`, actor), ended);
+      await this.apply(u, revokeLease(lease, now, `by ${actor}: ${reason}${keptOut}`, actor));
       if (block === undefined || until === null) return { ok: true, lease, block: null };
       const made: Block = {
         id: randomUUID(),
@@ -144,8 +139,8 @@ export class LeaseService {
         actor,
         leaseId: lease.id,
       };
-      tx.insertBlock(made);
-      tx.appendEvent({
+      await u.insertBlock(made);
+      await u.appendEvent({
         ts: now,
         event: 'blocked',
         user: made.user,
@@ -159,17 +154,15 @@ export class LeaseService {
       });
       return { ok: true, lease, block: made };
     });
-    this.notify(ended);
-    return outcome;
   }
 
   /** Lifts a block before its end (`floatd admin unblock`). */
-  unblock(blockId: string, actor: string): { ok: true; block: Block } | Denial {
-    const now = this.clock.now();
-    return this.store.transact((tx): { ok: true; block: Block } | Denial => {
-      const block = tx.deleteBlock(blockId);
+  unblock(blockId: string, actor: string): Promise<{ ok: true; block: Block } | Denial> {
+    return this.store.unit(async (u): Promise<{ ok: true; block: Block } | Denial> => {
+      const now = this.clock.now();
+      const block = await u.deleteBlock(blockId);
       if (block === undefined || block.until <= now) return deny('BLOCK_NOT_FOUND', `no block in force has id ${blockId} (see floatd admin blocks)`);
-      tx.appendEvent({
+      await u.appendEvent({
         ts: now,
         event: 'unblocked',
         user: block.user,
@@ -191,16 +184,21 @@ export class LeaseService {
     if (this.revokedReasons.size > 10_000) this.revokedReasons.delete(this.revokedReasons.keys().next().value!);
   }
 
-  /** Tells the hooks, once the transaction in progress (a batch, perhaps) has committed; never if it rolls back. */
-  private notify(ended: readonly Ended[], expiry?: number, tally?: Tally): void {
-    if (ended.length === 0 && expiry === undefined && tally === undefined) return;
-    this.store.afterCommit(() => {
-      for (const [lease, kind, reason] of ended) {
+  /** Tells the hooks of ended leases once the unit has committed; never if it rolls back. */
+  private publishEnded(u: LeaseUnit, ended: readonly LeaseEnded[]): void {
+    u.publish(() => {
+      for (const { lease, kind, reason } of ended) {
         if (kind === 'revoked' && reason !== null) this.rememberRevoked(lease.id, reason);
         this.hooks.leaseEnded?.(lease, kind, reason);
       }
-      if (expiry !== undefined) this.hooks.expiryScheduled?.(expiry);
-      if (tally !== undefined) this.hooks.tally?.(tally);
+    });
+  }
+
+  /** Tells the hooks of a set expiry and of the operation, once the unit has committed. */
+  private publishOutcome(u: LeaseUnit, outcome: LeaseOutcome, tally: boolean): void {
+    u.publish(() => {
+      if (outcome.ok) this.hooks.expiryScheduled?.(outcome.lease.expiresAt);
+      if (tally) this.hooks.tally?.(LeaseService.tallyOf(outcome));
     });
   }
 
@@ -209,81 +207,86 @@ export class LeaseService {
     return { kind: 'denied', code: outcome.code, reason: typeof outcome.details.reason === 'string' ? outcome.details.reason : null };
   }
 
+  /** Records a denied acquire in the lease log; repeats within the minute only count up their entry (a retrying client, a flooding peer). */
+  private async denied(u: LeaseUnit, client: ClientIdentity, product: string | undefined, now: number, d: Denial, at: Decision<unknown>['deniedAt']): Promise<Denial> {
+    await u.recordDenial(
+      {
+        ts: now,
+        event: 'denied',
+        user: client.user,
+        host: client.host,
+        instance: client.instance,
+        remote: client.remote,
+        listener: client.listener,
+        product: product ?? null,
+        poolId: at?.poolId ?? null,
+        code: d.code,
+        reason: typeof d.details.reason === 'string' ? d.details.reason : null,
+        message: d.message,
+        ...(at?.seatsTotal === undefined ? {} : { seatsInUse: at.seatsInUse ?? null, seatsTotal: at.seatsTotal }),
+      },
+      denialWindow(now),
+    );
+    return d;
+  }
+
   /** Takes a seat for `client`, or returns the lease it already holds, renewed. */
-  acquire(client: ClientIdentity, product: string | undefined, proof: LeaseProof = NO_PROOF): LeaseOutcome {
+  acquire(client: ClientIdentity, product: string | undefined, proof: LeaseProof = NO_PROOF, source = ''): Promise<LeaseOutcome> {
+    return this.store.unit(async (u) => {
+      const outcome = await this.acquireIn(u, client, product, proof);
+      this.publishOutcome(u, outcome, true);
+      return outcome;
+    }, { source });
+  }
+
+  private async acquireIn(u: LeaseUnit, client: ClientIdentity, product: string | undefined, proof: LeaseProof): Promise<LeaseOutcome> {
     const now = this.clock.now();
-    const ended: Ended[] = [];
     const settings = this.settings;
-    const outcome = this.store.transact((tx): LeaseOutcome => {
-      const denied = (d: Denial, at: Decision<unknown>['deniedAt']): Denial => {
-        // Repeats within the minute only count up their entry (a retrying client, a flooding peer).
-        tx.recordDenial({
-          ts: now,
-          event: 'denied',
-          user: client.user,
-          host: client.host,
-          instance: client.instance,
-          remote: client.remote,
-          listener: client.listener,
-          product: product ?? null,
-          poolId: at?.poolId ?? null,
-          code: d.code,
-          reason: typeof d.details.reason === 'string' ? d.details.reason : null,
-          message: d.message,
-          ...(at?.seatsTotal === undefined ? {} : { seatsInUse: at.seatsInUse ?? null, seatsTotal: at.seatsTotal }),
-        }, denialWindow(now));
-        return d;
-      };
-      const selection = this.pools.select(product, now);
-      if (!selection.ok) return denied(selection, undefined);
-      const existing = tx.findLeaseByHolder(client.user, client.instance, selection.product);
-      const held =
-        existing === undefined
-          ? undefined
-          : (() => {
-              const pool = this.seatsOf(tx, existing.poolId, now);
-              const grantable = pool !== undefined && poolIsValid(pool.pool, this.pools.judgedAt(now)) && this.pools.blocked(pool.pool.id) === null;
-              return { lease: existing, pool, grantable, proven: grantable && existing.expiresAt > now ? proven(existing, proof) : true };
-            })();
-      const first = decideHeld(held, now, settings, () => secretMismatch(existing!.id, proof, 'acquiring'));
-      if ('done' in first) {
-        this.apply(tx, first.done, ended);
-        return first.done.outcome.ok ? first.done.outcome : denied(first.done.outcome, first.done.deniedAt);
-      }
-      this.apply(tx, first.next, ended);
-      const block = tx.activeBlock(client.user, client.instance, selection.product, now) ?? null;
-      const verdict = block === null ? this.gate.check(client, selection.product, now, tx) : { allowed: true as const, logAll: false };
-      const pools = selection.pools.map((pool) => ({ pool, inUse: tx.countActive(pool.id, now) }));
-      const secret = newLeaseSecret();
-      const decision = decideNewSeat(
-        {
-          client,
-          product: selection.product,
-          now,
-          block,
-          verdict,
-          pools,
-          fresh: { id: randomUUID(), secretHash: secret.hash },
-          heldOnListener: verdict.allowed && verdict.logAll ? tx.countHeld(client.listener, client.user, now) : null,
-          earliestExpiry: allFull(pools) ? tx.earliestExpiry(pools.map((p) => p.pool.id), now) : undefined,
-        },
-        settings,
-      );
-      this.apply(tx, decision, ended);
-      if (!decision.outcome.ok) return denied(decision.outcome, decision.deniedAt);
-      return { ...decision.outcome, secret: secret.secret };
-    });
-    this.notify(ended, outcome.ok ? outcome.lease.expiresAt : undefined, LeaseService.tallyOf(outcome));
-    return outcome;
+    const selection = this.pools.select(product, now);
+    if (!selection.ok) return this.denied(u, client, product, now, selection, undefined);
+    const existing = await u.findByHolder(client.user, client.instance, selection.product);
+    let held: HeldLease | undefined;
+    if (existing !== undefined) {
+      const pool = await this.seatsOf(u, existing.poolId, now);
+      const grantable = pool !== undefined && poolIsValid(pool.pool, this.pools.judgedAt(now)) && this.pools.blocked(pool.pool.id) === null;
+      held = { lease: existing, pool, grantable, proven: grantable && existing.expiresAt > now ? proven(existing, proof) : true };
+    }
+    const first = decideHeld(held, now, settings, () => secretMismatch(existing!.id, proof, 'acquiring'));
+    if ('done' in first) {
+      await this.apply(u, first.done);
+      return first.done.outcome.ok ? first.done.outcome : this.denied(u, client, product, now, first.done.outcome, first.done.deniedAt);
+    }
+    await this.apply(u, first.next);
+    const block = (await u.activeBlock(client.user, client.instance, selection.product, now)) ?? null;
+    const verdict = block === null ? await this.gate.check(client, selection.product, now, u.ruleUsage(client.listener, client.user, now)) : { allowed: true as const, logAll: false };
+    const pools: PoolSeats[] = [];
+    for (const pool of selection.pools) pools.push({ pool, inUse: await u.seatsInUse(pool.id, now) });
+    const secret = newLeaseSecret();
+    const decision = decideNewSeat(
+      {
+        client,
+        product: selection.product,
+        now,
+        block,
+        verdict,
+        pools,
+        fresh: { id: randomUUID(), secretHash: secret.hash },
+        heldOnListener: verdict.allowed && verdict.logAll ? await u.ruleUsage(client.listener, client.user, now).held(null) : null,
+        earliestExpiry: allFull(pools) ? await u.earliestExpiry(pools.map((p) => p.pool.id), now) : undefined,
+      },
+      settings,
+    );
+    await this.apply(u, decision);
+    if (!decision.outcome.ok) return this.denied(u, client, product, now, decision.outcome, decision.deniedAt);
+    return { ...decision.outcome, secret: secret.secret };
   }
 
   /** Extends a lease the client holds. */
-  renew(client: Pick<ClientIdentity, 'user' | 'instance'>, leaseId: string, proof: LeaseProof = NO_PROOF): LeaseOutcome {
-    const now = this.clock.now();
-    const ended: Ended[] = [];
-    const settings = this.settings;
-    const outcome = this.store.transact((tx): LeaseOutcome => {
-      const lease = tx.findLease(leaseId);
+  renew(client: Pick<ClientIdentity, 'user' | 'instance'>, leaseId: string, proof: LeaseProof = NO_PROOF, source = ''): Promise<LeaseOutcome> {
+    return this.store.unit(async (u) => {
+      const now = this.clock.now();
+      const settings = this.settings;
+      const lease = await u.findLease(leaseId);
       const pool = lease === undefined ? undefined : this.pools.get(lease.poolId);
       const mine = lease !== undefined && holds(lease, client);
       const decision = decideRenew(
@@ -295,69 +298,63 @@ export class LeaseService {
           proven: mine && proven(lease, proof),
           revokedReason: lease === undefined ? this.revokedReasons.get(leaseId) : undefined,
           pool,
-          inUse: pool !== undefined && renewCounts(lease, now, settings) ? tx.countActive(pool.id, now) : null,
+          inUse: pool !== undefined && renewCounts(lease, now, settings) ? await u.seatsInUse(pool.id, now) : null,
           poolValid: pool !== undefined && poolIsValid(pool, this.pools.judgedAt(now)),
           blocked: pool === undefined ? null : this.pools.blocked(pool.id),
         },
         settings,
         () => secretMismatch(leaseId, proof, 'renewing'),
       );
-      this.apply(tx, decision, ended);
+      await this.apply(u, decision);
+      this.publishOutcome(u, decision.outcome, decision.outcome.ok);
       return decision.outcome;
-    });
-    this.notify(ended, outcome.ok ? outcome.lease.expiresAt : undefined, outcome.ok ? LeaseService.tallyOf(outcome) : undefined);
-    return outcome;
+    }, { source });
   }
 
   /** Gives a seat back. Releasing an unknown or already ended lease is fine. */
-  release(client: Pick<ClientIdentity, 'user' | 'instance'>, leaseId: string, proof: LeaseProof = NO_PROOF): { ok: true; released: boolean } | Denial {
-    const now = this.clock.now();
-    const ended: Ended[] = [];
-    const outcome = this.store.transact((tx) => {
-      const lease = tx.findLease(leaseId);
+  release(client: Pick<ClientIdentity, 'user' | 'instance'>, leaseId: string, proof: LeaseProof = NO_PROOF, source = ''): Promise<{ ok: true; released: boolean } | Denial> {
+    return this.store.unit(async (u) => {
+      const now = this.clock.now();
+      const lease = await u.findLease(leaseId);
       const mine = lease !== undefined && holds(lease, client);
       const canEnd = mine && proven(lease, proof);
       const decision = decideRelease(
-        { leaseId, lease, now, holds: mine, proven: canEnd, pool: canEnd ? this.seatsOf(tx, lease.poolId, now) : undefined },
+        { leaseId, lease, now, holds: mine, proven: canEnd, pool: canEnd ? await this.seatsOf(u, lease.poolId, now) : undefined },
         () => secretMismatch(leaseId, proof, 'releasing'),
       );
-      this.apply(tx, decision, ended);
+      await this.apply(u, decision);
       return decision.outcome;
-    });
-    this.notify(ended);
-    return outcome;
+    }, { source });
   }
 
   /** Ends every lease whose expiry has passed; returns how many. */
-  sweep(): number {
-    return this.sweepFor(Infinity).swept;
+  async sweep(): Promise<number> {
+    return (await this.sweepFor(Infinity)).swept;
   }
 
   /**
-   * Ends leases whose expiry has passed, in transactions of up to 500, until
-   * none is left or the transaction that used up `budgetMs` has committed;
-   * `more` says some are left (to sweep on a later turn of the event loop, so
-   * that requests are answered in between).
+   * Ends leases whose expiry has passed, in units of up to 500, until none is
+   * left or the unit that used up `budgetMs` has committed; `more` says some
+   * are left (to sweep on a later turn of the event loop, so that requests
+   * are answered in between).
    */
-  sweepFor(budgetMs: number): { swept: number; more: boolean } {
+  async sweepFor(budgetMs: number): Promise<{ swept: number; more: boolean }> {
     const now = this.clock.now();
     const started = this.clock.monotonic();
     let swept = 0;
     for (;;) {
-      const ended: Ended[] = [];
-      const n = this.store.transact((tx) => {
-        const expired = tx.expiredLeases(now, SWEEP_BATCH);
+      const n = await this.store.unit(async (u) => {
+        const expired = await u.expiredLeases(now, SWEEP_BATCH);
         // Running leases counted once per pool: taking expired ones away leaves that count as it is.
         const pools = new Map<string, PoolSeats>();
         for (const lease of expired) {
           if (pools.has(lease.poolId)) continue;
-          const seats = this.seatsOf(tx, lease.poolId, now);
+          const seats = await this.seatsOf(u, lease.poolId, now);
           if (seats !== undefined) pools.set(lease.poolId, seats);
         }
-        this.apply(tx, decideSweep(expired, now, pools), ended);
+        await this.apply(u, decideSweep(expired, now, pools));
         return expired.length;
       });
-      this.notify(ended);
       swept += n;
       if (n < SWEEP_BATCH) return { swept, more: false };
       if (this.clock.monotonic() - started >= budgetMs) return { swept, more: true };
@@ -365,24 +362,30 @@ export class LeaseService {
   }
 
   /**
-   * The wall clock moved `shiftMs` against the monotonic one, and lease time is
-   * about to take its side: moves every lease's renewal and expiry time by as
-   * much, in one transaction with its lease-log entry, so each lease keeps
-   * exactly the time it had left. A lease never outlives its key, so one moved
-   * past its key's expiry ends at the key's.
+   * The wall clock moved `shiftMs` against the monotonic one, and lease time
+   * takes its side: moves every lease's renewal and expiry time by as much, in
+   * one unit with its lease-log entry, so each lease keeps exactly the time it
+   * had left. A lease never outlives its key, so one moved past its key's
+   * expiry ends at the key's. `rebase` moves lease time in the same unit (and
+   * `rebase(-shiftMs)` takes it back if the unit rolls back), so units after
+   * it judge expiries on the moved clock.
    */
-  clockJumped(shiftMs: number, describe: (moved: number) => string): { moved: number; message: string } {
-    const at = this.clock.now() + shiftMs;
-    return this.store.transact((tx) => {
-      const moved = tx.shiftExpiries(shiftMs);
+  clockJumped(shiftMs: number, describe: (moved: number) => string, rebase: (shiftMs: number) => void): Promise<{ moved: number; message: string }> {
+    return this.store.unit(async (u) => {
+      const at = this.clock.now() + shiftMs;
+      const moved = await u.shiftExpiries(shiftMs);
       if (shiftMs > 0) {
-        for (const lease of this.store.allLeases()) {
+        const writes: LeaseChanges['writes'][number][] = [];
+        for (const lease of await u.leases()) {
           const end = this.pools.get(lease.poolId)?.expiresAt ?? null;
-          if (end !== null && lease.expiresAt > end) tx.updateExpiry(lease.id, lease.renewedAt, end);
+          if (end !== null && lease.expiresAt > end) writes.push({ op: 'extend', leaseId: lease.id, renewedAt: lease.renewedAt, expiresAt: end });
         }
+        await u.apply({ writes, log: [] });
       }
       const message = describe(moved);
-      tx.appendEvent({ ts: at, event: 'clock-jump', message });
+      await u.appendEvent({ ts: at, event: 'clock-jump', message });
+      rebase(shiftMs);
+      u.onRollback(() => rebase(-shiftMs));
       return { moved, message };
     });
   }
@@ -393,30 +396,30 @@ export class LeaseService {
    * turned back while the server was stopped cannot keep a dead client's seat
    * for that much longer. Returns how many leases were cut short.
    */
-  capRemaining(): number {
-    const now = this.clock.now();
-    return this.store.transact((tx) => {
-      let cut = 0;
-      for (const lease of this.store.allLeases()) {
-        if (lease.expiresAt <= now + lease.leaseMs) continue;
-        tx.updateExpiry(lease.id, now, now + lease.leaseMs);
-        cut++;
+  capRemaining(): Promise<number> {
+    return this.store.unit(async (u) => {
+      const now = this.clock.now();
+      const writes: LeaseChanges['writes'][number][] = [];
+      for (const lease of await u.leases()) {
+        if (lease.expiresAt > now + lease.leaseMs) writes.push({ op: 'extend', leaseId: lease.id, renewedAt: now, expiresAt: now + lease.leaseMs });
       }
-      return cut;
+      await u.apply({ writes, log: [] });
+      return writes.length;
     });
   }
 
-  /** Revokes the leases of pools that are gone or no longer valid. */
-  revokeInvalid(reasonFor: (poolId: string) => string | null): number {
-    const now = this.clock.now();
-    const ended: Ended[] = [];
-    this.store.transact((tx) => {
-      for (const lease of this.store.allLeases()) {
+  /** Revokes the leases of pools that are gone or no longer valid; returns how many. */
+  revokeInvalid(reasonFor: (poolId: string) => string | null): Promise<number> {
+    return this.store.unit(async (u) => {
+      const now = this.clock.now();
+      let n = 0;
+      for (const lease of await u.leases()) {
         const reason = reasonFor(lease.poolId);
-        if (reason !== null) this.apply(tx, revokeLease(lease, now, reason), ended);
+        if (reason === null) continue;
+        await this.apply(u, revokeLease(lease, now, reason));
+        n++;
       }
+      return n;
     });
-    this.notify(ended);
-    return ended.length;
   }
 }

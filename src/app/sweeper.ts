@@ -15,7 +15,7 @@ export class Sweeper {
   constructor(
     private readonly clock: Clock,
     /** Sweeps; true when expired leases are left for another turn (they are swept again at once, after what waits). */
-    private readonly sweep: () => boolean | void,
+    private readonly sweep: () => Promise<boolean | void>,
     private readonly nextExpiry: () => number | undefined,
     private readonly onError: (err: unknown) => void,
     private readonly maxWaitMs = 60_000,
@@ -58,16 +58,23 @@ export class Sweeper {
   private fire(): void {
     if (!this.running) return;
     this.timer = null;
-    this.wakeAt = Infinity;
+    // Asleep until this sweep has ended: an expiry told meanwhile is found by the sweep or the plan after it.
+    this.wakeAt = -Infinity;
     if (this.dueAt !== null) this.lag(Math.max(0, this.clock.now() - this.dueAt) / 1000);
     this.dueAt = null;
-    let more = false;
-    try {
-      more = this.sweep() === true;
-    } catch (err) {
-      this.onError(err);
-    }
-    if (more && this.running) {
+    this.sweep().then(
+      (more) => this.swept(more === true),
+      (err: unknown) => {
+        this.onError(err);
+        this.swept(false);
+      },
+    );
+  }
+
+  private swept(more: boolean): void {
+    if (!this.running) return;
+    this.wakeAt = Infinity;
+    if (more) {
       // The rest on the next turn: not a wake-up for an expiry, so no lag is measured for it.
       this.wakeAt = this.clock.now();
       this.timer = this.clock.setTimer(0, () => this.fire());

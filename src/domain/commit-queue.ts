@@ -27,6 +27,20 @@ export class CommitQueue {
     return result;
   }
 
+  /** Opens a level that spans awaits (a unit of work): end it with `end`, kept or not. */
+  begin(): void {
+    this.levels.push([]);
+  }
+
+  /** Ends the innermost level `begin` opened: its work goes to the level around it (or runs) if kept, else is dropped. */
+  end(kept: boolean): void {
+    const done = this.levels.pop()!;
+    if (!kept) return;
+    const parent = this.levels.at(-1);
+    if (parent !== undefined) parent.push(...done);
+    else this.run(done);
+  }
+
   /** Queues `fn` for after the commit of the transaction in progress, or runs it now outside one. */
   afterCommit(fn: () => void): void {
     const level = this.levels.at(-1);

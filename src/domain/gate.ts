@@ -1,5 +1,5 @@
 import type { ClientIdentity } from './lease.js';
-import type { LeaseTx } from './ports.js';
+import type { RuleUsage } from './ports.js';
 
 export type GateVerdict =
   | { readonly allowed: true; readonly logAll: boolean }
@@ -7,12 +7,12 @@ export type GateVerdict =
 
 /**
  * A check every new acquisition passes before it may take a seat (CLT rules).
- * Runs inside the acquire transaction so its counts are the durable ones.
+ * Runs inside the acquire's unit of work so its counts are the durable ones.
  */
 export interface AcquireGate {
-  check(who: ClientIdentity, product: string, now: number, tx: LeaseTx): GateVerdict;
+  check(who: ClientIdentity, product: string, now: number, usage: RuleUsage): Promise<GateVerdict>;
 }
 
 export const OPEN_GATE: AcquireGate = {
-  check: () => ({ allowed: true, logAll: false }),
+  check: () => Promise.resolve({ allowed: true, logAll: false }),
 };

@@ -1,8 +1,54 @@
 import type { Block } from './blocks.js';
 import type { Lease } from './lease.js';
 import type { EventFilter, LeaseEvent, LeaseEventInput } from './events.js';
+import type { LeaseWrite } from './lease-decisions.js';
 
-/** The view of the lease table inside one atomic transaction. */
+/**
+ * One unit of work: what a lease operation reads and writes, all committed at
+ * once or not at all. Reads see the unit's own writes. Every method may wait
+ * on the store (a networked database), so a unit awaits each call and awaits
+ * nothing else: a unit holds its pools until it ends.
+ */
+export interface LeaseUnit {
+  findLease(id: string): Promise<Lease | undefined>;
+  findByHolder(user: string, instance: string, product: string): Promise<Lease | undefined>;
+  /** Leases of a pool that are still running at `now`. */
+  seatsInUse(poolId: string, now: number): Promise<number>;
+  /** Earliest expiry among running leases of the given pools, if any. */
+  earliestExpiry(poolIds: readonly string[], now: number): Promise<number | undefined>;
+  /** What CLT rules count for one user on one listener (`product` null: every product). */
+  ruleUsage(listener: string, user: string, now: number): RuleUsage;
+  /** The block in force at `now` that keeps this user (or instance) out of the product, if any. */
+  activeBlock(user: string, instance: string, product: string, now: number): Promise<Block | undefined>;
+  /** Leases whose expiry is at or before `now`, oldest first. */
+  expiredLeases(now: number, limit: number): Promise<Lease[]>;
+  /** Every lease, for the server's jobs that revise them all (keys gone, a clock jump). */
+  leases(): Promise<Lease[]>;
+  /** Writes a decision's rows, then its lease-log entries. */
+  apply(changes: { readonly writes: readonly LeaseWrite[]; readonly log: readonly LeaseEventInput[] }): Promise<void>;
+  /** Moves every lease's renewal and expiry time by `deltaMs` (the wall clock jumped); returns how many leases moved. */
+  shiftExpiries(deltaMs: number): Promise<number>;
+  /** Records a denial, folding repeats into a counted entry (LeaseTx.recordDenial). */
+  recordDenial(event: LeaseEventInput, window: DenialWindow): Promise<void>;
+  insertBlock(block: Block): Promise<void>;
+  /** Lifts a block; returns it, or undefined when there is none with that id. */
+  deleteBlock(id: string): Promise<Block | undefined>;
+  appendEvent(event: LeaseEventInput): Promise<void>;
+  /** Runs `fn` once the unit has committed; never if it rolls back. Pushes and counts go through here. */
+  publish(fn: () => void): void;
+  /** Runs `fn` if the unit rolls back, after its writes were undone (to take back what it changed in memory). */
+  onRollback(fn: () => void): void;
+}
+
+/** Counts of a user's leases and grants on a listener, for CLT rules. */
+export interface RuleUsage {
+  /** Leases held now, of `product` or (null) of every product. */
+  held(product: string | null): Promise<number>;
+  /** Accepted acquisitions at a time > `sinceMs`, of `product` or (null) of every product. */
+  acquiredSince(sinceMs: number, product: string | null): Promise<number>;
+}
+
+/** The synchronous view of the lease table inside one SQLite (or in-memory) transaction: what a store's units are built on. */
 export interface LeaseTx {
   findLease(id: string): Lease | undefined;
   findLeaseByHolder(user: string, instance: string, product: string): Lease | undefined;
@@ -52,22 +98,30 @@ export interface StoredLicense {
   readonly addedAt: number;
 }
 
+/** Options of one unit of work. */
+export interface UnitOptions {
+  /** Whose request it is (a client instance), for fairness between clients; '' (the default) for the server's own jobs. */
+  readonly source?: string;
+}
+
 /** Durable state: leases, license keys, settings and the lease log. */
 export interface LeaseStore {
-  /** Runs `fn` as one atomic transaction: all its writes commit, or none. */
-  transact<T>(fn: (tx: LeaseTx) => T): T;
   /**
-   * Group commit: runs `fn`, in which each `transact` becomes a savepoint
-   * (still all-or-nothing on its own), and commits once at the end. Throws if
-   * the commit fails, in which case nothing of `fn` is kept.
+   * Runs `fn` as one unit of work: all its writes commit, or none, and what it
+   * published is told only after the commit. Units are serialized against
+   * each other (a store may commit several at once, each still all-or-nothing).
+   * Rejects with the error `fn` threw, or with UNAVAILABLE when the storage
+   * refused the commit.
    */
-  batch(fn: () => void): void;
-  /**
-   * Runs `fn` once the transaction in progress has committed (at once outside
-   * one); never if it rolls back. Events, pushes and counts go through here, so
-   * nothing is told or counted that was not kept.
-   */
-  afterCommit(fn: () => void): void;
+  unit<T>(fn: (u: LeaseUnit) => Promise<T>, options?: UnitOptions): Promise<T>;
+  /** Resolves once every unit submitted so far has ended. */
+  drained(): Promise<void>;
+  /** How commits are guarded and counted (set once, by the composition root). */
+  configureCommits(policy: CommitPolicy): void;
+  /** Changes other writers commit (keys, activations, rules, leases). */
+  readonly changes: ChangeFeed;
+  /** The nodes sharing this store, and which runs a job. */
+  readonly cluster: Cluster;
   nextExpiry(): number | undefined;
   /** The latest time the store recorded (a lease-log entry or a renewal), to notice a clock turned back while stopped. */
   latestRecordedTime(): number | undefined;
@@ -91,16 +145,56 @@ export interface LeaseStore {
   pruneBoundary(beforeMs: number): number | undefined;
   /** Deletes up to `limit` of the oldest lease-log entries with an id below `beforeId`, in one short transaction; returns how many. */
   pruneEvents(beforeId: number, limit: number): number;
-  /** Moves committed changes from the write-ahead log into the database (cheap and frequent beats big and rare). */
-  checkpoint(): void;
-  /**
-   * Commits a small write and takes it back: throws (UNAVAILABLE) while the
-   * storage refuses writes, so a server in a storage fault learns when it ended.
-   */
-  probe(): void;
-  /** A number that changes whenever another process commits a change. */
-  changeCounter(): number;
   close(): void;
+}
+
+/**
+ * How a store learns of storage faults and answers while one lasts: the
+ * server's StorageHealth. A store consults it before a commit of `operations`
+ * units and tells it how the commit went.
+ */
+export interface CommitGuard {
+  /** Null to go ahead with a commit of `operations` units, or the error to answer them with at once. */
+  refuse(operations: number): Error | null;
+  /** A commit failed: the error to answer its units with instead, or null to keep `err`. */
+  failed(err: unknown, operations: number): Error | null;
+  /** A commit succeeded. */
+  succeeded(): void;
+}
+
+/** What a store tells of its commits and how it treats them: set once by the composition root. */
+export interface CommitPolicy {
+  readonly guard?: CommitGuard;
+  /** Told of every commit: how many units it held and how long it took (seconds). */
+  readonly committed?: (units: number, seconds: number) => void;
+}
+
+/**
+ * Changes made by others (another process, another node) that the server
+ * must follow: keys added or removed, activations, rules, leases ended. SQLite
+ * notices them through its data version; a networked store would be told.
+ */
+export interface ChangeFeed {
+  /** Calls `fn` at the next `poll` after a change another writer committed. Returns a function that stops it. */
+  subscribe(fn: () => void): () => void;
+  /** Looks for changes now (the server's maintenance tick). */
+  poll(): void;
+}
+
+/** Where the server's jobs run when several nodes share a store. */
+export interface Cluster {
+  /** This node's name (the lease log and logs say which node did what). */
+  readonly nodeId: string;
+  /** Runs `fn` unless another node runs `job` now; resolves to whether it ran. One node alone always runs it. */
+  runOnce(job: string, fn: () => Promise<void> | void): Promise<boolean>;
+}
+
+/** The chores of an embedded store: the composition root runs them, nothing else sees them. */
+export interface StoreMaintenance {
+  /** Moves committed changes out of the write-ahead log (cheap and frequent beats big and rare). */
+  checkpoint(): void;
+  /** Commits a small write and takes it back: throws (UNAVAILABLE) while the storage refuses writes. */
+  probe(): void;
 }
 
 export interface AdminToken {

@@ -219,7 +219,7 @@ describe('the Python example client (docs/client.md)', () => {
     // Nobody else can end it for the holder: another connection naming the same user and instance lacks its secret.
     expect(errorOf(await (await s.connect('py', 'py-1')).request('release', { lease: first })).code).toBe('LEASE_SECRET_MISMATCH');
     // The server forgets it (a database restored from before the grant, say): the holder's connection is not told.
-    s.floatd.store.transact((tx) => tx.deleteLease(String(first)));
+    await s.floatd.store.unit((u) => u.apply({ writes: [{ op: 'delete', leaseId: String(first) }], log: [] }));
 
     expect(await run.exited).toEqual({ code: 0, signal: null });
     expect(run.err()).toBe('');

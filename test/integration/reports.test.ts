@@ -29,29 +29,29 @@ async function scenario(): Promise<{ server: TestServer; clock: FakeClock }> {
   const server = await startServer({ seats: 2, clock, flags: { leaseSeconds: 4 * 3600 } });
   const leases = server.floatd.leases;
   const to = (minutes: number) => clock.advance(at(minutes) - clock.now());
-  const grant = (user: string, instance: string) => {
-    const o = leases.acquire(client(user, instance), 'cad');
+  const grant = async (user: string, instance: string) => {
+    const o = await leases.acquire(client(user, instance), 'cad');
     if (!o.ok) throw new Error(`${user}/${instance} was denied: ${o.message}`);
     return { id: o.lease.id, proof: { secret: o.secret! } };
   };
-  const deny = (user: string, instance: string) => expect(leases.acquire(client(user, instance), 'cad')).toMatchObject({ ok: false, code: 'NO_FREE_SEATS' });
-  const alice = grant('alice', 'a1');
+  const deny = async (user: string, instance: string) => expect(await leases.acquire(client(user, instance), 'cad')).toMatchObject({ ok: false, code: 'NO_FREE_SEATS' });
+  const alice = await grant('alice', 'a1');
   to(30);
-  const bob = grant('bob', 'b1');
+  const bob = await grant('bob', 'b1');
   to(40);
-  deny('carol', 'c1');
+  await deny('carol', 'c1');
   to(42);
-  deny('carol', 'c1');
+  await deny('carol', 'c1');
   to(45);
-  expect(leases.release({ user: 'bob', instance: 'b1' }, bob.id, bob.proof)).toMatchObject({ ok: true, released: true });
+  expect(await leases.release({ user: 'bob', instance: 'b1' }, bob.id, bob.proof)).toMatchObject({ ok: true, released: true });
   to(46);
-  grant('carol', 'c1');
+  await grant('carol', 'c1');
   to(90);
-  deny('dave', 'd1');
+  await deny('dave', 'd1');
   to(130);
-  expect(leases.release({ user: 'alice', instance: 'a1' }, alice.id, alice.proof)).toMatchObject({ ok: true, released: true });
+  expect(await leases.release({ user: 'alice', instance: 'a1' }, alice.id, alice.proof)).toMatchObject({ ok: true, released: true });
   to(150);
-  grant('carol', 'c2');
+  await grant('carol', 'c2');
   to(190);
   return { server, clock };
 }

@@ -2,10 +2,26 @@ import { CommitQueue } from '../../src/domain/commit-queue.js';
 import type { EventFilter, LeaseEvent, LeaseEventInput } from '../../src/domain/events.js';
 import { blockCovers, type Block } from '../../src/domain/blocks.js';
 import type { Lease } from '../../src/domain/lease.js';
-import type { LeaseStore, LeaseTx, StoredLicense } from '../../src/domain/ports.js';
+import type { LeaseStore, LeaseTx, LeaseUnit, StoredLicense } from '../../src/domain/ports.js';
+import { CounterChangeFeed, SingleNode } from '../../src/adapters/store/single-node.js';
+import { unitOverTx } from '../../src/adapters/store/tx-unit.js';
 
-/** An in-memory LeaseStore. The contract suite runs against it and SQLite alike. */
+/** A macrotask: what a call to a networked database costs at the least. */
+const macrotask = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * An in-memory LeaseStore. The contract suite runs against it and SQLite
+ * alike. With `{ networked: true }` every call of a unit of work waits a
+ * macrotask first, as a database across the network would: other units'
+ * requests arrive meanwhile, and the store must still keep them apart.
+ */
 export class FakeLeaseStore implements LeaseStore {
+  readonly changes = new CounterChangeFeed(() => this.version);
+  readonly cluster = new SingleNode('fake');
+  private tail: Promise<unknown> = Promise.resolve();
+  private running = 0;
+
+  constructor(private readonly options: { readonly networked?: boolean } = {}) {}
   private leases = new Map<string, Lease>();
   private blockList: Block[] = [];
   private events: LeaseEvent[] = [];
@@ -83,6 +99,53 @@ export class FakeLeaseStore implements LeaseStore {
     throw err;
   });
 
+  unit<T>(fn: (u: LeaseUnit) => Promise<T>): Promise<T> {
+    const run = async (): Promise<T> => {
+      const saved = this.snapshot();
+      const published: Array<() => void> = [];
+      const rollbacks: Array<() => void> = [];
+      try {
+        const value = await fn(
+          unitOverTx({
+            tx: this.tx,
+            leases: () => this.allLeases(),
+            publish: (f) => published.push(f),
+            onRollback: (f) => rollbacks.push(f),
+            ...(this.options.networked ? { before: macrotask } : {}),
+          }),
+        );
+        for (const f of published) f();
+        return value;
+      } catch (err) {
+        this.restore(saved);
+        for (const f of rollbacks.reverse()) f();
+        throw err;
+      }
+    };
+    // One unit at a time, in the order submitted: the store's serialization.
+    this.running++;
+    const p = this.tail.then(run, run).finally(() => this.running--);
+    this.tail = p.catch(() => {});
+    return p;
+  }
+
+  async drained(): Promise<void> {
+    while (this.running > 0) await this.tail;
+  }
+
+  configureCommits(): void {}
+
+  private snapshot() {
+    return { leases: new Map(this.leases), events: [...this.events], next: this.nextEventId, blocks: [...this.blockList] };
+  }
+
+  private restore(saved: ReturnType<FakeLeaseStore['snapshot']>): void {
+    this.leases = saved.leases;
+    this.events = saved.events;
+    this.nextEventId = saved.next;
+    this.blockList = saved.blocks;
+  }
+
   transact<T>(fn: (tx: LeaseTx) => T): T {
     return this.atomically(() => fn(this.tx));
   }
@@ -96,14 +159,12 @@ export class FakeLeaseStore implements LeaseStore {
   }
 
   private atomically<T>(fn: () => T): T {
-    const saved = { leases: new Map(this.leases), events: [...this.events], next: this.nextEventId };
+    const saved = this.snapshot();
     return this.commits.within(() => {
       try {
         return fn();
       } catch (err) {
-        this.leases = saved.leases;
-        this.events = saved.events;
-        this.nextEventId = saved.next;
+        this.restore(saved);
         throw err;
       }
     });
@@ -191,14 +252,6 @@ export class FakeLeaseStore implements LeaseStore {
     const gone = this.events.slice(0, limit).filter((e) => e.id < beforeId).length;
     this.events = this.events.slice(gone);
     return gone;
-  }
-
-  checkpoint(): void {}
-
-  probe(): void {}
-
-  changeCounter(): number {
-    return this.version;
   }
 
   close(): void {}

@@ -16,8 +16,8 @@ function setup(keyExpiresIn: number | null = null) {
   pools.set([licenseKey({ seats: 3, expiresAt: keyExpiresIn === null ? null : wall.now() + keyExpiresIn })], null, wall.now());
   const service = new LeaseService(store, clock, pools, { leaseMs: 120_000, logLevel: 'detailed' });
   const watch = new ClockWatch(clock, store, service);
-  const acquire = (user: string) => {
-    const got = service.acquire(client(user), 'cad');
+  const acquire = async (user: string) => {
+    const got = await service.acquire(client(user), 'cad');
     if (!got.ok) throw new Error(got.message);
     return got.lease;
   };
@@ -25,7 +25,7 @@ function setup(keyExpiresIn: number | null = null) {
 }
 
 describe('SteadyClock', () => {
-  it('follows the monotonic clock, not the wall clock, until re-based', () => {
+  it('follows the monotonic clock, not the wall clock, until re-based', async () => {
     const wall = new FakeClock();
     const clock = new SteadyClock(wall);
     const start = wall.now();
@@ -41,24 +41,24 @@ describe('SteadyClock', () => {
 });
 
 describe('ClockWatch', () => {
-  it('leaves small differences alone', () => {
+  it('leaves small differences alone', async () => {
     const { wall, watch, store, acquire } = setup();
-    acquire('a');
+    await acquire('a');
     wall.jumpWall(4_999);
-    expect(watch.check()).toBeNull();
+    expect(await watch.check()).toBeNull();
     wall.jumpWall(-9_998);
-    expect(watch.check()).toBeNull();
+    expect(await watch.check()).toBeNull();
     expect(store.queryEvents({ events: ['clock-jump'] })).toEqual([]);
   });
 
-  it('on a jump forward moves every expiry with the wall clock, so each lease keeps the time it had left', () => {
+  it('on a jump forward moves every expiry with the wall clock, so each lease keeps the time it had left', async () => {
     const { wall, clock, watch, store, service, acquire } = setup();
-    const lease = acquire('a');
+    const lease = await acquire('a');
     wall.advance(20_000);
     wall.jumpWall(HOUR);
     // Before the check, lease time has not moved: nothing expires.
-    expect(service.sweep()).toBe(0);
-    const jump = watch.check();
+    expect(await service.sweep()).toBe(0);
+    const jump = await watch.check();
     expect(jump).toMatchObject({ shiftMs: HOUR, leases: 1 });
     expect(jump!.message).toMatch(/^the wall clock jumped forward by 1 h 0 min 0 s against the monotonic clock: the expiry of 1 lease\(s\) moved/);
     expect(clock.now()).toBe(wall.now());
@@ -66,46 +66,46 @@ describe('ClockWatch', () => {
     expect(store.allLeases()[0]!.expiresAt).toBe(lease.expiresAt + HOUR);
     expect(store.queryEvents({ events: ['clock-jump'] })).toMatchObject([{ ts: wall.now(), message: jump!.message }]);
     wall.advance(99_999);
-    expect(service.sweep()).toBe(0);
+    expect(await service.sweep()).toBe(0);
     wall.advance(1);
-    expect(service.sweep()).toBe(1);
+    expect(await service.sweep()).toBe(1);
   });
 
-  it('on a jump back does the same, so a dead client\'s lease still ends on time', () => {
+  it('on a jump back does the same, so a dead client\'s lease still ends on time', async () => {
     const { wall, watch, service, acquire } = setup();
-    acquire('a');
+    await acquire('a');
     wall.jumpWall(-HOUR);
-    expect(watch.check()).toMatchObject({ shiftMs: -HOUR, leases: 1 });
+    expect(await watch.check()).toMatchObject({ shiftMs: -HOUR, leases: 1 });
     wall.advance(119_999);
-    expect(service.sweep()).toBe(0);
+    expect(await service.sweep()).toBe(0);
     wall.advance(1);
-    expect(service.sweep()).toBe(1);
+    expect(await service.sweep()).toBe(1);
   });
 
-  it('never moves a lease past the expiry of its key', () => {
+  it('never moves a lease past the expiry of its key', async () => {
     const { wall, watch, store, acquire } = setup(HOUR + 60_000);
-    acquire('a');
+    await acquire('a');
     wall.jumpWall(HOUR);
-    watch.check();
+    await watch.check();
     expect(store.allLeases()[0]!.expiresAt).toBe(wall.now() + 60_000);
   });
 
-  it('at start, lets stored times rule but cuts a lease with more than its full length left', () => {
+  it('at start, lets stored times rule but cuts a lease with more than its full length left', async () => {
     const { wall, store, acquire } = setup();
-    acquire('a');
+    await acquire('a');
     // A restart: a new clock pair, an hour behind what was recorded.
     const later = new FakeClock(wall.now() - HOUR);
     const clock = new SteadyClock(later);
     const watch = new ClockWatch(clock, store, new LeaseService(store, clock, new PoolRegistry(), { leaseMs: 120_000, logLevel: 'detailed' }));
-    const jump = watch.atStart();
+    const jump = await watch.atStart();
     expect(jump).toMatchObject({ shiftMs: -HOUR, leases: 1 });
     expect(jump!.message).toMatch(/^the wall clock is 1 h 0 min 0 s behind the latest time recorded in the database/);
     expect(store.allLeases()[0]!.expiresAt).toBe(later.now() + 120_000);
     // Nothing to say on a start with the clock where it was.
-    expect(new ClockWatch(new SteadyClock(wall), store, new LeaseService(store, new SteadyClock(wall), new PoolRegistry(), { leaseMs: 1, logLevel: 'detailed' })).atStart()).toBeNull();
+    expect(await new ClockWatch(new SteadyClock(wall), store, new LeaseService(store, new SteadyClock(wall), new PoolRegistry(), { leaseMs: 1, logLevel: 'detailed' })).atStart()).toBeNull();
   });
 
-  it('says how big a jump was', () => {
+  it('says how big a jump was', async () => {
     expect(span(7_500)).toBe('7.5 s');
     expect(span(-HOUR)).toBe('1 h 0 min 0 s');
     expect(span(125_000)).toBe('2 min 5 s');

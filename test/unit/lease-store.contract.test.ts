@@ -3,13 +3,20 @@ import { LeaseService } from '../../src/app/lease-service.js';
 import { PoolRegistry } from '../../src/app/pool-registry.js';
 import { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.js';
 import type { Lease } from '../../src/domain/lease.js';
-import type { LeaseStore } from '../../src/domain/ports.js';
+import type { LeaseStore, LeaseTx } from '../../src/domain/ports.js';
 import { FakeLeaseStore } from '../support/fake-lease-store.js';
 import { FakeClock, client, licenseKey, tempDir } from '../support/helpers.js';
 import { join } from 'node:path';
+import { newEd25519KeyPair } from '../../src/adapters/crypto/keys.js';
+import { logVerifier } from '../../src/adapters/crypto/log-signer.js';
 
-const STORES: Array<[string, () => LeaseStore]> = [
+/** A store with its synchronous transaction view, which the first tests below check directly. */
+type TestStore = LeaseStore & { transact<T>(fn: (tx: LeaseTx) => T): T };
+
+const STORES: Array<[string, () => TestStore]> = [
   ['FakeLeaseStore', () => new FakeLeaseStore()],
+  // Every call of a unit waits a macrotask, as a networked database would.
+  ['FakeLeaseStore (networked)', () => new FakeLeaseStore({ networked: true })],
   ['SqliteLeaseStore', () => new SqliteLeaseStore(join(tempDir(), 'floatd.db'))],
 ];
 
@@ -210,12 +217,12 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       return { store, clock, pools, service, ended };
     }
 
-    it('grants up to the seat count, then denies with NO_FREE_SEATS and a retry hint', () => {
+    it('grants up to the seat count, then denies with NO_FREE_SEATS and a retry hint', async () => {
       const { service, store, clock } = setup(2);
-      expect(service.acquire(client('a'), 'cad').ok).toBe(true);
+      expect((await service.acquire(client('a'), 'cad')).ok).toBe(true);
       clock.advance(1000);
-      expect(service.acquire(client('b'), 'cad').ok).toBe(true);
-      const third = service.acquire(client('c'), 'cad');
+      expect((await service.acquire(client('b'), 'cad')).ok).toBe(true);
+      const third = await service.acquire(client('c'), 'cad');
       expect(third).toMatchObject({ ok: false, code: 'NO_FREE_SEATS' });
       if (!third.ok) expect(third.details.retryAfterMs).toBe(10_000);
       const log = store.queryEvents({});
@@ -224,107 +231,185 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       expect(log[2]).toMatchObject({ user: 'c', code: 'NO_FREE_SEATS' });
     });
 
-    it('is idempotent per user, instance and product: the same lease, renewed', () => {
+    it('is idempotent per user, instance and product: the same lease, renewed', async () => {
       const { service, store, clock } = setup(1);
-      const first = service.acquire(client('a'), 'cad');
+      const first = await service.acquire(client('a'), 'cad');
       clock.advance(5000);
       // Another connection, say: without the lease's secret it is another holder.
-      expect(service.acquire(client('a'), 'cad')).toMatchObject({ ok: false, code: 'LEASE_SECRET_MISMATCH' });
-      const again = service.acquire(client('a'), 'cad', { secret: first.ok ? first.secret! : '' });
+      expect(await service.acquire(client('a'), 'cad')).toMatchObject({ ok: false, code: 'LEASE_SECRET_MISMATCH' });
+      const again = await service.acquire(client('a'), 'cad', { secret: first.ok ? first.secret! : '' });
       expect(again.ok && first.ok && again.lease.id === first.lease.id).toBe(true);
       expect(again.ok && again.renewed).toBe(true);
       expect(again.ok && again.lease.expiresAt).toBe(clock.now() + 60_000);
       expect(store.allLeases()).toHaveLength(1);
-      expect(service.acquire(client('a', 'a-2'), 'cad')).toMatchObject({ ok: false, code: 'NO_FREE_SEATS' });
+      expect(await service.acquire(client('a', 'a-2'), 'cad')).toMatchObject({ ok: false, code: 'NO_FREE_SEATS' });
     });
 
-    it('renews a held lease, refuses a lease of another instance, and an unknown one', () => {
+    it('renews a held lease, refuses a lease of another instance, and an unknown one', async () => {
       const { service, clock } = setup();
-      const got = service.acquire(client('a'), 'cad');
+      const got = await service.acquire(client('a'), 'cad');
       if (!got.ok) throw new Error('no lease');
       clock.advance(30_000);
-      expect(service.renew(client('a'), got.lease.id)).toMatchObject({ ok: false, code: 'LEASE_SECRET_MISMATCH' });
-      expect(service.renew(client('a'), got.lease.id, { secret: 'not-it' })).toMatchObject({ ok: false, code: 'LEASE_SECRET_MISMATCH' });
-      expect(service.renew(client('a'), got.lease.id, { boundTo: new Set([got.lease.id]) }).ok).toBe(true);
-      const renewed = service.renew(client('a'), got.lease.id, { secret: got.secret! });
+      expect(await service.renew(client('a'), got.lease.id)).toMatchObject({ ok: false, code: 'LEASE_SECRET_MISMATCH' });
+      expect(await service.renew(client('a'), got.lease.id, { secret: 'not-it' })).toMatchObject({ ok: false, code: 'LEASE_SECRET_MISMATCH' });
+      expect((await service.renew(client('a'), got.lease.id, { boundTo: new Set([got.lease.id]) })).ok).toBe(true);
+      const renewed = await service.renew(client('a'), got.lease.id, { secret: got.secret! });
       expect(renewed.ok && renewed.lease.expiresAt).toBe(clock.now() + 60_000);
-      expect(service.renew(client('b'), got.lease.id)).toMatchObject({ ok: false, code: 'LEASE_NOT_YOURS' });
-      expect(service.renew(client('a'), 'nope')).toMatchObject({ ok: false, code: 'LEASE_NOT_FOUND' });
+      expect(await service.renew(client('b'), got.lease.id)).toMatchObject({ ok: false, code: 'LEASE_NOT_YOURS' });
+      expect(await service.renew(client('a'), 'nope')).toMatchObject({ ok: false, code: 'LEASE_NOT_FOUND' });
     });
 
-    it('refuses to renew an expired lease and frees its seat', () => {
+    it('refuses to renew an expired lease and frees its seat', async () => {
       const { service, clock, store } = setup(1);
-      const got = service.acquire(client('a'), 'cad');
+      const got = await service.acquire(client('a'), 'cad');
       if (!got.ok) throw new Error('no lease');
       clock.advance(60_000);
-      expect(service.renew(client('a'), got.lease.id, { secret: got.secret! })).toMatchObject({ ok: false, code: 'LEASE_EXPIRED' });
+      expect(await service.renew(client('a'), got.lease.id, { secret: got.secret! })).toMatchObject({ ok: false, code: 'LEASE_EXPIRED' });
       expect(store.allLeases()).toHaveLength(0);
-      expect(service.acquire(client('b'), 'cad').ok).toBe(true);
+      expect((await service.acquire(client('b'), 'cad')).ok).toBe(true);
     });
 
-    it('releases once and accepts a second release', () => {
+    it('releases once and accepts a second release', async () => {
       const { service, store } = setup(1);
-      const got = service.acquire(client('a'), 'cad');
+      const got = await service.acquire(client('a'), 'cad');
       if (!got.ok) throw new Error('no lease');
-      expect(service.release(client('b'), got.lease.id)).toMatchObject({ ok: false, code: 'LEASE_NOT_YOURS' });
-      expect(service.release(client('a'), got.lease.id)).toMatchObject({ ok: false, code: 'LEASE_SECRET_MISMATCH' });
-      expect(service.release(client('a'), got.lease.id, { secret: got.secret! })).toEqual({ ok: true, released: true });
-      expect(service.release(client('a'), got.lease.id)).toEqual({ ok: true, released: false });
-      expect(service.acquire(client('b'), 'cad').ok).toBe(true);
+      expect(await service.release(client('b'), got.lease.id)).toMatchObject({ ok: false, code: 'LEASE_NOT_YOURS' });
+      expect(await service.release(client('a'), got.lease.id)).toMatchObject({ ok: false, code: 'LEASE_SECRET_MISMATCH' });
+      expect(await service.release(client('a'), got.lease.id, { secret: got.secret! })).toEqual({ ok: true, released: true });
+      expect(await service.release(client('a'), got.lease.id)).toEqual({ ok: true, released: false });
+      expect((await service.acquire(client('b'), 'cad')).ok).toBe(true);
       expect(store.queryEvents({ events: ['released'] })[0]).toMatchObject({ user: 'a', seatsInUse: 0, seatsTotal: 1 });
     });
 
-    it('sweeps exactly the leases that expired', () => {
+    it('sweeps exactly the leases that expired', async () => {
       const { service, clock, store, ended } = setup(3);
-      service.acquire(client('a'), 'cad');
+      await service.acquire(client('a'), 'cad');
       clock.advance(10_000);
-      service.acquire(client('b'), 'cad');
+      await service.acquire(client('b'), 'cad');
       clock.advance(50_000);
-      expect(service.sweep()).toBe(1);
+      expect(await service.sweep()).toBe(1);
       expect(ended).toEqual(['expired:a']);
       expect(store.allLeases().map((l) => l.user)).toEqual(['b']);
       expect(store.queryEvents({ events: ['expired'] })[0]).toMatchObject({ user: 'a', seatsInUse: 1 });
     });
 
-    it('caps the lease length at the key maximum', () => {
+    it('caps the lease length at the key maximum', async () => {
       const store = make();
       const pools = new PoolRegistry();
       pools.set([licenseKey({ maxLeaseSeconds: 60 })], null, 0);
       const service = new LeaseService(store, new FakeClock(), pools, { leaseMs: 1_800_000, logLevel: 'detailed' });
-      const got = service.acquire(client('a'), 'cad');
+      const got = await service.acquire(client('a'), 'cad');
       expect(got.ok && got.lease.leaseMs).toBe(60_000);
     });
 
-    it('denies unknown products, expired keys and a missing product with several', () => {
+    it('denies unknown products, expired keys and a missing product with several', async () => {
       const store = make();
       const clock = new FakeClock();
       const pools = new PoolRegistry();
       pools.set([licenseKey(), licenseKey({ id: 'k2', product: 'viewer', expiresAt: clock.now() + 1000 })], null, clock.now());
       const service = new LeaseService(store, clock, pools, { leaseMs: 60_000, logLevel: 'detailed' });
-      expect(service.acquire(client('a'), 'paint')).toMatchObject({ ok: false, code: 'UNKNOWN_PRODUCT' });
-      expect(service.acquire(client('a'), undefined)).toMatchObject({ ok: false, code: 'PRODUCT_REQUIRED' });
-      expect(service.acquire(client('a'), 'viewer').ok).toBe(true);
+      expect(await service.acquire(client('a'), 'paint')).toMatchObject({ ok: false, code: 'UNKNOWN_PRODUCT' });
+      expect(await service.acquire(client('a'), undefined)).toMatchObject({ ok: false, code: 'PRODUCT_REQUIRED' });
+      expect((await service.acquire(client('a'), 'viewer')).ok).toBe(true);
       clock.advance(1000);
-      expect(service.acquire(client('b'), 'viewer')).toMatchObject({ ok: false, code: 'LICENSE_EXPIRED' });
+      expect(await service.acquire(client('b'), 'viewer')).toMatchObject({ ok: false, code: 'LICENSE_EXPIRED' });
       expect(store.queryEvents({ events: ['denied'] }).map((e) => e.code)).toEqual(['UNKNOWN_PRODUCT', 'PRODUCT_REQUIRED', 'LICENSE_EXPIRED']);
     });
 
-    it('revokes leases whose pool is gone', () => {
+    it('revokes leases whose pool is gone', async () => {
       const { service, pools, store, ended } = setup(2);
-      service.acquire(client('a'), 'cad');
+      await service.acquire(client('a'), 'cad');
       pools.set([], null, 0);
-      expect(service.revokeInvalid((id) => (pools.get(id) ? null : 'gone'))).toBe(1);
+      expect(await service.revokeInvalid((id) => (pools.get(id) ? null : 'gone'))).toBe(1);
       expect(ended).toEqual(['revoked:a']);
       expect(store.queryEvents({ events: ['revoked'] })[0]).toMatchObject({ user: 'a', reason: 'gone' });
     });
 
-    it('leaves renewals out of the lease log at summary level', () => {
+    it('leaves renewals out of the lease log at summary level', async () => {
       const { store, clock, pools } = setup(1);
       const service = new LeaseService(store, clock, pools, { leaseMs: 60_000, logLevel: 'summary' });
-      const got = service.acquire(client('a'), 'cad');
+      const got = await service.acquire(client('a'), 'cad');
       if (!got.ok) throw new Error('no lease');
-      service.renew(client('a'), got.lease.id);
+      await service.renew(client('a'), got.lease.id);
       expect(store.queryEvents({}).map((e) => e.event)).toEqual(['granted']);
     });
+
+    it('grants exactly the seats there are to 200 concurrent acquires for 50 seats', async () => {
+      const { service, store } = setup(50);
+      const outcomes = await Promise.all(Array.from({ length: 200 }, (_, i) => service.acquire(client(`u${i}`), 'cad', undefined, `u${i}`)));
+      expect(outcomes.filter((o) => o.ok)).toHaveLength(50);
+      expect(outcomes.filter((o) => !o.ok).map((o) => !o.ok && o.code)).toEqual(Array(150).fill('NO_FREE_SEATS'));
+      expect(store.allLeases()).toHaveLength(50);
+      expect(store.queryEvents({ events: ['granted'] }).map((e) => e.seatsInUse).sort((a, b) => a! - b!)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+      await store.drained();
+    });
+  });
+
+  describe('units of work', () => {
+    it('keep nothing of a unit that fails, tell nothing it published, and undo what it changed in memory', async () => {
+      const store = make();
+      const told: string[] = [];
+      await expect(
+        store.unit(async (u) => {
+          await u.apply({ writes: [{ op: 'insert', lease: lease() }], log: [{ ts: 1, event: 'granted', leaseId: 'l1' }] });
+          u.publish(() => told.push('published'));
+          u.onRollback(() => told.push('undone'));
+          expect(await u.findLease('l1')).toEqual(lease());
+          throw new Error('a bug half-way');
+        }),
+      ).rejects.toThrow('a bug half-way');
+      expect(told).toEqual(['undone']);
+      expect(store.allLeases()).toEqual([]);
+      expect(store.queryEvents({})).toEqual([]);
+      // The next unit commits, and tells after its commit.
+      await store.unit(async (u) => {
+        await u.apply({ writes: [{ op: 'insert', lease: lease() }], log: [] });
+        u.publish(() => told.push(`published with ${store.allLeases().length} lease(s) committed`));
+      });
+      expect(told).toEqual(['undone', 'published with 1 lease(s) committed']);
+    });
+
+    it('run one at a time: a unit never sees another half-done', async () => {
+      const store = make();
+      const seen: number[] = [];
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          store.unit(async (u) => {
+            const before = (await u.leases()).length;
+            await u.apply({ writes: [{ op: 'insert', lease: lease({ id: `l${i}`, instance: `i${i}` }) }], log: [] });
+            seen.push(before, (await u.leases()).length);
+          }),
+        ),
+      );
+      expect(seen).toEqual(Array.from({ length: 40 }, (_, i) => Math.floor((i + 1) / 2)));
+    });
+  });
+});
+
+describe('SqliteLeaseStore units whose commit fails', () => {
+  it('keep the hash chain intact and tell nothing', async () => {
+    const control = { fail: false };
+    const store = new SqliteLeaseStore(join(tempDir(), 'floatd.db'), {
+      beforeCommit: () => {
+        if (control.fail) throw new Error('disk I/O error');
+      },
+    });
+    const clock = new FakeClock();
+    const pools = new PoolRegistry();
+    pools.set([licenseKey({ seats: 5 })], null, clock.now());
+    const told: string[] = [];
+    const service = new LeaseService(store, clock, pools, { leaseMs: 60_000, logLevel: 'detailed' }, { tally: (t) => told.push(t.kind), leaseEnded: (l, kind) => told.push(kind) });
+    await service.acquire(client('a'), 'cad');
+    control.fail = true;
+    const failed = await Promise.allSettled([service.acquire(client('b'), 'cad'), service.acquire(client('c'), 'cad'), service.sweep()]);
+    expect(failed.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    control.fail = false;
+    await service.acquire(client('d'), 'cad');
+    expect(told).toEqual(['granted', 'granted']);
+    expect(store.allLeases().map((l) => l.user)).toEqual(['a', 'd']);
+    expect(store.queryEvents({}).map((e) => `${e.id}:${e.user}`)).toEqual(['1:a', '2:d']);
+    const pair = await newEd25519KeyPair();
+    expect(store.verifyLog(logVerifier(pair.publicJwk as typeof pair.publicJwk & { kid: string }))).toMatchObject({ ok: true, entries: 2 });
+    store.close();
   });
 });

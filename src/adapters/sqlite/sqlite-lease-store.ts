@@ -3,7 +3,10 @@ import type { EventFilter, LeaseEvent, LeaseEventInput, ReportEvent, ReportEvent
 import type { Lease } from '../../domain/lease.js';
 import type { Block } from '../../domain/blocks.js';
 import { blockStatements } from './blocks.js';
-import type { DenialWindow, LeaseStore, LeaseTx, StoredLicense } from '../../domain/ports.js';
+import type { CommitPolicy, DenialWindow, LeaseStore, LeaseTx, LeaseUnit, StoredLicense, StoreMaintenance, UnitOptions } from '../../domain/ports.js';
+import { GroupCommit, type BatcherBudget } from '../store/group-commit.js';
+import { CounterChangeFeed, SingleNode } from '../store/single-node.js';
+import { SqliteUnits } from './sqlite-units.js';
 import { CommitQueue } from '../../domain/commit-queue.js';
 import type { ActivationStore, AdminToken, AdminTokenStore, StoredActivation } from '../../domain/ports.js';
 import { FloatdError, isFloatdError } from '../../domain/errors.js';
@@ -308,6 +311,12 @@ export interface SqliteOptions {
   readonly onAfterCommitError?: (err: unknown) => void;
   /** How long to wait for a lock another process holds (PRAGMA busy_timeout); 5000 ms by default. */
   readonly busyTimeoutMs?: number;
+  /** Called just before each batch of units commits; what it throws fails the commit (tests: a full disk at COMMIT). */
+  readonly beforeCommit?: () => void;
+  /** How many units one client may have in a batch, and how long a batch may run (ms). */
+  readonly batchBudget?: BatcherBudget;
+  /** The clock the batch budget is measured on (tests); performance.now by default. */
+  readonly batchClock?: { monotonic(): number };
 }
 
 /**
@@ -317,8 +326,13 @@ export interface SqliteOptions {
  * makes each commit survive a process crash (kill -9): the WAL is in the OS
  * before the commit returns.
  */
-export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEventSource, ActivationStore {
+export class SqliteLeaseStore implements LeaseStore, StoreMaintenance, AdminTokenStore, ReportEventSource, ActivationStore {
   private readonly db: Database.Database;
+  /** Units of work, committed in groups (one transaction, a savepoint each). */
+  private readonly units: GroupCommit<LeaseUnit>;
+  /** Another process's commits show in the data version (`floatd license add`, activations, admin tokens). */
+  readonly changes = new CounterChangeFeed(() => this.changeCounter());
+  readonly cluster = new SingleNode();
   private readonly tx: LeaseTx;
   private readonly blockStore: ReturnType<typeof blockStatements>;
   private readonly stmt;
@@ -516,6 +530,25 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
       appendEvent: (event) => this.appendChained(event),
       recordDenial: (event, window) => this.recordDenial(event, window),
     };
+    this.units = new GroupCommit(
+      new SqliteUnits({
+        db,
+        file,
+        tx: this.tx,
+        commits: this.commits,
+        seats: this.seats,
+        allLeases: () => s.allLeases.all().map(toLease),
+        opened: () => {
+          this.depth++;
+          this.versionChecked = false;
+        },
+        closed: () => void this.depth--,
+        forgetHead: () => void (this.head = null),
+        beforeCommit: options.beforeCommit ?? (() => {}),
+      }),
+      options.batchClock ?? { monotonic: () => performance.now() },
+      options.batchBudget,
+    );
     try {
       this.guard(() => {
         if (!this.db.readonly) this.chainLegacyEntries();
@@ -728,6 +761,19 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
     }
   }
 
+  unit<T>(fn: (u: LeaseUnit) => Promise<T>, options: UnitOptions = {}): Promise<T> {
+    return this.units.submit(fn, options.source ?? '');
+  }
+
+  drained(): Promise<void> {
+    return this.units.drained();
+  }
+
+  configureCommits(policy: CommitPolicy): void {
+    this.units.configure(policy);
+  }
+
+  /** One synchronous transaction (or a savepoint inside `batch`): for this adapter's own writes and its tests; lease operations are units. */
   transact<T>(fn: (tx: LeaseTx) => T): T {
     if (this.batchDepth > 0 && !this.db.inTransaction) {
       // SQLite rolls the whole transaction back on some faults (a full disk, an I/O error): the batch is lost,
@@ -1053,6 +1099,7 @@ export class SqliteLeaseStore implements LeaseStore, AdminTokenStore, ReportEven
     this.guard(() => this.db.pragma('wal_checkpoint(PASSIVE)'));
   }
 
+  /** A number that changes whenever another process commits a change (PRAGMA data_version). */
   changeCounter(): number {
     return this.guard(() => this.db.pragma('data_version', { simple: true }) as number);
   }

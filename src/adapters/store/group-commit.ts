@@ -1,20 +1,24 @@
-import type { Clock } from '../domain/clock.js';
-import type { LeaseStore } from '../domain/ports.js';
-
-/** How the batcher learns of storage faults, and answers while one lasts (StorageHealth). */
-export interface CommitGuard {
-  /** Null to go ahead with a batch of `operations`, or the error to answer them with at once. */
-  refuse(operations: number): Error | null;
-  /** A batch failed: the error to answer its operations with instead, or null to keep `err`. */
-  failed(err: unknown, operations: number): Error | null;
-  /** A batch committed. */
-  succeeded(): void;
-}
+import type { Clock } from '../../domain/clock.js';
+import type { CommitGuard, CommitPolicy } from '../../domain/ports.js';
 
 const NO_GUARD: CommitGuard = { refuse: () => null, failed: () => null, succeeded: () => {} };
 
-interface Pending {
-  readonly work: () => unknown;
+/** How one unit of a batch ended. */
+export type Settled = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly err: unknown };
+
+/** What runs a batch: a store's one transaction with a savepoint per unit. */
+export interface BatchRunner<U> {
+  /**
+   * Runs `works` in order in one transaction, each all-or-nothing on its own,
+   * until `more()` says to stop (the first always runs), and commits. Resolves
+   * to how each one that ran ended, and to the commit's failure (null when it
+   * committed; then nothing of the batch was kept).
+   */
+  runBatch(works: ReadonlyArray<(u: U) => Promise<unknown>>, more: () => boolean): Promise<{ results: Settled[]; failure: unknown }>;
+}
+
+interface Pending<U> {
+  readonly work: (u: U) => Promise<unknown>;
   readonly resolve: (value: unknown) => void;
   readonly reject: (err: unknown) => void;
   /** Whose request it is (a client instance); '' for the server's own operations, which are not budgeted. */
@@ -45,23 +49,31 @@ export const DEFAULT_BATCH_BUDGET: BatcherBudget = { perSource: 8, timeMs: 5 };
  * after the event loop has had a turn. Each source's operations run in the
  * order they were submitted.
  */
-export class Batcher {
+export class GroupCommit<U> {
   /** Waiting operations by source, in the order sources are served (those served last go to the back). */
-  private queues = new Map<string, Pending[]>();
+  private queues = new Map<string, Pending<U>[]>();
   private scheduled = false;
+  /** A batch is running (they never overlap: one writer). */
+  private running = false;
   private inFlight = 0;
   private idle: Array<() => void> = [];
 
+  private guard: CommitGuard = NO_GUARD;
+  private committed: (operations: number, seconds: number) => void = () => {};
+
   constructor(
-    private readonly store: LeaseStore,
+    private readonly runner: BatchRunner<U>,
     private readonly clock: Pick<Clock, 'monotonic'>,
-    /** Told of every commit: how many operations it held and how long it took. */
-    private readonly committed: (operations: number, seconds: number) => void = () => {},
-    private readonly guard: CommitGuard = NO_GUARD,
     private readonly budget: BatcherBudget = DEFAULT_BATCH_BUDGET,
   ) {}
 
-  submit<T>(work: () => T, source = ''): Promise<T> {
+  /** Storage-fault handling and commit counting, from the composition root. */
+  configure(policy: CommitPolicy): void {
+    this.guard = policy.guard ?? NO_GUARD;
+    this.committed = policy.committed ?? (() => {});
+  }
+
+  submit<T>(work: (u: U) => Promise<T>, source = ''): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const queue = this.queues.get(source);
       const p = { work, resolve: resolve as (value: unknown) => void, reject, source };
@@ -78,16 +90,16 @@ export class Batcher {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.queues.size === 0) return;
+    if (this.scheduled || this.running || this.queues.size === 0) return;
     this.scheduled = true;
-    setImmediate(() => this.flush());
+    setImmediate(() => void this.flush());
   }
 
   /** This batch's operations: in rounds over the sources, the shortest queues first, each source in order. */
-  private take(): Pending[] {
+  private take(): Pending<U>[] {
     // A stable sort: sources with as many waiting keep their round-robin order.
     const queues = [...this.queues.values()].sort((a, b) => a.length - b.length);
-    const batch: Pending[] = [];
+    const batch: Pending<U>[] = [];
     for (let round = 0; round < this.budget.perSource; round++) {
       let any = false;
       for (const q of queues) {
@@ -106,7 +118,7 @@ export class Batcher {
   }
 
   /** Takes the operations that ran off their queues, and sends the sources served to the back of the line. */
-  private remove(ran: readonly Pending[]): void {
+  private remove(ran: readonly Pending<U>[]): void {
     const served = new Set<string>();
     for (const p of ran) {
       this.queues.get(p.source)!.shift();
@@ -119,7 +131,7 @@ export class Batcher {
     }
   }
 
-  private flush(): void {
+  private async flush(): Promise<void> {
     this.scheduled = false;
     const batch = this.take();
     // While the storage is faulted, a batch is answered at once instead of waiting on the disk or the lock.
@@ -131,30 +143,24 @@ export class Batcher {
       this.settled(batch.length);
       return;
     }
-    const results: Array<{ ok: true; value: unknown } | { ok: false; err: unknown }> = [];
+    this.running = true;
     const started = this.clock.monotonic();
-    let failure: { err: unknown } | null = null;
+    // Out of time: the rest waits for the next batch (each source's order holds: what ran is a prefix of its queue).
+    const more = (): boolean => this.clock.monotonic() - started < this.budget.timeMs;
+    let outcome: { results: Settled[]; failure: unknown };
     try {
-      this.store.batch(() => {
-        for (const p of batch) {
-          // Out of time: the rest waits for the next batch (each source's order holds: what ran is a prefix of its queue).
-          if (results.length > 0 && this.clock.monotonic() - started >= this.budget.timeMs) break;
-          try {
-            results.push({ ok: true, value: p.work() });
-          } catch (err) {
-            results.push({ ok: false, err });
-          }
-        }
-      });
+      outcome = await this.runner.runBatch(batch.map((p) => p.work), more);
     } catch (err) {
-      failure = { err };
+      outcome = { results: [], failure: err };
     }
+    this.running = false;
+    const { results, failure } = outcome;
     // A batch that could not even begin fails whole, as one whose commit failed.
     const ran = failure !== null && results.length === 0 ? batch : batch.slice(0, results.length);
     this.remove(ran);
     this.schedule();
     if (failure !== null) {
-      const answer = this.guard.failed(failure.err, ran.length) ?? failure.err;
+      const answer = this.guard.failed(failure, ran.length) ?? failure;
       for (const p of ran) p.reject(answer);
     } else {
       this.guard.succeeded();
@@ -162,7 +168,7 @@ export class Batcher {
       ran.forEach((p, i) => {
         const r = results[i]!;
         if (r.ok) p.resolve(r.value);
-        // An operation the storage refused while the batch around it committed (a statement that hit a full disk).
+        // A unit the storage refused while the batch around it committed (a statement that hit a full disk).
         else p.reject(this.guard.failed(r.err, 1) ?? r.err);
       });
     }
