@@ -104,7 +104,9 @@ const DESCRIPTOR_PROBE_MS = 1000;
 /**
  * The raw TCP listener(s): NDJSON framing, handshake and idle timeouts,
  * connection caps, backpressure on slow readers, and fairness between
- * connections. The protocol itself is the handler's business.
+ * connections. The protocol itself is the handler's business. The server
+ * accepts or turns away; each connection taken is a `TcpConnection`, sharing
+ * the server's `OutputBudget` (unsent replies) and `FairQueue` (round-robin).
  *
  * Backpressure: a connection is not read while more than `replyBufferBytes`
  * of its replies are unsent (nor are the requests it already sent handled),
