@@ -1,7 +1,9 @@
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TcpServer, type ConnectionHandler, type TcpServerOptions } from '../../src/adapters/tcp/tcp-server.js';
+import { clockTimers } from '../../src/adapters/tcp/timers.js';
 import { TcpTransport } from '../../src/client/tcp-transport.js';
+import { FakeClock, advanceUntil } from '../support/fake-clock.js';
 
 /** A reply of 32 KiB to every `big` request, so a client that does not read backs up within a few hundred requests. */
 const PAD = 'x'.repeat(32 << 10);
@@ -118,11 +120,18 @@ describe('backpressure on the NDJSON listener', () => {
   });
 
   it('drops a connection whose replies do not drain within the drain timeout, and tells why', async () => {
-    const port = await start({ drainTimeoutMs: 500 });
+    // The drain timeout runs on a fake clock: 30 s pass without waiting for them.
+    const clock = new FakeClock();
+    const port = await start({ drainTimeoutMs: 30_000, timers: clockTimers(clock) });
     const s = await nonReader(port, 3000);
     const t0 = performance.now();
-    while (events.dropped.length === 0 && performance.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 25));
+    while (events.paused === 0 && performance.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 10));
+    expect(events.paused).toBeGreaterThanOrEqual(1);
+    const pausedAt = clock.monotonic();
+    await advanceUntil(clock, () => events.dropped.length > 0, 120_000, 5000);
     expect(events.dropped).toHaveLength(1);
+    // Not before the drain timeout (each pause starts it afresh).
+    expect(clock.monotonic() - pausedAt).toBeGreaterThanOrEqual(30_000);
     // The client learns it once it looks.
     const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
     s.resume();

@@ -6,11 +6,16 @@ import type { ErrorCode } from '../../domain/errors.js';
 import { closeServer, listenOn } from '../net/listen.js';
 import { proxiedAddress, requireProxyProtocol, type ProxyProtocolSettings, type ProxyRefusal } from '../net/proxy-protocol.js';
 import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/tls-context.js';
-import { NdjsonDecoder, encodeFrame, parseFrame, type DecodeResult } from './ndjson-codec.js';
+import { encodeFrame } from './ndjson-codec.js';
 import { Suspension } from '../net/suspension.js';
 import { ConnectionBudget } from '../net/connection-budget.js';
 import { wireError } from './wire-errors.js';
-import { httpBadRequest, isHttpRequestLine, misdirectedHttpBody } from './misdirected-http.js';
+import { FairQueue } from './fair-queue.js';
+import { OutputBudget } from './output-budget.js';
+import { REQUESTS_PER_TURN, TcpConnection, type Connection, type ConnectionEvents, type ConnectionSettings } from './tcp-connection.js';
+import { systemTimers, type Timers } from './timers.js';
+
+export type { Connection } from './tcp-connection.js';
 
 export interface TcpListenerOptions {
   readonly name: string;
@@ -51,23 +56,8 @@ export interface TcpServerOptions {
   readonly monotonic?: () => number;
   /** The body of the HTTP 400 an HTTP request line gets as a connection's first line (where the web endpoint is). */
   readonly misdirectedHttp?: () => string;
-}
-
-/** What the protocol layer sees of one connection. */
-export interface Connection {
-  readonly id: number;
-  readonly remote: string;
-  readonly listener: string;
-  /** Whether the connection is TLS (a `tls://` listener). */
-  readonly tls: boolean;
-  /** The verified client certificate of a TLS connection, or null. */
-  readonly peer: PeerCertificate | null;
-  /** Protocol state the handler keeps per connection. */
-  state: unknown;
-  /** Call once the client has said hello: stops the handshake timer. */
-  markReady(): void;
-  send(message: unknown): void;
-  close(): void;
+  /** What the connections' timeouts wait on (the event loop's timers when absent). */
+  readonly timers?: Timers;
 }
 
 export interface ConnectionHandler {
@@ -85,18 +75,13 @@ export interface BoundListener {
   readonly port: number;
 }
 
-export interface TcpServerEvents {
-  protocolError?(conn: Connection, code: ErrorCode, detail: string): void;
+export interface TcpServerEvents extends ConnectionEvents {
   /** A connection was turned away because `maxConnections` are open. */
   connectionRefused?(remote: string): void;
   /** A connection on a PROXY-protocol listener was closed for want of a valid header from a trusted proxy. */
   proxyRefused?(refusal: ProxyRefusal): void;
   /** A connection was turned away because its address holds `maxConnectionsPerAddress` connections. */
   addressLimited?(remote: string, limit: number): void;
-  /** A connection stopped being read because too many of its replies are unsent. */
-  paused?(conn: Connection, unsentBytes: number): void;
-  /** A connection was dropped because its unsent replies did not drain in time. */
-  slowReaderDropped?(conn: Connection, unsentBytes: number): void;
   /** The process is out of file descriptors: new connections are reset by the kernel before floatd sees them. */
   descriptorsExhausted?(code: string, connections: number): void;
 }
@@ -109,19 +94,8 @@ export interface BackpressureState {
   readonly pausedConnections: number;
 }
 
-const MAX_BAD_FRAMES = 10;
-/** Requests of one connection handled at a time before the next connection with requests waiting gets its turn. */
-const REQUESTS_PER_TURN = 4;
 /** How long the connections with requests waiting are served before the event loop gets a turn (ms). */
 const SERVE_BUDGET_MS = 3;
-/** Requests of one connection awaiting their replies at once; past this the connection's next request waits. */
-const MAX_IN_FLIGHT = 8;
-
-/** A connection as the server's round-robin sees it. */
-interface Waiting {
-  /** Handles up to `max` of its requests; true if it has more it could handle now. */
-  serve(max: number): boolean;
-}
 /** How long a connection turned away may take to close its side after reading why. */
 const TURN_AWAY_LINGER_MS = 1000;
 /** How often the server checks whether the process has run out of file descriptors. */
@@ -130,7 +104,9 @@ const DESCRIPTOR_PROBE_MS = 1000;
 /**
  * The raw TCP listener(s): NDJSON framing, handshake and idle timeouts,
  * connection caps, backpressure on slow readers, and fairness between
- * connections. The protocol itself is the handler's business.
+ * connections. The protocol itself is the handler's business. The server
+ * accepts or turns away; each connection taken is a `TcpConnection`, sharing
+ * the server's `OutputBudget` (unsent replies) and `FairQueue` (round-robin).
  *
  * Backpressure: a connection is not read while more than `replyBufferBytes`
  * of its replies are unsent (nor are the requests it already sent handled),
@@ -157,17 +133,13 @@ export class TcpServer {
   private idleWaiters: Array<() => void> = [];
   private stopping = false;
   private readonly perAddress = new Map<string, number>();
-  /** Unsent reply bytes over all connections, and how many connections have any. */
-  private unsent = 0;
-  private withUnsent = 0;
-  private pausedNow = 0;
-  /** Wakers of the connections paused for their output: run when the total falls back under its cap. */
-  private readonly outputWaiters = new Set<() => void>();
-  private overTotal = false;
+  /** Unsent reply bytes over all connections, and which connections are paused for them. */
+  private readonly output: OutputBudget;
   private probe: NodeJS.Timeout | undefined;
   /** Connections with requests they can have handled now, in round-robin order. */
-  private readonly waiting = new Set<Waiting>();
-  private serving = false;
+  private readonly queue = new FairQueue({ requestsPerTurn: REQUESTS_PER_TURN, budgetMs: SERVE_BUDGET_MS });
+  private readonly timers: Timers;
+  private readonly connectionSettings: ConnectionSettings;
 
   constructor(
     private readonly options: TcpServerOptions,
@@ -176,6 +148,10 @@ export class TcpServer {
   ) {
     this.suspension = new Suspension(options.listeners.map((l) => l.name));
     this.budget = options.budget ?? new ConnectionBudget(options.maxConnections);
+    this.output = new OutputBudget(options.replyBufferBytes ?? 64 << 10, options.replyBufferTotalBytes ?? 32 << 20);
+    this.timers = options.timers ?? systemTimers;
+    const { frameMaxBytes, handshakeTimeoutMs, idleTimeoutMs, misdirectedHttp } = options;
+    this.connectionSettings = { frameMaxBytes, handshakeTimeoutMs, idleTimeoutMs, drainTimeoutMs: options.drainTimeoutMs ?? 30_000, misdirectedHttp };
   }
 
   async start(): Promise<BoundListener[]> {
@@ -255,30 +231,6 @@ export class TcpServer {
     return server;
   }
 
-  /** Queues a connection for its next turn. */
-  private wait(peer: Waiting): void {
-    this.waiting.add(peer);
-    if (this.serving) return;
-    this.serving = true;
-    setImmediate(() => this.serveWaiting());
-  }
-
-  /** Round-robin over the waiting connections, a few requests each, until they are done or the time is up. */
-  private serveWaiting(): void {
-    this.serving = false;
-    const deadline = performance.now() + SERVE_BUDGET_MS;
-    // A connection served goes to the back; iteration reaches it again after the others.
-    for (const peer of this.waiting) {
-      this.waiting.delete(peer);
-      if (peer.serve(REQUESTS_PER_TURN)) this.waiting.add(peer);
-      if (performance.now() >= deadline) break;
-    }
-    if (this.waiting.size > 0 && !this.serving) {
-      this.serving = true;
-      setImmediate(() => this.serveWaiting());
-    }
-  }
-
   /** Answers a connection that is not taken with one error line, and closes it. */
   private turnAway(socket: Socket, code: ErrorCode, message: string): void {
     socket.on('error', () => {});
@@ -286,9 +238,8 @@ export class TcpServer {
     // connection, and the peer could lose the line that says why.
     socket.on('data', () => {});
     socket.end(encodeFrame(wireError(undefined, code, message)));
-    const linger = setTimeout(() => socket.destroy(), TURN_AWAY_LINGER_MS);
-    linger.unref();
-    socket.once('close', () => clearTimeout(linger));
+    const linger = this.timers.set(TURN_AWAY_LINGER_MS, () => socket.destroy());
+    socket.once('close', () => this.timers.clear(linger));
   }
 
   private accept(socket: Socket, listener: string, tls: boolean, peer: PeerCertificate | null): void {
@@ -317,256 +268,31 @@ export class TcpServer {
     }
     this.perAddress.set(remote, fromAddress + 1);
     this.sockets.add(socket);
-    const bound = this.options.replyBufferBytes ?? 64 << 10;
-    const total = this.options.replyBufferTotalBytes ?? 32 << 20;
-    const drainMs = this.options.drainTimeoutMs ?? 30_000;
-    // Replies beyond the bound come only from requests already in flight and from pushes; far beyond, something is wrong.
-    const hardLimit = Math.max(1 << 20, 16 * bound);
-    const decoder = new NdjsonDecoder(this.options.frameMaxBytes);
-    // Bytes read but not yet handled: requests are cut from them one at a time, as they are handled,
-    // so a connection that sent a lot while paused holds one read's bytes, not thousands of parsed frames.
-    let unread: Buffer | undefined;
-    let unreadFrom = 0;
-    let badFrames = 0;
-    let firstLine = true;
-    let closed = false;
-    /** No more requests are handled: the connection is closing after an error. */
-    let finished = false;
-    let inFlight = 0;
-    let peerEnded = false;
-    let accounted = 0;
-    let outputPaused = false;
-    let drainTimer: NodeJS.Timeout | undefined;
-    let linger: NodeJS.Timeout | undefined;
-    let handshake: NodeJS.Timeout | undefined;
-    let idle: NodeJS.Timeout | undefined;
-
-    /** Brings this connection's share of the unsent total up to date (after every write, and when it completes). */
-    const account = () => {
-      const now = closed ? 0 : socket.writableLength;
-      if (now === accounted) return;
-      this.unsent += now - accounted;
-      if (accounted === 0) this.withUnsent++;
-      else if (now === 0) this.withUnsent--;
-      accounted = now;
-      if (this.overTotal && this.unsent <= total) {
-        this.overTotal = false;
-        for (const wake of [...this.outputWaiters]) wake();
-      } else if (this.unsent > total) {
-        this.overTotal = true;
-      }
-    };
-    const outputBlocked = (): boolean => {
-      if (closed) return false;
-      if (accounted > (outputPaused ? bound / 2 : bound)) return true;
-      // Over the total, every connection whose replies back up (the kernel took no more of them) waits.
-      return this.unsent > total && accounted > 0;
-    };
-    const wake = () => {
-      if (!closed) this.wait(waiting);
-    };
-    /** Starts or ends a pause for unsent output; true while paused. */
-    const checkOutput = (): boolean => {
-      const blocked = outputBlocked();
-      if (blocked && !outputPaused) {
-        outputPaused = true;
-        this.pausedNow++;
-        this.outputWaiters.add(wake);
-        this.events.paused?.(conn, accounted);
-        drainTimer = setTimeout(() => {
-          if (closed) return;
-          this.events.protocolError?.(conn, 'IDLE_TIMEOUT', `peer is not reading its replies (${accounted} bytes unsent for ${drainMs / 1000} s)`);
-          this.events.slowReaderDropped?.(conn, accounted);
-          socket.destroy();
-        }, drainMs);
-        drainTimer.unref();
-      } else if (!blocked && outputPaused) {
-        unpause();
-      }
-      return blocked;
-    };
-    const unpause = () => {
-      if (!outputPaused) return;
-      outputPaused = false;
-      this.pausedNow--;
-      this.outputWaiters.delete(wake);
-      clearTimeout(drainTimer);
-    };
-    /** Reads from the socket only while there is nothing queued and its replies flow (or to discard input once finished). */
-    const flow = () => {
-      if (closed) return;
-      if (finished || (unread === undefined && !outputPaused)) socket.resume();
-      else socket.pause();
-    };
-    const afterWrite = () => {
-      account();
-      if (outputPaused) wake();
-    };
-    // The peer finished sending: close our side once every request it sent is answered.
-    const endWhenAnswered = () => {
-      if (peerEnded && inFlight === 0 && (unread === undefined || finished) && !closed) socket.end();
-    };
-    /** Ends the connection after the replies so far, and destroys it if the peer does not close in time. */
-    const finish = () => {
-      if (finished) return;
-      finished = true;
-      unread = undefined;
-      socket.end();
-      linger = setTimeout(() => socket.destroy(), this.options.handshakeTimeoutMs);
-      linger.unref();
-      flow();
-    };
-
-    const conn: Connection = {
-      id: this.nextId++,
-      remote,
-      listener,
-      tls,
-      peer,
-      state: undefined,
-      markReady: () => {
-        if (handshake !== undefined) clearTimeout(handshake);
-        handshake = undefined;
-      },
-      send: (message) => {
-        if (closed || socket.destroyed || socket.writableEnded) return;
-        socket.write(encodeFrame(message), afterWrite);
-        account();
-        if (accounted > hardLimit) {
-          this.events.protocolError?.(conn, 'IDLE_TIMEOUT', `peer is not reading its replies (${accounted} bytes unsent)`);
-          this.events.slowReaderDropped?.(conn, accounted);
-          socket.destroy();
-        }
-      },
-      close: () => {
-        if (!closed) socket.end();
-      },
-    };
-    const fail = (code: ErrorCode, message: string, id?: unknown) => {
-      this.events.protocolError?.(conn, code, message);
-      conn.send(wireError(id, code, message));
-    };
-
-    /** The next complete line of the unread bytes (or a too-large line), if they hold one; a partial line goes to the decoder. */
-    const nextFrame = (): DecodeResult | undefined => {
-      const data = unread!;
-      const nl = data.indexOf(10, unreadFrom);
-      let piece: Buffer;
-      if (nl < 0) {
-        piece = data.subarray(unreadFrom);
-        unread = undefined;
-      } else {
-        piece = data.subarray(unreadFrom, nl + 1);
-        unreadFrom = nl + 1;
-        if (unreadFrom >= data.length) unread = undefined;
-      }
-      return decoder.push(piece)[0];
-    };
-    /** Handles up to `max` unread requests, while replies flow and not too many await theirs; true if more could be handled now. */
-    const serve = (max: number): boolean => {
-      if (closed) return false;
-      // Once our side is ended (the server stops), nothing more can be answered.
-      if (socket.writableEnded) unread = undefined;
-      let handled = 0;
-      // The replies of these requests leave in one write.
-      socket.cork();
-      while (unread !== undefined && !finished && handled < max) {
-        if (checkOutput() || inFlight >= MAX_IN_FLIGHT) break;
-        const frame = nextFrame();
-        if (frame === undefined) continue;
-        // Complete requests count, not bytes: a byte now and then does not keep a connection open.
-        idle?.refresh();
-        handled++;
-        handle(frame);
-      }
-      socket.uncork();
-      if (unread === undefined) checkOutput();
-      flow();
-      endWhenAnswered();
-      return !closed && !finished && unread !== undefined && !outputPaused && inFlight < MAX_IN_FLIGHT;
-    };
-    const waiting: Waiting = { serve };
-    const handle = (item: DecodeResult) => {
-      if (item.kind === 'too-large') {
-        fail('FRAME_TOO_LARGE', `a line may hold at most ${this.options.frameMaxBytes} bytes`);
-        finish();
-        return;
-      }
-      if (firstLine && isHttpRequestLine(item.text)) {
-        this.events.protocolError?.(conn, 'BAD_REQUEST', 'an HTTP request on an NDJSON port');
-        socket.write(httpBadRequest(this.options.misdirectedHttp?.() ?? misdirectedHttpBody([])));
-        finish();
-        return;
-      }
-      firstLine = false;
-      const parsed = parseFrame(item.text);
-      if (!parsed.ok) {
-        fail('BAD_REQUEST', parsed.message);
-        if (++badFrames >= MAX_BAD_FRAMES) finish();
-        return;
-      }
-      badFrames = 0;
-      this.dispatch(conn, parsed.message, () => inFlight++, () => {
-        inFlight--;
-        if (unread !== undefined) wake();
-        endWhenAnswered();
-      });
-    };
-
-    socket.on('end', () => {
-      peerEnded = true;
-      endWhenAnswered();
+    // The connection lives on its socket's events, and hands itself back through `closed` at the end.
+    new TcpConnection(socket, { id: this.nextId++, remote, listener, tls, peer }, {
+      settings: this.connectionSettings,
+      timers: this.timers,
+      output: this.output,
+      queue: this.queue,
+      events: this.events,
+      dispatch: (c, message, started, done) => this.dispatch(c, message, started, done),
+      closed: (c) => this.released(socket, c),
     });
-    handshake = setTimeout(() => {
-      fail('HANDSHAKE_TIMEOUT', `no hello within ${this.options.handshakeTimeoutMs / 1000} s`);
-      finish();
-    }, this.options.handshakeTimeoutMs);
-    handshake.unref();
-    if (this.options.idleTimeoutMs > 0) {
-      idle = setTimeout(() => {
-        if (finished) return;
-        fail('IDLE_TIMEOUT', `no request for ${this.options.idleTimeoutMs / 1000} s`);
-        finish();
-      }, this.options.idleTimeoutMs);
-      idle.unref();
-    }
-    socket.on('data', (data: Buffer) => {
-      if (finished) return;
-      if (unread === undefined) {
-        unread = data;
-        unreadFrom = 0;
-      } else {
-        // Paused sockets emit no data; this is only in case one more chunk was on its way.
-        unread = Buffer.concat([unread.subarray(unreadFrom), data]);
-        unreadFrom = 0;
-      }
-      // The first requests at once (a client that sends one at a time waits for nobody); the rest in turn.
-      if (serve(REQUESTS_PER_TURN)) wake();
-    });
-    socket.on('error', () => {
-      // Resets and the like: the close handler below does the cleanup.
-    });
-    socket.on('close', () => {
-      closed = true;
-      unread = undefined;
-      clearTimeout(handshake);
-      clearTimeout(idle);
-      clearTimeout(linger);
-      unpause();
-      account();
-      this.waiting.delete(waiting);
-      this.sockets.delete(socket);
-      this.budget.release();
-      const left = (this.perAddress.get(remote) ?? 1) - 1;
-      if (left > 0) this.perAddress.set(remote, left);
-      else this.perAddress.delete(remote);
-      this.handler.onClose?.(conn);
-    });
+  }
+
+  /** Gives back what a closed connection held: its socket, its budget slot and its address's count. */
+  private released(socket: Socket, conn: Connection): void {
+    this.sockets.delete(socket);
+    this.budget.release();
+    const left = (this.perAddress.get(conn.remote) ?? 1) - 1;
+    if (left > 0) this.perAddress.set(conn.remote, left);
+    else this.perAddress.delete(conn.remote);
+    this.handler.onClose?.(conn);
   }
 
   /** Unsent replies and paused connections now (for metrics). */
   backpressure(): BackpressureState {
-    return { unsentBytes: this.unsent, pausedConnections: this.pausedNow };
+    return { unsentBytes: this.output.unsentBytes, pausedConnections: this.output.pausedConnections };
   }
 
   /** Open NDJSON connections (for metrics). */
