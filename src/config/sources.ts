@@ -82,20 +82,24 @@ function bySetting(given: readonly [string, unknown][], where: string, raw: (nam
   return out;
 }
 
+/** An environment variable that is set counts; an empty one does not. */
+const isSet = (v: string | undefined): v is string => v !== undefined && v !== '';
+
+/** The settings FLOATD_* variables give, under their variable or the earlier one (not both). */
 function fromEnvironment(env: Record<string, string | undefined>, cwd: string): Map<SettingName, Raw> {
   const out = new Map<SettingName, Raw>();
   for (const setting of SETTING_NAMES) {
     const { env: variable, envAlias, alias } = specOf(setting);
-    const set = (v: string | undefined): v is string => v !== undefined && v !== '';
     const value = env[variable];
     const earlier = envAlias === undefined ? undefined : env[envAlias];
-    if (set(value) && set(earlier)) throw givenTwice('the environment', envAlias!, variable, setting);
-    if (set(value)) out.set(setting, { value, source: `environment ${variable}`, base: cwd, name: setting });
-    else if (set(earlier)) out.set(setting, { value: earlier, source: `environment ${envAlias}`, base: cwd, name: alias ?? setting });
+    if (isSet(value) && isSet(earlier)) throw givenTwice('the environment', envAlias!, variable, setting);
+    if (isSet(value)) out.set(setting, { value, source: `environment ${variable}`, base: cwd, name: setting });
+    else if (isSet(earlier)) out.set(setting, { value: earlier, source: `environment ${envAlias}`, base: cwd, name: alias ?? setting });
   }
   return out;
 }
 
+/** The settings flags give, by either name (not both); an unknown name is refused. */
 function fromFlags(flags: Record<string, unknown>, cwd: string): Map<SettingName, Raw> {
   const given: [string, unknown][] = [];
   for (const [name, value] of Object.entries(flags)) {
