@@ -229,11 +229,11 @@ export class Floatd {
         if (swept > 0) this.logger.debug({ expired: swept }, 'leases expired');
         return more;
       },
-      () => {
+      (after) => {
         // In a storage fault, look again when the storage may be back rather than at an expiry already past.
         if (health.fault() !== null) return this.clock.now() + STORAGE_RETRY_MS;
         try {
-          return store.nextExpiry();
+          return store.nextExpiry(after);
         } catch (err) {
           if (health.failed(err, 0) === null) throw err;
           return this.clock.now() + STORAGE_RETRY_MS;

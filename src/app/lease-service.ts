@@ -339,11 +339,12 @@ export class LeaseService {
    * are answered in between).
    */
   async sweepFor(budgetMs: number): Promise<{ swept: number; more: boolean }> {
-    const now = this.clock.now();
     const started = this.clock.monotonic();
     let swept = 0;
     for (;;) {
       const n = await this.store.unit(async (u) => {
+        // Lease time as the unit runs: a clock jump committed before it has moved the stored expiries and the clock together.
+        const now = this.clock.now();
         const expired = await u.expiredLeases(now, SWEEP_BATCH);
         // Running leases counted once per pool: taking expired ones away leaves that count as it is.
         const pools = new Map<string, PoolSeats>();

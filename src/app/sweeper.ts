@@ -16,7 +16,8 @@ export class Sweeper {
     private readonly clock: Clock,
     /** Sweeps; true when expired leases are left for another turn (they are swept again at once, after what waits). */
     private readonly sweep: () => Promise<boolean | void>,
-    private readonly nextExpiry: () => number | undefined,
+    /** The earliest lease expiry (after `after`, when given). */
+    private readonly nextExpiry: (after?: number) => number | undefined,
     private readonly onError: (err: unknown) => void,
     private readonly maxWaitMs = 60_000,
     /** How late (seconds) a sweep ran after the expiry it was for. */
@@ -58,29 +59,24 @@ export class Sweeper {
   private fire(): void {
     if (!this.running) return;
     this.timer = null;
-    // Asleep until this sweep has ended: an expiry told meanwhile is found by the sweep or the plan after it.
-    this.wakeAt = -Infinity;
     if (this.dueAt !== null) this.lag(Math.max(0, this.clock.now() - this.dueAt) / 1000);
-    this.dueAt = null;
+    // The sweep now under way ends every lease expired by now: the next wake-up is for the first one after.
+    const now = this.clock.now();
+    this.arm(this.nextExpiry(now) ?? Infinity);
     this.sweep().then(
       (more) => this.swept(more === true),
       (err: unknown) => {
         this.onError(err);
-        this.swept(false);
       },
     );
   }
 
   private swept(more: boolean): void {
-    if (!this.running) return;
-    this.wakeAt = Infinity;
-    if (more) {
-      // The rest on the next turn: not a wake-up for an expiry, so no lag is measured for it.
-      this.wakeAt = this.clock.now();
-      this.timer = this.clock.setTimer(0, () => this.fire());
-      return;
-    }
-    const next = this.nextExpiry();
-    this.arm(next === undefined ? Infinity : next);
+    if (!this.running || !more) return;
+    // The rest on the next turn: not a wake-up for an expiry, so no lag is measured for it.
+    this.timer?.cancel();
+    this.wakeAt = this.clock.now();
+    this.dueAt = null;
+    this.timer = this.clock.setTimer(0, () => this.fire());
   }
 }

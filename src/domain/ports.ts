@@ -122,7 +122,8 @@ export interface LeaseStore {
   readonly changes: ChangeFeed;
   /** The nodes sharing this store, and which runs a job. */
   readonly cluster: Cluster;
-  nextExpiry(): number | undefined;
+  /** The earliest lease expiry, or the earliest after `after` when given. */
+  nextExpiry(after?: number): number | undefined;
   /** The latest time the store recorded (a lease-log entry or a renewal), to notice a clock turned back while stopped. */
   latestRecordedTime(): number | undefined;
   allLeases(): Lease[];

@@ -15,7 +15,10 @@ describe('fault: the wall clock jumps back and forth under load', () => {
   it('loses no live lease, grants no seat twice, and ends dead clients\' leases on monotonic time', async () => {
     const clock = new FakeClock(Date.now());
     const started = clock.monotonic();
-    const at = (ms: number) => clock.advance(started + ms - clock.monotonic());
+    const at = async (ms: number) => {
+      clock.advance(started + ms - clock.monotonic());
+      await server!.settle();
+    };
     const SEATS = 11;
     server = await startServer({ seats: SEATS, clock, flags: { leaseSeconds: 120 } });
     const live: Array<{ t: TcpTransport; id: string }> = [];
@@ -32,13 +35,13 @@ describe('fault: the wall clock jumps back and forth under load', () => {
     // A client takes the last seat and dies; the wall clock jumps an hour ahead.
     await (await server.connect('dead-1', 'dead-1', 'cad')).request('acquire');
     for (const [t, jump] of [[30_000, HOUR], [60_000, 0], [90_000, 0]] as const) {
-      at(t);
+      await at(t);
       clock.jumpWall(jump);
       await renewAll();
     }
-    at(119_999);
+    await at(119_999);
     expect(users()).toContain('dead-1');
-    at(120_000);
+    await at(120_000);
     expect(users()).not.toContain('dead-1');
     expect(inUse()).toBe(SEATS - 1);
 
@@ -48,12 +51,12 @@ describe('fault: the wall clock jumps back and forth under load', () => {
     const late = await server.connect('late', 'late', 'cad');
     expect(errorOf(await late.request('acquire')).code).toBe('NO_FREE_SEATS');
     for (const [t, jump] of [[150_000, -2 * HOUR], [180_000, 0], [210_000, 30 * 60_000], [239_999, 0]] as const) {
-      at(t);
+      await at(t);
       clock.jumpWall(jump);
       await renewAll();
       expect(inUse()).toBe(SEATS);
     }
-    at(240_000);
+    await at(240_000);
     expect(users()).not.toContain('dead-2');
     expect(leaseOf(await late.request('acquire')).expiresInMs).toBe(120_000);
     expect(inUse()).toBe(SEATS);

@@ -40,6 +40,7 @@ async function recordedLog(): Promise<{ s: TestServer; clock: FakeClock; start: 
   await alice.request('release', { lease: a.id });
   // Bob's lease runs out meanwhile.
   clock.advance(HOUR);
+  await s.settle();
   s.floatd.store.appendEvent({ ts: clock.now(), event: 'listener-suspended', listener: 'tcp', actor: 'token:ops', message: 'listener tcp suspended by token:ops' });
   return { s, clock, start, leases: { alice: a.id, bob: b.id } };
 }

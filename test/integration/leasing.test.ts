@@ -144,8 +144,10 @@ describe('expiry sweeping with an injected clock', () => {
     const lease = leaseOf(await t.request('acquire'));
     const grantedAt = clock.now();
     clock.advance(29_999);
+    await server.settle();
     expect(server.floatd.store.allLeases()).toHaveLength(1);
     clock.advance(1);
+    await server.settle();
     expect(server.floatd.store.allLeases()).toHaveLength(0);
     const expired = server.floatd.store.queryEvents({ events: ['expired'] });
     expect(expired).toHaveLength(1);
@@ -165,8 +167,10 @@ describe('expiry sweeping with an injected clock', () => {
     const b = await server.connect('b');
     leaseOf(await b.request('acquire', { product: 'cad' }));
     clock.advance(300_000);
+    await server.settle();
     expect(server.floatd.store.allLeases().map((l) => l.user)).toEqual(['b']);
     clock.advance(300_000);
+    await server.settle();
     expect(server.floatd.store.allLeases()).toEqual([]);
   });
 });

@@ -164,6 +164,7 @@ describe('license keys', () => {
     const { exp } = JSON.parse(Buffer.from(lease.token.split('.')[1]!, 'base64url').toString()) as { exp: number };
     expect(exp * 1000).toBeLessThanOrEqual(clock.now() + 61_000);
     clock.advance(61_000);
+    await server.settle();
     expect(server.floatd.store.allLeases()).toEqual([]);
     const denied = await (await server.connect('b')).request('acquire', { product: 'cad' });
     expect(!denied.ok && denied.error.code).toBe('LICENSE_EXPIRED');

@@ -170,8 +170,8 @@ export class FakeLeaseStore implements LeaseStore {
     });
   }
 
-  nextExpiry(): number | undefined {
-    const times = [...this.leases.values()].map((l) => l.expiresAt);
+  nextExpiry(after = -Infinity): number | undefined {
+    const times = [...this.leases.values()].map((l) => l.expiresAt).filter((t) => t > after);
     return times.length === 0 ? undefined : Math.min(...times);
   }
 

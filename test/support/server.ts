@@ -41,7 +41,21 @@ export interface TestServer {
   readonly vendor: Vendor;
   readonly address: string;
   connect(user?: string, instance?: string, product?: string): Promise<TcpTransport>;
+  /**
+   * Lets the work the server's timers started commit (a sweep, a clock-jump
+   * check, revocations): a fake clock fires them at once, and their units of
+   * work commit on the next turns of the event loop.
+   */
+  settle(): Promise<void>;
   stop(): Promise<void>;
+}
+
+/** What `TestServer.settle` does, for a server started otherwise. */
+export async function settle(floatd: Floatd): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await floatd.store.drained();
+  }
 }
 
 export interface TestServerOptions {
@@ -94,6 +108,7 @@ export async function startServer(opts: TestServerOptions = {}): Promise<TestSer
       if (!hello.ok) throw new Error(`hello failed: ${JSON.stringify(hello)}`);
       return t;
     },
+    settle: () => settle(floatd),
     async stop() {
       for (const t of opened.splice(0)) t.close();
       await floatd.stop();

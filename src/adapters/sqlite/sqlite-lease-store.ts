@@ -428,6 +428,7 @@ export class SqliteLeaseStore implements LeaseStore, StoreMaintenance, AdminToke
       ),
       allLeases: db.prepare<[], LeaseRow>('SELECT * FROM leases ORDER BY product, granted_at'),
       nextExpiry: db.prepare<[], { t: number | null }>('SELECT MIN(expires_at) AS t FROM leases'),
+      nextExpiryAfter: db.prepare<[number], { t: number | null }>('SELECT MIN(expires_at) AS t FROM leases WHERE expires_at > ?'),
       latestRecorded: db.prepare<[], { t: number | null }>(
         'SELECT MAX(t) AS t FROM (SELECT MAX(ts) AS t FROM events UNION ALL SELECT MAX(renewed_at) FROM leases)',
       ),
@@ -856,8 +857,8 @@ export class SqliteLeaseStore implements LeaseStore, StoreMaintenance, AdminToke
     this.commits.afterCommit(fn);
   }
 
-  nextExpiry(): number | undefined {
-    return this.guard(() => this.stmt.nextExpiry.get()!.t ?? undefined);
+  nextExpiry(after?: number): number | undefined {
+    return this.guard(() => (after === undefined ? this.stmt.nextExpiry.get() : this.stmt.nextExpiryAfter.get(after))!.t ?? undefined);
   }
 
   latestRecordedTime(): number | undefined {
