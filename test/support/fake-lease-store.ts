@@ -4,10 +4,41 @@ import { blockCovers, type Block } from '../../src/domain/blocks.js';
 import type { Lease } from '../../src/domain/lease.js';
 import type { LeaseStore, LeaseTx, LeaseUnit, StoredLicense } from '../../src/domain/ports.js';
 import { CounterChangeFeed, SingleNode } from '../../src/adapters/store/single-node.js';
-import { unitOverTx } from '../../src/adapters/store/tx-unit.js';
+import { TxUnit } from '../../src/adapters/store/tx-unit.js';
 
 /** A macrotask: what a call to a networked database costs at the least. */
 const macrotask = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** `unit` with a macrotask before every call that answers through a promise (rule counts too). */
+function networked(unit: LeaseUnit): LeaseUnit {
+  const late =
+    <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      await macrotask();
+      return fn(...args);
+    };
+  return {
+    findLease: late((id) => unit.findLease(id)),
+    findByHolder: late((user, instance, product) => unit.findByHolder(user, instance, product)),
+    seatsInUse: late((poolId, now) => unit.seatsInUse(poolId, now)),
+    earliestExpiry: late((poolIds, now) => unit.earliestExpiry(poolIds, now)),
+    ruleUsage: (listener, user, now) => {
+      const usage = unit.ruleUsage(listener, user, now);
+      return { held: late((p) => usage.held(p)), acquiredSince: late((since, p) => usage.acquiredSince(since, p)) };
+    },
+    activeBlock: late((user, instance, product, now) => unit.activeBlock(user, instance, product, now)),
+    expiredLeases: late((now, limit) => unit.expiredLeases(now, limit)),
+    leases: late(() => unit.leases()),
+    apply: late((changes) => unit.apply(changes)),
+    shiftExpiries: late((delta) => unit.shiftExpiries(delta)),
+    recordDenial: late((event, window) => unit.recordDenial(event, window)),
+    insertBlock: late((block) => unit.insertBlock(block)),
+    deleteBlock: late((id) => unit.deleteBlock(id)),
+    appendEvent: late((event) => unit.appendEvent(event)),
+    publish: (fn) => unit.publish(fn),
+    onRollback: (fn) => unit.onRollback(fn),
+  };
+}
 
 /**
  * An in-memory LeaseStore. The contract suite runs against it and SQLite
@@ -105,15 +136,8 @@ export class FakeLeaseStore implements LeaseStore {
       const published: Array<() => void> = [];
       const rollbacks: Array<() => void> = [];
       try {
-        const value = await fn(
-          unitOverTx({
-            tx: this.tx,
-            leases: () => this.allLeases(),
-            publish: (f) => published.push(f),
-            onRollback: (f) => rollbacks.push(f),
-            ...(this.options.networked ? { before: macrotask } : {}),
-          }),
-        );
+        const unit = new TxUnit({ tx: this.tx, leases: () => this.allLeases(), publish: (f) => published.push(f), onRollback: (f) => rollbacks.push(f) });
+        const value = await fn(this.options.networked ? networked(unit) : unit);
         for (const f of published) f();
         return value;
       } catch (err) {
