@@ -36,7 +36,7 @@ const RULES: Array<[string, (url: string, fn: string) => boolean]> = [
   ['NDJSON protocol and codec', (u) => u.includes('/adapters/tcp/')],
   ['socket I/O (net, streams)', (u) => /node:(net|stream|_stream|internal\/stream|internal\/streams|internal\/net|_tls|tls|internal\/tls)/.test(u) || u.includes('stream_base_commons')],
   ['promises and timers', (u) => u.includes('internal/process/task_queues') || u.includes('internal/timers') || u.includes('node:timers')],
-  ['lease service, batcher, domain', (u) => u.includes('/src/app/') || u.includes('/src/domain/')],
+  ['lease service, group commit, domain', (u) => u.includes('/src/app/') || u.includes('/src/domain/') || u.includes('/src/adapters/store/')],
   ['(program: V8 and native, not attributed)', (_u, f) => f === '(program)'],
   ['(root)', (_u, f) => f === '(root)'],
 ];
