@@ -4,7 +4,7 @@ import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, statSync, wri
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CHILD_ENV, exited, floatd, killChildren, MAIN, requireBuild, serve, spawnFloatd } from '../support/cli.js';
+import { CHILD_ENV, cli, exited, floatd, killChildren, MAIN, requireBuild, serve, spawnFloatd } from '../support/cli.js';
 import { tempDir, until } from '../support/helpers.js';
 import { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.js';
 
@@ -36,11 +36,11 @@ function json(args: string[]): Record<string, unknown> {
 const noStackTrace = (text: string) => expect(text).not.toMatch(/\n\s+at /);
 
 describe('commands that act on a data directory', () => {
-  it('refuse a missing data directory, naming it and what to pass, and create nothing', () => {
+  it('refuse a missing data directory, naming it and what to pass, and create nothing', async () => {
     const missing = join(tempDir(), 'typo');
     const key = vendor(tempDir()).key();
     for (const args of [['license', 'add', key], ['license', 'list'], ['license', 'remove', 'x'], ['status'], ['log'], ['rules', 'reload']]) {
-      const r = floatd([...args, '--data-dir', missing]);
+      const r = await cli([...args, '--data-dir', missing]);
       expect(r.code, args.join(' ')).toBe(1);
       expect(r.err).toContain(`DATA_DIR_INVALID: no floatd data directory at ${missing}`);
       expect(r.err).toContain('--data-dir');
@@ -62,18 +62,18 @@ describe('commands that act on a data directory', () => {
 
     // A key from a vendor the server does not trust is refused, and evaluation goes on.
     const stranger = vendor(tempDir()).key();
-    const refused = floatd(['license', 'add', stranger, '--data-dir', data]);
+    const refused = await cli(['license', 'add', stranger, '--data-dir', data]);
     expect(refused.code).toBe(1);
     expect(refused.err).toContain('LICENSE_KEY_UNKNOWN_VENDOR');
-    expect(floatd(['license', 'list', '--data-dir', data]).out).toBe('no license key installed');
+    expect((await cli(['license', 'list', '--data-dir', data])).out).toBe('no license key installed');
     expect(json(remote)['mode']).toBe('evaluation');
 
     // Passing a vendor key to license commands is refused with the reason: the server's keys decide.
-    const flag = floatd(['license', 'add', stranger, '--data-dir', data, '--vendor-public-key', v.pub]);
+    const flag = await cli(['license', 'add', stranger, '--data-dir', data, '--vendor-public-key', v.pub]);
     expect(flag.code).toBe(2);
     expect(flag.err).toMatch(/USAGE: floatd license judges license keys with the vendor keys the server trusts/);
 
-    const added = floatd(['license', 'add', v.key(), '--data-dir', data]);
+    const added = await cli(['license', 'add', v.key(), '--data-dir', data]);
     expect(added.code, added.err).toBe(0);
     await until(() => json(remote)['mode'] === 'licensed', 'the server to use the key');
     await until(() => /"level":30,[^\n]*"msg":"license key [\w-]+ added: 2 seat\(s\) of cad"/.test(server.log()), 'the server to log the added key at info');
@@ -100,9 +100,9 @@ describe('commands that act on a data directory', () => {
     const offline = json(['status', '--json', '--data-dir', data]);
     expect(offline).toMatchObject({ mode: 'evaluation', evaluation: { expired: true, daysLeft: 0 }, running: true });
     expect(same(offline)).toEqual(same(json(full)));
-    expect(floatd(['status', '--data-dir', data]).out).toContain('EVALUATION OVER');
+    expect((await cli(['status', '--data-dir', data])).out).toContain('EVALUATION OVER');
 
-    expect(floatd(['license', 'add', v.key(), '--data-dir', data]).code).toBe(0);
+    expect((await cli(['license', 'add', v.key(), '--data-dir', data])).code).toBe(0);
     await until(() => json(['status', '--json', '--server', `127.0.0.1:${port}`])['mode'] === 'licensed', 'the server to use the key');
     const licensed = json(['status', '--json', '--data-dir', data]);
     expect(licensed).toMatchObject({ mode: 'licensed', keys: [{ licensee: 'Acme', state: 'valid' }], rejectedKeys: [] });
@@ -147,7 +147,7 @@ describe('commands that act on a data directory', () => {
     const file = join(tempDir(), 'not-a-dir');
     writeFileSync(file, 'x');
     for (const args of [['serve', '--listen', '127.0.0.1:0'], ['status']]) {
-      const r = floatd([...args, '--data-dir', file]);
+      const r = await cli([...args, '--data-dir', file]);
       expect(r.code).toBe(1);
       expect(r.err).toContain(`DATA_DIR_INVALID: the data directory ${file} is a file, not a folder`);
       noStackTrace(r.err);
@@ -358,7 +358,7 @@ describe('the files of the data directory', () => {
     // Commands that read or change the database refuse the empty one too, rather than fill it.
     writeFileSync(db, '');
     for (const args of [['status'], ['license', 'list'], ['license', 'add', 'x.y.z'], ['log']]) {
-      const r = floatd([...args, '--data-dir', data]);
+      const r = await cli([...args, '--data-dir', data]);
       expect(r.code, args.join(' ')).toBe(1);
       expect(r.err, args.join(' ')).toContain(`DATA_DIR_DAMAGED: the database ${db} cannot be used: it is empty`);
     }
