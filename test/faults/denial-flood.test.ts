@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { readFileSync } from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { floatdAsync, killChildren, requireBuild } from '../support/cli.js';
+import { cli, killChildren, requireBuild } from '../support/cli.js';
 import { call } from '../support/http.js';
 import { leaseOf, startServer, type TestServer } from '../support/server.js';
 
@@ -48,11 +48,11 @@ describe('repeated denials are counted, not appended', () => {
     // (its pages, wherever they are now: the WAL is rewritten by every commit and checkpointed) stays put.
     expect(pagesOf(s.config.dbFile) - pagesBefore).toBeLessThan(50);
 
-    const log = await floatdAsync(['log', '--data-dir', s.config.dataDir, '--event', 'denied', '--json']);
+    const log = await cli(['log', '--data-dir', s.config.dataDir, '--event', 'denied', '--json']);
     expect(log.code).toBe(0);
     const json = log.out.split('\n').map((l) => JSON.parse(l) as { count: number; user: string });
     expect(json.reduce((n, e) => n + e.count, 0)).toBe(10_000);
-    const text = await floatdAsync(['log', '--data-dir', s.config.dataDir, '--event', 'denied']);
+    const text = await cli(['log', '--data-dir', s.config.dataDir, '--event', 'denied']);
     expect(text.out).toMatch(/denied x\d{3,5}/);
 
     const http = s.floatd.listenerStatus().find((l) => l.scheme === 'http')!;

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { exited, floatdAsync, killChildren, requireBuild, spawnFloatd } from '../support/cli.js';
+import { exited, killChildren, requireBuild, spawnFloatd } from '../support/cli.js';
 import { tempDir, testConfig } from '../support/helpers.js';
 import { prepareDataDir, startServer, type TestServer } from '../support/server.js';
 
@@ -81,12 +81,20 @@ describe('a database locked by another process', () => {
   it('floatd run waits through UNAVAILABLE and starts its command once the lock is gone', async () => {
     server = await startServer({ seats: 2, flags: { leaseSeconds: 60 } });
     const other = lock(server.config.dbFile, 'BEGIN EXCLUSIVE');
-    const run = floatdAsync(['run', '--server', server.address, '--product', 'cad', '--retry-seconds', '1', '--', process.execPath, '-e', 'console.log("ran")']);
-    await new Promise((r) => setTimeout(r, 2500));
+    const child = spawnFloatd(['run', '--server', server.address, '--product', 'cad', '--retry-seconds', '1', '--', process.execPath, '-e', 'console.log("ran")']);
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    // The lock goes once floatd run has been told UNAVAILABLE, not after a fixed wait.
+    for (const until = Date.now() + 20_000; !/waiting for a lease: UNAVAILABLE \(locked\)/.test(err); ) {
+      if (Date.now() > until || child.exitCode !== null) throw new Error(`floatd run was never told UNAVAILABLE: ${err}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
     other.exec('COMMIT');
-    const r = await run;
-    expect(r.err).toMatch(/waiting for a lease: UNAVAILABLE \(locked\)/);
-    expect(r.out).toBe('ran');
-    expect(r.code).toBe(0);
+    const { code } = await exited(child);
+    expect(err).toMatch(/waiting for a lease: UNAVAILABLE \(locked\)/);
+    expect(out.trim()).toBe('ran');
+    expect(code).toBe(0);
   });
 });

@@ -7,7 +7,7 @@ import { silentLogger } from '../../src/adapters/log/logger.js';
 import { TcpTransport } from '../../src/client/tcp-transport.js';
 import { fakeHost, startConnectProxy } from '../support/activation.js';
 import { makeCerts } from '../support/certs.js';
-import { CHILD_ENV, MAIN, requireBuild } from '../support/cli.js';
+import { CHILD_ENV, cli as inProcess, MAIN, requireBuild } from '../support/cli.js';
 import { tempDir, testConfig, until } from '../support/helpers.js';
 
 const children: ChildProcess[] = [];
@@ -18,8 +18,16 @@ afterEach(async () => {
 });
 beforeAll(() => requireBuild());
 
-/** Runs the built CLI without blocking this process (a server may run in it). */
+/**
+ * Runs a command in-process; with an environment of its own (NODE_EXTRA_CA_CERTS, which node
+ * reads only at start, and the proxy settings beside it) it runs the built CLI.
+ */
 function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
+  return Object.keys(env).length === 0 ? inProcess(args) : spawnCli(args, env);
+}
+
+/** Runs the built CLI without blocking this process (a server may run in it); floatd run's wrapped command writes to the real stdout. */
+function spawnCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
   const child = spawn(process.execPath, [MAIN, ...args], { env: { ...CHILD_ENV, ...env } });
   let out = '';
   let err = '';
@@ -124,12 +132,12 @@ describe('floatd fingerprint, activate, deactivate and the vendor commands', () 
     expect((await cli(['status', '--data-dir', dataDir])).out).toContain(`activation of ${keyId}: active on this host`);
     // floatd run given the vendor's key runs the command only on a lease that chains to the vendor.
     const runArgs = ['run', '--server', `127.0.0.1:${bound!.port}`, '--product', 'cad', '--retry-seconds', '0', '--user', 'carol'];
-    const chained = await cli([...runArgs, '--vendor-public-key', join(keys, 'vendor-public.jwk'), '--', process.execPath, '-e', 'console.log("ran")']);
+    const chained = await spawnCli([...runArgs, '--vendor-public-key', join(keys, 'vendor-public.jwk'), '--', process.execPath, '-e', 'console.log("ran")']);
     expect(chained.out).toBe('ran');
     expect(chained.code).toBe(0);
     const otherVendor = tempDir('floatd-other-');
     await cli(['vendor', 'keygen', '--out', otherVendor]);
-    const foreign = await cli([...runArgs, '--vendor-public-key', join(otherVendor, 'vendor-public.jwk'), '--', process.execPath, '-e', 'console.log("ran")']);
+    const foreign = await spawnCli([...runArgs, '--vendor-public-key', join(otherVendor, 'vendor-public.jwk'), '--', process.execPath, '-e', 'console.log("ran")']);
     expect(foreign.code).toBe(75);
     expect(foreign.out).toBe('');
     expect(foreign.err).toMatch(/TOKEN_INVALID.*does not chain to the vendor/);

@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import { readFileSync } from 'node:fs';
@@ -11,7 +11,7 @@ import { formatStatus } from '../../src/cli/status.js';
 import type { ServerStatus } from '../../src/app/status.js';
 import { issueActivationKey } from '../support/activation.js';
 import { site, vendorService, type Cleanup } from '../support/activation-site.js';
-import { CHILD_ENV, MAIN, requireBuild } from '../support/cli.js';
+import { cli, requireBuild } from '../support/cli.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { until } from '../support/helpers.js';
 import { errorOf, leaseOf, makeVendor } from '../support/server.js';
@@ -23,15 +23,6 @@ afterEach(async () => {
 beforeAll(() => requireBuild());
 
 const H = 3_600_000;
-
-function cli(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const child = spawn(process.execPath, [MAIN, ...args], { env: CHILD_ENV });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, out: out.trim(), err: err.trim() })));
-}
 
 function metrics(port: number): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LeaseClient } from '../../src/client/index.js';
 import { TcpTransport } from '../../src/client/tcp-transport.js';
-import { floatd, floatdAsync, killChildren, requireBuild, serve } from '../support/cli.js';
+import { cli, floatd, killChildren, requireBuild, serve } from '../support/cli.js';
 import { adminCertificateFlags, makeCerts } from '../support/certs.js';
 import { tempDir, until } from '../support/helpers.js';
 import { call } from '../support/http.js';
@@ -203,7 +203,7 @@ describe('floatd admin', () => {
   it('tls reload on a server without TLS answers TLS_NOT_CONFIGURED (HTTP 409), exits non-zero and writes nothing to the lease log', async () => {
     const data = join(tempDir(), 'data');
     const s = await serve(['--data-dir', data]);
-    const r = await floatdAsync(['admin', 'tls', 'reload', '--data-dir', data]);
+    const r = await cli(['admin', 'tls', 'reload', '--data-dir', data]);
     expect(r.code).toBe(1);
     expect(r.err).toContain('TLS_NOT_CONFIGURED');
     expect(r.err).toContain('no TLS certificate');
@@ -212,7 +212,7 @@ describe('floatd admin', () => {
     const api = await call(`http://127.0.0.1:${port}/v1/admin/tls/reload`, 'POST', undefined, bearer(token));
     expect(api.status).toBe(409);
     expect(api.body).toMatchObject({ ok: false, error: { code: 'TLS_NOT_CONFIGURED' } });
-    const events = floatd(['log', '--data-dir', data, '--json', '--event', 'tls-reloaded']);
+    const events = await cli(['log', '--data-dir', data, '--json', '--event', 'tls-reloaded']);
     expect(events).toMatchObject({ code: 0, out: '' });
   });
 
@@ -222,30 +222,30 @@ describe('floatd admin', () => {
     const t = await TcpTransport.connect(`127.0.0.1:${s.port}`);
     await t.request('hello', { v: 1, client: { user: 'alice', host: 'ws-12', instance: 'cad-1' }, product: 'cad' });
     const lease = leaseOf(await t.request('acquire'));
-    const listed = await floatdAsync(['admin', 'leases', '--data-dir', data]);
+    const listed = await cli(['admin', 'leases', '--data-dir', data]);
     expect(listed.code, listed.err).toBe(0);
     const rows = listed.out.split('\n');
     expect(rows[0]).toMatch(/^LEASE\s+USER@HOST\s+INSTANCE\s+PRODUCT\s+SINCE\s+EXPIRES IN\s+REMOTE\s+LISTENER$/);
     expect(rows[1]).toMatch(new RegExp(`^${lease.id.slice(0, 8)}\\s+alice@ws-12\\s+cad-1\\s+cad\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\s+30 min\\s+127\\.0\\.0\\.1\\s+tcp$`));
-    const json = JSON.parse((await floatdAsync(['admin', 'leases', '--json', '--user', 'alice', '--data-dir', data])).out) as Array<{ id: string }>;
+    const json = JSON.parse((await cli(['admin', 'leases', '--json', '--user', 'alice', '--data-dir', data])).out) as Array<{ id: string }>;
     expect(json.map((l) => l.id)).toEqual([lease.id]);
 
-    const created = floatd(['admin', 'token', 'create', 'ops', '--data-dir', data]);
+    const created = await cli(['admin', 'token', 'create', 'ops', '--data-dir', data]);
     expect(created.code, created.err).toBe(0);
     expect(created.out).toMatch(/^fdt_[\w-]{40,}$/);
     const tokenFile = join(tempDir(), 'ops-token');
     writeFileSync(tokenFile, created.out, { mode: 0o600 });
-    expect(floatd(['admin', 'token', 'list', '--data-dir', data]).out).toMatch(/local[\s\S]*ops/);
-    const revoked = await floatdAsync(['admin', 'revoke', lease.id.slice(0, 8), '--reason', 'license audit', '--data-dir', data, '--token-file', tokenFile]);
+    expect((await cli(['admin', 'token', 'list', '--data-dir', data])).out).toMatch(/local[\s\S]*ops/);
+    const revoked = await cli(['admin', 'revoke', lease.id.slice(0, 8), '--reason', 'license audit', '--data-dir', data, '--token-file', tokenFile]);
     expect(revoked).toMatchObject({ code: 0, out: `revoked lease ${lease.id} of alice@ws-12 (cad)` });
-    expect((await floatdAsync(['admin', 'revoke', lease.id, '--data-dir', data])).code).toBe(2);
-    expect(floatd(['admin', 'token', 'revoke', 'ops', '--data-dir', data]).code).toBe(0);
-    const refused = await floatdAsync(['admin', 'leases', '--data-dir', data, '--token-file', tokenFile]);
+    expect((await cli(['admin', 'revoke', lease.id, '--data-dir', data])).code).toBe(2);
+    expect((await cli(['admin', 'token', 'revoke', 'ops', '--data-dir', data])).code).toBe(0);
+    const refused = await cli(['admin', 'leases', '--data-dir', data, '--token-file', tokenFile]);
     expect(refused).toMatchObject({ code: 1, err: expect.stringContaining('UNAUTHORIZED') });
 
-    const reload = await floatdAsync(['rules', 'reload', '--data-dir', data]);
+    const reload = await cli(['rules', 'reload', '--data-dir', data]);
     expect(reload).toMatchObject({ code: 0, out: 'rules reloaded: no CLT rules' });
-    const log = await floatdAsync(['admin', 'log', '--event', 'revoked', '--json', '--data-dir', data]);
+    const log = await cli(['admin', 'log', '--event', 'revoked', '--json', '--data-dir', data]);
     expect(JSON.parse(log.out.split('\n')[0]!)).toMatchObject({ event: 'revoked', actor: 'token:ops', reason: 'by token:ops: license audit' });
     t.close();
   });

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION } from '../../src/app/version.js';
-import { floatd, killChildren, requireBuild, serve } from '../support/cli.js';
+import { cli, floatd, killChildren, requireBuild, serve } from '../support/cli.js';
 import { tempDir, until } from '../support/helpers.js';
 
 beforeAll(requireBuild);
@@ -20,15 +20,15 @@ function vendorKeys(dir: string) {
 const issue = (priv: string, extra: string[]) => floatd(['vendor', 'issue', '--private-key', priv, '--licensee', 'Acme', '--product', 'cad', '--seats', '3', ...extra]);
 
 describe('the command line', () => {
-  it('answers --version and --help on every command', () => {
-    expect(floatd(['--version'])).toMatchObject({ code: 0, out: VERSION });
+  it('answers --version and --help on every command', async () => {
+    expect(await cli(['--version'])).toMatchObject({ code: 0, out: VERSION });
     for (const command of ['serve', 'status', 'log', 'license', 'rules', 'run', 'vendor', 'version']) {
-      const r = floatd([command, '--help']);
+      const r = await cli([command, '--help']);
       expect(r.code, command).toBe(0);
       expect(r.out, command).toMatch(new RegExp(`^floatd ${command}`));
     }
     // For run, --help after "--" belongs to the wrapped command.
-    expect(floatd(['run', '--', 'x', '--help']).err).toMatch(/USAGE: floatd run needs --server/);
+    expect((await cli(['run', '--', 'x', '--help'])).err).toMatch(/USAGE: floatd run needs --server/);
   });
 
   it('vendor issue: a date alone ends the key at the end of that day, impossible and past dates are refused', () => {
@@ -51,15 +51,15 @@ describe('the command line', () => {
     const data = join(dir, 'data');
     const server = await serve(['--data-dir', data, '--vendor-public-key', pub]);
     const renewal = issue(priv, ['--not-before', '2099-01-01']).out;
-    const added = floatd(['license', 'add', renewal, '--data-dir', data]);
+    const added = await cli(['license', 'add', renewal, '--data-dir', data]);
     expect(added.code, added.err).toBe(0);
     expect(added.out).toContain('pending: grants from 2099-01-01T00:00:00.000Z');
     const id = claims(renewal)['jti'] as string;
-    expect(floatd(['license', 'list', '--data-dir', data]).out).toContain('pending until 2099-01-01T00:00:00.000Z');
-    const status = JSON.parse(floatd(['status', '--json', '--data-dir', data]).out);
+    expect((await cli(['license', 'list', '--data-dir', data])).out).toContain('pending until 2099-01-01T00:00:00.000Z');
+    const status = JSON.parse((await cli(['status', '--json', '--data-dir', data])).out);
     expect(status).toMatchObject({ mode: 'evaluation', keys: [{ id, state: 'not-yet-valid' }] });
-    expect(floatd(['license', 'remove', id.slice(0, 6), '--data-dir', data])).toMatchObject({ code: 0, out: `removed license key ${id}` });
-    expect(floatd(['license', 'remove', 'zzz', '--data-dir', data])).toMatchObject({ code: 1, err: expect.stringContaining('LICENSE_KEY_NOT_FOUND') });
+    expect(await cli(['license', 'remove', id.slice(0, 6), '--data-dir', data])).toMatchObject({ code: 0, out: `removed license key ${id}` });
+    expect(await cli(['license', 'remove', 'zzz', '--data-dir', data])).toMatchObject({ code: 1, err: expect.stringContaining('LICENSE_KEY_NOT_FOUND') });
     server.child.kill('SIGTERM');
   });
 
@@ -69,33 +69,33 @@ describe('the command line', () => {
     const data = join(dir, 'data');
     const server = await serve(['--data-dir', data, '--vendor-public-key', pub]);
     const expires = new Date(Date.now() + 10 * 86_400_000).toISOString().slice(0, 10);
-    expect(floatd(['license', 'add', issue(priv, ['--expires', expires, '--feature', 'export']).out, '--data-dir', data]).code).toBe(0);
-    const text = floatd(['status', '--data-dir', data]).out;
+    expect((await cli(['license', 'add', issue(priv, ['--expires', expires, '--feature', 'export']).out, '--data-dir', data])).code).toBe(0);
+    const text = (await cli(['status', '--data-dir', data])).out;
     expect(text).toMatch(/TIME LEFT\s+STATE\s+FEATURES/);
     expect(text).toMatch(/\s(10|11) days\s+valid\s+export/);
     // A key that expires in minutes shows hours and minutes, not "1" day: in status, license list, the warning.
     const soon = issue(priv, ['--product', 'viewer', '--expires', new Date(Date.now() + (5 * 60 + 12) * 60_000 - 30_000).toISOString()]).out;
-    expect(floatd(['license', 'add', soon, '--data-dir', data]).code).toBe(0);
+    expect((await cli(['license', 'add', soon, '--data-dir', data])).code).toBe(0);
     const soonId = claims(soon)['jti'] as string;
-    expect(floatd(['status', '--data-dir', data]).out).toMatch(new RegExp(`${soonId}.*\\s5h 12m\\s+valid`));
-    expect(JSON.parse(floatd(['status', '--json', '--data-dir', data]).out).keys).toContainEqual(expect.objectContaining({ id: soonId, daysLeft: 0, timeLeft: '5h 12m' }));
-    expect(floatd(['license', 'list', '--data-dir', data]).out).toMatch(new RegExp(`${soonId}.*\\s5h 12m\\s+valid`));
+    expect((await cli(['status', '--data-dir', data])).out).toMatch(new RegExp(`${soonId}.*\\s5h 12m\\s+valid`));
+    expect(JSON.parse((await cli(['status', '--json', '--data-dir', data])).out).keys).toContainEqual(expect.objectContaining({ id: soonId, daysLeft: 0, timeLeft: '5h 12m' }));
+    expect((await cli(['license', 'list', '--data-dir', data])).out).toMatch(new RegExp(`${soonId}.*\\s5h 12m\\s+valid`));
     await until(() => server.log().includes(`license key ${soonId} (viewer) expires in 5h 12m`), 'the expiry warning');
-    const log = floatd(['log', '--data-dir', data]).out.split('\n');
+    const log = (await cli(['log', '--data-dir', data])).out.split('\n');
     expect(log[0]).toMatch(/^TIME\s+EVENT\s+PRODUCT\s+WHO\s+SEATS\s+LEASE\s+REMOTE\s+CODE\s+BY\s+MESSAGE$/);
     expect(log.some((l) => / key-added /.test(l))).toBe(true);
     server.child.kill('SIGTERM');
   });
 
-  it('rules explain takes the groups file, as simulate does', () => {
+  it('rules explain takes the groups file, as simulate does', async () => {
     const dir = tempDir();
     const rules = join(dir, 'rules.clt');
     const groups = join(dir, 'groups');
     writeFileSync(rules, 'CLT cad-team connection_limit=3\nCLT ALL connection_limit=1\n');
     writeFileSync(groups, 'cad-team.users = alice, bob\n');
-    const r = floatd(['rules', 'explain', rules, '--user', 'alice', '--groups', groups, '--json']);
+    const r = await cli(['rules', 'explain', rules, '--user', 'alice', '--groups', groups, '--json']);
     expect(r.code, r.err).toBe(0);
     expect(JSON.parse(r.out)).toMatchObject({ matched: 'group', countLimit: 3 });
-    expect(JSON.parse(floatd(['rules', 'explain', rules, '--user', 'carol', '--groups', groups, '--json']).out)).toMatchObject({ matched: 'default', countLimit: 1 });
+    expect(JSON.parse((await cli(['rules', 'explain', rules, '--user', 'carol', '--groups', groups, '--json'])).out)).toMatchObject({ matched: 'default', countLimit: 1 });
   });
 });

@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TcpTransport } from '../../src/client/tcp-transport.js';
-import { exited, floatd, killChildren, requireBuild, serve } from '../support/cli.js';
+import { cli, exited, floatd, killChildren, requireBuild, serve } from '../support/cli.js';
 import { tempDir, until } from '../support/helpers.js';
 import { errorOf, leaseOf } from '../support/server.js';
 
@@ -75,14 +75,14 @@ describe('the built floatd command', () => {
   it('notices a key added while it runs', async () => {
     const dir = tempDir();
     const data = join(dir, 'data');
-    floatd(['vendor', 'keygen', '--out', join(dir, 'v')]);
+    await cli(['vendor', 'keygen', '--out', join(dir, 'v')]);
     const pub = ['--vendor-public-key', join(dir, 'v', 'vendor-public.jwk')];
     const server = await serve(['--data-dir', data, ...pub]);
     const events: Array<Record<string, unknown>> = [];
     const t = await TcpTransport.connect(`127.0.0.1:${server.port}`, { onEvent: (e) => events.push(e) });
     await t.request('hello', { v: 1, client: { user: 'alice', instance: 'a-1' }, product: 'cad' });
     const evaluationLease = leaseOf(await t.request('acquire'));
-    const key = floatd(['vendor', 'issue', '--private-key', join(dir, 'v', 'vendor-private.jwk'), '--licensee', 'A', '--product', 'cad', '--seats', '1']).out;
+    const key = (await cli(['vendor', 'issue', '--private-key', join(dir, 'v', 'vendor-private.jwk'), '--licensee', 'A', '--product', 'cad', '--seats', '1'])).out;
     const added = floatd(['license', 'add', '-', '--data-dir', data], key);
     expect(added.code).toBe(0);
     const keyId = /installed license key (\S+):/.exec(added.out)![1]!;
@@ -91,7 +91,7 @@ describe('the built floatd command', () => {
     expect(events).toEqual([{ event: 'revoked', lease: evaluationLease.id, product: 'cad', reason: `evaluation ended: license key ${keyId} is in force` }]);
     const licensed = leaseOf(await t.request('acquire'));
     expect(licensed.id).not.toBe(evaluationLease.id);
-    const status = JSON.parse(floatd(['status', '--json', '--data-dir', data]).out);
+    const status = JSON.parse((await cli(['status', '--json', '--data-dir', data])).out);
     expect(status).toMatchObject({ mode: 'licensed', products: [{ product: 'cad', seatsTotal: 1, seatsInUse: 1 }] });
     server.child.kill('SIGTERM');
     await exited(server.child);

@@ -4,7 +4,7 @@ import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, statSync, wri
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CHILD_ENV, exited, floatd, killChildren, MAIN, requireBuild, serve, spawnFloatd } from '../support/cli.js';
+import { CHILD_ENV, cli, exited, floatd, killChildren, MAIN, requireBuild, serve, spawnFloatd } from '../support/cli.js';
 import { tempDir, until } from '../support/helpers.js';
 import { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.js';
 
@@ -27,8 +27,8 @@ function vendor(dir: string, issue: string[] = []) {
   return { pub, priv, key };
 }
 
-function json(args: string[]): Record<string, unknown> {
-  const r = floatd(args);
+async function json(args: string[]): Promise<Record<string, unknown>> {
+  const r = await cli(args);
   expect(r.code, r.err).toBe(0);
   return JSON.parse(r.out) as Record<string, unknown>;
 }
@@ -36,11 +36,11 @@ function json(args: string[]): Record<string, unknown> {
 const noStackTrace = (text: string) => expect(text).not.toMatch(/\n\s+at /);
 
 describe('commands that act on a data directory', () => {
-  it('refuse a missing data directory, naming it and what to pass, and create nothing', () => {
+  it('refuse a missing data directory, naming it and what to pass, and create nothing', async () => {
     const missing = join(tempDir(), 'typo');
     const key = vendor(tempDir()).key();
     for (const args of [['license', 'add', key], ['license', 'list'], ['license', 'remove', 'x'], ['status'], ['log'], ['rules', 'reload']]) {
-      const r = floatd([...args, '--data-dir', missing]);
+      const r = await cli([...args, '--data-dir', missing]);
       expect(r.code, args.join(' ')).toBe(1);
       expect(r.err).toContain(`DATA_DIR_INVALID: no floatd data directory at ${missing}`);
       expect(r.err).toContain('--data-dir');
@@ -62,20 +62,20 @@ describe('commands that act on a data directory', () => {
 
     // A key from a vendor the server does not trust is refused, and evaluation goes on.
     const stranger = vendor(tempDir()).key();
-    const refused = floatd(['license', 'add', stranger, '--data-dir', data]);
+    const refused = await cli(['license', 'add', stranger, '--data-dir', data]);
     expect(refused.code).toBe(1);
     expect(refused.err).toContain('LICENSE_KEY_UNKNOWN_VENDOR');
-    expect(floatd(['license', 'list', '--data-dir', data]).out).toBe('no license key installed');
-    expect(json(remote)['mode']).toBe('evaluation');
+    expect((await cli(['license', 'list', '--data-dir', data])).out).toBe('no license key installed');
+    expect((await json(remote))['mode']).toBe('evaluation');
 
     // Passing a vendor key to license commands is refused with the reason: the server's keys decide.
-    const flag = floatd(['license', 'add', stranger, '--data-dir', data, '--vendor-public-key', v.pub]);
+    const flag = await cli(['license', 'add', stranger, '--data-dir', data, '--vendor-public-key', v.pub]);
     expect(flag.code).toBe(2);
     expect(flag.err).toMatch(/USAGE: floatd license judges license keys with the vendor keys the server trusts/);
 
-    const added = floatd(['license', 'add', v.key(), '--data-dir', data]);
+    const added = await cli(['license', 'add', v.key(), '--data-dir', data]);
     expect(added.code, added.err).toBe(0);
-    await until(() => json(remote)['mode'] === 'licensed', 'the server to use the key');
+    await until(() => JSON.parse(floatd(remote).out).mode === 'licensed', 'the server to use the key');
     await until(() => /"level":30,[^\n]*"msg":"license key [\w-]+ added: 2 seat\(s\) of cad"/.test(server.log()), 'the server to log the added key at info');
   });
 
@@ -97,19 +97,19 @@ describe('commands that act on a data directory', () => {
       const { downToleranceMs: _d, ...rest } = s;
       return rest;
     };
-    const offline = json(['status', '--json', '--data-dir', data]);
+    const offline = await json(['status', '--json', '--data-dir', data]);
     expect(offline).toMatchObject({ mode: 'evaluation', evaluation: { expired: true, daysLeft: 0 }, running: true });
-    expect(same(offline)).toEqual(same(json(full)));
-    expect(floatd(['status', '--data-dir', data]).out).toContain('EVALUATION OVER');
+    expect(same(offline)).toEqual(same(await json(full)));
+    expect((await cli(['status', '--data-dir', data])).out).toContain('EVALUATION OVER');
 
-    expect(floatd(['license', 'add', v.key(), '--data-dir', data]).code).toBe(0);
-    await until(() => json(['status', '--json', '--server', `127.0.0.1:${port}`])['mode'] === 'licensed', 'the server to use the key');
-    const licensed = json(['status', '--json', '--data-dir', data]);
+    expect((await cli(['license', 'add', v.key(), '--data-dir', data])).code).toBe(0);
+    await until(() => JSON.parse(floatd(['status', '--json', '--server', `127.0.0.1:${port}`]).out).mode === 'licensed', 'the server to use the key');
+    const licensed = await json(['status', '--json', '--data-dir', data]);
     expect(licensed).toMatchObject({ mode: 'licensed', keys: [{ licensee: 'Acme', state: 'valid' }], rejectedKeys: [] });
-    expect(same(licensed)).toEqual(same(json(full)));
+    expect(same(licensed)).toEqual(same(await json(full)));
     child.kill('SIGTERM');
     expect((await exited(child)).code).toBe(0);
-    expect(json(['status', '--json', '--data-dir', data])).toMatchObject({ mode: 'licensed', running: false, rules: null });
+    expect(await json(['status', '--json', '--data-dir', data])).toMatchObject({ mode: 'licensed', running: false, rules: null });
   });
 
   it('refuses a second server on the same data directory, naming the first one\'s pid', async () => {
@@ -120,7 +120,7 @@ describe('commands that act on a data directory', () => {
     expect(second.err).toContain(`DATA_DIR_LOCKED: another floatd server (pid ${first.child.pid}) is running on ${data}`);
     noStackTrace(second.err);
     // The first one is still the one commands see.
-    const running = json(['status', '--json', '--data-dir', data]) as { running: boolean; listeners: Array<{ scheme: string; port: number }> };
+    const running = (await json(['status', '--json', '--data-dir', data])) as { running: boolean; listeners: Array<{ scheme: string; port: number }> };
     expect(running.running).toBe(true);
     expect(running.listeners.find((l) => l.scheme === 'tcp')?.port).toBe(first.port);
     first.child.kill('SIGKILL');
@@ -147,7 +147,7 @@ describe('commands that act on a data directory', () => {
     const file = join(tempDir(), 'not-a-dir');
     writeFileSync(file, 'x');
     for (const args of [['serve', '--listen', '127.0.0.1:0'], ['status']]) {
-      const r = floatd([...args, '--data-dir', file]);
+      const r = await cli([...args, '--data-dir', file]);
       expect(r.code).toBe(1);
       expect(r.err).toContain(`DATA_DIR_INVALID: the data directory ${file} is a file, not a folder`);
       noStackTrace(r.err);
@@ -197,7 +197,7 @@ describe('commands that act on a data directory', () => {
     await new Promise((r) => npm.once('close', r));
     await until(() => out.includes('"msg":"stopped"'), 'the server to stop');
     // The data directory is free again: nothing was orphaned.
-    expect(json(['status', '--json', '--data-dir', data])['running']).toBe(false);
+    expect((await json(['status', '--json', '--data-dir', data]))['running']).toBe(false);
   });
 });
 
@@ -270,7 +270,7 @@ describe('the files of the data directory', () => {
   it('refuse a start without the server key beside an existing database, naming the file and what to do; --new-server-key makes one', async () => {
     const data = await usedDataDir();
     const keyFile = join(data, 'server-key.jwk');
-    const before = json(['status', '--json', '--data-dir', data])['serverKeyFingerprint'];
+    const before = (await json(['status', '--json', '--data-dir', data]))['serverKeyFingerprint'];
     rmSync(keyFile);
     const r = floatd(['serve', '--data-dir', data, '--listen', '127.0.0.1:0']);
     expect(r.code).toBe(1);
@@ -282,14 +282,14 @@ describe('the files of the data directory', () => {
     const server = await serve(['--data-dir', data, '--new-server-key']);
     expect(server.log()).toMatch(/"level":40,[^\n]*"msg":"new server key made \(--new-server-key\): its fingerprint is /);
     expect(mode(keyFile)).toBe(0o600);
-    const after = json(['status', '--json', '--data-dir', data])['serverKeyFingerprint'];
+    const after = (await json(['status', '--json', '--data-dir', data]))['serverKeyFingerprint'];
     expect(after).not.toBe(before);
     await stopped(server.child);
     // It is never made over an existing key.
     const again = floatd(['serve', '--data-dir', data, '--listen', '127.0.0.1:0', '--new-server-key']);
     expect(again.code).toBe(2);
     expect(again.err).toContain(`USAGE: --new-server-key: the server key ${keyFile} exists`);
-    expect(json(['status', '--json', '--data-dir', data])['serverKeyFingerprint']).toBe(after);
+    expect((await json(['status', '--json', '--data-dir', data]))['serverKeyFingerprint']).toBe(after);
   });
 
   it('refuse a server key other users can read, naming the file and what to do', async () => {
@@ -358,7 +358,7 @@ describe('the files of the data directory', () => {
     // Commands that read or change the database refuse the empty one too, rather than fill it.
     writeFileSync(db, '');
     for (const args of [['status'], ['license', 'list'], ['license', 'add', 'x.y.z'], ['log']]) {
-      const r = floatd([...args, '--data-dir', data]);
+      const r = await cli([...args, '--data-dir', data]);
       expect(r.code, args.join(' ')).toBe(1);
       expect(r.err, args.join(' ')).toContain(`DATA_DIR_DAMAGED: the database ${db} cannot be used: it is empty`);
     }
@@ -367,11 +367,11 @@ describe('the files of the data directory', () => {
 
   it('a server key without its database: starts with a new database, keeps the key, and warns', async () => {
     const data = await usedDataDir();
-    const before = json(['status', '--json', '--data-dir', data])['serverKeyFingerprint'];
+    const before = (await json(['status', '--json', '--data-dir', data]))['serverKeyFingerprint'];
     rmSync(join(data, 'floatd.db'));
     const server = await serve(['--data-dir', data]);
     expect(server.log()).toMatch(/"level":40,[^\n]*"msg":"[^"]* holds a server key but no database: starting with a new, empty one/);
-    expect(json(['status', '--json', '--data-dir', data])['serverKeyFingerprint']).toBe(before);
+    expect((await json(['status', '--json', '--data-dir', data]))['serverKeyFingerprint']).toBe(before);
     await stopped(server.child);
   });
 });

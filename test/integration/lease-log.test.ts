@@ -7,7 +7,7 @@ import { csvCell } from '../../src/app/lease-log.js';
 import { printable } from '../../src/cli/log-format.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { tempDir } from '../support/helpers.js';
-import { CHILD_ENV, exited, floatdAsync, killChildren, MAIN, requireBuild, spawnFloatd } from '../support/cli.js';
+import { CHILD_ENV, cli, exited, killChildren, MAIN, requireBuild, spawnFloatd } from '../support/cli.js';
 import { leaseOf, errorOf, startServer, type TestServer } from '../support/server.js';
 
 beforeAll(requireBuild);
@@ -47,7 +47,7 @@ async function recordedLog(): Promise<{ s: TestServer; clock: FakeClock; start: 
 
 async function log(s: TestServer, ...args: string[]) {
   const sub = args[0] === 'export' || args[0] === 'verify' ? [args[0]] : [];
-  return floatdAsync(['log', ...sub, '--data-dir', s.config.dataDir, ...args.slice(sub.length)]);
+  return cli(['log', ...sub, '--data-dir', s.config.dataDir, ...args.slice(sub.length)]);
 }
 
 describe('floatd log', () => {

@@ -10,7 +10,7 @@ import { TcpTransport } from '../../src/client/tcp-transport.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { tempDir } from '../support/helpers.js';
 import { call } from '../support/http.js';
-import { exited, floatd, floatdAsync, killChildren, requireBuild, serve } from '../support/cli.js';
+import { cli, exited, floatd, killChildren, requireBuild, serve } from '../support/cli.js';
 import { capturingLogger, leaseOf, startServer, type TestServer } from '../support/server.js';
 
 beforeAll(requireBuild);
@@ -24,7 +24,7 @@ interface Verified {
 }
 
 async function verifyJson(dataDir: string, ...args: string[]): Promise<Verified> {
-  const r = await floatdAsync(['log', 'verify', '--data-dir', dataDir, '--json', ...args]);
+  const r = await cli(['log', 'verify', '--data-dir', dataDir, '--json', ...args]);
   return { code: r.code, json: JSON.parse(r.out) as Verified['json'] };
 }
 
@@ -96,7 +96,7 @@ describe('checkpoints the server must have signed', () => {
     const newest = (await verifyJson(dataDir)).json.lastCheckpoint!;
     expect(newest.eventId).toBeGreaterThan(started);
     expect(await health()).toMatchObject({ entry: newest.eventId, hash: newest.headHash });
-    const text = await floatdAsync(['status', '--data-dir', dataDir]);
+    const text = await cli(['status', '--data-dir', dataDir]);
     expect(text.out).toContain(`lease-log anchor: ${newest.headHash} (checkpoint of #${newest.eventId}`);
     await s.stop();
   });
@@ -145,7 +145,7 @@ describe('checkpoints the server must have signed', () => {
 
     // Every checkpoint removed, as in the report.
     tamper(dataDir, (db) => db.prepare('DELETE FROM log_checkpoints').run());
-    const r = floatd(['log', 'verify', '--data-dir', dataDir]);
+    const r = await cli(['log', 'verify', '--data-dir', dataDir]);
     expect(r.code).toBe(1);
     expect(r.out).toBe('');
     expect(r.err).toMatch(/^floatd log: LOG_UNANCHORED: unanchored: the log holds \d+ entries and no signed checkpoint/);
@@ -208,26 +208,26 @@ describe('checkpoints the server must have signed', () => {
     await traffic(s, clock, 2);
     await s.stop();
     // The anchor as status shows it, text and JSON alike.
-    const status = await floatdAsync(['status', '--data-dir', dataDir, '--json']);
+    const status = await cli(['status', '--data-dir', dataDir, '--json']);
     const anchor = (JSON.parse(status.out) as { logAnchor: { entry: number; hash: string } }).logAnchor;
     expect(anchor.entry).toBe(idsOf(dataDir, 'server-stopped')[0]);
-    expect((await floatdAsync(['status', '--data-dir', dataDir])).out).toContain(`lease-log anchor: ${anchor.hash} (checkpoint of #${anchor.entry}`);
+    expect((await cli(['status', '--data-dir', dataDir])).out).toContain(`lease-log anchor: ${anchor.hash} (checkpoint of #${anchor.entry}`);
 
-    const ok = await floatdAsync(['log', 'verify', '--data-dir', dataDir, '--anchor', anchor.hash.toUpperCase()]);
+    const ok = await cli(['log', 'verify', '--data-dir', dataDir, '--anchor', anchor.hash.toUpperCase()]);
     expect(ok.code, ok.err).toBe(0);
     expect(ok.out).toContain(`anchor ${anchor.hash} found: the checkpoint of #${anchor.entry}`);
     const madeUp = 'ab'.repeat(32);
-    const bad = await floatdAsync(['log', 'verify', '--data-dir', dataDir, '--anchor', madeUp]);
+    const bad = await cli(['log', 'verify', '--data-dir', dataDir, '--anchor', madeUp]);
     expect(bad.code).toBe(1);
     expect(bad.err).toContain(`LOG_UNANCHORED: anchor-not-found: no signed checkpoint in the log has the hash ${madeUp}`);
-    expect((await floatdAsync(['log', 'verify', '--data-dir', dataDir, '--anchor', 'abc'])).code).toBe(2);
+    expect((await cli(['log', 'verify', '--data-dir', dataDir, '--anchor', 'abc'])).code).toBe(2);
 
     // A second run, then the whole of it cut off with its checkpoints: the log alone still verifies
     // (it ends like a server that crashed), but the anchor the second stop gave does not.
     const t = await startServer({ clock, evaluation: true, dataDir });
     await traffic(t, clock, 2);
     await t.stop();
-    const later = (JSON.parse((await floatdAsync(['status', '--data-dir', dataDir, '--json'])).out) as { logAnchor: { hash: string } }).logAnchor.hash;
+    const later = (JSON.parse((await cli(['status', '--data-dir', dataDir, '--json'])).out) as { logAnchor: { hash: string } }).logAnchor.hash;
     const second = idsOf(dataDir, 'server-started')[1]!;
     tamper(dataDir, (db) => {
       db.prepare('DELETE FROM events WHERE id > ?').run(second);
@@ -268,7 +268,7 @@ describe('a server killed with kill -9', () => {
     const crashed = await verifyJson(dataDir);
     expect(crashed.code).toBe(0);
     expect(crashed.json).toMatchObject({ ok: true, running: false, uncleanStops: [{ startedId: idsOf(dataDir, 'server-started')[0], restarted: null }] });
-    const text = await floatdAsync(['log', 'verify', '--data-dir', dataDir]);
+    const text = await cli(['log', 'verify', '--data-dir', dataDir]);
     expect(text.out).toMatch(/ended without a clean stop \(a crash, kill -9 or power loss\), after entry #\d+; no start has signed its last entries yet/);
 
     const again = await serve(['--data-dir', dataDir]);

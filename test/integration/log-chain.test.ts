@@ -13,7 +13,7 @@ import { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.j
 import { loadConfig } from '../../src/config/config.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { tempDir } from '../support/helpers.js';
-import { floatd, killChildren, requireBuild } from '../support/cli.js';
+import { cli, floatd, killChildren, requireBuild } from '../support/cli.js';
 import { leaseOf, startServer } from '../support/server.js';
 
 beforeAll(requireBuild);
@@ -209,7 +209,7 @@ describe('lease-log retention', () => {
     const text = verifyCli(built);
     expect(text.code, text.err).toBe(0);
     expect(text.out).toContain(`entries before #${oldBefore + 1} were pruned by retention`);
-    const pruned = floatd(['log', '--data-dir', built.dataDir, '--event', 'log-pruned', '--json']).out;
+    const pruned = (await cli(['log', '--data-dir', built.dataDir, '--event', 'log-pruned', '--json'])).out;
     expect(JSON.parse(pruned)).toMatchObject({ event: 'log-pruned', message: expect.stringContaining(`entries before #${oldBefore + 1}`) });
 
     // Removing more than retention did is not pruning.
@@ -383,7 +383,7 @@ describe('a server on the real clocks', () => {
     await s.stop();
     const times = new Database(s.config.dbFile, { readonly: true }).prepare('SELECT ts FROM events').pluck().all() as number[];
     expect(times.every((t) => Number.isInteger(t))).toBe(true);
-    const r = floatd(['log', 'verify', '--data-dir', s.config.dataDir]);
+    const r = await cli(['log', 'verify', '--data-dir', s.config.dataDir]);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
   });

@@ -139,19 +139,20 @@ describe('the Python example client (docs/client.md)', () => {
   });
 
   it('keeps its lease through a server outage over its renewal time, renewing the same lease after', async () => {
-    // A 30 s lease is renewed 15 s after it is granted. The server is down from 12 s to 18 s, so
-    // that renewal fails with 15 s of the lease still left: the client must keep trying every few
-    // seconds, not wait another half-lease (by then the lease is gone).
+    // A 30 s lease, renewed 4 s after it is granted (--renew-after-ms). The server is down from 2 s
+    // to 6.5 s, so that renewal fails with most of the lease still left: the client must keep trying
+    // every --retry-seconds (1 s), not wait another renewal period (4 s; with a real half-lease,
+    // the lease could be gone by then).
     const s = await server({ flags: { leaseSeconds: 30 } });
-    const run = startPython(['--server', s.address, '--user', 'py', '--instance', 'py-1', '--hold', '60', '--retry-seconds', '2'], 40_000);
+    const run = startPython(['--server', s.address, '--user', 'py', '--instance', 'py-1', '--hold', '60', '--renew-after-ms', '4000', '--retry-seconds', '1'], 40_000);
     const acquired = await run.waitFor('lease', (l) => 'acquired' in l);
     const granted = Date.now();
     const leaseId = acquired['acquired'];
     expect(s.floatd.store.allLeases()).toMatchObject([{ id: leaseId, leaseMs: 30_000 }]);
 
-    await sleep(granted + 12_000 - Date.now());
+    await sleep(granted + 2_000 - Date.now());
     await s.stop();
-    await sleep(granted + 18_000 - Date.now());
+    await sleep(granted + 6_500 - Date.now());
     const restarted = await server({ dataDir: s.config.dataDir, vendor: s.vendor, flags: { leaseSeconds: 30, listeners: [s.address] } });
     expect(restarted.address).toBe(s.address);
     const from = run.lines.length;
@@ -163,7 +164,7 @@ describe('the Python example client (docs/client.md)', () => {
     const failed = run.lines.filter((l) => 'renew_failed' in l);
     expect(failed.length).toBeGreaterThanOrEqual(2);
     for (const f of failed) expect(f).toMatchObject({ renew_failed: leaseId, retry_in_s: expect.any(Number), expires_in_s: expect.any(Number) });
-    expect(Math.max(...failed.map((f) => f['retry_in_s'] as number))).toBeLessThanOrEqual(2);
+    expect(Math.max(...failed.map((f) => f['retry_in_s'] as number))).toBeLessThanOrEqual(1);
     expect(run.lines.some((l) => 'lost' in l || 'regained' in l)).toBe(false);
     expect(run.lines.at(-1)).toEqual({ released: leaseId });
     const log = restarted.floatd.store.queryEvents({ user: 'py' });

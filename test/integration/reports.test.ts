@@ -6,7 +6,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.js';
 import { usageReport, usersReport } from '../../src/app/reports.js';
 import { csvCell } from '../../src/cli/report.js';
-import { CHILD_ENV, MAIN, requireBuild } from '../support/cli.js';
+import { CHILD_ENV, cli, MAIN, requireBuild } from '../support/cli.js';
 import { client, FakeClock, tempDir } from '../support/helpers.js';
 import { startServer, type TestServer } from '../support/server.js';
 
@@ -173,14 +173,14 @@ describe('floatd report', () => {
     expect(usersTable.map((c) => [c[0], c[1]])).toEqual(expected);
   });
 
-  it('refuses bad flags with a message naming them', () => {
-    const run = (...args: string[]) => spawnSync(process.execPath, [MAIN, 'report', ...args], { encoding: 'utf8', env: CHILD_ENV });
-    expect(run('usage', '--by', 'fortnight').stderr).toContain('--by must be one of hour, day, week, month; got "fortnight"');
-    expect(run('usage', '--json', '--csv').stderr).toContain('choose one of --table, --csv and --json');
-    expect(run('usage', '--from', 'yesterday').stderr).toContain('--from must be an ISO date/time');
-    expect(run('sales').stderr).toContain('floatd report takes "usage" or "users", not "sales"');
-    expect(run('usage', '--from', '1h', '--to', '2h').stderr).toContain('must come after its start');
-    expect(run('usage', '--from', '1h', '--to', '2h').status).toBe(2);
+  it('refuses bad flags with a message naming them', async () => {
+    const run = (...args: string[]) => cli(['report', ...args]);
+    expect((await run('usage', '--by', 'fortnight')).err).toContain('--by must be one of hour, day, week, month; got "fortnight"');
+    expect((await run('usage', '--json', '--csv')).err).toContain('choose one of --table, --csv and --json');
+    expect((await run('usage', '--from', 'yesterday')).err).toContain('--from must be an ISO date/time');
+    expect((await run('sales')).err).toContain('floatd report takes "usage" or "users", not "sales"');
+    expect((await run('usage', '--from', '1h', '--to', '2h')).err).toContain('must come after its start');
+    expect((await run('usage', '--from', '1h', '--to', '2h')).code).toBe(2);
   });
 
   it('escapes spreadsheet formulas in CSV cells', () => {

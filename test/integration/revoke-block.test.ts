@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { floatdAsync, requireBuild } from '../support/cli.js';
+import { cli, requireBuild } from '../support/cli.js';
 import { FakeClock } from '../support/helpers.js';
 import { call } from '../support/http.js';
 import { errorOf, leaseOf, startServer, type TestServer } from '../support/server.js';
@@ -75,15 +75,15 @@ describe('revoke with a block keeps the holder out for a while', () => {
     const base = web(server);
     const auth = ['--server', base, '--token-file', server.config.adminTokenFile];
     const lease = leaseOf(await (await server.connect('carol', 'c-1')).request('acquire', { product: 'cad' }));
-    const usage = await floatdAsync(['admin', 'revoke', lease.id, '--reason', 'x', '--block', 'soon', ...auth]);
+    const usage = await cli(['admin', 'revoke', lease.id, '--reason', 'x', '--block', 'soon', ...auth]);
     expect(usage.code).toBe(2);
     expect(usage.err).toContain('--block must be a span such as 90s, 30m');
     expect(server.floatd.store.allLeases()).toHaveLength(1);
 
-    const revoked = await floatdAsync(['admin', 'revoke', lease.id.slice(0, 8), '--reason', 'audit', '--block', '2h', ...auth]);
+    const revoked = await cli(['admin', 'revoke', lease.id.slice(0, 8), '--reason', 'audit', '--block', '2h', ...auth]);
     expect(revoked.code, revoked.err).toBe(0);
     expect(revoked.out).toMatch(/^revoked lease .* of carol@carol-host \(cad\)\nuser carol kept out of cad until .* \(block [0-9a-f]{8}; floatd admin unblock lifts it\)$/);
-    const blocks = await floatdAsync(['admin', 'blocks', ...auth]);
+    const blocks = await cli(['admin', 'blocks', ...auth]);
     expect(blocks.code, blocks.err).toBe(0);
     const rows = blocks.out.split('\n');
     expect(rows[0]).toMatch(/^BLOCK\s+KEPT OUT\s+PRODUCT\s+UNTIL\s+ENDS IN\s+BY\s+REASON$/);
@@ -91,15 +91,15 @@ describe('revoke with a block keeps the holder out for a while', () => {
     const id = rows[1]!.slice(0, 8);
     expect(errorOf(await (await server.connect('carol', 'c-2')).request('acquire', { product: 'cad' })).code).toBe('RULE_DENIED');
 
-    const lifted = await floatdAsync(['admin', 'unblock', id, ...auth]);
+    const lifted = await cli(['admin', 'unblock', id, ...auth]);
     expect(lifted.code, lifted.err).toBe(0);
     expect(lifted.out).toMatch(/^block [0-9a-f-]{36} lifted: user carol may take seats of cad again$/);
     leaseOf(await (await server.connect('carol', 'c-2')).request('acquire', { product: 'cad' }));
-    expect((await floatdAsync(['admin', 'unblock', id, ...auth])).code).not.toBe(0);
+    expect((await cli(['admin', 'unblock', id, ...auth])).code).not.toBe(0);
     expect(server.floatd.store.queryEvents({ events: ['blocked', 'unblocked'] }).map((e) => [e.event, e.user, e.actor])).toEqual([
       ['blocked', 'carol', 'token:local'],
       ['unblocked', 'carol', 'token:local'],
     ]);
-    expect((await floatdAsync(['admin', 'blocks', ...auth])).out).toBe('no blocks in force');
+    expect((await cli(['admin', 'blocks', ...auth])).out).toBe('no blocks in force');
   });
 });

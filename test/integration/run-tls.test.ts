@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { NO_LEASE_STATUS } from '../../src/cli/run.js';
-import { floatd, floatdAsync, killChildren, requireBuild } from '../support/cli.js';
+import { cli, floatdAsync, killChildren, requireBuild } from '../support/cli.js';
 import { makeCerts, type TestCerts } from '../support/certs.js';
 import { startServer, type TestServer } from '../support/server.js';
 
@@ -71,16 +71,16 @@ describe('floatd run over TLS and HTTPS', () => {
   it('says what is wrong with its TLS flags: usage (2), or a file it cannot use (1), naming it', async () => {
     const missing = join(certs.dir, 'missing.pem');
     const [noKey, plain, unreadable, mismatched] = await Promise.all([
-      floatdAsync(['run', '--server', 'tls://127.0.0.1:1', '--cert', certs.clientCert, '--', 'true']),
-      floatdAsync(['run', '--server', '127.0.0.1:1', '--ca', certs.caFile, '--', 'true']),
-      floatdAsync(['run', '--server', 'https://127.0.0.1:1', '--ca', missing, '--', 'true']),
-      floatdAsync(['run', '--server', 'tls://127.0.0.1:1', '--cert', certs.clientCert, '--key', certs.serverKey, '--', 'true']),
+      cli(['run', '--server', 'tls://127.0.0.1:1', '--cert', certs.clientCert, '--', 'true']),
+      cli(['run', '--server', '127.0.0.1:1', '--ca', certs.caFile, '--', 'true']),
+      cli(['run', '--server', 'https://127.0.0.1:1', '--ca', missing, '--', 'true']),
+      cli(['run', '--server', 'tls://127.0.0.1:1', '--cert', certs.clientCert, '--key', certs.serverKey, '--', 'true']),
     ]);
     expect(noKey).toMatchObject({ code: 2, err: 'floatd run: USAGE: --cert and --key go together: a client certificate needs its key' });
     expect(plain).toMatchObject({ code: 2, err: 'floatd run: USAGE: --ca, --cert and --key are for tls:// and https:// servers; "127.0.0.1:1" is not one' });
     expect(unreadable).toMatchObject({ code: 1, err: `floatd run: INPUT_INVALID: the CA file ${missing} cannot be read: no such file` });
     expect(mismatched).toMatchObject({ code: 1, err: `floatd run: INPUT_INVALID: the client key ${certs.serverKey} does not belong to the client certificate ${certs.clientCert}` });
-    const help = floatd(['run', '--help']);
+    const help = await cli(['run', '--help']);
     expect(help.code).toBe(0);
     expect(help.out).toContain('tls://HOST[:PORT]');
     expect(help.out).toContain('https://HOST[:PORT]');

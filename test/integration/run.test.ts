@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { MAIN, exited, floatd, floatdAsync, killChildren, requireBuild, spawnFloatd } from '../support/cli.js';
+import { cli, exited, floatd, floatdAsync, killChildren, MAIN, requireBuild, spawnFloatd } from '../support/cli.js';
 import { withLicensing } from '../../src/app/inspect.js';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { formatDuration, NO_LEASE_STATUS } from '../../src/cli/run.js';
@@ -196,11 +196,11 @@ describe('floatd run', () => {
   });
 
   it('says what is wrong with its own command line', async () => {
-    expect(floatd(['run', '--server', 'x'])).toMatchObject({ code: 2, err: expect.stringContaining('after "--"') });
-    expect(floatd(['run', '--', 'true'])).toMatchObject({ code: 2, err: expect.stringContaining('--server') });
-    expect(floatd(['run', '--server', 'x', '--on-lost', 'panic', '--', 'true'])).toMatchObject({ code: 2 });
+    expect(await cli(['run', '--server', 'x'])).toMatchObject({ code: 2, err: expect.stringContaining('after "--"') });
+    expect(await cli(['run', '--', 'true'])).toMatchObject({ code: 2, err: expect.stringContaining('--server') });
+    expect(await cli(['run', '--server', 'x', '--on-lost', 'panic', '--', 'true'])).toMatchObject({ code: 2 });
     // A malformed address is not "unreachable" for ever, and a URL floatd does not speak is no stack trace.
-    const [port, url] = await Promise.all([floatdAsync(['run', '--server', '127.0.0.1:x', '--', 'true']), floatdAsync(['run', '--server', 'ftp://lic.example.com', '--', 'true'])]);
+    const [port, url] = await Promise.all([cli(['run', '--server', '127.0.0.1:x', '--', 'true']), cli(['run', '--server', 'ftp://lic.example.com', '--', 'true'])]);
     expect(port).toMatchObject({ code: 2, err: expect.stringContaining('"x" is not a port number') });
     expect(url).toMatchObject({ code: 2, err: expect.stringContaining('is not a floatd address') });
     expect(url.err).not.toMatch(/\n\s+at /);

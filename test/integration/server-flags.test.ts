@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { floatdAsync, killChildren, requireBuild } from '../support/cli.js';
+import { cli, killChildren, requireBuild } from '../support/cli.js';
 import { adminCertificateFlags, makeCerts } from '../support/certs.js';
 import { tempDir } from '../support/helpers.js';
 import { startServer, type TestServer } from '../support/server.js';
@@ -24,7 +24,7 @@ describe('--server and the TLS flags of status and admin', () => {
     const tokenFile = server.config.adminTokenFile;
     // No data directory where the CLI runs: everything comes from the flags.
     const elsewhere = join(tempDir(), 'none');
-    const admin = (...args: string[]) => floatdAsync(['admin', 'leases', '--data-dir', elsewhere, ...args]);
+    const admin = (...args: string[]) => cli(['admin', 'leases', '--data-dir', elsewhere, ...args]);
     const plain = await admin('--server', `127.0.0.1:${portOf(server, 'http')}`, '--token-file', tokenFile);
     expect(plain.err).toBe('');
     expect(plain).toMatchObject({ code: 0, out: 'no leases held' });
@@ -53,7 +53,7 @@ describe('--server and the TLS flags of status and admin', () => {
       flags: { listeners: ['tls://127.0.0.1:0'], 'tls.certFile': certs.serverCert, 'tls.keyFile': certs.serverKey, 'tls.clientCertificates': 'require', 'tls.clientCaFile': certs.caFile },
     });
     const address = `tls://localhost:${portOf(server, 'tls')}`;
-    const status = (...args: string[]) => floatdAsync(['status', '--server', address, ...args]);
+    const status = (...args: string[]) => cli(['status', '--server', address, ...args]);
     const ok = await status('--ca', certs.caFile, '--cert', certs.clientCert, '--key', certs.clientKey, '--json');
     expect(ok.err).toBe('');
     expect(ok.code).toBe(0);
@@ -66,7 +66,7 @@ describe('--server and the TLS flags of status and admin', () => {
     expect(noClientCert.err).toMatch(/SERVER_UNREACHABLE/);
     expect(await status('--ca', join(certs.dir, 'missing.crt'))).toMatchObject({ code: 1, err: expect.stringContaining('INPUT_INVALID: the CA file') });
     expect(await status('--cert', certs.clientCert)).toMatchObject({ code: 2, err: expect.stringContaining('--cert and --key go together') });
-    const plainWithCa = await floatdAsync(['status', '--server', '127.0.0.1:8989', '--ca', certs.caFile]);
+    const plainWithCa = await cli(['status', '--server', '127.0.0.1:8989', '--ca', certs.caFile]);
     expect(plainWithCa).toMatchObject({ code: 2, err: expect.stringContaining('--ca, --cert and --key are for tls:// and https:// servers') });
   });
 });

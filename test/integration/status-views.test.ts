@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { floatdAsync, requireBuild } from '../support/cli.js';
+import { cli, requireBuild } from '../support/cli.js';
 import { adminCertificateFlags, makeCerts } from '../support/certs.js';
 import { tempDir } from '../support/helpers.js';
 import { call } from '../support/http.js';
@@ -60,7 +60,7 @@ describe('status: seats and health for anyone, the rest for administrators', () 
     leaseOf(await t.request('acquire', { product: 'cad' }));
 
     for (const target of [server.address, web(server)]) {
-      const reduced = await floatdAsync(['status', '--server', target]);
+      const reduced = await cli(['status', '--server', target]);
       expect(reduced.code, reduced.err).toBe(0);
       expect(reduced.out).toMatch(/^cad\s+5\s+5\s+1\s+4$/m);
       expect(reduced.out).toContain('reduced view: key ids, licensee, listeners and activation need an admin credential');
@@ -70,19 +70,19 @@ describe('status: seats and health for anyone, the rest for administrators', () 
 
     const tokenFile = join(tempDir(), 'token');
     writeFileSync(tokenFile, readFileSync(server.config.adminTokenFile, 'utf8'), { mode: 0o600 });
-    const full = await floatdAsync(['status', '--server', web(server), '--token-file', tokenFile]);
+    const full = await cli(['status', '--server', web(server), '--token-file', tokenFile]);
     expect(full.code, full.err).toBe(0);
     expect(full.out).toContain('Acme');
     expect(full.out).toContain(keyId);
     expect(full.out).toMatch(/listeners: tcp tcp:\/\/127\.0\.0\.1:\d+/);
     expect(full.out).not.toContain('reduced view');
-    const json = JSON.parse((await floatdAsync(['status', '--json', '--server', web(server), '--token-file', tokenFile])).out) as { keys: Array<{ licensee: string }> };
+    const json = JSON.parse((await cli(['status', '--json', '--server', web(server), '--token-file', tokenFile])).out) as { keys: Array<{ licensee: string }> };
     expect(json.keys[0]!.licensee).toBe('Acme');
 
-    const misplaced = await floatdAsync(['status', '--server', server.address, '--token-file', tokenFile]);
+    const misplaced = await cli(['status', '--server', server.address, '--token-file', tokenFile]);
     expect(misplaced).toMatchObject({ code: 2, err: expect.stringContaining('--server http(s)://HOST:PORT') });
     // On the server's own machine, from the data directory: everything.
-    const local = await floatdAsync(['status', '--data-dir', server.config.dataDir]);
+    const local = await cli(['status', '--data-dir', server.config.dataDir]);
     expect(local.out).toContain('Acme');
     t.close();
   });

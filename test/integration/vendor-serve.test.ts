@@ -3,7 +3,7 @@ import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { exited, floatd, killChildren, requireBuild, spawnFloatd } from '../support/cli.js';
+import { cli, exited, floatd, killChildren, requireBuild, spawnFloatd } from '../support/cli.js';
 import { tempDir } from '../support/helpers.js';
 
 beforeAll(() => requireBuild());
@@ -79,7 +79,7 @@ describe('floatd vendor serve', () => {
   });
 
   it('listens on port 8999 by default, apart from floatd\'s own ports (8989, 8990, 8991)', async () => {
-    expect(floatd(['vendor', '--help']).out).toContain('default listen 0.0.0.0:8999');
+    expect((await cli(['vendor', '--help'])).out).toContain('default listen 0.0.0.0:8999');
     const { privateKey } = vendorKeys();
     const vdir = tempDir('floatd-vdir-');
     const child = spawnFloatd(['vendor', 'serve', '--data-dir', vdir, '--private-key', privateKey]);
@@ -96,21 +96,21 @@ describe('floatd vendor serve', () => {
     await exited(child);
   });
 
-  it('keeps its database private: the folder 0700, the database 0600, also when they were made open before', () => {
+  it('keeps its database private: the folder 0700, the database 0600, also when they were made open before', async () => {
     const { privateKey } = vendorKeys();
     const fresh = join(tempDir('floatd-vparent-'), 'vdir');
-    expect(floatd(['vendor', 'activations', 'list', '--data-dir', fresh]).code).toBe(0);
+    expect((await cli(['vendor', 'activations', 'list', '--data-dir', fresh])).code).toBe(0);
     expect(statSync(fresh).mode & 0o777).toBe(0o700);
     expect(statSync(join(fresh, 'vendor.db')).mode & 0o777).toBe(0o600);
     // A folder and database some earlier version left open to everyone are tightened.
     const old = join(tempDir('floatd-vparent-'), 'old');
     mkdirSync(old);
     chmodSync(old, 0o755);
-    expect(floatd(['vendor', 'issue', '--private-key', privateKey, '--licensee', 'Acme', '--product', 'cad', '--seats', '2', '--data-dir', old]).code).toBe(0);
+    expect((await cli(['vendor', 'issue', '--private-key', privateKey, '--licensee', 'Acme', '--product', 'cad', '--seats', '2', '--data-dir', old])).code).toBe(0);
     chmodSync(join(old, 'vendor.db'), 0o644);
     chmodSync(old, 0o755);
     writeFileSync(join(old, 'notes.txt'), 'kept as it is');
-    expect(floatd(['vendor', 'activations', 'list', '--data-dir', old]).code).toBe(0);
+    expect((await cli(['vendor', 'activations', 'list', '--data-dir', old])).code).toBe(0);
     expect(statSync(old).mode & 0o777).toBe(0o700);
     expect(statSync(join(old, 'vendor.db')).mode & 0o777).toBe(0o600);
   });

@@ -2,6 +2,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Io } from '../../src/cli/common.js';
+import { runCli } from '../../src/cli/run-cli.js';
 import { evaluationStateDir } from './helpers.js';
 
 /** The built CLI (npm install builds it). */
@@ -41,6 +43,25 @@ export function killChildren(): void {
 export function floatd(args: string[], input?: string, cwd?: string) {
   const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', input, cwd, env: CHILD_ENV });
   return { code: r.status, out: r.stdout.trim(), err: r.stderr.trim() };
+}
+
+/**
+ * Runs one CLI command in this process, as the built CLI would run it (the same environment as
+ * `floatd`, its output trimmed): no process to start, so it costs milliseconds. Commands that
+ * read stdin, wait for signals or must show a real exit status go through `floatd` instead.
+ */
+export async function cli(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const line = (text: string) => (text.endsWith('\n') ? text : `${text}\n`);
+  const io: Io = {
+    out: (text) => void (out += line(text)),
+    err: (text) => void (err += line(text)),
+    env: { ...CHILD_ENV, ...opts.env },
+    cwd: opts.cwd ?? process.cwd(),
+  };
+  const code = await runCli(args, io);
+  return { code, out: out.trim(), err: err.trim() };
 }
 
 /** Starts the built CLI in the background; `killChildren` cleans up. */
