@@ -12,7 +12,8 @@ import { hostFingerprint } from '../adapters/host/fingerprint.js';
 import { trustVendorKeys } from '../adapters/crypto/license-keys.js';
 import { postToVendor } from '../adapters/net/vendor-http.js';
 import { checkReadableFields, REQUEST_MAX_AGE_MS } from './activation.js';
-import { openDataDir, recordedLicensingSettings, type LicensingSettings } from './data-dir.js';
+import { recordedLicensingSettings, type LicensingSettings } from './data-dir.js';
+import { openStore } from './stores.js';
 
 /** The vendor's signed registration of this host's evaluation (kept in the data directory). */
 export const EVALUATION_REGISTRATION_META = 'evaluation.registration';
@@ -248,7 +249,7 @@ function iso(v: unknown): unknown {
 
 /** The data directory's registrar, as commands use it: its server key and the settings its server recorded. */
 export async function withEvaluationRegistrar<T>(config: Config, clock: Clock, fn: (r: EvaluationRegistrar) => Promise<T>): Promise<T> {
-  const store = openDataDir(config, 'write');
+  const store = openStore(config, 'write');
   try {
     if (!existsSync(config.serverKeyFile)) throw new FloatdError('DATA_DIR_INVALID', `${config.dataDir} has no server key yet: start the server there once (floatd serve) before registering the evaluation`, { setting: 'dataDir' });
     const settings = recordedLicensingSettings(store, config);

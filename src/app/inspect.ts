@@ -10,8 +10,9 @@ import { ServerActivation } from './activation.js';
 import { evaluationTermsRegistered } from './evaluation-registration.js';
 import type { LicensingSettings } from './data-dir.js';
 import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
-import { licensingFor, openDataDir, recordedLicensingSettings, runningServerPid } from './data-dir.js';
-import { RUNTIME_META, type ServerRuntime } from './floatd.js';
+import { licensingFor, recordedLicensingSettings, runningServerPid } from './data-dir.js';
+import { openStore } from './stores.js';
+import { RUNTIME_META, type ServerRuntime } from './runtime-record.js';
 import { Licensing } from './licensing.js';
 import { logAnchorOf } from './log-anchor.js';
 import { PoolRegistry } from './pool-registry.js';
@@ -21,7 +22,7 @@ export type { ServerRuntime };
 
 /** Opens an existing data directory's database for reading, whether or not a server runs on it. */
 export function openExisting(config: Config): SqliteLeaseStore {
-  return openDataDir(config, 'read');
+  return openStore(config, 'read');
 }
 
 /**
@@ -72,7 +73,7 @@ export async function offlineStatus(config: Config, clock: Clock): Promise<Serve
 
 /** Licensing on the data directory's store, with its server's trusted vendor keys, for `floatd license`. */
 export async function withLicensing<T>(config: Config, clock: Clock, fn: (l: Licensing, store: SqliteLeaseStore) => Promise<T>): Promise<T> {
-  const store = openDataDir(config, 'write');
+  const store = openStore(config, 'write');
   try {
     const { licensing } = await licensingOf(store, config, clock);
     return await fn(licensing, store);
@@ -105,7 +106,7 @@ export async function activationOf(config: Config, store: SqliteLeaseStore, cloc
 
 /** The data directory's activation and its verified keys, for `floatd activate` and `deactivate`. */
 export async function withActivation<T>(config: Config, clock: Clock, fn: (a: ServerActivation, keys: LicenseKey[], store: SqliteLeaseStore) => Promise<T>): Promise<T> {
-  const store = openDataDir(config, 'write');
+  const store = openStore(config, 'write');
   try {
     const { licensing, settings } = await licensingOf(store, config, clock);
     const activation = await activationOf(config, store, clock, settings);

@@ -11,7 +11,8 @@ import { publicPart, readJwkFile, thumbprint } from '../adapters/crypto/keys.js'
 import { logSigner, logVerifier } from '../adapters/crypto/log-signer.js';
 import type { ChainProblem, ChainReport } from '../adapters/sqlite/log-chain.js';
 import type { LogChainOptions, SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
-import { openDataDir, runningServerPid } from './data-dir.js';
+import { runningServerPid } from './data-dir.js';
+import { openStore } from './stores.js';
 import { checkpointPolicy } from './log-anchor.js';
 import { createPrivateDir } from '../adapters/fs/private-files.js';
 import { plural } from '../domain/wording.js';
@@ -126,7 +127,7 @@ export async function logChainOptions(config: Config, privateJwk: JWK): Promise<
  * chain and signed checkpoints): for building large logs in benchmarks.
  */
 export async function openLogWriter(config: Config): Promise<{ append(events: readonly LeaseEventInput[]): void; close(): void }> {
-  const store = openDataDir(config, 'write');
+  const store = openStore(config, 'write');
   store.enableLogCheckpoints(await logChainOptions(config, readJwkFile(config.serverKeyFile, 'private')));
   let lastTs = 0;
   return {
@@ -171,7 +172,7 @@ export async function verifyLeaseLog(config: Config, publicKeyFile?: string, anc
     throw new FloatdError('USAGE', (err as Error).message);
   }
   const kid = await thumbprint(jwk);
-  const store = openDataDir(config, 'read');
+  const store = openStore(config, 'read');
   try {
     const verifier = logVerifier({ ...jwk, kid });
     const chain = await store.verifyLogInParallel(verifier);

@@ -3,7 +3,8 @@ import { dirname } from 'node:path';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { thumbprint } from '../adapters/crypto/keys.js';
 import { hostFingerprint, readHostComponents } from '../adapters/host/fingerprint.js';
-import { openDataDir, readVendorKeyFiles, recordedLicensingSettings } from '../app/data-dir.js';
+import { readVendorKeyFiles, recordedLicensingSettings } from '../app/data-dir.js';
+import { openStore } from '../app/stores.js';
 import { withActivation } from '../app/inspect.js';
 import { resolveId } from '../app/licensing.js';
 import { HOST_COMPONENTS, hostBindingProblem } from '../domain/activation.js';
@@ -121,7 +122,7 @@ export async function deactivate(args: string[], io: Io): Promise<number> {
 /** The vendor keys the server trusts: as it recorded them, or from this command's config before the first start. */
 function vendorKeys(config: ReturnType<typeof configFrom>): { jwks: JWK[]; hostRoot: string } {
   if (existsSync(config.dbFile)) {
-    const store = openDataDir(config, 'read');
+    const store = openStore(config, 'read');
     try {
       const s = recordedLicensingSettings(store, config);
       return { jwks: [...s.vendorPublicKeys], hostRoot: s.activation?.hostRoot ?? config.hostRoot };

@@ -8,6 +8,8 @@ export interface Io {
   readonly err: (text: string) => void;
   readonly env: Record<string, string | undefined>;
   readonly cwd: string;
+  /** Ends the process at once (a stop that hangs); absent where commands run inside another program. */
+  readonly exit?: (code: number) => void;
 }
 
 export const processIo: Io = {
@@ -15,6 +17,7 @@ export const processIo: Io = {
   err: (text) => void process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
   env: process.env,
   cwd: process.cwd(),
+  exit: (code) => process.exit(code),
 };
 
 type Options = NonNullable<ParseArgsConfig['options']>;

@@ -53,7 +53,7 @@ export async function serve(args: string[], io: Io): Promise<number> {
   try {
     const config = configFrom(io, values, extra);
     // A reload reads the config file again, so edited inline rules (or a new rules path) apply too.
-    const server = await Floatd.create(config, { rulesSettings: () => configFrom(io, values, extra).rules, newServerKey: values['new-server-key'] ?? false });
+    const server = await Floatd.create(config, { rulesSettings: () => configFrom(io, values, extra).rules, newServerKey: values['new-server-key'] ?? false, forceExit: io.exit });
     if (signalled === null) await server.start();
     // SIGHUP re-reads the rules and groups, and the TLS certificate and key.
     reload = () => {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { readProductTerms } from '../adapters/crypto/product-file.js';
-import { openDataDir, PRODUCT_META, runningServerPid } from '../app/data-dir.js';
+import { PRODUCT_META, runningServerPid } from '../app/data-dir.js';
+import { openStore } from '../app/stores.js';
 import { FloatdError } from '../domain/errors.js';
 import { CONFIG_FLAGS, configFrom, parse, type Io } from './common.js';
 
@@ -19,7 +20,7 @@ export async function trust(args: string[], io: Io): Promise<number> {
   }
   const terms = await readProductTerms(text);
   const config = configFrom(io, values);
-  const store = openDataDir(config, 'write');
+  const store = openStore(config, 'write');
   try {
     const stored = store.getMeta(PRODUCT_META);
     if (stored !== undefined && stored !== '') {
