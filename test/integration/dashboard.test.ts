@@ -153,7 +153,7 @@ describe('the dashboard: sign-in, cookie and CSRF rules', () => {
     expect((await raw(`${base}/`, 'GET', { cookie })).status).toBe(303);
 
     // A revoked token ends its sessions at once.
-    const tokens = (server.floatd as unknown as { adminTokens: { create(name: string, actor: string): string; revoke(name: string, actor: string): void } }).adminTokens;
+    const tokens = server.floatd.context.adminTokens;
     const ops = tokens.create('ops', 'test');
     const session = (await login(base, ops)).cookie;
     expect((await raw(`${base}/`, 'GET', { cookie: session })).status).toBe(200);
