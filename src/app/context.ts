@@ -267,6 +267,7 @@ export class AppContext {
       publicStatus: () => publicStatus(this.statusView.current(), this.readiness()),
       groupsOf: (user) => this.rules.groupsOf(user),
       chainOf: (poolId) => this.activations.chainOf(poolId),
+      suspended: (listener) => this.doors.isSuspended(listener),
       ...(config.acquireRateLimit === null
         ? {}
         : { acquireRate: new TokenBuckets(config.acquireRateLimit), rateLimited: (remote: string, retryAfterMs: number) => this.warnings.acquireRateLimited(remote, retryAfterMs) }),

@@ -1,5 +1,6 @@
 import type { Config } from '../config/config.js';
 import type { Clock } from '../domain/clock.js';
+import { LEASE_OPS } from '../domain/door-rules.js';
 import { deny, type Denial } from '../domain/errors.js';
 import type { AdminApi } from '../adapters/http/admin-routes.js';
 import { WebServer, type BoundWebListener } from '../adapters/http/web-server.js';
@@ -15,7 +16,7 @@ import type { ListenerStatus } from './status.js';
 import { VERSION } from './version.js';
 
 /** The NDJSON ops, as metric labels (anything else a client sends is "other"). */
-const NDJSON_OPS = new Set(['hello', 'acquire', 'renew', 'release', 'status', 'ping']);
+const NDJSON_OPS: ReadonlySet<string> = new Set(LEASE_OPS);
 
 export interface DoorsDeps {
   readonly config: Config;
@@ -159,6 +160,11 @@ export class Doors {
   /** Listeners suspended now (status shows them; /readyz answers 503 while any is). */
   suspended(): string[] {
     return [...new Set(this.listenerStatus().filter((l) => l.suspended).map((l) => l.name))];
+  }
+
+  /** Whether a listener (NDJSON or web) is suspended now. */
+  isSuspended(listener: string): boolean {
+    return this.tcp.suspension.has(listener) || this.web.suspension.has(listener);
   }
 
   /** Suspends or resumes lease listeners (one by name, or all), NDJSON and web alike. */

@@ -4,6 +4,7 @@ import { deny, type Denial } from '../domain/errors.js';
 import type { Caller, LeaseApi, LeaseEnded, Outcome, ServerHello, WireLease } from '../domain/lease-api.js';
 import { NO_PROOF, type Lease, type LeaseProof } from '../domain/lease.js';
 import { renewAfterMs } from '../domain/pool.js';
+import { PROTOCOL_VERSION, suspendedRefusal } from '../domain/door-rules.js';
 import type { LeaseTokenSigner } from '../adapters/crypto/lease-tokens.js';
 import type { LeaseService } from './lease-service.js';
 import type { TokenBuckets } from './rate-limit.js';
@@ -11,7 +12,7 @@ import type { ServerStatus } from './status.js';
 import type { PublicStatus } from './public-status.js';
 import { VERSION } from './version.js';
 
-export const PROTOCOL_VERSION = 1;
+export { PROTOCOL_VERSION };
 
 export interface ServerLeaseApiDeps {
   readonly leases: LeaseService;
@@ -28,6 +29,8 @@ export interface ServerLeaseApiDeps {
   readonly acquireRate?: TokenBuckets;
   /** Told of each acquisition refused by that limit. */
   readonly rateLimited?: (remote: string, retryAfterMs: number) => void;
+  /** Whether a listener is suspended for maintenance: it grants no new lease (see door-rules.ts). */
+  readonly suspended?: (listener: string) => boolean;
 }
 
 /** Whose request an operation is, for the store's fairness between clients: one client instance on one listener. */
@@ -50,6 +53,7 @@ export class ServerLeaseApi implements LeaseApi {
   }
 
   async acquire(caller: Caller, product: string | undefined, proof: LeaseProof = NO_PROOF): Promise<Outcome<{ renewed: boolean; lease: WireLease; leaseSecret?: string }>> {
+    if (this.deps.suspended?.(caller.listener) === true) return suspendedRefusal(caller.listener);
     const limited = this.rateLimited(caller);
     if (limited !== null) return limited;
     const who = { ...caller, groups: this.deps.groupsOf(caller.user) };
