@@ -153,7 +153,7 @@ describe('the admin API', () => {
     expect((log.body['events'] as unknown[]).length).toBe(2);
   });
 
-  it('suspends a listener: a new TCP connection is refused, an open one keeps renewing, /readyz answers 503; resume restores', async () => {
+  it('suspends a listener: a new TCP connection is refused, an open one keeps renewing but acquires nothing new, /readyz answers 503; resume restores', async () => {
     server = await startServer({ flags: { 'http.listen': ['127.0.0.1:0'] } });
     const token = readFileSync(server.config.adminTokenFile, 'utf8').trim();
     const base = web(server);
@@ -167,6 +167,8 @@ describe('the admin API', () => {
     });
     expect(refused[0]).toMatchObject({ ok: false, error: { code: 'SUSPENDED' } });
     expect(leaseOf(await open.request('renew', { lease: lease.id })).id).toBe(lease.id);
+    // No new lease on a suspended listener, whichever door: the open connection's acquisition is refused like an HTTP one.
+    expect(errorOf(await open.request('acquire', { product: 'cad' }))).toMatchObject({ code: 'SUSPENDED' });
     expect(await call(`${base}/readyz`, 'GET')).toMatchObject({ status: 503, body: { ok: false, reason: 'suspended: tcp' } });
     expect(server.floatd.status().listeners.find((l) => l.name === 'tcp')).toMatchObject({ suspended: true });
     expect((await call(`${base}/v1/admin/listeners/suspend`, 'POST', { listener: 'nope' }, bearer(token))).status).toBe(400);
