@@ -4,7 +4,7 @@ import { packageRoot } from '../adapters/package-root.js';
 import { readProductTerms, type ProductTerms } from '../adapters/crypto/product-file.js';
 import type { JWK } from 'jose';
 import type { Config } from '../config/config.js';
-import { FloatdError, isFloatdError } from '../domain/errors.js';
+import { FloatdError, isStorageFault } from '../domain/errors.js';
 import { createServerKey, readJwkFile, readServerKey, type KeyPairJwk } from '../adapters/crypto/keys.js';
 import { createPrivateDir, createPrivateFile, isShared, modeOf, octal, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, tighten } from '../adapters/fs/private-files.js';
 import { trustVendorKeys } from '../adapters/crypto/license-keys.js';
@@ -116,7 +116,7 @@ function openDatabase(config: Config, readonly: boolean, verify = false, busyTim
     return new SqliteLeaseStore(config.dbFile, { readonly, existing: true, verify, ...(busyTimeoutMs === undefined ? {} : { busyTimeoutMs }) });
   } catch (err) {
     // A lock another process holds, a full disk: coded, naming the file, for the operator to clear.
-    if (isFloatdError(err) && err.code === 'UNAVAILABLE') throw err;
+    if (isStorageFault(err)) throw err;
     const code = (err as { code?: unknown }).code;
     const why = err instanceof DatabaseUnusable ? err.why : code === 'SQLITE_NOTADB' ? 'it is not a database' : code === 'SQLITE_CORRUPT' ? 'it is damaged' : null;
     if (why === null) throw invalid(`cannot open ${config.dbFile}: ${explain(err)}`);

@@ -1,5 +1,5 @@
 import { rmSync } from 'node:fs';
-import { FloatdError, isFloatdError } from '../domain/errors.js';
+import { FloatdError, isStorageFault } from '../domain/errors.js';
 import { policyNote } from '../domain/log-anchoring.js';
 import type { Checkpoint } from '../adapters/sqlite/log-chain.js';
 import type { BoundListener } from '../adapters/tcp/tcp-server.js';
@@ -221,7 +221,7 @@ export class LeaseServer {
       return ctx.store.appendAnchored({ ts: ctx.clock.now(), event: 'server-stopped', message: 'clean stop' });
     } catch (err) {
       // A storage fault does not stop a stop: every acknowledged change is committed already.
-      if (!isFloatdError(err) || err.code !== 'UNAVAILABLE') throw err;
+      if (!isStorageFault(err)) throw err;
       if (ctx.phase.serving) ctx.logger.warn({ code: err.code, reason: err.details.reason }, `the stop could not be recorded in the lease log: ${err.message}`);
       return undefined;
     }

@@ -1,4 +1,4 @@
-import { isFloatdError } from '../domain/errors.js';
+import { isStorageFault } from '../domain/errors.js';
 import type { MetricsState } from '../adapters/metrics/prometheus-metrics.js';
 import type { AppContext } from './context.js';
 import { EVALUATION_PRODUCT } from './pool-registry.js';
@@ -17,7 +17,7 @@ export function metricsState(ctx: AppContext): MetricsState {
     }
   } catch (err) {
     // A lock that keeps readers out too: the scrape still answers, with what is known.
-    if (!isFloatdError(err) || err.code !== 'UNAVAILABLE') throw err;
+    if (!isStorageFault(err)) throw err;
     unreadable = typeof err.details.reason === 'string' ? err.details.reason : 'locked';
   }
   const { pools, doors } = ctx;

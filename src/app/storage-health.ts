@@ -1,5 +1,5 @@
 import type { Clock, TimerHandle } from '../domain/clock.js';
-import { FloatdError, isFloatdError } from '../domain/errors.js';
+import { FloatdError, isStorageFault } from '../domain/errors.js';
 import type { Logger } from '../adapters/log/logger.js';
 
 /** Between two real attempts at the storage while it is faulted; also what clients are told to wait. */
@@ -73,7 +73,7 @@ export class StorageHealth {
    * any other error is no business of this and comes back as null.
    */
   failed(err: unknown, operations: number): FloatdError | null {
-    if (!isFloatdError(err) || err.code !== 'UNAVAILABLE') return null;
+    if (!isStorageFault(err)) return null;
     const now = this.clock.monotonic();
     const reason = typeof err.details.reason === 'string' ? err.details.reason : 'unavailable';
     if (this.episode === null) {

@@ -3,7 +3,11 @@
  * docs/errors.md (a test checks that); adapters map codes to wire or HTTP
  * forms in one table each.
  */
-export const ERROR_CODES = [
+/**
+ * What the server's doors may answer: NDJSON replies and the web endpoint's
+ * bodies (lease API, status, admin API). Only these have an HTTP status.
+ */
+export const WIRE_CODES = [
   // protocol
   'BAD_REQUEST',
   'FRAME_TOO_LARGE',
@@ -31,23 +35,21 @@ export const ERROR_CODES = [
   'EVALUATION_ENDED',
   'CLOCK_SET_BACK',
   'NO_LICENSE',
-  // license keys
-  'LICENSE_KEY_MALFORMED',
-  'LICENSE_KEY_BAD_SIGNATURE',
-  'LICENSE_KEY_UNKNOWN_VENDOR',
-  'LICENSE_KEY_EXPIRED',
   'LICENSE_KEY_NOT_YET_VALID',
-  'LICENSE_KEY_BAD_CLAIMS',
-  'LICENSE_KEY_DUPLICATE',
-  'LICENSE_KEY_NOT_FOUND',
-  'NO_VENDOR_KEYS',
-  // activation
-  'ACTIVATION_NETWORK',
-  'ACTIVATION_PROXY_REFUSED',
+  // the admin API
+  'UNAUTHORIZED',
+  'FORBIDDEN',
+  'TOO_MANY_REQUESTS',
+  'BLOCK_NOT_FOUND',
+  'TLS_NOT_CONFIGURED',
+  'INTERNAL',
+] as const;
+
+/** What the vendor's activation service answers a customer's server (besides BAD_REQUEST, TOO_MANY_REQUESTS and INTERNAL). */
+export const ACTIVATION_SERVICE_CODES = [
   'ACTIVATION_UNKNOWN_KEY',
   'ACTIVATION_LIMIT_REACHED',
   'ACTIVATION_CLOCK_SKEW',
-  'ACTIVATION_SERVICE_ERROR',
   'ACTIVATION_HOST_UNBOUND',
   'ACTIVATION_FILE_INVALID',
   'ACTIVATION_FOREIGN',
@@ -56,18 +58,33 @@ export const ERROR_CODES = [
   'ACTIVATION_NOT_FOUND',
   'ACTIVATION_RELEASED',
   'ACTIVATION_NOT_REQUIRED',
+] as const;
+
+/**
+ * What people read from commands, start-up, configuration, the lease log and
+ * the client SDK; never a door's answer (one reaching a door is INTERNAL there).
+ */
+export const OPERATOR_CODES = [
+  // license keys
+  'LICENSE_KEY_MALFORMED',
+  'LICENSE_KEY_BAD_SIGNATURE',
+  'LICENSE_KEY_UNKNOWN_VENDOR',
+  'LICENSE_KEY_EXPIRED',
+  'LICENSE_KEY_BAD_CLAIMS',
+  'LICENSE_KEY_DUPLICATE',
+  'LICENSE_KEY_NOT_FOUND',
+  'NO_VENDOR_KEYS',
+  // activation, as the customer's server sees it
+  'ACTIVATION_NETWORK',
+  'ACTIVATION_PROXY_REFUSED',
+  'ACTIVATION_SERVICE_ERROR',
   'PRODUCT_FILE_INVALID',
   // configuration and operation
-  'UNAUTHORIZED',
-  'FORBIDDEN',
-  'TOO_MANY_REQUESTS',
-  'BLOCK_NOT_FOUND',
   'CONFIG_INVALID',
   'DATA_DIR_INVALID',
   'DATA_DIR_LOCKED',
   'DATA_DIR_DAMAGED',
   'LISTEN_FAILED',
-  'TLS_NOT_CONFIGURED',
   'RULES_INVALID',
   'INPUT_INVALID',
   'USAGE',
@@ -77,10 +94,26 @@ export const ERROR_CODES = [
   'LOG_TAMPERED',
   'LOG_UNANCHORED',
   'EXPORT_FAILED',
-  'INTERNAL',
 ] as const;
 
+/** The closed set of error codes floatd speaks, every audience together. */
+export const ERROR_CODES = [...WIRE_CODES, ...ACTIVATION_SERVICE_CODES, ...OPERATOR_CODES] as const;
+
 export type ErrorCode = (typeof ERROR_CODES)[number];
+export type WireCode = (typeof WIRE_CODES)[number];
+export type ActivationServiceCode = (typeof ACTIVATION_SERVICE_CODES)[number];
+export type OperatorCode = (typeof OPERATOR_CODES)[number];
+
+const WIRE: ReadonlySet<ErrorCode> = new Set(WIRE_CODES);
+
+export function isWireCode(code: ErrorCode): code is WireCode {
+  return WIRE.has(code);
+}
+
+/** The code a door answers for an error: its own when it is a wire code, else INTERNAL (an operator's code never reaches a client). */
+export function wireCodeOf(code: ErrorCode): WireCode {
+  return isWireCode(code) ? code : 'INTERNAL';
+}
 
 export interface ErrorDetails {
   retryAfterMs?: number;
@@ -103,6 +136,15 @@ export class FloatdError extends Error {
 
 export function isFloatdError(err: unknown): err is FloatdError {
   return err instanceof FloatdError;
+}
+
+/**
+ * Whether an error is a storage fault (the disk full or failing, the database
+ * locked): the operation changed nothing and may be tried again (`retryAfterMs`).
+ * Every store reports its faults as UNAVAILABLE; this is the one test for them.
+ */
+export function isStorageFault(err: unknown): err is FloatdError & { readonly code: 'UNAVAILABLE' } {
+  return err instanceof FloatdError && err.code === 'UNAVAILABLE';
 }
 
 /** An expected refusal, returned as a value rather than thrown. */

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ERROR_CODES } from '../../src/domain/errors.js';
+import { ACTIVATION_SERVICE_CODES, ERROR_CODES, OPERATOR_CODES, WIRE_CODES } from '../../src/domain/errors.js';
 import { LEASE_EVENTS } from '../../src/domain/events.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -89,6 +89,14 @@ describe('architecture', () => {
     expect(ERROR_CODES.filter((code) => !documented.includes(code))).toEqual([]);
     expect(documented.filter((code) => !(ERROR_CODES as readonly string[]).includes(code))).toEqual([]);
     expect(new Set(documented).size).toBe(documented.length);
+  });
+
+  it('says in docs/errors.md who sees each code, as the code groups them: wire codes on the wire, the activation service\'s from the vendor, operator codes never on the wire', () => {
+    const doc = readFileSync(join(ROOT, 'docs', 'errors.md'), 'utf8');
+    const where = new Map([...doc.matchAll(/^\| `([A-Z_]+)` \| ([^|]+) \|/gm)].map((m) => [m[1]!, m[2]!.trim()]));
+    expect(WIRE_CODES.filter((code) => !/\bwire\b/.test(where.get(code) ?? ''))).toEqual([]);
+    expect(ACTIVATION_SERVICE_CODES.filter((code) => !/\bvendor\b/.test(where.get(code) ?? ''))).toEqual([]);
+    expect(OPERATOR_CODES.filter((code) => /\bwire\b/.test(where.get(code) ?? ''))).toEqual([]);
   });
 
   it('documents every lease-log event in docs/lease-log.md, and no event that does not exist', () => {
