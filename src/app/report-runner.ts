@@ -40,7 +40,7 @@ export function runReport(job: ReportJob, store: ReportEventSource): Promise<Usa
       reject(err);
     });
     worker.once('exit', (code) => {
-      if (!settled) reject(new Error(`the report worker ended (exit code ${code}) without an answer`));
+      if (!settled) reject(new FloatdError('INTERNAL', `the report worker ended (exit code ${code}) without an answer`));
     });
   });
 }

@@ -1,6 +1,7 @@
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK, type CryptoKey } from 'jose';
+import { FloatdError } from '../../domain/errors.js';
 
 export interface KeyPairJwk {
   readonly privateJwk: JWK;
@@ -30,15 +31,15 @@ export function readJwkFile(file: string, want: 'private' | 'public'): JWK {
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
-    throw new Error(`${file}: not a readable JSON Web Key (${(err as Error).message})`);
+    throw new FloatdError('INPUT_INVALID', `${file}: not a readable JSON Web Key (${(err as Error).message})`);
   }
   const jwk = parsed as JWK;
   if (typeof jwk !== 'object' || jwk === null || jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.x !== 'string') {
-    throw new Error(`${file}: not an Ed25519 JSON Web Key (expected kty "OKP", crv "Ed25519")`);
+    throw new FloatdError('INPUT_INVALID', `${file}: not an Ed25519 JSON Web Key (expected kty "OKP", crv "Ed25519")`);
   }
-  if (want === 'private' && typeof jwk.d !== 'string') throw new Error(`${file}: is a public key; a private key is needed`);
+  if (want === 'private' && typeof jwk.d !== 'string') throw new FloatdError('INPUT_INVALID', `${file}: is a public key; a private key is needed`);
   if (want === 'public' && jwk.d !== undefined) {
-    throw new Error(`${file}: is a private key; give the public key (vendor-public.jwk): a vendor's private key must never leave the vendor`);
+    throw new FloatdError('INPUT_INVALID', `${file}: is a private key; give the public key (vendor-public.jwk): a vendor's private key must never leave the vendor`);
   }
   return want === 'public' ? publicPart(jwk) : jwk;
 }

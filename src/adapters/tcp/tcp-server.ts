@@ -2,7 +2,7 @@ import { closeSync, openSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { devNull } from 'node:os';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
-import type { ErrorCode } from '../../domain/errors.js';
+import { FloatdError, type ErrorCode } from '../../domain/errors.js';
 import { closeServer, listenOn } from '../net/listen.js';
 import { proxiedAddress, requireProxyProtocol, type ProxyProtocolSettings, type ProxyRefusal } from '../net/proxy-protocol.js';
 import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/tls-context.js';
@@ -193,7 +193,7 @@ export class TcpServer {
     const socketOptions = { noDelay: true, keepAlive: this.options.keepAliveMs > 0, keepAliveInitialDelay: this.options.keepAliveMs, allowHalfOpen: true };
     if (!l.tls) return this.track(createServer(socketOptions, (s) => this.accept(s, l.name, false, null)), l);
     const context = this.options.tls;
-    if (!context) throw new Error(`listener "${l.name}" is tls:// but no certificate is configured`);
+    if (!context) throw new FloatdError('CONFIG_INVALID', `listener "${l.name}" is tls:// but no certificate is configured (tls.certFile, tls.keyFile)`, { setting: 'listeners' });
     const server = createTlsServer({ ...socketOptions, ...context.serverOptions(this.options.handshakeTimeoutMs) }, (s: TLSSocket) => {
       const peer = peerCertificate(s);
       // clientCertificates "request": a certificate that was sent must verify.
