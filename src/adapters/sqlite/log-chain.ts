@@ -149,163 +149,211 @@ export function prunedBeforeOf(message: string | null): number | null {
   return m ? Number(m[1]) : null;
 }
 
+/** " #id (time)" of an entry, for problem descriptions. */
+function at(id: number | null, ts: number | null): string {
+  return id === null ? '' : ` #${id} (${ts === null ? '?' : new Date(ts).toISOString()})`;
+}
+
+/** How many recent hashes a walk remembers, to tell an inserted entry from a changed one. */
+const RECENT_HASHES = 4096;
+
+/** One walk of the log by verifyChain: what it has seen so far, and the checks of each step. */
+class ChainWalk {
+  private entries = 0;
+  private first: { id: number; ts: number } | null = null;
+  private last: { id: number; ts: number; hash: string } | null = null;
+  private checked = 0;
+  private lastCp: CheckpointRow | null = null;
+  private lastCpEntries = 0;
+  private cpIndex = 0;
+  /** Recent hashes, to tell an inserted entry (the next entry links to an earlier one) from a changed one. */
+  private readonly recent = new Map<string, number>();
+  private readonly recentOrder: string[] = [];
+  private readonly cps: CheckpointRow[];
+  private readonly prunedBefore: number | null;
+  private readonly prevOf: Database.Statement<[number], { prev_hash: string | null }>;
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly verifier: LogVerifier,
+    private readonly chainStart: number | null,
+  ) {
+    this.cps = db.prepare<[], CheckpointRow>('SELECT * FROM log_checkpoints ORDER BY event_id').all();
+    const prunedRow = db.prepare<[], { message: string | null }>("SELECT message FROM events WHERE event = 'log-pruned' ORDER BY id DESC LIMIT 1").get();
+    this.prunedBefore = prunedBeforeOf(prunedRow?.message ?? null);
+    this.prevOf = db.prepare<[number], { prev_hash: string | null }>('SELECT prev_hash FROM events WHERE id = ?');
+  }
+
+  /** Walks the log; the first problem found, or null. */
+  run(): ChainProblem | null {
+    // Signatures first: a checkpoint that is not the server's proves nothing.
+    return this.checkSignatures() ?? this.walkEntries() ?? this.checkEnd();
+  }
+
+  report(problem: ChainProblem | null): ChainReport {
+    const { entries, last, lastCp } = this;
+    return {
+      ok: problem === null,
+      entries,
+      first: this.first,
+      last: last && { id: last.id, ts: last.ts },
+      prunedBefore: this.prunedBefore,
+      checkpoints: this.checked,
+      lastCheckpoint: lastCp && toCheckpoint(lastCp),
+      unsigned: lastCp ? entries - this.lastCpEntries : entries,
+      keyId: this.verifier.kid,
+      problem,
+    };
+  }
+
+  private checkSignatures(): ChainProblem | null {
+    const { verifier } = this;
+    for (const cp of this.cps) {
+      if (cp.kid !== verifier.kid || !verifier.verify(checkpointPayload(cp.event_id, cp.count, cp.ts, cp.head_hash), cp.signature)) {
+        const e = this.db.prepare<[number], { ts: number }>('SELECT ts FROM events WHERE id = ?').get(cp.event_id);
+        return {
+          kind: 'checkpoint',
+          id: cp.event_id,
+          ts: e?.ts ?? cp.ts,
+          detail: cp.kid !== verifier.kid
+            ? `the checkpoint at entry #${cp.event_id} was signed by key ${cp.kid}, not by the server key ${verifier.kid}`
+            : `the checkpoint at entry #${cp.event_id} has a signature that does not verify with the server key ${verifier.kid}: the checkpoint was changed`,
+        };
+      }
+    }
+    return null;
+  }
+
+  private walkEntries(): ChainProblem | null {
+    const extensions = presentExtensions(this.db);
+    // Read in slices of plain rows (much faster than a row-at-a-time cursor); prev_hash only where a link breaks.
+    const columns = ['id', 'ts', `json_array(${CHAIN_COLUMNS.map((c) => `"${c}"`).join(', ')})`, ...extensions.map((c) => `"${c}"`), 'hash'];
+    const slice = this.db.prepare(`SELECT ${columns.join(', ')} FROM events WHERE id > ? ORDER BY id LIMIT 20000`).raw(true);
+    const nExt = extensions.length;
+    const noExt: unknown[] = [];
+    let afterId = -Infinity;
+    for (;;) {
+      const rows = slice.all(afterId) as unknown[][];
+      if (rows.length === 0) return null;
+      afterId = rows.at(-1)![0] as number;
+      for (const raw of rows) {
+        const id = raw[0] as number;
+        const ts = raw[1] as number;
+        const hash = raw[3 + nExt] as string | null;
+        const encoding = encodingFromJson(raw[2] as string, nExt > 0 ? raw.slice(3, 3 + nExt) : noExt);
+        const problem = this.step(id, ts, encoding, hash);
+        if (problem !== null) return problem;
+      }
+    }
+  }
+
+  /** One entry: its hash, its link to the entry before, and the checkpoint at it. */
+  private step(id: number, ts: number, encoding: string, hash: string | null): ChainProblem | null {
+    if (hash === null) return { kind: 'inserted', id, ts, detail: `entry${at(id, ts)} carries no hash: it was added to the log outside floatd` };
+    const last = this.last;
+    const linkProblem = last === null ? this.checkStart(id, ts, encoding, hash) : chainHash(last.hash, encoding) !== hash ? this.brokenLink(last, id, ts, encoding, hash) : null;
+    if (linkProblem !== null) return linkProblem;
+    this.entries++;
+    const cpProblem = this.checkCheckpoint(id, ts, hash);
+    if (cpProblem !== null) return cpProblem;
+    this.recent.set(hash, id);
+    this.recentOrder.push(hash);
+    if (this.recentOrder.length > RECENT_HASHES) for (const old of this.recentOrder.splice(0, 1024)) this.recent.delete(old);
+    this.last = { id, ts, hash };
+    return null;
+  }
+
+  /** The first entry of the log: where the chain begins, or where pruning left it. */
+  private checkStart(id: number, ts: number, encoding: string, hash: string): ChainProblem | null {
+    const { cps, prunedBefore } = this;
+    // Checkpoints of entries that were pruned anchor nothing any more.
+    while (this.cpIndex < cps.length && cps[this.cpIndex]!.event_id < id) this.cpIndex++;
+    this.first = { id, ts };
+    const prev = this.prevOf.get(id)?.prev_hash ?? null;
+    if (prev === null || chainHash(prev, encoding) !== hash) {
+      return { kind: 'changed', id, ts, detail: `entry${at(id, ts)} was changed: its content no longer matches its hash` };
+    }
+    if (prev !== GENESIS) {
+      if (prunedBefore === null || id > prunedBefore) {
+        return {
+          kind: 'removed',
+          id,
+          ts,
+          detail: `the log begins at entry${at(id, ts)}, but the entries before it were not pruned by retention (${prunedBefore === null ? 'no pruning is recorded' : `pruning kept entries from #${prunedBefore} on`}): entries were removed`,
+        };
+      }
+    } else if (this.chainStart !== null && id !== this.chainStart) {
+      return { kind: 'inserted', id, ts, detail: `entry${at(id, ts)} starts a new chain; the chain began at #${this.chainStart}` };
+    }
+    return null;
+  }
+
+  /** An entry that does not link to the one before it: finds out what differs. */
+  private brokenLink(last: { id: number; ts: number; hash: string }, id: number, ts: number, encoding: string, hash: string): ChainProblem {
+    const prev = this.prevOf.get(id)?.prev_hash ?? null;
+    if (prev === last.hash) {
+      return { kind: 'changed', id, ts, detail: `entry${at(id, ts)} was changed: its content no longer matches its hash` };
+    }
+    const earlier = prev === null ? undefined : this.recent.get(prev);
+    const ownOk = prev !== null && chainHash(prev, encoding) === hash;
+    if (id !== last.id + 1 || (!ownOk && earlier === undefined)) {
+      return { kind: 'removed', id, ts, detail: `entries between #${last.id} (${new Date(last.ts).toISOString()}) and${at(id, ts)} were removed: #${id} links to an entry that is no longer in the log` };
+    }
+    if (earlier !== undefined) {
+      const insertedTs = this.db.prepare<[number], { ts: number }>('SELECT ts FROM events WHERE id = ?').get(earlier + 1)?.ts ?? null;
+      return {
+        kind: 'inserted',
+        id: earlier + 1,
+        ts: insertedTs,
+        detail: `entry${at(earlier + 1, insertedTs)} was inserted${earlier + 1 < last.id ? ` (with the entries after it up to #${last.id})` : ''}: entry${at(id, ts)} links to #${earlier}, the entry before it`,
+      };
+    }
+    return { kind: 'changed', id: last.id, ts: last.ts, detail: `entry${at(last.id, last.ts)} was changed (and given a new hash): the entry after it recorded a different one` };
+  }
+
+  /** The signed checkpoint due at this entry, if any: it must name this entry's hash and count the entries since the one before. */
+  private checkCheckpoint(id: number, ts: number, hash: string): ChainProblem | null {
+    const cp = this.cpIndex < this.cps.length ? this.cps[this.cpIndex]! : undefined;
+    if (cp === undefined || cp.event_id > id) return null;
+    // A checkpoint whose entry was skipped: that entry is gone.
+    if (cp.event_id < id) {
+      return { kind: 'removed', id, ts, detail: `the signed checkpoint at entry #${cp.event_id} names an entry that is no longer in the log (the next one is${at(id, ts)})` };
+    }
+    if (cp.head_hash !== hash) {
+      return { kind: 'changed', id, ts, detail: `entry${at(id, ts)} is not the entry the signed checkpoint covers: it or the entries before it were rewritten` };
+    }
+    const { lastCp, entries } = this;
+    if (lastCp !== null && cp.count - lastCp.count !== entries - this.lastCpEntries) {
+      return { kind: 'removed', id, ts, detail: `the signed checkpoints at #${lastCp.event_id} and #${cp.event_id} count ${cp.count - lastCp.count} entries between them, the log holds ${entries - this.lastCpEntries}` };
+    }
+    this.lastCp = cp;
+    this.lastCpEntries = entries;
+    this.checked++;
+    this.cpIndex++;
+    return null;
+  }
+
+  /** A checkpoint beyond the last entry: the newest entries are gone. */
+  private checkEnd(): ChainProblem | null {
+    if (this.cpIndex >= this.cps.length) return null;
+    const cp = this.cps[this.cpIndex]!;
+    return {
+      kind: 'removed',
+      id: cp.event_id,
+      ts: cp.ts,
+      detail: `the log ends at entry #${this.last?.id ?? '?'}, but a signed checkpoint covers entries up to #${cp.event_id} (${new Date(cp.ts).toISOString()}): the newest entries were removed`,
+    };
+  }
+}
+
 /**
  * Walks the whole log once, oldest first: recomputes every hash, checks every
  * link, every checkpoint's signature, head and count, and where the log begins.
  * Stops at the first problem and locates it.
  */
 export function verifyChain(db: Database.Database, verifier: LogVerifier, chainStart: number | null): ChainReport {
-  const extensions = presentExtensions(db);
-  const cps = db.prepare<[], CheckpointRow>('SELECT * FROM log_checkpoints ORDER BY event_id').all();
-  const prunedRow = db.prepare<[], { message: string | null }>("SELECT message FROM events WHERE event = 'log-pruned' ORDER BY id DESC LIMIT 1").get();
-  const prunedBefore = prunedBeforeOf(prunedRow?.message ?? null);
-  let entries = 0;
-  let first: { id: number; ts: number } | null = null;
-  let last: { id: number; ts: number; hash: string } | null = null;
-  let checked = 0;
-  let lastCp: CheckpointRow | null = null;
-  let lastCpEntries = 0;
-  let problem: ChainProblem | null = null;
-  const report = (): ChainReport => ({
-    ok: problem === null,
-    entries,
-    first,
-    last: last && { id: last.id, ts: last.ts },
-    prunedBefore,
-    checkpoints: checked,
-    lastCheckpoint: lastCp && toCheckpoint(lastCp),
-    unsigned: lastCp ? entries - lastCpEntries : entries,
-    keyId: verifier.kid,
-    problem,
-  });
-  const at = (id: number | null, ts: number | null) => (id === null ? '' : ` #${id} (${ts === null ? '?' : new Date(ts).toISOString()})`);
-
-  // Signatures first: a checkpoint that is not the server's proves nothing.
-  for (const cp of cps) {
-    if (cp.kid !== verifier.kid || !verifier.verify(checkpointPayload(cp.event_id, cp.count, cp.ts, cp.head_hash), cp.signature)) {
-      const e = db.prepare<[number], { ts: number }>('SELECT ts FROM events WHERE id = ?').get(cp.event_id);
-      problem = {
-        kind: 'checkpoint',
-        id: cp.event_id,
-        ts: e?.ts ?? cp.ts,
-        detail: cp.kid !== verifier.kid
-          ? `the checkpoint at entry #${cp.event_id} was signed by key ${cp.kid}, not by the server key ${verifier.kid}`
-          : `the checkpoint at entry #${cp.event_id} has a signature that does not verify with the server key ${verifier.kid}: the checkpoint was changed`,
-      };
-      return report();
-    }
-  }
-
-  // Read in slices of plain rows (much faster than a row-at-a-time cursor); prev_hash only where a link breaks.
-  const columns = ['id', 'ts', `json_array(${CHAIN_COLUMNS.map((c) => `"${c}"`).join(', ')})`, ...extensions.map((c) => `"${c}"`), 'hash'];
-  const slice = db.prepare(`SELECT ${columns.join(', ')} FROM events WHERE id > ? ORDER BY id LIMIT 20000`).raw(true);
-  const prevOf = db.prepare<[number], { prev_hash: string | null }>('SELECT prev_hash FROM events WHERE id = ?');
-  const tsOf = (id: number) => db.prepare<[number], { ts: number }>('SELECT ts FROM events WHERE id = ?').get(id)?.ts ?? null;
-  const nExt = extensions.length;
-  const noExt: unknown[] = [];
-  // Recent hashes, to tell an inserted entry (the next entry links to an earlier one) from a changed one.
-  const recent = new Map<string, number>();
-  const recentOrder: string[] = [];
-  let cpIndex = 0;
-  let afterId = -Infinity;
-  for (;;) {
-    const rows = slice.all(afterId) as unknown[][];
-    if (rows.length === 0) break;
-    afterId = rows.at(-1)![0] as number;
-    for (const raw of rows) {
-      const id = raw[0] as number;
-      const ts = raw[1] as number;
-      const hash = raw[3 + nExt] as string | null;
-      const encoding = encodingFromJson(raw[2] as string, nExt > 0 ? raw.slice(3, 3 + nExt) : noExt);
-      if (hash === null) {
-        problem = { kind: 'inserted', id, ts, detail: `entry${at(id, ts)} carries no hash: it was added to the log outside floatd` };
-        return report();
-      }
-      if (last === null) {
-        // Checkpoints of entries that were pruned anchor nothing any more.
-        while (cpIndex < cps.length && cps[cpIndex]!.event_id < id) cpIndex++;
-        first = { id, ts };
-        const prev = prevOf.get(id)?.prev_hash ?? null;
-        if (prev === null || chainHash(prev, encoding) !== hash) {
-          problem = { kind: 'changed', id, ts, detail: `entry${at(id, ts)} was changed: its content no longer matches its hash` };
-          return report();
-        }
-        if (prev !== GENESIS) {
-          if (prunedBefore === null || id > prunedBefore) {
-            problem = {
-              kind: 'removed',
-              id,
-              ts,
-              detail: `the log begins at entry${at(id, ts)}, but the entries before it were not pruned by retention (${prunedBefore === null ? 'no pruning is recorded' : `pruning kept entries from #${prunedBefore} on`}): entries were removed`,
-            };
-            return report();
-          }
-        } else if (chainStart !== null && id !== chainStart) {
-          problem = { kind: 'inserted', id, ts, detail: `entry${at(id, ts)} starts a new chain; the chain began at #${chainStart}` };
-          return report();
-        }
-      } else if (chainHash(last.hash, encoding) !== hash) {
-        // Something differs here: find out what.
-        const prev = prevOf.get(id)?.prev_hash ?? null;
-        if (prev === last.hash) {
-          problem = { kind: 'changed', id, ts, detail: `entry${at(id, ts)} was changed: its content no longer matches its hash` };
-          return report();
-        }
-        const earlier = prev === null ? undefined : recent.get(prev);
-        const ownOk = prev !== null && chainHash(prev, encoding) === hash;
-        if (id !== last.id + 1 || (!ownOk && earlier === undefined)) {
-          problem = { kind: 'removed', id, ts, detail: `entries between #${last.id} (${new Date(last.ts).toISOString()}) and${at(id, ts)} were removed: #${id} links to an entry that is no longer in the log` };
-        } else if (earlier !== undefined) {
-          const insertedTs = tsOf(earlier + 1);
-          problem = {
-            kind: 'inserted',
-            id: earlier + 1,
-            ts: insertedTs,
-            detail: `entry${at(earlier + 1, insertedTs)} was inserted${earlier + 1 < last.id ? ` (with the entries after it up to #${last.id})` : ''}: entry${at(id, ts)} links to #${earlier}, the entry before it`,
-          };
-        } else {
-          problem = { kind: 'changed', id: last.id, ts: last.ts, detail: `entry${at(last.id, last.ts)} was changed (and given a new hash): the entry after it recorded a different one` };
-        }
-        return report();
-      }
-      entries++;
-      // A checkpoint whose entry was skipped: that entry is gone.
-      if (cpIndex < cps.length && cps[cpIndex]!.event_id < id) {
-        const cp = cps[cpIndex]!;
-        problem = { kind: 'removed', id, ts, detail: `the signed checkpoint at entry #${cp.event_id} names an entry that is no longer in the log (the next one is${at(id, ts)})` };
-        return report();
-      }
-      if (cpIndex < cps.length && cps[cpIndex]!.event_id === id) {
-        const cp = cps[cpIndex]!;
-        if (cp.head_hash !== hash) {
-          problem = { kind: 'changed', id, ts, detail: `entry${at(id, ts)} is not the entry the signed checkpoint covers: it or the entries before it were rewritten` };
-          return report();
-        }
-        if (lastCp !== null && cp.count - lastCp.count !== entries - lastCpEntries) {
-          problem = { kind: 'removed', id, ts, detail: `the signed checkpoints at #${lastCp.event_id} and #${cp.event_id} count ${cp.count - lastCp.count} entries between them, the log holds ${entries - lastCpEntries}` };
-          return report();
-        }
-        lastCp = cp;
-        lastCpEntries = entries;
-        checked++;
-        cpIndex++;
-      }
-      recent.set(hash, id);
-      recentOrder.push(hash);
-      if (recentOrder.length > 4096) for (const old of recentOrder.splice(0, 1024)) recent.delete(old);
-      last = { id, ts, hash };
-    }
-  }
-  if (cpIndex < cps.length) {
-    const cp = cps[cpIndex]!;
-    problem = {
-      kind: 'removed',
-      id: cp.event_id,
-      ts: cp.ts,
-      detail: `the log ends at entry #${last?.id ?? '?'}, but a signed checkpoint covers entries up to #${cp.event_id} (${new Date(cp.ts).toISOString()}): the newest entries were removed`,
-    };
-  }
-  return report();
+  const walk = new ChainWalk(db, verifier, chainStart);
+  return walk.report(walk.run());
 }
 
 /** Below this many entries one thread is quicker than starting workers. */
