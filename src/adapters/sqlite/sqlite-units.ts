@@ -20,12 +20,15 @@ export interface SqliteTransactionState {
     committed(): void;
     reloadNextTime(): void;
   };
+  /** The lease log's hash chain, whose cached head follows the transactions. */
+  readonly chain: {
+    /** A write transaction begins (the chain head is checked once in it) or ends. */
+    opened(): void;
+    closed(): void;
+    /** Something rolled back: the cached chain head may not be the stored one. */
+    forgetHead(): void;
+  };
   allLeases(): Lease[];
-  /** A write transaction begins (the chain head is checked once in it) or ends. */
-  opened(): void;
-  closed(): void;
-  /** Something rolled back: the cached chain head may not be the stored one. */
-  forgetHead(): void;
   /** Just before COMMIT; what it throws fails the batch. */
   beforeCommit(): void;
 }
@@ -65,7 +68,7 @@ export class SqliteUnits implements BatchRunner<LeaseUnit> {
     const fault: { first: FloatdError | null } = { first: null };
     const mark = s.seats.mark();
     s.commits.begin();
-    s.opened();
+    s.chain.opened();
     try {
       this.exec('BEGIN IMMEDIATE');
       // Inside the transaction, so no other process can commit between the check and the work.
@@ -88,7 +91,7 @@ export class SqliteUnits implements BatchRunner<LeaseUnit> {
           // Rolled back already, or the connection is gone: nothing of the batch is kept either way.
         }
       }
-      s.forgetHead();
+      s.chain.forgetHead();
       s.seats.rollback(mark);
       // A failed transaction (a storage fault, perhaps): count again from the table next time.
       s.seats.reloadNextTime();
@@ -96,7 +99,7 @@ export class SqliteUnits implements BatchRunner<LeaseUnit> {
       safely(undo.reverse());
       return { results, failure: storageFault(err, s.file) ?? err };
     } finally {
-      s.closed();
+      s.chain.closed();
     }
     s.seats.committed();
     s.commits.end(true);
@@ -123,7 +126,7 @@ export class SqliteUnits implements BatchRunner<LeaseUnit> {
       return { ok: true, value };
     } catch (err) {
       s.commits.end(false);
-      s.forgetHead();
+      s.chain.forgetHead();
       s.seats.rollback(mark);
       if (s.db.inTransaction) {
         try {
