@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { packageRoot } from '../package-root.js';
+import { FloatdError } from '../../domain/errors.js';
 
 const MIGRATION_RE = /^(\d{3})-[a-z0-9-]+\.sql$/;
 
@@ -26,7 +27,7 @@ export function migrate(db: Database.Database, migrations = loadMigrations()): n
   const current = db.pragma('user_version', { simple: true }) as number;
   const latest = migrations.at(-1)?.version ?? 0;
   if (current > latest) {
-    throw new Error(`the database schema (version ${current}) is newer than this floatd understands (${latest}); upgrade floatd`);
+    throw new FloatdError('DATA_DIR_INVALID', `the database schema (version ${current}) is newer than this floatd understands (${latest}); upgrade floatd`, { schemaVersion: current, understood: latest });
   }
   for (const m of migrations) {
     if (m.version <= current) continue;

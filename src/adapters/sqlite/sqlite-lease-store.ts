@@ -4,7 +4,7 @@ import type { Lease } from '../../domain/lease.js';
 import type { Block } from '../../domain/blocks.js';
 import type { ActivationStore, AdminToken, AdminTokenStore, CommitPolicy, LeaseStore, LeaseTx, LeaseUnit, StoredActivation, StoredLicense, StoreMaintenance, UnitOptions } from '../../domain/ports.js';
 import { CommitQueue } from '../../domain/commit-queue.js';
-import { FloatdError, isFloatdError } from '../../domain/errors.js';
+import { FloatdError, isStorageFault } from '../../domain/errors.js';
 import { GroupCommit, type BatcherBudget } from '../store/group-commit.js';
 import { CounterChangeFeed, SingleNode } from '../store/single-node.js';
 import type { LogVerifier } from '../crypto/log-signer.js';
@@ -222,7 +222,7 @@ export class SqliteLeaseStore implements LeaseStore, StoreMaintenance, AdminToke
       // Inside batch() better-sqlite3 turns this into a SAVEPOINT.
       return this.chain.committing(() => this.guard(() => this.commits.within(() => this.seatsFollow(() => this.inTransaction.immediate(() => this.chain.guarded(() => fn(this.tx))) as T))));
     } catch (err) {
-      if (this.batchDepth > 0 && isFloatdError(err) && err.code === 'UNAVAILABLE') this.batchFault ??= err;
+      if (this.batchDepth > 0 && isStorageFault(err)) this.batchFault ??= err;
       throw err;
     }
   }

@@ -1,4 +1,4 @@
-import { FloatdError } from '../../domain/errors.js';
+import { FloatdError, isStorageFault } from '../../domain/errors.js';
 
 /** What kind of storage fault an SQLite error is: the reason of the UNAVAILABLE error it becomes. */
 export type StorageFaultReason = 'disk-full' | 'io-error' | 'locked' | 'read-only';
@@ -25,7 +25,7 @@ function reasonOf(code: string): StorageFaultReason | null {
  * stays in `sqliteCode` for the server log.
  */
 export function storageFault(err: unknown, file: string): FloatdError | null {
-  if (err instanceof FloatdError) return err.code === 'UNAVAILABLE' ? err : null;
+  if (err instanceof FloatdError) return isStorageFault(err) ? err : null;
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return null;
   const reason = reasonOf(code);
