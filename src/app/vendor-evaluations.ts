@@ -7,7 +7,7 @@ import { bindingField, publicKeyField, readStatement, signStatement, stringField
 import { publicPart, thumbprint } from '../adapters/crypto/keys.js';
 import { readProductTerms } from '../adapters/crypto/product-file.js';
 import type { VendorStore } from '../adapters/sqlite/vendor-store.js';
-import { checkReadableFields } from './activation.js';
+import { checkReadableFields } from '../adapters/crypto/activation-files.js';
 import { checkRequestTime } from './vendor-activations.js';
 
 const DAY_MS = 86_400_000;

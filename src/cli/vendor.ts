@@ -4,7 +4,7 @@ import type { JWK } from 'jose';
 import { createLogger } from '../adapters/log/logger.js';
 import { VendorStore } from '../adapters/sqlite/vendor-store.js';
 import { parseHostPort } from '../config/listen-address.js';
-import { proofOfFile, requestOfFile, responseFile } from '../app/activation.js';
+import { proofOfFile, requestOfFile, responseFile } from '../adapters/crypto/activation-files.js';
 import { SHIPPED_PRODUCT_FILE } from '../app/data-dir.js';
 import { writeProductFile } from '../adapters/crypto/product-file.js';
 import { releaseByVendor, VendorActivations } from '../app/vendor-activations.js';

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { offlineStatus, withLicensing } from '../../src/app/inspect.js';
-import { proofOfFile, requestOfFile, responseFile } from '../../src/app/activation.js';
+import { proofOfFile, requestOfFile, responseFile } from '../../src/adapters/crypto/activation-files.js';
 import { VendorActivations } from '../../src/app/vendor-activations.js';
 import { VendorStore } from '../../src/adapters/sqlite/vendor-store.js';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
