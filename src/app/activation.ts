@@ -224,7 +224,7 @@ export class ServerActivation {
     return `${JSON.stringify(
       {
         floatd: 'deactivation-proof',
-        about: `Proof that this server no longer uses license key ${key.id} (activation ${stored.activationId}). Send it to the vendor, who frees the activation with: floatd vendor activation release --data-dir VDIR FILE`,
+        about: `Proof that this server no longer uses license key ${key.id} (activation ${stored.activationId}). Send it to the vendor, who frees the activation with: floatd-vendor activation release --data-dir VDIR FILE`,
         key: key.id,
         activation: stored.activationId,
         createdAt: new Date(now).toISOString(),
