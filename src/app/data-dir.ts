@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../adapters/package-root.js';
-import { readProductTerms, type ProductTerms } from '../adapters/crypto/product-file.js';
+import { readProductTerms, SHIPPED_PRODUCT_FILE, type ProductTerms } from '../adapters/crypto/product-file.js';
 import type { JWK } from 'jose';
 import type { Config } from '../config/config.js';
 import { FloatdError, isStorageFault } from '../domain/errors.js';
@@ -47,8 +47,7 @@ export interface LicensingSettings {
 
 /** The product file trusted in this data directory (floatd trust), as its signed terms. */
 export const PRODUCT_META = 'vendor.product';
-/** A product file shipped beside floatd (in its package folder) is in force when none was trusted. */
-export const SHIPPED_PRODUCT_FILE = 'floatd-product.json';
+export { SHIPPED_PRODUCT_FILE };
 
 /** The vendor's product terms for this data directory: the one trusted with floatd trust, else the one shipped beside floatd, else null. */
 export async function productTermsOf(store: Pick<LeaseStore, 'getMeta'>): Promise<ProductTerms | null> {

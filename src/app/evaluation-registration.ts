@@ -11,7 +11,8 @@ import { publicPart, readJwkFile, thumbprint, type KeyPairJwk } from '../adapter
 import { hostFingerprint } from '../adapters/host/fingerprint.js';
 import { trustVendorKeys } from '../adapters/crypto/license-keys.js';
 import { postToVendor } from '../adapters/net/vendor-http.js';
-import { checkReadableFields, REQUEST_MAX_AGE_MS } from './activation.js';
+import { checkReadableFields } from '../adapters/crypto/activation-files.js';
+import { REQUEST_MAX_AGE_MS } from './activation.js';
 import { recordedLicensingSettings, type LicensingSettings } from './data-dir.js';
 import { openStore } from './stores.js';
 

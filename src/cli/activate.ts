@@ -108,7 +108,7 @@ export async function deactivate(args: string[], io: Io): Promise<number> {
       return { text: await a.deactivateOffline(key), key };
     });
     writeOutput(file, text, io);
-    if (file !== '-') io.out(`license key ${key.id} deactivated here: this server grants no more seats from it. Send ${file} to the vendor (floatd vendor activation release) to free the activation for another server`);
+    if (file !== '-') io.out(`license key ${key.id} deactivated here: this server grants no more seats from it. Send ${file} to the vendor (floatd-vendor activation release) to free the activation for another server`);
     return 0;
   }
   const r = await withActivation(config, clock, async (a, keys) => {

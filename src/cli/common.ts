@@ -1,24 +1,10 @@
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { loadConfig, type Config } from '../config/config.js';
 import { FloatdError } from '../domain/errors.js';
-import { didYouMean } from '../domain/suggest.js';
+import { type Io } from '../adapters/console/command-line.js';
 
-export interface Io {
-  readonly out: (text: string) => void;
-  readonly err: (text: string) => void;
-  readonly env: Record<string, string | undefined>;
-  readonly cwd: string;
-  /** Ends the process at once (a stop that hangs); absent where commands run inside another program. */
-  readonly exit?: (code: number) => void;
-}
-
-export const processIo: Io = {
-  out: (text) => void process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
-  err: (text) => void process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
-  env: process.env,
-  cwd: process.cwd(),
-  exit: (code) => process.exit(code),
-};
+// The command-line helpers the vendor's tools use too live in the console adapter.
+export { intFlag, parse, processIo, table, type Io } from '../adapters/console/command-line.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -42,17 +28,6 @@ export function refuseVendorKeyFlag(args: readonly string[], command: string): v
   }
 }
 
-export function parse<O extends Options>(args: string[], options: O, allowPositionals = false) {
-  try {
-    return parseArgs({ args, options, allowPositionals, strict: true });
-  } catch (err) {
-    const message = (err as Error).message.replace(/\. To specify a positional.*$/, '');
-    // A mistyped flag: name the one that was probably meant.
-    const unknown = /^Unknown option '--([^'=]+)'/.exec(message)?.[1];
-    throw new FloatdError('USAGE', unknown === undefined ? message : `${message}${didYouMean(unknown, Object.keys(options)).replace(/"([^"]+)"/, '"--$1"')}`);
-  }
-}
-
 export function configFrom(io: Io, values: Record<string, unknown>, extra: Record<string, unknown> = {}): Config {
   return loadConfig({
     configFile: values['config'] as string | undefined,
@@ -63,14 +38,6 @@ export function configFrom(io: Io, values: Record<string, unknown>, extra: Recor
       ...extra,
     },
   });
-}
-
-export function intFlag(value: unknown, name: string, min = 0): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'string' || !/^\d+$/.test(value) || Number(value) < min) {
-    throw new FloatdError('USAGE', `--${name} must be a whole number of at least ${min}; got "${String(value)}"`);
-  }
-  return Number(value);
 }
 
 /**
@@ -91,10 +58,4 @@ export function timeFlag(value: unknown, name: string, now: number): number | un
     throw new FloatdError('USAGE', `--${name} must be an ISO date/time (2026-11-21T09:00Z, 2026-11-21T09:00 local, or a date alone: 2026-11-21), now, or a span ago (90s, 30m, 12h, 7d, 2w); got "${shown}"`);
   }
   return t;
-}
-
-export function table(rows: readonly (readonly string[])[], headers: readonly string[]): string {
-  const all = [headers, ...rows];
-  const widths = headers.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
-  return all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
 }

@@ -12,7 +12,7 @@ import { RULES_USAGE, rules } from './rules.js';
 import { RUN_USAGE, run } from './run.js';
 import { SERVE_USAGE, serve } from './serve.js';
 import { STATUS_USAGE, status } from './status.js';
-import { VENDOR_USAGE, vendor } from './vendor.js';
+import { VENDOR_ALIAS_HELP, VENDOR_ALIAS_USAGE, vendorAlias } from './vendor-alias.js';
 
 const USAGE = `floatd ${VERSION}: floating license lease server
 
@@ -26,7 +26,7 @@ ${TRUST_USAGE}
 ${RULES_USAGE}
 ${ADMIN_USAGE}
 ${RUN_USAGE}
-${VENDOR_USAGE}
+${VENDOR_ALIAS_USAGE}
 floatd version | --version
 
 floatd COMMAND --help shows one command's usage.`;
@@ -44,7 +44,7 @@ const COMMANDS: Record<string, { usage: string; run: (args: string[], io: Io) =>
   rules: { usage: RULES_USAGE, run: rules },
   admin: { usage: ADMIN_USAGE, run: admin },
   run: { usage: RUN_USAGE, run: run },
-  vendor: { usage: VENDOR_USAGE, run: vendor },
+  vendor: { usage: VENDOR_ALIAS_HELP, run: vendorAlias },
   version: {
     usage: 'floatd version (or floatd --version)',
     run: async (_args, io) => {

@@ -7,7 +7,7 @@ import { silentLogger } from '../../src/adapters/log/logger.js';
 import { TcpTransport } from '../../src/client/tcp-transport.js';
 import { fakeHost, startConnectProxy } from '../support/activation.js';
 import { makeCerts } from '../support/certs.js';
-import { CHILD_ENV, cli as inProcess, MAIN, requireBuild } from '../support/cli.js';
+import { CHILD_ENV, cli as inProcess, MAIN, requireBuild, VENDOR_MAIN, vendorCli } from '../support/cli.js';
 import { tempDir, testConfig, until } from '../support/helpers.js';
 
 const children: ChildProcess[] = [];
@@ -36,9 +36,9 @@ function spawnCli(args: string[], env: Record<string, string> = {}): Promise<{ c
   return new Promise((resolve) => child.on('close', (code) => resolve({ code, out: out.trim(), err: err.trim() })));
 }
 
-/** `floatd vendor serve` in the background; resolves with its port from the JSON log. */
+/** `floatd-vendor serve` in the background; resolves with its port from the JSON log. */
 function vendorServe(args: string[]): Promise<number> {
-  const child = spawn(process.execPath, [MAIN, 'vendor', 'serve', '--listen', '127.0.0.1:0', ...args], { env: CHILD_ENV });
+  const child = spawn(process.execPath, [VENDOR_MAIN, 'serve', '--listen', '127.0.0.1:0', ...args], { env: CHILD_ENV });
   children.push(child);
   let out = '';
   return new Promise((resolve, reject) => {
@@ -55,7 +55,7 @@ function vendorServe(args: string[]): Promise<number> {
 describe('floatd fingerprint, activate, deactivate and the vendor commands', () => {
   it('fingerprint: hashed per vendor key, unreadable components reported, never raw ids', async () => {
     const vdir = tempDir('floatd-vkeys-');
-    expect((await cli(['vendor', 'keygen', '--out', vdir])).code).toBe(0);
+    expect((await vendorCli(['keygen', '--out', vdir])).code).toBe(0);
     const dataDir = tempDir('floatd-data-');
     const host = fakeHost(dataDir);
     const env = { FLOATD_HOST_ROOT: host.root, FLOATD_VENDOR_PUBLIC_KEYS: join(vdir, 'vendor-public.jwk') };
@@ -89,14 +89,14 @@ describe('floatd fingerprint, activate, deactivate and the vendor commands', () 
     const certs = makeCerts();
     const keys = tempDir('floatd-vkeys-');
     const vdir = tempDir('floatd-vdir-');
-    await cli(['vendor', 'keygen', '--out', keys]);
+    await vendorCli(['keygen', '--out', keys]);
     const privateKey = join(keys, 'vendor-private.jwk');
     const port = await vendorServe(['--data-dir', vdir, '--private-key', privateKey, '--tls-cert', certs.serverCert, '--tls-key', certs.serverKey]);
     const url = `https://localhost:${port}`;
-    const noDir = await cli(['vendor', 'issue', '--private-key', privateKey, '--licensee', 'Acme', '--product', 'cad', '--seats', '3', '--activation', 'required', '--activations', '1']);
+    const noDir = await vendorCli(['issue', '--private-key', privateKey, '--licensee', 'Acme', '--product', 'cad', '--seats', '3', '--activation', 'required', '--activations', '1']);
     expect(noDir.code).toBe(2);
     expect(noDir.err).toMatch(/needs --data-dir VDIR/);
-    const issued = await cli(['vendor', 'issue', '--private-key', privateKey, '--licensee', 'Acme', '--product', 'cad', '--seats', '3', '--data-dir', vdir, '--activation', 'required', '--activations', '1', '--activation-url', url]);
+    const issued = await vendorCli(['issue', '--private-key', privateKey, '--licensee', 'Acme', '--product', 'cad', '--seats', '3', '--data-dir', vdir, '--activation', 'required', '--activations', '1', '--activation-url', url]);
     expect(issued.code).toBe(0);
     expect(issued.err).toMatch(/needs activation on at most 1 server\(s\) at https:\/\/localhost/);
     const token = issued.out;
@@ -136,7 +136,7 @@ describe('floatd fingerprint, activate, deactivate and the vendor commands', () 
     expect(chained.out).toBe('ran');
     expect(chained.code).toBe(0);
     const otherVendor = tempDir('floatd-other-');
-    await cli(['vendor', 'keygen', '--out', otherVendor]);
+    await vendorCli(['keygen', '--out', otherVendor]);
     const foreign = await spawnCli([...runArgs, '--vendor-public-key', join(otherVendor, 'vendor-public.jwk'), '--', process.execPath, '-e', 'console.log("ran")']);
     expect(foreign.code).toBe(75);
     expect(foreign.out).toBe('');
@@ -147,10 +147,10 @@ describe('floatd fingerprint, activate, deactivate and the vendor commands', () 
     const off = await cli(['deactivate', keyId, '--offline-request', proof, '--data-dir', dataDir]);
     expect(off.out).toMatch(/deactivated here/);
     await until(() => floatd.pools.blocked(keyId) !== null, 'the server to notice the deactivation');
-    const released = await cli(['vendor', 'activation', 'release', '--data-dir', vdir, proof]);
+    const released = await vendorCli(['activation', 'release', '--data-dir', vdir, proof]);
     expect(released.code).toBe(0);
     expect(JSON.parse(released.out)).toMatchObject({ floatd: 'deactivation-receipt', key: keyId });
-    const twice = await cli(['vendor', 'activation', 'release', '--data-dir', vdir, proof]);
+    const twice = await vendorCli(['activation', 'release', '--data-dir', vdir, proof]);
     expect(twice.code).toBe(1);
     expect(twice.err).toMatch(/ACTIVATION_REPLAYED: .*already released/);
 
@@ -160,16 +160,16 @@ describe('floatd fingerprint, activate, deactivate and the vendor commands', () 
     expect((await cli(['activate', keyId, '--offline-request', request, '--data-dir', dataDir])).code).toBe(0);
     const tampered = join(tempDir(), 'tampered.json');
     writeFileSync(tampered, JSON.stringify({ ...JSON.parse(readFileSync(request, 'utf8')), container: true }));
-    const refusedTamper = await cli(['vendor', 'activation', 'respond', '--data-dir', vdir, tampered, '--out', response]);
+    const refusedTamper = await vendorCli(['activation', 'respond', '--data-dir', vdir, tampered, '--out', response]);
     expect(refusedTamper.err).toMatch(/ACTIVATION_FILE_INVALID: .*field "container" differs/);
-    const answered = await cli(['vendor', 'activation', 'respond', '--data-dir', vdir, request, '--out', response]);
+    const answered = await vendorCli(['activation', 'respond', '--data-dir', vdir, request, '--out', response]);
     expect(answered.code).toBe(0);
     const installed = await cli(['activate', '--offline-response', response, '--data-dir', dataDir]);
     expect(installed.out).toMatch(/activated .*offline/);
     const replay = await cli(['activate', '--offline-response', response, '--data-dir', dataDir]);
     expect(replay.code).toBe(1);
     expect(replay.err).toMatch(/ACTIVATION_REPLAYED/);
-    const list = JSON.parse((await cli(['vendor', 'activations', 'list', '--data-dir', vdir, '--key', keyId, '--json'])).out) as Array<{ state: string; via: string }>;
+    const list = JSON.parse((await vendorCli(['activations', 'list', '--data-dir', vdir, '--key', keyId, '--json'])).out) as Array<{ state: string; via: string }>;
     expect(list.map((a) => `${a.state}/${a.via}`)).toEqual(['released/online', 'active/offline']);
 
     // Online deactivation through an HTTP CONNECT proxy (HTTPS inside the tunnel).
@@ -182,19 +182,19 @@ describe('floatd fingerprint, activate, deactivate and the vendor commands', () 
     expect(noAuth.err).toMatch(/ACTIVATION_PROXY_REFUSED: .*407.*asks for credentials/);
     const direct = await cli(['activate', keyId, '--data-dir', dataDir], { ...env, HTTPS_PROXY: `http://127.0.0.1:${proxy.port}`, NO_PROXY: 'localhost' });
     expect(direct.code).toBe(0);
-    const full = JSON.parse((await cli(['vendor', 'activations', 'list', '--data-dir', vdir, '--json'])).out) as Array<{ state: string }>;
+    const full = JSON.parse((await vendorCli(['activations', 'list', '--data-dir', vdir, '--json'])).out) as Array<{ state: string }>;
     const active = full.filter((a) => a.state === 'active') as Array<{ state: string; activation: string }>;
     expect(active).toHaveLength(1);
-    const freed = await cli(['vendor', 'activations', 'release', '--data-dir', vdir, active[0]!.activation]);
+    const freed = await vendorCli(['activations', 'release', '--data-dir', vdir, active[0]!.activation]);
     expect(freed.out).toMatch(/^released activation/);
-    expect((await cli(['vendor', 'activations', 'release', '--data-dir', vdir, active[0]!.activation])).err).toMatch(/ACTIVATION_RELEASED/);
+    expect((await vendorCli(['activations', 'release', '--data-dir', vdir, active[0]!.activation])).err).toMatch(/ACTIVATION_RELEASED/);
     rmSync(request);
   }, 120_000);
 
   it('the vendor service answers bad input with 4xx and a reason, and rate-limits per address', async () => {
     const keys = tempDir('floatd-vkeys-');
     const vdir = tempDir('floatd-vdir-');
-    await cli(['vendor', 'keygen', '--out', keys]);
+    await vendorCli(['keygen', '--out', keys]);
     const port = await vendorServe(['--data-dir', vdir, '--private-key', join(keys, 'vendor-private.jwk'), '--rate-limit', '5']);
     const post = async (path: string, body: string) => {
       const res = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });

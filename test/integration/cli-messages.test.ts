@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION } from '../../src/app/version.js';
-import { cli, floatd, killChildren, requireBuild, serve } from '../support/cli.js';
+import { cli, floatd, floatdVendor, killChildren, requireBuild, serve } from '../support/cli.js';
 import { tempDir, until } from '../support/helpers.js';
 
 beforeAll(requireBuild);
@@ -13,11 +13,11 @@ function claims(token: string): Record<string, unknown> {
 }
 
 function vendorKeys(dir: string) {
-  expect(floatd(['vendor', 'keygen', '--out', join(dir, 'v')]).code).toBe(0);
+  expect(floatdVendor(['keygen', '--out', join(dir, 'v')]).code).toBe(0);
   return { pub: join(dir, 'v', 'vendor-public.jwk'), priv: join(dir, 'v', 'vendor-private.jwk') };
 }
 
-const issue = (priv: string, extra: string[]) => floatd(['vendor', 'issue', '--private-key', priv, '--licensee', 'Acme', '--product', 'cad', '--seats', '3', ...extra]);
+const issue = (priv: string, extra: string[]) => floatdVendor(['issue', '--private-key', priv, '--licensee', 'Acme', '--product', 'cad', '--seats', '3', ...extra]);
 
 describe('the command line', () => {
   it('answers --version and --help on every command', async () => {

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { cli, floatd, killChildren, requireBuild } from '../support/cli.js';
+import { cli, floatd, killChildren, requireBuild, vendorCli } from '../support/cli.js';
 import { tempDir, testConfig } from '../support/helpers.js';
 import { leaseOf, prepareDataDir, startServer, type TestServer } from '../support/server.js';
 
@@ -53,8 +53,8 @@ describe('the command line for people', () => {
 describe('license add on a server that trusts no vendor key', () => {
   it('says NO_VENDOR_KEYS and exactly what to do: restart floatd serve with --vendor-public-key (or the setting), then add again', async () => {
     const dir = tempDir();
-    expect((await cli(['vendor', 'keygen', '--out', join(dir, 'v')])).code).toBe(0);
-    const key = (await cli(['vendor', 'issue', '--private-key', join(dir, 'v', 'vendor-private.jwk'), '--licensee', 'Acme', '--product', 'cad', '--seats', '3'])).out;
+    expect((await vendorCli(['keygen', '--out', join(dir, 'v')])).code).toBe(0);
+    const key = (await vendorCli(['issue', '--private-key', join(dir, 'v', 'vendor-private.jwk'), '--licensee', 'Acme', '--product', 'cad', '--seats', '3'])).out;
     const dataDir = join(dir, 'data');
     await prepareDataDir(testConfig({}, dataDir));
     const r = await cli(['license', 'add', key, '--data-dir', dataDir]);

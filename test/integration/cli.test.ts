@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TcpTransport } from '../../src/client/tcp-transport.js';
-import { cli, exited, floatd, killChildren, requireBuild, serve } from '../support/cli.js';
+import { cli, exited, floatd, floatdVendor, killChildren, requireBuild, serve, vendorCli } from '../support/cli.js';
 import { tempDir, until } from '../support/helpers.js';
 import { errorOf, leaseOf } from '../support/server.js';
 
@@ -16,13 +16,32 @@ async function hello(port: number, user: string): Promise<TcpTransport> {
 }
 
 describe('the built floatd command', () => {
+  it('keeps floatd vendor one release as an alias of floatd-vendor: one deprecation line on stderr, then the same output and exit status', () => {
+    const dir = tempDir();
+    const deprecation = 'floatd vendor is deprecated and will be removed in the next release; use floatd-vendor';
+    const made = floatd(['vendor', 'keygen', '--out', join(dir, 'v')]);
+    expect(made.code).toBe(0);
+    expect(made.err).toBe(deprecation);
+    expect(made.out).toMatch(/^wrote .*vendor-private\.jwk \(keep it secret\)/);
+    expect(statSync(join(dir, 'v', 'vendor-private.jwk')).mode & 0o777).toBe(0o600);
+    const list = ['activations', 'list', '--data-dir', join(dir, 'vdir')];
+    const viaAlias = floatd(['vendor', ...list]);
+    expect(viaAlias).toEqual({ ...floatdVendor(list), err: deprecation });
+    expect(viaAlias.out).toBe('no activations');
+    const refused = floatd(['vendor', 'keygen', '--out', join(dir, 'v')]);
+    const direct = floatdVendor(['keygen', '--out', join(dir, 'v')]);
+    expect(direct.code).toBe(2);
+    expect(refused).toEqual({ code: 2, out: direct.out, err: `${deprecation}\n${direct.err}` });
+    expect(direct.err).toMatch(/^floatd-vendor: USAGE: .*already exists; pass --force/);
+  });
+
   it('issues and installs keys, serves, survives kill -9 with leases intact, and stops on SIGTERM', async () => {
     const dir = tempDir();
     const data = join(dir, 'data');
-    expect(floatd(['vendor', 'keygen', '--out', join(dir, 'vendor')]).code).toBe(0);
+    expect(floatdVendor(['keygen', '--out', join(dir, 'vendor')]).code).toBe(0);
     expect(statSync(join(dir, 'vendor', 'vendor-private.jwk')).mode & 0o777).toBe(0o600);
     const pub = ['--vendor-public-key', join(dir, 'vendor', 'vendor-public.jwk')];
-    const issued = floatd(['vendor', 'issue', '--private-key', join(dir, 'vendor', 'vendor-private.jwk'), '--licensee', 'Acme', '--product', 'cad', '--seats', '2', '--expires', '2099-01-01']);
+    const issued = floatdVendor(['issue', '--private-key', join(dir, 'vendor', 'vendor-private.jwk'), '--licensee', 'Acme', '--product', 'cad', '--seats', '2', '--expires', '2099-01-01']);
     expect(issued.code).toBe(0);
     expect(issued.out).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
     // Only serve makes a data directory; license add acts on the server's, with the vendor keys the server trusts.
@@ -75,14 +94,14 @@ describe('the built floatd command', () => {
   it('notices a key added while it runs', async () => {
     const dir = tempDir();
     const data = join(dir, 'data');
-    await cli(['vendor', 'keygen', '--out', join(dir, 'v')]);
+    await vendorCli(['keygen', '--out', join(dir, 'v')]);
     const pub = ['--vendor-public-key', join(dir, 'v', 'vendor-public.jwk')];
     const server = await serve(['--data-dir', data, ...pub]);
     const events: Array<Record<string, unknown>> = [];
     const t = await TcpTransport.connect(`127.0.0.1:${server.port}`, { onEvent: (e) => events.push(e) });
     await t.request('hello', { v: 1, client: { user: 'alice', instance: 'a-1' }, product: 'cad' });
     const evaluationLease = leaseOf(await t.request('acquire'));
-    const key = (await cli(['vendor', 'issue', '--private-key', join(dir, 'v', 'vendor-private.jwk'), '--licensee', 'A', '--product', 'cad', '--seats', '1'])).out;
+    const key = (await vendorCli(['issue', '--private-key', join(dir, 'v', 'vendor-private.jwk'), '--licensee', 'A', '--product', 'cad', '--seats', '1'])).out;
     const added = floatd(['license', 'add', '-', '--data-dir', data], key);
     expect(added.code).toBe(0);
     const keyId = /installed license key (\S+):/.exec(added.out)![1]!;

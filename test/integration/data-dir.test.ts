@@ -4,7 +4,7 @@ import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, statSync, wri
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CHILD_ENV, cli, exited, floatd, killChildren, MAIN, requireBuild, serve, spawnFloatd } from '../support/cli.js';
+import { CHILD_ENV, cli, exited, floatd, floatdVendor, killChildren, MAIN, requireBuild, serve, spawnFloatd } from '../support/cli.js';
 import { tempDir, until } from '../support/helpers.js';
 import { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.js';
 
@@ -16,11 +16,11 @@ const ROOT = join(import.meta.dirname, '..', '..');
 /** A vendor key pair made with the built CLI, and a key issued with it. */
 function vendor(dir: string, issue: string[] = []) {
   const out = join(dir, 'vendor');
-  expect(floatd(['vendor', 'keygen', '--out', out]).code).toBe(0);
+  expect(floatdVendor(['keygen', '--out', out]).code).toBe(0);
   const pub = join(out, 'vendor-public.jwk');
   const priv = join(out, 'vendor-private.jwk');
   const key = (extra: string[] = []) => {
-    const r = floatd(['vendor', 'issue', '--private-key', priv, '--licensee', 'Acme', '--product', 'cad', '--seats', '2', ...issue, ...extra]);
+    const r = floatdVendor(['issue', '--private-key', priv, '--licensee', 'Acme', '--product', 'cad', '--seats', '2', ...issue, ...extra]);
     expect(r.code, r.err).toBe(0);
     return r.out;
   };

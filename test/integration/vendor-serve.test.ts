@@ -3,15 +3,15 @@ import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { cli, exited, floatd, killChildren, requireBuild, spawnFloatd } from '../support/cli.js';
+import { exited, floatdVendor, killChildren, requireBuild, spawnVendor, vendorCli } from '../support/cli.js';
 import { tempDir } from '../support/helpers.js';
 
 beforeAll(() => requireBuild());
 afterEach(() => killChildren());
 
-/** `floatd vendor serve` as a real process; resolves once its log says it listens, with the port. */
+/** `floatd-vendor serve` as a real process; resolves once its log says it listens, with the port. */
 function vendorServe(args: string[]): Promise<{ child: ChildProcess; port: number; log: () => string }> {
-  const child = spawnFloatd(['vendor', 'serve', ...args]);
+  const child = spawnVendor(['serve', ...args]);
   let out = '';
   return new Promise((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
@@ -35,11 +35,11 @@ function accepts(port: number): Promise<boolean> {
 
 function vendorKeys(): { keys: string; privateKey: string } {
   const keys = tempDir('floatd-vkeys-');
-  expect(floatd(['vendor', 'keygen', '--out', keys]).code).toBe(0);
+  expect(floatdVendor(['keygen', '--out', keys]).code).toBe(0);
   return { keys, privateKey: join(keys, 'vendor-private.jwk') };
 }
 
-describe('floatd vendor serve', () => {
+describe('floatd-vendor serve', () => {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     it(`stops on ${signal} within a second, exit code 0, with its port closed (after serving a keep-alive client)`, async () => {
       const { privateKey } = vendorKeys();
@@ -60,7 +60,7 @@ describe('floatd vendor serve', () => {
   it('stops cleanly on a SIGTERM sent as soon as its port accepts a connection', async () => {
     const { privateKey } = vendorKeys();
     const vdir = tempDir('floatd-vdir-');
-    const child = spawnFloatd(['vendor', 'serve', '--listen', '127.0.0.1:0', '--data-dir', vdir, '--private-key', privateKey]);
+    const child = spawnVendor(['serve', '--listen', '127.0.0.1:0', '--data-dir', vdir, '--private-key', privateKey]);
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -79,10 +79,10 @@ describe('floatd vendor serve', () => {
   });
 
   it('listens on port 8999 by default, apart from floatd\'s own ports (8989, 8990, 8991)', async () => {
-    expect((await cli(['vendor', '--help'])).out).toContain('default listen 0.0.0.0:8999');
+    expect((await vendorCli(['--help'])).out).toContain('default listen 0.0.0.0:8999');
     const { privateKey } = vendorKeys();
     const vdir = tempDir('floatd-vdir-');
-    const child = spawnFloatd(['vendor', 'serve', '--data-dir', vdir, '--private-key', privateKey]);
+    const child = spawnVendor(['serve', '--data-dir', vdir, '--private-key', privateKey]);
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -99,18 +99,18 @@ describe('floatd vendor serve', () => {
   it('keeps its database private: the folder 0700, the database 0600, also when they were made open before', async () => {
     const { privateKey } = vendorKeys();
     const fresh = join(tempDir('floatd-vparent-'), 'vdir');
-    expect((await cli(['vendor', 'activations', 'list', '--data-dir', fresh])).code).toBe(0);
+    expect((await vendorCli(['activations', 'list', '--data-dir', fresh])).code).toBe(0);
     expect(statSync(fresh).mode & 0o777).toBe(0o700);
     expect(statSync(join(fresh, 'vendor.db')).mode & 0o777).toBe(0o600);
     // A folder and database some earlier version left open to everyone are tightened.
     const old = join(tempDir('floatd-vparent-'), 'old');
     mkdirSync(old);
     chmodSync(old, 0o755);
-    expect((await cli(['vendor', 'issue', '--private-key', privateKey, '--licensee', 'Acme', '--product', 'cad', '--seats', '2', '--data-dir', old])).code).toBe(0);
+    expect((await vendorCli(['issue', '--private-key', privateKey, '--licensee', 'Acme', '--product', 'cad', '--seats', '2', '--data-dir', old])).code).toBe(0);
     chmodSync(join(old, 'vendor.db'), 0o644);
     chmodSync(old, 0o755);
     writeFileSync(join(old, 'notes.txt'), 'kept as it is');
-    expect((await cli(['vendor', 'activations', 'list', '--data-dir', old])).code).toBe(0);
+    expect((await vendorCli(['activations', 'list', '--data-dir', old])).code).toBe(0);
     expect(statSync(old).mode & 0o777).toBe(0o700);
     expect(statSync(join(old, 'vendor.db')).mode & 0o777).toBe(0o600);
   });

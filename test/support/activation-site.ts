@@ -1,6 +1,6 @@
 import { Floatd } from '../../src/app/floatd.js';
 import { withActivation, withLicensing } from '../../src/app/inspect.js';
-import { startVendorService, type RunningVendorService } from '../../src/app/vendor-service.js';
+import { startVendorService, type RunningVendorService } from '../../packages/vendor/src/app/vendor-service.js';
 import { SystemClock } from '../../src/adapters/clock/system-clock.js';
 import { silentLogger } from '../../src/adapters/log/logger.js';
 import { TcpTransport } from '../../src/client/tcp-transport.js';

@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { majorMinor } from '../../src/adapters/host/fingerprint.js';
-import { VendorStore } from '../../src/adapters/sqlite/vendor-store.js';
+import { VendorStore } from '../../packages/vendor/src/store/vendor-store.js';
 import { tempDir } from './helpers.js';
 import type { Vendor } from './server.js';
 
@@ -92,7 +92,7 @@ export function fakeHost(dataDir: string): FakeHost {
   return host;
 }
 
-/** Issues a key that needs activation and records it in the vendor's database, as `floatd vendor issue --data-dir` does. */
+/** Issues a key that needs activation and records it in the vendor's database, as `floatd-vendor issue --data-dir` does. */
 export async function issueActivationKey(vendor: Vendor, vdir: string, opts: { limit?: number; url?: string | null; container?: boolean; product?: string; seats?: number } = {}): Promise<{ token: string; id: string }> {
   const url = opts.url ?? undefined;
   const token = await vendor.issue({ product: opts.product ?? 'cad', seats: opts.seats ?? 5, activation: { limit: opts.limit ?? 1, url: url ?? undefined, containerBinding: opts.container ?? false } });

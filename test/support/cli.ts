@@ -4,10 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Io } from '../../src/cli/common.js';
 import { runCli } from '../../src/cli/run-cli.js';
+import { runVendorCli } from '../../packages/vendor/src/run-vendor-cli.js';
 import { evaluationStateDir } from './helpers.js';
 
 /** The built CLI (npm install builds it). */
 export const MAIN = join(import.meta.dirname, '..', '..', 'dist', 'src', 'main.js');
+/** The built floatd-vendor, the vendor's tools (npm install builds it too). */
+export const VENDOR_MAIN = join(import.meta.dirname, '..', '..', 'packages', 'vendor', 'dist', 'packages', 'vendor', 'src', 'main.js');
 const children: ChildProcess[] = [];
 /**
  * The environment of every floatd the tests run: the web endpoint on a free port, not the default
@@ -31,7 +34,7 @@ if (process.env['FLOATD_EVALUATION_STATE'] === undefined) {
 const closed = new WeakSet<ChildProcess>();
 
 export function requireBuild(): void {
-  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run npm run build (npm install does it)`);
+  for (const main of [MAIN, VENDOR_MAIN]) if (!existsSync(main)) throw new Error(`${main} is missing: run npm run build (npm install does it)`);
 }
 
 /** Kills every process `serve` or `spawnFloatd` started that is still running. */
@@ -51,6 +54,19 @@ export function floatd(args: string[], input?: string, cwd?: string) {
  * read stdin, wait for signals or must show a real exit status go through `floatd` instead.
  */
 export async function cli(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<{ code: number; out: string; err: string }> {
+  return inProcess(runCli, args, opts);
+}
+
+/** Runs one floatd-vendor command in this process, as `cli` runs floatd's. */
+export async function vendorCli(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<{ code: number; out: string; err: string }> {
+  return inProcess(runVendorCli, args, opts);
+}
+
+async function inProcess(
+  run: (argv: readonly string[], io: Io) => Promise<number>,
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string> },
+): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
   const line = (text: string) => (text.endsWith('\n') ? text : `${text}\n`);
@@ -60,13 +76,28 @@ export async function cli(args: string[], opts: { cwd?: string; env?: Record<str
     env: { ...CHILD_ENV, ...opts.env },
     cwd: opts.cwd ?? process.cwd(),
   };
-  const code = await runCli(args, io);
+  const code = await run(args, io);
   return { code, out: out.trim(), err: err.trim() };
+}
+
+/** Runs the built floatd-vendor to completion. */
+export function floatdVendor(args: string[], input?: string, cwd?: string) {
+  const r = spawnSync(process.execPath, [VENDOR_MAIN, ...args], { encoding: 'utf8', input, cwd, env: CHILD_ENV });
+  return { code: r.status, out: r.stdout.trim(), err: r.stderr.trim() };
 }
 
 /** Starts the built CLI in the background; `killChildren` cleans up. */
 export function spawnFloatd(args: string[], env: Record<string, string> = {}): ChildProcess {
-  const child = spawn(process.execPath, [MAIN, ...args], { env: { ...CHILD_ENV, ...env } });
+  return spawnBuilt(MAIN, args, env);
+}
+
+/** Starts the built floatd-vendor in the background; `killChildren` cleans up. */
+export function spawnVendor(args: string[], env: Record<string, string> = {}): ChildProcess {
+  return spawnBuilt(VENDOR_MAIN, args, env);
+}
+
+function spawnBuilt(main: string, args: string[], env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, [main, ...args], { env: { ...CHILD_ENV, ...env } });
   children.push(child);
   child.once('close', () => closed.add(child));
   return child;

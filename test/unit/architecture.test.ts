@@ -6,6 +6,33 @@ import { LEASE_EVENTS } from '../../src/domain/events.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const SRC = join(ROOT, 'src');
+const VENDOR = join(ROOT, 'packages', 'vendor', 'src');
+/** The one module of floatd that may reach into the vendor's package: the deprecated `floatd vendor` alias. */
+const VENDOR_ALIAS = join(SRC, 'cli', 'vendor-alias.ts');
+/**
+ * What the vendor's package shares with the server: the pure domain, the token and file
+ * formats (src/adapters/crypto), and the few generic adapters its service runs on.
+ */
+const SHARED_DIRS = [join(SRC, 'domain'), join(SRC, 'adapters', 'crypto')];
+const SHARED_FILES = [
+  'adapters/console/command-line.ts',
+  'adapters/clock/system-clock.ts',
+  'adapters/log/logger.ts',
+  'adapters/tls/tls-context.ts',
+  'adapters/fs/private-files.ts',
+  'adapters/sqlite/migrate.ts',
+  'adapters/http/vendor-server.ts',
+  'config/listen-address.ts',
+].map((f) => join(SRC, f));
+
+/** The file a relative import names (its .js spelled as the .ts it is compiled from). */
+function importedFile(file: string, spec: string): string {
+  return resolve(dirname(file), spec).replace(/\.js$/, '.ts');
+}
+
+function inside(dir: string, file: string): boolean {
+  return !relative(dir, file).startsWith('..');
+}
 
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
@@ -59,9 +86,25 @@ describe('architecture', () => {
       const from = layerOf(file);
       if (from === 'index.ts') continue;
       for (const spec of imports(file)) {
-        if (!spec.startsWith('.')) continue;
+        // Outside src/ there is only the vendor's package, reached by the alias alone (checked below).
+        if (!spec.startsWith('.') || !inside(SRC, importedFile(file, spec))) continue;
         const target = layerOf(join(file, '..', spec));
         expect(allowed[from], `${relative(ROOT, file)} (${from}) imports ${spec} (${target})`).toContain(target);
+      }
+    }
+  });
+
+  it('keeps the vendor\'s package apart: floatd reaches it only through the alias, it reaches floatd only for what they share', () => {
+    const vendorFiles = files(VENDOR);
+    expect(vendorFiles.length).toBeGreaterThan(5);
+    const reachers = files(SRC).filter((file) => imports(file).some((spec) => spec.startsWith('.') && inside(VENDOR, importedFile(file, spec))));
+    expect(reachers.map((f) => relative(ROOT, f))).toEqual([relative(ROOT, VENDOR_ALIAS)]);
+    for (const file of vendorFiles) {
+      for (const spec of imports(file)) {
+        if (!spec.startsWith('.')) continue;
+        const to = importedFile(file, spec);
+        const shared = inside(VENDOR, to) || SHARED_DIRS.some((d) => inside(d, to)) || SHARED_FILES.includes(to);
+        expect(shared, `${relative(ROOT, file)} imports ${spec}, which floatd does not share with the vendor's tools`).toBe(true);
       }
     }
   });

@@ -3,6 +3,9 @@ import { FloatdError } from '../../domain/errors.js';
 import { signStatement, TOKEN_TYPES } from './activation-tokens.js';
 import { importEd25519, publicPart, thumbprint } from './keys.js';
 
+/** A product file shipped beside floatd (in its package folder) is in force when none was trusted; the vendor's tools name it. */
+export const SHIPPED_PRODUCT_FILE = 'floatd-product.json';
+
 export const PRODUCT_FILE_TYPE = TOKEN_TYPES.product;
 
 /** The vendor's terms for a product, as its signed product file states them. */

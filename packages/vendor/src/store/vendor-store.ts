@@ -1,10 +1,13 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import type { HostComponent } from '../../domain/activation.js';
-import { FloatdError } from '../../domain/errors.js';
-import { createPrivateDir, createPrivateFile, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, tighten } from '../fs/private-files.js';
-import { packageRoot } from '../package-root.js';
-import { loadMigrations, migrate } from './migrate.js';
+import type { HostComponent } from '../../../../src/domain/activation.js';
+import { FloatdError } from '../../../../src/domain/errors.js';
+import { createPrivateDir, createPrivateFile, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, tighten } from '../../../../src/adapters/fs/private-files.js';
+import { loadMigrations, migrate } from '../../../../src/adapters/sqlite/migrate.js';
+import { vendorPackageDir } from '../package-dir.js';
+
+/** The meta entry naming the vendor's private key file, recorded when keys are issued or served with it. */
+export const PRIVATE_KEY_META = 'privateKeyFile';
 
 export interface VendorKeyRecord {
   readonly id: string;
@@ -104,7 +107,7 @@ export class VendorStore {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');
-      migrate(db, loadMigrations(join(packageRoot(), 'migrations', 'vendor-db')));
+      migrate(db, loadMigrations(join(vendorPackageDir(), 'migrations')));
     } catch (err) {
       throw new FloatdError('DATA_DIR_INVALID', `cannot use the vendor data directory ${dir}: ${(err as Error).message}`, { setting: 'data-dir' });
     }

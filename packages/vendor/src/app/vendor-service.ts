@@ -1,11 +1,11 @@
 import type { JWK } from 'jose';
-import type { Clock } from '../domain/clock.js';
-import { FloatdError } from '../domain/errors.js';
-import { SystemClock } from '../adapters/clock/system-clock.js';
-import { VendorServer } from '../adapters/http/vendor-server.js';
-import type { Logger } from '../adapters/log/logger.js';
-import { VendorStore } from '../adapters/sqlite/vendor-store.js';
-import { TlsContext } from '../adapters/tls/tls-context.js';
+import type { Clock } from '../../../../src/domain/clock.js';
+import { FloatdError } from '../../../../src/domain/errors.js';
+import { SystemClock } from '../../../../src/adapters/clock/system-clock.js';
+import { VendorServer } from '../../../../src/adapters/http/vendor-server.js';
+import type { Logger } from '../../../../src/adapters/log/logger.js';
+import { VendorStore } from '../store/vendor-store.js';
+import { TlsContext } from '../../../../src/adapters/tls/tls-context.js';
 import { VendorActivations } from './vendor-activations.js';
 import { VendorEvaluations } from './vendor-evaluations.js';
 

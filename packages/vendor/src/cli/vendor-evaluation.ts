@@ -1,8 +1,8 @@
 import type { JWK } from 'jose';
-import type { Clock } from '../domain/clock.js';
-import { FloatdError } from '../domain/errors.js';
-import { VendorStore } from '../adapters/sqlite/vendor-store.js';
-import { parse, table, type Io } from './common.js';
+import type { Clock } from '../../../../src/domain/clock.js';
+import { FloatdError } from '../../../../src/domain/errors.js';
+import { VendorStore } from '../store/vendor-store.js';
+import { parse, table, type Io } from '../../../../src/adapters/console/command-line.js';
 import { evaluationRequestOfFile, evaluationResponseFile, VendorEvaluations, type EvaluationGranted } from '../app/vendor-evaluations.js';
 
 /** --evaluation-activation required [--activation-url URL] of vendor product. */
@@ -30,10 +30,10 @@ export async function respondToEvaluation(store: VendorStore, clock: Clock, priv
   return { granted, file: evaluationResponseFile(granted, clock.now()) };
 }
 
-/** floatd vendor evaluations list --data-dir VDIR [--json]: every evaluation registered, by host. */
+/** floatd-vendor evaluations list --data-dir VDIR [--json]: every evaluation registered, by host. */
 export function vendorEvaluationsList(args: string[], io: Io): number {
   const [sub, ...rest] = args;
-  if (sub !== 'list') throw new FloatdError('USAGE', `vendor evaluations: unknown subcommand "${sub ?? ''}" (floatd vendor evaluations list --data-dir VDIR [--json])`);
+  if (sub !== 'list') throw new FloatdError('USAGE', `vendor evaluations: unknown subcommand "${sub ?? ''}" (floatd-vendor evaluations list --data-dir VDIR [--json])`);
   const { values } = parse(rest, { 'data-dir': { type: 'string' }, json: { type: 'boolean' } });
   if (values['data-dir'] === undefined) throw new FloatdError('USAGE', 'vendor evaluations list needs --data-dir VDIR');
   const store = VendorStore.open(values['data-dir']);

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { JWK } from 'jose';
-import { hostBindingProblem, matchBinding } from '../domain/activation.js';
-import type { Clock } from '../domain/clock.js';
-import { FloatdError } from '../domain/errors.js';
-import { bindingField, publicKeyField, readStatement, signStatement, stringField, timeField, TOKEN_TYPES, verifyStatement } from '../adapters/crypto/activation-tokens.js';
-import { publicPart, thumbprint } from '../adapters/crypto/keys.js';
-import { readProductTerms } from '../adapters/crypto/product-file.js';
-import type { VendorStore } from '../adapters/sqlite/vendor-store.js';
-import { checkReadableFields } from './activation.js';
+import { hostBindingProblem, matchBinding } from '../../../../src/domain/activation.js';
+import type { Clock } from '../../../../src/domain/clock.js';
+import { FloatdError } from '../../../../src/domain/errors.js';
+import { bindingField, publicKeyField, readStatement, signStatement, stringField, timeField, TOKEN_TYPES, verifyStatement } from '../../../../src/adapters/crypto/activation-tokens.js';
+import { publicPart, thumbprint } from '../../../../src/adapters/crypto/keys.js';
+import { readProductTerms } from '../../../../src/adapters/crypto/product-file.js';
+import type { VendorStore } from '../store/vendor-store.js';
+import { checkReadableFields } from '../../../../src/adapters/crypto/activation-files.js';
 import { checkRequestTime } from './vendor-activations.js';
 
 const DAY_MS = 86_400_000;

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { JWK } from 'jose';
-import { describeSkew, hostBindingProblem, matchBinding, MAX_CLOCK_SKEW_MS, type HostComponent } from '../domain/activation.js';
-import type { Clock } from '../domain/clock.js';
-import { FloatdError } from '../domain/errors.js';
-import { thumbprint } from '../adapters/crypto/keys.js';
+import { describeSkew, hostBindingProblem, matchBinding, MAX_CLOCK_SKEW_MS, type HostComponent } from '../../../../src/domain/activation.js';
+import type { Clock } from '../../../../src/domain/clock.js';
+import { FloatdError } from '../../../../src/domain/errors.js';
+import { thumbprint } from '../../../../src/adapters/crypto/keys.js';
 import {
   bindingField,
   issueActivation,
@@ -14,8 +14,8 @@ import {
   timeField,
   TOKEN_TYPES,
   verifyStatement,
-} from '../adapters/crypto/activation-tokens.js';
-import type { VendorActivationRecord, VendorStore } from '../adapters/sqlite/vendor-store.js';
+} from '../../../../src/adapters/crypto/activation-tokens.js';
+import type { VendorActivationRecord, VendorStore } from '../store/vendor-store.js';
 
 /** An offline request older than this is stale: the host it describes may have changed since. */
 export const OFFLINE_REQUEST_MAX_AGE_MS = 30 * 86_400_000;
@@ -176,7 +176,7 @@ export function checkRequestTime(createdAt: number, now: number, via: 'online' |
 export function releaseByVendor(store: VendorStore, now: number, activationId: string): VendorActivationRecord {
   return store.transaction(() => {
     const record = store.findActivation(activationId);
-    if (record === undefined) throw new FloatdError('ACTIVATION_NOT_FOUND', `no activation ${activationId} is recorded here (see floatd vendor activations list)`);
+    if (record === undefined) throw new FloatdError('ACTIVATION_NOT_FOUND', `no activation ${activationId} is recorded here (see floatd-vendor activations list)`);
     if (record.releasedAt !== null) throw released(record);
     store.releaseActivation(activationId, 'vendor', now);
     return store.findActivation(activationId)!;
