@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import type { BlockView, LeaseView } from '../domain/admin-replies.js';
 import type { Block, BlockScope } from '../domain/blocks.js';
 import type { Clock } from '../domain/clock.js';
 import { deny, FloatdError, type Denial } from '../domain/errors.js';
@@ -8,6 +9,8 @@ import type { Lease } from '../domain/lease.js';
 import type { AdminToken, AdminTokenStore, LeaseStore } from '../domain/ports.js';
 import { writeSecretFile } from '../adapters/crypto/keys.js';
 import type { LeaseService } from './lease-service.js';
+
+export type { BlockView, LeaseView } from '../domain/admin-replies.js';
 
 export const LOCAL_TOKEN = 'local';
 const NAME_RE = /^[A-Za-z0-9_.@-]{1,64}$/;
@@ -88,36 +91,6 @@ export class AdminTokens {
   private put(name: string, token: string, replace: boolean, actor: string): boolean {
     return this.store.putAdminToken(name, hashToken(token), replace, { ts: this.clock.now(), event: 'admin-token-created', message: `admin token ${name} created`, actor });
   }
-}
-
-export interface LeaseView {
-  readonly id: string;
-  readonly user: string;
-  readonly host: string;
-  readonly instance: string;
-  readonly remote: string;
-  readonly listener: string;
-  readonly product: string;
-  readonly pool: string;
-  readonly grantedAt: string;
-  readonly renewedAt: string;
-  readonly expiresAt: string;
-  readonly expiresInMs: number;
-}
-
-/** A block in force, as the admin API shows it. */
-export interface BlockView {
-  readonly id: string;
-  readonly scope: BlockScope;
-  readonly user: string;
-  readonly instance: string | null;
-  readonly product: string;
-  readonly since: string;
-  readonly until: string;
-  readonly endsInMs: number;
-  readonly reason: string;
-  readonly actor: string;
-  readonly lease: string | null;
 }
 
 function blockView(b: Block, now: number): BlockView {

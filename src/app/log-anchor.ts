@@ -1,21 +1,8 @@
 import type { Config } from '../config/config.js';
-import type { CheckpointPolicy } from '../domain/log-anchoring.js';
+import type { CheckpointPolicy, LogAnchor } from '../domain/log-anchoring.js';
 import type { Checkpoint } from '../adapters/sqlite/log-chain.js';
 
-/**
- * The lease log's anchor: the newest signed checkpoint, as operators keep it
- * outside the database (from the start and stop log lines, `floatd status`,
- * the dashboard) to prove later, with `floatd log verify --anchor HASH`, that
- * the log still holds it.
- */
-export interface LogAnchor {
-  /** The entry the checkpoint covers. */
-  readonly entry: number;
-  /** Its head hash: the hash of that entry, which covers every entry before it. */
-  readonly hash: string;
-  /** When it was signed (ISO 8601). */
-  readonly signedAt: string;
-}
+export type { LogAnchor } from '../domain/log-anchoring.js';
 
 export function logAnchorOf(cp: Checkpoint | undefined): LogAnchor | null {
   return cp === undefined ? null : { entry: cp.eventId, hash: cp.headHash, signedAt: new Date(cp.ts).toISOString() };

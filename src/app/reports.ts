@@ -2,8 +2,10 @@ import { FloatdError } from '../domain/errors.js';
 import type { ReportEvent, ReportEventSource } from '../domain/events.js';
 import { EVALUATION_POOL_ID } from '../domain/pool.js';
 
-export const GRANULARITIES = ['hour', 'day', 'week', 'month'] as const;
-export type Granularity = (typeof GRANULARITIES)[number];
+import { GRANULARITIES, type DenialCount, type Granularity, type UsageReport, type UsageReportJson, type UsageRow, type UsersReport, type UsersReportJson, type UserRow } from '../domain/usage-reports.js';
+
+export { GRANULARITIES };
+export type { DenialCount, Granularity, UsageReport, UsageReportJson, UsageRow, UsersReport, UsersReportJson, UserRow } from '../domain/usage-reports.js';
 
 export interface ReportQuery {
   /** The range reported, [fromMs, toMs); a range reaching past `nowMs` ends at `nowMs`. */
@@ -17,63 +19,6 @@ export interface ReportQuery {
   /** Bucket boundaries at UTC midnight (and UTC hours) rather than in the local time zone. */
   readonly utc: boolean;
   readonly nowMs: number;
-}
-
-export interface DenialCount {
-  readonly code: string;
-  readonly reason: string | null;
-  readonly count: number;
-}
-
-/** One bucket of `floatd report usage` (and the totals over the whole range, in the same shape). */
-export interface UsageRow {
-  readonly start: number;
-  readonly end: number;
-  /** Most seats in use at any moment. */
-  readonly peak: number;
-  /** Seats in use, averaged over the time in the bucket (time-weighted), 2 decimals. */
-  readonly average: number;
-  /** Most seats the pools could grant in the bucket (seats of keys lacking an activation are not counted). */
-  readonly poolSize: number;
-  /** Most seats of installed keys that could not be granted in the bucket (their key lacked its activation); 0 when all could. */
-  readonly ungrantableSeats: number;
-  /** average / poolSize, in percent with 1 decimal; null without seats. */
-  readonly utilisationPercent: number | null;
-  readonly grants: number;
-  readonly denials: number;
-  readonly trueDenials: number;
-  readonly denialsBy: readonly DenialCount[];
-  readonly uniqueUsers: number;
-}
-
-export interface UsageReport {
-  readonly from: number;
-  readonly to: number;
-  readonly by: Granularity;
-  readonly product: string | null;
-  readonly user: string | null;
-  readonly trueDenialMinutes: number;
-  readonly buckets: readonly UsageRow[];
-  readonly total: UsageRow;
-}
-
-export interface UserRow {
-  readonly user: string;
-  /** Seat time within the range, in hours (2 decimals): the sum of the user's leases' durations. */
-  readonly usageHours: number;
-  /** Most leases the user held at once. */
-  readonly peakConcurrent: number;
-  readonly grants: number;
-  readonly denials: number;
-  readonly trueDenials: number;
-}
-
-export interface UsersReport {
-  readonly from: number;
-  readonly to: number;
-  readonly product: string | null;
-  readonly trueDenialMinutes: number;
-  readonly users: readonly UserRow[];
 }
 
 const MAX_BUCKETS = 100_000;
@@ -484,12 +429,12 @@ export function usersReport(source: ReportEventSource, q: Omit<ReportQuery, 'by'
 const iso = (t: number) => new Date(t).toISOString();
 
 /** A usage report as JSON: times as ISO 8601 UTC, numbers as computed. */
-export function usageReportJson(report: UsageReport): object {
+export function usageReportJson(report: UsageReport): UsageReportJson {
   const row = (r: UsageRow) => ({ ...r, start: iso(r.start), end: iso(r.end) });
   return { ...report, from: iso(report.from), to: iso(report.to), buckets: report.buckets.map(row), total: row(report.total) };
 }
 
 /** A users report as JSON: times as ISO 8601 UTC. */
-export function usersReportJson(report: UsersReport): object {
+export function usersReportJson(report: UsersReport): UsersReportJson {
   return { ...report, from: iso(report.from), to: iso(report.to) };
 }

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { RulesSettings } from '../config/config.js';
+import type { FileError } from '../domain/admin-replies.js';
 import { FloatdError } from '../domain/errors.js';
 import { parseGroups } from '../domain/rules/groups.js';
 import type { LeaseStore } from '../domain/ports.js';
@@ -15,12 +16,7 @@ export interface LoadedRules {
   readonly summary: string;
 }
 
-export interface FileError {
-  readonly file: string;
-  readonly line: number;
-  readonly kind: string;
-  readonly message: string;
-}
+export type { FileError };
 
 /** Reads a rules or groups file; an unreadable one is RULES_INVALID naming the file. */
 export function readRulesText(file: string, what: string): string {

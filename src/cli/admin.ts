@@ -12,7 +12,7 @@ import { FloatdError, type ErrorCode } from '../domain/errors.js';
 import { CONFIG_FLAGS, configFrom, intFlag, parse, table, type Io } from './common.js';
 import { CSV_HEADER, csvRow, eventJson } from '../app/lease-log.js';
 import { BLOCK_MAX_SECONDS } from '../domain/blocks.js';
-import type { LeaseEvent } from '../domain/events.js';
+import type { BlocksReply, BlockView, LeasesReply, LogReply, RevokeReply, SuspensionReply, UnblockReply } from '../domain/admin-replies.js';
 import { filterFrom } from './log.js';
 import { LogTable } from './log-format.js';
 import { adminUrl, TLS_CLIENT_FLAGS, tlsFlagsGiven, tlsMaterialFrom } from './server-flags.js';
@@ -118,9 +118,9 @@ function call(t: Target, method: 'GET' | 'POST', path: string, body?: unknown): 
   });
 }
 
-/** The body of a success, or the server's coded error as ours. */
-function ok(a: Answer): Record<string, unknown> {
-  if (a.body['ok'] === true) return a.body;
+/** The body of a success (the route's reply, as the server declares it), or the server's coded error as ours. */
+function ok<T extends { readonly ok: true }>(a: Answer): T {
+  if (a.body['ok'] === true) return a.body as unknown as T;
   const error = a.body['error'] as { code?: string; message?: string } | undefined;
   throw new FloatdError((error?.code ?? 'INTERNAL') as ErrorCode, error?.message ?? `the server answered ${a.status}`);
 }
@@ -168,87 +168,52 @@ async function tokens(sub: string | undefined, positionals: string[], config: Co
   }
 }
 
+const ADMIN_FLAGS = {
+  ...CONFIG_FLAGS,
+  server: { type: 'string' },
+  'token-file': { type: 'string' },
+  ...TLS_CLIENT_FLAGS,
+  json: { type: 'boolean' },
+  user: { type: 'string' },
+  host: { type: 'string' },
+  product: { type: 'string' },
+  reason: { type: 'string' },
+  block: { type: 'string' },
+  'block-user': { type: 'boolean' },
+  'block-instance': { type: 'boolean' },
+  since: { type: 'string' },
+  until: { type: 'string' },
+  event: { type: 'string', multiple: true },
+  instance: { type: 'string' },
+  lease: { type: 'string' },
+  listener: { type: 'string' },
+  actor: { type: 'string' },
+  pool: { type: 'string' },
+  limit: { type: 'string' },
+  csv: { type: 'boolean' },
+  utc: { type: 'boolean' },
+} as const;
+
+type AdminValues = ReturnType<typeof parse<typeof ADMIN_FLAGS>>['values'];
+
 export async function admin(args: string[], io: Io): Promise<number> {
   const [sub, ...rest] = args;
-  const { values, positionals } = parse(
-    rest,
-    {
-      ...CONFIG_FLAGS,
-      server: { type: 'string' },
-      'token-file': { type: 'string' },
-      ...TLS_CLIENT_FLAGS,
-      json: { type: 'boolean' },
-      user: { type: 'string' },
-      host: { type: 'string' },
-      product: { type: 'string' },
-      reason: { type: 'string' },
-      block: { type: 'string' },
-      'block-user': { type: 'boolean' },
-      'block-instance': { type: 'boolean' },
-      since: { type: 'string' },
-      until: { type: 'string' },
-      event: { type: 'string', multiple: true },
-      instance: { type: 'string' },
-      lease: { type: 'string' },
-      listener: { type: 'string' },
-      actor: { type: 'string' },
-      pool: { type: 'string' },
-      limit: { type: 'string' },
-      csv: { type: 'boolean' },
-      utc: { type: 'boolean' },
-    },
-    true,
-  );
+  const { values, positionals } = parse(rest, ADMIN_FLAGS, true);
   const config = configFrom(io, values);
   if (sub === 'token') return tokens(positionals[0], positionals.slice(1), config, io, values.json === true);
   const t = (): Target => target(config, values);
   switch (sub) {
-    case 'leases': {
-      const q = new URLSearchParams();
-      for (const k of ['user', 'host', 'product'] as const) if (values[k] !== undefined) q.set(k, values[k]!);
-      const body = ok(await call(t(), 'GET', `/v1/admin/leases${q.size > 0 ? `?${q}` : ''}`));
-      const leases = body['leases'] as Array<Record<string, unknown>>;
-      if (values.json) io.out(JSON.stringify(leases, null, 2));
-      else if (leases.length === 0) io.out('no leases held');
-      else {
-        io.out(
-          table(
-            leases.map((l) => [String(l['id']).slice(0, 8), `${l['user']}@${l['host']}`, String(l['instance']), String(l['product']), localTime(l['grantedAt']), inWords(Number(l['expiresInMs'])), String(l['remote']), String(l['listener'])]),
-            ['LEASE', 'USER@HOST', 'INSTANCE', 'PRODUCT', 'SINCE', 'EXPIRES IN', 'REMOTE', 'LISTENER'],
-          ),
-        );
-      }
-      return 0;
-    }
-    case 'revoke': {
-      if (positionals.length !== 1 || values.reason === undefined) throw new FloatdError('USAGE', 'floatd admin revoke takes one LEASE id (or a unique prefix) and --reason TEXT');
-      const block = blockFlags(values);
-      const body = ok(await call(t(), 'POST', `/v1/admin/leases/${encodeURIComponent(positionals[0]!)}/revoke`, { reason: values.reason, ...block }));
-      const lease = body['lease'] as Record<string, unknown>;
-      io.out(`revoked lease ${lease['id']} of ${lease['user']}@${lease['host']} (${lease['product']})`);
-      const made = body['block'] as Record<string, unknown> | undefined;
-      if (made !== undefined) io.out(`${blockedWho(made)} kept out of ${made['product']} until ${localTime(made['until'])} (block ${String(made['id']).slice(0, 8)}; floatd admin unblock lifts it)`);
-      return 0;
-    }
-    case 'blocks': {
+    case 'leases':
+      return showLeases(t(), values, io);
+    case 'revoke':
+      return revoke(t, positionals, values, io);
+    case 'blocks':
       if (positionals.length > 0) throw new FloatdError('USAGE', 'floatd admin blocks takes no arguments (floatd admin unblock BLOCK lifts one)');
-      const blocks = ok(await call(t(), 'GET', '/v1/admin/blocks'))['blocks'] as Array<Record<string, unknown>>;
-      if (values.json) io.out(JSON.stringify(blocks, null, 2));
-      else if (blocks.length === 0) io.out('no blocks in force');
-      else {
-        io.out(
-          table(
-            blocks.map((b) => [String(b['id']).slice(0, 8), blockedWho(b), String(b['product']), localTime(b['until']), inWords(Number(b['endsInMs'])), String(b['actor']), String(b['reason'])]),
-            ['BLOCK', 'KEPT OUT', 'PRODUCT', 'UNTIL', 'ENDS IN', 'BY', 'REASON'],
-          ),
-        );
-      }
-      return 0;
-    }
+      return showBlocks(t(), values, io);
     case 'unblock': {
       if (positionals.length !== 1) throw new FloatdError('USAGE', 'floatd admin unblock takes one BLOCK id (or a unique prefix; floatd admin blocks lists them)');
-      const lifted = ok(await call(t(), 'POST', `/v1/admin/blocks/${encodeURIComponent(positionals[0]!)}/lift`))['block'] as Record<string, unknown>;
-      io.out(`block ${lifted['id']} lifted: ${blockedWho(lifted)} may take seats of ${lifted['product']} again`);
+      const lifted = ok<UnblockReply>(await call(t(), 'POST', `/v1/admin/blocks/${encodeURIComponent(positionals[0]!)}/lift`)).block;
+      io.out(`block ${lifted.id} lifted: ${blockedWho(lifted)} may take seats of ${lifted.product} again`);
       return 0;
     }
     case 'rules':
@@ -259,33 +224,78 @@ export async function admin(args: string[], io: Io): Promise<number> {
     case 'suspend':
     case 'resume': {
       if (positionals.length > 1) throw new FloatdError('USAGE', `floatd admin ${sub} takes at most one LISTENER name`);
-      const body = ok(await call(t(), 'POST', `/v1/admin/listeners/${sub}`, positionals[0] === undefined ? {} : { listener: positionals[0] }));
-      const suspended = body['suspended'] as string[];
+      const { suspended } = ok<SuspensionReply>(await call(t(), 'POST', `/v1/admin/listeners/${sub}`, positionals[0] === undefined ? {} : { listener: positionals[0] }));
       io.out(`${positionals[0] === undefined ? 'every listener' : `listener ${positionals[0]}`} ${sub === 'suspend' ? 'suspended' : 'resumed'}; suspended now: ${suspended.join(', ') || 'none'}`);
       return 0;
     }
-    case 'log': {
-      // The same filters and formats as floatd log, through the admin API.
-      const filter = filterFrom(values, new SystemClock().now());
-      if (values.json && values.csv) throw new FloatdError('USAGE', 'choose one of --json and --csv');
-      const q = new URLSearchParams();
-      if (filter.sinceMs !== undefined) q.set('since', new Date(filter.sinceMs).toISOString());
-      if (filter.untilMs !== undefined) q.set('until', new Date(filter.untilMs).toISOString());
-      const names = { user: filter.user, host: filter.host, instance: filter.instance, product: filter.product, pool: values.pool, lease: filter.leaseId, listener: filter.listener, actor: filter.actor };
-      for (const [k, v] of Object.entries(names)) if (v !== undefined) q.set(k, v);
-      if (filter.events !== undefined) q.set('event', filter.events.join(','));
-      const limit = intFlag(values.limit, 'limit', 1);
-      if (limit !== undefined) q.set('limit', String(limit));
-      const body = ok(await call(t(), 'GET', `/v1/admin/log${q.size > 0 ? `?${q}` : ''}`));
-      const events = body['events'] as LeaseEvent[];
-      if (values.json) for (const e of events) io.out(JSON.stringify(eventJson(e)));
-      else if (values.csv) io.out([CSV_HEADER, ...events.map(csvRow)].join('\n'));
-      else for (const line of new LogTable(values.utc ?? false).lines(events)) io.out(line);
-      return 0;
-    }
+    case 'log':
+      return showLog(t, values, io);
     default:
       throw new FloatdError('USAGE', `floatd admin needs one of: leases, revoke, blocks, unblock, rules reload, tls reload, suspend, resume, log, token\n${ADMIN_USAGE}`);
   }
+}
+
+/** floatd admin leases: who holds what, since when, from where. */
+async function showLeases(t: Target, values: AdminValues, io: Io): Promise<number> {
+  const q = new URLSearchParams();
+  for (const k of ['user', 'host', 'product'] as const) if (values[k] !== undefined) q.set(k, values[k]!);
+  const { leases } = ok<LeasesReply>(await call(t, 'GET', `/v1/admin/leases${q.size > 0 ? `?${q}` : ''}`));
+  if (values.json) io.out(JSON.stringify(leases, null, 2));
+  else if (leases.length === 0) io.out('no leases held');
+  else {
+    io.out(
+      table(
+        leases.map((l) => [l.id.slice(0, 8), `${l.user}@${l.host}`, l.instance, l.product, localTime(l.grantedAt), inWords(l.expiresInMs), l.remote, l.listener]),
+        ['LEASE', 'USER@HOST', 'INSTANCE', 'PRODUCT', 'SINCE', 'EXPIRES IN', 'REMOTE', 'LISTENER'],
+      ),
+    );
+  }
+  return 0;
+}
+
+/** floatd admin revoke LEASE --reason TEXT [--block SPAN]: checks the arguments before finding the server. */
+async function revoke(t: () => Target, positionals: string[], values: AdminValues, io: Io): Promise<number> {
+  if (positionals.length !== 1 || values.reason === undefined) throw new FloatdError('USAGE', 'floatd admin revoke takes one LEASE id (or a unique prefix) and --reason TEXT');
+  const block = blockFlags(values);
+  const { lease, block: made } = ok<RevokeReply>(await call(t(), 'POST', `/v1/admin/leases/${encodeURIComponent(positionals[0]!)}/revoke`, { reason: values.reason, ...block }));
+  io.out(`revoked lease ${lease.id} of ${lease.user}@${lease.host} (${lease.product})`);
+  if (made !== undefined) io.out(`${blockedWho(made)} kept out of ${made.product} until ${localTime(made.until)} (block ${made.id.slice(0, 8)}; floatd admin unblock lifts it)`);
+  return 0;
+}
+
+/** floatd admin blocks: holders kept out after a revoke. */
+async function showBlocks(t: Target, values: AdminValues, io: Io): Promise<number> {
+  const { blocks } = ok<BlocksReply>(await call(t, 'GET', '/v1/admin/blocks'));
+  if (values.json) io.out(JSON.stringify(blocks, null, 2));
+  else if (blocks.length === 0) io.out('no blocks in force');
+  else {
+    io.out(
+      table(
+        blocks.map((b) => [b.id.slice(0, 8), blockedWho(b), b.product, localTime(b.until), inWords(b.endsInMs), b.actor, b.reason]),
+        ['BLOCK', 'KEPT OUT', 'PRODUCT', 'UNTIL', 'ENDS IN', 'BY', 'REASON'],
+      ),
+    );
+  }
+  return 0;
+}
+
+/** floatd admin log: the same filters and formats as floatd log, through the admin API. */
+async function showLog(t: () => Target, values: AdminValues, io: Io): Promise<number> {
+  const filter = filterFrom(values, new SystemClock().now());
+  if (values.json && values.csv) throw new FloatdError('USAGE', 'choose one of --json and --csv');
+  const q = new URLSearchParams();
+  if (filter.sinceMs !== undefined) q.set('since', new Date(filter.sinceMs).toISOString());
+  if (filter.untilMs !== undefined) q.set('until', new Date(filter.untilMs).toISOString());
+  const names = { user: filter.user, host: filter.host, instance: filter.instance, product: filter.product, pool: values.pool, lease: filter.leaseId, listener: filter.listener, actor: filter.actor };
+  for (const [k, v] of Object.entries(names)) if (v !== undefined) q.set(k, v);
+  if (filter.events !== undefined) q.set('event', filter.events.join(','));
+  const limit = intFlag(values.limit, 'limit', 1);
+  if (limit !== undefined) q.set('limit', String(limit));
+  const { events } = ok<LogReply>(await call(t(), 'GET', `/v1/admin/log${q.size > 0 ? `?${q}` : ''}`));
+  if (values.json) for (const e of events) io.out(JSON.stringify(eventJson(e)));
+  else if (values.csv) io.out([CSV_HEADER, ...events.map(csvRow)].join('\n'));
+  else for (const line of new LogTable(values.utc ?? false).lines(events)) io.out(line);
+  return 0;
 }
 
 const SPAN_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 } as const;
@@ -308,8 +318,8 @@ function blockFlags(values: Record<string, unknown>): { blockSeconds?: number; b
   return { blockSeconds: ms / 1000, blockScope: forInstance ? 'instance' : 'user' };
 }
 
-function blockedWho(b: Record<string, unknown>): string {
-  return b['scope'] === 'instance' ? `instance ${String(b['instance'])} of ${String(b['user'])}` : `user ${String(b['user'])}`;
+function blockedWho(b: BlockView): string {
+  return b.scope === 'instance' ? `instance ${String(b.instance)} of ${b.user}` : `user ${b.user}`;
 }
 
 /** POST …/reload on the admin API and say what came of it (floatd admin rules|tls reload, floatd rules reload). */

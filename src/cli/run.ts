@@ -35,26 +35,70 @@ export function formatDuration(ms: number): string {
   return `${Math.round(s / 360) / 10} h`;
 }
 
+const RUN_FLAGS = {
+  server: { type: 'string' },
+  product: { type: 'string' },
+  'retry-seconds': { type: 'string' },
+  user: { type: 'string' },
+  instance: { type: 'string' },
+  'instance-file': { type: 'string' },
+  'on-lost': { type: 'string' },
+  'grace-seconds': { type: 'string' },
+  'server-key-fingerprint': { type: 'string' },
+  'vendor-public-key': { type: 'string', multiple: true },
+  ca: { type: 'string' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
+} as const;
+
+type RunValues = ReturnType<typeof parse<typeof RUN_FLAGS>>['values'];
+
+/** floatd run's settings, checked: the command, how to reach the server, what to do when the lease is lost. */
+interface RunOptions {
+  readonly command: readonly [string, ...string[]];
+  readonly server: string;
+  readonly values: RunValues;
+  readonly onLost: 'warn' | 'stop';
+  readonly graceMs: number;
+  readonly retrySeconds: number | undefined;
+  readonly vendorKeys: JWK[];
+}
+
 /** `floatd run`: wraps any program in a lease. Resolves with the exit status to use. */
 export async function run(args: string[], io: Io): Promise<number> {
+  const options = runOptions(args);
+  const say = (text: string) => io.err(`floatd run: ${text}`);
+  const name = options.command[0];
+  // A command that cannot be started is found out before a seat is taken for it.
+  const runnable = findCommand(name, io.env['PATH'] ?? '');
+  if (runnable !== true) {
+    say(`cannot run ${name}: ${runnable.why}; no lease was taken`);
+    return runnable.status;
+  }
+  const client = leaseClient(options);
+  // Another key at the server's address: never a quiet "lease regained".
+  const server = { keyChangedTo: null as string | null };
+  client.on('serverKeyChanged', ({ from, to, refused }) => {
+    server.keyChangedTo = to;
+    say(
+      `WARNING: the server key fingerprint changed from ${from} to ${to}: another server answers at ${options.server}, or the server lost its key; ` +
+        (refused ? 'its leases are refused (SERVER_KEY_CHANGED) because --vendor-public-key is given' : 'its leases are taken as they come (give --vendor-public-key or --server-key-fingerprint to refuse them)'),
+    );
+  });
+  // Only the waits are said here; a refusal that ends the wait is said once, below.
+  client.on('denied', (d) => {
+    if (d.retryInMs !== null) say(`waiting for a lease: ${d.code}${d.reason ? ` (${d.reason})` : ''}: ${d.message}; trying again in ${formatDuration(d.retryInMs)}`);
+  });
+  const refused = await firstLease(client, name, say);
+  if (refused !== null) return refused;
+  return supervise(client, options, say, () => server.keyChangedTo);
+}
+
+function runOptions(args: string[]): RunOptions {
   const sep = args.indexOf('--');
   if (sep < 0 || sep === args.length - 1) throw new FloatdError('USAGE', `floatd run needs the command after "--"\n${RUN_USAGE}`);
-  const command = args.slice(sep + 1);
-  const { values } = parse(args.slice(0, sep), {
-    server: { type: 'string' },
-    product: { type: 'string' },
-    'retry-seconds': { type: 'string' },
-    user: { type: 'string' },
-    instance: { type: 'string' },
-    'instance-file': { type: 'string' },
-    'on-lost': { type: 'string' },
-    'grace-seconds': { type: 'string' },
-    'server-key-fingerprint': { type: 'string' },
-    'vendor-public-key': { type: 'string', multiple: true },
-    ca: { type: 'string' },
-    cert: { type: 'string' },
-    key: { type: 'string' },
-  });
+  const command = args.slice(sep + 1) as [string, ...string[]];
+  const { values } = parse(args.slice(0, sep), RUN_FLAGS);
   if (values.server === undefined) throw new FloatdError('USAGE', `floatd run needs --server ADDRESS\n${RUN_USAGE}`);
   if ((values.cert === undefined) !== (values.key === undefined)) throw new FloatdError('USAGE', '--cert and --key go together: a client certificate needs its key');
   if ((values.ca ?? values.cert) !== undefined && !/^(tls|https):\/\//i.test(values.server.trim())) {
@@ -71,18 +115,14 @@ export async function run(args: string[], io: Io): Promise<number> {
       throw new FloatdError('INPUT_INVALID', `--vendor-public-key: ${(err as Error).message}`);
     }
   });
-  const say = (text: string) => io.err(`floatd run: ${text}`);
-  // A command that cannot be started is found out before a seat is taken for it.
-  const runnable = findCommand(command[0]!, io.env['PATH'] ?? '');
-  if (runnable !== true) {
-    say(`cannot run ${command[0]}: ${runnable.why}; no lease was taken`);
-    return runnable.status;
-  }
+  return { command, server: values.server, values, onLost, graceMs, retrySeconds, vendorKeys };
+}
 
-  let client: LeaseClient;
+/** The lease client for the flags; a file it cannot read or use is the caller's mistake. */
+function leaseClient({ server, values, vendorKeys, retrySeconds }: RunOptions): LeaseClient {
   try {
-    client = new LeaseClient({
-      server: values.server,
+    return new LeaseClient({
+      server,
       ...(values.product !== undefined ? { product: values.product } : {}),
       ...(values.user !== undefined ? { user: values.user } : {}),
       ...(values.instance !== undefined ? { instance: values.instance } : {}),
@@ -102,20 +142,10 @@ export async function run(args: string[], io: Io): Promise<number> {
     if ((err as NodeJS.ErrnoException).path !== undefined) throw new FloatdError('INPUT_INVALID', `--instance-file: ${(err as Error).message}`);
     throw err;
   }
-  // Another key at the server's address: never a quiet "lease regained".
-  let keyChangedTo: string | null = null;
-  client.on('serverKeyChanged', ({ from, to, refused }) => {
-    keyChangedTo = to;
-    say(
-      `WARNING: the server key fingerprint changed from ${from} to ${to}: another server answers at ${values.server}, or the server lost its key; ` +
-        (refused ? 'its leases are refused (SERVER_KEY_CHANGED) because --vendor-public-key is given' : 'its leases are taken as they come (give --vendor-public-key or --server-key-fingerprint to refuse them)'),
-    );
-  });
-  // Only the waits are said here; a refusal that ends the wait is said once, below.
-  client.on('denied', (d) => {
-    if (d.retryInMs !== null) say(`waiting for a lease: ${d.code}${d.reason ? ` (${d.reason})` : ''}: ${d.message}; trying again in ${formatDuration(d.retryInMs)}`);
-  });
+}
 
+/** Waits for the first lease: null once held, else the exit status (a signal stopped the wait, or no lease can be had). */
+async function firstLease(client: LeaseClient, name: string, say: (text: string) => void): Promise<number | null> {
   // A signal while waiting for a seat stops the wait.
   let stoppedBy: NodeJS.Signals | null = null;
   const stopWaiting = (signal: NodeJS.Signals) => {
@@ -125,20 +155,25 @@ export async function run(args: string[], io: Io): Promise<number> {
   for (const s of FORWARDED) process.on(s, stopWaiting);
   try {
     const lease = await client.acquire();
-    say(`lease ${lease.id} on ${lease.product} held (renewing every ${formatDuration(lease.renewAfterMs)}); starting ${command[0]}`);
+    say(`lease ${lease.id} on ${lease.product} held (renewing every ${formatDuration(lease.renewAfterMs)}); starting ${name}`);
+    return null;
   } catch (err) {
     await client.close();
     if (stoppedBy !== null) return signalStatus(stoppedBy);
     if (err instanceof LeaseClientError) {
-      say(`no lease, so ${command[0]} was not started: ${err.code}${err.reason ? ` (${err.reason})` : ''}: ${err.message}`);
+      say(`no lease, so ${name} was not started: ${err.code}${err.reason ? ` (${err.reason})` : ''}: ${err.message}`);
       return NO_LEASE_STATUS;
     }
     throw err;
   } finally {
     for (const s of FORWARDED) process.off(s, stopWaiting);
   }
+}
 
-  const child = spawn(command[0]!, command.slice(1), { stdio: 'inherit' });
+/** Runs the command while the lease is kept, forwarding signals; releases the lease when it exits and resolves with its status. */
+async function supervise(client: LeaseClient, { command, onLost, graceMs }: RunOptions, say: (text: string) => void, keyChangedTo: () => string | null): Promise<number> {
+  const name = command[0];
+  const child = spawn(name, command.slice(1), { stdio: 'inherit' });
   const forward = (signal: NodeJS.Signals) => {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
   };
@@ -147,12 +182,12 @@ export async function run(args: string[], io: Io): Promise<number> {
   let grace: NodeJS.Timeout | null = null;
   const lostLease = (what: string, reason: string) => {
     if (onLost === 'warn') {
-      say(`${what} the lease (${reason}); ${command[0]} keeps running while a new one is sought`);
+      say(`${what} the lease (${reason}); ${name} keeps running while a new one is sought`);
       return;
     }
-    say(`${what} the lease (${reason}); stopping ${command[0]} in ${formatDuration(graceMs)} unless a lease is regained`);
+    say(`${what} the lease (${reason}); stopping ${name} in ${formatDuration(graceMs)} unless a lease is regained`);
     grace ??= setTimeout(() => {
-      say(`no lease regained; sending SIGTERM to ${command[0]}`);
+      say(`no lease regained; sending SIGTERM to ${name}`);
       forward('SIGTERM');
       setTimeout(() => forward('SIGKILL'), 10_000).unref();
     }, graceMs);
@@ -162,13 +197,14 @@ export async function run(args: string[], io: Io): Promise<number> {
   client.on('regained', (lease) => {
     if (grace !== null) clearTimeout(grace);
     grace = null;
-    if (keyChangedTo !== null) say(`lease ${lease.id} taken from a server with another key (${keyChangedTo}), not the one that granted the first lease`);
+    const changed = keyChangedTo();
+    if (changed !== null) say(`lease ${lease.id} taken from a server with another key (${changed}), not the one that granted the first lease`);
     else say(`lease regained (${lease.id})`);
   });
 
   const status = await new Promise<number>((resolve) => {
     child.once('error', (err) => {
-      say(`cannot run ${command[0]}: ${err.message}`);
+      say(`cannot run ${name}: ${err.message}`);
       resolve((err as NodeJS.ErrnoException).code === 'ENOENT' ? 127 : 126);
     });
     child.once('exit', (code, signal) => resolve(code ?? (signal ? signalStatus(signal) : 1)));
@@ -177,7 +213,7 @@ export async function run(args: string[], io: Io): Promise<number> {
   if (grace !== null) clearTimeout(grace);
   const held = client.lease;
   await client.close();
-  say(`${command[0]} exited with status ${status}; ${held !== null ? `lease ${held.id} released` : 'no lease was held'}`);
+  say(`${name} exited with status ${status}; ${held !== null ? `lease ${held.id} released` : 'no lease was held'}`);
   return status;
 }
 

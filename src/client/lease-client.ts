@@ -5,136 +5,22 @@ import { hostname, userInfo } from 'node:os';
 import { dirname } from 'node:path';
 import type { JWK } from 'jose';
 import { SystemClock } from '../adapters/clock/system-clock.js';
-import { thumbprint } from '../adapters/crypto/keys.js';
-import { verifyLeaseToken, type LeaseTokenClaims } from '../adapters/crypto/lease-tokens.js';
-import { trustVendorKeys, verifyLicenseKey, type TrustedVendorKey } from '../adapters/crypto/license-keys.js';
-import { verifyActivation } from '../adapters/crypto/activation-tokens.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
 import { HttpTransport } from './http-transport.js';
+import { DEFAULT_RETRY_INTERVAL_MS, LeaseClientError, type DenialInfo, type LeaseClientEvents, type LeaseClientOptions, type LeaseInfo } from './lease-client-types.js';
+import { LeaseVerifier } from './lease-verifier.js';
 import { parseServerAddress, type ServerAddress } from './server-address.js';
 import { TcpTransport } from './tcp-transport.js';
 import { readTlsFiles, type TlsMaterial } from './tls-material.js';
 import { TransportError, type Reply, type ReplyError, type Transport } from './transport.js';
 
-export const DEFAULT_RETRY_INTERVAL_MS = 10_000;
+export { DEFAULT_RETRY_INTERVAL_MS, LeaseClientError };
+export type { DenialInfo, LeaseClientEvents, LeaseClientOptions, LeaseInfo };
+
 /** The longest wait a server's `retryAfterMs` can ask of an acquire before it tries again. */
 const MAX_SERVER_RETRY_AFTER_MS = 60_000;
 /** Denials whose `retryAfterMs` sets the earliest next try. */
 const SERVER_PACED = new Set(['UNAVAILABLE', 'TOO_MANY_REQUESTS']);
-
-export interface LeaseClientOptions {
-  /**
-   * Where the server is: `host[:port]` (the NDJSON protocol over TCP, port 8989),
-   * `tls://host[:port]` (the same inside TLS, 8991), `https://host[:port]` (the web
-   * endpoint, 8443) or `http://host[:port]` (8990). IPv6 addresses go in brackets.
-   */
-  readonly server: string;
-  /** For `tls://` and `https://`: a PEM file of the CA(s) to trust instead of Node.js's built-in ones. */
-  readonly caFile?: string;
-  /** For `tls://` and `https://`: a PEM client certificate (chain) to show the server, with its key. */
-  readonly certFile?: string;
-  readonly keyFile?: string;
-  /** May be left out when the server serves one product. */
-  readonly product?: string;
-  /** Defaults to the OS user name. */
-  readonly user?: string;
-  /** Defaults to the host name. */
-  readonly host?: string;
-  /**
-   * A stable id for this product instance. Give one (or `instanceFile`) so that
-   * a restarted instance gets its own lease back instead of taking a second seat.
-   */
-  readonly instance?: string;
-  /** A file that keeps the instance id across restarts; created on first use. */
-  readonly instanceFile?: string;
-  /** How often to try again while no seat is free or the server is unreachable; 0 = fail at once. Default 10 s. */
-  readonly retryIntervalMs?: number;
-  /** Pin the server's lease-signing key: its public JWK, or its fingerprint as `floatd status` prints it. */
-  readonly serverPublicKey?: JWK;
-  readonly serverKeyFingerprint?: string;
-  /**
-   * Refuse a server whose lease-signing key differs from what this client trusts: the expected
-   * fingerprint (as `floatd status` prints it), or `true` for the first key this client sees.
-   * A server (or a reconnect, or a restart) with another key is then refused with
-   * SERVER_KEY_CHANGED; without it (and without vendorPublicKey) a changed key is only reported
-   * (`serverKeyChanged`).
-   */
-  readonly pinServerKey?: string | true;
-  /**
-   * The vendor's public key(s). Given, a lease is accepted only when it chains to
-   * the vendor: its license key is signed by the vendor and is for this product,
-   * its activation is signed by the vendor and names the key of the server that
-   * signed the lease token, and the token is from that key's pool. A server the
-   * vendor never activated (a rogue one on the network, an evaluation) is refused.
-   */
-  readonly vendorPublicKey?: JWK | readonly JWK[];
-  /**
-   * Release the lease on SIGINT, SIGTERM and normal exit. (A held lease never keeps
-   * the process alive, so "normal exit" is when the product's own work is done.)
-   */
-  readonly releaseOnExit?: boolean;
-  /** Time for one request before the server counts as unreachable. Default 10 s. */
-  readonly requestTimeoutMs?: number;
-  /** Injected for tests; the system clock otherwise. */
-  readonly clock?: Clock;
-}
-
-/** A lease as the client holds it. */
-export interface LeaseInfo {
-  readonly id: string;
-  readonly product: string;
-  /** Lease length the server granted. */
-  readonly leaseMs: number;
-  /** When the client renews, in ms after the reply arrived (half the lease). */
-  readonly renewAfterMs: number;
-  /** Time left on the lease when the reply arrived. */
-  readonly expiresInMs: number;
-  /** The signed lease (compact JWS); verified before this object exists. */
-  readonly token: string;
-  readonly claims: LeaseTokenClaims;
-}
-
-export interface DenialInfo {
-  readonly code: string;
-  readonly message: string;
-  /** For RULE_DENIED: count, frequency or blocked (a rule), or revoked (an operator revoked with --block). */
-  readonly reason?: string;
-  /** When the client tries again, or null when it does not. */
-  readonly retryInMs: number | null;
-}
-
-export interface LeaseClientEvents {
-  acquired: [LeaseInfo];
-  renewed: [LeaseInfo];
-  /** The lease could not be renewed before it expired (or the server says it is gone). */
-  lost: [{ readonly leaseId: string; readonly reason: string }];
-  /** A lease was taken again after `lost` or `revoked`. */
-  regained: [LeaseInfo];
-  /** The server took the lease back (license key removed or expired, evaluation over). */
-  revoked: [{ readonly leaseId: string; readonly reason: string }];
-  /** An acquisition was refused or could not reach the server. */
-  denied: [DenialInfo];
-  connected: [];
-  disconnected: [{ readonly message: string }];
-  /**
-   * The server's lease-signing key is not the one this client saw before (another server
-   * answers at the address, or the server lost its key): `refused` when pinServerKey or
-   * vendorPublicKey made the client turn it away (SERVER_KEY_CHANGED).
-   */
-  serverKeyChanged: [{ readonly from: string; readonly to: string; readonly refused: boolean }];
-}
-
-/** An acquisition that will not be retried, or a lease that failed verification. */
-export class LeaseClientError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly reason?: string,
-  ) {
-    super(message);
-    this.name = 'LeaseClientError';
-  }
-}
 
 /** Refusals no amount of waiting fixes: the request or the server is wrong. */
 const PERMANENT = new Set(['BAD_REQUEST', 'UNKNOWN_PRODUCT', 'PRODUCT_REQUIRED', 'UNSUPPORTED_VERSION', 'TOKEN_INVALID', 'LEASE_NOT_YOURS', 'IDENTITY_MISMATCH']);
@@ -172,11 +58,7 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
   private readonly tls: TlsMaterial;
   private transport: Transport | null = null;
   private connecting: Promise<Transport> | null = null;
-  private serverKey: JWK | null = null;
-  /** Fingerprint of the key of the first server this client trusted, to notice another one. */
-  private knownKeyFp: string | null = null;
-  /** Server clock minus ours, from hello, so token expiry is judged on the server's clock. */
-  private skewMs = 0;
+  private readonly verifier: LeaseVerifier;
   private current: LeaseInfo | null = null;
   /** Monotonic time the current lease runs out (measured from when its request was sent). */
   private deadline = 0;
@@ -221,6 +103,7 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     this.user = options.user ?? userInfo().username;
     this.host = options.host ?? hostname();
     this.instance = options.instance ?? (options.instanceFile ? readInstanceFile(options.instanceFile) : randomUUID());
+    this.verifier = new LeaseVerifier(options, this, this.clock, (change) => this.emit('serverKeyChanged', change));
     if (options.releaseOnExit) this.hookExit();
   }
 
@@ -348,108 +231,23 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
       transport.close();
       throw new LeaseClientError(hello.error.code, `the server refused hello: ${hello.error.message}`);
     }
-    const key = hello['publicKey'] as JWK | undefined;
     try {
-      await this.checkServerKey(key);
+      await this.verifier.trustServer(hello['publicKey'] as JWK | undefined, hello['serverTimeMs']);
     } catch (err) {
       transport.close();
       throw err;
     }
-    this.serverKey = key!;
-    const serverTime = hello['serverTimeMs'];
-    this.skewMs = typeof serverTime === 'number' ? serverTime - this.clock.now() : 0;
     this.transport = transport;
     this.backoffMs = 0;
     this.emit('connected');
     return transport;
   }
 
-  private async checkServerKey(key: JWK | undefined): Promise<void> {
-    if (key === undefined || typeof key !== 'object' || key.kty !== 'OKP') {
-      throw new LeaseClientError('TOKEN_INVALID', 'the server sent no usable lease-signing key in hello');
-    }
-    const pinned = this.options.serverPublicKey ? await thumbprint(this.options.serverPublicKey) : this.options.serverKeyFingerprint;
-    const fp = await thumbprint(key);
-    if (pinned !== undefined && fp !== pinned) {
-      throw new LeaseClientError('TOKEN_INVALID', `the server's lease-signing key is not the pinned one (${pinned}): refusing to trust it`);
-    }
-    const pin = this.options.pinServerKey;
-    const expected = typeof pin === 'string' ? pin : this.knownKeyFp;
-    if (expected === null || fp === expected) {
-      this.knownKeyFp ??= fp;
-      return;
-    }
-    const refused = pin !== undefined || this.options.vendorPublicKey !== undefined;
-    this.emit('serverKeyChanged', { from: expected, to: fp, refused });
-    if (refused) {
-      throw new LeaseClientError(
-        'SERVER_KEY_CHANGED',
-        `the server's lease-signing key changed from ${expected} to ${fp}: refusing its leases (${pin !== undefined ? 'pinServerKey' : 'vendorPublicKey'}); another server answers at ${this.options.server}, or the server lost its key`,
-      );
-    }
-    // Not pinned: the new key is trusted from now on, and said loudly by the event.
-    this.knownKeyFp = fp;
-  }
-
-  /** Verifies the lease token's signature and that its claims are this lease, for this client. */
+  /** Verifies a reply's lease token (and, with vendorPublicKey, its chain to the vendor); the lease runs out `expiresInMs` after `sentAt`. */
   private async verified(reply: Reply, sentAt: number): Promise<LeaseInfo> {
-    const wire = (reply as { lease?: Record<string, unknown> }).lease;
-    if (wire === undefined || typeof wire['id'] !== 'string' || typeof wire['token'] !== 'string') {
-      throw new LeaseClientError('TOKEN_INVALID', 'the server answered without a lease');
-    }
-    let claims: LeaseTokenClaims;
-    try {
-      claims = await verifyLeaseToken(wire['token'], this.serverKey!, { now: this.clock.now() + this.skewMs, clockToleranceSec: 60 });
-    } catch (err) {
-      throw new LeaseClientError('TOKEN_INVALID', (err as Error).message);
-    }
-    const wrong =
-      claims.leaseId !== wire['id'] ? 'lease id' : claims.user !== this.user ? 'user' : claims.instance !== this.instance ? 'instance' : claims.product !== wire['product'] ? 'product' : null;
-    if (wrong !== null) throw new LeaseClientError('TOKEN_INVALID', `lease token rejected: its ${wrong} is not this lease's`);
-    if (this.options.vendorPublicKey !== undefined) await this.verifyChain(wire, claims);
-    const lease: LeaseInfo = {
-      id: wire['id'],
-      product: String(wire['product']),
-      leaseMs: Number(wire['leaseMs']),
-      renewAfterMs: Number(wire['renewAfterMs']),
-      expiresInMs: Number(wire['expiresInMs']),
-      token: wire['token'],
-      claims,
-    };
+    const lease = await this.verifier.lease(reply);
     this.deadline = sentAt + lease.expiresInMs;
     return lease;
-  }
-
-  private vendorKeys: TrustedVendorKey[] | null = null;
-
-  /** License key → activation → server key → lease token, each checked against the vendor's key. */
-  private async verifyChain(wire: Record<string, unknown>, claims: LeaseTokenClaims): Promise<void> {
-    const refuse = (why: string) => new LeaseClientError('TOKEN_INVALID', `the lease does not chain to the vendor: ${why}`);
-    const given = this.options.vendorPublicKey!;
-    this.vendorKeys ??= await trustVendorKeys(Array.isArray(given) ? given : [given as JWK]);
-    const license = wire['license'] as { key?: unknown; activation?: unknown } | undefined;
-    if (license === undefined || typeof license.key !== 'string') {
-      throw refuse('it carries no license key (an evaluation lease, or a server that cannot show a license from this vendor)');
-    }
-    let key;
-    try {
-      key = await verifyLicenseKey(license.key, this.vendorKeys);
-    } catch (err) {
-      throw refuse(`its license key is not the vendor's: ${(err as Error).message}`);
-    }
-    if (key.product !== wire['product']) throw refuse(`its license key is for product "${key.product}", not "${String(wire['product'])}"`);
-    if (claims.pool !== key.id) throw refuse(`the lease token is from pool ${String(claims.pool)}, not license key ${key.id}`);
-    if (!key.activation) throw refuse(`license key ${key.id} needs no activation, so nothing ties it to this server's key`);
-    if (typeof license.activation !== 'string') throw refuse(`it carries no activation of license key ${key.id}`);
-    let activation;
-    try {
-      activation = await verifyActivation(license.activation, this.vendorKeys);
-    } catch (err) {
-      throw refuse(`its activation is not the vendor's: ${(err as Error).message}`);
-    }
-    if (activation.keyId !== key.id) throw refuse(`its activation is for license key ${activation.keyId}, not ${key.id}`);
-    const serverKid = await thumbprint(this.serverKey!);
-    if (activation.serverKid !== serverKid) throw refuse(`no activation names this server's key ${serverKid} (the activation names ${activation.serverKid})`);
   }
 
   private retryOrFail(denial: DenialInfo & { permanent: boolean }, serverRetryAfterMs?: unknown): void {

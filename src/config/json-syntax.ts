@@ -26,94 +26,116 @@ function shown(c: string | undefined): string {
   return /[\x21-\x7e]/.test(c) ? `"${c}"` : `character U+${c.charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()}`;
 }
 
-/** The first place `text` is not JSON, or null when it is. */
-function firstProblem(text: string): Stop | null {
-  let i = 0;
-  const ws = () => {
-    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
-  };
-  const stop = (expected: string, at = i): never => {
+/** A recursive-descent walk over a JSON text that throws Stop at the first place it breaks the grammar. */
+class JsonScanner {
+  private i = 0;
+
+  constructor(private readonly text: string) {}
+
+  /** The whole text as one JSON value with nothing after it. */
+  document(): void {
+    this.value();
+    this.ws();
+    if (this.i < this.text.length) this.stop('nothing more after the end of the JSON value');
+  }
+
+  private ws(): void {
+    while (this.i < this.text.length && ' \t\n\r'.includes(this.text[this.i]!)) this.i++;
+  }
+
+  private stop(expected: string, at = this.i): never {
+    const text = this.text;
     const trailingComma = (text[at] === '}' || text[at] === ']') && /,\s*$/.test(text.slice(0, at));
     throw new Stop(at, trailingComma ? `a comma before ${text[at]} (JSON allows no trailing comma)` : `expected ${expected}, found ${shown(text[at])}`);
-  };
-  const string = (what: string) => {
-    if (text[i] !== '"') stop(what);
-    i++;
+  }
+
+  private string(what: string): void {
+    const text = this.text;
+    if (text[this.i] !== '"') this.stop(what);
+    this.i++;
     for (;;) {
-      const c = text[i];
-      if (c === undefined) stop('the closing " of a string');
+      const c = text[this.i];
+      if (c === undefined) this.stop('the closing " of a string');
       if (c === '"') {
-        i++;
+        this.i++;
         return;
       }
-      if (c! < ' ') stop('the closing " of a string (a line break inside a string is written \\n)');
+      if (c < ' ') this.stop('the closing " of a string (a line break inside a string is written \\n)');
       if (c === '\\') {
-        const e = text[i + 1];
-        if (e === 'u' && /^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) i += 6;
-        else if (e !== undefined && '"\\/bfnrt'.includes(e)) i += 2;
-        else throw new Stop(i, `expected an escape after the backslash (\\" \\\\ \\/ \\b \\f \\n \\r \\t or \\uXXXX), found \\${e ?? ''}; a Windows path is written C:\\\\dir or C:/dir`);
-      } else i++;
+        const e = text[this.i + 1];
+        if (e === 'u' && /^[0-9a-fA-F]{4}$/.test(text.slice(this.i + 2, this.i + 6))) this.i += 6;
+        else if (e !== undefined && '"\\/bfnrt'.includes(e)) this.i += 2;
+        else throw new Stop(this.i, `expected an escape after the backslash (\\" \\\\ \\/ \\b \\f \\n \\r \\t or \\uXXXX), found \\${e ?? ''}; a Windows path is written C:\\\\dir or C:/dir`);
+      } else this.i++;
     }
-  };
-  const value = (): void => {
-    ws();
-    const c = text[i];
-    if (c === '{') {
-      i++;
-      ws();
-      if (text[i] === '}') {
-        i++;
+  }
+
+  private object(): void {
+    this.i++;
+    this.ws();
+    if (this.text[this.i] === '}') {
+      this.i++;
+      return;
+    }
+    for (;;) {
+      this.ws();
+      this.string('a property name in double quotes');
+      this.ws();
+      if (this.text[this.i] !== ':') this.stop('":" after the property name');
+      this.i++;
+      this.value();
+      this.ws();
+      if (this.text[this.i] === ',') this.i++;
+      else if (this.text[this.i] === '}') {
+        this.i++;
         return;
-      }
-      for (;;) {
-        ws();
-        string('a property name in double quotes');
-        ws();
-        if (text[i] !== ':') stop('":" after the property name');
-        i++;
-        value();
-        ws();
-        if (text[i] === ',') i++;
-        else if (text[i] === '}') {
-          i++;
-          return;
-        } else stop('"," or "}"');
-      }
+      } else this.stop('"," or "}"');
     }
-    if (c === '[') {
-      i++;
-      ws();
-      if (text[i] === ']') {
-        i++;
+  }
+
+  private array(): void {
+    this.i++;
+    this.ws();
+    if (this.text[this.i] === ']') {
+      this.i++;
+      return;
+    }
+    for (;;) {
+      this.value();
+      this.ws();
+      if (this.text[this.i] === ',') this.i++;
+      else if (this.text[this.i] === ']') {
+        this.i++;
         return;
-      }
-      for (;;) {
-        value();
-        ws();
-        if (text[i] === ',') i++;
-        else if (text[i] === ']') {
-          i++;
-          return;
-        } else stop('"," or "]"');
-      }
+      } else this.stop('"," or "]"');
     }
-    if (c === '"') return string('a value');
-    const word = /^(true|false|null)(?![A-Za-z0-9_])/.exec(text.slice(i));
+  }
+
+  private value(): void {
+    this.ws();
+    const c = this.text[this.i];
+    if (c === '{') return this.object();
+    if (c === '[') return this.array();
+    if (c === '"') return this.string('a value');
+    const rest = this.text.slice(this.i);
+    const word = /^(true|false|null)(?![A-Za-z0-9_])/.exec(rest);
     if (word !== null) {
-      i += word[0].length;
+      this.i += word[0].length;
       return;
     }
-    const number = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?(?![A-Za-z0-9_.])/.exec(text.slice(i));
+    const number = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?(?![A-Za-z0-9_.])/.exec(rest);
     if (number !== null) {
-      i += number[0].length;
+      this.i += number[0].length;
       return;
     }
-    stop('a value (a string in double quotes, a number, true, false, null, an object or an array)');
-  };
+    this.stop('a value (a string in double quotes, a number, true, false, null, an object or an array)');
+  }
+}
+
+/** The first place `text` is not JSON, or null when it is. */
+function firstProblem(text: string): Stop | null {
   try {
-    value();
-    ws();
-    if (i < text.length) stop('nothing more after the end of the JSON value');
+    new JsonScanner(text).document();
     return null;
   } catch (err) {
     if (err instanceof Stop) return err;

@@ -160,3 +160,18 @@ export function judgeAnchoring(f: AnchorFacts): AnchorReport {
   }
   return result(null);
 }
+
+/**
+ * The lease log's anchor: the newest signed checkpoint, as operators keep it
+ * outside the database (from the start and stop log lines, `floatd status`,
+ * the dashboard) to prove later, with `floatd log verify --anchor HASH`, that
+ * the log still holds it.
+ */
+export interface LogAnchor {
+  /** The entry the checkpoint covers. */
+  readonly entry: number;
+  /** Its head hash: the hash of that entry, which covers every entry before it. */
+  readonly hash: string;
+  /** When it was signed (ISO 8601). */
+  readonly signedAt: string;
+}

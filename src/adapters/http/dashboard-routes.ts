@@ -53,79 +53,15 @@ function hardened(reply: FastifyReply, type: string): FastifyReply {
 export function registerDashboard(app: FastifyInstance, deps: DashboardDeps): void {
   const dir = deps.assetsDir ?? join(packageRoot(), 'web');
   const read = (name: string) => readFileSync(join(dir, name), 'utf8');
-  const pages = { index: read('index.html'), login: read('login.html') };
+  const ui = new DashboardReplies(deps, { index: read('index.html'), login: read('login.html') });
   const assets = new Map(Object.keys(ASSETS).map((name) => [name, read(name)]));
-
-  const cookie = (request: FastifyRequest, value: string, maxAge: number) =>
-    `${SESSION_COOKIE}=${encodeURIComponent(value)}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${deps.secure(request) ? '; Secure' : ''}`;
-  const loginPage = (reply: FastifyReply, status: number, message: string) =>
-    hardened(reply.code(status), 'text/html; charset=utf-8').send(pages.login.replace('{{message}}', escapeHtml(message)));
-  /** A form posted from another site, or from an opaque origin, is refused: the browser says where it came from. */
-  const sameOrigin = (request: FastifyRequest) => foreignOrigin(request, deps.secure(request)) === null;
-  const tooMany = (reply: FastifyReply, retryAfterMs: number) =>
-    loginPage(reply.header('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000)))), 429, 'Too many failed sign-ins; try again in a minute.');
 
   void app.register(async (scope) => {
     scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
       done(null, Object.fromEntries(new URLSearchParams(body as string)));
     });
-
-    scope.get('/', { schema: { ...html, summary: 'The dashboard (a login form without a valid session)' } }, async (request, reply) => {
-      const who = deps.gate.identify(request);
-      if (who.actor === null) {
-        if (who.how === 'cookie') {
-          // A session ended since (sign-out, expiry, token revoked, restart), or a forged cookie.
-          const wait = deps.gate.failed(request, who.presented, 'unknown dashboard session');
-          void reply.header('set-cookie', cookie(request, '', 0));
-          if (wait !== null) return tooMany(reply, wait);
-        }
-        return reply.code(303).header('location', '/login').header('cache-control', 'no-store').send();
-      }
-      return hardened(reply, 'text/html; charset=utf-8').send(pages.index);
-    });
-
-    scope.get('/login', { schema: { ...html, summary: 'The dashboard\'s login form: an admin token' } }, async (request, reply) => {
-      const who = deps.gate.identify(request);
-      if (who.actor !== null) return reply.code(303).header('location', '/').send();
-      if (who.how !== 'none') {
-        const wait = deps.gate.failed(request, who.presented, 'unknown dashboard session at the login form');
-        if (who.how === 'cookie') void reply.header('set-cookie', cookie(request, '', 0));
-        if (wait !== null) return tooMany(reply, wait);
-      }
-      return loginPage(reply, 200, '');
-    });
-
-    scope.post(
-      '/login',
-      {
-        schema: {
-          ...html,
-          summary: 'Signs in with an admin token: opens a session whose id is the cookie (HttpOnly, SameSite=Strict, Secure on HTTPS) and redirects to /',
-          consumes: ['application/x-www-form-urlencoded'],
-          body: { type: 'object', required: ['token'], properties: { token: { type: 'string', maxLength: 1000 } } },
-        },
-      },
-      async (request, reply) => {
-        if (!sameOrigin(request)) return loginPage(reply, 403, 'This form may only be sent from this server\'s own page.');
-        const token = (request.body as { token: string }).token.trim();
-        const signedIn = token === '' ? null : deps.gate.signIn(token);
-        if (signedIn === null) {
-          const wait = deps.gate.failed(request, token, 'wrong token at the dashboard login');
-          if (wait !== null) return tooMany(reply, wait);
-          return loginPage(reply, 401, 'That is not an admin token of this server (see floatd admin token create).');
-        }
-        const id = deps.gate.sessions.open(signedIn.actor, signedIn.stillValid);
-        return reply.code(303).header('set-cookie', cookie(request, id, SESSION_SECONDS)).header('location', '/').header('cache-control', 'no-store').send();
-      },
-    );
-
-    scope.post('/logout', { schema: { ...html, summary: 'Signs out: ends the session, clears its cookie and redirects to /login' } }, async (request, reply) => {
-      if (!sameOrigin(request)) return loginPage(reply, 403, 'This form may only be sent from this server\'s own page.');
-      const id = cookieOf(request, SESSION_COOKIE);
-      if (id !== null && id !== '') deps.gate.sessions.close(id);
-      return reply.code(303).header('set-cookie', cookie(request, '', 0)).header('location', '/login').header('cache-control', 'no-store').send();
-    });
-
+    registerPages(scope, deps, ui);
+    registerSignInOut(scope, deps, ui);
     scope.get(
       '/ui/:file',
       { schema: { summary: 'The dashboard\'s script, style sheet and icon', tags: ['dashboard'], params: { type: 'object', required: ['file'], properties: { file: { type: 'string', enum: Object.keys(ASSETS) } } } } },
@@ -134,5 +70,96 @@ export function registerDashboard(app: FastifyInstance, deps: DashboardDeps): vo
         return hardened(reply, ASSETS[name]!).send(assets.get(name));
       },
     );
+  });
+}
+
+/** What the dashboard's routes answer with: the session cookie, the login page, refusals. */
+class DashboardReplies {
+  constructor(
+    private readonly deps: DashboardDeps,
+    private readonly pages: { readonly index: string; readonly login: string },
+  ) {}
+
+  cookie(request: FastifyRequest, value: string, maxAge: number): string {
+    return `${SESSION_COOKIE}=${encodeURIComponent(value)}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${this.deps.secure(request) ? '; Secure' : ''}`;
+  }
+
+  index(reply: FastifyReply): FastifyReply {
+    return hardened(reply, 'text/html; charset=utf-8').send(this.pages.index);
+  }
+
+  loginPage(reply: FastifyReply, status: number, message: string): FastifyReply {
+    return hardened(reply.code(status), 'text/html; charset=utf-8').send(this.pages.login.replace('{{message}}', escapeHtml(message)));
+  }
+
+  /** A form posted from another site, or from an opaque origin, is refused: the browser says where it came from. */
+  sameOrigin(request: FastifyRequest): boolean {
+    return foreignOrigin(request, this.deps.secure(request)) === null;
+  }
+
+  tooMany(reply: FastifyReply, retryAfterMs: number): FastifyReply {
+    return this.loginPage(reply.header('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000)))), 429, 'Too many failed sign-ins; try again in a minute.');
+  }
+}
+
+/** The dashboard itself and its login form. */
+function registerPages(scope: FastifyInstance, deps: DashboardDeps, ui: DashboardReplies): void {
+  scope.get('/', { schema: { ...html, summary: 'The dashboard (a login form without a valid session)' } }, async (request, reply) => {
+    const who = deps.gate.identify(request);
+    if (who.actor === null) {
+      if (who.how === 'cookie') {
+        // A session ended since (sign-out, expiry, token revoked, restart), or a forged cookie.
+        const wait = deps.gate.failed(request, who.presented, 'unknown dashboard session');
+        void reply.header('set-cookie', ui.cookie(request, '', 0));
+        if (wait !== null) return ui.tooMany(reply, wait);
+      }
+      return reply.code(303).header('location', '/login').header('cache-control', 'no-store').send();
+    }
+    return ui.index(reply);
+  });
+
+  scope.get('/login', { schema: { ...html, summary: 'The dashboard\'s login form: an admin token' } }, async (request, reply) => {
+    const who = deps.gate.identify(request);
+    if (who.actor !== null) return reply.code(303).header('location', '/').send();
+    if (who.how !== 'none') {
+      const wait = deps.gate.failed(request, who.presented, 'unknown dashboard session at the login form');
+      if (who.how === 'cookie') void reply.header('set-cookie', ui.cookie(request, '', 0));
+      if (wait !== null) return ui.tooMany(reply, wait);
+    }
+    return ui.loginPage(reply, 200, '');
+  });
+}
+
+/** Signing in with an admin token (a session opens) and out (it closes). */
+function registerSignInOut(scope: FastifyInstance, deps: DashboardDeps, ui: DashboardReplies): void {
+  scope.post(
+    '/login',
+    {
+      schema: {
+        ...html,
+        summary: 'Signs in with an admin token: opens a session whose id is the cookie (HttpOnly, SameSite=Strict, Secure on HTTPS) and redirects to /',
+        consumes: ['application/x-www-form-urlencoded'],
+        body: { type: 'object', required: ['token'], properties: { token: { type: 'string', maxLength: 1000 } } },
+      },
+    },
+    async (request, reply) => {
+      if (!ui.sameOrigin(request)) return ui.loginPage(reply, 403, 'This form may only be sent from this server\'s own page.');
+      const token = (request.body as { token: string }).token.trim();
+      const signedIn = token === '' ? null : deps.gate.signIn(token);
+      if (signedIn === null) {
+        const wait = deps.gate.failed(request, token, 'wrong token at the dashboard login');
+        if (wait !== null) return ui.tooMany(reply, wait);
+        return ui.loginPage(reply, 401, 'That is not an admin token of this server (see floatd admin token create).');
+      }
+      const id = deps.gate.sessions.open(signedIn.actor, signedIn.stillValid);
+      return reply.code(303).header('set-cookie', ui.cookie(request, id, SESSION_SECONDS)).header('location', '/').header('cache-control', 'no-store').send();
+    },
+  );
+
+  scope.post('/logout', { schema: { ...html, summary: 'Signs out: ends the session, clears its cookie and redirects to /login' } }, async (request, reply) => {
+    if (!ui.sameOrigin(request)) return ui.loginPage(reply, 403, 'This form may only be sent from this server\'s own page.');
+    const id = cookieOf(request, SESSION_COOKIE);
+    if (id !== null && id !== '') deps.gate.sessions.close(id);
+    return reply.code(303).header('set-cookie', ui.cookie(request, '', 0)).header('location', '/login').header('cache-control', 'no-store').send();
   });
 }

@@ -89,7 +89,8 @@ const errors = {
 const okLease = { type: 'object', properties: { ok: { const: true }, lease: leaseReply } } as const;
 const anyObject = { type: 'object', additionalProperties: true } as const;
 
-export function routeSchemas(identityFromCertificate: boolean) {
+/** The lease routes: acquire, renew, release. */
+function leaseRouteSchemas(identityFromCertificate: boolean) {
   const body = messageSchema(leaseBody(!identityFromCertificate));
   const leaseId = messageSchema(LEASE_PARAMS);
   return {
@@ -120,34 +121,44 @@ export function routeSchemas(identityFromCertificate: boolean) {
       body,
       response: { 200: { description: 'released, or already ended', type: 'object', properties: { ok: { const: true }, released: { type: 'boolean' } } }, ...errors },
     },
-    status: {
-      summary: 'Seats per product and health; with admin credentials (token, admin client certificate, dashboard session) also keys, licensee, activation, listeners and rules',
-      description: 'Without credentials the reply is the reduced view ("view": "public"), as the NDJSON status op gives. With them ("view": "full") it holds every field of floatd status (docs/protocol.md, status). A wrong bearer token is 401, not the reduced view.',
-      tags: ['server'],
-      security: [{}, { bearer: [] }] as Array<Record<string, string[]>>,
-      response: {
-        200: {
-          description: 'view "public": ok, view, version, mode, products, leasesHeld, ready, reason; view "full": every field of floatd status',
-          type: 'object',
-          additionalProperties: true,
-          properties: {
-            ok: { const: true },
-            view: { type: 'string', enum: ['public', 'full'] },
-            version: { type: 'string' },
-            mode: { type: 'string', enum: ['licensed', 'evaluation', 'unlicensed'] },
-            products: {
-              type: 'array',
-              items: { type: 'object', properties: { product: { type: 'string' }, seatsTotal: { type: 'integer' }, seatsInUse: { type: 'integer' }, seatsFree: { type: 'integer' } }, additionalProperties: true },
-            },
-            leasesHeld: { type: 'integer' },
-            ready: { type: 'boolean', description: 'public view: whether the server grants leases now (as /readyz)' },
-            reason: { type: 'string', description: 'public view: why not, or "serving"' },
+  };
+}
+
+/** GET /v1/status: the reduced view, or everything with admin credentials. */
+function statusSchema() {
+  return {
+    summary: 'Seats per product and health; with admin credentials (token, admin client certificate, dashboard session) also keys, licensee, activation, listeners and rules',
+    description: 'Without credentials the reply is the reduced view ("view": "public"), as the NDJSON status op gives. With them ("view": "full") it holds every field of floatd status (docs/protocol.md, status). A wrong bearer token is 401, not the reduced view.',
+    tags: ['server'],
+    security: [{}, { bearer: [] }] as Array<Record<string, string[]>>,
+    response: {
+      200: {
+        description: 'view "public": ok, view, version, mode, products, leasesHeld, ready, reason; view "full": every field of floatd status',
+        type: 'object',
+        additionalProperties: true,
+        properties: {
+          ok: { const: true },
+          view: { type: 'string', enum: ['public', 'full'] },
+          version: { type: 'string' },
+          mode: { type: 'string', enum: ['licensed', 'evaluation', 'unlicensed'] },
+          products: {
+            type: 'array',
+            items: { type: 'object', properties: { product: { type: 'string' }, seatsTotal: { type: 'integer' }, seatsInUse: { type: 'integer' }, seatsFree: { type: 'integer' } }, additionalProperties: true },
           },
+          leasesHeld: { type: 'integer' },
+          ready: { type: 'boolean', description: 'public view: whether the server grants leases now (as /readyz)' },
+          reason: { type: 'string', description: 'public view: why not, or "serving"' },
         },
-        401: { description: 'UNAUTHORIZED: a wrong bearer token (send none for the reduced view)', ...errorReply },
-        429: errors[429],
       },
+      401: { description: 'UNAUTHORIZED: a wrong bearer token (send none for the reduced view)', ...errorReply },
+      429: errors[429],
     },
+  };
+}
+
+/** What the server says of itself: who it is, health, metrics, this document. */
+function serverRouteSchemas() {
+  return {
     server: {
       summary: 'Who the server is and the public key that signs lease tokens (the TCP hello reply)',
       tags: ['server'],
@@ -170,4 +181,8 @@ export function routeSchemas(identityFromCertificate: boolean) {
     },
     openapi: { summary: 'This document', tags: ['server'], response: { 200: { description: 'OpenAPI 3.1', ...anyObject } } },
   };
+}
+
+export function routeSchemas(identityFromCertificate: boolean) {
+  return { ...leaseRouteSchemas(identityFromCertificate), status: statusSchema(), ...serverRouteSchemas() };
 }

@@ -19,6 +19,8 @@ import type { ConnectionBudget } from '../net/connection-budget.js';
 import { messageValidator, routeSchemas } from './schemas.js';
 import { parseJson } from '../../domain/schema.js';
 
+type RouteSchemas = ReturnType<typeof routeSchemas>;
+
 export interface WebListener extends ListenOn {
   readonly tls: boolean;
   /** Every connection starts with a PROXY header from a trusted proxy (before TLS and HTTP). */
@@ -369,49 +371,10 @@ export class WebServer {
 
   private addRoutes(): void {
     const app = this.app;
-    const { api } = this.deps;
     const schemas = routeSchemas(this.options.identityFromCertificate);
     const validatorCompiler = messageValidator((field, message) => new HttpError('BAD_REQUEST', message, { field }));
-
-    // JSON bodies are read as the NDJSON door reads a line: reserved keys, deep nesting and numbers
-    // too large to represent are refused naming the field, before any schema.
-    app.removeContentTypeParser('application/json');
-    app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
-      const textBody = body as string;
-      if (textBody.trim() === '') {
-        done(null, undefined);
-        return;
-      }
-      const parsed = parseJson(textBody);
-      if (parsed.ok) done(null, parsed.value);
-      else done(new HttpError('BAD_REQUEST', parsed.message, { field: parsed.field }), undefined);
-    });
-
-    app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
-      let code: ErrorCode;
-      let message: string;
-      let details: ErrorDetails = {};
-      if (error instanceof HttpError || isFloatdError(error)) {
-        // A FloatdError reaching here is a fault the server foresaw (storage unavailable): its code says what to do.
-        ({ code, message, details } = error);
-      } else if ('validation' in error && error.validation && error.validation.length > 0) {
-        const v = error.validation[0]!;
-        const field = fieldOf(v as { instancePath: string; params?: Record<string, unknown> }, error.validationContext);
-        code = 'BAD_REQUEST';
-        message = v.keyword === 'required' ? `field "${field}" is required` : `field "${field}" ${v.message ?? 'is not valid'}`;
-        details = { field };
-      } else if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
-        code = 'BAD_REQUEST';
-        message = error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? `the body is larger than ${this.options.bodyLimitBytes} bytes` : error.message;
-      } else {
-        this.deps.requestFailed(error, { method: request.method, route: request.routeOptions.url ?? 'unknown', url: request.url, remote: this.remoteOf(request.socket) });
-        code = 'INTERNAL';
-        message = 'internal server error; the operator can find details in the server log';
-      }
-      const retryAfterMs = details.retryAfterMs;
-      if (typeof retryAfterMs === 'number') void reply.header('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
-      return reply.code(HTTP_STATUS[code]).send({ ok: false, error: { code, message, ...details } });
-    });
+    this.readJsonAsNdjson();
+    app.setErrorHandler((error: FastifyError | HttpError, request, reply) => this.replyError(error, request, reply));
 
     // A browser names the page a request comes from: no other origin (nor an opaque one) may change anything here.
     // The dashboard's sign-in and sign-out forms answer such a request with their own page.
@@ -425,6 +388,64 @@ export class WebServer {
       reply.code(HTTP_STATUS.UNKNOWN_OP).send({ ok: false, error: { code: 'UNKNOWN_OP', message: `no route ${request.method} ${request.url.split('?')[0]} (see /openapi.json)` } }),
     );
 
+    this.addLeaseRoutes(schemas, validatorCompiler);
+    this.addServerRoutes(schemas);
+    if (this.gate !== null) {
+      registerAdminRoutes(app, { admin: this.deps.admin!, fail: (code, message, details) => new HttpError(code, message, details), wallClock: () => this.deps.wallClock() }, this.gate);
+      registerDashboard(app, { gate: this.gate, secure: (request) => this.secure(request), assetsDir: this.deps.dashboardDir });
+    }
+  }
+
+  /**
+   * JSON bodies are read as the NDJSON door reads a line: reserved keys, deep nesting and numbers
+   * too large to represent are refused naming the field, before any schema.
+   */
+  private readJsonAsNdjson(): void {
+    const app = this.app;
+    app.removeContentTypeParser('application/json');
+    app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+      const textBody = body as string;
+      if (textBody.trim() === '') {
+        done(null, undefined);
+        return;
+      }
+      const parsed = parseJson(textBody);
+      if (parsed.ok) done(null, parsed.value);
+      else done(new HttpError('BAD_REQUEST', parsed.message, { field: parsed.field }), undefined);
+    });
+  }
+
+  /** Every refusal and fault as `{ ok: false, error: { code, message, ...details } }` with the code's HTTP status. */
+  private replyError(error: FastifyError | HttpError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+    let code: ErrorCode;
+    let message: string;
+    let details: ErrorDetails = {};
+    if (error instanceof HttpError || isFloatdError(error)) {
+      // A FloatdError reaching here is a fault the server foresaw (storage unavailable): its code says what to do.
+      ({ code, message, details } = error);
+    } else if ('validation' in error && error.validation && error.validation.length > 0) {
+      const v = error.validation[0]!;
+      const field = fieldOf(v as { instancePath: string; params?: Record<string, unknown> }, error.validationContext);
+      code = 'BAD_REQUEST';
+      message = v.keyword === 'required' ? `field "${field}" is required` : `field "${field}" ${v.message ?? 'is not valid'}`;
+      details = { field };
+    } else if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+      code = 'BAD_REQUEST';
+      message = error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? `the body is larger than ${this.options.bodyLimitBytes} bytes` : error.message;
+    } else {
+      this.deps.requestFailed(error, { method: request.method, route: request.routeOptions.url ?? 'unknown', url: request.url, remote: this.remoteOf(request.socket) });
+      code = 'INTERNAL';
+      message = 'internal server error; the operator can find details in the server log';
+    }
+    const retryAfterMs = details.retryAfterMs;
+    if (typeof retryAfterMs === 'number') void reply.header('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
+    return reply.code(HTTP_STATUS[code]).send({ ok: false, error: { code, message, ...details } });
+  }
+
+  /** Acquire, renew, release: the lease operations over the transport-neutral LeaseApi. */
+  private addLeaseRoutes(schemas: RouteSchemas, validatorCompiler: ReturnType<typeof messageValidator>): void {
+    const app = this.app;
+    const { api } = this.deps;
     app.post('/v1/leases', { schema: schemas.acquire, validatorCompiler }, (request, reply) => {
       const body = request.body as { client: Parameters<WebServer['caller']>[1]; product?: string; leaseSecret?: string | null };
       const listener = this.sockets.get(request.socket)?.listener;
@@ -441,6 +462,12 @@ export class WebServer {
       const body = request.body as { client: Parameters<WebServer['caller']>[1]; leaseSecret?: string | null };
       return this.answer(reply, api.release(this.caller(request, body.client), (request.params as { id: string }).id, secretOf(body)), () => 200);
     });
+  }
+
+  /** Status, who the server is, health, the OpenAPI document and metrics. */
+  private addServerRoutes(schemas: RouteSchemas): void {
+    const app = this.app;
+    const { api } = this.deps;
     // Without an admin credential: seats and health; with one (token, admin certificate, dashboard session): everything.
     app.get('/v1/status', { schema: schemas.status }, async (request, reply) => ((await this.adminOrNull(request, reply)) === null ? { ok: true, ...api.publicStatus() } : { ok: true, view: 'full', ...api.status() }));
     app.get('/v1/server', { schema: schemas.server }, async () => ({ ok: true, ...api.hello() }));
@@ -458,9 +485,5 @@ export class WebServer {
       const { contentType, body } = await this.deps.metrics();
       return reply.type(contentType).send(body);
     });
-    if (this.gate !== null) {
-      registerAdminRoutes(app, { admin: this.deps.admin!, fail: (code, message, details) => new HttpError(code, message, details), wallClock: () => this.deps.wallClock() }, this.gate);
-      registerDashboard(app, { gate: this.gate, secure: (request) => this.secure(request), assetsDir: this.deps.dashboardDir });
-    }
   }
 }

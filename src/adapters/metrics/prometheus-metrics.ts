@@ -84,104 +84,7 @@ export class PrometheusMetrics {
     });
     for (const limit of LIMITS) this.limitHits.inc({ limit }, 0);
     this.clockJumps = new Counter({ name: 'floatd_clock_jumps_total', help: 'Wall-clock jumps the server noticed and re-based lease times for', registers });
-    // The server's state is read once per scrape, by the first of its gauges (a registry collects
-    // in the order metrics were registered), and the others show that same snapshot.
-    let snapshot: MetricsState = { pools: [], keys: [], connections: 0, unsentReplyBytes: 0, pausedConnections: 0, earliestExpiry: null, now: 0, storageFault: null };
-    new Gauge({
-      name: 'floatd_pool_seats',
-      help: 'Seats of a pool (license key or evaluation)',
-      labelNames: ['pool', 'product'],
-      registers,
-      collect() {
-        snapshot = state();
-        this.reset();
-        for (const p of snapshot.pools) this.set({ pool: p.pool, product: p.product }, p.seats);
-      },
-    });
-    new Gauge({
-      name: 'floatd_pool_grantable_seats',
-      help: 'Seats of a pool that can be granted now: its size while its key is valid and, if it needs one, activated here; else 0',
-      labelNames: ['pool', 'product'],
-      registers,
-      collect() {
-        this.reset();
-        for (const p of snapshot.pools) this.set({ pool: p.pool, product: p.product }, p.grantable);
-      },
-    });
-    new Gauge({
-      name: 'floatd_key_activation_state',
-      help: 'Activation state of each license key that needs activation: 1 for its current state, 0 for the others',
-      labelNames: ['key', 'product', 'state'],
-      registers,
-      collect() {
-        this.reset();
-        for (const k of snapshot.keys) {
-          if (k.activation === null) continue;
-          for (const state of ACTIVATION_STATES) this.set({ key: k.key, product: k.product, state }, k.activation === state ? 1 : 0);
-        }
-      },
-    });
-    new Gauge({
-      name: 'floatd_pool_seats_in_use',
-      help: 'Seats of a pool held by running leases',
-      labelNames: ['pool', 'product'],
-      registers,
-      collect() {
-        this.reset();
-        for (const p of snapshot.pools) if (p.inUse !== null) this.set({ pool: p.pool, product: p.product }, p.inUse);
-      },
-    });
-    new Gauge({
-      name: 'floatd_storage_fault',
-      help: '1 while the database cannot be written (full disk, I/O errors, a lock another process holds; see /readyz), else 0',
-      registers,
-      collect() {
-        this.set(snapshot.storageFault === null ? 0 : 1);
-      },
-    });
-    new Gauge({
-      name: 'floatd_tcp_connections',
-      help: 'Open NDJSON connections (TCP and TLS)',
-      registers,
-      collect() {
-        this.set(snapshot.connections);
-      },
-    });
-    new Gauge({
-      name: 'floatd_unsent_reply_bytes',
-      help: 'Bytes of NDJSON replies written but not yet taken by the kernel (clients reading slowly or not at all)',
-      registers,
-      collect() {
-        this.set(snapshot.unsentReplyBytes);
-      },
-    });
-    new Gauge({
-      name: 'floatd_connections_paused',
-      help: 'NDJSON connections not read now because too many of their replies are unsent',
-      registers,
-      collect() {
-        this.set(snapshot.pausedConnections);
-      },
-    });
-    new Gauge({
-      name: 'floatd_earliest_lease_expiry_seconds',
-      help: 'Seconds until the first running lease expires (how long the server may be down); absent without leases',
-      registers,
-      collect() {
-        this.reset();
-        if (snapshot.earliestExpiry !== null) this.set(Math.max(0, (snapshot.earliestExpiry - snapshot.now) / 1000));
-      },
-    });
-    new Gauge({
-      name: 'floatd_license_expiry_timestamp_seconds',
-      help: 'When each license key expires (Unix time); keys that never expire are left out',
-      labelNames: ['key', 'product'],
-      registers,
-      collect() {
-        this.reset();
-        for (const k of snapshot.keys) if (k.expiresAt !== null) this.set({ key: k.key, product: k.product }, k.expiresAt / 1000);
-      },
-    });
+    registerStateGauges(registers, state);
   }
 
   granted(product: string): void {
@@ -237,4 +140,127 @@ export class PrometheusMetrics {
   async text(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
+}
+
+/** The last scrape's reading of the server's state, shared by the gauges of one scrape. */
+interface Snapshot {
+  current: MetricsState;
+}
+
+/**
+ * The gauges read from the server at a scrape. The server's state is read once per scrape, by the
+ * first of them (a registry collects in the order metrics were registered), and the others show
+ * that same snapshot.
+ */
+function registerStateGauges(registers: Registry[], read: () => MetricsState): void {
+  const snapshot: Snapshot = { current: { pools: [], keys: [], connections: 0, unsentReplyBytes: 0, pausedConnections: 0, earliestExpiry: null, now: 0, storageFault: null } };
+  registerPoolGauges(registers, read, snapshot);
+  registerServerGauges(registers, snapshot);
+  registerKeyExpiryGauge(registers, snapshot);
+}
+
+/** Seats per pool and activation per key; the first of these reads the snapshot. */
+function registerPoolGauges(registers: Registry[], read: () => MetricsState, snapshot: Snapshot): void {
+  new Gauge({
+    name: 'floatd_pool_seats',
+    help: 'Seats of a pool (license key or evaluation)',
+    labelNames: ['pool', 'product'],
+    registers,
+    collect() {
+      snapshot.current = read();
+      this.reset();
+      for (const p of snapshot.current.pools) this.set({ pool: p.pool, product: p.product }, p.seats);
+    },
+  });
+  new Gauge({
+    name: 'floatd_pool_grantable_seats',
+    help: 'Seats of a pool that can be granted now: its size while its key is valid and, if it needs one, activated here; else 0',
+    labelNames: ['pool', 'product'],
+    registers,
+    collect() {
+      this.reset();
+      for (const p of snapshot.current.pools) this.set({ pool: p.pool, product: p.product }, p.grantable);
+    },
+  });
+  new Gauge({
+    name: 'floatd_key_activation_state',
+    help: 'Activation state of each license key that needs activation: 1 for its current state, 0 for the others',
+    labelNames: ['key', 'product', 'state'],
+    registers,
+    collect() {
+      this.reset();
+      for (const k of snapshot.current.keys) {
+        if (k.activation === null) continue;
+        for (const state of ACTIVATION_STATES) this.set({ key: k.key, product: k.product, state }, k.activation === state ? 1 : 0);
+      }
+    },
+  });
+  new Gauge({
+    name: 'floatd_pool_seats_in_use',
+    help: 'Seats of a pool held by running leases',
+    labelNames: ['pool', 'product'],
+    registers,
+    collect() {
+      this.reset();
+      for (const p of snapshot.current.pools) if (p.inUse !== null) this.set({ pool: p.pool, product: p.product }, p.inUse);
+    },
+  });
+}
+
+/** Storage, connections and the earliest expiry. */
+function registerServerGauges(registers: Registry[], snapshot: Snapshot): void {
+  new Gauge({
+    name: 'floatd_storage_fault',
+    help: '1 while the database cannot be written (full disk, I/O errors, a lock another process holds; see /readyz), else 0',
+    registers,
+    collect() {
+      this.set(snapshot.current.storageFault === null ? 0 : 1);
+    },
+  });
+  new Gauge({
+    name: 'floatd_tcp_connections',
+    help: 'Open NDJSON connections (TCP and TLS)',
+    registers,
+    collect() {
+      this.set(snapshot.current.connections);
+    },
+  });
+  new Gauge({
+    name: 'floatd_unsent_reply_bytes',
+    help: 'Bytes of NDJSON replies written but not yet taken by the kernel (clients reading slowly or not at all)',
+    registers,
+    collect() {
+      this.set(snapshot.current.unsentReplyBytes);
+    },
+  });
+  new Gauge({
+    name: 'floatd_connections_paused',
+    help: 'NDJSON connections not read now because too many of their replies are unsent',
+    registers,
+    collect() {
+      this.set(snapshot.current.pausedConnections);
+    },
+  });
+  new Gauge({
+    name: 'floatd_earliest_lease_expiry_seconds',
+    help: 'Seconds until the first running lease expires (how long the server may be down); absent without leases',
+    registers,
+    collect() {
+      this.reset();
+      if (snapshot.current.earliestExpiry !== null) this.set(Math.max(0, (snapshot.current.earliestExpiry - snapshot.current.now) / 1000));
+    },
+  });
+}
+
+function registerKeyExpiryGauge(registers: Registry[], snapshot: Snapshot): void {
+  new Gauge({
+    name: 'floatd_license_expiry_timestamp_seconds',
+    help: 'When each license key expires (Unix time); keys that never expire are left out',
+    labelNames: ['key', 'product'],
+    registers,
+    collect() {
+      this.reset();
+      for (const k of snapshot.current.keys) if (k.expiresAt !== null) this.set({ key: k.key, product: k.product }, k.expiresAt / 1000);
+    },
+  });
 }

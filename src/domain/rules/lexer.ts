@@ -45,86 +45,99 @@ function isBlank(c: string): boolean {
   return c.charCodeAt(0) <= 0x20 && !isLineEnd(c);
 }
 
-export function tokenize(text: string): { statements: Statement[]; errors: LexError[] } {
-  const statements: Statement[] = [];
-  const errors: LexError[] = [];
-  let tokens: Token[] = [];
-  let line = 1;
-  let pos = 0;
+/** The lexer's state over one text: the statement being read, where, and what went wrong. */
+class Lexer {
+  readonly statements: Statement[] = [];
+  readonly errors: LexError[] = [];
+  private tokens: Token[] = [];
+  private line = 1;
+  private pos = 0;
   /** A `\` was read: only blanks and a comment may follow it before the line end. */
-  let continuing = false;
+  private continuing = false;
   /** The current statement is broken; ignore the rest of its physical line. */
-  let skipping = false;
+  private skipping = false;
 
-  const fail = (kind: LexErrorKind, message: string): void => {
-    errors.push({ line, kind, message });
-    tokens = [];
-    continuing = false;
-    skipping = true;
-  };
+  constructor(private readonly text: string) {}
 
-  while (pos < text.length) {
-    const c = text[pos]!;
-    if (isLineEnd(c)) {
-      pos += c === '\r' && text[pos + 1] === '\n' ? 2 : 1;
-      if (continuing) {
-        continuing = false;
-      } else {
-        if (tokens.length > 0) statements.push({ line, tokens });
-        tokens = [];
-      }
-      skipping = false;
-      line += 1;
-      continue;
+  run(): void {
+    while (this.pos < this.text.length) this.step(this.text[this.pos]!);
+    if (this.continuing) {
+      this.errors.push({ line: this.line, kind: 'premature-continuation', message: 'the file ends right after a "\\" that promised a continuation line' });
+    } else if (this.tokens.length > 0) {
+      this.statements.push({ line: this.line, tokens: this.tokens });
     }
-    if (skipping || c === '#') {
-      while (pos < text.length && !isLineEnd(text[pos]!)) pos += 1;
-      continue;
+  }
+
+  /** Reads what starts with `c` at `pos`. */
+  private step(c: string): void {
+    const text = this.text;
+    if (isLineEnd(c)) return this.lineEnd(c);
+    if (this.skipping || c === '#') {
+      while (this.pos < text.length && !isLineEnd(text[this.pos]!)) this.pos += 1;
+      return;
     }
     if (isBlank(c)) {
-      pos += 1;
-      continue;
+      this.pos += 1;
+      return;
     }
-    if (continuing) {
-      fail('premature-continuation', 'a "\\" continues the statement on the next line, so nothing but a comment may follow it on its line');
-      continue;
-    }
-    if (c === '"' || c === "'") {
-      let end = pos + 1;
-      while (end < text.length && text[end] !== c && !isLineEnd(text[end]!)) end += 1;
-      if (end >= text.length || text[end] !== c) {
-        fail('unterminated-quote', `the quote ${c} is not closed before the end of the line`);
-        continue;
-      }
-      tokens.push({ kind: 'word', text: text.slice(pos + 1, end), quoted: true });
-      pos = end + 1;
-      continue;
-    }
+    if (this.continuing) return this.fail('premature-continuation', 'a "\\" continues the statement on the next line, so nothing but a comment may follow it on its line');
+    if (c === '"' || c === "'") return this.quoted(c);
     if (c === '\\') {
-      continuing = true;
-      pos += 1;
-      continue;
+      this.continuing = true;
+      this.pos += 1;
+      return;
     }
     if (c === '=') {
-      tokens.push({ kind: 'equals', text: '=', quoted: false });
-      pos += 1;
-      continue;
+      this.tokens.push({ kind: 'equals', text: '=', quoted: false });
+      this.pos += 1;
+      return;
     }
-    if (isWordChar(c)) {
-      let end = pos + 1;
-      while (end < text.length && isWordChar(text[end]!)) end += 1;
-      tokens.push({ kind: 'word', text: text.slice(pos, end), quoted: false });
-      pos = end;
-      continue;
-    }
+    if (isWordChar(c)) return this.word();
     // Surrogate pairs are >= 0x80 and so word characters; anything here is one ASCII character.
-    tokens.push({ kind: 'other', text: c, quoted: false });
-    pos += 1;
+    this.tokens.push({ kind: 'other', text: c, quoted: false });
+    this.pos += 1;
   }
-  if (continuing) {
-    errors.push({ line, kind: 'premature-continuation', message: 'the file ends right after a "\\" that promised a continuation line' });
-  } else if (tokens.length > 0) {
-    statements.push({ line, tokens });
+
+  /** A line end ends the statement unless a `\` continued it. */
+  private lineEnd(c: string): void {
+    this.pos += c === '\r' && this.text[this.pos + 1] === '\n' ? 2 : 1;
+    if (this.continuing) {
+      this.continuing = false;
+    } else {
+      if (this.tokens.length > 0) this.statements.push({ line: this.line, tokens: this.tokens });
+      this.tokens = [];
+    }
+    this.skipping = false;
+    this.line += 1;
   }
-  return { statements, errors };
+
+  private quoted(quote: string): void {
+    const text = this.text;
+    let end = this.pos + 1;
+    while (end < text.length && text[end] !== quote && !isLineEnd(text[end]!)) end += 1;
+    if (end >= text.length || text[end] !== quote) return this.fail('unterminated-quote', `the quote ${quote} is not closed before the end of the line`);
+    this.tokens.push({ kind: 'word', text: text.slice(this.pos + 1, end), quoted: true });
+    this.pos = end + 1;
+  }
+
+  private word(): void {
+    const text = this.text;
+    let end = this.pos + 1;
+    while (end < text.length && isWordChar(text[end]!)) end += 1;
+    this.tokens.push({ kind: 'word', text: text.slice(this.pos, end), quoted: false });
+    this.pos = end;
+  }
+
+  private fail(kind: LexErrorKind, message: string): void {
+    this.errors.push({ line: this.line, kind, message });
+    this.tokens = [];
+    this.continuing = false;
+    this.skipping = true;
+  }
+}
+
+export function tokenize(text: string): { statements: Statement[]; errors: LexError[] } {
+  const lexer = new Lexer(text);
+  lexer.run();
+  return { statements: lexer.statements, errors: lexer.errors };
 }
