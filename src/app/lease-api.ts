@@ -43,7 +43,7 @@ function sourceOf(caller: Caller): string {
  * the store (which may commit TCP, TLS and HTTP requests together), and the
  * lease token is signed after the commit.
  */
-export class ServerLeaseApi implements LeaseApi {
+export class ServerLeaseApi implements LeaseApi<ServerStatus, PublicStatus> {
   private readonly listeners = new Set<(ended: LeaseEnded) => void>();
 
   constructor(private readonly deps: ServerLeaseApiDeps) {}

@@ -6,11 +6,10 @@ import type { LeaseStore } from '../domain/ports.js';
 import { RuleGate } from '../domain/rules/rule-gate.js';
 import type { Logger } from '../adapters/log/logger.js';
 import type { LeaseService } from './lease-service.js';
+import type { RulesReloadReply } from '../domain/admin-replies.js';
 import { loadRules, type FileError, type LoadedRules } from './rules.js';
 
-export type RulesReload =
-  | { readonly ok: true; readonly summary: string }
-  | { readonly ok: false; readonly message: string; readonly errors: readonly FileError[] };
+export type RulesReload = RulesReloadReply;
 
 /** The CLT rules and groups in force: the lease service's gate, reloaded on SIGHUP and `floatd rules reload`. */
 export class RulesInForce {

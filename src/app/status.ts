@@ -8,6 +8,7 @@ import { EVALUATION_PRODUCT, type PoolRegistry } from './pool-registry.js';
 import { VERSION } from './version.js';
 import type { LogAnchor } from './log-anchor.js';
 import { keyAction, keyState, type KeyState } from './key-state.js';
+import type { ListenerView } from '../domain/admin-replies.js';
 
 export interface ProductStatus {
   readonly product: string;
@@ -52,14 +53,7 @@ export interface KeyStatus {
 }
 
 /** A listening socket: `tcp` and `tls` speak NDJSON, `http` and `https` are the web endpoint. */
-export interface ListenerStatus {
-  readonly name: string;
-  readonly scheme: 'tcp' | 'tls' | 'http' | 'https';
-  readonly address: string;
-  readonly port: number;
-  /** Refusing new lease connections for maintenance (floatd admin suspend). */
-  readonly suspended?: boolean;
-}
+export type ListenerStatus = ListenerView;
 
 export interface ServerStatus {
   readonly version: string;

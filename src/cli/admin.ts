@@ -3,7 +3,7 @@ import { userInfo } from 'node:os';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { AdminTokens } from '../app/admin.js';
-import { openDataDir } from '../app/data-dir.js';
+import { openStore } from '../app/stores.js';
 import { serverRuntime } from '../app/inspect.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
@@ -65,7 +65,7 @@ function target(config: Config, values: Record<string, unknown>): Target {
     const { url, scheme } = adminUrl(server, wantsTls);
     return { url, token, tls: tlsMaterialFrom(values, scheme, server) };
   }
-  const store = openDataDir(config, 'read');
+  const store = openStore(config, 'read');
   try {
     const runtime = serverRuntime(config, store);
     if (runtime === null) throw new FloatdError('SERVER_UNREACHABLE', `no floatd is running on ${config.dataDir}; start it, or pass --server URL`);
@@ -139,7 +139,7 @@ function localTime(iso: unknown): string {
 async function tokens(sub: string | undefined, positionals: string[], config: Config, io: Io, json: boolean): Promise<number> {
   let store: SqliteLeaseStore | null = null;
   try {
-    store = openDataDir(config, 'write');
+    store = openStore(config, 'write');
     const admin = new AdminTokens(store, new SystemClock());
     // Commands on the data directory act as the OS user who ran them.
     const actor = `cli:${userInfo().username}`;
@@ -338,7 +338,7 @@ async function reloadThroughApi(what: 'rules' | 'tls', t: Target, io: Io): Promi
 
 /** `floatd rules reload`: the admin API of the data directory's server (SIGHUP does the same for people who send it). */
 export async function reloadRulesOfServer(config: Config, io: Io, values: Record<string, unknown>): Promise<number> {
-  openDataDir(config, 'read').close();
+  openStore(config, 'read').close();
   if (!existsSync(config.adminTokenFile) && values['token-file'] === undefined) {
     throw new FloatdError('INPUT_INVALID', `no admin token at ${config.adminTokenFile}: the server makes it at its first start; pass --token-file FILE otherwise`);
   }

@@ -39,20 +39,21 @@ export interface ServerHello {
 }
 
 /**
- * The lease operations, the same for every door. Identity comes in, an outcome
+ * The lease operations, the same for every door. The status shapes are the
+ * server's to define: doors only pass them on. Identity comes in, an outcome
  * goes out; replies resolve only after their change is committed. Expected
  * refusals are `Denial` values; faults reject.
  */
-export interface LeaseApi {
+export interface LeaseApi<Status extends object = object, Public extends object = object> {
   hello(): ServerHello;
   /** A new seat's reply carries `leaseSecret`: its holder shows it to act on the lease from another connection. */
   acquire(caller: Caller, product: string | undefined, proof?: LeaseProof): Promise<Outcome<{ readonly renewed: boolean; readonly lease: WireLease; readonly leaseSecret?: string }>>;
   renew(caller: Caller, leaseId: string, proof?: LeaseProof): Promise<Outcome<{ readonly lease: WireLease }>>;
   release(caller: Caller, leaseId: string, proof?: LeaseProof): Promise<Outcome<{ readonly released: boolean }>>;
-  /** Everything status shows (for admin callers). */
-  status(): object;
-  /** What status shows a caller without an admin credential: seats per product and health. */
-  publicStatus(): object;
+  /** Everything status shows (for admin callers); the server's shape is `ServerStatus`. */
+  status(): Status;
+  /** What status shows a caller without an admin credential: seats per product and health (`PublicStatus`). */
+  publicStatus(): Public;
   /** Called after the commit that ended a lease (released, expired, revoked); returns an unsubscribe. */
   onLeaseEnded(listener: (ended: LeaseEnded) => void): () => void;
 }
