@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { verifyLeaseToken } from '../../src/adapters/crypto/lease-tokens.js';
 import { HTTP_STATUS } from '../../src/adapters/http/http-status.js';
-import { ERROR_CODES } from '../../src/domain/errors.js';
+import { WIRE_CODES } from '../../src/domain/errors.js';
 import { makeCerts, type TestCerts } from '../support/certs.js';
 import { call } from '../support/http.js';
 import { errorOf, leaseOf, startServer, type TestServer } from '../support/server.js';
@@ -123,11 +123,13 @@ describe('the web endpoint: lease API over HTTP', () => {
     expect(documented).toEqual(routes);
   });
 
-  it('maps every error code to an HTTP status, and docs/http-api.md lists each mapping', () => {
+  it('maps every wire code to an HTTP status, docs/http-api.md lists each mapping and no other code', () => {
     const doc = readFileSync(join(import.meta.dirname, '..', '..', 'docs', 'http-api.md'), 'utf8');
-    for (const code of ERROR_CODES) {
+    for (const code of WIRE_CODES) {
       expect(HTTP_STATUS[code], code).toBeGreaterThanOrEqual(400);
       expect(doc, code).toMatch(new RegExp(`^\\| \`${code}\` \\| ${HTTP_STATUS[code]} \\|`, 'm'));
     }
+    const listed = [...doc.matchAll(/^\| `([A-Z_]+)` \| \d+ \|/gm)].map((m) => m[1]!);
+    expect(listed.filter((code) => !(WIRE_CODES as readonly string[]).includes(code))).toEqual([]);
   });
 });

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import type { ErrorCode, ErrorDetails } from '../../domain/errors.js';
+import type { ErrorDetails, WireCode } from '../../domain/errors.js';
 import { DashboardSessions } from './dashboard-sessions.js';
 
 /** The dashboard's session cookie: a random session id the server keeps (never an admin token). */
@@ -30,7 +30,7 @@ export interface AdminGateDeps {
   readonly refused: (remote: string, why: string) => void;
   /** Wrong credentials from all callers together passed the global cap (for the log, rate-limited there). */
   readonly globalCapHit: (retryAfterMs: number) => void;
-  readonly fail: (code: ErrorCode, message: string, details?: ErrorDetails) => Error;
+  readonly fail: (code: WireCode, message: string, details?: ErrorDetails) => Error;
   /** A monotonic clock (ms). */
   readonly now: () => number;
   /** Whether the request came over HTTPS (for the session cookie's Secure flag and the same-origin check). */

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { FloatdError, type Denial, type ErrorCode, type ErrorDetails } from '../../domain/errors.js';
+import { FloatdError, wireCodeOf, type Denial, type ErrorDetails, type WireCode } from '../../domain/errors.js';
 import type {
   BlocksReply,
   BlockView,
@@ -54,7 +54,7 @@ export interface ReportRequest {
 
 export interface AdminRouteDeps {
   readonly admin: AdminApi;
-  readonly fail: (code: ErrorCode, message: string, details?: ErrorDetails) => Error;
+  readonly fail: (code: WireCode, message: string, details?: ErrorDetails) => Error;
   /** Wall-clock time (ms), for report ranges. */
   readonly wallClock: () => number;
 }
@@ -100,7 +100,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps, 
     deps,
     actorOf: (request) => actors.get(request)!,
     answer: <T extends { ok: boolean }>(outcome: T | Denial): T => {
-      if (!outcome.ok && 'code' in outcome) throw deps.fail(outcome.code, outcome.message, outcome.details);
+      if (!outcome.ok && 'code' in outcome) throw deps.fail(wireCodeOf(outcome.code), outcome.message, outcome.details);
       return outcome as T;
     },
     validatorCompiler: messageValidator((field, message) => deps.fail('BAD_REQUEST', message, { field })),

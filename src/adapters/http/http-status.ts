@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../../domain/errors.js';
+import type { ErrorCode, WireCode } from '../../domain/errors.js';
 
 /**
  * The HTTP status of every error code: the one table the web endpoint maps
@@ -6,7 +6,7 @@ import type { ErrorCode } from '../../domain/errors.js';
  * rest follow the same reading). The `Record` makes a new code without a
  * status a compile error.
  */
-export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
+export const HTTP_STATUS: Readonly<Record<WireCode, number>> = {
   BAD_REQUEST: 400,
   FRAME_TOO_LARGE: 413,
   HELLO_REQUIRED: 400,
@@ -36,11 +36,22 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   EVALUATION_ENDED: 403,
   CLOCK_SET_BACK: 503,
   NO_LICENSE: 403,
+  LICENSE_KEY_NOT_YET_VALID: 403,
+  TLS_NOT_CONFIGURED: 409,
+  INTERNAL: 500,
+};
+
+/**
+ * The vendor's activation service answers with every code its use cases throw
+ * (the activation service's own, and the key and file checks it shares with
+ * the server): the wire codes' statuses, and these for the rest.
+ */
+export const VENDOR_HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
+  ...HTTP_STATUS,
   LICENSE_KEY_MALFORMED: 400,
   LICENSE_KEY_BAD_SIGNATURE: 400,
   LICENSE_KEY_UNKNOWN_VENDOR: 400,
   LICENSE_KEY_EXPIRED: 400,
-  LICENSE_KEY_NOT_YET_VALID: 403,
   LICENSE_KEY_BAD_CLAIMS: 400,
   LICENSE_KEY_DUPLICATE: 409,
   LICENSE_KEY_NOT_FOUND: 404,
@@ -65,7 +76,6 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   DATA_DIR_LOCKED: 500,
   DATA_DIR_DAMAGED: 500,
   LISTEN_FAILED: 500,
-  TLS_NOT_CONFIGURED: 409,
   RULES_INVALID: 400,
   INPUT_INVALID: 400,
   USAGE: 400,
@@ -75,5 +85,4 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   LOG_TAMPERED: 500,
   LOG_UNANCHORED: 500,
   EXPORT_FAILED: 500,
-  INTERNAL: 500,
 };

@@ -5,7 +5,7 @@ import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { FloatdError, type ErrorCode, type ErrorDetails } from '../../domain/errors.js';
 import { closeServer, listenOn } from '../net/listen.js';
 import type { TlsContext } from '../tls/tls-context.js';
-import { HTTP_STATUS } from './http-status.js';
+import { VENDOR_HTTP_STATUS } from './http-status.js';
 
 /** What the vendor's activation service does; each throws a FloatdError to refuse. */
 export interface VendorServiceApi {
@@ -44,7 +44,7 @@ const BODY = (field: 'request' | 'proof') => ({
  * The vendor's activation service over HTTP(S): POST /v1/activations,
  * /v1/revalidations, /v1/deactivations, /v1/evaluations, GET /healthz. Rate-limited per
  * client address; refusals carry floatd's codes with the statuses of
- * HTTP_STATUS, as the web endpoint's do.
+ * VENDOR_HTTP_STATUS, as the web endpoint's do with HTTP_STATUS.
  */
 export class VendorServer {
   private readonly app: FastifyInstance;
@@ -118,7 +118,7 @@ export class VendorServer {
       }
       if (typeof details.retryAfterMs === 'number') void reply.header('retry-after', String(Math.max(1, Math.ceil(details.retryAfterMs / 1000))));
       (reply as unknown as { floatdCode?: string }).floatdCode = code;
-      return reply.code(HTTP_STATUS[code]).send({ ok: false, error: { code, message, ...details } });
+      return reply.code(VENDOR_HTTP_STATUS[code]).send({ ok: false, error: { code, message, ...details } });
     });
     app.setNotFoundHandler((request, reply) =>
       reply.code(404).send({ ok: false, error: { code: 'UNKNOWN_OP', message: `no route ${request.method} ${request.url.split('?')[0]} (routes: POST /v1/activations, /v1/revalidations, /v1/deactivations, /v1/evaluations)` } }),

@@ -4,7 +4,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { isFloatdError, type ErrorCode, type ErrorDetails } from '../../domain/errors.js';
+import { isFloatdError, isWireCode, wireCodeOf, type ErrorDetails, type WireCode } from '../../domain/errors.js';
+import { clientAddress, identifyCaller, type ClientClaim } from '../../domain/door-rules.js';
 import type { Caller, LeaseApi, Outcome } from '../../domain/lease-api.js';
 import type { LeaseProof } from '../../domain/lease.js';
 import { closeServer, listenOn, type ListenOn } from '../net/listen.js';
@@ -92,7 +93,7 @@ interface SocketInfo {
 
 class HttpError extends Error {
   constructor(
-    readonly code: ErrorCode,
+    readonly code: WireCode,
     message: string,
     readonly details: ErrorDetails = {},
   ) {
@@ -318,8 +319,7 @@ export class WebServer {
     return new AdminGate({
       admin,
       who: (request) => {
-        const remoteAddress = this.remoteOf(request.socket);
-        return { remote: remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress, certificateSubject: this.sockets.get(request.socket)?.peer?.subject ?? null };
+        return { remote: clientAddress(this.remoteOf(request.socket)), certificateSubject: this.sockets.get(request.socket)?.peer?.subject ?? null };
       },
       refused: (remote, why) => this.deps.adminRefused?.(remote, why),
       globalCapHit: (retryAfterMs) => this.deps.adminFailuresCapped?.(retryAfterMs),
@@ -348,24 +348,17 @@ export class WebServer {
     return proxiedAddress(socket) ?? socket.remoteAddress ?? 'unknown';
   }
 
-  private caller(request: FastifyRequest, client: { user?: string; host?: string; instance: string }): Caller {
+  private caller(request: FastifyRequest, client: ClientClaim): Caller {
     const info = this.sockets.get(request.socket) ?? { listener: 'http', tls: false, peer: null };
-    const remoteAddress = this.remoteOf(request.socket);
-    const remote = remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress;
-    let user = client.user;
-    if (this.options.identityFromCertificate && info.tls) {
-      const certified = info.peer?.commonName ?? null;
-      if (certified === null) throw new HttpError('IDENTITY_MISMATCH', 'this listener takes the user from a client certificate, and the connection has none with a common name');
-      if (user !== undefined && user !== certified) throw new HttpError('IDENTITY_MISMATCH', `the client certificate is for user "${certified}", not "${user}"`);
-      user = certified;
-    }
-    if (user === undefined) throw new HttpError('BAD_REQUEST', 'field "client.user" is required', { field: 'client.user' });
-    return { user, instance: client.instance, host: client.host ?? remote, remote, listener: info.listener };
+    const conn = { listener: info.listener, remote: clientAddress(this.remoteOf(request.socket)), tls: info.tls, certifiedUser: info.peer?.commonName ?? null };
+    const who = identifyCaller(client, conn, this.options.identityFromCertificate);
+    if (!who.ok) throw new HttpError(wireCodeOf(who.code), who.message, who.details);
+    return who.caller;
   }
 
   private async answer<T extends object>(reply: FastifyReply, pending: Promise<Outcome<T>>, status: (r: T) => number): Promise<unknown> {
     const outcome = await pending;
-    if (!outcome.ok) throw new HttpError(outcome.code, outcome.message, outcome.details as ErrorDetails);
+    if (!outcome.ok) throw new HttpError(wireCodeOf(outcome.code), outcome.message, outcome.details as ErrorDetails);
     return reply.code(status(outcome)).send(outcome);
   }
 
@@ -417,22 +410,24 @@ export class WebServer {
 
   /** Every refusal and fault as `{ ok: false, error: { code, message, ...details } }` with the code's HTTP status. */
   private replyError(error: FastifyError | HttpError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-    let code: ErrorCode;
+    let code: WireCode;
     let message: string;
     let details: ErrorDetails = {};
-    if (error instanceof HttpError || isFloatdError(error)) {
-      // A FloatdError reaching here is a fault the server foresaw (storage unavailable): its code says what to do.
-      ({ code, message, details } = error);
+    if (error instanceof HttpError || (isFloatdError(error) && isWireCode(error.code))) {
+      // A FloatdError with a wire code reaching here is a fault the server foresaw (storage unavailable): its code says what to do.
+      ({ message, details } = error);
+      code = wireCodeOf(error.code);
     } else if ('validation' in error && error.validation && error.validation.length > 0) {
       const v = error.validation[0]!;
       const field = fieldOf(v as { instancePath: string; params?: Record<string, unknown> }, error.validationContext);
       code = 'BAD_REQUEST';
       message = v.keyword === 'required' ? `field "${field}" is required` : `field "${field}" ${v.message ?? 'is not valid'}`;
       details = { field };
-    } else if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+    } else if (!isFloatdError(error) && typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
       code = 'BAD_REQUEST';
       message = error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? `the body is larger than ${this.options.bodyLimitBytes} bytes` : error.message;
     } else {
+      // Unforeseen, or an operator's code (a command's, a setting's) that has no meaning for a client.
       this.deps.requestFailed(error, { method: request.method, route: request.routeOptions.url ?? 'unknown', url: request.url, remote: this.remoteOf(request.socket) });
       code = 'INTERNAL';
       message = 'internal server error; the operator can find details in the server log';
@@ -448,10 +443,6 @@ export class WebServer {
     const { api } = this.deps;
     app.post('/v1/leases', { schema: schemas.acquire, validatorCompiler }, (request, reply) => {
       const body = request.body as { client: Parameters<WebServer['caller']>[1]; product?: string; leaseSecret?: string | null };
-      const listener = this.sockets.get(request.socket)?.listener;
-      if (listener !== undefined && this.suspension.has(listener)) {
-        throw new HttpError('SUSPENDED', `listener "${listener}" is suspended for maintenance and grants no new leases; held leases can still be renewed`);
-      }
       return this.answer(reply, api.acquire(this.caller(request, body.client), body.product, secretOf(body)), (r) => (r.renewed ? 200 : 201));
     });
     app.post('/v1/leases/:id/renew', { schema: schemas.renew, validatorCompiler }, (request, reply) => {

@@ -1,4 +1,5 @@
-import { FloatdError, type ErrorCode, type ErrorDetails } from '../../domain/errors.js';
+import { FloatdError, isWireCode, wireCodeOf, type ErrorDetails, type WireCode } from '../../domain/errors.js';
+import { checkProtocolVersion, identifyCaller, LEASE_OPS, PROTOCOL_VERSION } from '../../domain/door-rules.js';
 import { NDJSON_REQUESTS, PROTOCOL_VERSION_FIELD, REQUEST, REQUEST_ID } from '../../domain/messages.js';
 import { checkDocument, validate, type Invalid } from '../../domain/schema.js';
 import type { Caller, LeaseApi, LeaseEnded, Outcome } from '../../domain/lease-api.js';
@@ -6,8 +7,8 @@ import type { LeaseProof } from '../../domain/lease.js';
 import type { Connection, ConnectionHandler } from './tcp-server.js';
 import { wireError } from './wire-errors.js';
 
-export const PROTOCOL_VERSION = 1;
-const KNOWN_OPS = new Set(['hello', 'acquire', 'renew', 'release', 'status', 'ping']);
+export { PROTOCOL_VERSION };
+const KNOWN_OPS: ReadonlySet<string> = new Set(LEASE_OPS);
 
 interface Session {
   caller: Caller | null;
@@ -21,7 +22,7 @@ export interface NdjsonProtocolOptions {
   /** A request that failed for a reason nobody foresaw, for the server log. */
   readonly requestFailed: (err: unknown, context: Record<string, unknown>) => void;
   /** A request refused as the client's mistake (malformed, unknown op, hello missing or of another version). */
-  readonly clientMistake?: (conn: Connection, code: ErrorCode, message: string) => void;
+  readonly clientMistake?: (conn: Connection, code: WireCode, message: string) => void;
 }
 
 /**
@@ -60,7 +61,8 @@ export class NdjsonProtocol implements ConnectionHandler {
     const problem = checkDocument(msg);
     if (problem !== null) return this.refuse(conn, id, problem);
     const asReply = (err: unknown): unknown => {
-      if (err instanceof FloatdError) return wireError(id, err.code, err.message, err.details);
+      // A fault the server foresaw (storage unavailable) says what to do; any other error is unforeseen here.
+      if (err instanceof FloatdError && isWireCode(err.code)) return wireError(id, err.code, err.message, err.details);
       throw err;
     };
     try {
@@ -77,7 +79,7 @@ export class NdjsonProtocol implements ConnectionHandler {
   }
 
   /** A refusal that is the client's mistake: told to the log hook (kept quiet there), answered in the usual shape. */
-  private mistake(conn: Connection, id: unknown, code: ErrorCode, message: string, details: ErrorDetails = {}): unknown {
+  private mistake(conn: Connection, id: unknown, code: WireCode, message: string, details: ErrorDetails = {}): unknown {
     this.options.clientMistake?.(conn, code, message);
     return wireError(id, code, message, details);
   }
@@ -138,7 +140,7 @@ export class NdjsonProtocol implements ConnectionHandler {
 
   private async reply<T extends object>(id: unknown, pending: Promise<Outcome<T>>, then: (r: { ok: true } & T) => void): Promise<unknown> {
     const outcome = await pending;
-    if (!outcome.ok) return wireError(id, outcome.code, outcome.message, outcome.details as ErrorDetails);
+    if (!outcome.ok) return wireError(id, wireCodeOf(outcome.code), outcome.message, outcome.details as ErrorDetails);
     then(outcome);
     return { id, ...outcome };
   }
@@ -147,26 +149,18 @@ export class NdjsonProtocol implements ConnectionHandler {
     // The version first: a newer client's hello may differ in every other field.
     const version = validate(PROTOCOL_VERSION_FIELD, msg);
     if (!version.ok) return this.refuse(conn, id, version);
-    const v = version.value.v ?? PROTOCOL_VERSION;
-    if (v !== PROTOCOL_VERSION) return this.mistake(conn, id, 'UNSUPPORTED_VERSION', `protocol version ${v} is not supported (supported: ${PROTOCOL_VERSION})`);
+    const unsupported = checkProtocolVersion(version.value.v);
+    if (unsupported !== null) return this.mistake(conn, id, 'UNSUPPORTED_VERSION', unsupported.message);
     const checked = validate(this.fromCertificate(conn) ? NDJSON_REQUESTS.helloCertified : NDJSON_REQUESTS.hello, msg);
     if (!checked.ok) return this.refuse(conn, id, checked);
     const { client, product } = checked.value;
-    let user = client.user;
-    const { instance, host } = client;
-    if (this.fromCertificate(conn)) {
-      const certified = conn.peer?.commonName ?? null;
-      if (certified === null) return wireError(id, 'IDENTITY_MISMATCH', 'this listener takes the user from a client certificate, and the connection has none with a common name');
-      if (user !== undefined && user !== certified) {
-        return wireError(id, 'IDENTITY_MISMATCH', `the client certificate is for user "${certified}", not "${user}"`);
-      }
-      user = certified;
-    }
-    if (user === undefined) return this.refuse(conn, id, { field: 'client.user', message: 'field "client.user" is required' });
+    const who = identifyCaller(client, { listener: conn.listener, remote: conn.remote, tls: conn.tls, certifiedUser: conn.peer?.commonName ?? null }, this.options.identityFromCertificate);
+    if (!who.ok) return who.code === 'BAD_REQUEST' ? this.refuse(conn, id, { field: String(who.details['field']), message: who.message }) : wireError(id, wireCodeOf(who.code), who.message);
+    const { user, instance } = who.caller;
     if (session.caller !== null && (session.caller.user !== user || session.caller.instance !== instance)) {
       return this.mistake(conn, id, 'BAD_REQUEST', 'this connection already said hello as another client; open a new connection');
     }
-    session.caller = { user, instance, host: host ?? conn.remote, remote: conn.remote, listener: conn.listener };
+    session.caller = who.caller;
     session.product = product;
     conn.markReady();
     return { id, ok: true, ...this.api.hello() };

@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import type { ErrorCode } from '../../domain/errors.js';
+import type { WireCode } from '../../domain/errors.js';
 import type { PeerCertificate } from '../tls/tls-context.js';
 import type { FairQueue, Waiting } from './fair-queue.js';
 import { httpBadRequest, isHttpRequestLine, misdirectedHttpBody } from './misdirected-http.js';
@@ -27,7 +27,7 @@ export interface Connection {
 
 /** What a connection tells the server's observers. */
 export interface ConnectionEvents {
-  protocolError?(conn: Connection, code: ErrorCode, detail: string): void;
+  protocolError?(conn: Connection, code: WireCode, detail: string): void;
   /** A connection stopped being read because too many of its replies are unsent. */
   paused?(conn: Connection, unsentBytes: number): void;
   /** A connection was dropped because its unsent replies did not drain in time. */
@@ -280,7 +280,7 @@ export class TcpConnection implements Connection, Waiting {
     });
   }
 
-  private fail(code: ErrorCode, message: string, id?: unknown): void {
+  private fail(code: WireCode, message: string, id?: unknown): void {
     this.context.events.protocolError?.(this, code, message);
     this.send(wireError(id, code, message));
   }

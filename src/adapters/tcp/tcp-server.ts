@@ -2,7 +2,7 @@ import { closeSync, openSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { devNull } from 'node:os';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
-import { FloatdError, type ErrorCode } from '../../domain/errors.js';
+import { FloatdError, type WireCode } from '../../domain/errors.js';
 import { closeServer, listenOn } from '../net/listen.js';
 import { proxiedAddress, requireProxyProtocol, type ProxyProtocolSettings, type ProxyRefusal } from '../net/proxy-protocol.js';
 import { peerCertificate, type PeerCertificate, type TlsContext } from '../tls/tls-context.js';
@@ -14,6 +14,7 @@ import { FairQueue } from './fair-queue.js';
 import { OutputBudget } from './output-budget.js';
 import { REQUESTS_PER_TURN, TcpConnection, type Connection, type ConnectionEvents, type ConnectionSettings } from './tcp-connection.js';
 import { systemTimers, type Timers } from './timers.js';
+import { clientAddress } from '../../domain/door-rules.js';
 
 export type { Connection } from './tcp-connection.js';
 
@@ -232,7 +233,7 @@ export class TcpServer {
   }
 
   /** Answers a connection that is not taken with one error line, and closes it. */
-  private turnAway(socket: Socket, code: ErrorCode, message: string): void {
+  private turnAway(socket: Socket, code: WireCode, message: string): void {
     socket.on('error', () => {});
     // What the peer already sent is read and dropped: closing with it unread would reset the
     // connection, and the peer could lose the line that says why.
@@ -252,7 +253,7 @@ export class TcpServer {
       return;
     }
     const remoteAddress = proxiedAddress(socket) ?? socket.remoteAddress ?? 'unknown';
-    const remote = remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress;
+    const remote = clientAddress(remoteAddress);
     const perAddress = this.options.maxConnectionsPerAddress ?? 0;
     const fromAddress = this.perAddress.get(remote) ?? 0;
     if (perAddress > 0 && fromAddress >= perAddress) {
