@@ -3,12 +3,12 @@ import { describe, expect, it } from 'vitest';
 import { LeaseService } from '../../src/app/lease-service.js';
 import { PoolRegistry } from '../../src/app/pool-registry.js';
 import { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.js';
-import type { BatcherBudget } from '../../src/adapters/store/group-commit.js';
+import type { GroupCommitBudget } from '../../src/adapters/store/group-commit.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { client, licenseKey, tempDir } from '../support/helpers.js';
 
 /** A real SQLite store whose batches are counted and can be made to fail at commit. */
-function setup(batch?: { budget: BatcherBudget; clock: FakeClock }) {
+function setup(batch?: { budget: GroupCommitBudget; clock: FakeClock }) {
   const control = { failNext: false, batches: 0 };
   const real = new SqliteLeaseStore(join(tempDir(), 'floatd.db'), {
     beforeCommit: () => {

@@ -5,7 +5,7 @@ import type { Block } from '../../domain/blocks.js';
 import type { ActivationStore, AdminToken, AdminTokenStore, CommitPolicy, LeaseStore, LeaseTx, LeaseUnit, StoredActivation, StoredLicense, StoreMaintenance, UnitOptions } from '../../domain/ports.js';
 import { CommitQueue } from '../../domain/commit-queue.js';
 import { FloatdError, isStorageFault } from '../../domain/errors.js';
-import { GroupCommit, type BatcherBudget } from '../store/group-commit.js';
+import { GroupCommit, type GroupCommitBudget } from '../store/group-commit.js';
 import { CounterChangeFeed, SingleNode } from '../store/single-node.js';
 import type { LogVerifier } from '../crypto/log-signer.js';
 import { SqliteActivations } from './activations.js';
@@ -33,7 +33,7 @@ export interface SqliteOptions extends OpenOptions {
   /** Called just before each batch of units commits; what it throws fails the commit (tests: a full disk at COMMIT). */
   readonly beforeCommit?: () => void;
   /** How many units one client may have in a batch, and how long a batch may run (ms). */
-  readonly batchBudget?: BatcherBudget;
+  readonly batchBudget?: GroupCommitBudget;
   /** The clock the batch budget is measured on (tests); performance.now by default. */
   readonly batchClock?: { monotonic(): number };
 }

@@ -25,14 +25,14 @@ interface Pending<U> {
   readonly source: string;
 }
 
-export interface BatcherBudget {
+export interface GroupCommitBudget {
   /** Operations of one source in one batch; the rest wait for the next (in order). */
   readonly perSource: number;
   /** Time one batch may run before it commits and yields to the event loop (ms, on the injected monotonic clock). */
   readonly timeMs: number;
 }
 
-export const DEFAULT_BATCH_BUDGET: BatcherBudget = { perSource: 8, timeMs: 5 };
+export const DEFAULT_BATCH_BUDGET: GroupCommitBudget = { perSource: 8, timeMs: 5 };
 
 /**
  * Group commit for every door: the lease operations submitted in one turn of
@@ -64,7 +64,7 @@ export class GroupCommit<U> {
   constructor(
     private readonly runner: BatchRunner<U>,
     private readonly clock: Pick<Clock, 'monotonic'>,
-    private readonly budget: BatcherBudget = DEFAULT_BATCH_BUDGET,
+    private readonly budget: GroupCommitBudget = DEFAULT_BATCH_BUDGET,
   ) {}
 
   /** Storage-fault handling and commit counting, from the composition root. */
