@@ -19,6 +19,14 @@ function vendorKeys(dir: string) {
 
 const issue = (priv: string, extra: string[]) => floatdVendor(['issue', '--private-key', priv, '--licensee', 'Acme', '--product', 'cad', '--seats', '3', ...extra]);
 
+/** The same vendor keys and license keys for tests about other commands, made with the CLI in this process (no node to start). */
+async function vendorKeysHere(dir: string) {
+  expect((await cli(['vendor', 'keygen', '--out', join(dir, 'v')])).code).toBe(0);
+  return { pub: join(dir, 'v', 'vendor-public.jwk'), priv: join(dir, 'v', 'vendor-private.jwk') };
+}
+
+const issueHere = (priv: string, extra: string[]) => cli(['vendor', 'issue', '--private-key', priv, '--licensee', 'Acme', '--product', 'cad', '--seats', '3', ...extra]);
+
 describe('the command line', () => {
   it('answers --version and --help on every command', async () => {
     expect(await cli(['--version'])).toMatchObject({ code: 0, out: VERSION });
@@ -47,10 +55,10 @@ describe('the command line', () => {
 
   it('license add takes a renewal key whose not-before is ahead as pending; remove takes a unique id prefix', async () => {
     const dir = tempDir();
-    const { pub, priv } = vendorKeys(dir);
+    const { pub, priv } = await vendorKeysHere(dir);
     const data = join(dir, 'data');
     const server = await serve(['--data-dir', data, '--vendor-public-key', pub]);
-    const renewal = issue(priv, ['--not-before', '2099-01-01']).out;
+    const renewal = (await issueHere(priv, ['--not-before', '2099-01-01'])).out;
     const added = await cli(['license', 'add', renewal, '--data-dir', data]);
     expect(added.code, added.err).toBe(0);
     expect(added.out).toContain('pending: grants from 2099-01-01T00:00:00.000Z');
@@ -65,16 +73,16 @@ describe('the command line', () => {
 
   it('status shows days left per key; the log table has a header', async () => {
     const dir = tempDir();
-    const { pub, priv } = vendorKeys(dir);
+    const { pub, priv } = await vendorKeysHere(dir);
     const data = join(dir, 'data');
     const server = await serve(['--data-dir', data, '--vendor-public-key', pub]);
     const expires = new Date(Date.now() + 10 * 86_400_000).toISOString().slice(0, 10);
-    expect((await cli(['license', 'add', issue(priv, ['--expires', expires, '--feature', 'export']).out, '--data-dir', data])).code).toBe(0);
+    expect((await cli(['license', 'add', (await issueHere(priv, ['--expires', expires, '--feature', 'export'])).out, '--data-dir', data])).code).toBe(0);
     const text = (await cli(['status', '--data-dir', data])).out;
     expect(text).toMatch(/TIME LEFT\s+STATE\s+FEATURES/);
     expect(text).toMatch(/\s(10|11) days\s+valid\s+export/);
     // A key that expires in minutes shows hours and minutes, not "1" day: in status, license list, the warning.
-    const soon = issue(priv, ['--product', 'viewer', '--expires', new Date(Date.now() + (5 * 60 + 12) * 60_000 - 30_000).toISOString()]).out;
+    const soon = (await issueHere(priv, ['--product', 'viewer', '--expires', new Date(Date.now() + (5 * 60 + 12) * 60_000 - 30_000).toISOString()])).out;
     expect((await cli(['license', 'add', soon, '--data-dir', data])).code).toBe(0);
     const soonId = claims(soon)['jti'] as string;
     expect((await cli(['status', '--data-dir', data])).out).toMatch(new RegExp(`${soonId}.*\\s5h 12m\\s+valid`));

@@ -4,27 +4,56 @@ import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, statSync, wri
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CHILD_ENV, cli, exited, floatd, floatdVendor, killChildren, MAIN, requireBuild, serve, spawnFloatd } from '../support/cli.js';
-import { tempDir, until } from '../support/helpers.js';
+import { CHILD_ENV, cli, exited, floatd, killChildren, MAIN, requireBuild, serve, spawnFloatd, vendorCli } from '../support/cli.js';
+import { tempDir, testConfig, until } from '../support/helpers.js';
 import { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.js';
+import { Floatd } from '../../src/app/floatd.js';
+import { silentLogger } from '../../src/adapters/log/logger.js';
 
 beforeAll(requireBuild);
 afterEach(killChildren);
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
-/** A vendor key pair made with the built CLI, and a key issued with it. */
-function vendor(dir: string, issue: string[] = []) {
+/** A vendor key pair made with the CLI (in this process: the vendor tools are not what these tests check), and keys issued with it. */
+async function vendor(dir: string) {
   const out = join(dir, 'vendor');
-  expect(floatdVendor(['keygen', '--out', out]).code).toBe(0);
+  expect((await vendorCli(['keygen', '--out', out])).code).toBe(0);
   const pub = join(out, 'vendor-public.jwk');
   const priv = join(out, 'vendor-private.jwk');
-  const key = (extra: string[] = []) => {
-    const r = floatdVendor(['issue', '--private-key', priv, '--licensee', 'Acme', '--product', 'cad', '--seats', '2', ...issue, ...extra]);
+  const key = async () => {
+    const r = await vendorCli(['issue', '--private-key', priv, '--licensee', 'Acme', '--product', 'cad', '--seats', '2']);
     expect(r.code, r.err).toBe(0);
     return r.out;
   };
   return { pub, priv, key };
+}
+
+/** The status a running server gives over its NDJSON door, asked in this process. */
+async function remoteMode(address: string): Promise<unknown> {
+  const r = await cli(['status', '--json', '--server', address]);
+  return r.code === 0 ? (JSON.parse(r.out) as { mode: unknown }).mode : undefined;
+}
+
+/** Polls an asynchronous check (every 25 ms, for up to 5 s) for what another process does. */
+async function untilAsync(check: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/**
+ * A data directory a server has run on and stopped again: made, started and stopped by the
+ * same code `floatd serve` runs, in this process (the tests that use it look at what is left).
+ */
+async function usedDataDir(): Promise<string> {
+  const data = join(tempDir(), 'data');
+  const server = await Floatd.create(testConfig({}, data), { logger: silentLogger() });
+  await server.start();
+  await server.stop();
+  return data;
 }
 
 async function json(args: string[]): Promise<Record<string, unknown>> {
@@ -38,7 +67,7 @@ const noStackTrace = (text: string) => expect(text).not.toMatch(/\n\s+at /);
 describe('commands that act on a data directory', () => {
   it('refuse a missing data directory, naming it and what to pass, and create nothing', async () => {
     const missing = join(tempDir(), 'typo');
-    const key = vendor(tempDir()).key();
+    const key = await (await vendor(tempDir())).key();
     for (const args of [['license', 'add', key], ['license', 'list'], ['license', 'remove', 'x'], ['status'], ['log'], ['rules', 'reload']]) {
       const r = await cli([...args, '--data-dir', missing]);
       expect(r.code, args.join(' ')).toBe(1);
@@ -48,20 +77,21 @@ describe('commands that act on a data directory', () => {
     expect(existsSync(missing)).toBe(false);
     // Nor in the current directory when none is given.
     const cwd = tempDir();
-    const r = spawnSync(process.execPath, [MAIN, 'license', 'list'], { cwd, encoding: 'utf8', env: CHILD_ENV });
-    expect(r.status).toBe(1);
+    const r = await cli(['license', 'list'], { cwd });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`DATA_DIR_INVALID: no floatd data directory at ${join(cwd, 'data')}`);
     expect(existsSync(join(cwd, 'data'))).toBe(false);
   });
 
   it('judge keys with the vendor keys the running server trusts: license add needs no vendor key, and an untrusted key changes nothing', async () => {
     const dir = tempDir();
     const data = join(dir, 'data');
-    const v = vendor(dir);
+    const v = await vendor(dir);
     const server = await serve(['--data-dir', data, '--vendor-public-key', v.pub]);
     const remote = ['status', '--json', '--server', `127.0.0.1:${server.port}`];
 
     // A key from a vendor the server does not trust is refused, and evaluation goes on.
-    const stranger = vendor(tempDir()).key();
+    const stranger = await (await vendor(tempDir())).key();
     const refused = await cli(['license', 'add', stranger, '--data-dir', data]);
     expect(refused.code).toBe(1);
     expect(refused.err).toContain('LICENSE_KEY_UNKNOWN_VENDOR');
@@ -73,16 +103,16 @@ describe('commands that act on a data directory', () => {
     expect(flag.code).toBe(2);
     expect(flag.err).toMatch(/USAGE: floatd license judges license keys with the vendor keys the server trusts/);
 
-    const added = await cli(['license', 'add', v.key(), '--data-dir', data]);
+    const added = await cli(['license', 'add', await v.key(), '--data-dir', data]);
     expect(added.code, added.err).toBe(0);
-    await until(() => JSON.parse(floatd(remote).out).mode === 'licensed', 'the server to use the key');
+    await untilAsync(async () => (await remoteMode(`127.0.0.1:${server.port}`)) === 'licensed', 'the server to use the key');
     await until(() => /"level":30,[^\n]*"msg":"license key [\w-]+ added: 2 seat\(s\) of cad"/.test(server.log()), 'the server to log the added key at info');
   });
 
   it('offline status tells what the running server tells, also for a licensed server and an expired evaluation', async () => {
     const dir = tempDir();
     const data = join(dir, 'data');
-    const v = vendor(dir);
+    const v = await vendor(dir);
     // Evaluation that is over at once: the offline command (which has no such setting) must not say "30 days left".
     const child = spawnFloatd(['serve', '--data-dir', data, '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--vendor-public-key', v.pub], { FLOATD_EVALUATION_DAYS: '0' });
     let out = '';
@@ -102,8 +132,8 @@ describe('commands that act on a data directory', () => {
     expect(same(offline)).toEqual(same(await json(full)));
     expect((await cli(['status', '--data-dir', data])).out).toContain('EVALUATION OVER');
 
-    expect((await cli(['license', 'add', v.key(), '--data-dir', data])).code).toBe(0);
-    await until(() => JSON.parse(floatd(['status', '--json', '--server', `127.0.0.1:${port}`]).out).mode === 'licensed', 'the server to use the key');
+    expect((await cli(['license', 'add', await v.key(), '--data-dir', data])).code).toBe(0);
+    await untilAsync(async () => (await remoteMode(`127.0.0.1:${port}`)) === 'licensed', 'the server to use the key');
     const licensed = await json(['status', '--json', '--data-dir', data]);
     expect(licensed).toMatchObject({ mode: 'licensed', keys: [{ licensee: 'Acme', state: 'valid' }], rejectedKeys: [] });
     expect(same(licensed)).toEqual(same(await json(full)));
@@ -115,7 +145,7 @@ describe('commands that act on a data directory', () => {
   it('refuses a second server on the same data directory, naming the first one\'s pid', async () => {
     const data = join(tempDir(), 'data');
     const first = await serve(['--data-dir', data]);
-    const second = floatd(['serve', '--data-dir', data, '--listen', '127.0.0.1:0']);
+    const second = await cli(['serve', '--data-dir', data, '--listen', '127.0.0.1:0']);
     expect(second.code).toBe(1);
     expect(second.err).toContain(`DATA_DIR_LOCKED: another floatd server (pid ${first.child.pid}) is running on ${data}`);
     noStackTrace(second.err);
@@ -154,10 +184,10 @@ describe('commands that act on a data directory', () => {
     }
   });
 
-  it('refuses a vendor private key given as the public key', () => {
+  it('refuses a vendor private key given as the public key', async () => {
     const dir = tempDir();
-    const v = vendor(dir);
-    const r = floatd(['serve', '--data-dir', join(dir, 'data'), '--listen', '127.0.0.1:0', '--vendor-public-key', v.priv]);
+    const v = await vendor(dir);
+    const r = await cli(['serve', '--data-dir', join(dir, 'data'), '--listen', '127.0.0.1:0', '--vendor-public-key', v.priv]);
     expect(r.code).toBe(1);
     expect(r.err).toContain(`CONFIG_INVALID: setting vendorPublicKeys: ${v.priv}: is a private key`);
     expect(existsSync(join(dir, 'data'))).toBe(false);
@@ -165,10 +195,7 @@ describe('commands that act on a data directory', () => {
 
   it('ends quietly with status 0 when its reader goes away (floatd log | head -1, rules simulate | head -1)', async () => {
     const dir = tempDir();
-    const data = join(dir, 'data');
-    const server = await serve(['--data-dir', data]);
-    server.child.kill('SIGTERM');
-    await exited(server.child);
+    const data = await usedDataDir();
     const store = new SqliteLeaseStore(join(data, 'floatd.db'));
     store.batch(() => {
       for (let i = 0; i < 5000; i++) store.appendEvent({ ts: Date.now(), event: 'denied', user: `user-${i}`, code: 'NO_FREE_SEATS', message: 'every seat of cad is taken' });
@@ -192,9 +219,14 @@ describe('commands that act on a data directory', () => {
     let out = '';
     npm.stdout.on('data', (d: Buffer) => (out += d.toString()));
     npm.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    await until(() => out.includes('"msg":"listening"'), 'npm start to bring the server up');
-    npm.kill('SIGTERM');
-    await new Promise((r) => npm.once('close', r));
+    const closed = new Promise((r) => npm.once('close', r));
+    try {
+      await until(() => out.includes('"msg":"listening"'), 'npm start to bring the server up');
+    } finally {
+      // Also when the server never came up: no npm and server left running after the test.
+      npm.kill('SIGTERM');
+    }
+    await closed;
     await until(() => out.includes('"msg":"stopped"'), 'the server to stop');
     // The data directory is free again: nothing was orphaned.
     expect((await json(['status', '--json', '--data-dir', data]))['running']).toBe(false);
@@ -218,13 +250,6 @@ describe('the files of the data directory', () => {
   async function stopped(child: ChildProcess) {
     child.kill('SIGTERM');
     expect((await exited(child)).code).toBe(0);
-  }
-
-  /** A data directory a server has run on, stopped again. */
-  async function usedDataDir() {
-    const data = join(tempDir(), 'data');
-    await stopped((await serve(['--data-dir', data])).child);
-    return data;
   }
 
   it('are private whatever the umask: the folder 0700, every file 0600, and the log file floatd makes', async () => {
@@ -272,7 +297,7 @@ describe('the files of the data directory', () => {
     const keyFile = join(data, 'server-key.jwk');
     const before = (await json(['status', '--json', '--data-dir', data]))['serverKeyFingerprint'];
     rmSync(keyFile);
-    const r = floatd(['serve', '--data-dir', data, '--listen', '127.0.0.1:0']);
+    const r = await cli(['serve', '--data-dir', data, '--listen', '127.0.0.1:0']);
     expect(r.code).toBe(1);
     expect(r.err).toContain(`DATA_DIR_DAMAGED: the server key ${keyFile} is missing, but ${data} holds a database: restore the key from a backup`);
     expect(r.err).toContain('floatd serve --new-server-key');
@@ -286,7 +311,7 @@ describe('the files of the data directory', () => {
     expect(after).not.toBe(before);
     await stopped(server.child);
     // It is never made over an existing key.
-    const again = floatd(['serve', '--data-dir', data, '--listen', '127.0.0.1:0', '--new-server-key']);
+    const again = await cli(['serve', '--data-dir', data, '--listen', '127.0.0.1:0', '--new-server-key']);
     expect(again.code).toBe(2);
     expect(again.err).toContain(`USAGE: --new-server-key: the server key ${keyFile} exists`);
     expect((await json(['status', '--json', '--data-dir', data]))['serverKeyFingerprint']).toBe(after);
@@ -297,7 +322,7 @@ describe('the files of the data directory', () => {
     const keyFile = join(data, 'server-key.jwk');
     for (const m of [0o644, 0o640, 0o604]) {
       chmodSync(keyFile, m);
-      const r = floatd(['serve', '--data-dir', data, '--listen', '127.0.0.1:0']);
+      const r = await cli(['serve', '--data-dir', data, '--listen', '127.0.0.1:0']);
       expect(r.code).toBe(1);
       expect(r.err).toContain(`DATA_DIR_INVALID: the server key ${keyFile} is readable by other users (mode 0${m.toString(8)}): whoever copied it can sign leases your clients trust. Run chmod 600 ${keyFile}`);
       noStackTrace(r.err);
@@ -344,14 +369,17 @@ describe('the files of the data directory', () => {
     for (const [name, damage, why] of cases) {
       damage();
       const size = statSync(db).size;
-      const r = floatd(['serve', '--data-dir', data, '--listen', '127.0.0.1:0']);
+      // In this process the server's log goes to a file of the test's, where a real one's goes to its stdout.
+      const logFile = join(tempDir(), 'floatd.log');
+      const r = await cli(['serve', '--data-dir', data, '--listen', '127.0.0.1:0'], { env: { FLOATD_LOG_DESTINATION: logFile } });
+      const logged = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
       expect(r.code, name).toBe(1);
       expect(r.err, name).toContain(`DATA_DIR_DAMAGED: the database ${db} cannot be used: ${why}`);
       expect(r.err, name).toMatch(/\. Restore it from a backup \(see "Files and backups" in docs\/operations\.md\)/);
       expect(r.err.split('\n'), name).toHaveLength(1);
       expect(r.err, name).toContain('floatd will not start afresh on it, which would begin a new evaluation');
       noStackTrace(r.err);
-      expect(r.out, name).not.toContain('evaluation mode');
+      expect(r.out + logged, name).not.toContain('evaluation mode');
       expect(statSync(db).size, name).toBe(size);
       writeFileSync(db, good);
     }

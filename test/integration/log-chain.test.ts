@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +14,7 @@ import { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.j
 import { loadConfig } from '../../src/config/config.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { tempDir } from '../support/helpers.js';
-import { cli, floatd, killChildren, requireBuild } from '../support/cli.js';
+import { cli, floatdAsync, killChildren, requireBuild } from '../support/cli.js';
 import { leaseOf, startServer } from '../support/server.js';
 
 beforeAll(requireBuild);
@@ -22,17 +23,32 @@ afterEach(killChildren);
 const DAY = 86_400_000;
 const V1 = ['id', 'ts', 'event', 'pool_id', 'product', 'lease_id', 'user', 'host', 'instance', 'remote', 'listener', 'seats_in_use', 'seats_total', 'code', 'reason', 'message', 'actor'];
 
-/** 3,500 entries over about two weeks, a checkpoint every 1,000 (the default) and one at the end. */
-function smallLog(): Promise<BuiltLog> {
-  return buildLog({ entries: 3500, dataDir: join(tempDir(), 'data'), stepMs: 5 * 60_000 });
+let template: Promise<{ built: BuiltLog; dir: string }> | undefined;
+
+/**
+ * 3,500 entries over about two weeks, a checkpoint every 1,000 (the default) and one at the end.
+ * The simulation is seeded, so every call would write the same log: it is written once per file,
+ * and each test gets a copy of that data directory of its own to tamper with.
+ */
+async function smallLog(): Promise<BuiltLog> {
+  template ??= (async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'floatd-log-template-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    return { dir, built: await buildLog({ entries: 3500, dataDir: join(dir, 'data'), stepMs: 5 * 60_000 }) };
+  })();
+  const { built } = await template;
+  const dataDir = join(tempDir(), 'data');
+  cpSync(built.dataDir, dataDir, { recursive: true });
+  return { ...built, dataDir, config: loadConfig({ env: {}, flags: { dataDir } }) };
 }
 
+/** `floatd log verify`, run in this process (a log this small is checked on one thread, as the built command would). */
 function verifyCli(built: BuiltLog, ...args: string[]) {
-  return floatd(['log', 'verify', '--data-dir', built.dataDir, ...args]);
+  return cli(['log', 'verify', '--data-dir', built.dataDir, ...args]);
 }
 
-function problemOf(built: BuiltLog) {
-  const r = verifyCli(built, '--json');
+async function problemOf(built: BuiltLog) {
+  const r = await verifyCli(built, '--json');
   expect(r.code).toBe(1);
   return (JSON.parse(r.out) as { ok: boolean; problem: { kind: string; id: number; ts: string; detail: string } }).problem;
 }
@@ -51,11 +67,11 @@ function rowOf(db: Database.Database, id: number): Record<string, unknown> {
 describe('floatd log verify', () => {
   it('reports OK on an untouched log, with the checkpoints it checked', async () => {
     const built = await smallLog();
-    const r = verifyCli(built);
+    const r = await verifyCli(built);
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(/^OK: 3500 entries, #1 \(.*\) to #3500 \(.*\): every hash and link checks/);
     expect(r.out).toContain('4 signed checkpoint(s) verified');
-    const json = JSON.parse(verifyCli(built, '--json').out) as Record<string, unknown>;
+    const json = JSON.parse((await verifyCli(built, '--json')).out) as Record<string, unknown>;
     expect(json).toMatchObject({ ok: true, entries: 3500, checkpoints: 4, unsigned: 0, problem: null, lastCheckpoint: { eventId: 3500, count: 3500 } });
   });
 
@@ -66,9 +82,9 @@ describe('floatd log verify', () => {
       ts = rowOf(db, 1234)['ts'] as number;
       db.prepare("UPDATE events SET user = 'someone-else' WHERE id = 1234").run();
     });
-    const problem = problemOf(built);
+    const problem = await problemOf(built);
     expect(problem).toMatchObject({ kind: 'changed', id: 1234, ts: new Date(ts).toISOString() });
-    const text = verifyCli(built);
+    const text = await verifyCli(built);
     expect(text.code).toBe(1);
     expect(text.err).toMatch(/^floatd log: LOG_TAMPERED: changed: entry #1234 \(/);
     expect(text.err).not.toMatch(/\n\s+at /);
@@ -81,7 +97,7 @@ describe('floatd log verify', () => {
       row['user'] = 'rewritten';
       db.prepare('UPDATE events SET user = ?, hash = ? WHERE id = 1500').run('rewritten', entryHash(V1.map((c) => row[c]), [], row['prev_hash'] as string));
     });
-    expect(problemOf(built)).toMatchObject({ kind: 'changed', id: 1500 });
+    expect(await problemOf(built)).toMatchObject({ kind: 'changed', id: 1500 });
     // Rewriting the chain after it too (as a forger would) runs into the signed checkpoint at #2000.
     tamper(built, (db) => {
       let prev = rowOf(db, 1500)['hash'] as string;
@@ -92,7 +108,7 @@ describe('floatd log verify', () => {
         prev = hash;
       }
     });
-    expect(problemOf(built)).toMatchObject({ kind: 'changed', id: 2000 });
+    expect(await problemOf(built)).toMatchObject({ kind: 'changed', id: 2000 });
   });
 
   it('catches and locates a removed entry', async () => {
@@ -102,7 +118,7 @@ describe('floatd log verify', () => {
       ts = rowOf(db, 1501)['ts'] as number;
       db.prepare('DELETE FROM events WHERE id = 1500').run();
     });
-    const problem = problemOf(built);
+    const problem = await problemOf(built);
     expect(problem).toMatchObject({ kind: 'removed', id: 1501, ts: new Date(ts).toISOString() });
     expect(problem.detail).toContain('between #1499');
   });
@@ -120,25 +136,25 @@ describe('floatd log verify', () => {
       const hash = entryHash(V1.map((c) => forged[c]), [], before['hash'] as string);
       db.prepare(`INSERT INTO events (${V1.join(', ')}, prev_hash, hash) VALUES (${V1.map(() => '?').join(', ')}, ?, ?)`).run(...V1.map((c) => forged[c]), before['hash'], hash);
     });
-    expect(problemOf(built)).toMatchObject({ kind: 'inserted', id: 2101, ts: new Date(ts).toISOString() });
+    expect(await problemOf(built)).toMatchObject({ kind: 'inserted', id: 2101, ts: new Date(ts).toISOString() });
   });
 
   it('catches an entry added without a hash, newest entries removed, and a checkpoint that was changed or signed by another key', async () => {
     const built = await smallLog();
     tamper(built, (db) => db.prepare("INSERT INTO events (id, ts, event, user) VALUES (3501, ?, 'granted', 'ghost')").run(built.toMs + 1));
-    expect(problemOf(built)).toMatchObject({ kind: 'inserted', id: 3501 });
+    expect(await problemOf(built)).toMatchObject({ kind: 'inserted', id: 3501 });
     tamper(built, (db) => db.prepare('DELETE FROM events WHERE id > 3400').run());
-    expect(problemOf(built)).toMatchObject({ kind: 'removed', id: 3500 });
+    expect(await problemOf(built)).toMatchObject({ kind: 'removed', id: 3500 });
 
     const other = await smallLog();
     tamper(other, (db) => db.prepare('UPDATE log_checkpoints SET count = count + 1 WHERE event_id = 2000').run());
-    expect(problemOf(other)).toMatchObject({ kind: 'checkpoint', id: 2000 });
+    expect(await problemOf(other)).toMatchObject({ kind: 'checkpoint', id: 2000 });
 
     const third = await smallLog();
     const stranger = await newEd25519KeyPair();
     const keyFile = join(tempDir(), 'stranger.jwk');
     writeFileSync(keyFile, JSON.stringify(stranger.publicJwk));
-    const r = verifyCli(third, '--public-key', keyFile);
+    const r = await verifyCli(third, '--public-key', keyFile);
     expect(r.code).toBe(1);
     expect(r.err).toContain('LOG_TAMPERED');
     expect(r.err).toMatch(/signed by key \S+, not by the server key/);
@@ -146,7 +162,7 @@ describe('floatd log verify', () => {
     const publicFile = join(tempDir(), 'server-public.jwk');
     const { d: _d, ...pub } = readJwkFile(join(third.dataDir, 'server-key.jwk'), 'private');
     writeFileSync(publicFile, JSON.stringify(pub));
-    expect(verifyCli(third, '--public-key', publicFile).code).toBe(0);
+    expect((await verifyCli(third, '--public-key', publicFile)).code).toBe(0);
   });
 });
 
@@ -206,7 +222,7 @@ describe('lease-log retention', () => {
 
     const report = await verifyLeaseLog(config);
     expect(report).toMatchObject({ ok: true, prunedBefore: oldBefore + 1, first: { id: oldBefore + 1 } });
-    const text = verifyCli(built);
+    const text = await verifyCli(built);
     expect(text.code, text.err).toBe(0);
     expect(text.out).toContain(`entries before #${oldBefore + 1} were pruned by retention`);
     const pruned = (await cli(['log', '--data-dir', built.dataDir, '--event', 'log-pruned', '--json'])).out;
@@ -214,7 +230,7 @@ describe('lease-log retention', () => {
 
     // Removing more than retention did is not pruning.
     tamper(built, (db) => db.prepare('DELETE FROM events WHERE id < ?').run(oldBefore + 50));
-    expect(problemOf(built)).toMatchObject({ kind: 'removed', id: oldBefore + 50 });
+    expect(await problemOf(built)).toMatchObject({ kind: 'removed', id: oldBefore + 50 });
   });
 
   it('exports each entry once when runs are cut short between export and prune, or part-way through pruning', async () => {
@@ -324,13 +340,25 @@ describe('entries recorded before the chain', () => {
 describe('floatd log verify on a long log', () => {
   it('checks ranges in parallel, and still locates a change in any of them', async () => {
     const built = await buildLog({ entries: 120_000, dataDir: join(tempDir(), 'data') });
-    const ok = verifyCli(built, '--json');
-    expect(ok.code, ok.err).toBe(0);
-    expect(JSON.parse(ok.out)).toMatchObject({ ok: true, entries: 120_000, checkpoints: 120, unsigned: 0, first: { id: 1 }, last: { id: 120_000 } });
-    // In the last range, and right at a seam between ranges (the machine has 2 to 4 of them).
-    for (const id of [110_001, 60_001]) {
-      tamper(built, (db) => db.prepare("UPDATE events SET message = 'edited' WHERE id = ?").run(id));
-      expect(problemOf(built)).toMatchObject({ kind: 'changed', id });
+    // In the last range, and right at a seam between ranges (the machine has 2 to 4 of them), the second
+    // change made beside the first. Each log in a data directory of its own, so the three runs go at once.
+    const copy = () => {
+      const dataDir = join(tempDir(), 'data');
+      cpSync(built.dataDir, dataDir, { recursive: true });
+      return { ...built, dataDir };
+    };
+    const changed = [110_001, 60_001].map((_, i, ids) => {
+      const log = copy();
+      for (const id of ids.slice(0, i + 1)) tamper(log, (db) => db.prepare("UPDATE events SET message = 'edited' WHERE id = ?").run(id));
+      return log;
+    });
+    const verify = (log: BuiltLog) => floatdAsync(['log', 'verify', '--data-dir', log.dataDir, '--json']);
+    const [ok, ...problems] = await Promise.all([verify(built), ...changed.map(verify)]);
+    expect(ok!.code, ok!.err).toBe(0);
+    expect(JSON.parse(ok!.out)).toMatchObject({ ok: true, entries: 120_000, checkpoints: 120, unsigned: 0, first: { id: 1 }, last: { id: 120_000 } });
+    for (const [i, id] of [110_001, 60_001].entries()) {
+      expect(problems[i]!.code).toBe(1);
+      expect(JSON.parse(problems[i]!.out)).toMatchObject({ ok: false, problem: { kind: 'changed', id } });
     }
   }, 120_000);
 });

@@ -139,20 +139,20 @@ describe('the Python example client (docs/client.md)', () => {
   });
 
   it('keeps its lease through a server outage over its renewal time, renewing the same lease after', async () => {
-    // A 30 s lease, renewed 4 s after it is granted (--renew-after-ms). The server is down from 2 s
-    // to 6.5 s, so that renewal fails with most of the lease still left: the client must keep trying
-    // every --retry-seconds (1 s), not wait another renewal period (4 s; with a real half-lease,
+    // A 30 s lease, renewed 2 s after it is granted (--renew-after-ms). The server is down from 0.5 s
+    // to 3.5 s, so that renewal fails with most of the lease still left: the client must keep trying
+    // every --retry-seconds (1 s) at most, not wait another renewal period (2 s; with a real half-lease,
     // the lease could be gone by then).
     const s = await server({ flags: { leaseSeconds: 30 } });
-    const run = startPython(['--server', s.address, '--user', 'py', '--instance', 'py-1', '--hold', '60', '--renew-after-ms', '4000', '--retry-seconds', '1'], 40_000);
+    const run = startPython(['--server', s.address, '--user', 'py', '--instance', 'py-1', '--hold', '60', '--renew-after-ms', '2000', '--retry-seconds', '1'], 40_000);
     const acquired = await run.waitFor('lease', (l) => 'acquired' in l);
     const granted = Date.now();
     const leaseId = acquired['acquired'];
     expect(s.floatd.store.allLeases()).toMatchObject([{ id: leaseId, leaseMs: 30_000 }]);
 
-    await sleep(granted + 2_000 - Date.now());
+    await sleep(granted + 500 - Date.now());
     await s.stop();
-    await sleep(granted + 6_500 - Date.now());
+    await sleep(granted + 3_500 - Date.now());
     const restarted = await server({ dataDir: s.config.dataDir, vendor: s.vendor, flags: { leaseSeconds: 30, listeners: [s.address] } });
     expect(restarted.address).toBe(s.address);
     const from = run.lines.length;
@@ -177,19 +177,19 @@ describe('the Python example client (docs/client.md)', () => {
   it('stops when the hold time is over even though it never got a seat', async () => {
     const s = await server({ seats: 1 });
     await (await s.connect('bob')).request('acquire', {});
-    const r = await python(['--server', s.address, '--user', 'py', '--hold', '3', '--retry-seconds', '1'], 15_000);
+    const r = await python(['--server', s.address, '--user', 'py', '--hold', '1.5', '--retry-seconds', '0.5'], 15_000);
     expect(r.err).toBe('');
     expect({ code: r.code, signal: r.signal }).toEqual({ code: 1, signal: null });
     const denied = r.lines.filter((l) => 'denied' in l);
     expect(denied.length).toBeGreaterThanOrEqual(2);
-    expect(denied.slice(0, -1).every((l) => l['retry_in_s'] === 1)).toBe(true);
+    expect(denied.slice(0, -1).every((l) => l['retry_in_s'] === 0.5)).toBe(true);
     // The last refusal says it will not try again: the next try would come after the hold time.
     expect(r.lines.at(-1)).toMatchObject({ denied: 'NO_FREE_SEATS', retry_in_s: null });
   });
 
   it('says the server revoked its lease, never that it released it, and takes a seat again', async () => {
     const s = await server();
-    const run = startPython(['--server', s.address, '--user', 'py', '--instance', 'py-1', '--hold', '4', '--retry-seconds', '1']);
+    const run = startPython(['--server', s.address, '--user', 'py', '--instance', 'py-1', '--hold', '3', '--retry-seconds', '1']);
     const first = (await run.waitFor('lease', (l) => 'acquired' in l))['acquired'];
     const keyId = s.floatd.status().keys[0]!.id;
     // The key is replaced: its leases are revoked, and the new key has seats.
@@ -215,7 +215,7 @@ describe('the Python example client (docs/client.md)', () => {
 
   it('reports a lease the server no longer knows as lost, then takes a new one', async () => {
     const s = await server();
-    const run = startPython(['--server', s.address, '--user', 'py', '--instance', 'py-1', '--hold', '3', '--renew-after-ms', '300', '--retry-seconds', '1']);
+    const run = startPython(['--server', s.address, '--user', 'py', '--instance', 'py-1', '--hold', '2', '--renew-after-ms', '300', '--retry-seconds', '1']);
     const first = (await run.waitFor('lease', (l) => 'acquired' in l))['acquired'];
     // Nobody else can end it for the holder: another connection naming the same user and instance lacks its secret.
     expect(errorOf(await (await s.connect('py', 'py-1')).request('release', { lease: first })).code).toBe('LEASE_SECRET_MISMATCH');

@@ -130,18 +130,23 @@ describe('floatd report', () => {
   it('prints the same numbers as a table, CSV and JSON', async () => {
     const s = await scenario();
     server = s.server;
-    const run = (...args: string[]) => {
-      const r = spawnSync(process.execPath, [MAIN, 'report', ...args, '--from', new Date(at(0)).toISOString(), '--to', new Date(at(180)).toISOString(), '--data-dir', s.server.config.dataDir], {
-        encoding: 'utf8',
-        env: { ...CHILD_ENV, TZ: 'UTC' },
-      });
-      expect(r.stderr).toBe('');
-      expect(r.status).toBe(0);
-      return r.stdout.trim();
+    // The command runs in this process, in the time zone TZ=UTC gives a process of its own.
+    const run = async (...args: string[]) => {
+      const zone = process.env['TZ'];
+      process.env['TZ'] = 'UTC';
+      try {
+        const r = await cli(['report', ...args, '--from', new Date(at(0)).toISOString(), '--to', new Date(at(180)).toISOString(), '--data-dir', s.server.config.dataDir]);
+        expect(r.err).toBe('');
+        expect(r.code).toBe(0);
+        return r.out;
+      } finally {
+        if (zone === undefined) delete process.env['TZ'];
+        else process.env['TZ'] = zone;
+      }
     };
-    const json = JSON.parse(run('usage', '--by', 'hour', '--json')) as { buckets: Array<Record<string, unknown>>; total: Record<string, unknown> };
-    const csv = run('usage', '--by', 'hour', '--csv').split('\n').map((l) => l.split(','));
-    const table = run('usage', '--by', 'hour', '--table').split('\n');
+    const json = JSON.parse(await run('usage', '--by', 'hour', '--json')) as { buckets: Array<Record<string, unknown>>; total: Record<string, unknown> };
+    const csv = (await run('usage', '--by', 'hour', '--csv')).split('\n').map((l) => l.split(','));
+    const table = (await run('usage', '--by', 'hour', '--table')).split('\n');
     expect(csv[0]).toEqual(['start', 'end', 'peak', 'average', 'poolSize', 'utilisationPercent', 'grants', 'denials', 'trueDenials', 'uniqueUsers', 'denialsBy', 'ungrantableSeats']);
     expect(json.buckets.map((b) => [b['start'], b['peak'], b['average'], b['utilisationPercent'], b['grants'], b['denials'], b['trueDenials'], b['uniqueUsers']])).toEqual([
       ['2026-01-05T00:00:00.000Z', 2, 1.48, 74.2, 3, 2, 1, 3],
@@ -164,9 +169,9 @@ describe('floatd report', () => {
       ['TOTAL', '2', '1.72', '2', '85.8%', '4', '3', '2', '3', 'NO_FREE_SEATS:3'],
     ].map((r) => (r.at(-1) === '' ? r.slice(0, -1) : r)));
 
-    const usersJson = JSON.parse(run('users', '--json')) as { users: Array<{ user: string; usageHours: number }> };
-    const usersCsv = run('users', '--csv').split('\n').slice(1).map((l) => l.split(','));
-    const usersTable = run('users').split('\n').slice(2).map((l) => l.split(/\s{2,}/));
+    const usersJson = JSON.parse(await run('users', '--json')) as { users: Array<{ user: string; usageHours: number }> };
+    const usersCsv = (await run('users', '--csv')).split('\n').slice(1).map((l) => l.split(','));
+    const usersTable = (await run('users')).split('\n').slice(2).map((l) => l.split(/\s{2,}/));
     const expected = [['carol', '2.73'], ['alice', '2.17'], ['bob', '0.25'], ['dave', '0.00']];
     expect(usersJson.users.map((u) => [u.user, u.usageHours.toFixed(2)])).toEqual(expected);
     expect(usersCsv.map((c) => [c[0], c[1]])).toEqual(expected);

@@ -45,12 +45,14 @@ describe('floatd run', () => {
 
   it('takes no lease for a command that cannot be started: 127 not found, 126 not executable', async () => {
     const s = await server();
-    const missing = await floatdAsync(['run', '--server', s.address, '--', './no-such-product', '--flag']);
+    const [missing, notOnPath, notExecutable] = await Promise.all([
+      floatdAsync(['run', '--server', s.address, '--', './no-such-product', '--flag']),
+      floatdAsync(['run', '--server', s.address, '--', 'no-such-product-anywhere']),
+      floatdAsync(['run', '--server', s.address, '--', join(import.meta.dirname, 'run.test.ts')]),
+    ]);
     expect(missing).toMatchObject({ code: 127, err: 'floatd run: cannot run ./no-such-product: no such file; no lease was taken' });
-    const notOnPath = await floatdAsync(['run', '--server', s.address, '--', 'no-such-product-anywhere']);
     expect(notOnPath.code).toBe(127);
     expect(notOnPath.err).toContain('not found on PATH');
-    const notExecutable = await floatdAsync(['run', '--server', s.address, '--', join(import.meta.dirname, 'run.test.ts')]);
     expect(notExecutable.code).toBe(126);
     expect(s.floatd.store.queryEvents({ events: ['granted'] })).toEqual([]);
   });

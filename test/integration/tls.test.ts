@@ -2,7 +2,7 @@ import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFrame, NdjsonDecoder } from '../../src/adapters/tcp/ndjson-codec.js';
-import { floatd, killChildren, requireBuild, serve } from '../support/cli.js';
+import { cli, killChildren, requireBuild, serve } from '../support/cli.js';
 import { makeCerts, makeServerCert, type TestCerts } from '../support/certs.js';
 import { until } from '../support/helpers.js';
 import { call } from '../support/http.js';
@@ -176,12 +176,13 @@ describe('TLS', () => {
     await until(() => started.log().includes('TLS certificate reloaded'), 'the reload');
     expect(await cn()).toBe('next.example');
 
-    const missing = floatd(['serve', '--data-dir', `${certs.dir}/d2`, '--listen', 'tls://127.0.0.1:0', '--tls-cert', `${certs.dir}/nope.crt`, '--tls-key', certs.serverKey]);
+    // Refused start-ups are checked in this process; the server above is the built one.
+    const missing = await cli(['serve', '--data-dir', `${certs.dir}/d2`, '--listen', 'tls://127.0.0.1:0', '--tls-cert', `${certs.dir}/nope.crt`, '--tls-key', certs.serverKey]);
     expect(missing.code).toBe(1);
     expect(missing.err).toContain(`CONFIG_INVALID: setting tls.certFile: cannot read ${certs.dir}/nope.crt: no such file`);
     // Settings are checked before the data directory is made: nothing is left behind.
     expect(existsSync(`${certs.dir}/d2`)).toBe(false);
-    const none = floatd(['serve', '--data-dir', `${certs.dir}/d3`, '--https-listen', '127.0.0.1:0']);
+    const none = await cli(['serve', '--data-dir', `${certs.dir}/d3`, '--https-listen', '127.0.0.1:0']);
     expect(none.err).toMatch(/CONFIG_INVALID: setting https.listen \(command line\) has TLS listeners, which need tls.certFile and tls.keyFile/);
   });
 });

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tempDir } from './helpers.js';
 
@@ -32,14 +33,40 @@ function leaf(dir: string, name: string, signer: string, cn: string, ext: string
   openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${signer}.crt`, '-CAkey', `${signer}.key`, '-CAcreateserial', '-out', `${name}.crt`, '-days', String(days), '-extfile', `${name}.ext`], dir);
 }
 
-/** Real certificates made with openssl for this test: a CA, a server certificate for localhost/127.0.0.1, client certificates. */
+const SERVER_EXT = 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\n';
+
+/** The certificates openssl made in this process, by the server certificate's days (kept until the process exits). */
+const made = new Map<number, string>();
+
+function madeOnce(serverDays: number): string {
+  const cached = made.get(serverDays);
+  if (cached !== undefined) return cached;
+  const dir = mkdtempSync(join(tmpdir(), 'floatd-certs-made-'));
+  if (made.size === 0) process.once('exit', () => made.forEach((d) => rmSync(d, { recursive: true, force: true })));
+  const first = made.values().next();
+  if (first.done) {
+    ca(dir, 'test-ca');
+    ca(dir, 'other-ca');
+    leaf(dir, 'client', 'test-ca', 'alice', 'extendedKeyUsage=clientAuth\n');
+    leaf(dir, 'stranger', 'other-ca', 'alice', 'extendedKeyUsage=clientAuth\n');
+  } else {
+    // The same CAs and client certificates; only the server certificate differs.
+    cpSync(first.value, dir, { recursive: true });
+  }
+  leaf(dir, 'server', 'test-ca', 'localhost', SERVER_EXT, serverDays);
+  made.set(serverDays, dir);
+  return dir;
+}
+
+/**
+ * Real certificates made with openssl: a CA, a server certificate for localhost/127.0.0.1, client
+ * certificates. openssl runs once per test file (per server certificate lifetime): no test depends on a
+ * key of its own, and each gets a copy in a folder of its own, so what one adds there (makeServerCert)
+ * no other test sees.
+ */
 export function makeCerts(options: { serverDays?: number } = {}): TestCerts {
   const dir = tempDir('floatd-certs-');
-  ca(dir, 'test-ca');
-  ca(dir, 'other-ca');
-  leaf(dir, 'server', 'test-ca', 'localhost', 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\n', options.serverDays ?? 30);
-  leaf(dir, 'client', 'test-ca', 'alice', 'extendedKeyUsage=clientAuth\n');
-  leaf(dir, 'stranger', 'other-ca', 'alice', 'extendedKeyUsage=clientAuth\n');
+  cpSync(madeOnce(options.serverDays ?? 30), dir, { recursive: true });
   const f = (n: string) => join(dir, n);
   return {
     dir,
