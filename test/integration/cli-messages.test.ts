@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION } from '../../src/app/version.js';
-import { cli, floatd, floatdVendor, killChildren, requireBuild, serve } from '../support/cli.js';
+import { cli, floatd, floatdVendor, killChildren, requireBuild, serve, vendorCli } from '../support/cli.js';
 import { tempDir, until } from '../support/helpers.js';
 
 beforeAll(requireBuild);
@@ -21,11 +21,11 @@ const issue = (priv: string, extra: string[]) => floatdVendor(['issue', '--priva
 
 /** The same vendor keys and license keys for tests about other commands, made with the CLI in this process (no node to start). */
 async function vendorKeysHere(dir: string) {
-  expect((await cli(['vendor', 'keygen', '--out', join(dir, 'v')])).code).toBe(0);
+  expect((await vendorCli(['keygen', '--out', join(dir, 'v')])).code).toBe(0);
   return { pub: join(dir, 'v', 'vendor-public.jwk'), priv: join(dir, 'v', 'vendor-private.jwk') };
 }
 
-const issueHere = (priv: string, extra: string[]) => cli(['vendor', 'issue', '--private-key', priv, '--licensee', 'Acme', '--product', 'cad', '--seats', '3', ...extra]);
+const issueHere = (priv: string, extra: string[]) => vendorCli(['issue', '--private-key', priv, '--licensee', 'Acme', '--product', 'cad', '--seats', '3', ...extra]);
 
 describe('the command line', () => {
   it('answers --version and --help on every command', async () => {
