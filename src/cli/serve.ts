@@ -1,4 +1,3 @@
-import { Floatd } from '../app/floatd.js';
 import { CONFIG_FLAGS, configFrom, intFlag, parse, type Io } from './common.js';
 
 export const SERVE_USAGE = `floatd serve [--config FILE] [--data-dir DIR] [--listen [tls://]HOST:PORT]... [--vendor-public-key FILE]...
@@ -53,6 +52,8 @@ export async function serve(args: string[], io: Io): Promise<number> {
   try {
     const config = configFrom(io, values, extra);
     // A reload reads the config file again, so edited inline rules (or a new rules path) apply too.
+    // The server (fastify, metrics, the store) is loaded only by the command that runs it: other commands start faster.
+    const { Floatd } = await import('../app/floatd.js');
     const server = await Floatd.create(config, { rulesSettings: () => configFrom(io, values, extra).rules, newServerKey: values['new-server-key'] ?? false, forceExit: io.exit });
     if (signalled === null) await server.start();
     // SIGHUP re-reads the rules and groups, and the TLS certificate and key.
