@@ -390,6 +390,7 @@ describe('the running server', () => {
     expect(head).toMatchObject({ event: 'granted', leaseId: lease.id });
     expect(store.latestCheckpoint()?.eventId).toBeLessThan(head.id);
     clock.advance(5 * 60_000 + 1000);
+    await s.settle();
     expect(store.latestCheckpoint()?.eventId).toBe(head.id);
 
     const config = s.config;
