@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { createSecureContext, type ConnectionOptions } from 'node:tls';
 import type { ServerAddress } from './server-address.js';
+import { FloatdError } from '../domain/errors.js';
 
 /** Files the client's TLS uses: the CA to trust, and a certificate with its key to show the server. */
 export interface TlsFiles {
@@ -24,7 +25,7 @@ function read(file: string, what: string): Buffer {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : (err as Error).message;
-    throw new Error(`${what} ${file} cannot be read: ${why}`);
+    throw new FloatdError('INPUT_INVALID', `${what} ${file} cannot be read: ${why}`);
   }
 }
 
@@ -35,7 +36,7 @@ function read(file: string, what: string): Buffer {
  */
 export function readTlsFiles(files: TlsFiles): TlsMaterial {
   if ((files.certFile === undefined) !== (files.keyFile === undefined)) {
-    throw new Error('a client certificate needs its key: give certFile and keyFile together');
+    throw new FloatdError('INPUT_INVALID', 'a client certificate needs its key: give certFile and keyFile together');
   }
   const material: { ca?: Buffer; cert?: Buffer; key?: Buffer } = {};
   if (files.caFile !== undefined) {
@@ -43,7 +44,7 @@ export function readTlsFiles(files: TlsFiles): TlsMaterial {
     try {
       new X509Certificate(material.ca);
     } catch {
-      throw new Error(`the CA file ${files.caFile} holds no PEM certificate`);
+      throw new FloatdError('INPUT_INVALID', `the CA file ${files.caFile} holds no PEM certificate`);
     }
   }
   if (files.certFile !== undefined && files.keyFile !== undefined) {
@@ -52,13 +53,13 @@ export function readTlsFiles(files: TlsFiles): TlsMaterial {
     try {
       new X509Certificate(material.cert);
     } catch {
-      throw new Error(`the client certificate ${files.certFile} holds no PEM certificate`);
+      throw new FloatdError('INPUT_INVALID', `the client certificate ${files.certFile} holds no PEM certificate`);
     }
     try {
       createSecureContext({ cert: material.cert, key: material.key });
     } catch (err) {
       const message = (err as Error).message;
-      throw new Error(
+      throw new FloatdError('INPUT_INVALID', 
         /key values mismatch/i.test(message)
           ? `the client key ${files.keyFile} does not belong to the client certificate ${files.certFile}`
           : `the client key ${files.keyFile} cannot be used: ${message.replace(/^error:[0-9A-F]+:/, '')}`,
