@@ -16,10 +16,12 @@ export default defineConfig({
     hookTimeout: 30_000,
     pool: 'forks',
     maxWorkers: 3,
+    setupFiles: ['test/support/setup.ts'],
     projects: [
       // Unit files are pure and share one module graph per worker: importing it once per file cost more than the tests.
       { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'], isolate: false } },
-      { extends: true, test: { name: 'integration', include: ['test/integration/**/*.test.ts'] } },
+      // Integration files share their modules too: importing the server's graph once per file cost about a second each.
+      { extends: true, test: { name: 'integration', include: ['test/integration/**/*.test.ts'], isolate: false } },
       { extends: true, test: { name: 'faults', include: ['test/faults/**/*.test.ts'], maxWorkers: 2, sequence: { groupOrder: 1 } } },
     ],
   },

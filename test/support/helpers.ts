@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach } from 'vitest';
 import { FakeClock } from './fake-clock.js';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import type { ClientIdentity } from '../../src/domain/lease.js';
@@ -28,10 +27,11 @@ export function evaluationStateDir(): string {
   return evaluationState;
 }
 
-afterEach(() => {
+/** Forgets the test's evaluation folder and removes its temp folders: after every test (test/support/setup.ts). */
+export function cleanUpAfterTest(): void {
   evaluationState = null;
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+}
 
 /** Config built through the same validation as production, with overrides. */
 export function testConfig(flags: Record<string, unknown> = {}, dataDir = tempDir()): Config {

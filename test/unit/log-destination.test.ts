@@ -26,7 +26,8 @@ describe('LogDestination', () => {
     for (let round = 0; round < 3; round++) {
       for (let i = 0; i < 1000; i++) d.write('{"msg":"x"}\n');
       await flushed(d);
-      await new Promise((r) => setTimeout(r, 150));
+      // The next attempt comes after retryMs; a loaded machine may run that timer late.
+      for (let waited = 0; d.dropped < (round + 1) * 1000 && waited < 5000; waited += 10) await new Promise((r) => setTimeout(r, 10));
     }
     // Each round's lines waited for the next attempt, which failed too.
     expect(d.dropped).toBe(3000);
