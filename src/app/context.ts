@@ -13,6 +13,7 @@ import { ConnectionBudget } from '../adapters/net/connection-budget.js';
 import type { DataDirLock } from '../adapters/sqlite/data-dir-lock.js';
 import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 import { TlsContext } from '../adapters/tls/tls-context.js';
+import type { Timers } from '../adapters/tcp/timers.js';
 import { softFdLimit } from '../config/fd-limit.js';
 import { ServerActivation } from './activation.js';
 import { ActivationWatch } from './activation-watch.js';
@@ -58,6 +59,8 @@ export interface AppDeps {
   readonly activationCa?: string | Buffer;
   /** Make a server key where the data directory has none beside its database (`serve --new-server-key`). */
   readonly newServerKey?: boolean;
+  /** What the NDJSON connections' handshake, idle and drain timeouts wait on (the event loop's timers when absent). */
+  readonly connectionTimers?: Timers;
 }
 
 /** Where the server is in its life: readiness and the jobs read it. */
@@ -85,6 +88,7 @@ interface Opened {
   readonly tls: TlsContext | null;
   readonly activation: ServerActivation;
   readonly evaluation: ServerEvaluation;
+  readonly connectionTimers: Timers | undefined;
 }
 
 /**
@@ -174,7 +178,8 @@ export class AppContext {
       ca: a.deps.activationCa,
     });
     const { rules, rulesSettings, tls } = a;
-    return { config, clock, logger, store, lock: opened.lock, createdDataDir: opened.created, settings, licensing, fingerprint, publicJwk: key.publicJwk, signer, rules, rulesSettings, tls, activation, evaluation };
+    const connectionTimers = a.deps.connectionTimers;
+    return { config, clock, logger, store, lock: opened.lock, createdDataDir: opened.created, settings, licensing, fingerprint, publicJwk: key.publicJwk, signer, rules, rulesSettings, tls, activation, evaluation, connectionTimers };
   }
 
   private constructor(o: Opened) {
@@ -199,7 +204,7 @@ export class AppContext {
     this.api = this.leaseApi(o);
     this.adminTokens = new AdminTokens(store as unknown as AdminTokenStore, clock);
     this.admin = new AdminService({ store, leases: this.leases, clock });
-    this.doors = new Doors({ config, clock, api: this.api, tls: this.tls, metrics: this.metrics, warnings: this.warnings, budget: this.budget, admin: serverAdminApi(this), readiness: () => this.readiness() });
+    this.doors = new Doors({ config, clock, api: this.api, tls: this.tls, metrics: this.metrics, warnings: this.warnings, budget: this.budget, admin: serverAdminApi(this), readiness: () => this.readiness(), timers: o.connectionTimers });
   }
 
   private leaseService(): LeaseService {

@@ -10,6 +10,7 @@ import { misdirectedHttpBody } from '../adapters/tcp/misdirected-http.js';
 import { NdjsonProtocol } from '../adapters/tcp/ndjson-protocol.js';
 import { TcpServer, type BackpressureState, type BoundListener } from '../adapters/tcp/tcp-server.js';
 import type { TlsContext } from '../adapters/tls/tls-context.js';
+import type { Timers } from '../adapters/tcp/timers.js';
 import type { ServerLeaseApi } from './lease-api.js';
 import type { OperatorWarnings } from './operator-warnings.js';
 import type { ListenerStatus } from './status.js';
@@ -29,6 +30,8 @@ export interface DoorsDeps {
   readonly admin: AdminApi;
   /** For /readyz. */
   readonly readiness: () => { ready: boolean; reason: string };
+  /** What the NDJSON connections' timeouts wait on (the event loop's timers when absent). */
+  readonly timers?: Timers | undefined;
 }
 
 /**
@@ -73,6 +76,7 @@ export class Doors {
         monotonic: () => clock.monotonic(),
         tls: this.deps.tls,
         misdirectedHttp: () => misdirectedHttpBody(this.webBound),
+        ...(this.deps.timers === undefined ? {} : { timers: this.deps.timers }),
       },
       this.protocol,
       {

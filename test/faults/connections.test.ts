@@ -2,6 +2,7 @@ import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeCerts } from '../support/certs.js';
+import { FakeClock, until } from '../support/helpers.js';
 import { errorOf, startServer, type TestServer } from '../support/server.js';
 
 let server: TestServer | undefined;
@@ -67,29 +68,37 @@ describe('a client that half-closes (printf "hello\\nacquire\\n" | nc -N host po
 });
 
 describe('idle timeout', () => {
-  it('counts complete requests, not bytes: a byte every 200 ms after hello does not keep a connection open', async () => {
-    server = await startServer({ flags: { idleTimeoutSeconds: 1 } });
+  it('counts complete requests, not bytes: a byte every 12 s after hello does not keep a connection open', async () => {
+    // The connections' timeouts wait on the fake clock: a minute of it passes in no time.
+    const clock = new FakeClock(Date.now());
+    server = await startServer({ clock, connectionTimersOnClock: true, flags: { idleTimeoutSeconds: 60 } });
     const [host, port] = server.address.split(':');
     const slow = connect({ host, port: Number(port) });
     sockets.push(slow);
     const got = lines(slow);
+    let closed = false;
+    void got.closed.then(() => (closed = true));
     slow.write('{"op":"hello","id":1,"client":{"user":"sloth","instance":"s-1"}}\n');
-    // A request that never ends, a byte every 200 ms.
-    const dribble = setInterval(() => slow.write(' '), 200);
-    const t0 = performance.now();
+    await until(() => got.all.length === 1, 'the hello reply');
+    // A request that never ends, a byte every 12 s: still open after 48 s, closed at 60 s.
+    for (let i = 0; i < 4; i++) {
+      await new Promise<void>((r) => slow.write(' ', () => r()));
+      clock.advance(12_000);
+    }
+    await new Promise((r) => setImmediate(r));
+    expect(closed).toBe(false);
+    slow.write(' ');
+    clock.advance(12_000);
     await got.closed;
-    clearInterval(dribble);
-    const waited = performance.now() - t0;
-    expect(waited).toBeGreaterThan(800);
-    expect(waited).toBeLessThan(3000);
     expect(JSON.parse(got.all.at(-1)!)).toMatchObject({ ok: false, error: { code: 'IDLE_TIMEOUT' } });
   });
 
   it('keeps a connection that sends a request within every timeout', async () => {
-    server = await startServer({ flags: { idleTimeoutSeconds: 1 } });
+    const clock = new FakeClock(Date.now());
+    server = await startServer({ clock, connectionTimersOnClock: true, flags: { idleTimeoutSeconds: 60 } });
     const t = await server.connect('busy');
     for (let i = 0; i < 6; i++) {
-      await new Promise((r) => setTimeout(r, 400));
+      clock.advance(50_000);
       expect((await t.request('ping')).ok).toBe(true);
     }
   });

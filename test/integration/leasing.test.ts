@@ -239,9 +239,13 @@ describe('protocol hygiene', () => {
   });
 
   it('drops a client that does not say hello within the handshake timeout', async () => {
-    server = await startServer({ flags: { handshakeTimeoutSeconds: 1 } });
-    // Resolves when the server closes the connection: no fixed wait.
-    const { lines, closed } = await raw(server.address, '');
+    const clock = new FakeClock(Date.now());
+    server = await startServer({ clock, connectionTimersOnClock: true, flags: { handshakeTimeoutSeconds: 30 } });
+    // Resolves when the server closes the connection; the handshake timeout waits on the fake clock.
+    const pending = raw(server.address, '');
+    await until(() => server!.floatd.context.doors.connections() === 1, 'the connection to be accepted');
+    clock.advance(30_000);
+    const { lines, closed } = await pending;
     expect(JSON.parse(lines[0]!).error.code).toBe('HANDSHAKE_TIMEOUT');
     expect(closed).toBe(true);
   });

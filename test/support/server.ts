@@ -13,6 +13,7 @@ import { TcpTransport, type Reply } from '../../src/client/tcp-transport.js';
 import type { Config } from '../../src/config/config.js';
 import type { Clock } from '../../src/domain/clock.js';
 import { tempDir, testConfig } from './helpers.js';
+import { clockTimers } from '../../src/adapters/tcp/timers.js';
 
 export interface Vendor {
   readonly pair: KeyPairJwk;
@@ -62,6 +63,8 @@ export interface TestServerOptions {
   readonly seats?: number;
   readonly product?: string;
   readonly clock?: Clock;
+  /** The NDJSON connections' timeouts wait on `clock` too (handshake, idle, drain), so a test moves them with it. */
+  readonly connectionTimersOnClock?: boolean;
   readonly flags?: Record<string, unknown>;
   /** No key: evaluation mode. */
   readonly evaluation?: boolean;
@@ -88,7 +91,8 @@ export async function prepareDataDir(config: Config): Promise<void> {
 export async function startServer(opts: TestServerOptions = {}): Promise<TestServer> {
   const vendor = opts.vendor ?? (await makeVendor());
   const config = testConfig({ vendorPublicKeys: [vendor.publicFile], ...opts.flags }, opts.dataDir ?? tempDir());
-  const floatd = await Floatd.create(config, { clock: opts.clock, logger: opts.logger ?? silentLogger() });
+  const timers = opts.connectionTimersOnClock === true && opts.clock !== undefined ? { connectionTimers: clockTimers(opts.clock) } : {};
+  const floatd = await Floatd.create(config, { clock: opts.clock, logger: opts.logger ?? silentLogger(), ...timers });
   if (!opts.evaluation && opts.dataDir === undefined) {
     // Installed between creating the data directory and starting, as `floatd license add` would before a restart.
     const token = await vendor.issue({ seats: opts.seats ?? 5, product: opts.product ?? 'cad' });
