@@ -51,12 +51,22 @@ export class Jobs {
     for (const job of jobs) this.arm(job, job.firstAfterMs ?? job.everyMs);
   }
 
-  /** Cancels every timer and waits for the runs in progress. */
-  async stop(): Promise<void> {
+  /** Cancels every timer: no job starts again (runs in progress go on; `settled` waits for them). */
+  halt(): void {
     this.stopped = true;
     for (const timer of this.timers.values()) timer.cancel();
     this.timers.clear();
+  }
+
+  /** Resolves once the runs in progress have ended. */
+  async settled(): Promise<void> {
     await Promise.all([...this.running.values()]);
+  }
+
+  /** Halts, then waits for the runs in progress. */
+  async stop(): Promise<void> {
+    this.halt();
+    await this.settled();
   }
 
   private arm(job: Job, delayMs: number): void {
@@ -84,7 +94,8 @@ export class Jobs {
       this.failed(job, err);
       return;
     }
-    if (outcome === undefined) return;
+    // A run that returned no promise is over; TypeScript lets a `() => void` return anything, so look.
+    if (!(outcome instanceof Promise)) return;
     const run = outcome.then(
       () => {},
       (err: unknown) => this.failed(job, err),

@@ -4,6 +4,7 @@ import { Floatd } from '../../src/app/floatd.js';
 import { silentLogger } from '../../src/adapters/log/logger.js';
 import { FloatdError } from '../../src/domain/errors.js';
 import { testConfig } from '../support/helpers.js';
+import { capturingLogger } from '../support/server.js';
 
 describe('server lifecycle', () => {
   it('cleans up a start that fails half-way, so the data directory can be used again at once', async () => {
@@ -31,5 +32,19 @@ describe('server lifecycle', () => {
     await expect(Floatd.create(config, { logger: silentLogger() })).rejects.toMatchObject({ code: 'DATA_DIR_LOCKED', message: expect.stringContaining(`pid ${process.pid}`) });
     await first.stop();
     await (await Floatd.create(config, { logger: silentLogger() })).stop();
+  });
+
+  it('exits at once, saying why, when a stop hangs longer than its limit (given a way to exit)', async () => {
+    const { logger, lines } = capturingLogger();
+    const exits: number[] = [];
+    const floatd = await Floatd.create(testConfig(), { logger, forceExit: (code) => exits.push(code), forceExitAfterMs: 200 });
+    await floatd.start();
+    // A unit of work that never ends: the stop waits for it to drain, for ever.
+    void floatd.store.unit(() => new Promise<never>(() => {}));
+    const stopped = floatd.stop();
+    await new Promise((r) => setTimeout(r, 400));
+    expect(exits).toEqual([1]);
+    expect(lines.find((l) => l['level'] === 50)).toMatchObject({ afterMs: 200, msg: expect.stringContaining('the stop did not finish within 0.2 s') });
+    void stopped;
   });
 });
