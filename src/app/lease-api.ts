@@ -1,6 +1,6 @@
 import type { JWK } from 'jose';
 import type { Clock } from '../domain/clock.js';
-import { deny, type Denial } from '../domain/errors.js';
+import { deny, FloatdError, isWireCode, type Denial, type WireCode } from '../domain/errors.js';
 import type { Caller, LeaseApi, LeaseEnded, Outcome, ServerHello, WireLease } from '../domain/lease-api.js';
 import { NO_PROOF, type Lease, type LeaseProof } from '../domain/lease.js';
 import { renewAfterMs } from '../domain/pool.js';
@@ -33,6 +33,12 @@ export interface ServerLeaseApiDeps {
   readonly suspended?: (listener: string) => boolean;
 }
 
+/** A refusal as a door may answer it. An operator's code here is a fault: thrown, so the door logs it and answers INTERNAL. */
+function onTheWire(d: Denial): Denial<WireCode> {
+  if (isWireCode(d.code)) return d as Denial<WireCode>;
+  throw new FloatdError(d.code, d.message, d.details);
+}
+
 /** Whose request an operation is, for the store's fairness between clients: one client instance on one listener. */
 function sourceOf(caller: Caller): string {
   return `${caller.listener}\u0000${caller.remote}\u0000${caller.user}\u0000${caller.instance}`;
@@ -55,24 +61,24 @@ export class ServerLeaseApi implements LeaseApi<ServerStatus, PublicStatus> {
   async acquire(caller: Caller, product: string | undefined, proof: LeaseProof = NO_PROOF): Promise<Outcome<{ renewed: boolean; lease: WireLease; leaseSecret?: string }>> {
     if (this.deps.suspended?.(caller.listener) === true) return suspendedRefusal(caller.listener);
     const limited = this.rateLimited(caller);
-    if (limited !== null) return limited;
+    if (limited !== null) return onTheWire(limited);
     const who = { ...caller, groups: this.deps.groupsOf(caller.user) };
     const outcome = await this.deps.leases.acquire(who, product, proof, sourceOf(caller));
-    if (!outcome.ok) return outcome;
+    if (!outcome.ok) return onTheWire(outcome);
     return { ok: true, renewed: outcome.renewed, lease: this.wire(outcome.lease), ...(outcome.secret === undefined ? {} : { leaseSecret: outcome.secret }) };
   }
 
   async renew(caller: Caller, leaseId: string, proof: LeaseProof = NO_PROOF): Promise<Outcome<{ lease: WireLease }>> {
     const who = { ...caller, groups: this.deps.groupsOf(caller.user) };
     const outcome = await this.deps.leases.renew(who, leaseId, proof, sourceOf(caller));
-    if (!outcome.ok) return outcome;
+    if (!outcome.ok) return onTheWire(outcome);
     return { ok: true, lease: this.wire(outcome.lease) };
   }
 
   async release(caller: Caller, leaseId: string, proof: LeaseProof = NO_PROOF): Promise<Outcome<{ released: boolean }>> {
     const who = { ...caller, groups: [] };
     const outcome = await this.deps.leases.release(who, leaseId, proof, sourceOf(caller));
-    if (!outcome.ok) return outcome;
+    if (!outcome.ok) return onTheWire(outcome);
     return { ok: true, released: outcome.released };
   }
 

@@ -47,7 +47,7 @@ export interface ClientClaim {
  * the user is the client certificate's common name (a claim of another user is
  * refused); elsewhere the client names itself. The host defaults to the address.
  */
-export function identifyCaller(claim: ClientClaim, conn: DoorConnection, identityFromCertificate: boolean): { ok: true; caller: Caller } | Denial {
+export function identifyCaller(claim: ClientClaim, conn: DoorConnection, identityFromCertificate: boolean): { ok: true; caller: Caller } | Denial<'IDENTITY_MISMATCH' | 'BAD_REQUEST'> {
   let user = claim.user;
   if (identityFromCertificate && conn.tls) {
     if (conn.certifiedUser === null) return deny('IDENTITY_MISMATCH', 'this listener takes the user from a client certificate, and the connection has none with a common name');
@@ -65,6 +65,6 @@ export function identifyCaller(claim: ClientClaim, conn: DoorConnection, identit
  * turns new connections away (they exist to hold leases); the web endpoint
  * keeps answering status, health, metrics and the admin API, which resumes it.
  */
-export function suspendedRefusal(listener: string): Denial {
+export function suspendedRefusal(listener: string): Denial<'SUSPENDED'> {
   return deny('SUSPENDED', `listener "${listener}" is suspended for maintenance and grants no new leases; held leases can still be renewed`);
 }

@@ -148,13 +148,13 @@ export function isStorageFault(err: unknown): err is FloatdError & { readonly co
 }
 
 /** An expected refusal, returned as a value rather than thrown. */
-export interface Denial {
+export interface Denial<C extends ErrorCode = ErrorCode> {
   readonly ok: false;
-  readonly code: ErrorCode;
+  readonly code: C;
   readonly message: string;
   readonly details: ErrorDetails;
 }
 
-export function deny(code: ErrorCode, message: string, details: ErrorDetails = {}): Denial {
+export function deny<C extends ErrorCode>(code: C, message: string, details: ErrorDetails = {}): Denial<C> {
   return { ok: false, code, message, details };
 }

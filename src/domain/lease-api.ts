@@ -1,4 +1,4 @@
-import type { Denial } from './errors.js';
+import type { Denial, WireCode } from './errors.js';
 import type { ClientIdentity, Lease, LeaseProof } from './lease.js';
 
 /** A lease as every door (TCP, TLS, HTTP) hands it to a client: durations, not instants. */
@@ -21,7 +21,8 @@ export interface WireLease {
 /** Who asks, as the door saw it; the server adds the user's groups. */
 export type Caller = Omit<ClientIdentity, 'groups'>;
 
-export type Outcome<T> = ({ readonly ok: true } & T) | Denial;
+/** A door's answer: a result, or a refusal that only a wire code can carry. */
+export type Outcome<T> = ({ readonly ok: true } & T) | Denial<WireCode>;
 
 export interface LeaseEnded {
   readonly lease: Lease;

@@ -352,13 +352,13 @@ export class WebServer {
     const info = this.sockets.get(request.socket) ?? { listener: 'http', tls: false, peer: null };
     const conn = { listener: info.listener, remote: clientAddress(this.remoteOf(request.socket)), tls: info.tls, certifiedUser: info.peer?.commonName ?? null };
     const who = identifyCaller(client, conn, this.options.identityFromCertificate);
-    if (!who.ok) throw new HttpError(wireCodeOf(who.code), who.message, who.details);
+    if (!who.ok) throw new HttpError(who.code, who.message, who.details);
     return who.caller;
   }
 
   private async answer<T extends object>(reply: FastifyReply, pending: Promise<Outcome<T>>, status: (r: T) => number): Promise<unknown> {
     const outcome = await pending;
-    if (!outcome.ok) throw new HttpError(wireCodeOf(outcome.code), outcome.message, outcome.details as ErrorDetails);
+    if (!outcome.ok) throw new HttpError(outcome.code, outcome.message, outcome.details as ErrorDetails);
     return reply.code(status(outcome)).send(outcome);
   }
 

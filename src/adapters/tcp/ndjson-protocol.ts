@@ -1,4 +1,4 @@
-import { FloatdError, isWireCode, wireCodeOf, type ErrorDetails, type WireCode } from '../../domain/errors.js';
+import { FloatdError, isWireCode, type ErrorDetails, type WireCode } from '../../domain/errors.js';
 import { checkProtocolVersion, identifyCaller, LEASE_OPS, PROTOCOL_VERSION } from '../../domain/door-rules.js';
 import { NDJSON_REQUESTS, PROTOCOL_VERSION_FIELD, REQUEST, REQUEST_ID } from '../../domain/messages.js';
 import { checkDocument, validate, type Invalid } from '../../domain/schema.js';
@@ -140,7 +140,7 @@ export class NdjsonProtocol implements ConnectionHandler {
 
   private async reply<T extends object>(id: unknown, pending: Promise<Outcome<T>>, then: (r: { ok: true } & T) => void): Promise<unknown> {
     const outcome = await pending;
-    if (!outcome.ok) return wireError(id, wireCodeOf(outcome.code), outcome.message, outcome.details as ErrorDetails);
+    if (!outcome.ok) return wireError(id, outcome.code, outcome.message, outcome.details as ErrorDetails);
     then(outcome);
     return { id, ...outcome };
   }
@@ -155,7 +155,7 @@ export class NdjsonProtocol implements ConnectionHandler {
     if (!checked.ok) return this.refuse(conn, id, checked);
     const { client, product } = checked.value;
     const who = identifyCaller(client, { listener: conn.listener, remote: conn.remote, tls: conn.tls, certifiedUser: conn.peer?.commonName ?? null }, this.options.identityFromCertificate);
-    if (!who.ok) return who.code === 'BAD_REQUEST' ? this.refuse(conn, id, { field: String(who.details['field']), message: who.message }) : wireError(id, wireCodeOf(who.code), who.message);
+    if (!who.ok) return who.code === 'BAD_REQUEST' ? this.refuse(conn, id, { field: String(who.details['field']), message: who.message }) : wireError(id, who.code, who.message);
     const { user, instance } = who.caller;
     if (session.caller !== null && (session.caller.user !== user || session.caller.instance !== instance)) {
       return this.mistake(conn, id, 'BAD_REQUEST', 'this connection already said hello as another client; open a new connection');
