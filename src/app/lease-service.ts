@@ -79,6 +79,11 @@ function denialWindow(now: number): DenialWindow {
  * The lease use cases. Each runs as one store transaction; notifications go
  * out only after the commit.
  */
+/** Lease time for a unit: the store's clock when it keeps one (a shared database), else the server's. */
+function leaseTime(u: LeaseUnit, clock: Clock): number {
+  return u.now === undefined ? clock.now() : u.now();
+}
+
 export class LeaseService {
   private gate: AcquireGate = OPEN_GATE;
 
@@ -105,7 +110,7 @@ export class LeaseService {
   /** The pool of `poolId`, when it is still there, with its running leases counted. */
   private async seatsOf(u: LeaseUnit, poolId: string, now: number): Promise<PoolSeats | undefined> {
     const pool = this.pools.get(poolId);
-    return pool === undefined ? undefined : { pool, inUse: await u.seatsInUse(pool.id, now) };
+    return pool === undefined ? undefined : { pool, inUse: await u.seatsInUse(pool.id, now, pool.seats) };
   }
 
   /** Writes a decision's rows, then its lease-log entries, in the unit; its ended leases are told after the commit. */
@@ -120,7 +125,7 @@ export class LeaseService {
    */
   revoke(leaseId: string, reason: string, actor: string, block?: { readonly seconds: number; readonly scope: BlockScope }): Promise<{ ok: true; lease: Lease; block: Block | null } | Denial> {
     return this.store.unit(async (u): Promise<{ ok: true; lease: Lease; block: Block | null } | Denial> => {
-      const now = this.clock.now();
+      const now = leaseTime(u, this.clock);
       const lease = await u.findLease(leaseId);
       if (lease === undefined) return deny('LEASE_NOT_FOUND', `no lease ${leaseId}`);
       const until = block === undefined ? null : now + block.seconds * 1000;
@@ -159,7 +164,7 @@ export class LeaseService {
   /** Lifts a block before its end (`floatd admin unblock`). */
   unblock(blockId: string, actor: string): Promise<{ ok: true; block: Block } | Denial> {
     return this.store.unit(async (u): Promise<{ ok: true; block: Block } | Denial> => {
-      const now = this.clock.now();
+      const now = leaseTime(u, this.clock);
       const block = await u.deleteBlock(blockId);
       if (block === undefined || block.until <= now) return deny('BLOCK_NOT_FOUND', `no block in force has id ${blockId} (see floatd admin blocks)`);
       await u.appendEvent({
@@ -240,7 +245,7 @@ export class LeaseService {
   }
 
   private async acquireIn(u: LeaseUnit, client: ClientIdentity, product: string | undefined, proof: LeaseProof): Promise<LeaseOutcome> {
-    const now = this.clock.now();
+    const now = leaseTime(u, this.clock);
     const settings = this.settings;
     const selection = this.pools.select(product, now);
     if (!selection.ok) return this.denied(u, client, product, now, selection, undefined);
@@ -260,7 +265,7 @@ export class LeaseService {
     const block = (await u.activeBlock(client.user, client.instance, selection.product, now)) ?? null;
     const verdict = block === null ? await this.gate.check(client, selection.product, now, u.ruleUsage(client.listener, client.user, now)) : { allowed: true as const, logAll: false };
     const pools: PoolSeats[] = [];
-    for (const pool of selection.pools) pools.push({ pool, inUse: await u.seatsInUse(pool.id, now) });
+    for (const pool of selection.pools) pools.push({ pool, inUse: await u.seatsInUse(pool.id, now, pool.seats) });
     const secret = newLeaseSecret();
     const decision = decideNewSeat(
       {
@@ -284,7 +289,7 @@ export class LeaseService {
   /** Extends a lease the client holds. */
   renew(client: Pick<ClientIdentity, 'user' | 'instance'>, leaseId: string, proof: LeaseProof = NO_PROOF, source = ''): Promise<LeaseOutcome> {
     return this.store.unit(async (u) => {
-      const now = this.clock.now();
+      const now = leaseTime(u, this.clock);
       const settings = this.settings;
       const lease = await u.findLease(leaseId);
       const pool = lease === undefined ? undefined : this.pools.get(lease.poolId);
@@ -298,7 +303,7 @@ export class LeaseService {
           proven: mine && proven(lease, proof),
           revokedReason: lease === undefined ? this.revokedReasons.get(leaseId) : undefined,
           pool,
-          inUse: pool !== undefined && renewCounts(lease, now, settings) ? await u.seatsInUse(pool.id, now) : null,
+          inUse: pool !== undefined && renewCounts(lease, now, settings) ? await u.seatsInUse(pool.id, now, pool.seats) : null,
           poolValid: pool !== undefined && poolIsValid(pool, this.pools.judgedAt(now)),
           blocked: pool === undefined ? null : this.pools.blocked(pool.id),
         },
@@ -314,7 +319,7 @@ export class LeaseService {
   /** Gives a seat back. Releasing an unknown or already ended lease is fine. */
   release(client: Pick<ClientIdentity, 'user' | 'instance'>, leaseId: string, proof: LeaseProof = NO_PROOF, source = ''): Promise<{ ok: true; released: boolean } | Denial> {
     return this.store.unit(async (u) => {
-      const now = this.clock.now();
+      const now = leaseTime(u, this.clock);
       const lease = await u.findLease(leaseId);
       const mine = lease !== undefined && holds(lease, client);
       const canEnd = mine && proven(lease, proof);
@@ -344,7 +349,7 @@ export class LeaseService {
     for (;;) {
       const n = await this.store.unit(async (u) => {
         // Lease time as the unit runs: a clock jump committed before it has moved the stored expiries and the clock together.
-        const now = this.clock.now();
+        const now = leaseTime(u, this.clock);
         const expired = await u.expiredLeases(now, SWEEP_BATCH);
         // Running leases counted once per pool: taking expired ones away leaves that count as it is.
         const pools = new Map<string, PoolSeats>();
@@ -399,7 +404,7 @@ export class LeaseService {
    */
   capRemaining(): Promise<number> {
     return this.store.unit(async (u) => {
-      const now = this.clock.now();
+      const now = leaseTime(u, this.clock);
       const writes: LeaseChanges['writes'][number][] = [];
       for (const lease of await u.leases()) {
         if (lease.expiresAt > now + lease.leaseMs) writes.push({ op: 'extend', leaseId: lease.id, renewedAt: now, expiresAt: now + lease.leaseMs });
@@ -412,7 +417,7 @@ export class LeaseService {
   /** Revokes the leases of pools that are gone or no longer valid; returns how many. */
   revokeInvalid(reasonFor: (poolId: string) => string | null): Promise<number> {
     return this.store.unit(async (u) => {
-      const now = this.clock.now();
+      const now = leaseTime(u, this.clock);
       let n = 0;
       for (const lease of await u.leases()) {
         const reason = reasonFor(lease.poolId);

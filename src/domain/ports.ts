@@ -10,10 +10,20 @@ import type { LeaseWrite } from './lease-decisions.js';
  * nothing else: a unit holds its pools until it ends.
  */
 export interface LeaseUnit {
+  /**
+   * Lease time as the store keeps it, when the store keeps it: a database
+   * several nodes share gives its own clock as the unit began, so node clocks
+   * need not agree. Absent when the server's clock is lease time.
+   */
+  now?(): number;
   findLease(id: string): Promise<Lease | undefined>;
   findByHolder(user: string, instance: string, product: string): Promise<Lease | undefined>;
-  /** Leases of a pool that are still running at `now`. */
-  seatsInUse(poolId: string, now: number): Promise<number>;
+  /**
+   * Leases of a pool that are still running at `now`. `seats` is the pool's
+   * size as this node's license key says: a shared database records it and
+   * refuses a commit that would run more leases than that.
+   */
+  seatsInUse(poolId: string, now: number, seats: number): Promise<number>;
   /** Earliest expiry among running leases of the given pools, if any. */
   earliestExpiry(poolIds: readonly string[], now: number): Promise<number | undefined>;
   /** What CLT rules count for one user on one listener (`product` null: every product). */

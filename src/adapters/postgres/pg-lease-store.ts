@@ -1,0 +1,444 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import type { Block } from '../../domain/blocks.js';
+import type { EventFilter, LeaseEvent, LeaseEventInput } from '../../domain/events.js';
+import { FloatdError } from '../../domain/errors.js';
+import type { Lease } from '../../domain/lease.js';
+import type { AdminToken, CommitGuard, CommitPolicy, LeaseUnit, StoredActivation, StoredLicense, UnitOptions } from '../../domain/ports.js';
+import { WriterChain } from './pg-chain.js';
+import { CHANGES_CHANNEL, LEASES_CHANNEL, PgChangeFeed } from './pg-change-feed.js';
+import { PgCluster } from './pg-cluster.js';
+import { databaseFault, isRetryable } from './pg-errors.js';
+import { migratePg } from './pg-migrate.js';
+import { LEASE_COLUMNS, PG_TYPES, toBlock, toEvent, toLease, type BlockRow, type EventRow, type LeaseRow } from './pg-rows.js';
+import { PgUnit } from './pg-unit.js';
+
+export interface PgStoreOptions {
+  /** postgres://user[:password]@host[:port]/database[?sslmode=…] */
+  readonly url: string;
+  /** The password, read from a secret file, when the URL carries none. */
+  readonly password?: string;
+  /** TLS to the database: false for none; otherwise Node TLS options (a CA, rejectUnauthorized). Overrides the URL's sslmode. */
+  readonly ssl?: false | { readonly ca?: string; readonly rejectUnauthorized?: boolean };
+  /** Connections for units of work (each runs on one; more wait for a free one). */
+  readonly poolSize?: number;
+  /** This node's name in the cluster (the nodes table, leases, the lease log's writers). */
+  readonly nodeId: string;
+  /** Where errors of the background connections (the change feed) are reported. */
+  readonly onError?: (err: unknown) => void;
+  /** How many times a unit that met a deadlock or a serialization failure runs again before it fails. */
+  readonly retries?: number;
+}
+
+const NO_GUARD: CommitGuard = { refuse: () => null, failed: () => null, succeeded: () => {} };
+
+/** The host and database of a URL, for messages (never its password). */
+export function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `postgres://${u.hostname}${u.port === '' ? '' : `:${u.port}`}${u.pathname}`;
+  } catch {
+    return 'the configured PostgreSQL URL';
+  }
+}
+
+/** Reads a password file (one line; a trailing newline is not part of it). */
+export function readPasswordFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    throw new FloatdError('CONFIG_INVALID', `setting store.passwordFile: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { setting: 'store.passwordFile' });
+  }
+}
+
+/**
+ * The store of a cluster: several floatd nodes share one PostgreSQL database.
+ * Seats are decided in the database (units lock their pools' rows; a trigger
+ * refuses an over-grant even from a node with a bug), lease time is the
+ * database's clock, the nodes hear each other's changes through
+ * LISTEN/NOTIFY, and each connection extends a hash chain of its own in the
+ * lease log.
+ */
+export class PgLeaseStore {
+  readonly kind = 'postgres';
+  private readonly pool: pg.Pool;
+  readonly changes: PgChangeFeed;
+  readonly cluster: PgCluster;
+  private readonly where: string;
+  private readonly origin = randomUUID();
+  private readonly chains = new WeakMap<pg.PoolClient, WriterChain>();
+  private guard: CommitGuard = NO_GUARD;
+  private committed: (units: number, seconds: number) => void = () => {};
+  private inFlight = 0;
+  private idle: Array<() => void> = [];
+  private ended: Promise<void> | null = null;
+
+  private constructor(private readonly options: PgStoreOptions) {
+    this.where = describeUrl(options.url);
+    const config = PgLeaseStore.clientConfig(options);
+    this.pool = new pg.Pool({ ...config, max: options.poolSize ?? 10 });
+    // An idle connection the database dropped: the next unit takes another; nothing to answer here.
+    this.pool.on('error', (err) => options.onError?.(err));
+    this.cluster = new PgCluster(this.pool, options.nodeId);
+    this.changes = new PgChangeFeed(config, this.origin, options.nodeId, options.onError);
+  }
+
+  private static clientConfig(options: PgStoreOptions): pg.ClientConfig {
+    return {
+      connectionString: options.url,
+      ...(options.password === undefined ? {} : { password: options.password }),
+      ...(options.ssl === undefined ? {} : { ssl: options.ssl === false ? false : { ...options.ssl } }),
+      types: PG_TYPES,
+      application_name: `floatd ${options.nodeId}`,
+      connectionTimeoutMillis: 5000,
+    };
+  }
+
+  /** Connects, brings the schema up to date (under an advisory lock) and starts listening for the other nodes' changes. */
+  static async open(options: PgStoreOptions): Promise<PgLeaseStore> {
+    const store = new PgLeaseStore(options);
+    try {
+      const client = await store.pool.connect();
+      try {
+        await migratePg(client);
+      } finally {
+        client.release();
+      }
+      await store.changes.start();
+      return store;
+    } catch (err) {
+      await store.end();
+      throw databaseFault(err, store.where) ?? err;
+    }
+  }
+
+  configureCommits(policy: CommitPolicy): void {
+    this.guard = policy.guard ?? NO_GUARD;
+    this.committed = policy.committed ?? (() => {});
+  }
+
+  /** The chain of the writer this connection is: taken the first time it writes, kept while the connection lives. */
+  private async chainOf(client: pg.PoolClient): Promise<WriterChain> {
+    let chain = this.chains.get(client);
+    if (chain === undefined) {
+      const { rows } = await client.query<{ epoch: number }>("SELECT nextval('writer_epochs') AS epoch");
+      chain = new WriterChain(`${this.options.nodeId}:${rows[0]!.epoch}`);
+      this.chains.set(client, chain);
+    }
+    return chain;
+  }
+
+  /**
+   * Runs `fn` as one transaction. A deadlock, a serialization failure or a
+   * lost race on a holder's lease runs it again (what it published is told
+   * only once, after the commit that stands); an unreachable or read-only
+   * database rejects with UNAVAILABLE and a retry hint.
+   */
+  async unit<T>(fn: (u: LeaseUnit) => Promise<T>, _options?: UnitOptions): Promise<T> {
+    const refused = this.guard.refuse(1);
+    if (refused !== null) throw refused;
+    this.inFlight++;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await this.attempt(fn);
+        } catch (err) {
+          if (isRetryable(err) && attempt < (this.options.retries ?? 8)) {
+            await new Promise((r) => setTimeout(r, Math.random() * 5 * (attempt + 1)));
+            continue;
+          }
+          const fault = databaseFault(err, this.where);
+          if (fault !== null) throw this.guard.failed(fault, 1) ?? fault;
+          throw err;
+        }
+      }
+    } finally {
+      if (--this.inFlight === 0) for (const f of this.idle.splice(0)) f();
+    }
+  }
+
+  private async attempt<T>(fn: (u: LeaseUnit) => Promise<T>): Promise<T> {
+    const started = performance.now();
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    let chain: WriterChain | undefined;
+    let unit: PgUnit | undefined;
+    try {
+      chain = await this.chainOf(client);
+      const results = (await client.query('BEGIN; SELECT floatd_now_ms() AS now')) as unknown as pg.QueryResult<{ now: number }>[];
+      unit = new PgUnit(client, chain, this.options.nodeId, results[1]!.rows[0]!.now);
+      const value = await fn(unit);
+      for (const e of unit.ended) await client.query('SELECT pg_notify($1, $2)', [LEASES_CHANNEL, JSON.stringify(e)]);
+      await client.query('COMMIT');
+      chain.committed();
+      this.guard.succeeded();
+      this.committed(1, (performance.now() - started) / 1000);
+      for (const told of unit.takePublished()) {
+        try {
+          told();
+        } catch (err) {
+          this.options.onError?.(err);
+        }
+      }
+      return value;
+    } catch (err) {
+      chain?.rolledBack();
+      try {
+        await client.query('ROLLBACK');
+      } catch (e) {
+        // The connection is gone: drop it from the pool (its writer's chain ends with it).
+        broken = e as Error;
+      }
+      if (databaseFault(err, this.where) !== null) broken ??= err as Error;
+      for (const undo of unit?.takeRollbacks() ?? []) {
+        try {
+          undo();
+        } catch {
+          // Undoing in-memory state must not stop the rest from being undone.
+        }
+      }
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  drained(): Promise<void> {
+    return this.inFlight === 0 ? Promise.resolve() : new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  /** A short write transaction outside the lease path (keys, meta, activations), with its lease-log entry and a notice to the other nodes. */
+  private async write<T>(what: string, fn: (client: pg.PoolClient, log: (e: LeaseEventInput) => Promise<void>) => Promise<T>): Promise<T> {
+    return this.unit(async (u) => {
+      const unit = u as PgUnit;
+      const value = await fn(unitClient(unit), (e) => unit.appendEvent(e));
+      await unitClient(unit).query('SELECT pg_notify($1, $2)', [CHANGES_CHANNEL, JSON.stringify({ origin: this.origin, what })]);
+      return value;
+    });
+  }
+
+  private async rows<R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<R[]> {
+    try {
+      return (await this.pool.query<R>(text, values)).rows;
+    } catch (err) {
+      throw databaseFault(err, this.where) ?? err;
+    }
+  }
+
+  /** The database's clock now (epoch ms): lease time in this mode. */
+  async databaseTime(): Promise<number> {
+    return (await this.rows<{ now: number }>('SELECT floatd_now_ms() AS now'))[0]!.now;
+  }
+
+  async nextExpiry(after?: number): Promise<number | undefined> {
+    const [r] = await this.rows<{ t: number | null }>(after === undefined ? 'SELECT min(expires_at) AS t FROM leases' : 'SELECT min(expires_at) AS t FROM leases WHERE expires_at > $1', after === undefined ? [] : [after]);
+    return r?.t ?? undefined;
+  }
+
+  async latestRecordedTime(): Promise<number | undefined> {
+    const [r] = await this.rows<{ t: number | null }>('SELECT greatest((SELECT max(ts) FROM events), (SELECT max(renewed_at) FROM leases)) AS t');
+    return r?.t ?? undefined;
+  }
+
+  /** Every lease of the cluster, with the node its client is on. */
+  async allLeases(): Promise<Lease[]> {
+    return (await this.rows<LeaseRow>(`SELECT ${LEASE_COLUMNS} FROM leases ORDER BY product, granted_at`)).map(toLease);
+  }
+
+  /** Which node each lease's client is on, by lease id. */
+  async leaseNodes(): Promise<Map<string, string>> {
+    return new Map((await this.rows<{ id: string; node: string }>('SELECT id, node FROM leases')).map((r) => [r.id, r.node]));
+  }
+
+  async blocks(now: number): Promise<Block[]> {
+    return (await this.rows<BlockRow>('SELECT * FROM blocks WHERE until > $1 ORDER BY until, id', [now])).map(toBlock);
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    return (await this.rows<{ value: string }>('SELECT value FROM meta WHERE key = $1', [key]))[0]?.value;
+  }
+
+  async setMeta(key: string, value: string): Promise<void> {
+    await this.write('meta', (c) => c.query('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value', [key, value]));
+  }
+
+  async initMeta(key: string, value: string): Promise<string> {
+    await this.rows('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING', [key, value]);
+    return (await this.getMeta(key))!;
+  }
+
+  async listLicenses(): Promise<StoredLicense[]> {
+    return (await this.rows<{ id: string; token: string; added_at: number }>('SELECT id, token, added_at FROM licenses ORDER BY added_at, id')).map((r) => ({ id: r.id, token: r.token, addedAt: r.added_at }));
+  }
+
+  async addLicense(license: StoredLicense, event: LeaseEventInput): Promise<void> {
+    await this.write('licenses', async (c, log) => {
+      await c.query('INSERT INTO licenses (id, token, added_at) VALUES ($1, $2, $3)', [license.id, license.token, license.addedAt]);
+      await log(event);
+    });
+  }
+
+  async removeLicense(id: string, event: LeaseEventInput): Promise<boolean> {
+    return this.write('licenses', async (c, log) => {
+      const gone = ((await c.query('DELETE FROM licenses WHERE id = $1', [id])).rowCount ?? 0) > 0;
+      if (gone) await log(event);
+      return gone;
+    });
+  }
+
+  async appendEvent(event: LeaseEventInput): Promise<void> {
+    await this.unit((u) => u.appendEvent(event));
+  }
+
+  async queryEvents(filter: EventFilter): Promise<LeaseEvent[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (sql: string, value: unknown) => {
+      params.push(value);
+      where.push(sql.replace('?', `$${params.length}`));
+    };
+    if (filter.afterId !== undefined) add('id > ?', filter.afterId);
+    if (filter.beforeId !== undefined) add('id < ?', filter.beforeId);
+    if (filter.sinceMs !== undefined) add('ts >= ?', filter.sinceMs);
+    if (filter.untilMs !== undefined) add('ts < ?', filter.untilMs);
+    if (filter.user !== undefined) add('"user" = ?', filter.user);
+    if (filter.host !== undefined) add('host = ?', filter.host);
+    if (filter.instance !== undefined) add('instance = ?', filter.instance);
+    if (filter.leaseId !== undefined) add('starts_with(lease_id, ?)', filter.leaseId);
+    if (filter.listener !== undefined) add('listener = ?', filter.listener);
+    if (filter.actor !== undefined) add('actor = ?', filter.actor);
+    if (filter.product !== undefined) add('product = ?', filter.product);
+    if (filter.pool !== undefined) add('pool_id = ?', filter.pool);
+    if (filter.events !== undefined && filter.events.length > 0) add('event = ANY(?)', [...filter.events]);
+    let sql = `SELECT * FROM events${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''}`;
+    if (filter.first !== undefined) {
+      params.push(filter.first);
+      sql += ` ORDER BY id LIMIT $${params.length}`;
+    } else if (filter.limit !== undefined) {
+      params.push(filter.limit);
+      sql = `SELECT * FROM (${sql} ORDER BY id DESC LIMIT $${params.length}) newest ORDER BY id`;
+    } else {
+      sql += ' ORDER BY id';
+    }
+    return (await this.rows<EventRow>(sql, params)).map(toEvent);
+  }
+
+  async pruneBoundary(beforeMs: number): Promise<number | undefined> {
+    return (await this.rows<{ id: number }>('SELECT id FROM events WHERE ts >= $1 ORDER BY ts, id LIMIT 1', [beforeMs]))[0]?.id;
+  }
+
+  async pruneEvents(beforeId: number, limit: number): Promise<number> {
+    const r = await this.pool.query('DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < $1 ORDER BY id LIMIT $2)', [beforeId, limit]).catch((err: unknown) => {
+      throw databaseFault(err, this.where) ?? err;
+    });
+    return r.rowCount ?? 0;
+  }
+
+  async listAdminTokens(): Promise<AdminToken[]> {
+    return (await this.rows<{ name: string; created_at: number }>('SELECT name, created_at FROM admin_tokens ORDER BY name')).map((r) => ({ name: r.name, createdAt: r.created_at }));
+  }
+
+  async adminTokenByHash(hash: string): Promise<string | undefined> {
+    return (await this.rows<{ name: string }>('SELECT name FROM admin_tokens WHERE hash = $1', [hash]))[0]?.name;
+  }
+
+  async putAdminToken(name: string, hash: string, replace: boolean, event: LeaseEventInput): Promise<boolean> {
+    return this.write('admin-tokens', async (c, log) => {
+      const sql = replace
+        ? 'INSERT INTO admin_tokens (name, hash, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET hash = EXCLUDED.hash, created_at = EXCLUDED.created_at'
+        : 'INSERT INTO admin_tokens (name, hash, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING';
+      const done = ((await c.query(sql, [name, hash, event.ts])).rowCount ?? 0) > 0;
+      if (done) await log(event);
+      return done;
+    });
+  }
+
+  async removeAdminToken(name: string, event: LeaseEventInput): Promise<boolean> {
+    return this.write('admin-tokens', async (c, log) => {
+      const gone = ((await c.query('DELETE FROM admin_tokens WHERE name = $1', [name])).rowCount ?? 0) > 0;
+      if (gone) await log(event);
+      return gone;
+    });
+  }
+
+  async listActivations(): Promise<StoredActivation[]> {
+    return (await this.rows<ActivationRow>('SELECT * FROM activations ORDER BY key_id')).map(toActivation);
+  }
+
+  async getActivation(keyId: string): Promise<StoredActivation | undefined> {
+    const [r] = await this.rows<ActivationRow>('SELECT * FROM activations WHERE key_id = $1', [keyId]);
+    return r && toActivation(r);
+  }
+
+  async putActivation(a: StoredActivation, consumeNonce: string | null, event: LeaseEventInput): Promise<boolean> {
+    return this.write('activations', async (c, log) => {
+      if (consumeNonce !== null) {
+        const used = await c.query('UPDATE activation_requests SET consumed_at = $1 WHERE nonce = $2 AND consumed_at IS NULL', [a.activatedAt, consumeNonce]);
+        if ((used.rowCount ?? 0) === 0) return false;
+      }
+      await c.query(
+        `INSERT INTO activations (key_id, activation_id, token, source, url, activated_at, validated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (key_id) DO UPDATE SET activation_id = EXCLUDED.activation_id, token = EXCLUDED.token, source = EXCLUDED.source, url = EXCLUDED.url,
+           activated_at = EXCLUDED.activated_at, validated_at = EXCLUDED.validated_at`,
+        [a.keyId, a.activationId, a.token, a.source, a.url, a.activatedAt, a.validatedAt],
+      );
+      await log(event);
+      return true;
+    });
+  }
+
+  async revalidated(keyId: string, token: string, at: number): Promise<void> {
+    await this.write('activations', (c) => c.query('UPDATE activations SET token = $1, validated_at = $2 WHERE key_id = $3', [token, at, keyId]));
+  }
+
+  async removeActivation(keyId: string, event: LeaseEventInput): Promise<boolean> {
+    return this.write('activations', async (c, log) => {
+      const gone = ((await c.query('DELETE FROM activations WHERE key_id = $1', [keyId])).rowCount ?? 0) > 0;
+      if (gone) await log(event);
+      return gone;
+    });
+  }
+
+  async addActivationRequest(nonce: string, keyId: string, kind: 'activation' | 'deactivation', createdAt: number): Promise<void> {
+    await this.rows('INSERT INTO activation_requests (nonce, key_id, kind, created_at) VALUES ($1, $2, $3, $4)', [nonce, keyId, kind, createdAt]);
+  }
+
+  async findActivationRequest(nonce: string): Promise<{ keyId: string; kind: 'activation' | 'deactivation'; createdAt: number; consumedAt: number | null } | undefined> {
+    const [r] = await this.rows<{ key_id: string; kind: 'activation' | 'deactivation'; created_at: number; consumed_at: number | null }>('SELECT * FROM activation_requests WHERE nonce = $1', [nonce]);
+    return r && { keyId: r.key_id, kind: r.kind, createdAt: r.created_at, consumedAt: r.consumed_at };
+  }
+
+  /** Ends the connections (the change feed's too). */
+  close(): void {
+    void this.end();
+  }
+
+  end(): Promise<void> {
+    this.ended ??= (async () => {
+      await this.changes.close();
+      await this.pool.end().catch(() => {});
+    })();
+    return this.ended;
+  }
+}
+
+interface ActivationRow {
+  key_id: string;
+  activation_id: string;
+  token: string;
+  source: 'online' | 'offline';
+  url: string | null;
+  activated_at: number;
+  validated_at: number;
+}
+
+function toActivation(r: ActivationRow): StoredActivation {
+  return { keyId: r.key_id, activationId: r.activation_id, token: r.token, source: r.source, url: r.url, activatedAt: r.activated_at, validatedAt: r.validated_at };
+}
+
+/** The connection a unit runs on (for the store's own short writes beside the lease path). */
+function unitClient(unit: PgUnit): pg.PoolClient {
+  return unit.connection;
+}
+
