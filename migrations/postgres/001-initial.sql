@@ -1,8 +1,9 @@
 -- floatd on PostgreSQL: several nodes share these tables. Times are epoch milliseconds of the
 -- database's clock (floatd_now_ms()), which is lease time in this mode: node clocks need not agree.
 
+-- (A transaction may fix it with SET LOCAL floatd.now_ms: only tests do, to run lease time on a fake clock.)
 CREATE FUNCTION floatd_now_ms() RETURNS bigint LANGUAGE sql STABLE AS
-  $$ SELECT floor(extract(epoch FROM now()) * 1000)::bigint $$;
+  $$ SELECT coalesce(nullif(current_setting('floatd.now_ms', true), '')::bigint, floor(extract(epoch FROM now()) * 1000)::bigint) $$;
 
 -- Settings and one-off facts (evaluation start, cluster identity).
 CREATE TABLE meta (

@@ -88,7 +88,7 @@ export class LeaseService {
   private gate: AcquireGate = OPEN_GATE;
 
   constructor(
-    private readonly store: LeaseStore,
+    private readonly store: Pick<LeaseStore, 'unit'>,
     private readonly clock: Clock,
     private readonly pools: PoolRegistry,
     private options: LeaseServiceOptions,

@@ -41,12 +41,19 @@ export class PgChangeFeed implements ChangeFeed {
 
   async start(): Promise<void> {
     const client = new pg.Client(this.config);
-    client.on('error', (err) => this.lost(client, err));
+    // Until it listens, a failure is the caller's to handle (start rejects); after, the feed reconnects.
+    client.on('error', (err) => (this.client === client ? this.lost(client, err) : undefined));
     client.on('end', () => this.lost(client, null));
     client.on('notification', (n) => this.heard(n.channel, n.payload));
-    await client.connect();
-    await client.query(`LISTEN ${CHANGES_CHANNEL}`);
-    await client.query(`LISTEN ${LEASES_CHANNEL}`);
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANGES_CHANNEL}`);
+      await client.query(`LISTEN ${LEASES_CHANNEL}`);
+    } catch (err) {
+      client.removeAllListeners('end');
+      client.end().catch(() => {});
+      throw err;
+    }
     this.client = client;
     this.retryMs = 200;
   }
@@ -65,22 +72,28 @@ export class PgChangeFeed implements ChangeFeed {
   }
 
   private lost(client: pg.Client, err: unknown): void {
-    if (this.client !== client && this.client !== null) return;
+    if (this.client !== client) return;
     this.client = null;
     client.removeAllListeners('end');
     if (err !== null) this.onError(err);
-    void client.end().catch(() => {});
+    client.end().catch(() => {});
+    this.reconnectLater();
+  }
+
+  private reconnectLater(): void {
     if (this.closed || this.timer !== null) return;
     this.timer = setTimeout(() => {
       this.timer = null;
       if (this.closed) return;
       this.start().then(
         () => {
+          // Notices sent while the feed was away are lost: look at everything again.
           this.pending = true;
         },
         (e: unknown) => {
+          this.onError(e);
           this.retryMs = Math.min(this.retryMs * 2, 5000);
-          this.lost(new pg.Client(this.config), e);
+          this.reconnectLater();
         },
       );
     }, this.retryMs);

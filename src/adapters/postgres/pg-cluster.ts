@@ -38,6 +38,11 @@ export class PgCluster implements Cluster {
   async runOnce(job: string, fn: () => Promise<void> | void): Promise<boolean> {
     const client = await this.pool.connect();
     let broken: Error | undefined;
+    // Held while the job runs: a dropped connection ends the lock with it, and is not an unhandled error.
+    const dropped = (err: Error) => {
+      broken = err;
+    };
+    client.on('error', dropped);
     try {
       const { rows } = await client.query<{ got: boolean }>("SELECT pg_try_advisory_lock(hashtextextended('floatd:job:' || $1, 0)) AS got", [job]);
       if (rows[0]?.got !== true) return false;
@@ -53,6 +58,7 @@ export class PgCluster implements Cluster {
       broken ??= err as Error;
       throw err;
     } finally {
+      client.off('error', dropped);
       client.release(broken);
     }
   }

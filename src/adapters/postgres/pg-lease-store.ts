@@ -29,6 +29,8 @@ export interface PgStoreOptions {
   readonly onError?: (err: unknown) => void;
   /** How many times a unit that met a deadlock or a serialization failure runs again before it fails. */
   readonly retries?: number;
+  /** Tests only: lease time from this clock (a fake one) instead of the database's. */
+  readonly leaseClock?: () => number;
 }
 
 const NO_GUARD: CommitGuard = { refuse: () => null, failed: () => null, succeeded: () => {} };
@@ -162,12 +164,18 @@ export class PgLeaseStore {
     const started = performance.now();
     const client = await this.pool.connect();
     let broken: Error | undefined;
+    // The connection may drop while the unit waits on something else: its next query fails; no stray error event.
+    const dropped = (err: Error) => {
+      broken = err;
+    };
+    client.on('error', dropped);
     let chain: WriterChain | undefined;
     let unit: PgUnit | undefined;
     try {
       chain = await this.chainOf(client);
-      const results = (await client.query('BEGIN; SELECT floatd_now_ms() AS now')) as unknown as pg.QueryResult<{ now: number }>[];
-      unit = new PgUnit(client, chain, this.options.nodeId, results[1]!.rows[0]!.now);
+      const fixed = this.options.leaseClock === undefined ? '' : ` SET LOCAL floatd.now_ms = ${Math.trunc(this.options.leaseClock())};`;
+      const results = (await client.query(`BEGIN;${fixed} SELECT floatd_now_ms() AS now`)) as unknown as pg.QueryResult<{ now: number }>[];
+      unit = new PgUnit(client, chain, this.options.nodeId, results.at(-1)!.rows[0]!.now);
       const value = await fn(unit);
       for (const e of unit.ended) await client.query('SELECT pg_notify($1, $2)', [LEASES_CHANNEL, JSON.stringify(e)]);
       await client.query('COMMIT');
@@ -200,6 +208,7 @@ export class PgLeaseStore {
       }
       throw err;
     } finally {
+      client.off('error', dropped);
       client.release(broken);
     }
   }
