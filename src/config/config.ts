@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { FloatdError } from '../domain/errors.js';
 import { defaultEvaluationStateDir } from './evaluation-state-dir.js';
@@ -19,14 +20,27 @@ export interface TlsConfig {
   readonly profile: 'intermediate' | 'modern';
 }
 
+export interface StoreConfig {
+  readonly kind: 'sqlite' | 'postgres';
+  /** postgres only: the database's URL (it may carry the password). */
+  readonly url: string | null;
+  readonly passwordFile: string | null;
+  /** TLS to the database; null: as the URL's sslmode says. */
+  readonly sslMode: 'disable' | 'require' | 'verify-ca' | 'verify-full' | null;
+  readonly caFile: string | null;
+  readonly poolSize: number;
+}
+
 export interface Config {
   readonly dataDir: string;
   readonly dbFile: string;
   /** Also in Secrets: the server's signing key. */
   readonly serverKeyFile: string;
   readonly listeners: readonly ListenerConfig[];
-  /** Which database holds the leases (SQLite in the data directory: the only kind so far). */
-  readonly store: { readonly kind: 'sqlite' };
+  /** Which database holds the leases: SQLite in the data directory (the default), or a PostgreSQL database several nodes share. */
+  readonly store: StoreConfig;
+  /** This node's name among the nodes sharing a PostgreSQL store. */
+  readonly nodeId: string;
   /**
    * The web endpoint: plain-HTTP listeners (may be empty), the largest request body, and how long a request's
    * headers and body (and an HTTPS handshake) may take.
@@ -117,6 +131,8 @@ export interface Secrets {
   readonly adminTokenFile: string;
   /** The activation proxy URL; its user:password, when it has one, is a credential. */
   readonly activationProxy: string | null;
+  /** The PostgreSQL store's URL; its password, when it has one, is a credential. */
+  readonly storeUrl: string | null;
 }
 
 /** The settings as a source gave them, and how to name each in a message. */
@@ -169,6 +185,20 @@ function checkAll(given: Given): SettingValues {
 }
 
 /** The TLS settings, checked together: what needs a certificate has one, and client-certificate options fit. */
+function storeConfig(v: SettingValues, given: Given): StoreConfig {
+  const kind = v['store.kind'];
+  const url = v['store.url'];
+  if (kind === 'postgres' && url === null) {
+    throw new FloatdError('CONFIG_INVALID', `setting store.kind (${given.source('store.kind')}) is "postgres", which needs store.url (FLOATD_STORE_URL): the database's URL, such as postgres://floatd@db.example.com:5432/floatd`, { setting: 'store.url' });
+  }
+  if (kind === 'sqlite') {
+    for (const name of ['store.url', 'store.passwordFile', 'store.sslMode', 'store.caFile'] as const) {
+      if (given.has(name)) throw new FloatdError('CONFIG_INVALID', `setting ${name} (${given.source(name)}) is for store.kind "postgres"; store.kind is "sqlite"`, { setting: name });
+    }
+  }
+  return { kind, url, passwordFile: v['store.passwordFile'], sslMode: v['store.sslMode'], caFile: v['store.caFile'], poolSize: v['store.poolSize'] };
+}
+
 function tlsConfig(v: SettingValues, given: Given, neededBy: SettingName | null): TlsConfig | null {
   const certFile = v['tls.certFile'];
   const keyFile = v['tls.keyFile'];
@@ -258,7 +288,8 @@ function assemble(v: SettingValues, given: Given, env: Record<string, string | u
     dataDir,
     dbFile: join(dataDir, 'floatd.db'),
     serverKeyFile: join(dataDir, 'server-key.jwk'),
-    store: { kind: v['store.kind'] },
+    store: storeConfig(v, given),
+    nodeId: v['cluster.nodeId'] ?? hostname(),
     listeners,
     http: {
       listen: v['http.listen'],
@@ -323,7 +354,7 @@ export function loadSettings(sources: ConfigSources = {}): { readonly config: Co
   const values = checkAll(given);
   checkTogether(values, given);
   const config = deepFreeze(assemble(values, given, env));
-  const secrets = Object.freeze({ serverKeyFile: config.serverKeyFile, adminTokenFile: config.adminTokenFile, activationProxy: config.activation.proxy });
+  const secrets = Object.freeze({ serverKeyFile: config.serverKeyFile, adminTokenFile: config.adminTokenFile, activationProxy: config.activation.proxy, storeUrl: config.store.url });
   return { config, secrets };
 }
 
@@ -335,5 +366,10 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 /** The config as it may be logged or printed: the proxy's password, if it has one, is left out. */
 export function loggableConfig(config: Config): Config {
   const proxy = config.activation.proxy;
-  return proxy === null ? config : { ...config, activation: { ...config.activation, proxy: withoutPassword(proxy) } };
+  const url = config.store.url;
+  return {
+    ...config,
+    ...(proxy === null ? {} : { activation: { ...config.activation, proxy: withoutPassword(proxy) } }),
+    ...(url === null ? {} : { store: { ...config.store, url: withoutPassword(url) } }),
+  };
 }

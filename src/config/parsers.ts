@@ -112,6 +112,29 @@ export const proxyUrl: Parser<string | null> = (value) => {
   return url.href;
 };
 
+/** A PostgreSQL connection URL: postgres://user[:password]@host[:port]/database[?sslmode=…]. */
+export const postgresUrl: Parser<string | null> = (value) => {
+  if (value === null || value === '') return null;
+  const example = 'a PostgreSQL URL such as postgres://floatd@db.example.com:5432/floatd';
+  if (typeof value !== 'string') throw new SettingError(`must be ${example}`);
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new SettingError(`must be ${example}`);
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') throw new SettingError(`must be ${example} (postgres:// or postgresql://)`);
+  if (url.pathname.length <= 1) throw new SettingError(`must name the database (${example})`);
+  return value;
+};
+
+/** A cluster node's name: letters, digits, dot, dash, underscore (it appears in the lease log and in logs). */
+export const nodeId: Parser<string | null> = (value) => {
+  if (value === null || value === '') return null;
+  if (typeof value !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(value)) throw new SettingError('must be 1 to 64 letters, digits, dots, dashes or underscores');
+  return value;
+};
+
 /** A URL-like text with any password in its userinfo replaced by ***, for messages. */
 export function withoutPassword(text: string): string {
   return text.replace(/^([^/?#]*\/\/|)([^/?#@:]*):([^/?#@]*)@/, (_, scheme: string, user: string) => `${scheme}${user}:***@`);

@@ -1,6 +1,6 @@
 import { defaultMaxConnections } from './fd-limit.js';
 import { DEFAULT_PORT } from './listen-address.js';
-import { bool, inlineRules, int, listenList, num, oneOf, optionalPath, path, paths, proxyUrl, strings, type Parser } from './parsers.js';
+import { bool, inlineRules, int, listenList, nodeId, num, oneOf, optionalPath, path, paths, postgresUrl, proxyUrl, strings, type Parser } from './parsers.js';
 
 export const HTTP_PORT = 8990;
 export const HTTPS_PORT = 8443;
@@ -43,7 +43,13 @@ const httpsListen = listenList(HTTPS_PORT, 'https', { tlsScheme: false, allowEmp
  */
 export const SETTINGS = {
   'store.dataDir': setting({ env: 'FLOATD_STORE_DATA_DIR', alias: 'dataDir', envAlias: 'FLOATD_DATA_DIR', parse: path, fallback: './data' }),
-  'store.kind': setting({ env: 'FLOATD_STORE_KIND', parse: oneOf('sqlite'), fallback: 'sqlite' }),
+  'store.kind': setting({ env: 'FLOATD_STORE_KIND', parse: oneOf('sqlite', 'postgres'), fallback: 'sqlite' }),
+  'store.url': setting({ env: 'FLOATD_STORE_URL', parse: postgresUrl, fallback: null, secret: true }),
+  'store.passwordFile': setting({ env: 'FLOATD_STORE_PASSWORD_FILE', parse: optionalPath, fallback: null }),
+  'store.sslMode': setting({ env: 'FLOATD_STORE_SSL_MODE', parse: (v, r) => (v === null ? null : oneOf('disable', 'require', 'verify-ca', 'verify-full')(v, r)), fallback: null, shownDefault: "the URL's sslmode" }),
+  'store.caFile': setting({ env: 'FLOATD_STORE_CA_FILE', parse: optionalPath, fallback: null }),
+  'store.poolSize': setting({ env: 'FLOATD_STORE_POOL_SIZE', parse: int(1, 500), fallback: 10 }),
+  'cluster.nodeId': setting({ env: 'FLOATD_CLUSTER_NODE_ID', parse: nodeId, fallback: null, shownDefault: 'the host name' }),
   'tcp.listen': setting({ env: 'FLOATD_TCP_LISTEN', alias: 'listeners', envAlias: 'FLOATD_LISTEN', parse: listenList(DEFAULT_PORT, 'tcp', { tlsScheme: true, allowEmpty: false }), fallback: ['[::]:8989'] }),
   'http.listen': setting({ env: 'FLOATD_HTTP_LISTEN', parse: httpListen, fallback: ['127.0.0.1:8990'] }),
   // null: as tcp.frameMaxBytes / tcp.handshakeTimeoutSeconds, which the web endpoint followed before it had its own.

@@ -66,7 +66,7 @@ describe('setting names', () => {
     expect(c.backpressure.totalBytes).toBe(1 << 20);
     expect(c.backlog).toBe(77);
     expect(c.keepAliveSeconds).toBe(5);
-    expect(c.store).toEqual({ kind: 'sqlite' });
+    expect(c.store).toEqual({ kind: 'sqlite', url: null, passwordFile: null, sslMode: null, caFile: null, poolSize: 10 });
     const flat = loadConfig({ env: {}, flags: { 'tcp.maxConnections': 50, idleTimeoutSeconds: 9, 'store.dataDir': '/d' }, cwd: '/' });
     expect([flat.maxConnections, flat.idleTimeoutSeconds, flat.dataDir]).toEqual([50, 9, '/d']);
     // A later source wins whichever name each uses.
@@ -92,7 +92,16 @@ describe('setting names', () => {
     expect(() => loadConfig({ configFile: configFile({ tcp: { frameMaxByte: 1 } }), env: {} })).toThrow(/unknown setting "tcp.frameMaxByte"; did you mean "tcp.frameMaxBytes"\?$/);
     expect(() => loadConfig({ configFile: configFile({ backpressure: { totalByte: 1 } }), env: {} })).toThrow(/did you mean "backpressure.totalBytes"\?$/);
     expect(loadConfig({ env: { FLOATD_TCP_BAKLOG: '1' } }).unknownEnvironment).toEqual(['environment variable FLOATD_TCP_BAKLOG names no floatd setting and is ignored; did you mean "FLOATD_TCP_BACKLOG"?']);
-    expect(() => loadConfig({ env: { FLOATD_STORE_KIND: 'postgres' } })).toThrow(/setting store.kind \(environment FLOATD_STORE_KIND\) must be one of sqlite/);
+    expect(() => loadConfig({ env: { FLOATD_STORE_KIND: 'mysql' } })).toThrow(/setting store.kind \(environment FLOATD_STORE_KIND\) must be one of sqlite, postgres/);
+    expect(() => loadConfig({ env: { FLOATD_STORE_KIND: 'postgres' } })).toThrow(/store.kind \(environment FLOATD_STORE_KIND\) is "postgres", which needs store.url \(FLOATD_STORE_URL\)/);
+    expect(() => loadConfig({ env: { FLOATD_STORE_URL: 'postgres://db/floatd' } })).toThrow(/setting store.url \(environment FLOATD_STORE_URL\) is for store.kind "postgres"; store.kind is "sqlite"/);
+    expect(() => loadConfig({ env: { FLOATD_STORE_KIND: 'postgres', FLOATD_STORE_URL: 'mysql://ops:hunter2@db/floatd' } })).toThrow(/must be a PostgreSQL URL such as .* \(postgres:\/\/ or postgresql:\/\/\); got "mysql:\/\/ops:\*\*\*@db\/floatd"$/);
+    expect(() => loadConfig({ env: { FLOATD_STORE_KIND: 'postgres', FLOATD_STORE_URL: 'postgres://db' } })).toThrow(/must name the database/);
+    const pgc = loadConfig({ env: { FLOATD_STORE_KIND: 'postgres', FLOATD_STORE_URL: 'postgres://floatd:hunter2@db:5433/floatd', FLOATD_STORE_POOL_SIZE: '20', FLOATD_CLUSTER_NODE_ID: 'node-a' } });
+    expect(pgc.store).toMatchObject({ kind: 'postgres', url: 'postgres://floatd:hunter2@db:5433/floatd', poolSize: 20 });
+    expect(pgc.nodeId).toBe('node-a');
+    expect(JSON.stringify(loggableConfig(pgc))).not.toContain('hunter2');
+    expect(() => loadConfig({ env: { FLOATD_CLUSTER_NODE_ID: 'a b' } })).toThrow(/setting cluster.nodeId .* must be 1 to 64 letters/);
   });
 });
 
@@ -109,11 +118,11 @@ describe('the web endpoint\'s own limits', () => {
 describe('secrets', () => {
   it('come back apart from the settings, and a proxy password is never quoted back or logged', () => {
     const { config, secrets } = loadSettings({ env: { HTTPS_PROXY: 'http://ops:hunter2@proxy.example:3128' }, cwd: '/srv' });
-    expect(secrets).toEqual({ serverKeyFile: '/srv/data/server-key.jwk', adminTokenFile: '/srv/data/admin-token', activationProxy: 'http://ops:hunter2@proxy.example:3128/' });
+    expect(secrets).toEqual({ serverKeyFile: '/srv/data/server-key.jwk', adminTokenFile: '/srv/data/admin-token', activationProxy: 'http://ops:hunter2@proxy.example:3128/', storeUrl: null });
     expect(JSON.stringify(loggableConfig(config))).not.toContain('hunter2');
     expect(loggableConfig(config).activation.proxy).toBe('http://ops:***@proxy.example:3128/');
     expect(() => loadConfig({ env: { FLOATD_ACTIVATION_PROXY: 'socks5://ops:hunter2@proxy.example' } })).toThrow(/must be an http:\/\/ proxy URL .*; got "socks5:\/\/ops:\*\*\*@proxy.example"$/);
     expect(() => loadConfig({ env: { HTTPS_PROXY: 'ftp://ops:hunter2@proxy.example' } })).toThrow(/^environment HTTPS_PROXY must be an http:\/\/ proxy URL .*; got "ftp:\/\/ops:\*\*\*@proxy.example"$/);
-    expect(Object.values(SETTINGS).filter((s: SettingSpec<unknown>) => s.secret === true)).toHaveLength(1);
+    expect(Object.values(SETTINGS).filter((s: SettingSpec<unknown>) => s.secret === true)).toHaveLength(2);
   });
 });
