@@ -4,6 +4,7 @@ import { LeaseService } from '../../src/app/lease-service.js';
 import { PoolRegistry } from '../../src/app/pool-registry.js';
 import { PgLeaseStore } from '../../src/adapters/postgres/pg-lease-store.js';
 import { writerEncoding } from '../../src/adapters/postgres/pg-chain.js';
+import { verifyClusterLog } from '../../src/adapters/postgres/pg-log-verify.js';
 import { chainHash, GENESIS } from '../../src/adapters/sqlite/log-chain.js';
 import type { Lease } from '../../src/domain/lease.js';
 import { FakeClock, client, licenseKey } from '../support/helpers.js';
@@ -246,6 +247,11 @@ describe.skipIf(!HAVE_POSTGRES && !IN_CI)('PostgreSQL store', () => {
       expect(await stores[1]!.cluster.runOnce('retention', job)).toBe(true);
     });
 
+    it('see the database\'s replication: a primary without a synchronous standby', async () => {
+      const { store } = await setup(1);
+      expect(await store.replication()).toMatchObject({ role: 'primary', synchronous: false, standbys: [] });
+    });
+
     it('keep a node row per node, with heartbeats on the database clock', async () => {
       const { stores } = await setup(1, 2);
       const t = await stores[0]!.cluster.heartbeat({ listeners: ['tcp 127.0.0.1:1'], version: '1.0.0', startedAt: 5 });
@@ -273,6 +279,32 @@ describe.skipIf(!HAVE_POSTGRES && !IN_CI)('PostgreSQL store', () => {
           prev = r.hash;
         });
       }
+    });
+  });
+
+  describe('the lease log of a cluster', () => {
+    it('verifies every writer\'s chain and the merged order, and names a changed, a removed and an inserted entry', async () => {
+      const { services, stores } = await setup(50, 2);
+      await Promise.all(Array.from({ length: 30 }, (_, i) => services[i % 2]!.acquire(client(`u${i}`), 'cad')));
+      const db = stores[0]!['pool'];
+      const clean = await verifyClusterLog(db);
+      expect(clean).toMatchObject({ ok: true, entries: 30, problems: [] });
+      expect(clean.writers.length).toBeGreaterThanOrEqual(2);
+      expect(clean.writers.reduce((n, w) => n + w.entries, 0)).toBe(30);
+      const rows = (await db.query<{ id: number; writer: string; seq: number }>('SELECT id, writer, seq FROM events ORDER BY id')).rows;
+      const victim = rows.find((r) => r.seq === 2)!;
+      await db.query(`UPDATE events SET "user" = 'mallory' WHERE id = $1`, [victim.id]);
+      expect((await verifyClusterLog(db)).problems).toEqual([expect.objectContaining({ kind: 'changed', id: victim.id, writer: victim.writer })]);
+      await db.query('DELETE FROM events WHERE id = $1', [victim.id]);
+      expect((await verifyClusterLog(db)).problems).toEqual([expect.objectContaining({ kind: 'removed', writer: victim.writer, detail: expect.stringContaining(`#2 to #2 are missing`) })]);
+      const third = rows.find((r) => r.writer === victim.writer && r.seq === 3)!;
+      await db.query(
+        // The database refuses a second entry with a writer's number; one slipped in under a number of its own is found.
+        `INSERT INTO events (ts, event, writer, seq, prev_hash, hash) SELECT ts, event, writer, 0, prev_hash, hash FROM events WHERE id = $1`,
+        [third.id],
+      );
+      const problems = (await verifyClusterLog(db)).problems;
+      expect(problems.map((p) => p.kind)).toEqual(['removed', 'changed', 'inserted']);
     });
   });
 

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,10 @@ export interface PgServer {
   start(): void;
   /** Stops it if running and removes its folder. */
   destroy(): void;
+  /** Kills the server's postmaster with SIGKILL (a crash: no clean shutdown). */
+  kill(): void;
+  /** Makes this standby the primary (pg_ctl promote) and waits until it accepts writes. */
+  promote(): void;
 }
 
 /** The folder of the newest PostgreSQL's binaries on this machine, or null. */
@@ -65,24 +69,16 @@ let databases = 0;
  */
 export async function startPostgres(options: { settings?: Record<string, string>; durable?: boolean } = {}): Promise<PgServer> {
   if (POSTGRES_BIN === null) throw new Error('PostgreSQL is not installed (apt-get install postgresql): no /usr/lib/postgresql/*/bin/initdb');
-  const dataDir = mkdtempSync(join(tmpdir(), 'floatd-pg-'));
-  if (asRoot) chownSync(dataDir, Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })), Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })));
+  const dataDir = privateDir('floatd-pg-');
   run('initdb', ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--locale=C']);
   const port = await freePort();
-  const conf: Record<string, string> = {
-    port: String(port),
-    listen_addresses: "'127.0.0.1'",
-    unix_socket_directories: `'${dataDir}'`,
-    max_connections: '200',
-    fsync: options.durable === true ? 'on' : 'off',
-    synchronous_commit: options.durable === true ? 'on' : 'off',
-    full_page_writes: options.durable === true ? 'on' : 'off',
-    shared_buffers: '32MB',
-    log_min_messages: 'warning',
-    ...options.settings,
-  };
-  writeFileSync(join(dataDir, 'postgresql.auto.conf'), Object.entries(conf).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n');
-  if (asRoot) chownSync(join(dataDir, 'postgresql.auto.conf'), Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })), Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })));
+  writeConf(dataDir, { ...baseConf(port, dataDir, options.durable === true), ...options.settings });
+  const server = serverAt(dataDir, port);
+  server.start();
+  return server;
+}
+
+function serverAt(dataDir: string, port: number): PgServer {
   let running = false;
   const server: PgServer = {
     port,
@@ -114,7 +110,86 @@ export async function startPostgres(options: { settings?: Record<string, string>
         rmSync(dataDir, { recursive: true, force: true });
       }
     },
+    kill() {
+      if (!running) return;
+      const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+      process.kill(pid, 'SIGKILL');
+      running = false;
+    },
+    promote() {
+      run('pg_ctl', ['-D', dataDir, '-w', '-t', '30', 'promote']);
+    },
   };
-  server.start();
   return server;
+}
+
+function writeConf(dataDir: string, conf: Record<string, string>, append = false): void {
+  const file = join(dataDir, 'postgresql.auto.conf');
+  const text = Object.entries(conf).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n';
+  if (append) appendFileSync(file, text);
+  else writeFileSync(file, text);
+  if (asRoot) chownSync(file, postgresUid(), postgresGid());
+}
+
+let ids: { uid: number; gid: number } | null = null;
+function postgresUid(): number {
+  ids ??= { uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })), gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })) };
+  return ids.uid;
+}
+function postgresGid(): number {
+  postgresUid();
+  return ids!.gid;
+}
+
+function privateDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  if (asRoot) chownSync(dir, postgresUid(), postgresGid());
+  return dir;
+}
+
+function baseConf(port: number, dataDir: string, durable: boolean): Record<string, string> {
+  return {
+    port: String(port),
+    listen_addresses: "'127.0.0.1'",
+    unix_socket_directories: `'${dataDir}'`,
+    max_connections: '200',
+    fsync: durable ? 'on' : 'off',
+    synchronous_commit: durable ? 'on' : 'off',
+    full_page_writes: durable ? 'on' : 'off',
+    shared_buffers: '32MB',
+    log_min_messages: 'warning',
+  };
+}
+
+/**
+ * A standby of `primary` made with pg_basebackup, streaming from it, started.
+ * With `synchronous`, the primary waits for it at every commit
+ * (synchronous_standby_names names it), so a promoted standby has every
+ * commit the primary acknowledged.
+ */
+export async function startStandby(primary: PgServer, options: { synchronous?: boolean; name?: string } = {}): Promise<PgServer> {
+  const name = options.name ?? 'standby1';
+  const dataDir = privateDir('floatd-pg-standby-');
+  run('pg_basebackup', ['-D', dataDir, '-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-R', '-X', 'stream', '--checkpoint=fast', '--no-sync']);
+  const port = await freePort();
+  writeConf(dataDir, { ...baseConf(port, dataDir, true), cluster_name: `'${name}'` }, true);
+  const standby = serverAt(dataDir, port);
+  standby.start();
+  if (options.synchronous === true) {
+    const c = new pg.Client({ connectionString: primary.url() });
+    await c.connect();
+    try {
+      await c.query(`ALTER SYSTEM SET synchronous_standby_names = '${name}'`);
+      await c.query('SELECT pg_reload_conf()');
+      // Until the standby streams, commits on the primary would wait for it.
+      for (let i = 0; i < 300; i++) {
+        const { rows } = await c.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_replication WHERE application_name = $1 AND sync_state = 'sync' AND state = 'streaming'", [name]);
+        if (rows[0]!.n > 0) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      await c.end();
+    }
+  }
+  return standby;
 }
