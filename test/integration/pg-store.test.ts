@@ -115,8 +115,8 @@ describe.skipIf(!HAVE_POSTGRES && !IN_CI)('PostgreSQL store', () => {
       expect(rows.map((r) => [r.seq, r.prev_hash])).toEqual([[1, GENESIS]]);
     });
 
-    it('keeps meta values, license keys, admin tokens, activations and blocks', async () => {
-      const { store } = await setup(2);
+    it('keeps meta values, license keys, admin tokens, and activations per node', async () => {
+      const { store, url } = await setup(2);
       expect(await store.initMeta('k', 'first')).toBe('first');
       expect(await store.initMeta('k', 'second')).toBe('first');
       await store.setMeta('k', 'third');
@@ -134,6 +134,12 @@ describe.skipIf(!HAVE_POSTGRES && !IN_CI)('PostgreSQL store', () => {
       expect(await store.putActivation(activation, 'n1', { ts: 9, event: 'activated' })).toBe(false);
       expect(await store.listActivations()).toEqual([activation]);
       expect((await store.findActivationRequest('n1'))?.consumedAt).toBe(9);
+      // Another node's activation is its own: this node's list does not have it, the cluster's does.
+      const other = await node(url, 'node-2');
+      expect(await other.listActivations()).toEqual([]);
+      expect(await other.getActivation('key-1')).toBeUndefined();
+      expect(await other.findActivationRequest('n1')).toBeUndefined();
+      expect((await other.clusterActivations()).map((x) => [x.node, x.keyId])).toEqual([['node-1', 'key-1']]);
       expect((await store.queryEvents({})).map((e) => e.event)).toEqual(['key-added', 'key-removed', 'admin-token-created', 'activated']);
       expect((await store.queryEvents({ limit: 2 })).map((e) => e.event)).toEqual(['admin-token-created', 'activated']);
       expect((await store.queryEvents({ events: ['key-added', 'activated'], first: 1 })).map((e) => e.event)).toEqual(['key-added']);
@@ -155,10 +161,10 @@ describe.skipIf(!HAVE_POSTGRES && !IN_CI)('PostgreSQL store', () => {
       await Promise.all([node(url, 'a'), node(url, 'b'), node(url, 'c')]);
       const c = new pg.Client({ connectionString: url });
       await c.connect();
-      expect((await c.query('SELECT version FROM floatd_schema')).rows).toEqual([{ version: 1 }]);
+      expect((await c.query('SELECT version FROM floatd_schema ORDER BY version')).rows).toEqual([{ version: 1 }, { version: 2 }]);
       await c.query('INSERT INTO floatd_schema (version) VALUES (99)');
       await c.end();
-      await expect(PgLeaseStore.open({ url, nodeId: 'd' })).rejects.toMatchObject({ code: 'STORE_SCHEMA_NEWER', message: expect.stringMatching(/version 99\) is newer than this floatd understands \(1\)/) });
+      await expect(PgLeaseStore.open({ url, nodeId: 'd' })).rejects.toMatchObject({ code: 'STORE_SCHEMA_NEWER', message: expect.stringMatching(/version 99\) is newer than this floatd understands \(2\)/) });
     });
   });
 

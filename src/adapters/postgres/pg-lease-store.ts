@@ -371,26 +371,27 @@ export class PgLeaseStore {
     });
   }
 
+  /** This node's activations: a host-bound activation binds one node (migration 002). */
   async listActivations(): Promise<StoredActivation[]> {
-    return (await this.rows<ActivationRow>('SELECT * FROM activations ORDER BY key_id')).map(toActivation);
+    return (await this.rows<ActivationRow>('SELECT * FROM activations WHERE node = $1 ORDER BY key_id', [this.options.nodeId])).map(toActivation);
   }
 
   async getActivation(keyId: string): Promise<StoredActivation | undefined> {
-    const [r] = await this.rows<ActivationRow>('SELECT * FROM activations WHERE key_id = $1', [keyId]);
+    const [r] = await this.rows<ActivationRow>('SELECT * FROM activations WHERE node = $1 AND key_id = $2', [this.options.nodeId, keyId]);
     return r && toActivation(r);
   }
 
   async putActivation(a: StoredActivation, consumeNonce: string | null, event: LeaseEventInput): Promise<boolean> {
     return this.write('activations', async (c, log) => {
       if (consumeNonce !== null) {
-        const used = await c.query('UPDATE activation_requests SET consumed_at = $1 WHERE nonce = $2 AND consumed_at IS NULL', [a.activatedAt, consumeNonce]);
+        const used = await c.query('UPDATE activation_requests SET consumed_at = $1 WHERE nonce = $2 AND node = $3 AND consumed_at IS NULL', [a.activatedAt, consumeNonce, this.options.nodeId]);
         if ((used.rowCount ?? 0) === 0) return false;
       }
       await c.query(
-        `INSERT INTO activations (key_id, activation_id, token, source, url, activated_at, validated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (key_id) DO UPDATE SET activation_id = EXCLUDED.activation_id, token = EXCLUDED.token, source = EXCLUDED.source, url = EXCLUDED.url,
+        `INSERT INTO activations (node, key_id, activation_id, token, source, url, activated_at, validated_at) VALUES ($8, $1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (node, key_id) DO UPDATE SET activation_id = EXCLUDED.activation_id, token = EXCLUDED.token, source = EXCLUDED.source, url = EXCLUDED.url,
            activated_at = EXCLUDED.activated_at, validated_at = EXCLUDED.validated_at`,
-        [a.keyId, a.activationId, a.token, a.source, a.url, a.activatedAt, a.validatedAt],
+        [a.keyId, a.activationId, a.token, a.source, a.url, a.activatedAt, a.validatedAt, this.options.nodeId],
       );
       await log(event);
       return true;
@@ -398,23 +399,23 @@ export class PgLeaseStore {
   }
 
   async revalidated(keyId: string, token: string, at: number): Promise<void> {
-    await this.write('activations', (c) => c.query('UPDATE activations SET token = $1, validated_at = $2 WHERE key_id = $3', [token, at, keyId]));
+    await this.write('activations', (c) => c.query('UPDATE activations SET token = $1, validated_at = $2 WHERE node = $4 AND key_id = $3', [token, at, keyId, this.options.nodeId]));
   }
 
   async removeActivation(keyId: string, event: LeaseEventInput): Promise<boolean> {
     return this.write('activations', async (c, log) => {
-      const gone = ((await c.query('DELETE FROM activations WHERE key_id = $1', [keyId])).rowCount ?? 0) > 0;
+      const gone = ((await c.query('DELETE FROM activations WHERE node = $2 AND key_id = $1', [keyId, this.options.nodeId])).rowCount ?? 0) > 0;
       if (gone) await log(event);
       return gone;
     });
   }
 
   async addActivationRequest(nonce: string, keyId: string, kind: 'activation' | 'deactivation', createdAt: number): Promise<void> {
-    await this.rows('INSERT INTO activation_requests (nonce, key_id, kind, created_at) VALUES ($1, $2, $3, $4)', [nonce, keyId, kind, createdAt]);
+    await this.rows('INSERT INTO activation_requests (nonce, key_id, kind, created_at, node) VALUES ($1, $2, $3, $4, $5)', [nonce, keyId, kind, createdAt, this.options.nodeId]);
   }
 
   async findActivationRequest(nonce: string): Promise<{ keyId: string; kind: 'activation' | 'deactivation'; createdAt: number; consumedAt: number | null } | undefined> {
-    const [r] = await this.rows<{ key_id: string; kind: 'activation' | 'deactivation'; created_at: number; consumed_at: number | null }>('SELECT * FROM activation_requests WHERE nonce = $1', [nonce]);
+    const [r] = await this.rows<{ key_id: string; kind: 'activation' | 'deactivation'; created_at: number; consumed_at: number | null }>('SELECT * FROM activation_requests WHERE nonce = $1 AND node = $2', [nonce, this.options.nodeId]);
     return r && { keyId: r.key_id, kind: r.kind, createdAt: r.created_at, consumedAt: r.consumed_at };
   }
 
@@ -435,6 +436,11 @@ export class PgLeaseStore {
     const waits = s!.commit !== 'off' && s!.commit !== 'local' && s!.names.trim() !== '';
     const synchronous = waits && standbys.some((b) => b.state === 'streaming' && (b.syncState === 'sync' || b.syncState === 'quorum'));
     return { role: s!.standby ? 'standby' : 'primary', synchronousStandbyNames: s!.names, synchronousCommit: s!.commit, standbys, synchronous };
+  }
+
+  /** Every node's activations, for status: which nodes may serve which keys. */
+  async clusterActivations(): Promise<Array<StoredActivation & { readonly node: string }>> {
+    return (await this.rows<ActivationRow & { node: string }>('SELECT * FROM activations ORDER BY node, key_id')).map((r) => ({ ...toActivation(r), node: r.node }));
   }
 
   /** Ends the connections (the change feed's too). */
