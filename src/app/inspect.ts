@@ -27,9 +27,9 @@ export function openExisting(config: Config): SqliteLeaseStore {
  * null. Whether one runs is the data directory's lock, not a pid that may have
  * been handed to another process since.
  */
-export function serverRuntime(config: Config, store: LeaseStore): ServerRuntime | null {
+export async function serverRuntime(config: Config, store: Pick<LeaseStore, 'getMeta'>): Promise<ServerRuntime | null> {
   if (runningServerPid(config) === null) return null;
-  const text = store.getMeta(RUNTIME_META);
+  const text = await store.getMeta(RUNTIME_META);
   return text ? (JSON.parse(text) as ServerRuntime) : null;
 }
 
@@ -41,7 +41,7 @@ export function offlineStatus(config: Config, clock: Clock): Promise<ServerStatu
     const loaded = await (await ctx.licensing()).loadPools(pools, { ...settings.evaluation, ...(await evaluationTermsRegistered(store, settings, config.hostRoot, config.dataDir)) });
     const activation = await ctx.activation();
     if (activation !== null) pools.setActivation(await activation.evaluate(loaded.keys, clock.now()));
-    const runtime = serverRuntime(config, store);
+    const runtime = await serverRuntime(config, store);
     return collectStatus({
       store,
       pools,

@@ -136,7 +136,7 @@ export class FakeLeaseStore implements LeaseStore {
       const published: Array<() => void> = [];
       const rollbacks: Array<() => void> = [];
       try {
-        const unit = new TxUnit({ tx: this.tx, leases: () => this.allLeases(), publish: (f) => published.push(f), onRollback: (f) => rollbacks.push(f) });
+        const unit = new TxUnit({ tx: this.tx, leases: () => this.sortedLeases(), publish: (f) => published.push(f), onRollback: (f) => rollbacks.push(f) });
         const value = await fn(this.options.networked ? networked(unit) : unit);
         for (const f of published) f();
         return value;
@@ -194,48 +194,52 @@ export class FakeLeaseStore implements LeaseStore {
     });
   }
 
-  nextExpiry(after = -Infinity): number | undefined {
+  async nextExpiry(after = -Infinity): Promise<number | undefined> {
     const times = [...this.leases.values()].map((l) => l.expiresAt).filter((t) => t > after);
     return times.length === 0 ? undefined : Math.min(...times);
   }
 
-  latestRecordedTime(): number | undefined {
+  async latestRecordedTime(): Promise<number | undefined> {
     const times = [...this.events.map((e) => e.ts), ...[...this.leases.values()].map((l) => l.renewedAt)];
     return times.length === 0 ? undefined : Math.max(...times);
   }
 
-  blocks(now: number): Block[] {
+  async blocks(now: number): Promise<Block[]> {
     return this.blockList.filter((b) => b.until > now).sort((a, b) => a.until - b.until || a.id.localeCompare(b.id));
   }
 
-  allLeases(): Lease[] {
+  async allLeases(): Promise<Lease[]> {
+    return this.sortedLeases();
+  }
+
+  private sortedLeases(): Lease[] {
     return [...this.leases.values()].sort((a, b) => a.product.localeCompare(b.product) || a.grantedAt - b.grantedAt);
   }
 
-  getMeta(key: string): string | undefined {
+  async getMeta(key: string): Promise<string | undefined> {
     return this.meta.get(key);
   }
 
-  setMeta(key: string, value: string): void {
+  async setMeta(key: string, value: string): Promise<void> {
     this.meta.set(key, value);
   }
 
-  initMeta(key: string, value: string): string {
+  async initMeta(key: string, value: string): Promise<string> {
     if (!this.meta.has(key)) this.meta.set(key, value);
     return this.meta.get(key)!;
   }
 
-  listLicenses(): StoredLicense[] {
+  async listLicenses(): Promise<StoredLicense[]> {
     return [...this.licenses].sort((a, b) => a.addedAt - b.addedAt || a.id.localeCompare(b.id));
   }
 
-  addLicense(license: StoredLicense, event: LeaseEventInput): void {
+  async addLicense(license: StoredLicense, event: LeaseEventInput): Promise<void> {
     if (this.licenses.some((l) => l.id === license.id)) throw new Error('UNIQUE constraint failed: licenses.id');
     this.licenses.push(license);
     this.tx.appendEvent(event);
   }
 
-  removeLicense(id: string, event: LeaseEventInput): boolean {
+  async removeLicense(id: string, event: LeaseEventInput): Promise<boolean> {
     const before = this.licenses.length;
     this.licenses = this.licenses.filter((l) => l.id !== id);
     if (this.licenses.length === before) return false;
@@ -243,11 +247,11 @@ export class FakeLeaseStore implements LeaseStore {
     return true;
   }
 
-  appendEvent(event: LeaseEventInput): void {
+  async appendEvent(event: LeaseEventInput): Promise<void> {
     this.tx.appendEvent(event);
   }
 
-  queryEvents(f: EventFilter): LeaseEvent[] {
+  async queryEvents(f: EventFilter): Promise<LeaseEvent[]> {
     const out = this.events.filter(
       (e) =>
         (f.afterId === undefined || e.id > f.afterId) &&
@@ -268,11 +272,11 @@ export class FakeLeaseStore implements LeaseStore {
     return f.limit === undefined ? out : out.slice(-f.limit);
   }
 
-  pruneBoundary(beforeMs: number): number | undefined {
+  async pruneBoundary(beforeMs: number): Promise<number | undefined> {
     return this.events.find((e) => e.ts >= beforeMs)?.id;
   }
 
-  pruneEvents(beforeId: number, limit: number): number {
+  async pruneEvents(beforeId: number, limit: number): Promise<number> {
     const gone = this.events.slice(0, limit).filter((e) => e.id < beforeId).length;
     this.events = this.events.slice(gone);
     return gone;
