@@ -1,6 +1,6 @@
 import type { Config } from '../config/config.js';
 import type { Clock } from '../domain/clock.js';
-import type { LeaseStore } from '../domain/ports.js';
+import type { ActivationStore, LeaseStore } from '../domain/ports.js';
 import { FloatdError } from '../domain/errors.js';
 import type { LicenseKey } from '../domain/license.js';
 import type { ServerActivation } from './activation.js';
@@ -58,12 +58,12 @@ export function offlineStatus(config: Config, clock: Clock): Promise<ServerStatu
 }
 
 /** Licensing on the data directory's store, with its server's trusted vendor keys, for `floatd license`. */
-export function withLicensing<T>(config: Config, clock: Clock, fn: (l: Licensing, store: SqliteLeaseStore) => Promise<T>): Promise<T> {
+export function withLicensing<T>(config: Config, clock: Clock, fn: (l: Licensing, store: LeaseStore) => Promise<T>): Promise<T> {
   return CommandContext.with(config, clock, 'write', async (ctx) => fn(await ctx.licensing(), ctx.store));
 }
 
 /** The data directory's activation and its verified keys, for `floatd activate` and `deactivate`. */
-export function withActivation<T>(config: Config, clock: Clock, fn: (a: ServerActivation, keys: LicenseKey[], store: SqliteLeaseStore) => Promise<T>): Promise<T> {
+export function withActivation<T>(config: Config, clock: Clock, fn: (a: ServerActivation, keys: LicenseKey[], store: LeaseStore & ActivationStore) => Promise<T>): Promise<T> {
   return CommandContext.with(config, clock, 'write', async (ctx) => {
     const licensing = await ctx.licensing();
     const activation = await ctx.activation();

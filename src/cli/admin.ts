@@ -6,7 +6,7 @@ import { AdminTokens } from '../app/admin.js';
 import { openStore } from '../app/stores.js';
 import { serverRuntime } from '../app/inspect.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
-import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
+import type { AdminTokenStore, LeaseStore } from '../domain/ports.js';
 import type { Config } from '../config/config.js';
 import { FloatdError, type ErrorCode } from '../domain/errors.js';
 import { CONFIG_FLAGS, configFrom, intFlag, parse, table, type Io } from './common.js';
@@ -137,7 +137,7 @@ function localTime(iso: unknown): string {
 }
 
 async function tokens(sub: string | undefined, positionals: string[], config: Config, io: Io, json: boolean): Promise<number> {
-  let store: SqliteLeaseStore | null = null;
+  let store: (LeaseStore & AdminTokenStore) | null = null;
   try {
     store = openStore(config, 'write');
     const admin = new AdminTokens(store, new SystemClock());
