@@ -46,8 +46,8 @@ function buildLog(): { entries: number; seconds: number; mix: Record<string, num
   let written = 0;
   let batch: LeaseEventInput[] = [];
   const flush = () => {
-    store.batch(() => {
-      for (const e of batch) store.appendEvent(e);
+    store.transact((tx) => {
+      for (const e of batch) tx.appendEvent(e);
     });
     batch = [];
   };

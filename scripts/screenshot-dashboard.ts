@@ -59,8 +59,8 @@ function history(store: SqliteLeaseStore, now: number, keys: Record<string, { id
     for (const l of open) events.push({ ts: now - 600_000, event: 'released', product, poolId: key.id, leaseId: l.id, user: l.user, host: `${l.user}-ws`, instance: `${l.user}-1`, seatsInUse: 0, seatsTotal: key.seats });
   }
   events.sort((a, b) => a.ts - b.ts);
-  store.batch(() => {
-    for (const e of events) store.appendEvent(e);
+  store.transact((tx) => {
+    for (const e of events) tx.appendEvent(e);
   });
 }
 

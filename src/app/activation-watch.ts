@@ -1,6 +1,6 @@
 import type { Clock } from '../domain/clock.js';
 import type { LicenseKey } from '../domain/license.js';
-import type { ActivationStore, LeaseStore } from '../domain/ports.js';
+import type { ActivationStore, LeaseStore, StoredActivation, StoredLicense } from '../domain/ports.js';
 import type { Logger } from '../adapters/log/logger.js';
 import type { ServerActivation } from './activation.js';
 import { recordActivationChanges } from './key-state.js';
@@ -46,9 +46,14 @@ export class ActivationWatch {
 
   /** Judges the activations of the keys in force now, and applies the outcome. */
   async evaluate(keys: readonly LicenseKey[] = this.deps.pools.licenseKeys()): Promise<void> {
-    const { activation, pools, clock } = this.deps;
-    pools.setActivation(await activation.evaluate(keys, clock.now()));
-    this.refresh();
+    const { activation, pools, store, clock } = this.deps;
+    const states = await activation.evaluate(keys, clock.now());
+    // Read before the states change, so the pools and what their leases chain to change together.
+    const [licenses, activations] = await Promise.all([store.listLicenses(), store.listActivations()]);
+    pools.setActivation(states);
+    this.refresh(licenses, activations);
+    await recordActivationChanges(store, this.recorded, pools.licenseKeys(), (id) => pools.activationState(id), clock.now());
+    for (const key of pools.licenseKeys()) this.logChange(key.id, key.product);
   }
 
   /**
@@ -59,7 +64,7 @@ export class ActivationWatch {
   async check(): Promise<void> {
     const { activation, pools, logger, clock, stopping } = this.deps;
     const keys = pools.licenseKeys();
-    for (const stored of activation.due(clock.now())) {
+    for (const stored of await activation.due(clock.now())) {
       const key = keys.find((k) => k.id === stored.keyId);
       if (key === undefined || stopping()) continue;
       const outcome = await activation.revalidate(key, stored);
@@ -72,12 +77,11 @@ export class ActivationWatch {
     await this.evaluate();
   }
 
-  /** Logs each key's activation state when it changes (errors where someone must act), refreshes what leases chain to, and what status shows. */
-  refresh(): void {
-    const { pools, store, clock } = this.deps;
+  /** Refreshes what leases chain to, and what status shows. */
+  private refresh(licenses: readonly StoredLicense[], activations: readonly StoredActivation[]): void {
+    const { pools } = this.deps;
     this.deps.changed();
-    const tokens = new Map(store.listLicenses().map((l) => [l.id, l.token]));
-    const activations = store.listActivations();
+    const tokens = new Map(licenses.map((l) => [l.id, l.token]));
     this.chain = new Map(
       pools.licenseKeys().flatMap((k) => {
         const token = tokens.get(k.id);
@@ -86,10 +90,9 @@ export class ActivationWatch {
         return [[k.id, { key: token, activation }] as const];
       }),
     );
-    recordActivationChanges(store, this.recorded, pools.licenseKeys(), (id) => pools.activationState(id), clock.now());
-    for (const key of pools.licenseKeys()) this.logChange(key.id, key.product);
   }
 
+  /** Logs a key's activation state when it changes (errors where someone must act). */
   private logChange(keyId: string, product: string): void {
     const { logger } = this.deps;
     const state = this.deps.pools.activationState(keyId);

@@ -99,7 +99,7 @@ export class ServerActivation {
     }
     const now = this.deps.clock.now();
     const stored: StoredActivation = { keyId: key.id, activationId: a.id, token, source, url, activatedAt: now, validatedAt: now };
-    const ok = this.deps.store.putActivation(stored, consumeNonce, {
+    const ok = await this.deps.store.putActivation(stored, consumeNonce, {
       ts: now,
       event: 'activated',
       poolId: key.id,
@@ -130,7 +130,7 @@ export class ServerActivation {
     const n = nonce();
     const now = this.deps.clock.now();
     const { token, payload, fp } = await this.signedRequest(key, n, now);
-    this.deps.store.addActivationRequest(n, key.id, 'activation', now);
+    await this.deps.store.addActivationRequest(n, key.id, 'activation', now);
     return `${JSON.stringify(
       {
         floatd: 'activation-request',
@@ -163,7 +163,7 @@ export class ServerActivation {
     const key = keys.find((k) => k.id === a.keyId);
     if (key === undefined) throw new FloatdError('LICENSE_KEY_NOT_FOUND', `${what} is for license key ${a.keyId}, which is not installed here (floatd license add it first)`);
     requireTerms(key);
-    const request = this.deps.store.findActivationRequest(a.nonce);
+    const request = await this.deps.store.findActivationRequest(a.nonce);
     if (request === undefined || request.kind !== 'activation' || request.keyId !== key.id) {
       if (a.serverKid !== this.deps.serverKid) {
         throw new FloatdError('ACTIVATION_FOREIGN', `${what} was made for server key ${a.serverKid}, not this server's key ${this.deps.serverKid}: it answers another server's request`);
@@ -184,20 +184,20 @@ export class ServerActivation {
     return signStatement(this.deps.serverKey.privateJwk, TOKEN_TYPES.deactivation, { key: key.id, activation: stored.activationId, server: this.deps.serverKid, nonce: n, createdAt: now });
   }
 
-  private stored(keyId: string): StoredActivation {
-    const stored = this.deps.store.getActivation(keyId);
+  private async stored(keyId: string): Promise<StoredActivation> {
+    const stored = await this.deps.store.getActivation(keyId);
     if (stored === undefined) throw new FloatdError('ACTIVATION_NOT_FOUND', `license key ${keyId} is not activated on this server`);
     return stored;
   }
 
-  private removeLocal(key: LicenseKey, stored: StoredActivation, how: string): void {
+  private async removeLocal(key: LicenseKey, stored: StoredActivation, how: string): Promise<void> {
     const now = this.deps.clock.now();
-    this.deps.store.removeActivation(key.id, { ts: now, event: 'deactivated', poolId: key.id, product: key.product, message: `license key ${key.id} deactivated ${how} (activation ${stored.activationId})` });
+    await this.deps.store.removeActivation(key.id, { ts: now, event: 'deactivated', poolId: key.id, product: key.product, message: `license key ${key.id} deactivated ${how} (activation ${stored.activationId})` });
   }
 
   /** Frees the key's slot at the vendor, then stops granting from it here. */
   async deactivateOnline(key: LicenseKey, proxy: string | null = this.deps.settings.proxy): Promise<{ activationId: string; receipt: string | null }> {
-    const stored = this.stored(key.id);
+    const stored = await this.stored(key.id);
     const url = stored.url ?? key.activation?.url ?? null;
     if (url === null) throw new FloatdError('USAGE', `license key ${key.id} names no activation URL: deactivate it offline (floatd deactivate ${key.id} --offline-request FILE)`);
     const now = this.deps.clock.now();
@@ -209,18 +209,18 @@ export class ServerActivation {
       // Already free at the vendor: nothing is left to free there.
       if (!(err instanceof FloatdError && (err.code === 'ACTIVATION_REPLAYED' || err.code === 'ACTIVATION_RELEASED'))) throw err;
     }
-    this.removeLocal(key, stored, 'online');
+    await this.removeLocal(key, stored, 'online');
     return { activationId: stored.activationId, receipt };
   }
 
   /** Stops granting from the key here and writes the signed proof the vendor frees the slot with. */
   async deactivateOffline(key: LicenseKey): Promise<string> {
-    const stored = this.stored(key.id);
+    const stored = await this.stored(key.id);
     const n = nonce();
     const now = this.deps.clock.now();
     const proof = await this.proof(key, stored, n, now);
-    this.deps.store.addActivationRequest(n, key.id, 'deactivation', now);
-    this.removeLocal(key, stored, 'offline');
+    await this.deps.store.addActivationRequest(n, key.id, 'deactivation', now);
+    await this.removeLocal(key, stored, 'offline');
     return `${JSON.stringify(
       {
         floatd: 'deactivation-proof',
@@ -243,10 +243,10 @@ export class ServerActivation {
     const { revalidateDays, graceDays } = this.deps.settings;
     for (const key of keys) {
       if (!key.activation) continue;
-      const stored = this.deps.store.getActivation(key.id);
+      const stored = await this.deps.store.getActivation(key.id);
       if (stored === undefined) {
         const how = `floatd activate ${key.id}${key.activation.url === null ? ' --offline-request FILE' : ' (or --offline-request FILE without network)'}`;
-        const [last] = this.deps.store.queryEvents({ pool: key.id, events: ['activated', 'deactivated'], limit: 1 });
+        const [last] = await this.deps.store.queryEvents({ pool: key.id, events: ['activated', 'deactivated'], limit: 1 });
         if (last?.event === 'deactivated') {
           out.set(key.id, { state: 'deactivated', message: `license key ${key.id} was deactivated on this server at ${new Date(last.ts).toISOString()}; it grants nothing here until activated again: run ${how}` });
         } else {
@@ -295,8 +295,8 @@ export class ServerActivation {
   }
 
   /** Online activations due for re-validation at `now`. */
-  due(now: number): StoredActivation[] {
-    return this.deps.store.listActivations().filter((a) => a.source === 'online' && a.url !== null && now >= a.validatedAt + this.deps.settings.revalidateDays * DAY_MS);
+  async due(now: number): Promise<StoredActivation[]> {
+    return (await this.deps.store.listActivations()).filter((a) => a.source === 'online' && a.url !== null && now >= a.validatedAt + this.deps.settings.revalidateDays * DAY_MS);
   }
 
   /**
@@ -314,16 +314,16 @@ export class ServerActivation {
       if (typeof fresh !== 'string') throw new FloatdError('ACTIVATION_SERVICE_ERROR', 'the activation service answered a re-validation without an activation');
       const a = await verifyActivation(fresh, this.deps.trusted);
       if (a.id !== stored.activationId || a.serverKid !== this.deps.serverKid || a.nonce !== n) throw new FloatdError('ACTIVATION_SERVICE_ERROR', 'the activation service answered a re-validation with another activation');
-      this.deps.store.revalidated(key.id, fresh, this.deps.clock.now());
-      this.deps.store.appendEvent({ ts: this.deps.clock.now(), event: 'activation-revalidated', poolId: key.id, product: key.product, message: `the vendor confirmed activation ${a.id} of license key ${key.id}` });
+      await this.deps.store.revalidated(key.id, fresh, this.deps.clock.now());
+      await this.deps.store.appendEvent({ ts: this.deps.clock.now(), event: 'activation-revalidated', poolId: key.id, product: key.product, message: `the vendor confirmed activation ${a.id} of license key ${key.id}` });
       return 'confirmed';
     } catch (err) {
       const e = err instanceof FloatdError ? err : new FloatdError('ACTIVATION_SERVICE_ERROR', (err as Error).message);
       if (e.code === 'ACTIVATION_RELEASED' || e.code === 'ACTIVATION_NOT_FOUND') {
-        this.deps.store.removeActivation(key.id, { ts: this.deps.clock.now(), event: 'deactivated', poolId: key.id, product: key.product, code: e.code, message: `the vendor no longer knows activation ${stored.activationId} of license key ${key.id}: ${e.message}` });
+        await this.deps.store.removeActivation(key.id, { ts: this.deps.clock.now(), event: 'deactivated', poolId: key.id, product: key.product, code: e.code, message: `the vendor no longer knows activation ${stored.activationId} of license key ${key.id}: ${e.message}` });
         return 'released';
       }
-      this.deps.store.appendEvent({ ts: this.deps.clock.now(), event: 'activation-failed', poolId: key.id, product: key.product, code: e.code, message: `re-validation of license key ${key.id} failed: ${e.message}` });
+      await this.deps.store.appendEvent({ ts: this.deps.clock.now(), event: 'activation-failed', poolId: key.id, product: key.product, code: e.code, message: `re-validation of license key ${key.id} failed: ${e.message}` });
       return { failed: e };
     }
   }

@@ -12,7 +12,7 @@ export function serverAdminApi(ctx: AppContext): AdminApi {
   const { config, logger, clock } = ctx;
   const subjects = config.admin.certificateSubjects;
   return {
-    authenticate: (bearer, subject) => {
+    authenticate: async (bearer, subject) => {
       if (bearer !== null && bearer.trim() !== '') return ctx.adminTokens.actorOf(bearer);
       return subject !== null && subjects.includes(subject) ? `cert:${subject}` : null;
     },
@@ -37,10 +37,10 @@ export function serverAdminApi(ctx: AppContext): AdminApi {
       logger.info({ actor }, 'rules reload asked through the admin API');
       return ctx.rules.reload();
     },
-    reloadTls: (actor) => {
+    reloadTls: async (actor) => {
       if (ctx.tls === null) return deny('TLS_NOT_CONFIGURED', 'this server has no TLS certificate (tls.certFile and tls.keyFile are not set): there is nothing to reload');
       const outcome = reloadTls(ctx);
-      if (outcome.ok) ctx.admin.record('tls-reloaded', actor, outcome.message);
+      if (outcome.ok) await ctx.admin.record('tls-reloaded', actor, outcome.message);
       return outcome;
     },
     suspend: (listener, actor) => suspendListeners(ctx, listener, actor, true),
@@ -71,14 +71,14 @@ function serverFacts(ctx: AppContext) {
 }
 
 /** Suspends or resumes lease listeners (one by name, or all), NDJSON and web alike; recorded in the lease log. */
-function suspendListeners(ctx: AppContext, listener: string | null, actor: string, suspend: boolean) {
+async function suspendListeners(ctx: AppContext, listener: string | null, actor: string, suspend: boolean) {
   const outcome = ctx.doors.suspend(listener, suspend);
   if (!outcome.ok) return outcome;
   const { suspended } = outcome;
   ctx.statusView.changed();
-  ctx.runtime.record();
+  await ctx.runtime.record();
   const what = listener === null ? 'every listener' : `listener "${listener}"`;
-  ctx.admin.record(suspend ? 'listener-suspended' : 'listener-resumed', actor, `${what} ${suspend ? 'suspended' : 'resumed'}; suspended now: ${suspended.join(', ') || 'none'}`);
+  await ctx.admin.record(suspend ? 'listener-suspended' : 'listener-resumed', actor, `${what} ${suspend ? 'suspended' : 'resumed'}; suspended now: ${suspended.join(', ') || 'none'}`);
   ctx.logger.warn({ actor, listener, suspended }, `${what} ${suspend ? 'suspended: new lease connections are refused' : 'resumed'} by ${actor}`);
   return outcome;
 }

@@ -35,36 +35,36 @@ export class AdminTokens {
    * start, mode 0600): a file from before is kept, and its hash put back if the
    * database lost it.
    */
-  ensureLocal(file: string): { created: boolean } {
+  async ensureLocal(file: string): Promise<{ created: boolean }> {
     if (existsSync(file)) {
       const token = readFileSync(file, 'utf8').trim();
-      if (token !== '' && this.store.adminTokenByHash(hashToken(token)) === LOCAL_TOKEN) return { created: false };
+      if (token !== '' && (await this.store.adminTokenByHash(hashToken(token))) === LOCAL_TOKEN) return { created: false };
       if (token !== '') {
-        this.put(LOCAL_TOKEN, token, true, 'server');
+        await this.put(LOCAL_TOKEN, token, true, 'server');
         return { created: false };
       }
     }
     const token = newToken();
     writeSecretFile(file, `${token}\n`);
-    this.put(LOCAL_TOKEN, token, true, 'server');
+    await this.put(LOCAL_TOKEN, token, true, 'server');
     return { created: true };
   }
 
   /** A new token named `name`; returns it (shown once, never stored in clear). */
-  create(name: string, actor: string): string {
+  async create(name: string, actor: string): Promise<string> {
     if (!NAME_RE.test(name)) throw new FloatdError('USAGE', `a token name is 1-64 letters, digits or _ . @ -; got "${name}"`);
     if (name === LOCAL_TOKEN) throw new FloatdError('USAGE', `"${LOCAL_TOKEN}" is the server's own token (in the data directory's admin-token file)`);
     const token = newToken();
-    if (!this.put(name, token, false, actor)) throw new FloatdError('USAGE', `an admin token named "${name}" exists; revoke it first, or choose another name`);
+    if (!(await this.put(name, token, false, actor))) throw new FloatdError('USAGE', `an admin token named "${name}" exists; revoke it first, or choose another name`);
     return token;
   }
 
-  list(): AdminToken[] {
+  list(): Promise<AdminToken[]> {
     return this.store.listAdminTokens();
   }
 
-  revoke(name: string, actor: string): void {
-    const removed = this.store.removeAdminToken(name, { ts: this.clock.now(), event: 'admin-token-revoked', message: `admin token ${name} revoked`, actor });
+  async revoke(name: string, actor: string): Promise<void> {
+    const removed = await this.store.removeAdminToken(name, { ts: this.clock.now(), event: 'admin-token-revoked', message: `admin token ${name} revoked`, actor });
     if (!removed) throw new FloatdError('USAGE', `no admin token is named "${name}" (see floatd admin token list)`);
   }
 
@@ -72,23 +72,23 @@ export class AdminTokens {
    * The actor a bearer token stands for (`token:NAME`), or null. Tokens are
    * found by their SHA-256: the lookup's timing can tell only about the hash.
    */
-  actorOf(token: string): string | null {
+  actorOf(token: string): Promise<string | null> {
     return this.actorOfHash(hashToken(token.trim()));
   }
 
   /** A token's actor and a check that it is still valid (not revoked since), or null: what a dashboard session holds. */
-  signIn(token: string): { actor: string; stillValid: () => boolean } | null {
+  async signIn(token: string): Promise<{ actor: string; stillValid: () => Promise<boolean> } | null> {
     const hash = hashToken(token.trim());
-    const actor = this.actorOfHash(hash);
-    return actor === null ? null : { actor, stillValid: () => this.actorOfHash(hash) === actor };
+    const actor = await this.actorOfHash(hash);
+    return actor === null ? null : { actor, stillValid: async () => (await this.actorOfHash(hash)) === actor };
   }
 
-  private actorOfHash(hash: string): string | null {
-    const name = this.store.adminTokenByHash(hash);
+  private async actorOfHash(hash: string): Promise<string | null> {
+    const name = await this.store.adminTokenByHash(hash);
     return name === undefined ? null : `token:${name}`;
   }
 
-  private put(name: string, token: string, replace: boolean, actor: string): boolean {
+  private put(name: string, token: string, replace: boolean, actor: string): Promise<boolean> {
     return this.store.putAdminToken(name, hashToken(token), replace, { ts: this.clock.now(), event: 'admin-token-created', message: `admin token ${name} created`, actor });
   }
 }
@@ -109,11 +109,10 @@ export class AdminService {
   ) {}
 
   /** Running leases, filtered, soonest to expire last (the `lmstat -a` view). */
-  leases(filter: { user?: string; host?: string; product?: string }): LeaseView[] {
+  async leases(filter: { user?: string; host?: string; product?: string }): Promise<LeaseView[]> {
     const now = this.deps.clock.now();
     const iso = (t: number) => new Date(t).toISOString();
-    return this.deps.store
-      .allLeases()
+    return (await this.deps.store.allLeases())
       .filter((l: Lease) => l.expiresAt > now && (filter.user === undefined || l.user === filter.user) && (filter.host === undefined || l.host === filter.host) && (filter.product === undefined || l.product === filter.product))
       .map((l) => ({
         id: l.id,
@@ -133,7 +132,7 @@ export class AdminService {
 
   /** Ends a lease at once, as one unit of work like every lease change; with `block`, keeps its holder out for a while. */
   async revoke(leaseId: string, reason: string, actor: string, block?: { seconds: number; scope: BlockScope }): Promise<{ ok: true; lease: LeaseView; block?: BlockView } | Denial> {
-    const held = this.leases({});
+    const held = await this.leases({});
     const matches = held.filter((l) => l.id === leaseId || l.id.startsWith(leaseId));
     const exact = matches.find((l) => l.id === leaseId);
     if (exact === undefined && matches.length > 1) return deny('BAD_REQUEST', `"${leaseId}" is the start of ${matches.length} lease ids; give more of it`);
@@ -145,14 +144,14 @@ export class AdminService {
   }
 
   /** Blocks in force (holders kept out after a revoke), soonest to end first. */
-  blocks(): BlockView[] {
+  async blocks(): Promise<BlockView[]> {
     const now = this.deps.clock.now();
-    return this.deps.store.blocks(now).map((b) => blockView(b, now));
+    return (await this.deps.store.blocks(now)).map((b) => blockView(b, now));
   }
 
   /** Lifts a block (its id, or a unique start of it) before its end. */
   async unblock(blockId: string, actor: string): Promise<{ ok: true; block: BlockView } | Denial> {
-    const matches = this.blocks().filter((b) => b.id === blockId || b.id.startsWith(blockId));
+    const matches = (await this.blocks()).filter((b) => b.id === blockId || b.id.startsWith(blockId));
     const exact = matches.find((b) => b.id === blockId);
     if (exact === undefined && matches.length > 1) return deny('BAD_REQUEST', `"${blockId}" is the start of ${matches.length} block ids; give more of it`);
     const found = exact ?? matches[0];
@@ -161,12 +160,12 @@ export class AdminService {
     return outcome.ok ? { ok: true, block: blockView(outcome.block, this.deps.clock.now()) } : outcome;
   }
 
-  log(filter: EventFilter): LeaseEvent[] {
+  log(filter: EventFilter): Promise<LeaseEvent[]> {
     return this.deps.store.queryEvents(filter);
   }
 
   /** Records an admin action in the lease log with its actor. */
-  record(event: 'listener-suspended' | 'listener-resumed' | 'tls-reloaded', actor: string, message: string): void {
-    this.deps.store.appendEvent({ ts: this.deps.clock.now(), event, actor, message });
+  record(event: 'listener-suspended' | 'listener-resumed' | 'tls-reloaded', actor: string, message: string): Promise<void> {
+    return this.deps.store.appendEvent({ ts: this.deps.clock.now(), event, actor, message });
   }
 }

@@ -71,7 +71,7 @@ export class ClockWatch {
    * more than its full length to run.
    */
   async atStart(): Promise<ClockJump | null> {
-    const latest = this.store.latestRecordedTime();
+    const latest = await this.store.latestRecordedTime();
     const behind = latest === undefined ? 0 : latest - this.clock.now();
     const cut = await this.leases.capRemaining();
     if (behind <= this.thresholdMs && cut === 0) return null;

@@ -27,7 +27,7 @@ export class CommandContext {
   static async with<T>(config: Config, clock: Clock, mode: 'read' | 'write', fn: (ctx: CommandContext) => Promise<T>): Promise<T> {
     const store = openStore(config, mode);
     try {
-      return await fn(new CommandContext(config, clock, store, recordedLicensingSettings(store, config)));
+      return await fn(new CommandContext(config, clock, store, await recordedLicensingSettings(store, config)));
     } finally {
       store.close();
     }

@@ -1,7 +1,6 @@
 import type { JWK } from 'jose';
 import type { Config, RulesSettings } from '../config/config.js';
 import type { Clock } from '../domain/clock.js';
-import type { AdminTokenStore } from '../domain/ports.js';
 import { SteadyClock } from '../domain/steady-clock.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import { thumbprint } from '../adapters/crypto/keys.js';
@@ -198,11 +197,16 @@ export class AppContext {
     this.clockWatch = new ClockWatch(clock, store, this.leases);
     store.configureCommits({ guard: this.storage, committed: (n, seconds) => this.metrics.committed(n, seconds) });
     const changed = this.statusView.changed;
-    this.rules = new RulesInForce(o.rules, { settings: o.rulesSettings, leases: this.leases, store, clock, logger, changed: () => (changed(), this.runtime.record()) });
+    const recordRuntime = () => {
+      this.runtime.record().catch((err: unknown) => {
+        if (this.storage.failed(err, 0) === null) logger.error({ err }, 'recording the running server in the data directory failed');
+      });
+    };
+    this.rules = new RulesInForce(o.rules, { settings: o.rulesSettings, leases: this.leases, store, clock, logger, changed: () => (changed(), recordRuntime()) });
     this.activations = new ActivationWatch({ activation: this.activation, pools: this.pools, store, clock, logger, changed, stopping: () => this.phase.stopping });
     this.licenses = new LicenseWatch({ config, settings: this.settings, store, licensing: this.licensing, pools: this.pools, leases: this.leases, activations: this.activations, evaluation: this.evaluation, clock, logger, changed });
     this.api = this.leaseApi(o);
-    this.adminTokens = new AdminTokens(store as unknown as AdminTokenStore, clock);
+    this.adminTokens = new AdminTokens(store, clock);
     this.admin = new AdminService({ store, leases: this.leases, clock });
     this.doors = new Doors({ config, clock, api: this.api, tls: this.tls, metrics: this.metrics, warnings: this.warnings, budget: this.budget, admin: serverAdminApi(this), readiness: () => this.readiness(), timers: o.connectionTimers });
   }
@@ -226,7 +230,11 @@ export class AppContext {
           this.statusView.changed();
           if (t.kind === 'renewed') return metrics.renewed(t.product);
           metrics.granted(t.product);
-          if (this.pools.evaluationPool() !== null) this.evaluation.granted(t.product);
+          if (this.pools.evaluationPool() !== null) {
+            this.evaluation.granted(t.product).catch((err: unknown) => {
+              if (this.storage.failed(err, 0) === null) this.logger.error({ err, product: t.product }, 'noting the product of an evaluation lease failed');
+            });
+          }
         },
       },
     );
@@ -243,11 +251,11 @@ export class AppContext {
         if (swept > 0) logger.debug({ expired: swept }, 'leases expired');
         return more;
       },
-      (after) => {
+      async (after) => {
         // In a storage fault, look again when the storage may be back rather than at an expiry already past.
         if (health.fault() !== null) return clock.now() + STORAGE_RETRY_MS;
         try {
-          return store.nextExpiry(after);
+          return await store.nextExpiry(after);
         } catch (err) {
           if (health.failed(err, 0) === null) throw err;
           return clock.now() + STORAGE_RETRY_MS;
@@ -269,7 +277,7 @@ export class AppContext {
       clock: this.clock,
       publicJwk: o.publicJwk,
       status: () => this.statusView.current(),
-      publicStatus: () => publicStatus(this.statusView.current(), this.readiness()),
+      publicStatus: async () => publicStatus(await this.statusView.current(), this.readiness()),
       groupsOf: (user) => this.rules.groupsOf(user),
       chainOf: (poolId) => this.activations.chainOf(poolId),
       suspended: (listener) => this.doors.isSuspended(listener),

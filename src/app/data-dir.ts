@@ -51,7 +51,7 @@ export { SHIPPED_PRODUCT_FILE };
 
 /** The vendor's product terms for this data directory: the one trusted with floatd trust, else the one shipped beside floatd, else null. */
 export async function productTermsOf(store: Pick<LeaseStore, 'getMeta'>): Promise<ProductTerms | null> {
-  const stored = store.getMeta(PRODUCT_META);
+  const stored = await store.getMeta(PRODUCT_META);
   if (stored !== undefined && stored !== '') return readProductTerms(stored);
   const shipped = join(packageRoot(), SHIPPED_PRODUCT_FILE);
   if (!existsSync(shipped)) return null;
@@ -322,8 +322,8 @@ export function licensingSettings(config: Config): LicensingSettings {
 }
 
 /** Kept in the data directory at every start, so commands judge keys exactly as the server does. */
-export function recordLicensingSettings(store: SqliteLeaseStore, settings: LicensingSettings): void {
-  store.setMeta(SETTINGS_META, JSON.stringify(settings));
+export function recordLicensingSettings(store: Pick<LeaseStore, 'setMeta'>, settings: LicensingSettings): Promise<void> {
+  return store.setMeta(SETTINGS_META, JSON.stringify(settings));
 }
 
 /**
@@ -331,8 +331,8 @@ export function recordLicensingSettings(store: SqliteLeaseStore, settings: Licen
  * them at its last start. A database from before they were recorded falls back
  * to the command's own configuration.
  */
-export function recordedLicensingSettings(store: SqliteLeaseStore, config: Config): LicensingSettings {
-  const text = store.getMeta(SETTINGS_META);
+export async function recordedLicensingSettings(store: Pick<LeaseStore, 'getMeta'>, config: Config): Promise<LicensingSettings> {
+  const text = await store.getMeta(SETTINGS_META);
   if (text === undefined) return licensingSettings(config);
   try {
     return JSON.parse(text) as LicensingSettings;

@@ -97,7 +97,7 @@ export async function evaluationRegistrationState(store: Pick<LeaseStore, 'getMe
   const terms = product?.evaluationActivation ?? null;
   if (product === null || terms === null) return { required: false, registered: null, message: null, url: null };
   const how = registerCommand(terms.url);
-  const token = store.getMeta(EVALUATION_REGISTRATION_META);
+  const token = await store.getMeta(EVALUATION_REGISTRATION_META);
   if (token === undefined) {
     return { required: true, registered: null, url: terms.url, message: `the vendor's product file asks for the evaluation to be registered with its activation service, and it is not: run ${how}` };
   }
@@ -164,7 +164,7 @@ export class EvaluationRegistrar {
     if (!sameProducts(r.products, this.product.products)) throw new FloatdError('ACTIVATION_FOREIGN', `${what} is for products ${r.products.join(', ')}, not ${this.product.products.join(', ')}`);
     const match = matchBinding(r.binding, evaluationBinding(this.deps.hostRoot, this.deps.dataDir, this.product.vendorKid));
     if (!match.ok) throw new FloatdError('ACTIVATION_FOREIGN', `${what} is bound to another host: ${match.changed.join(', ')} differ from this host's`, { changed: match.changed });
-    this.deps.store.setMeta(EVALUATION_REGISTRATION_META, token);
+    await this.deps.store.setMeta(EVALUATION_REGISTRATION_META, token);
     return r;
   }
 
@@ -185,9 +185,9 @@ export class EvaluationRegistrar {
     const n = nonce();
     const now = this.deps.clock.now();
     const { token, payload } = await this.request(n, now);
-    const requests = this.requests();
+    const requests = await this.requests();
     requests[n] = { createdAt: now, consumedAt: null };
-    this.deps.store.setMeta(EVALUATION_REQUESTS_META, JSON.stringify(requests));
+    await this.deps.store.setMeta(EVALUATION_REQUESTS_META, JSON.stringify(requests));
     return `${JSON.stringify(
       {
         floatd: 'evaluation-request',
@@ -219,7 +219,7 @@ export class EvaluationRegistrar {
     const { payload } = readStatement(token, TOKEN_TYPES.evaluation, what);
     checkReadableFields(file, { ...payload, startedAt: iso(payload['startedAt']), endsAt: iso(payload['endsAt']) }, ['startedAt', 'endsAt'], what);
     const r = await verifyEvaluationRegistration(token as string, await vendorKeyOf(this.deps.settings, this.product), what);
-    const requests = this.requests();
+    const requests = await this.requests();
     const request = requests[r.nonce];
     if (request === undefined) {
       if (r.serverKid !== this.deps.serverKid) throw new FloatdError('ACTIVATION_FOREIGN', `${what} was made for server key ${r.serverKid}, not this server's key ${this.deps.serverKid}: it answers another server's request`);
@@ -230,13 +230,14 @@ export class EvaluationRegistrar {
     if (now - request.createdAt > REQUEST_MAX_AGE_MS) throw new FloatdError('ACTIVATION_STALE', `${what} answers a request written ${new Date(request.createdAt).toISOString()}, more than 30 days ago; write a new request`);
     const installed = await this.install(token as string, r.nonce, what);
     requests[r.nonce] = { ...request, consumedAt: now };
-    this.deps.store.setMeta(EVALUATION_REQUESTS_META, JSON.stringify(requests));
+    await this.deps.store.setMeta(EVALUATION_REQUESTS_META, JSON.stringify(requests));
     return installed;
   }
 
-  private requests(): Requests {
+  private async requests(): Promise<Requests> {
+    const text = await this.deps.store.getMeta(EVALUATION_REQUESTS_META);
     try {
-      const v = JSON.parse(this.deps.store.getMeta(EVALUATION_REQUESTS_META) ?? '{}') as unknown;
+      const v = JSON.parse(text ?? '{}') as unknown;
       return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Requests) : {};
     } catch {
       return {};
@@ -253,7 +254,7 @@ export async function withEvaluationRegistrar<T>(config: Config, clock: Clock, f
   const store = openStore(config, 'write');
   try {
     if (!existsSync(config.serverKeyFile)) throw new FloatdError('DATA_DIR_INVALID', `${config.dataDir} has no server key yet: start the server there once (floatd serve) before registering the evaluation`, { setting: 'dataDir' });
-    const settings = recordedLicensingSettings(store, config);
+    const settings = await recordedLicensingSettings(store, config);
     const privateJwk = readJwkFile(config.serverKeyFile, 'private');
     const kid = privateJwk.kid ?? (await thumbprint(privateJwk));
     const registrar = new EvaluationRegistrar({

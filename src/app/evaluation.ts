@@ -16,15 +16,16 @@ export const EVALUATION_PRODUCTS_META = 'evaluation.productsSeen';
 
 type Meta = Pick<LeaseStore, 'getMeta' | 'setMeta'>;
 
-export function clockHighWater(store: Pick<LeaseStore, 'getMeta'>): number {
-  const v = Number(store.getMeta(CLOCK_HIGH_WATER_META) ?? 0);
+export async function clockHighWater(store: Pick<LeaseStore, 'getMeta'>): Promise<number> {
+  const v = Number((await store.getMeta(CLOCK_HIGH_WATER_META)) ?? 0);
   return Number.isFinite(v) ? v : 0;
 }
 
 /** The product names evaluation has granted leases for. */
-export function evaluationProductsSeen(store: Pick<LeaseStore, 'getMeta'>): string[] {
+export async function evaluationProductsSeen(store: Pick<LeaseStore, 'getMeta'>): Promise<string[]> {
+  const text = await store.getMeta(EVALUATION_PRODUCTS_META);
   try {
-    const list = JSON.parse(store.getMeta(EVALUATION_PRODUCTS_META) ?? '[]') as unknown;
+    const list = JSON.parse(text ?? '[]') as unknown;
     return Array.isArray(list) ? list.filter((p): p is string => typeof p === 'string') : [];
   } catch {
     return [];
@@ -36,10 +37,10 @@ export function evaluationProductsSeen(store: Pick<LeaseStore, 'getMeta'>): stri
  * time it is seen (the server then warns: evaluation serves any name, so a
  * misspelt one goes unnoticed until a key is installed).
  */
-export function noteEvaluationProduct(store: Meta, product: string): boolean {
-  const seen = evaluationProductsSeen(store);
+export async function noteEvaluationProduct(store: Meta, product: string): Promise<boolean> {
+  const seen = await evaluationProductsSeen(store);
   if (seen.includes(product)) return false;
-  store.setMeta(EVALUATION_PRODUCTS_META, JSON.stringify([...seen, product]));
+  await store.setMeta(EVALUATION_PRODUCTS_META, JSON.stringify([...seen, product]));
   return true;
 }
 
@@ -71,7 +72,7 @@ export class EvaluationKeeper {
    * high-water mark). A record made on another host is replaced; one edited or
    * unreadable ends evaluation until it is restored.
    */
-  adopt(): void {
+  async adopt(): Promise<void> {
     const read = this.file.read();
     const where = this.file.file;
     if (read.state === 'absent') return;
@@ -85,15 +86,15 @@ export class EvaluationKeeper {
       return;
     }
     const { data } = read;
-    const stored = this.store.getMeta(EVALUATION_STARTED_META);
+    const stored = await this.store.getMeta(EVALUATION_STARTED_META);
     if (stored === undefined || data.startedAt < Number(stored)) {
-      this.store.setMeta(EVALUATION_STARTED_META, String(data.startedAt));
+      await this.store.setMeta(EVALUATION_STARTED_META, String(data.startedAt));
       if (stored === undefined) {
         this.logger?.info({ file: where, startedAt: new Date(data.startedAt).toISOString() }, `the evaluation on this host started at ${new Date(data.startedAt).toISOString()} (recorded in ${where}): it continues, it does not start again`);
       }
     }
-    if (data.keyInstalled !== null && this.store.getMeta(EVALUATION_CLOSED_META) === undefined) this.store.setMeta(EVALUATION_CLOSED_META, data.keyInstalled);
-    if (data.highWater > clockHighWater(this.store)) this.store.setMeta(CLOCK_HIGH_WATER_META, String(data.highWater));
+    if (data.keyInstalled !== null && (await this.store.getMeta(EVALUATION_CLOSED_META)) === undefined) await this.store.setMeta(EVALUATION_CLOSED_META, data.keyInstalled);
+    if (data.highWater > (await clockHighWater(this.store))) await this.store.setMeta(CLOCK_HIGH_WATER_META, String(data.highWater));
     if (read.changed.length > 0) this.logger?.warn({ file: where, changed: read.changed }, `the evaluation record ${where}: host component(s) changed since it was made, tolerated: ${read.changed.join(', ')}`);
   }
 
@@ -102,9 +103,11 @@ export class EvaluationKeeper {
    * when a key is installed, and with the clock's high-water mark). A record
    * that could not be trusted is left as it is. False when it cannot be written.
    */
-  save(endsAt: ((startedAt: number) => number) | null, now: number): boolean {
+  async save(endsAt: ((startedAt: number) => number) | null, now: number): Promise<boolean> {
     if (this.brokenReason !== null) return false;
-    const started = this.store.getMeta(EVALUATION_STARTED_META);
+    const started = await this.store.getMeta(EVALUATION_STARTED_META);
+    const highWater = await clockHighWater(this.store);
+    const keyInstalled = await this.store.getMeta(EVALUATION_CLOSED_META);
     const startedAt = started === undefined ? now : Number(started);
     const current = this.file.read();
     const previous = current.state === 'valid' ? current.data : null;
@@ -113,8 +116,8 @@ export class EvaluationKeeper {
       startedAt: Math.min(startedAt, previous?.startedAt ?? Infinity),
       // Unknown to commands (license add): the end last recorded stays.
       endsAt: endsAt !== null ? endsAt(startedAt) : (previous?.endsAt ?? startedAt + BUILT_IN_EVALUATION.days * 86_400_000),
-      highWater: Math.max(clockHighWater(this.store), previous?.highWater ?? 0, now),
-      keyInstalled: this.store.getMeta(EVALUATION_CLOSED_META) ?? previous?.keyInstalled ?? null,
+      highWater: Math.max(highWater, previous?.highWater ?? 0, now),
+      keyInstalled: keyInstalled ?? previous?.keyInstalled ?? null,
     };
     try {
       this.file.write(data);
@@ -140,6 +143,8 @@ export function warnClampedTerms(logger: Logger, clamped: ReadonlyArray<{ settin
  */
 export class ServerEvaluation {
   private reported = false;
+  /** The note of an evaluation product in progress (see `granted`). */
+  private noting: Promise<void> = Promise.resolve();
 
   constructor(
     readonly keeper: EvaluationKeeper,
@@ -153,8 +158,8 @@ export class ServerEvaluation {
   }
 
   /** Saves the record; `evaluating` says whether evaluation is what grants now (a failure is then an error). */
-  save(endsAt: (startedAt: number) => number, now: number, evaluating: boolean): void {
-    if (this.keeper.save(endsAt, now) || this.reported) return;
+  async save(endsAt: (startedAt: number) => number, now: number, evaluating: boolean): Promise<void> {
+    if ((await this.keeper.save(endsAt, now)) || this.reported) return;
     const why = this.keeper.broken();
     if (why === null) return;
     this.reported = true;
@@ -164,15 +169,26 @@ export class ServerEvaluation {
   }
 
   /** License keys found installed without a record of it (installed by an older version) end evaluation too. */
-  keysFound(ids: readonly string[], now: number): void {
-    if (ids.length === 0 || this.store.getMeta(EVALUATION_CLOSED_META) !== undefined) return;
-    this.store.setMeta(EVALUATION_CLOSED_META, `license key ${ids[0]} was found installed at ${new Date(now).toISOString()}`);
+  async keysFound(ids: readonly string[], now: number): Promise<void> {
+    if (ids.length === 0 || (await this.store.getMeta(EVALUATION_CLOSED_META)) !== undefined) return;
+    await this.store.setMeta(EVALUATION_CLOSED_META, `license key ${ids[0]} was found installed at ${new Date(now).toISOString()}`);
   }
 
-  /** Notes the product of an evaluation lease; the first lease of each name is warned of, as a misspelt name would be served too. */
-  granted(product: string): void {
-    if (!noteEvaluationProduct(this.store, product)) return;
-    const seen = evaluationProductsSeen(this.store);
+  /**
+   * Notes the product of an evaluation lease; the first lease of each name is
+   * warned of, as a misspelt name would be served too. Notes are taken one at
+   * a time (each reads the list the one before wrote), so grants of two new
+   * names at once both stay on it.
+   */
+  granted(product: string): Promise<void> {
+    const note = this.noting.then(() => this.note(product));
+    this.noting = note.catch(() => {});
+    return note;
+  }
+
+  private async note(product: string): Promise<void> {
+    if (!(await noteEvaluationProduct(this.store, product))) return;
+    const seen = await evaluationProductsSeen(this.store);
     this.logger.warn(
       { product, productsSeen: seen },
       `evaluation granted its first lease for product "${product}": evaluation serves any product name, so check that it is spelt as your license keys will name it (products seen: ${seen.join(', ')})`,
@@ -212,14 +228,15 @@ export interface EvaluationSettingsView {
 
 const DAY = 86_400_000;
 
-export function evaluationStatus(
+export async function evaluationStatus(
   store: Pick<LeaseStore, 'getMeta'>,
   terms: { readonly seats: number; readonly periodMs: number; readonly startedAt: number; readonly unregistered?: string | null; readonly registration?: { readonly id: string | null } | null } | null,
   endedForGood: string | null,
   now: number,
   settings: EvaluationSettingsView | undefined,
-): EvaluationStatus | null {
+): Promise<EvaluationStatus | null> {
   if (terms === null) return null;
+  const productsSeen = await evaluationProductsSeen(store);
   const endsAt = terms.startedAt + terms.periodMs;
   const days = Math.round(terms.periodMs / DAY);
   const base = settings?.evaluationSetBy;
@@ -240,7 +257,7 @@ export function evaluationStatus(
     expired: endedForGood !== null || now >= endsAt,
     endedForGood,
     setBy,
-    productsSeen: evaluationProductsSeen(store),
+    productsSeen,
     record: settings?.evaluationStateDir === undefined ? null : join(settings.evaluationStateDir, EVALUATION_RECORD_FILE),
     registration: terms.registration ? { registered: terms.registration.id !== null, id: terms.registration.id, message: terms.unregistered ?? null } : null,
   };

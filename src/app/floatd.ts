@@ -92,7 +92,7 @@ export class Floatd {
   }
 
   /** What `status` shows. */
-  status(): ServerStatus {
+  status(): Promise<ServerStatus> {
     return this.context.statusView.current();
   }
 
@@ -111,7 +111,7 @@ export class Floatd {
   }
 
   /** Re-reads the rules and groups (SIGHUP, `floatd rules reload`). */
-  reloadRules(): RulesReload {
+  reloadRules(): Promise<RulesReload> {
     return this.context.rules.reload();
   }
 

@@ -1,6 +1,6 @@
 import type { Config } from '../config/config.js';
 import type { Clock } from '../domain/clock.js';
-import type { LeaseStore } from '../domain/ports.js';
+import type { ActivationStore, LeaseStore } from '../domain/ports.js';
 import { FloatdError } from '../domain/errors.js';
 import type { LicenseKey } from '../domain/license.js';
 import type { ServerActivation } from './activation.js';
@@ -27,9 +27,9 @@ export function openExisting(config: Config): SqliteLeaseStore {
  * null. Whether one runs is the data directory's lock, not a pid that may have
  * been handed to another process since.
  */
-export function serverRuntime(config: Config, store: LeaseStore): ServerRuntime | null {
+export async function serverRuntime(config: Config, store: Pick<LeaseStore, 'getMeta'>): Promise<ServerRuntime | null> {
   if (runningServerPid(config) === null) return null;
-  const text = store.getMeta(RUNTIME_META);
+  const text = await store.getMeta(RUNTIME_META);
   return text ? (JSON.parse(text) as ServerRuntime) : null;
 }
 
@@ -41,7 +41,7 @@ export function offlineStatus(config: Config, clock: Clock): Promise<ServerStatu
     const loaded = await (await ctx.licensing()).loadPools(pools, { ...settings.evaluation, ...(await evaluationTermsRegistered(store, settings, config.hostRoot, config.dataDir)) });
     const activation = await ctx.activation();
     if (activation !== null) pools.setActivation(await activation.evaluate(loaded.keys, clock.now()));
-    const runtime = serverRuntime(config, store);
+    const runtime = await serverRuntime(config, store);
     return collectStatus({
       store,
       pools,
@@ -58,12 +58,12 @@ export function offlineStatus(config: Config, clock: Clock): Promise<ServerStatu
 }
 
 /** Licensing on the data directory's store, with its server's trusted vendor keys, for `floatd license`. */
-export function withLicensing<T>(config: Config, clock: Clock, fn: (l: Licensing, store: SqliteLeaseStore) => Promise<T>): Promise<T> {
+export function withLicensing<T>(config: Config, clock: Clock, fn: (l: Licensing, store: LeaseStore) => Promise<T>): Promise<T> {
   return CommandContext.with(config, clock, 'write', async (ctx) => fn(await ctx.licensing(), ctx.store));
 }
 
 /** The data directory's activation and its verified keys, for `floatd activate` and `deactivate`. */
-export function withActivation<T>(config: Config, clock: Clock, fn: (a: ServerActivation, keys: LicenseKey[], store: SqliteLeaseStore) => Promise<T>): Promise<T> {
+export function withActivation<T>(config: Config, clock: Clock, fn: (a: ServerActivation, keys: LicenseKey[], store: LeaseStore & ActivationStore) => Promise<T>): Promise<T> {
   return CommandContext.with(config, clock, 'write', async (ctx) => {
     const licensing = await ctx.licensing();
     const activation = await ctx.activation();

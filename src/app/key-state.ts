@@ -79,7 +79,7 @@ export function keyStateLabel(state: KeyState, keyId: string, notBefore: string 
  * it starts with, and a key installed again records its state again): reports
  * take the seats a pool could grant from it.
  */
-export function recordActivationChanges(store: Pick<LeaseStore, 'appendEvent'>, recorded: Map<string, string>, keys: readonly LicenseKey[], stateOf: (keyId: string) => ActivationState | undefined, now: number): void {
+export async function recordActivationChanges(store: Pick<LeaseStore, 'appendEvent'>, recorded: Map<string, string>, keys: readonly LicenseKey[], stateOf: (keyId: string) => ActivationState | undefined, now: number): Promise<void> {
   const installed = new Set(keys.map((k) => k.id));
   for (const id of [...recorded.keys()]) if (!installed.has(id)) recorded.delete(id);
   for (const key of keys) {
@@ -87,7 +87,7 @@ export function recordActivationChanges(store: Pick<LeaseStore, 'appendEvent'>, 
     if (state === undefined || recorded.get(key.id) === state.state) continue;
     recorded.set(key.id, state.state);
     const grantable = state.state === 'active' ? key.seats : 0;
-    store.appendEvent({
+    await store.appendEvent({
       ts: now,
       event: 'activation-changed',
       poolId: key.id,

@@ -19,8 +19,8 @@ export interface ServerLeaseApiDeps {
   readonly signer: LeaseTokenSigner;
   readonly clock: Clock;
   readonly publicJwk: JWK;
-  readonly status: () => ServerStatus;
-  readonly publicStatus: () => PublicStatus;
+  readonly status: () => Promise<ServerStatus>;
+  readonly publicStatus: () => Promise<PublicStatus>;
   /** Server-side group membership of a user (CLT rules). */
   readonly groupsOf: (user: string) => readonly string[];
   /** The license key and activation a pool's leases chain to the vendor with, if any. */
@@ -101,11 +101,11 @@ export class ServerLeaseApi implements LeaseApi<ServerStatus, PublicStatus> {
     );
   }
 
-  status(): ServerStatus {
+  status(): Promise<ServerStatus> {
     return this.deps.status();
   }
 
-  publicStatus(): PublicStatus {
+  publicStatus(): Promise<PublicStatus> {
     return this.deps.publicStatus();
   }
 

@@ -10,7 +10,8 @@ import type { Logger } from '../adapters/log/logger.js';
 import { publicPart, readJwkFile, thumbprint } from '../adapters/crypto/keys.js';
 import { logSigner, logVerifier } from '../adapters/crypto/log-signer.js';
 import type { ChainProblem, ChainReport } from '../adapters/sqlite/log-chain.js';
-import type { LogChainOptions, SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
+import type { LogChainOptions } from '../adapters/sqlite/sqlite-lease-store.js';
+import type { LeaseStore } from '../domain/ports.js';
 import { runningServerPid } from './data-dir.js';
 import { openStore } from './stores.js';
 import { checkpointPolicy } from './log-anchor.js';
@@ -69,7 +70,7 @@ const yieldTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
  * them. Written to FILE.partial and renamed when complete, so a file with the
  * final name is always whole. An existing file is never overwritten.
  */
-export async function exportEvents(store: Pick<SqliteLeaseStore, 'queryEvents'>, file: string, filter: EventFilter, slice = 2000): Promise<{ entries: number; first: LeaseEvent | null; last: LeaseEvent | null }> {
+export async function exportEvents(store: Pick<LeaseStore, 'queryEvents'>, file: string, filter: EventFilter, slice = 2000): Promise<{ entries: number; first: LeaseEvent | null; last: LeaseEvent | null }> {
   const format = exportFormatOf(file);
   if (existsSync(file)) throw new FloatdError('EXPORT_FAILED', `${file} exists: an export never overwrites a file; choose another name or move it away`);
   const partial = `${file}.partial`;
@@ -86,7 +87,7 @@ export async function exportEvents(store: Pick<SqliteLeaseStore, 'queryEvents'>,
     if (format === 'csv') writeSync(fd, `${CSV_HEADER}\n`);
     let afterId = filter.afterId ?? 0;
     for (;;) {
-      const rows = store.queryEvents({ ...filter, afterId, first: slice, limit: undefined });
+      const rows = await store.queryEvents({ ...filter, afterId, first: slice, limit: undefined });
       if (rows.length === 0) break;
       writeSync(fd, rows.map((e) => (format === 'csv' ? csvRow(e) : JSON.stringify(eventJson(e)))).join('\n') + '\n');
       entries += rows.length;
@@ -220,7 +221,7 @@ export class LogRetention {
   private stopped = false;
 
   constructor(
-    private readonly store: SqliteLeaseStore,
+    private readonly store: LeaseStore,
     private readonly clock: Clock,
     private readonly logger: Logger,
     private readonly settings: RetentionSettings,
@@ -255,22 +256,22 @@ export class LogRetention {
   async run(): Promise<{ pruned: number; exported: string | null }> {
     const now = this.clock.now();
     const cutoff = now - this.settings.retentionDays * DAY_MS;
-    const oldest = this.store.queryEvents({ first: 1 })[0];
+    const [oldest] = await this.store.queryEvents({ first: 1 });
     if (oldest === undefined || oldest.ts >= cutoff) return { pruned: 0, exported: null };
-    const newest = this.store.queryEvents({ limit: 1 })[0]!;
-    const boundary = this.store.pruneBoundary(cutoff) ?? newest.id + 1;
+    const newest = (await this.store.queryEvents({ limit: 1 }))[0]!;
+    const boundary = (await this.store.pruneBoundary(cutoff)) ?? newest.id + 1;
     if (oldest.id >= boundary) return { pruned: 0, exported: null };
     let exported: string | null = null;
     if (this.settings.exportDir !== null) exported = await this.exportBefore(this.settings.exportDir, oldest, boundary);
     if (this.stopped) return { pruned: 0, exported };
-    this.store.appendEvent({
+    await this.store.appendEvent({
       ts: now,
       event: 'log-pruned',
       message: `entries before #${boundary} (recorded before ${new Date(cutoff).toISOString()}) pruned: leaseLog.retentionDays is ${this.settings.retentionDays}${exported ? `; exported to ${exported}` : ''}`,
     });
     let pruned = 0;
     while (!this.stopped) {
-      const n = this.store.pruneEvents(boundary, this.sliceRows);
+      const n = await this.store.pruneEvents(boundary, this.sliceRows);
       pruned += n;
       if (n < this.sliceRows) break;
       await yieldTurn();
@@ -309,7 +310,7 @@ export class LogRetention {
       this.logger.info({ file: holder }, `lease-log entries #${oldest.id} to #${boundary - 1} are exported already (${basename(holder!)}); not written again`);
       return join(dir, holder!);
     }
-    const first = from === oldest.id ? oldest : this.store.queryEvents({ afterId: from - 1, first: 1 })[0] ?? oldest;
+    const first = from === oldest.id ? oldest : ((await this.store.queryEvents({ afterId: from - 1, first: 1 }))[0] ?? oldest);
     const stamp = new Date(first.ts).toISOString().replace(/[:]/g, '').replace(/\.\d+Z$/, 'Z');
     const file = join(dir, `floatd-log-${stamp}-${from}-${boundary - 1}.jsonl`);
     // A run killed while it wrote this very range left its temporary file: it is not the export.

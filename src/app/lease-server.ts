@@ -78,11 +78,11 @@ export class LeaseServer {
   private async recordStart(bound: readonly BoundListener[]): Promise<Checkpoint | undefined> {
     const { ctx } = this;
     const { store, pools, clock, config, logger } = ctx;
-    recordLicensingSettings(store, ctx.settings);
-    ctx.licensing.recordEvaluationStart(pools.evaluationPool() !== null);
-    ctx.evaluation.keysFound(pools.licenseKeys().map((k) => k.id), clock.now());
-    ctx.licenses.saveEvaluation();
-    if (ctx.adminTokens.ensureLocal(config.adminTokenFile).created) {
+    await recordLicensingSettings(store, ctx.settings);
+    await ctx.licensing.recordEvaluationStart(pools.evaluationPool() !== null);
+    await ctx.evaluation.keysFound(pools.licenseKeys().map((k) => k.id), clock.now());
+    await ctx.licenses.saveEvaluation();
+    if ((await ctx.adminTokens.ensureLocal(config.adminTokenFile)).created) {
       logger.info({ file: config.adminTokenFile }, `admin token "local" made: it is in ${config.adminTokenFile} (mode 0600); floatd admin uses it`);
     }
     await ctx.licenses.reload(true);
@@ -90,11 +90,11 @@ export class LeaseServer {
     ctx.sweeper.start();
     const now = clock.now();
     ctx.runtime.startedAt = now;
-    ctx.runtime.record();
+    await ctx.runtime.record();
     const listening = bound.map((b) => `${b.address}:${b.port}`).join(', ');
     const anchor = store.appendAnchored({ ts: now, event: 'server-started', message: `floatd ${VERSION} listening on ${listening}; ${policyNote(checkpointPolicy(config))}` });
     const rules = ctx.rules.current();
-    if (rules.book !== null || rules.groups.size > 0) store.appendEvent({ ts: now, event: 'rules-reloaded', message: `in force at start: ${rules.summary}` });
+    if (rules.book !== null || rules.groups.size > 0) await store.appendEvent({ ts: now, event: 'rules-reloaded', message: `in force at start: ${rules.summary}` });
     return anchor;
   }
 
@@ -213,7 +213,7 @@ export class LeaseServer {
       await ctx.retention.stop();
       ctx.storage.stop();
       await ctx.licenses.settled();
-      if (this.listening) stopAnchor = this.recordStop();
+      if (this.listening) stopAnchor = await this.recordStop();
     } finally {
       ctx.store.close();
       ctx.lock.release();
@@ -224,10 +224,10 @@ export class LeaseServer {
   }
 
   /** A stopped server leaves the whole log under a signature: the checkpoint of its stop entry. */
-  private recordStop(): Checkpoint | undefined {
+  private async recordStop(): Promise<Checkpoint | undefined> {
     const { ctx } = this;
     try {
-      ctx.runtime.clear();
+      await ctx.runtime.clear();
       return ctx.store.appendAnchored({ ts: ctx.clock.now(), event: 'server-stopped', message: 'clean stop' });
     } catch (err) {
       // A storage fault does not stop a stop: every acknowledged change is committed already.

@@ -63,9 +63,9 @@ export class LicenseWatch {
   /** Decides the pools quietly before the server listens, so its first requests are served. */
   async loadAtStart(): Promise<void> {
     const { evaluation, store, licensing, pools } = this.deps;
-    evaluation.keeper.adopt();
-    this.highWater = clockHighWater(store);
-    this.trackClock(this.deps.clock.now());
+    await evaluation.keeper.adopt();
+    this.highWater = await clockHighWater(store);
+    await this.trackClock(this.deps.clock.now());
     await licensing.loadPools(pools, await this.evaluationTerms());
     await this.deps.activations.evaluate();
   }
@@ -88,7 +88,7 @@ export class LicenseWatch {
     const { pools } = this.deps;
     const before = pools.all().map((p) => p.id);
     if (pools.refresh(now)) return this.poolsChanged(before, false);
-    this.checkKeyStates(now, false);
+    return this.checkKeyStates(now, false);
   }
 
   private async doReload(initial: boolean): Promise<void> {
@@ -112,7 +112,7 @@ export class LicenseWatch {
   private async poolsChanged(beforePools: readonly string[], initial: boolean): Promise<void> {
     this.deps.changed();
     const now = this.deps.clock.now();
-    this.checkKeyStates(now, initial);
+    await this.checkKeyStates(now, initial);
     this.logEvaluation(now, beforePools, initial);
     await this.revokeOutOfForce();
   }
@@ -155,8 +155,14 @@ export class LicenseWatch {
     if (revoked > 0) logger.warn({ revoked }, `${revoked} lease(s) revoked: their license key was removed`);
   }
 
-  private checkKeyStates(now: number, initial: boolean): void {
-    const { pools, logger, store } = this.deps;
+  /**
+   * Logs the keys whose state changed; returns a promise only when there is
+   * something to record in the store (a key that expired), so a turn with
+   * nothing to record is over at once.
+   */
+  private checkKeyStates(now: number, initial: boolean): Promise<void> | void {
+    const { pools, logger } = this.deps;
+    const expired: Array<{ key: LicenseKey; message: string }> = [];
     for (const key of pools.licenseKeys()) {
       const validity = licenseValidity(key, pools.judgedAt(now));
       const previous = this.keyStates.get(key.id);
@@ -173,11 +179,19 @@ export class LicenseWatch {
         logger.info(info, `${validity.message}: it is pending and grants from then on`);
       } else {
         logger.error(info, `${validity.message}: no seats of ${key.product} are granted from it`);
-        if (store.getMeta(`key-expired:${key.id}`) === undefined) {
-          store.setMeta(`key-expired:${key.id}`, String(now));
-          store.appendEvent({ ts: now, event: 'key-expired', poolId: key.id, product: key.product, message: validity.message });
-        }
+        expired.push({ key, message: validity.message });
       }
+    }
+    if (expired.length > 0) return this.recordExpired(expired, now);
+  }
+
+  /** Records each key's expiry in the lease log, once per key for good (a restart does not record it again). */
+  private async recordExpired(expired: ReadonlyArray<{ key: LicenseKey; message: string }>, now: number): Promise<void> {
+    const { store } = this.deps;
+    for (const { key, message } of expired) {
+      if ((await store.getMeta(`key-expired:${key.id}`)) !== undefined) continue;
+      await store.setMeta(`key-expired:${key.id}`, String(now));
+      await store.appendEvent({ ts: now, event: 'key-expired', poolId: key.id, product: key.product, message });
     }
   }
 
@@ -199,14 +213,14 @@ export class LicenseWatch {
    * more than 5 minutes behind it was set back: that is reported at error once,
    * and key expiry stays judged at the mark.
    */
-  trackClock(now: number): void {
+  async trackClock(now: number): Promise<void> {
     const { pools, store } = this.deps;
     if (now > this.highWater + 60_000 || this.highWater === 0) {
       this.highWater = Math.max(this.highWater, now);
-      store.setMeta(CLOCK_HIGH_WATER_META, String(this.highWater));
+      await store.setMeta(CLOCK_HIGH_WATER_META, String(this.highWater));
       pools.setTimeFloor(this.highWater);
       this.clockBackReported = false;
-      if (pools.evaluationPool() !== null) this.saveEvaluation();
+      if (pools.evaluationPool() !== null) await this.saveEvaluation();
       return;
     }
     if (now < this.highWater - 5 * 60_000 && !this.clockBackReported) {
@@ -228,11 +242,11 @@ export class LicenseWatch {
   }
 
   /** Writes the evaluation record: its start, its end under the terms now in force (the vendor's, once registered), a key installed, the high-water mark. */
-  saveEvaluation(): void {
+  async saveEvaluation(): Promise<void> {
     const { pools, settings, evaluation, clock } = this.deps;
     const terms = pools.evaluationTerms();
     const periodMs = terms?.periodMs ?? settings.evaluation.days * DAY_MS;
-    evaluation.save((start) => (terms?.registration?.id ? terms.startedAt : start) + periodMs, clock.now(), pools.evaluationPool() !== null);
+    await evaluation.save((start) => (terms?.registration?.id ? terms.startedAt : start) + periodMs, clock.now(), pools.evaluationPool() !== null);
   }
 }
 

@@ -36,7 +36,7 @@ export class Licensing {
       throw err instanceof FloatdError && err.code === 'NO_VENDOR_KEYS' ? noVendorKeys() : err;
     });
     this.checkProduct(key);
-    const validity = licenseValidity(key, Math.max(this.clock.now(), clockHighWater(this.store)));
+    const validity = licenseValidity(key, Math.max(this.clock.now(), await clockHighWater(this.store)));
     if (validity.state === 'expired') throw new FloatdError('LICENSE_KEY_EXPIRED', validity.message);
     return key;
   }
@@ -54,14 +54,14 @@ export class Licensing {
 
   async add(token: string): Promise<LicenseKey> {
     const key = await this.verify(token);
-    if (this.store.listLicenses().some((l) => l.id === key.id)) {
+    if ((await this.store.listLicenses()).some((l) => l.id === key.id)) {
       throw new FloatdError('LICENSE_KEY_DUPLICATE', `license key ${key.id} is already installed`);
     }
     const now = this.clock.now();
     // Once a license key was installed, evaluation never comes back, even when the key is removed.
-    const closes = !key.evaluationExtension && this.store.getMeta(EVALUATION_CLOSED_META) === undefined;
-    if (closes) this.store.setMeta(EVALUATION_CLOSED_META, `license key ${key.id} was installed at ${new Date(now).toISOString()}`);
-    this.store.addLicense(
+    const closes = !key.evaluationExtension && (await this.store.getMeta(EVALUATION_CLOSED_META)) === undefined;
+    if (closes) await this.store.setMeta(EVALUATION_CLOSED_META, `license key ${key.id} was installed at ${new Date(now).toISOString()}`);
+    await this.store.addLicense(
       { id: key.id, token: token.trim(), addedAt: now },
       {
         ts: now,
@@ -77,14 +77,14 @@ export class Licensing {
       },
     );
     // Best effort: the data directory has it; the record outside it keeps it when the data directory is replaced.
-    if (closes) this.evaluation?.save(null, now);
+    if (closes) await this.evaluation?.save(null, now);
     return key;
   }
 
   /** Removes a key named by its id or a unique prefix of it, as git takes commit ids; returns the full id. */
-  remove(idOrPrefix: string): string {
-    const id = resolveId(idOrPrefix, this.store.listLicenses().map((l) => l.id), 'installed license key', 'LICENSE_KEY_NOT_FOUND');
-    this.store.removeLicense(id, { ts: this.clock.now(), event: 'key-removed', poolId: id, message: `license key ${id} removed` });
+  async remove(idOrPrefix: string): Promise<string> {
+    const id = resolveId(idOrPrefix, (await this.store.listLicenses()).map((l) => l.id), 'installed license key', 'LICENSE_KEY_NOT_FOUND');
+    await this.store.removeLicense(id, { ts: this.clock.now(), event: 'key-removed', poolId: id, message: `license key ${id} removed` });
     return id;
   }
 
@@ -106,7 +106,7 @@ export class Licensing {
   /** Every stored key with its verified content or the reason it is rejected. */
   async inspect(): Promise<Array<{ id: string; addedAt: number; key: LicenseKey | null; error: FloatdError | null }>> {
     const out = [];
-    for (const stored of this.store.listLicenses()) {
+    for (const stored of await this.store.listLicenses()) {
       try {
         const key = await verifyLicenseKey(stored.token, this.trusted);
         this.checkProduct(key);
@@ -120,8 +120,8 @@ export class Licensing {
   }
 
   /** When evaluation started (the server's first successful start), or null before that. */
-  evaluationStart(): number | null {
-    const stored = this.store.getMeta(EVALUATION_STARTED_META);
+  async evaluationStart(): Promise<number | null> {
+    const stored = await this.store.getMeta(EVALUATION_STARTED_META);
     return stored === undefined ? null : Number(stored);
   }
 
@@ -130,12 +130,12 @@ export class Licensing {
    * start never starts the clock), and records `evaluation-started` in the lease
    * log the first time evaluation is in use.
    */
-  recordEvaluationStart(inEvaluation: boolean): number {
+  async recordEvaluationStart(inEvaluation: boolean): Promise<number> {
     const now = this.clock.now();
-    const stored = Number(this.store.initMeta(EVALUATION_STARTED_META, String(now)));
-    if (inEvaluation && this.store.getMeta(`${EVALUATION_STARTED_META}.logged`) === undefined) {
-      this.store.setMeta(`${EVALUATION_STARTED_META}.logged`, String(now));
-      this.store.appendEvent({ ts: now, event: 'evaluation-started', message: `evaluation period counted from ${new Date(stored).toISOString()}` });
+    const stored = Number(await this.store.initMeta(EVALUATION_STARTED_META, String(now)));
+    if (inEvaluation && (await this.store.getMeta(`${EVALUATION_STARTED_META}.logged`)) === undefined) {
+      await this.store.setMeta(`${EVALUATION_STARTED_META}.logged`, String(now));
+      await this.store.appendEvent({ ts: now, event: 'evaluation-started', message: `evaluation period counted from ${new Date(stored).toISOString()}` });
     }
     return stored;
   }
@@ -158,15 +158,15 @@ export class Licensing {
   ): Promise<LoadedLicenses> {
     const loaded = await this.load();
     const now = this.clock.now();
-    pools.setTimeFloor(clockHighWater(this.store));
+    pools.setTimeFloor(await clockHighWater(this.store));
     const registered = evaluation.registered ?? null;
-    const startedAt = registered?.startedAt ?? this.evaluationStart() ?? now;
+    const startedAt = registered?.startedAt ?? (await this.evaluationStart()) ?? now;
     // Evaluation extension keys add to the evaluation; they grant no seats of their own.
     const extensions = loaded.keys.filter((k) => k.evaluationExtension);
     const seats = Math.max(evaluation.seats, ...extensions.map((k) => k.evaluationExtension!.seats ?? 0));
     const extraMs = extensions.reduce((n, k) => n + k.evaluationExtension!.days, 0) * DAY_MS;
     const periodMs = (registered === null ? evaluation.days * DAY_MS : Math.min(evaluation.days * DAY_MS, registered.endsAt - registered.startedAt)) + extraMs;
-    const closed = evaluation.ended ?? this.store.getMeta(EVALUATION_CLOSED_META) ?? null;
+    const closed = evaluation.ended ?? (await this.store.getMeta(EVALUATION_CLOSED_META)) ?? null;
     pools.set(
       loaded.keys.filter((k) => !k.evaluationExtension),
       { seats, periodMs, startedAt, closed, unregistered: evaluation.unregistered ?? null, registration: evaluation.registrationRequired === true ? { id: registered?.id ?? null } : null },

@@ -4,13 +4,13 @@ import type { AppContext } from './context.js';
 import { EVALUATION_PRODUCT } from './pool-registry.js';
 
 /** What the metrics show of the server's state at a scrape. */
-export function metricsState(ctx: AppContext): MetricsState {
+export async function metricsState(ctx: AppContext): Promise<MetricsState> {
   const now = ctx.clock.now();
   const inUse = new Map<string, number>();
   let earliest: number | null = null;
   let unreadable: string | null = null;
   try {
-    for (const lease of ctx.store.allLeases()) {
+    for (const lease of await ctx.store.allLeases()) {
       if (lease.expiresAt <= now) continue;
       inUse.set(lease.poolId, (inUse.get(lease.poolId) ?? 0) + 1);
       if (earliest === null || lease.expiresAt < earliest) earliest = lease.expiresAt;

@@ -44,20 +44,20 @@ export class RulesInForce {
    * Re-reads the rules and groups. A file with errors is refused and the rules
    * in force stay; either way the outcome is logged and recorded in the lease log.
    */
-  reload(): RulesReload {
+  async reload(): Promise<RulesReload> {
     const { clock, logger, store } = this.deps;
     const now = clock.now();
     try {
       const rules = loadRules(this.deps.settings());
       this.apply(rules);
       logger.info({ rules: rules.book?.size ?? 0 }, `rules reloaded: ${rules.summary}`);
-      store.appendEvent({ ts: now, event: 'rules-reloaded', message: rules.summary });
+      await store.appendEvent({ ts: now, event: 'rules-reloaded', message: rules.summary });
       return { ok: true, summary: rules.summary };
     } catch (err) {
       if (!(err instanceof FloatdError)) throw err;
       const errors = (err.details.errors as FileError[] | undefined) ?? [];
       logger.error({ code: err.code, errors }, `rules reload refused, the previous rules stay in force: ${err.message}`);
-      store.appendEvent({ ts: now, event: 'rules-rejected', code: err.code, message: err.message });
+      await store.appendEvent({ ts: now, event: 'rules-rejected', code: err.code, message: err.message });
       return { ok: false, message: err.message, errors };
     }
   }

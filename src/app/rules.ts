@@ -97,15 +97,15 @@ export interface ReplayResult {
  * `sinceMs` still build up the counters, but only those from `sinceMs` on
  * are reported. A grant the rules would deny is taken as not held afterwards.
  */
-export function replayLeaseLog(
+export async function replayLeaseLog(
   store: LeaseStore,
   book: RuleBook,
   groups: ReadonlyMap<string, readonly string[]>,
   range: { sinceMs?: number; untilMs?: number },
-): ReplayResult[] {
+): Promise<ReplayResult[]> {
   const sim = new RuleSimulator(book);
   const out: ReplayResult[] = [];
-  const events = store.queryEvents({ events: ['granted', 'released', 'expired', 'revoked'], ...(range.untilMs !== undefined ? { untilMs: range.untilMs } : {}) });
+  const events = await store.queryEvents({ events: ['granted', 'released', 'expired', 'revoked'], ...(range.untilMs !== undefined ? { untilMs: range.untilMs } : {}) });
   for (const e of events) {
     if (e.leaseId === null || e.leaseId === undefined) continue;
     if (e.event !== 'granted') {

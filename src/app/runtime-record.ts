@@ -16,6 +16,8 @@ export interface ServerRuntime {
 export class RuntimeRecord {
   /** When the server started serving (0 before). */
   startedAt = 0;
+  /** The last write asked for: writes go one after another, so the store ends with the latest. */
+  private writing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly store: Pick<LeaseStore, 'setMeta'>,
@@ -23,13 +25,19 @@ export class RuntimeRecord {
     private readonly rules: () => string,
   ) {}
 
-  record(): void {
-    if (this.startedAt === 0) return;
+  record(): Promise<void> {
+    if (this.startedAt === 0) return Promise.resolve();
     const runtime: ServerRuntime = { pid: process.pid, startedAt: this.startedAt, listeners: this.listeners(), rules: this.rules() };
-    this.store.setMeta(RUNTIME_META, JSON.stringify(runtime));
+    return this.write(JSON.stringify(runtime));
   }
 
-  clear(): void {
-    this.store.setMeta(RUNTIME_META, '');
+  clear(): Promise<void> {
+    return this.write('');
+  }
+
+  private write(value: string): Promise<void> {
+    const written = this.writing.then(() => this.store.setMeta(RUNTIME_META, value));
+    this.writing = written.catch(() => {});
+    return written;
   }
 }

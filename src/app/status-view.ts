@@ -13,10 +13,12 @@ const STATUS_MAX_AGE_MS = 1000;
 export class StatusView {
   private generation = 0;
   private snapshot: { readonly generation: number; readonly at: number; readonly status: ServerStatus } | null = null;
+  /** The computation under way: reads that come meanwhile wait for it rather than start their own. */
+  private computing: { readonly generation: number; readonly status: Promise<ServerStatus> } | null = null;
 
   constructor(
     private readonly clock: Clock,
-    private readonly compute: () => ServerStatus,
+    private readonly compute: () => Promise<ServerStatus>,
   ) {}
 
   /** Something status shows has changed: the next read computes it afresh. */
@@ -24,13 +26,21 @@ export class StatusView {
     this.generation++;
   };
 
-  current(): ServerStatus {
+  async current(): Promise<ServerStatus> {
     const at = this.clock.monotonic();
     const snapshot = this.snapshot;
     if (snapshot !== null && snapshot.generation === this.generation && at - snapshot.at < STATUS_MAX_AGE_MS) return snapshot.status;
     const generation = this.generation;
-    const status = this.compute();
-    this.snapshot = { generation, at, status };
-    return status;
+    if (this.computing !== null && this.computing.generation === generation) return this.computing.status;
+    const computing = { generation, status: this.compute() };
+    this.computing = computing;
+    try {
+      const status = await computing.status;
+      // A later computation may have finished first: the newer snapshot stays.
+      if (this.snapshot === null || this.snapshot.generation <= generation) this.snapshot = { generation, at, status };
+      return status;
+    } finally {
+      if (this.computing === computing) this.computing = null;
+    }
   }
 }

@@ -91,12 +91,12 @@ export interface StatusInputs {
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
-export function collectStatus(input: StatusInputs): ServerStatus {
+export async function collectStatus(input: StatusInputs): Promise<ServerStatus> {
   const { store, pools, now } = input;
   const usage = new Map<string, number>();
   let held = 0;
   let first: number | null = null;
-  for (const lease of store.allLeases()) {
+  for (const lease of await store.allLeases()) {
     if (lease.expiresAt <= now) continue;
     held++;
     usage.set(lease.poolId, (usage.get(lease.poolId) ?? 0) + 1);
@@ -135,7 +135,7 @@ export function collectStatus(input: StatusInputs): ServerStatus {
     mode: evalPool !== null ? 'evaluation' : pools.licenseKeys().length > 0 ? 'licensed' : 'unlicensed',
     evaluation:
       evalPool !== null || (pools.evaluationEnded() !== null && pools.licenseKeys().length === 0)
-        ? evaluationStatus(store, pools.evaluationTerms(), evalPool === null ? pools.evaluationEnded() : null, now, input.settings)
+        ? await evaluationStatus(store, pools.evaluationTerms(), evalPool === null ? pools.evaluationEnded() : null, now, input.settings)
         : null,
     keys: pools.licenseKeys().map(keyStatus),
     rejectedKeys: input.rejectedKeys ?? [],

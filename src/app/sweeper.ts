@@ -17,7 +17,7 @@ export class Sweeper {
     /** Sweeps; true when expired leases are left for another turn (they are swept again at once, after what waits). */
     private readonly sweep: () => Promise<boolean | void>,
     /** The earliest lease expiry (after `after`, when given). */
-    private readonly nextExpiry: (after?: number) => number | undefined,
+    private readonly nextExpiry: (after?: number) => Promise<number | undefined>,
     private readonly onError: (err: unknown) => void,
     private readonly maxWaitMs = 60_000,
     /** How late (seconds) a sweep ran after the expiry it was for. */
@@ -43,8 +43,24 @@ export class Sweeper {
   /** Lease times moved together (the clock was re-based): plans the next wake-up afresh. */
   reschedule(): void {
     if (!this.running) return;
-    this.wakeAt = Infinity;
-    this.arm(this.nextExpiry() ?? Infinity);
+    this.plan(this.nextExpiry());
+  }
+
+  /**
+   * Wakes at most `maxWaitMs` from now at once, and at the expiry the store
+   * answers once it does, if that is sooner than what is planned by then (a
+   * lease granted meanwhile may have brought the wake-up forward already).
+   */
+  private plan(next: Promise<number | undefined>): void {
+    this.arm(Infinity);
+    next.then(
+      (at) => {
+        if (this.running && (at ?? Infinity) < this.wakeAt) this.arm(at ?? Infinity);
+      },
+      (err: unknown) => {
+        this.onError(err);
+      },
+    );
   }
 
   private arm(at: number): void {
@@ -62,7 +78,7 @@ export class Sweeper {
     if (this.dueAt !== null) this.lag(Math.max(0, this.clock.now() - this.dueAt) / 1000);
     // The sweep now under way ends every lease expired by now: the next wake-up is for the first one after.
     const now = this.clock.now();
-    this.arm(this.nextExpiry(now) ?? Infinity);
+    this.plan(this.nextExpiry(now));
     this.sweep().then(
       (more) => this.swept(more === true),
       (err: unknown) => {

@@ -120,11 +120,11 @@ export async function deactivate(args: string[], io: Io): Promise<number> {
 }
 
 /** The vendor keys the server trusts: as it recorded them, or from this command's config before the first start. */
-function vendorKeys(config: ReturnType<typeof configFrom>): { jwks: JWK[]; hostRoot: string } {
+async function vendorKeys(config: ReturnType<typeof configFrom>): Promise<{ jwks: JWK[]; hostRoot: string }> {
   if (existsSync(config.dbFile)) {
     const store = openStore(config, 'read');
     try {
-      const s = recordedLicensingSettings(store, config);
+      const s = await recordedLicensingSettings(store, config);
       return { jwks: [...s.vendorPublicKeys], hostRoot: s.activation?.hostRoot ?? config.hostRoot };
     } finally {
       store.close();
@@ -136,7 +136,7 @@ function vendorKeys(config: ReturnType<typeof configFrom>): { jwks: JWK[]; hostR
 export async function fingerprint(args: string[], io: Io): Promise<number> {
   const { values } = parse(args, { ...CONFIG_FLAGS, json: { type: 'boolean' } });
   const config = configFrom(io, values);
-  const { jwks, hostRoot } = vendorKeys(config);
+  const { jwks, hostRoot } = await vendorKeys(config);
   let dir = config.dataDir;
   while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir);
   if (!statSync(dir).isDirectory()) throw new FloatdError('DATA_DIR_INVALID', `the data directory ${config.dataDir} is a file, not a folder`, { setting: 'dataDir' });

@@ -6,7 +6,7 @@ import { AdminTokens } from '../app/admin.js';
 import { openStore } from '../app/stores.js';
 import { serverRuntime } from '../app/inspect.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
-import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
+import type { AdminTokenStore, LeaseStore } from '../domain/ports.js';
 import type { Config } from '../config/config.js';
 import { FloatdError, type ErrorCode } from '../domain/errors.js';
 import { CONFIG_FLAGS, configFrom, intFlag, parse, table, type Io } from './common.js';
@@ -57,7 +57,7 @@ function readToken(config: Config, values: Record<string, unknown>): string | nu
  * server's plain-HTTP listener (its HTTPS one when --ca or --cert is given, or
  * when it has no plain one).
  */
-function target(config: Config, values: Record<string, unknown>): Target {
+async function target(config: Config, values: Record<string, unknown>): Promise<Target> {
   const token = readToken(config, values);
   const wantsTls = tlsFlagsGiven(values);
   if (values['server'] !== undefined) {
@@ -67,7 +67,7 @@ function target(config: Config, values: Record<string, unknown>): Target {
   }
   const store = openStore(config, 'read');
   try {
-    const runtime = serverRuntime(config, store);
+    const runtime = await serverRuntime(config, store);
     if (runtime === null) throw new FloatdError('SERVER_UNREACHABLE', `no floatd is running on ${config.dataDir}; start it, or pass --server URL`);
     const order = wantsTls ? (['https', 'http'] as const) : (['http', 'https'] as const);
     const web = runtime.listeners.find((l) => l.scheme === order[0]) ?? runtime.listeners.find((l) => l.scheme === order[1]);
@@ -137,7 +137,7 @@ function localTime(iso: unknown): string {
 }
 
 async function tokens(sub: string | undefined, positionals: string[], config: Config, io: Io, json: boolean): Promise<number> {
-  let store: SqliteLeaseStore | null = null;
+  let store: (LeaseStore & AdminTokenStore) | null = null;
   try {
     store = openStore(config, 'write');
     const admin = new AdminTokens(store, new SystemClock());
@@ -145,20 +145,20 @@ async function tokens(sub: string | undefined, positionals: string[], config: Co
     const actor = `cli:${userInfo().username}`;
     if (sub === 'create') {
       if (positionals.length !== 1) throw new FloatdError('USAGE', 'floatd admin token create takes one NAME');
-      const token = admin.create(positionals[0]!, actor);
+      const token = await admin.create(positionals[0]!, actor);
       io.out(token);
       io.err(`admin token ${positionals[0]} made; it is shown only now: keep it in a file of mode 0600 and pass --token-file`);
       return 0;
     }
     if (sub === 'list') {
-      const list = admin.list();
+      const list = await admin.list();
       if (json) io.out(JSON.stringify(list.map((t) => ({ name: t.name, createdAt: new Date(t.createdAt).toISOString() })), null, 2));
       else io.out(list.length === 0 ? 'no admin tokens' : table(list.map((t) => [t.name, localTime(new Date(t.createdAt).toISOString())]), ['NAME', 'CREATED']));
       return 0;
     }
     if (sub === 'revoke') {
       if (positionals.length !== 1) throw new FloatdError('USAGE', 'floatd admin token revoke takes one NAME');
-      admin.revoke(positionals[0]!, actor);
+      await admin.revoke(positionals[0]!, actor);
       io.out(`admin token ${positionals[0]} revoked`);
       return 0;
     }
@@ -201,30 +201,30 @@ export async function admin(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(rest, ADMIN_FLAGS, true);
   const config = configFrom(io, values);
   if (sub === 'token') return tokens(positionals[0], positionals.slice(1), config, io, values.json === true);
-  const t = (): Target => target(config, values);
+  const t = (): Promise<Target> => target(config, values);
   switch (sub) {
     case 'leases':
-      return showLeases(t(), values, io);
+      return showLeases(await t(), values, io);
     case 'revoke':
       return revoke(t, positionals, values, io);
     case 'blocks':
       if (positionals.length > 0) throw new FloatdError('USAGE', 'floatd admin blocks takes no arguments (floatd admin unblock BLOCK lifts one)');
-      return showBlocks(t(), values, io);
+      return showBlocks(await t(), values, io);
     case 'unblock': {
       if (positionals.length !== 1) throw new FloatdError('USAGE', 'floatd admin unblock takes one BLOCK id (or a unique prefix; floatd admin blocks lists them)');
-      const lifted = ok<UnblockReply>(await call(t(), 'POST', `/v1/admin/blocks/${encodeURIComponent(positionals[0]!)}/lift`)).block;
+      const lifted = ok<UnblockReply>(await call(await t(), 'POST', `/v1/admin/blocks/${encodeURIComponent(positionals[0]!)}/lift`)).block;
       io.out(`block ${lifted.id} lifted: ${blockedWho(lifted)} may take seats of ${lifted.product} again`);
       return 0;
     }
     case 'rules':
     case 'tls': {
       if (positionals[0] !== 'reload') throw new FloatdError('USAGE', `floatd admin ${sub} reload`);
-      return reloadThroughApi(sub, t(), io);
+      return reloadThroughApi(sub, await t(), io);
     }
     case 'suspend':
     case 'resume': {
       if (positionals.length > 1) throw new FloatdError('USAGE', `floatd admin ${sub} takes at most one LISTENER name`);
-      const { suspended } = ok<SuspensionReply>(await call(t(), 'POST', `/v1/admin/listeners/${sub}`, positionals[0] === undefined ? {} : { listener: positionals[0] }));
+      const { suspended } = ok<SuspensionReply>(await call(await t(), 'POST', `/v1/admin/listeners/${sub}`, positionals[0] === undefined ? {} : { listener: positionals[0] }));
       io.out(`${positionals[0] === undefined ? 'every listener' : `listener ${positionals[0]}`} ${sub === 'suspend' ? 'suspended' : 'resumed'}; suspended now: ${suspended.join(', ') || 'none'}`);
       return 0;
     }
@@ -254,10 +254,10 @@ async function showLeases(t: Target, values: AdminValues, io: Io): Promise<numbe
 }
 
 /** floatd admin revoke LEASE --reason TEXT [--block SPAN]: checks the arguments before finding the server. */
-async function revoke(t: () => Target, positionals: string[], values: AdminValues, io: Io): Promise<number> {
+async function revoke(t: () => Promise<Target>, positionals: string[], values: AdminValues, io: Io): Promise<number> {
   if (positionals.length !== 1 || values.reason === undefined) throw new FloatdError('USAGE', 'floatd admin revoke takes one LEASE id (or a unique prefix) and --reason TEXT');
   const block = blockFlags(values);
-  const { lease, block: made } = ok<RevokeReply>(await call(t(), 'POST', `/v1/admin/leases/${encodeURIComponent(positionals[0]!)}/revoke`, { reason: values.reason, ...block }));
+  const { lease, block: made } = ok<RevokeReply>(await call(await t(), 'POST', `/v1/admin/leases/${encodeURIComponent(positionals[0]!)}/revoke`, { reason: values.reason, ...block }));
   io.out(`revoked lease ${lease.id} of ${lease.user}@${lease.host} (${lease.product})`);
   if (made !== undefined) io.out(`${blockedWho(made)} kept out of ${made.product} until ${localTime(made.until)} (block ${made.id.slice(0, 8)}; floatd admin unblock lifts it)`);
   return 0;
@@ -280,7 +280,7 @@ async function showBlocks(t: Target, values: AdminValues, io: Io): Promise<numbe
 }
 
 /** floatd admin log: the same filters and formats as floatd log, through the admin API. */
-async function showLog(t: () => Target, values: AdminValues, io: Io): Promise<number> {
+async function showLog(t: () => Promise<Target>, values: AdminValues, io: Io): Promise<number> {
   const filter = filterFrom(values, new SystemClock().now());
   if (values.json && values.csv) throw new FloatdError('USAGE', 'choose one of --json and --csv');
   const q = new URLSearchParams();
@@ -291,7 +291,7 @@ async function showLog(t: () => Target, values: AdminValues, io: Io): Promise<nu
   if (filter.events !== undefined) q.set('event', filter.events.join(','));
   const limit = intFlag(values.limit, 'limit', 1);
   if (limit !== undefined) q.set('limit', String(limit));
-  const { events } = ok<LogReply>(await call(t(), 'GET', `/v1/admin/log${q.size > 0 ? `?${q}` : ''}`));
+  const { events } = ok<LogReply>(await call(await t(), 'GET', `/v1/admin/log${q.size > 0 ? `?${q}` : ''}`));
   if (values.json) for (const e of events) io.out(JSON.stringify(eventJson(e)));
   else if (values.csv) io.out([CSV_HEADER, ...events.map(csvRow)].join('\n'));
   else for (const line of new LogTable(values.utc ?? false).lines(events)) io.out(line);
@@ -342,5 +342,5 @@ export async function reloadRulesOfServer(config: Config, io: Io, values: Record
   if (!existsSync(config.adminTokenFile) && values['token-file'] === undefined) {
     throw new FloatdError('INPUT_INVALID', `no admin token at ${config.adminTokenFile}: the server makes it at its first start; pass --token-file FILE otherwise`);
   }
-  return reloadThroughApi('rules', target(config, values), io);
+  return reloadThroughApi('rules', await target(config, values), io);
 }

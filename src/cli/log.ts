@@ -3,7 +3,7 @@ import { resolveId } from '../app/licensing.js';
 import { CSV_HEADER, csvRow, eventJson, exportEvents, exportFormatOf, verifyLeaseLog, type LogVerification } from '../app/lease-log.js';
 import { EVALUATION_POOL_ID } from '../domain/pool.js';
 import { SystemClock } from '../adapters/clock/system-clock.js';
-import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
+import type { LeaseStore } from '../domain/ports.js';
 import { FloatdError } from '../domain/errors.js';
 import { LEASE_EVENTS, type EventFilter, type LeaseEvent } from '../domain/events.js';
 import { CONFIG_FLAGS, configFrom, intFlag, parse, timeFlag, type Io } from './common.js';
@@ -73,9 +73,9 @@ export function filterFrom(values: FilterValues, now: number): MutableFilter {
 }
 
 /** A pool is named by its key id or a unique prefix of it; an id no longer installed is taken as given. */
-function resolvePool(store: SqliteLeaseStore, pool: string | undefined): string | undefined {
+async function resolvePool(store: Pick<LeaseStore, 'listLicenses'>, pool: string | undefined): Promise<string | undefined> {
   if (pool === undefined) return undefined;
-  const ids = [EVALUATION_POOL_ID, ...store.listLicenses().map((l) => l.id)];
+  const ids = [EVALUATION_POOL_ID, ...(await store.listLicenses()).map((l) => l.id)];
   try {
     return resolveId(pool, ids, 'license key', 'USAGE');
   } catch (err) {
@@ -106,7 +106,7 @@ export async function log(args: string[], io: Io, signal?: AbortSignal): Promise
   const limit = intFlag(values.limit, 'limit', 1);
   const store = openExisting(configFrom(io, values));
   try {
-    filter.pool = resolvePool(store, values.pool);
+    filter.pool = await resolvePool(store, values.pool);
     const table = new LogTable(values.utc ?? false);
     let headed = false;
     const print = (events: readonly LeaseEvent[]) => {
@@ -122,12 +122,12 @@ export async function log(args: string[], io: Io, signal?: AbortSignal): Promise
     };
     let last = 0;
     if (limit !== undefined) {
-      const events = store.queryEvents({ ...filter, limit });
+      const events = await store.queryEvents({ ...filter, limit });
       print(events);
       last = events.at(-1)?.id ?? 0;
     } else {
       for (;;) {
-        const events = store.queryEvents({ ...filter, afterId: last, first: SLICE });
+        const events = await store.queryEvents({ ...filter, afterId: last, first: SLICE });
         print(events);
         if (events.length < SLICE) {
           last = events.at(-1)?.id ?? last;
@@ -139,19 +139,37 @@ export async function log(args: string[], io: Io, signal?: AbortSignal): Promise
       }
     }
     if (!values.follow) return 0;
-    last = Math.max(last, store.queryEvents({ limit: 1 }).at(-1)?.id ?? 0);
-    await new Promise<void>((resolve) => {
-      const stop = () => {
+    last = Math.max(last, (await store.queryEvents({ limit: 1 })).at(-1)?.id ?? 0);
+    await new Promise<void>((resolve, reject) => {
+      let stopped = false;
+      /** A look in progress: the next tick waits for it rather than print its entries twice. */
+      let looking = false;
+      const end = () => {
+        stopped = true;
         clearInterval(timer);
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
+      };
+      const stop = () => {
+        end();
         resolve();
       };
-      const timer = setInterval(() => {
-        const events = store.queryEvents({ ...filter, afterId: last });
-        if (events.length === 0) return;
+      const look = async () => {
+        const events = await store.queryEvents({ ...filter, afterId: last });
+        if (stopped || events.length === 0) return;
         print(events);
         last = events.at(-1)!.id;
+      };
+      const timer = setInterval(() => {
+        if (looking) return;
+        looking = true;
+        look().then(
+          () => (looking = false),
+          (err: unknown) => {
+            end();
+            reject(err);
+          },
+        );
       }, 250);
       if (signal?.aborted) stop();
       signal?.addEventListener('abort', stop);
@@ -174,7 +192,7 @@ async function exportLog(args: string[], io: Io): Promise<number> {
   const filter = filterFrom(values, new SystemClock().now());
   const store = openExisting(configFrom(io, values));
   try {
-    filter.pool = resolvePool(store, values.pool);
+    filter.pool = await resolvePool(store, values.pool);
     const done = await exportEvents(store, file, filter);
     if (done.entries === 0) io.out(`no entries matched; ${file} holds none`);
     else io.out(`${plural(done.entries, 'entry', 'entries')} exported to ${file} (#${done.first!.id} ${humanTime(done.first!.ts)} to #${done.last!.id} ${humanTime(done.last!.ts)})`);

@@ -236,7 +236,7 @@ async function simulate(args: string[], io: Io): Promise<number> {
     try {
       const sinceMs = timeFlag(values.since, 'since', now);
       const untilMs = timeFlag(values.until, 'until', now);
-      const results = replayLeaseLog(store, book, groups, { ...(sinceMs !== undefined ? { sinceMs } : {}), ...(untilMs !== undefined ? { untilMs } : {}) });
+      const results = await replayLeaseLog(store, book, groups, { ...(sinceMs !== undefined ? { sinceMs } : {}), ...(untilMs !== undefined ? { untilMs } : {}) });
       for (const r of results) {
         count(r.decision);
         if (values.json) {

@@ -58,12 +58,11 @@ export async function serve(args: string[], io: Io): Promise<number> {
     if (signalled === null) await server.start();
     // SIGHUP re-reads the rules and groups, and the TLS certificate and key.
     reload = () => {
-      try {
-        server.reloadRules();
+      const reloading = async () => {
+        await server.reloadRules();
         server.reloadTls();
-      } catch (err) {
-        server.logger.error({ err }, 'reload failed');
-      }
+      };
+      reloading().catch((err: unknown) => server.logger.error({ err }, 'reload failed'));
     };
     process.on('SIGHUP', reload);
     const signal = signalled ?? (await new Promise<NodeJS.Signals>((resolve) => (wake = resolve)));

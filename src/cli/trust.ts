@@ -22,7 +22,7 @@ export async function trust(args: string[], io: Io): Promise<number> {
   const config = configFrom(io, values);
   const store = openStore(config, 'write');
   try {
-    const stored = store.getMeta(PRODUCT_META);
+    const stored = await store.getMeta(PRODUCT_META);
     if (stored !== undefined && stored !== '') {
       const current = await readProductTerms(stored);
       if (current.vendorKid !== terms.vendorKid) {
@@ -32,7 +32,7 @@ export async function trust(args: string[], io: Io): Promise<number> {
         throw new FloatdError('PRODUCT_FILE_INVALID', `the product file is older (${new Date(terms.issuedAt).toISOString()}) than the one installed (${new Date(current.issuedAt).toISOString()})`);
       }
     }
-    store.setMeta(PRODUCT_META, terms.token);
+    await store.setMeta(PRODUCT_META, terms.token);
   } finally {
     store.close();
   }

@@ -52,9 +52,9 @@ export interface LeaseApi<Status extends object = object, Public extends object 
   renew(caller: Caller, leaseId: string, proof?: LeaseProof): Promise<Outcome<{ readonly lease: WireLease }>>;
   release(caller: Caller, leaseId: string, proof?: LeaseProof): Promise<Outcome<{ readonly released: boolean }>>;
   /** Everything status shows (for admin callers); the server's shape is `ServerStatus`. */
-  status(): Status;
+  status(): Promise<Status>;
   /** What status shows a caller without an admin credential: seats per product and health (`PublicStatus`). */
-  publicStatus(): Public;
+  publicStatus(): Promise<Public>;
   /** Called after the commit that ended a lease (released, expired, revoked); returns an unsubscribe. */
   onLeaseEnded(listener: (ended: LeaseEnded) => void): () => void;
 }

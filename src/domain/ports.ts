@@ -114,7 +114,11 @@ export interface UnitOptions {
   readonly source?: string;
 }
 
-/** Durable state: leases, license keys, settings and the lease log. */
+/**
+ * Durable state: leases, license keys, settings and the lease log. Every
+ * method but `close` and `configureCommits` answers through a promise, so a
+ * networked database can sit behind it; each write is one transaction.
+ */
 export interface LeaseStore {
   /**
    * Runs `fn` as one unit of work: all its writes commit, or none, and what it
@@ -133,29 +137,29 @@ export interface LeaseStore {
   /** The nodes sharing this store, and which runs a job. */
   readonly cluster: Cluster;
   /** The earliest lease expiry, or the earliest after `after` when given. */
-  nextExpiry(after?: number): number | undefined;
+  nextExpiry(after?: number): Promise<number | undefined>;
   /** The latest time the store recorded (a lease-log entry or a renewal), to notice a clock turned back while stopped. */
-  latestRecordedTime(): number | undefined;
-  allLeases(): Lease[];
+  latestRecordedTime(): Promise<number | undefined>;
+  allLeases(): Promise<Lease[]>;
   /** Blocks in force at `now`, soonest to end first. */
-  blocks(now: number): Block[];
-  getMeta(key: string): string | undefined;
-  setMeta(key: string, value: string): void;
+  blocks(now: number): Promise<Block[]>;
+  getMeta(key: string): Promise<string | undefined>;
+  setMeta(key: string, value: string): Promise<void>;
   /** Sets `key` to `value` unless it already holds one; returns the stored value. */
-  initMeta(key: string, value: string): string;
-  listLicenses(): StoredLicense[];
-  addLicense(license: StoredLicense, event: LeaseEventInput): void;
-  removeLicense(id: string, event: LeaseEventInput): boolean;
-  appendEvent(event: LeaseEventInput): void;
-  queryEvents(filter: EventFilter): LeaseEvent[];
+  initMeta(key: string, value: string): Promise<string>;
+  listLicenses(): Promise<StoredLicense[]>;
+  addLicense(license: StoredLicense, event: LeaseEventInput): Promise<void>;
+  removeLicense(id: string, event: LeaseEventInput): Promise<boolean>;
+  appendEvent(event: LeaseEventInput): Promise<void>;
+  queryEvents(filter: EventFilter): Promise<LeaseEvent[]>;
   /**
    * Where retention cuts the lease log: the id of the oldest entry recorded at
    * or after `beforeMs` (entries below it go), or undefined when the log holds
    * no entry that new.
    */
-  pruneBoundary(beforeMs: number): number | undefined;
+  pruneBoundary(beforeMs: number): Promise<number | undefined>;
   /** Deletes up to `limit` of the oldest lease-log entries with an id below `beforeId`, in one short transaction; returns how many. */
-  pruneEvents(beforeId: number, limit: number): number;
+  pruneEvents(beforeId: number, limit: number): Promise<number>;
   close(): void;
 }
 
@@ -215,11 +219,11 @@ export interface AdminToken {
 
 /** Admin API bearer tokens, stored only as hashes; every change is a lease-log entry. */
 export interface AdminTokenStore {
-  listAdminTokens(): AdminToken[];
+  listAdminTokens(): Promise<AdminToken[]>;
   /** The name of the token with this hash, if any. */
-  adminTokenByHash(hash: string): string | undefined;
-  putAdminToken(name: string, hash: string, replace: boolean, event: LeaseEventInput): boolean;
-  removeAdminToken(name: string, event: LeaseEventInput): boolean;
+  adminTokenByHash(hash: string): Promise<string | undefined>;
+  putAdminToken(name: string, hash: string, replace: boolean, event: LeaseEventInput): Promise<boolean>;
+  removeAdminToken(name: string, event: LeaseEventInput): Promise<boolean>;
 }
 
 /** A vendor-signed activation as the server keeps it. */
@@ -235,15 +239,23 @@ export interface StoredActivation {
   readonly validatedAt: number;
 }
 
+/** An offline activation (or deactivation) request the server wrote, and when its answer consumed it. */
+export interface StoredActivationRequest {
+  readonly keyId: string;
+  readonly kind: 'activation' | 'deactivation';
+  readonly createdAt: number;
+  readonly consumedAt: number | null;
+}
+
 /** The server's activations and the offline requests it wrote. */
 export interface ActivationStore {
-  listActivations(): StoredActivation[];
-  getActivation(keyId: string): StoredActivation | undefined;
+  listActivations(): Promise<StoredActivation[]>;
+  getActivation(keyId: string): Promise<StoredActivation | undefined>;
   /** Stores (or replaces) a key's activation, consuming the offline request it answers, with its lease-log entry, in one transaction; false when the request was already consumed. */
-  putActivation(activation: StoredActivation, consumeNonce: string | null, event: LeaseEventInput): boolean;
+  putActivation(activation: StoredActivation, consumeNonce: string | null, event: LeaseEventInput): Promise<boolean>;
   /** A re-validation: the vendor's fresh activation and when. */
-  revalidated(keyId: string, token: string, at: number): void;
-  removeActivation(keyId: string, event: LeaseEventInput): boolean;
-  addActivationRequest(nonce: string, keyId: string, kind: 'activation' | 'deactivation', createdAt: number): void;
-  findActivationRequest(nonce: string): { keyId: string; kind: 'activation' | 'deactivation'; createdAt: number; consumedAt: number | null } | undefined;
+  revalidated(keyId: string, token: string, at: number): Promise<void>;
+  removeActivation(keyId: string, event: LeaseEventInput): Promise<boolean>;
+  addActivationRequest(nonce: string, keyId: string, kind: 'activation' | 'deactivation', createdAt: number): Promise<void>;
+  findActivationRequest(nonce: string): Promise<StoredActivationRequest | undefined>;
 }

@@ -62,9 +62,9 @@ describe('abuse limits (maxConnectionsPerAddress, acquireRateLimit)', () => {
     const limited = acquires.find((r) => codeOf(r) === 'TOO_MANY_REQUESTS')!['error'] as Record<string, unknown>;
     expect(limited).toMatchObject({ reason: 'acquire-rate', retryAfterMs: 500 });
     expect(limited['message']).toMatch(/too many acquisitions from 127\.0\.0\.1: at most 2 a second, 4 at once \(acquireRateLimit\)/);
-    expect(server.floatd.store.allLeases()).toHaveLength(4);
+    expect(await server.floatd.store.allLeases()).toHaveLength(4);
     // A refusal by the rate limit writes nothing: the lease log holds the grants only.
-    expect(server.floatd.store.queryEvents({ events: ['denied'] })).toHaveLength(0);
+    expect(await server.floatd.store.queryEvents({ events: ['denied'] })).toHaveLength(0);
 
     // The web endpoint shares the limit: the same address, the same bucket.
     const http = `http://127.0.0.1:${server.floatd.listenerStatus().find((l) => l.scheme === 'http')!.port}`;

@@ -49,7 +49,7 @@ describe('a client that half-closes (printf "hello\\nacquire\\n" | nc -N host po
     const replies = await halfClose(connect({ host, port: Number(port) }), HELLO_ACQUIRE);
     expect(replies).toMatchObject([{ id: 1, ok: true }, { id: 2, ok: true, lease: { product: 'cad' } }]);
     const leaseId = (replies[1]!['lease'] as { id: string }).id;
-    expect(server.floatd.store.allLeases().map((l) => l.id)).toEqual([leaseId]);
+    expect((await server.floatd.store.allLeases()).map((l) => l.id)).toEqual([leaseId]);
   });
 
   it('gets it inside TLS too (tls://)', async () => {
@@ -63,7 +63,7 @@ describe('a client that half-closes (printf "hello\\nacquire\\n" | nc -N host po
     });
     const replies = await halfClose(socket, HELLO_ACQUIRE);
     expect(replies).toMatchObject([{ id: 1, ok: true }, { id: 2, ok: true, lease: { product: 'cad' } }]);
-    expect(server.floatd.store.allLeases()).toHaveLength(1);
+    expect(await server.floatd.store.allLeases()).toHaveLength(1);
   });
 });
 

@@ -31,19 +31,19 @@ describe('repeated denials are counted, not appended', () => {
     leaseOf(await (await s.connect('holder')).request('acquire', { product: 'cad' }));
     const c = await s.connect('alice');
     const pagesBefore = pagesOf(s.config.dbFile);
-    const eventsBefore = s.floatd.store.queryEvents({}).length;
+    const eventsBefore = (await s.floatd.store.queryEvents({})).length;
     let denied = 0;
     for (let round = 0; round < 20; round++) {
       const replies = await Promise.all(Array.from({ length: 500 }, () => c.request('acquire', { product: 'cad' })));
       denied += replies.filter((r) => !r.ok && r.error.code === 'NO_FREE_SEATS').length;
     }
     expect(denied).toBe(10_000);
-    const entries = s.floatd.store.queryEvents({ events: ['denied'] });
+    const entries = await s.floatd.store.queryEvents({ events: ['denied'] });
     // One entry a minute: the run may straddle a minute boundary.
     expect(entries.length).toBeLessThanOrEqual(2);
     expect(entries.reduce((n, e) => n + e.count, 0)).toBe(10_000);
     expect(entries[0]).toMatchObject({ user: 'alice', code: 'NO_FREE_SEATS', product: 'cad' });
-    expect(s.floatd.store.queryEvents({}).length - eventsBefore).toBe(entries.length);
+    expect((await s.floatd.store.queryEvents({})).length - eventsBefore).toBe(entries.length);
     // Without counting, 10,000 entries of ~250 bytes each would be megabytes of log: the database
     // (its pages, wherever they are now: the WAL is rewritten by every commit and checkpointed) stays put.
     expect(pagesOf(s.config.dbFile) - pagesBefore).toBeLessThan(50);
@@ -75,7 +75,7 @@ describe('repeated denials are counted, not appended', () => {
       for (const t of conns) t.close();
     }
     expect(denied).toBe(300);
-    const entries = s.floatd.store.queryEvents({ events: ['denied'] });
+    const entries = await s.floatd.store.queryEvents({ events: ['denied'] });
     // 100 entries a minute per address, plus one catch-all; two minutes at most.
     expect(entries.length).toBeLessThanOrEqual(2 * 101);
     expect(entries.reduce((n, e) => n + e.count, 0)).toBe(300);

@@ -92,7 +92,7 @@ describe('storage faults are a state, not a flood', () => {
     expect(lines.filter((l) => l['msg'] === 'request failed')).toEqual([]);
 
     // Nothing acknowledged was lost, and the server serves again.
-    expect(s.floatd.store.allLeases().map((l) => l.id).sort()).toEqual(held.map((h) => h.id).sort());
+    expect((await s.floatd.store.allLeases()).map((l) => l.id).sort()).toEqual(held.map((h) => h.id).sort());
     expect((await alice.request('renew', { lease: held[0]!.id, leaseSecret: held[0]!.leaseSecret })).ok).toBe(true);
     expect(leaseOf(await (await s.connect('late')).request('acquire', { product: 'cad' })).id).toBeTruthy();
   });

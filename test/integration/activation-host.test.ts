@@ -44,13 +44,13 @@ describe('host binding on ordinary VMs', () => {
     host.setHostname('build-vm-8');
     await s.floatd.checkActivations();
     leaseOf(await s.acquire('cad', 'bob'));
-    expect(formatStatus(s.floatd.status())).toContain('changed since activation, tolerated: hostname');
+    expect(formatStatus(await s.floatd.status())).toContain('changed since activation, tolerated: hostname');
 
     // Then resized as well: two changes break the binding.
     host.setCpu('QEMU Virtual CPU version 2.5+', 8);
     await s.floatd.checkActivations();
     expect(errorOf(await s.acquire('cad', 'carol')).code).toBe('NOT_ACTIVATED');
-    expect(s.floatd.status().keys[0]!.activation).toMatchObject({ state: 'hardware-changed', changed: ['cpu', 'hostname'] });
+    expect((await s.floatd.status()).keys[0]!.activation).toMatchObject({ state: 'hardware-changed', changed: ['cpu', 'hostname'] });
   });
 
   it('fewer than two readable components: activation is refused, naming every component tried, why it was unreadable, and the container-binding key', async () => {
@@ -113,7 +113,7 @@ describe('host binding on ordinary VMs', () => {
     host.setNic('eth0', '52:54:00:aa:bb:cc');
     await s.floatd.checkActivations();
     leaseOf(await s.acquire('cad'));
-    expect(s.floatd.status().keys[0]!.activation).toMatchObject({ state: 'active', changed: [] });
+    expect((await s.floatd.status()).keys[0]!.activation).toMatchObject({ state: 'active', changed: [] });
     // One of the three it holds changes: tolerated; a second: broken.
     host.setFilesystemUuid('0b7e1c52-0000-4000-8000-000000000001');
     await s.floatd.checkActivations();

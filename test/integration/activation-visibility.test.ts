@@ -42,7 +42,7 @@ async function mixedSite(clock?: FakeClock) {
   const gated = await issueActivationKey(vendor, vdir, { url: service.url, product: 'cad', seats: 8 });
   const plain = await vendor.issue({ product: 'cad', seats: 28 });
   const s = await site(vendor, [plain, gated.token], cleanup, { clock, extra: { 'http.listen': ['127.0.0.1:0'] } });
-  const plainId = s.floatd.status().keys.find((k) => k.id !== gated.id)!.id;
+  const plainId = (await s.floatd.status()).keys.find((k) => k.id !== gated.id)!.id;
   return { s, gated, plainId, service };
 }
 
@@ -55,9 +55,9 @@ describe('keys that need an activation they lack look unusable everywhere', () =
       expect(st.keys.find((k) => k.id === plainId)).toMatchObject({ state: 'valid', seatsGrantable: 28, action: null });
       expect(st.products).toEqual([{ product: 'cad', seatsTotal: 36, seatsGrantable: 28, seatsInUse: 1, seatsFree: 27 }]);
     };
-    check(s.floatd.status());
+    check(await s.floatd.status());
     check(await offlineStatus(s.config, s.floatd.clock));
-    const text = formatStatus(s.floatd.status());
+    const text = formatStatus(await s.floatd.status());
     expect(text).toMatch(new RegExp(`${gated.id}.*not activated \\(run: floatd activate ${gated.id}\\)`));
     expect(text).toMatch(/PRODUCT\s+TOTAL\s+GRANTABLE\s+IN USE\s+FREE\n\s*cad\s+36\s+28\s+1\s+27/);
     expect(text).toContain('8 seat(s) of cad cannot be granted');
@@ -83,11 +83,11 @@ describe('keys that need an activation they lack look unusable everywhere', () =
 
     // Activated, it is valid and its seats are free; deactivated, it says so.
     await s.activation((a, keys) => a.activateOnline(keys.find((k) => k.id === gated.id)!));
-    expect(s.floatd.status().products[0]).toMatchObject({ seatsTotal: 36, seatsGrantable: 36, seatsFree: 35 });
-    expect(s.floatd.status().keys.find((k) => k.id === gated.id)).toMatchObject({ state: 'valid', seatsGrantable: 8 });
+    expect((await s.floatd.status()).products[0]).toMatchObject({ seatsTotal: 36, seatsGrantable: 36, seatsFree: 35 });
+    expect((await s.floatd.status()).keys.find((k) => k.id === gated.id)).toMatchObject({ state: 'valid', seatsGrantable: 8 });
     await s.activation((a, keys) => a.deactivateOnline(keys.find((k) => k.id === gated.id)!));
-    expect(s.floatd.status().keys.find((k) => k.id === gated.id)).toMatchObject({ state: 'deactivated', action: `floatd activate ${gated.id}` });
-    expect(formatStatus(s.floatd.status())).toMatch(new RegExp(`${gated.id}.*deactivated \\(run: floatd activate ${gated.id}\\)`));
+    expect((await s.floatd.status()).keys.find((k) => k.id === gated.id)).toMatchObject({ state: 'deactivated', action: `floatd activate ${gated.id}` });
+    expect(formatStatus(await s.floatd.status())).toMatch(new RegExp(`${gated.id}.*deactivated \\(run: floatd activate ${gated.id}\\)`));
     expect((await cli(['license', 'list', '--data-dir', s.config.dataDir])).out).toMatch(new RegExp(`${gated.id}.*deactivated`));
   });
 
@@ -97,8 +97,8 @@ describe('keys that need an activation they lack look unusable everywhere', () =
     s.host.setMachineId('0123456789abcdef0123456789abcdef');
     s.host.setProductUuid('5E1F0C2A-0000-4000-8000-00000000AB12');
     await s.floatd.checkActivations();
-    expect(s.floatd.status().keys.find((k) => k.id === gated.id)).toMatchObject({ state: 'binding-broken', seatsGrantable: 0 });
-    expect(s.floatd.status().products[0]).toMatchObject({ seatsGrantable: 28 });
+    expect((await s.floatd.status()).keys.find((k) => k.id === gated.id)).toMatchObject({ state: 'binding-broken', seatsGrantable: 0 });
+    expect((await s.floatd.status()).products[0]).toMatchObject({ seatsGrantable: 28 });
     expect((await cli(['license', 'list', '--data-dir', s.config.dataDir])).out).toMatch(new RegExp(`${gated.id}.*binding broken`));
   });
 
@@ -144,7 +144,7 @@ describe('keys that need an activation they lack look unusable everywhere', () =
     const text = renderUsage(report, 'table');
     expect(text).toContain('28 (+8 not grantable)');
     expect(text).toContain('up to 8 seat(s) of installed keys could not be granted in this range');
-    expect(s.floatd.store.queryEvents({ events: ['activation-changed'] }).map((e) => [e.code, e.seatsTotal])).toEqual([
+    expect((await s.floatd.store.queryEvents({ events: ['activation-changed'] })).map((e) => [e.code, e.seatsTotal])).toEqual([
       ['not-activated', 0],
       ['active', 8],
     ]);

@@ -38,16 +38,16 @@ describe('server activation', () => {
     expect(denied.code).toBe('NOT_ACTIVATED');
     expect(denied.message).toContain(`floatd activate ${key.id}`);
     leaseOf(await s.acquire('paint'));
-    const before = formatStatus(s.floatd.status());
+    const before = formatStatus(await s.floatd.status());
     expect(before).toContain(`activation of ${key.id}: NOT GRANTING`);
     expect(before).toContain(`floatd activate ${key.id}`);
 
     const outcome = await s.activation((a, keys) => a.activateOnline(keys.find((k) => k.id === key.id)!));
     expect(outcome).toMatchObject({ keyId: key.id, created: true, changed: [] });
     expect(leaseOf(await s.acquire('cad')).product).toBe('cad');
-    expect(s.floatd.status().keys.find((k) => k.id === key.id)!.activation).toMatchObject({ state: 'active' });
+    expect((await s.floatd.status()).keys.find((k) => k.id === key.id)!.activation).toMatchObject({ state: 'active' });
     expect(service.activations.list(key.id)).toHaveLength(1);
-    expect(s.floatd.store.queryEvents({ events: ['activated'] })[0]).toMatchObject({ poolId: key.id });
+    expect((await s.floatd.store.queryEvents({ events: ['activated'] }))[0]).toMatchObject({ poolId: key.id });
   });
 
   it('activates through an HTTP CONNECT proxy with user:password, and says when the proxy refuses', async () => {
@@ -237,19 +237,19 @@ describe('server activation', () => {
 
     s.host.setFilesystemUuid('0b0b0b0b-0000-4000-8000-000000000001');
     clock.advance(3_600_000);
-    await waitFor(() => s.floatd.status().keys.find((k) => k.id === key.id)!.activation!.changed.length === 1);
-    expect(s.floatd.status().keys.find((k) => k.id === key.id)!.activation).toMatchObject({ state: 'active', changed: ['filesystem-uuid'] });
+    await waitFor(async () => (await s.floatd.status()).keys.find((k) => k.id === key.id)!.activation!.changed.length === 1);
+    expect((await s.floatd.status()).keys.find((k) => k.id === key.id)!.activation).toMatchObject({ state: 'active', changed: ['filesystem-uuid'] });
     expect(s.lines.some((l) => l['level'] === 40 && String(l['msg']).includes('tolerated'))).toBe(true);
     leaseOf(await s.acquire('cad', 'bob'));
 
     s.host.setProductUuid('11111111-2222-4333-8444-555555555555');
     clock.advance(3_600_000);
-    await waitFor(() => s.floatd.status().keys.find((k) => k.id === key.id)!.activation!.state === 'hardware-changed');
+    await waitFor(async () => (await s.floatd.status()).keys.find((k) => k.id === key.id)!.activation!.state === 'hardware-changed');
     const denied = errorOf(await s.acquire('cad', 'carol'));
     expect(denied.code).toBe('NOT_ACTIVATED');
     expect(denied.message).toMatch(/hardware changed: product-uuid, filesystem-uuid/);
     leaseOf(await s.acquire('paint', 'carol'));
-    const text = formatStatus(s.floatd.status());
+    const text = formatStatus(await s.floatd.status());
     expect(text).toMatch(/hardware changed: product-uuid, filesystem-uuid/);
     const logged = s.lines.find((l) => l['level'] === 50 && l['activation'] === 'hardware-changed');
     expect(logged).toMatchObject({ key: key.id, changed: ['product-uuid', 'filesystem-uuid'] });
@@ -301,7 +301,7 @@ describe('server activation', () => {
     const clock31 = new FakeClock(t0 + 31 * 86_400_000);
     const day31 = await site(vendor, [], { clock: clock31, dataDir, host });
     clock31.advance(0);
-    await waitFor(() => day31.floatd.store.queryEvents({ events: ['activation-revalidated'] }).length === 1);
+    await waitFor(async () => (await day31.floatd.store.queryEvents({ events: ['activation-revalidated'] })).length === 1);
     leaseOf(await day31.acquire('cad'));
     await day31.stop();
     await service.stop();
@@ -310,8 +310,8 @@ describe('server activation', () => {
     const clock62 = new FakeClock(t0 + 62 * 86_400_000);
     const day62 = await site(vendor, [], { clock: clock62, dataDir, host });
     clock62.advance(0);
-    await waitFor(() => day62.floatd.store.queryEvents({ events: ['activation-failed'] }).length === 1);
-    expect(day62.floatd.status().keys[0]!.activation!.graceUntil).toBe(new Date(t0 + (31 + 44) * 86_400_000).toISOString());
+    await waitFor(async () => (await day62.floatd.store.queryEvents({ events: ['activation-failed'] })).length === 1);
+    expect((await day62.floatd.status()).keys[0]!.activation!.graceUntil).toBe(new Date(t0 + (31 + 44) * 86_400_000).toISOString());
     leaseOf(await day62.acquire('cad'));
     await day62.stop();
 
@@ -321,10 +321,10 @@ describe('server activation', () => {
     const denied = errorOf(await day76.acquire('cad'));
     expect(denied.code).toBe('NOT_ACTIVATED');
     expect(denied.message).toMatch(/has not confirmed the activation/);
-    expect(day76.floatd.status().keys[0]!.activation!.state).toBe('revalidation-overdue');
+    expect((await day76.floatd.status()).keys[0]!.activation!.state).toBe('revalidation-overdue');
     // The key itself is not shown valid: its state says the re-validation is overdue, and what to do.
-    expect(day76.floatd.status().keys[0]).toMatchObject({ state: 'revalidation-overdue', seatsGrantable: 0 });
-    expect(formatStatus(day76.floatd.status())).toMatch(/revalidation overdue \(run: let the server reach the activation service/);
+    expect((await day76.floatd.status()).keys[0]).toMatchObject({ state: 'revalidation-overdue', seatsGrantable: 0 });
+    expect(formatStatus(await day76.floatd.status())).toMatch(/revalidation overdue \(run: let the server reach the activation service/);
   });
 });
 
@@ -338,8 +338,8 @@ describe('leases that chain to the vendor', () => {
     await good.activation((a, keys) => a.activateOnline(keys[0]!));
     // A rogue server holding the same license key and a copy of the real activation: its own key is named nowhere.
     const rogue = await site(vendor, [key.token]);
-    const stolen = (good.floatd.store as unknown as SqliteLeaseStore).getActivation(key.id)!;
-    (rogue.floatd.store as unknown as SqliteLeaseStore).putActivation(stolen, null, { ts: Date.now(), event: 'activated', message: 'copied' });
+    const stolen = (await (good.floatd.store as unknown as SqliteLeaseStore).getActivation(key.id))!;
+    await (rogue.floatd.store as unknown as SqliteLeaseStore).putActivation(stolen, null, { ts: Date.now(), event: 'activated', message: 'copied' });
     await rogue.floatd.reloadLicenses();
     expect(errorOf(await rogue.acquire('cad')).code).toBe('NOT_ACTIVATED');
     // Even one that grants anyway (changed code) cannot make the chain hold.
@@ -413,9 +413,9 @@ function runPython(args: string[]): Promise<{ code: number | null; out: string; 
   }));
 }
 
-async function waitFor(check: () => boolean): Promise<void> {
+async function waitFor(check: () => boolean | Promise<boolean>): Promise<void> {
   for (let i = 0; i < 400; i++) {
-    if (check()) return;
+    if (await check()) return;
     await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error('timed out');

@@ -51,8 +51,8 @@ describe('the admin API', () => {
     expect(none.body).toMatchObject({ ok: false, error: { code: 'UNAUTHORIZED' } });
     const wrong = await call(`${base}/v1/admin/leases/${lease.id}/revoke`, 'POST', { reason: 'x' }, bearer('fdt_wrong'));
     expect(wrong.status).toBe(401);
-    expect(server.floatd.store.allLeases().map((l) => l.id)).toEqual([lease.id]);
-    expect(server.floatd.store.queryEvents({ events: ['revoked'] })).toEqual([]);
+    expect((await server.floatd.store.allLeases()).map((l) => l.id)).toEqual([lease.id]);
+    expect(await server.floatd.store.queryEvents({ events: ['revoked'] })).toEqual([]);
     expect(lines.filter((l) => l['level'] === 40 && String(l['msg']).startsWith('admin API request from 127.0.0.1 refused'))).toHaveLength(1);
     for (let i = 0; i < 8; i++) await call(`${base}/v1/admin/leases`, 'GET', undefined, bearer('fdt_wrong'));
     const limited = await call(`${base}/v1/admin/leases`, 'GET', undefined, bearer('fdt_wrong'));
@@ -119,7 +119,7 @@ describe('the admin API', () => {
       expect(acquire.status).toBe(403);
     }
     expect(server.floatd.suspendedListeners()).toEqual([]);
-    expect(server.floatd.store.allLeases()).toEqual([]);
+    expect(await server.floatd.store.allLeases()).toEqual([]);
     // Reading is not changing; the server's own origin and no Origin at all are fine.
     expect((await call(`${base}/v1/admin/leases`, 'GET', undefined, { headers: { authorization: `Bearer ${token}`, origin: 'null' } })).status).toBe(200);
     expect((await call(`${base}/v1/admin/listeners/resume`, 'POST', {}, { headers: { authorization: `Bearer ${token}`, origin: base } })).status).toBe(200);
@@ -148,7 +148,7 @@ describe('the admin API', () => {
     await call(`${base}/v1/admin/leases/${b.id}/revoke`, 'POST', { reason: 'moving the server' }, bearer(token));
     const renewal = await call(`${base}/v1/leases/${b.id}/renew`, 'POST', { client: { user: 'bob', instance: 'b-1' } });
     expect(renewal).toMatchObject({ status: 404, body: { error: { code: 'LEASE_NOT_FOUND', reason: 'by token:local: moving the server' } } });
-    expect(server.floatd.store.queryEvents({ events: ['revoked'] }).map((e) => [e.user, e.actor])).toEqual([['alice', 'token:local'], ['bob', 'token:local']]);
+    expect((await server.floatd.store.queryEvents({ events: ['revoked'] })).map((e) => [e.user, e.actor])).toEqual([['alice', 'token:local'], ['bob', 'token:local']]);
     const log = await call(`${base}/v1/admin/log?event=revoked`, 'GET', undefined, bearer(token));
     expect((log.body['events'] as unknown[]).length).toBe(2);
   });
@@ -170,13 +170,13 @@ describe('the admin API', () => {
     // No new lease on a suspended listener, whichever door: the open connection's acquisition is refused like an HTTP one.
     expect(errorOf(await open.request('acquire', { product: 'cad' }))).toMatchObject({ code: 'SUSPENDED' });
     expect(await call(`${base}/readyz`, 'GET')).toMatchObject({ status: 503, body: { ok: false, reason: 'suspended: tcp' } });
-    expect(server.floatd.status().listeners.find((l) => l.name === 'tcp')).toMatchObject({ suspended: true });
+    expect((await server.floatd.status()).listeners.find((l) => l.name === 'tcp')).toMatchObject({ suspended: true });
     expect((await call(`${base}/v1/admin/listeners/suspend`, 'POST', { listener: 'nope' }, bearer(token))).status).toBe(400);
     expect((await call(`${base}/v1/admin/listeners/resume`, 'POST', {}, bearer(token))).body).toEqual({ ok: true, suspended: [] });
     expect((await call(`${base}/readyz`, 'GET')).status).toBe(200);
     const again = await server.connect('bob');
     expect(errorOf(await again.request('renew', { lease: 'none' })).code).toBe('LEASE_NOT_FOUND');
-    expect(server.floatd.store.queryEvents({ events: ['listener-suspended', 'listener-resumed'] }).map((e) => [e.event, e.actor])).toEqual([
+    expect((await server.floatd.store.queryEvents({ events: ['listener-suspended', 'listener-resumed'] })).map((e) => [e.event, e.actor])).toEqual([
       ['listener-suspended', 'token:local'],
       ['listener-resumed', 'token:local'],
     ]);

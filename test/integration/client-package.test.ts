@@ -54,7 +54,7 @@ describe('the floatd-client package', () => {
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const [code] = (await once(child, 'exit')) as [number | null];
     expect({ code, out }).toMatchObject({ code: 0, out: expect.stringMatching(/^[0-9a-f-]{36}\n$/) });
-    expect(s.floatd.store.queryEvents({ user: 'packaged' }).map((e) => [e.event, e.leaseId])).toEqual([
+    expect((await s.floatd.store.queryEvents({ user: 'packaged' })).map((e) => [e.event, e.leaseId])).toEqual([
       ['granted', out.trim()],
       ['released', out.trim()],
     ]);

@@ -28,7 +28,7 @@ async function holder(server: TestServer, user: string) {
 
 const held = async (server: TestServer) => {
   await server.settle();
-  return server.floatd.store.allLeases().map((l) => l.user).sort();
+  return (await server.floatd.store.allLeases()).map((l) => l.user).sort();
 };
 
 describe('a wall clock that jumps while the server runs', () => {
@@ -45,9 +45,9 @@ describe('a wall clock that jumps while the server runs', () => {
     expect(jumps()[0]).toMatchObject({ level: 40, jumpMs: HOUR, leases: 2 });
     expect(jumps()[0]!['msg']).toMatch(/^the wall clock jumped forward by 1 h 0 min 0 s against the monotonic clock/);
     // Stored and shown times are wall-clock times again, with the time left unchanged.
-    const stored = server.floatd.store.allLeases().find((l) => l.user === 'dead')!;
+    const stored = (await server.floatd.store.allLeases()).find((l) => l.user === 'dead')!;
     expect(stored.expiresAt).toBe(clock.now() + LEASE_MS - 11_000);
-    expect(server.floatd.store.queryEvents({ events: ['clock-jump'] })).toMatchObject([{ ts: clock.now() }]);
+    expect(await server.floatd.store.queryEvents({ events: ['clock-jump'] })).toMatchObject([{ ts: clock.now() }]);
     expect((await server.floatd.metrics.text()).body).toMatch(/^floatd_clock_jumps_total 1$/m);
 
     clock.advance(49_000);
@@ -77,7 +77,7 @@ describe('a wall clock that jumps while the server runs', () => {
     expect(await held(server)).toEqual(['dead', 'live']);
     clock.advance(1);
     expect(await held(server)).toEqual(['live']);
-    const expired = server.floatd.store.queryEvents({ events: ['expired'] });
+    const expired = await server.floatd.store.queryEvents({ events: ['expired'] });
     expect(expired).toMatchObject([{ user: 'dead', ts: clock.now() }]);
   });
 });
@@ -101,7 +101,7 @@ describe('a wall clock changed while the server was stopped', () => {
     expect(jumps()[0]).toMatchObject({ level: 40, leases: 1 });
     expect(jumps()[0]!['jumpMs']).toBeCloseTo(-HOUR, -4);
     expect(jumps()[0]!['msg']).toMatch(/^the wall clock is 1 h 0 min \d s behind the latest time recorded in the database/);
-    expect(server.floatd.store.allLeases()[0]!.expiresAt).toBe(later.now() + LEASE_MS);
+    expect((await server.floatd.store.allLeases())[0]!.expiresAt).toBe(later.now() + LEASE_MS);
     later.advance(LEASE_MS - 1);
     expect(await held(server)).toEqual(['dead']);
     later.advance(1);
@@ -112,6 +112,6 @@ describe('a wall clock changed while the server was stopped', () => {
     const { server, jumps } = await leaseThenRestart(10 * 60_000);
     expect(jumps()).toEqual([]);
     expect(await held(server)).toEqual([]);
-    expect(server.floatd.store.queryEvents({ events: ['expired'] })).toMatchObject([{ user: 'dead' }]);
+    expect(await server.floatd.store.queryEvents({ events: ['expired'] })).toMatchObject([{ user: 'dead' }]);
   });
 });

@@ -135,9 +135,9 @@ describe('the dashboard: sign-in, cookie and CSRF rules', () => {
     const revoke = (headers: Record<string, string>) => raw(`${base}/v1/admin/leases/${id}/revoke`, 'POST', { cookie, 'content-type': 'application/json', ...headers }, JSON.stringify({ reason: 'test' }));
     expect((await revoke({})).status).toBe(403);
     expect((await revoke({ 'x-floatd-dashboard': '1', origin: 'https://evil.example' })).status).toBe(403);
-    expect(server.floatd.store.allLeases()).toHaveLength(1);
+    expect(await server.floatd.store.allLeases()).toHaveLength(1);
     expect((await revoke({ 'x-floatd-dashboard': '1', origin: base })).status).toBe(200);
-    expect(server.floatd.store.allLeases()).toHaveLength(0);
+    expect(await server.floatd.store.allLeases()).toHaveLength(0);
 
     // A form posted from another site, or from an opaque origin, cannot sign anyone in or out.
     expect((await raw(`${base}/login`, 'POST', { ...form, origin: 'https://evil.example' }, `token=${token}`)).status).toBe(403);
@@ -154,10 +154,10 @@ describe('the dashboard: sign-in, cookie and CSRF rules', () => {
 
     // A revoked token ends its sessions at once.
     const tokens = server.floatd.context.adminTokens;
-    const ops = tokens.create('ops', 'test');
+    const ops = await tokens.create('ops', 'test');
     const session = (await login(base, ops)).cookie;
     expect((await raw(`${base}/`, 'GET', { cookie: session })).status).toBe(200);
-    tokens.revoke('ops', 'test');
+    await tokens.revoke('ops', 'test');
     const after = await raw(`${base}/`, 'GET', { cookie: session });
     expect(after.status).toBe(303);
     expect(String(after.headers['set-cookie'])).toContain('Max-Age=0');
@@ -267,7 +267,7 @@ describe('the dashboard in a real browser (headless Chromium)', () => {
       expect(cookies.find((c) => c.name === 'floatd_admin')).toMatchObject({ httpOnly: true, sameSite: 'Strict', secure: false });
 
       // Seats per product as status reports them.
-      const status = server.floatd.status();
+      const status = await server.floatd.status();
       for (const p of status.products) {
         const card = page.locator(`.seat[data-product="${p.product}"]`);
         await expect(card.locator('.in-use').textContent()).resolves.toBe(String(p.seatsInUse));
@@ -303,9 +303,9 @@ describe('the dashboard in a real browser (headless Chromium)', () => {
       await page.click('#revoke-confirm');
       await until(() => revoked.length === 1, 'the holder to be told of the revocation');
       expect(revoked[0]).toMatch(/^by token:local: needed for the night build; the user is kept out of cad until \S+Z$/);
-      expect(server.floatd.store.blocks(Date.now()).map((b) => [b.user, b.scope, b.product])).toEqual([['alice', 'user', 'cad']]);
+      expect((await server.floatd.store.blocks(Date.now())).map((b) => [b.user, b.scope, b.product])).toEqual([['alice', 'user', 'cad']]);
       await page.waitForFunction(() => document.querySelectorAll('#leases tbody tr').length === 1);
-      expect(server.floatd.store.allLeases().map((l) => l.user)).toEqual(['bob']);
+      expect((await server.floatd.store.allLeases()).map((l) => l.user)).toEqual(['bob']);
 
       const shot = join(tempDir('floatd-dashboard-'), 'dashboard.png');
       await page.screenshot({ path: shot, fullPage: true });

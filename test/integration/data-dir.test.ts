@@ -197,8 +197,8 @@ describe('commands that act on a data directory', () => {
     const dir = tempDir();
     const data = await usedDataDir();
     const store = new SqliteLeaseStore(join(data, 'floatd.db'));
-    store.batch(() => {
-      for (let i = 0; i < 5000; i++) store.appendEvent({ ts: Date.now(), event: 'denied', user: `user-${i}`, code: 'NO_FREE_SEATS', message: 'every seat of cad is taken' });
+    store.transact((tx) => {
+      for (let i = 0; i < 5000; i++) tx.appendEvent({ ts: Date.now(), event: 'denied', user: `user-${i}`, code: 'NO_FREE_SEATS', message: 'every seat of cad is taken' });
     });
     store.close();
     const rules = join(dir, 'rules.clt');

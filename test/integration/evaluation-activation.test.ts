@@ -85,9 +85,9 @@ describe('an evaluation registered with the vendor', () => {
     expect(denied.code).toBe('NOT_ACTIVATED');
     expect(denied.message).toContain('the evaluation to be registered');
     expect(denied.message).toContain('floatd activate --evaluation');
-    expect(s.floatd.status().evaluation!.registration).toMatchObject({ registered: false });
-    expect(formatStatus(s.floatd.status())).toContain('registered with the vendor: NO, evaluation grants nothing until it is');
-    expect(formatStatus(s.floatd.status())).toContain('3 seat(s) of evaluation cannot be granted: the evaluation is not registered with the vendor');
+    expect((await s.floatd.status()).evaluation!.registration).toMatchObject({ registered: false });
+    expect(formatStatus(await s.floatd.status())).toContain('registered with the vendor: NO, evaluation grants nothing until it is');
+    expect(formatStatus(await s.floatd.status())).toContain('3 seat(s) of evaluation cannot be granted: the evaluation is not registered with the vendor');
     expect(s.lines.some((l) => l['level'] === 50 && String(l['msg']).includes('evaluation grants no seats'))).toBe(true);
 
     // A day later (a server started then: the server judges wall-clock jumps by its monotonic clock), registered online.
@@ -99,9 +99,9 @@ describe('an evaluation registered with the vendor', () => {
     expect(r).toMatchObject({ startedAt: T0 + DAY, endsAt: T0 + 31 * DAY, products: ['cad'] });
     await next.floatd.reloadLicenses();
     expect(leaseOf(await next.acquire('cad')).product).toBe('cad');
-    const e = next.floatd.status().evaluation!;
+    const e = (await next.floatd.status()).evaluation!;
     expect(e).toMatchObject({ endsAt: new Date(T0 + 31 * DAY).toISOString(), registration: { registered: true, id: r.id } });
-    expect(formatStatus(next.floatd.status())).toContain(`registered with the vendor: yes (evaluation ${r.id})`);
+    expect(formatStatus(await next.floatd.status())).toContain(`registered with the vendor: yes (evaluation ${r.id})`);
     expect(next.lines.some((l) => l['level'] === 30 && l['msg'] === `the evaluation is registered with the vendor (evaluation ${r.id}): evaluation grants seats`)).toBe(true);
   });
 
@@ -126,13 +126,13 @@ describe('an evaluation registered with the vendor', () => {
     const r2 = await withEvaluationRegistrar(again.config, clock, (reg) => reg.registerOnline());
     expect(r2).toMatchObject({ id: r1.id, startedAt: T0, endsAt: T0 + 30 * DAY });
     await again.floatd.reloadLicenses();
-    expect(again.floatd.status().evaluation).toMatchObject({ startedAt: new Date(T0).toISOString(), endsAt: new Date(T0 + 30 * DAY).toISOString() });
+    expect((await again.floatd.status()).evaluation).toMatchObject({ startedAt: new Date(T0).toISOString(), endsAt: new Date(T0 + 30 * DAY).toISOString() });
     leaseOf(await again.acquire('cad'));
     await again.stop();
     // A day past the end the vendor gave (the server judges wall-clock jumps by its monotonic clock, so a new one starts there).
     clock.jumpWall(21 * DAY);
     const later = await site(file, host, stateDir, new FakeClock(T0 + 31 * DAY), again.config.dataDir);
-    expect(later.floatd.status().evaluation).toMatchObject({ endsAt: new Date(T0 + 30 * DAY).toISOString(), expired: true, registration: { registered: true, id: r1.id } });
+    expect((await later.floatd.status()).evaluation).toMatchObject({ endsAt: new Date(T0 + 30 * DAY).toISOString(), expired: true, registration: { registered: true, id: r1.id } });
     expect(errorOf(await later.acquire('cad')).code).toBe('EVALUATION_ENDED');
 
     const other = await site(file, fakeHost(tempDir('floatd-data-')), tempDir('floatd-evaluation-'), clock);
@@ -206,7 +206,7 @@ describe('an evaluation registered with the vendor', () => {
     const dataDir = tempDir('floatd-data-');
     const s = await site(file, fakeHost(dataDir), tempDir('floatd-evaluation-'), new FakeClock(T0), dataDir);
     leaseOf(await s.acquire('cad'));
-    expect(s.floatd.status().evaluation!.registration).toBeNull();
+    expect((await s.floatd.status()).evaluation!.registration).toBeNull();
     expect((await refusal(withEvaluationRegistrar(s.config, new FakeClock(T0), (r) => r.registerOnline()))).code).toBe('ACTIVATION_NOT_REQUIRED');
   });
 });

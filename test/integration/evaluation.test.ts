@@ -75,14 +75,14 @@ describe('evaluation terms: settings may lower them, never raise them', () => {
         'setting evaluation.days (command line) asks for 365, above the limit of 30 set by the built-in terms: held to 30; settings may only lower the evaluation',
       ]),
     );
-    expect(first.floatd.status().evaluation).toMatchObject({ seats: 5, days: 30, daysLeft: 30, setBy: { seats: 'built-in terms', days: 'built-in terms' } });
+    expect((await first.floatd.status()).evaluation).toMatchObject({ seats: 5, days: 30, daysLeft: 30, setBy: { seats: 'built-in terms', days: 'built-in terms' } });
     for (let i = 0; i < 5; i++) leaseOf(await first.acquire('cad', `u${i}`));
     expect(errorOf(await first.acquire('cad', 'u5')).code).toBe('NO_FREE_SEATS');
     await first.stop();
 
     const modest = testConfig({ 'evaluation.seats': 2, hostRoot: greedy.hostRoot }, greedy.dataDir);
     const second = await start(modest, new FakeClock(T0 + DAY));
-    expect(second.floatd.status().evaluation).toMatchObject({
+    expect((await second.floatd.status()).evaluation).toMatchObject({
       seats: 2,
       days: 30,
       daysLeft: 29,
@@ -98,8 +98,8 @@ describe('evaluation terms: settings may lower them, never raise them', () => {
     await (await Floatd.create(config, { logger: silentLogger() })).stop();
     await trust([file, '--data-dir', config.dataDir], { out: () => {}, err: () => {}, env: {}, cwd: config.dataDir });
     const s = await start(config, new FakeClock(T0));
-    const kid = s.floatd.status().evaluation!.setBy!.seats.replace('product file of vendor key ', '');
-    expect(s.floatd.status().evaluation).toMatchObject({
+    const kid = (await s.floatd.status()).evaluation!.setBy!.seats.replace('product file of vendor key ', '');
+    expect((await s.floatd.status()).evaluation).toMatchObject({
       seats: 10,
       days: 7,
       setBy: { seats: `product file of vendor key ${kid}`, days: 'lowered by setting evaluation.days (command line)' },
@@ -112,7 +112,7 @@ describe('the evaluation record outside the data directory', () => {
   it('a new data directory on the same host continues the same evaluation (same start and end), and ends it on time with EVALUATION_ENDED', async () => {
     const hostRoot = fakeHost();
     const first = await start(testConfig({ hostRoot }), new FakeClock(T0));
-    const { startedAt, endsAt } = first.floatd.status().evaluation!;
+    const { startedAt, endsAt } = (await first.floatd.status()).evaluation!;
     expect(startedAt).toBe(new Date(T0).toISOString());
     await first.stop();
     const record = JSON.parse(readFileSync(recordFile(), 'utf8')) as Record<string, unknown>;
@@ -120,7 +120,7 @@ describe('the evaluation record outside the data directory', () => {
 
     // rm -rf data, then serve: the same evaluation, 10 days on.
     const second = await start(testConfig({ hostRoot }), new FakeClock(T0 + 10 * DAY));
-    expect(second.floatd.status().evaluation).toMatchObject({ startedAt, endsAt, daysLeft: 20, timeLeft: '20 days' });
+    expect((await second.floatd.status()).evaluation).toMatchObject({ startedAt, endsAt, daysLeft: 20, timeLeft: '20 days' });
     expect(second.lines.some((l) => String(l['msg']).includes('it continues, it does not start again'))).toBe(true);
     leaseOf(await second.acquire('cad'));
     await second.stop();
@@ -128,7 +128,7 @@ describe('the evaluation record outside the data directory', () => {
     const third = await start(testConfig({ hostRoot, 'http.listen': ['127.0.0.1:0'] }), new FakeClock(T0 + 31 * DAY));
     const ended = errorOf(await third.acquire('cad'));
     expect(ended).toMatchObject({ code: 'EVALUATION_ENDED', message: `the evaluation period ended at ${endsAt}; install a license key` });
-    expect(third.floatd.status().evaluation).toMatchObject({ expired: true, timeLeft: 'none' });
+    expect((await third.floatd.status()).evaluation).toMatchObject({ expired: true, timeLeft: 'none' });
     const web = third.floatd.listenerStatus().find((l) => l.scheme === 'http')!;
     const http = await call(`http://127.0.0.1:${web.port}/v1/leases`, 'POST', { client: { user: 'bob', instance: 'b-1' }, product: 'cad' });
     expect(http).toMatchObject({ status: 403, body: { ok: false, error: { code: 'EVALUATION_ENDED' } } });
@@ -143,13 +143,13 @@ describe('the evaluation record outside the data directory', () => {
     leaseOf(await s.acquire('cad'));
     const key = await withLicensing(config, clock, async (l) => l.add(await vendor.issue({ product: 'cad', seats: 2, now: T0 })));
     await s.floatd.reloadLicenses();
-    expect(s.floatd.status().mode).toBe('licensed');
+    expect((await s.floatd.status()).mode).toBe('licensed');
     await withLicensing(config, clock, async (l) => l.remove(key.id));
     await s.floatd.reloadLicenses();
     const denied = errorOf(await s.acquire('cad', 'bob'));
     expect(denied.code).toBe('EVALUATION_ENDED');
     expect(denied.message).toMatch(new RegExp(`evaluation has ended for good \\(license key ${key.id} was installed at .*\\) and no license key is installed: install a license key`));
-    expect(s.floatd.status()).toMatchObject({ mode: 'unlicensed', evaluation: { endedForGood: expect.stringContaining(`license key ${key.id} was installed`) } });
+    expect(await s.floatd.status()).toMatchObject({ mode: 'unlicensed', evaluation: { endedForGood: expect.stringContaining(`license key ${key.id} was installed`) } });
     expect(JSON.parse(readFileSync(recordFile(), 'utf8'))).toMatchObject({ keyInstalled: expect.stringContaining(key.id) });
     await s.stop();
 
@@ -196,7 +196,7 @@ describe('the evaluation record outside the data directory', () => {
     writeFileSync(recordFile(), original);
     const other = await start(testConfig({ hostRoot: fakeHost('ffeeddccbbaa99887766554433221100', '99999999-8888-7777-6666-555555555555') }), new FakeClock(T0 + 3 * DAY));
     expect(other.warnings().some((m) => m.includes('is not this host\'s'))).toBe(true);
-    expect(other.floatd.status().evaluation).toMatchObject({ startedAt: new Date(T0 + 3 * DAY).toISOString() });
+    expect((await other.floatd.status()).evaluation).toMatchObject({ startedAt: new Date(T0 + 3 * DAY).toISOString() });
   });
 
   it('answers CLOCK_SET_BACK in evaluation when the clock reads before the latest time seen, also after a new data directory', async () => {
@@ -228,7 +228,7 @@ describe('evaluation serves any product name', () => {
     const firsts = s.lines.filter((l) => l['level'] === 40 && String(l['msg']).startsWith('evaluation granted its first lease'));
     expect(firsts.map((l) => l['product'])).toEqual(['cad', 'cda']);
     expect(firsts[1]!['msg']).toBe('evaluation granted its first lease for product "cda": evaluation serves any product name, so check that it is spelt as your license keys will name it (products seen: cad, cda)');
-    expect(s.floatd.status().evaluation!.productsSeen).toEqual(['cad', 'cda']);
+    expect((await s.floatd.status()).evaluation!.productsSeen).toEqual(['cad', 'cda']);
     await s.stop();
     const again = await start(config, new FakeClock(T0 + 1000));
     leaseOf(await again.acquire('cad', 'd'));

@@ -44,10 +44,10 @@ describe('Group commit (units of work from every door)', () => {
     expect(outcomes.filter((o) => o.ok)).toHaveLength(20);
     expect(outcomes.filter((o) => !o.ok).map((o) => !o.ok && o.code)).toEqual(Array(5).fill('NO_FREE_SEATS'));
     expect(control.batches).toBe(1);
-    expect(real.allLeases()).toHaveLength(20);
+    expect(await real.allLeases()).toHaveLength(20);
     // One failing operation rolls back only itself.
     const [good, bad] = await Promise.allSettled([
-      leases.release(client('u0'), real.allLeases().find((l) => l.user === 'u0')!.id, { secret: outcomes[0]!.ok ? outcomes[0]!.secret! : '' }),
+      leases.release(client('u0'), (await real.allLeases()).find((l) => l.user === 'u0')!.id, { secret: outcomes[0]!.ok ? outcomes[0]!.secret! : '' }),
       real.unit(async (u) => {
         await u.appendEvent({ ts: 1, event: 'rules-reloaded', message: 'rolled back with its unit' });
         throw new Error('a bug in one request');
@@ -55,8 +55,8 @@ describe('Group commit (units of work from every door)', () => {
     ]);
     expect(good).toMatchObject({ status: 'fulfilled', value: { ok: true, released: true } });
     expect(bad).toMatchObject({ status: 'rejected' });
-    expect(real.allLeases()).toHaveLength(19);
-    expect(real.queryEvents({ events: ['rules-reloaded'] })).toEqual([]);
+    expect(await real.allLeases()).toHaveLength(19);
+    expect(await real.queryEvents({ events: ['rules-reloaded'] })).toEqual([]);
   });
 
   it('a batch whose commit fails rejects every operation in it, keeps nothing and tells and counts nothing', async () => {
@@ -65,7 +65,7 @@ describe('Group commit (units of work from every door)', () => {
     expect(held.ok).toBe(true);
     const leaseId = held.ok ? held.lease.id : '';
     const proof = { secret: held.ok ? held.secret! : '' };
-    const eventsBefore = real.queryEvents({}).length;
+    const eventsBefore = (await real.queryEvents({})).length;
     ended.length = 0;
     scheduled.length = 0;
     tallies.length = 0;
@@ -79,8 +79,8 @@ describe('Group commit (units of work from every door)', () => {
     expect(scheduled).toEqual([]);
     // Nothing of the rolled-back batch is counted either (metrics hang on these hooks).
     expect(tallies).toEqual([]);
-    expect(real.allLeases().map((l) => l.user)).toEqual(['alice']);
-    expect(real.queryEvents({})).toHaveLength(eventsBefore);
+    expect((await real.allLeases()).map((l) => l.user)).toEqual(['alice']);
+    expect(await real.queryEvents({})).toHaveLength(eventsBefore);
     // The next batch commits and tells.
     await leases.release(client('alice'), leaseId, proof);
     expect(ended).toEqual(['released:alice']);

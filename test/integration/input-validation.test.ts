@@ -180,7 +180,7 @@ describe('names are well-formed Unicode', () => {
     const port = server.floatd.listenerStatus().find((l) => l.scheme === 'http')!.port;
     const http = await call(`http://127.0.0.1:${port}/v1/leases`, 'POST', '{"client":{"user":"\\ud800","instance":"i"},"product":"cad"}');
     expect(http).toMatchObject({ status: 400, body: { error: { code: 'BAD_REQUEST', field: 'client.user', message: answers[0]!.error!.message } } });
-    expect(server.floatd.store.queryEvents({}).filter((e) => e.event === 'granted')).toEqual([]);
+    expect((await server.floatd.store.queryEvents({})).filter((e) => e.event === 'granted')).toEqual([]);
   });
 
   it('serves names outside the Basic Multilingual Plane: acquire, renew and release all work', async () => {

@@ -86,11 +86,11 @@ const names = (seen: Array<[string, number]>) => seen.map(([e]) => e);
  * had again from the new one.
  */
 async function removeKey(s: TestServer): Promise<void> {
-  const keyId = s.floatd.status().keys[0]!.id;
+  const keyId = (await s.floatd.status()).keys[0]!.id;
   const renewal = await s.vendor.issue({ product: 'cad', seats: 5 });
   await withLicensing(s.config, new SystemClock(), async (l) => {
     await l.add(renewal);
-    l.remove(keyId);
+    await l.remove(keyId);
   });
   await s.floatd.reloadLicenses();
 }
@@ -106,7 +106,7 @@ describe('LeaseClient over tls://', () => {
     const start = clock.now();
     const lease = await c.acquire();
     expect(lease).toMatchObject({ leaseMs: 60_000, renewAfterMs: 30_000, product: 'cad' });
-    expect(s.floatd.store.allLeases()).toMatchObject([{ id: lease.id, listener: 'tls', user: 'alice' }]);
+    expect(await s.floatd.store.allLeases()).toMatchObject([{ id: lease.id, listener: 'tls', user: 'alice' }]);
 
     clock.advance(29_999);
     await tick();
@@ -129,8 +129,8 @@ describe('LeaseClient over tls://', () => {
     const again = c.lease!;
     expect(again.id).not.toBe(lease.id);
     await c.close();
-    expect(s.floatd.store.allLeases()).toEqual([]);
-    expect(s.floatd.store.queryEvents({ user: 'alice' }).map((e) => [e.event, e.leaseId === lease.id ? 'first' : 'second'])).toEqual([
+    expect(await s.floatd.store.allLeases()).toEqual([]);
+    expect((await s.floatd.store.queryEvents({ user: 'alice' })).map((e) => [e.event, e.leaseId === lease.id ? 'first' : 'second'])).toEqual([
       ['granted', 'first'],
       ['renewed', 'first'],
       ['revoked', 'first'],
@@ -156,7 +156,7 @@ describe('LeaseClient over https://', () => {
     const lease = await c.acquire();
     expect(lease).toMatchObject({ leaseMs: 60_000, renewAfterMs: 30_000, product: 'cad' });
     expect(lease.claims).toMatchObject({ leaseId: lease.id, user: 'alice', instance: c.instance, product: 'cad' });
-    expect(s.floatd.store.allLeases()).toMatchObject([{ id: lease.id, listener: 'https', user: 'alice', instance: c.instance }]);
+    expect(await s.floatd.store.allLeases()).toMatchObject([{ id: lease.id, listener: 'https', user: 'alice', instance: c.instance }]);
 
     clock.advance(29_999);
     await tick();
@@ -170,7 +170,7 @@ describe('LeaseClient over https://', () => {
       ['renewed', start + 30_000],
       ['renewed', start + 60_000],
     ]);
-    expect(s.floatd.store.allLeases()[0]!.expiresAt).toBe(start + 120_000);
+    expect((await s.floatd.store.allLeases())[0]!.expiresAt).toBe(start + 120_000);
     // One GET /v1/server for the whole run: every request reached the server.
     expect(connected).toBe(1);
 
@@ -178,8 +178,8 @@ describe('LeaseClient over https://', () => {
     await c.close();
     // GET /v1/server, acquire, two renewals, release: one connection, opened for the first.
     expect(reused).toEqual([false, true, true, true, true]);
-    expect(s.floatd.store.allLeases()).toEqual([]);
-    expect(s.floatd.store.queryEvents({ user: 'alice' }).map((e) => e.event)).toEqual(['granted', 'renewed', 'renewed', 'released']);
+    expect(await s.floatd.store.allLeases()).toEqual([]);
+    expect((await s.floatd.store.queryEvents({ user: 'alice' })).map((e) => e.event)).toEqual(['granted', 'renewed', 'renewed', 'released']);
     await expect(c.acquire()).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
   });
 
@@ -193,7 +193,7 @@ describe('LeaseClient over https://', () => {
     const lease = await c.acquire();
 
     await removeKey(s);
-    expect(s.floatd.store.queryEvents({ user: 'alice', events: ['revoked'] }).map((e) => e.leaseId)).toEqual([lease.id]);
+    expect((await s.floatd.store.queryEvents({ user: 'alice', events: ['revoked'] })).map((e) => e.leaseId)).toEqual([lease.id]);
     // Nothing is pushed over HTTP: until it renews, the client still believes it holds the lease.
     clock.advance(29_000);
     for (let i = 0; i < 20; i++) await tick();
@@ -209,7 +209,7 @@ describe('LeaseClient over https://', () => {
     expect(await revoked).toMatchObject({ leaseId: lease.id, reason: 'its license key was removed' });
     // The server grants from the new key.
     expect(c.lease!.id).not.toBe(lease.id);
-    expect(s.floatd.store.allLeases()).toMatchObject([{ id: c.lease!.id, listener: 'https' }]);
+    expect(await s.floatd.store.allLeases()).toMatchObject([{ id: c.lease!.id, listener: 'https' }]);
   });
 
   it('passes refusals through as over TCP: no free seat (409) and a rule denial (403) with its reason', async () => {
@@ -231,7 +231,7 @@ describe('LeaseClient over https://', () => {
       code: 'TOKEN_INVALID',
       message: expect.stringContaining('pinned'),
     });
-    const fingerprint = s.floatd.status().serverKeyFingerprint!;
+    const fingerprint = (await s.floatd.status()).serverKeyFingerprint!;
     await expect(client({ server: https, serverKeyFingerprint: fingerprint }).acquire()).resolves.toMatchObject({ product: 'cad' });
   });
 
@@ -250,7 +250,7 @@ describe('LeaseClient over https://', () => {
     const [code] = (await once(child, 'exit')) as [number | null];
     clearTimeout(killer);
     expect({ code, out }).toMatchObject({ code: 0, out: expect.stringMatching(/^[0-9a-f-]{36}\n$/) });
-    expect(s.floatd.store.queryEvents({ user: 'leaving' }).map((e) => [e.event, e.leaseId, e.listener])).toEqual([
+    expect((await s.floatd.store.queryEvents({ user: 'leaving' })).map((e) => [e.event, e.leaseId, e.listener])).toEqual([
       ['granted', out.trim(), 'https'],
       ['released', out.trim(), 'https'],
     ]);
@@ -355,7 +355,7 @@ describe('TLS failures are refusals with a reason, never a crash', () => {
     ]);
     await patient.close();
     await expect(pending).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
-    expect(s.floatd.store.allLeases()).toEqual([]);
+    expect(await s.floatd.store.allLeases()).toEqual([]);
   });
 
   it('a server that requires client certificates: taken with the right one, refused without or with a stranger', async () => {
@@ -371,7 +371,7 @@ describe('TLS failures are refusals with a reason, never a crash', () => {
         code: 'SERVER_UNREACHABLE',
       });
     }
-    expect(s.floatd.store.allLeases().map((l) => l.listener).sort()).toEqual(['https', 'tls']);
+    expect((await s.floatd.store.allLeases()).map((l) => l.listener).sort()).toEqual(['https', 'tls']);
   });
 
   it('a server that takes the user from the certificate: another user is IDENTITY_MISMATCH, not retried', async () => {

@@ -56,7 +56,7 @@ describe('LeaseClient against a real server', () => {
     expect(seen).toEqual(['acquired']);
     clock.advance(1);
     await once(c, 'renewed');
-    expect(s.floatd.store.allLeases()[0]!.expiresAt).toBe(clock.now() + 60_000);
+    expect((await s.floatd.store.allLeases())[0]!.expiresAt).toBe(clock.now() + 60_000);
     clock.advance(30_000);
     await once(c, 'renewed');
     expect(seen).toEqual(['acquired', 'renewed', 'renewed']);
@@ -77,7 +77,7 @@ describe('LeaseClient against a real server', () => {
     await advanceUntil(clock, () => seen.includes('renewed'), 15_000);
     expect(seen).toEqual(['acquired', 'renewed']);
     expect(c.lease?.id).toBe(lease.id);
-    expect(again.floatd.store.allLeases().map((l) => l.id)).toEqual([lease.id]);
+    expect((await again.floatd.store.allLeases()).map((l) => l.id)).toEqual([lease.id]);
   });
 
   it('reports lost after a longer outage, then regained when the server is back with a free seat', async () => {
@@ -142,9 +142,9 @@ describe('LeaseClient against a real server', () => {
     const other = await newEd25519KeyPair();
     const pinned = client({ server: s.address, serverPublicKey: other.publicJwk, retryIntervalMs: 5 });
     await expect(pinned.acquire()).rejects.toMatchObject({ code: 'TOKEN_INVALID', message: expect.stringContaining('pinned') });
-    const fingerprint = s.floatd.status().serverKeyFingerprint!;
+    const fingerprint = (await s.floatd.status()).serverKeyFingerprint!;
     await expect(client({ server: s.address, serverKeyFingerprint: fingerprint }).acquire()).resolves.toMatchObject({ product: 'cad' });
-    expect(s.floatd.store.allLeases()).toHaveLength(1);
+    expect(await s.floatd.store.allLeases()).toHaveLength(1);
   });
 
   it('rejects a lease token signed with another key than the one the server announced', async () => {
@@ -189,21 +189,21 @@ describe('LeaseClient against a real server', () => {
     await withLicensing(s.config, new SystemClock(), (l) => l.add(token));
     await advanceUntil(clock, () => seen.includes('regained'), 5000);
     expect(seen).toEqual(['acquired', 'revoked', 'regained']);
-    expect(s.floatd.status().mode).toBe('licensed');
+    expect((await s.floatd.status()).mode).toBe('licensed');
   });
 
   it('release and close are idempotent and give the seat back', async () => {
     const s = await server();
     const c = client({ server: s.address });
     await c.acquire();
-    expect(s.floatd.store.allLeases()).toHaveLength(1);
+    expect(await s.floatd.store.allLeases()).toHaveLength(1);
     await c.release();
-    expect(s.floatd.store.allLeases()).toHaveLength(0);
+    expect(await s.floatd.store.allLeases()).toHaveLength(0);
     await c.release();
     await c.acquire();
     await c.close();
     await c.close();
-    expect(s.floatd.store.allLeases()).toHaveLength(0);
+    expect(await s.floatd.store.allLeases()).toHaveLength(0);
     await expect(c.acquire()).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
   });
 
@@ -220,12 +220,12 @@ describe('LeaseClient against a real server', () => {
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     await until(() => out.includes('\n'), 'the script to hold a lease');
-    expect(s.floatd.store.allLeases().map((l) => l.id)).toEqual([out.trim()]);
+    expect((await s.floatd.store.allLeases()).map((l) => l.id)).toEqual([out.trim()]);
     child.kill('SIGTERM');
     const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
     expect({ code, signal }).toEqual({ code: null, signal: 'SIGTERM' });
-    expect(s.floatd.store.allLeases()).toEqual([]);
-    expect(s.floatd.store.queryEvents({ user: 'exiting', events: ['released'] })).toHaveLength(1);
+    expect(await s.floatd.store.allLeases()).toEqual([]);
+    expect(await s.floatd.store.queryEvents({ user: 'exiting', events: ['released'] })).toHaveLength(1);
   });
 
   it('keeps the process alive while acquire() waits for a server that is down, then, holding the lease, lets it exit and releases', async () => {
@@ -251,7 +251,7 @@ describe('LeaseClient against a real server', () => {
       expect(await exit).toEqual([0, null]);
       const id = /^lease (\S+)$/m.exec(out)?.[1];
       expect(out).not.toContain('SHUTTING_DOWN');
-      expect(s.floatd.store.queryEvents({ user: 'patient' }).map((e) => [e.event, e.leaseId])).toEqual([
+      expect((await s.floatd.store.queryEvents({ user: 'patient' })).map((e) => [e.event, e.leaseId])).toEqual([
         ['granted', id],
         ['released', id],
       ]);

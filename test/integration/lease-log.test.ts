@@ -41,7 +41,7 @@ async function recordedLog(): Promise<{ s: TestServer; clock: FakeClock; start: 
   // Bob's lease runs out meanwhile.
   clock.advance(HOUR);
   await s.settle();
-  s.floatd.store.appendEvent({ ts: clock.now(), event: 'listener-suspended', listener: 'tcp', actor: 'token:ops', message: 'listener tcp suspended by token:ops' });
+  await s.floatd.store.appendEvent({ ts: clock.now(), event: 'listener-suspended', listener: 'tcp', actor: 'token:ops', message: 'listener tcp suspended by token:ops' });
   return { s, clock, start, leases: { alice: a.id, bob: b.id } };
 }
 
@@ -124,7 +124,7 @@ describe('floatd log', () => {
       { user: forged, host: 'h\u001b]0;pwned\u0007', instance: 'i\r1', product: '=HYPERLINK("http://x","y")' },
       { user: '@SUM(A1:A9)', host: '+cmd', instance: '-2+3', product: '\tcad', message: 'back\\nslash \u202eevil' },
     ];
-    for (const e of entries) s.floatd.store.appendEvent({ ts: clock.now(), event: 'denied', code: 'NO_FREE_SEATS', ...e });
+    for (const e of entries) await s.floatd.store.appendEvent({ ts: clock.now(), event: 'denied', code: 'NO_FREE_SEATS', ...e });
     const text = await log(s, '--event', 'denied', '--since', '70m');
     const lines = text.out.split('\n');
     expect(lines).toHaveLength(3);

@@ -36,12 +36,12 @@ describe('a lease is bound to the secret its grant handed out', () => {
     ] as const) {
       expect(errorOf(await thief.request(op, fields)).code, `${op} ${JSON.stringify(fields)}`).toBe('LEASE_SECRET_MISMATCH');
     }
-    const held = server.floatd.store.allLeases();
+    const held = await server.floatd.store.allLeases();
     expect(held).toHaveLength(1);
     expect(held[0]!.id).toBe(lease.id);
     // The attempt is in the lease log; the secret is nowhere in it.
-    expect(server.floatd.store.queryEvents({ events: ['denied'] }).map((e) => e.code)).toContain('LEASE_SECRET_MISMATCH');
-    expect(JSON.stringify(server.floatd.store.queryEvents({}))).not.toContain(secret);
+    expect((await server.floatd.store.queryEvents({ events: ['denied'] })).map((e) => e.code)).toContain('LEASE_SECRET_MISMATCH');
+    expect(JSON.stringify(await server.floatd.store.queryEvents({}))).not.toContain(secret);
 
     // The connection that was granted the lease needs no secret.
     leaseOf(await holder.request('renew', { lease: lease.id }));

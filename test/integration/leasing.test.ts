@@ -52,7 +52,7 @@ describe('leasing over TCP', () => {
     const denied = errorOf(await c.request('acquire', { product: 'cad' }));
     expect(denied.code).toBe('NO_FREE_SEATS');
     expect(denied.retryAfterMs).toBeGreaterThan(0);
-    const log = server.floatd.store.queryEvents({ events: ['denied'] });
+    const log = await server.floatd.store.queryEvents({ events: ['denied'] });
     expect(log).toHaveLength(1);
     expect(log[0]).toMatchObject({ user: 'c', code: 'NO_FREE_SEATS', remote: '127.0.0.1', seatsInUse: 2, seatsTotal: 2 });
   });
@@ -95,7 +95,7 @@ describe('leasing over TCP', () => {
     expect(await a.request('release', { lease: lease.id })).toMatchObject({ ok: true, released: true });
     expect(await a.request('release', { lease: lease.id })).toMatchObject({ ok: true, released: false });
     leaseOf(await (await server.connect('b')).request('acquire', { product: 'cad' }));
-    expect(server.floatd.store.queryEvents({}).filter((e) => e.user !== null).map((e) => e.event)).toEqual(['granted', 'released', 'granted']);
+    expect((await server.floatd.store.queryEvents({})).filter((e) => e.user !== null).map((e) => e.event)).toEqual(['granted', 'released', 'granted']);
   });
 
   it('keeps the lease when the connection drops', async () => {
@@ -119,7 +119,7 @@ describe('leasing over TCP', () => {
     expect(granted).toHaveLength(50);
     expect(new Set(granted.map((r) => leaseOf(r).id)).size).toBe(50);
     expect(replies.filter((r) => !r.ok).every((r) => errorOf(r).code === 'NO_FREE_SEATS')).toBe(true);
-    expect(server.floatd.status().products).toEqual([{ product: 'cad', seatsTotal: 50, seatsGrantable: 50, seatsInUse: 50, seatsFree: 0 }]);
+    expect((await server.floatd.status()).products).toEqual([{ product: 'cad', seatsTotal: 50, seatsGrantable: 50, seatsInUse: 50, seatsFree: 0 }]);
   });
 
   it('serves evaluation seats with no key and says so in status', async () => {
@@ -130,7 +130,7 @@ describe('leasing over TCP', () => {
     expect(errorOf(await (await server.connect('c')).request('acquire')).code).toBe('NO_FREE_SEATS');
     const status = await a.request('status');
     expect(status).toMatchObject({ ok: true, view: 'public', mode: 'evaluation', products: [{ product: 'evaluation', seatsTotal: 2, seatsInUse: 2 }] });
-    expect(server.floatd.status()).toMatchObject({ mode: 'evaluation', evaluation: { seats: 2, daysLeft: 30, expired: false } });
+    expect(await server.floatd.status()).toMatchObject({ mode: 'evaluation', evaluation: { seats: 2, daysLeft: 30, expired: false } });
   });
 });
 
@@ -145,11 +145,11 @@ describe('expiry sweeping with an injected clock', () => {
     const grantedAt = clock.now();
     clock.advance(29_999);
     await server.settle();
-    expect(server.floatd.store.allLeases()).toHaveLength(1);
+    expect(await server.floatd.store.allLeases()).toHaveLength(1);
     clock.advance(1);
     await server.settle();
-    expect(server.floatd.store.allLeases()).toHaveLength(0);
-    const expired = server.floatd.store.queryEvents({ events: ['expired'] });
+    expect(await server.floatd.store.allLeases()).toHaveLength(0);
+    const expired = await server.floatd.store.queryEvents({ events: ['expired'] });
     expect(expired).toHaveLength(1);
     expect(expired[0]).toMatchObject({ leaseId: lease.id, ts: grantedAt + 30_000, seatsInUse: 0 });
     await until(() => events.length > 0, 'the expiry to be pushed');
@@ -168,10 +168,10 @@ describe('expiry sweeping with an injected clock', () => {
     leaseOf(await b.request('acquire', { product: 'cad' }));
     clock.advance(300_000);
     await server.settle();
-    expect(server.floatd.store.allLeases().map((l) => l.user)).toEqual(['b']);
+    expect((await server.floatd.store.allLeases()).map((l) => l.user)).toEqual(['b']);
     clock.advance(300_000);
     await server.settle();
-    expect(server.floatd.store.allLeases()).toEqual([]);
+    expect(await server.floatd.store.allLeases()).toEqual([]);
   });
 });
 

@@ -38,7 +38,7 @@ describe('license keys', () => {
     const { vendor, store, l } = await licensing();
     const key = await l.add(await vendor.issue({ seats: 7, product: 'cad', maxLeaseSeconds: 600 }));
     expect(key).toMatchObject({ seats: 7, product: 'cad', licensee: 'Acme', maxLeaseSeconds: 600 });
-    expect(store.queryEvents({ events: ['key-added'] })[0]).toMatchObject({ poolId: key.id, product: 'cad', seatsTotal: 7 });
+    expect((await store.queryEvents({ events: ['key-added'] }))[0]).toMatchObject({ poolId: key.id, product: 'cad', seatsTotal: 7 });
   });
 
   it('refuses a tampered key (seats raised) naming the signature', async () => {
@@ -98,10 +98,10 @@ describe('license keys', () => {
     const config = testConfig({ vendorPublicKeys: [vendor.publicFile] });
     await prepareDataDir(config);
     await withLicensing(config, new FakeClock(Date.now()), async (_l, store) => {
-      store.addLicense({ id: 'forged', token: tamper(await vendor.issue({}), (c) => (c['jti'] = 'forged')), addedAt: 1 }, { ts: 1, event: 'key-added' });
+      await store.addLicense({ id: 'forged', token: tamper(await vendor.issue({}), (c) => (c['jti'] = 'forged')), addedAt: 1 }, { ts: 1, event: 'key-added' });
     });
     const server = await startServer({ vendor, dataDir: config.dataDir });
-    const status = server.floatd.status();
+    const status = await server.floatd.status();
     expect(status.rejectedKeys.map((r) => r.code)).toEqual(['LICENSE_KEY_BAD_SIGNATURE']);
     // Evaluation goes on as if the key were not there.
     expect(status.mode).toBe('evaluation');
@@ -115,10 +115,10 @@ describe('license keys', () => {
     const config = testConfig({ vendorPublicKeys: [vendor.publicFile], 'evaluation.seats': 0 });
     await prepareDataDir(config);
     await withLicensing(config, new FakeClock(Date.now()), async (_l, store) => {
-      store.addLicense({ id: 'forged', token: tamper(await vendor.issue({}), (c) => (c['jti'] = 'forged')), addedAt: 1 }, { ts: 1, event: 'key-added' });
+      await store.addLicense({ id: 'forged', token: tamper(await vendor.issue({}), (c) => (c['jti'] = 'forged')), addedAt: 1 }, { ts: 1, event: 'key-added' });
     });
     const server = await startServer({ vendor, dataDir: config.dataDir, flags: { 'evaluation.seats': 0 } });
-    expect(server.floatd.status().mode).toBe('unlicensed');
+    expect((await server.floatd.status()).mode).toBe('unlicensed');
     const denied = await (await server.connect('a')).request('acquire', { product: 'cad' });
     expect(!denied.ok && denied.error).toMatchObject({
       code: 'NO_LICENSE',
@@ -135,7 +135,7 @@ describe('license keys', () => {
     const startsAt = clock.now() + 60_000;
     const key = await withLicensing(config, clock, async (l) => l.add(await vendor.issue({ seats: 1, notBefore: new Date(startsAt) })));
     const server = await startServer({ vendor, dataDir: config.dataDir, clock });
-    expect(server.floatd.status()).toMatchObject({ mode: 'evaluation', keys: [{ id: key.id, state: 'not-yet-valid' }] });
+    expect(await server.floatd.status()).toMatchObject({ mode: 'evaluation', keys: [{ id: key.id, state: 'not-yet-valid' }] });
     const events: Array<Record<string, unknown>> = [];
     const t = await TcpTransport.connect(server.address, { onEvent: (e) => events.push(e) });
     await t.request('hello', { v: 1, client: { user: 'a', instance: 'a-1' }, product: 'cad' });
@@ -143,7 +143,7 @@ describe('license keys', () => {
     clock.advance(60_000);
     await until(() => events.length > 0, 'the evaluation lease to be revoked');
     expect(events[0]).toMatchObject({ event: 'revoked', lease: evaluationLease.id, reason: `evaluation ended: license key ${key.id} is in force` });
-    expect(server.floatd.status()).toMatchObject({ mode: 'licensed', products: [{ product: 'cad', seatsTotal: 1 }] });
+    expect(await server.floatd.status()).toMatchObject({ mode: 'licensed', products: [{ product: 'cad', seatsTotal: 1 }] });
     expect(leaseOf(await t.request('acquire')).id).not.toBe(evaluationLease.id);
     t.close();
     await server.stop();
@@ -159,16 +159,16 @@ describe('license keys', () => {
     const c = await server.connect('a');
     expect((await c.request('acquire', { product: 'cad' })).ok).toBe(true);
     // A lease never outlives its key: it ends at the key's expiry, not a lease length later.
-    const lease = leaseOf(await c.request('renew', { lease: server.floatd.store.allLeases()[0]!.id }));
+    const lease = leaseOf(await c.request('renew', { lease: (await server.floatd.store.allLeases())[0]!.id }));
     expect(lease.expiresInMs).toBeLessThanOrEqual(60_000);
     const { exp } = JSON.parse(Buffer.from(lease.token.split('.')[1]!, 'base64url').toString()) as { exp: number };
     expect(exp * 1000).toBeLessThanOrEqual(clock.now() + 61_000);
     clock.advance(61_000);
     await server.settle();
-    expect(server.floatd.store.allLeases()).toEqual([]);
+    expect(await server.floatd.store.allLeases()).toEqual([]);
     const denied = await (await server.connect('b')).request('acquire', { product: 'cad' });
     expect(!denied.ok && denied.error.code).toBe('LICENSE_EXPIRED');
-    expect(server.floatd.store.queryEvents({ events: ['key-expired'] })).toHaveLength(1);
+    expect(await server.floatd.store.queryEvents({ events: ['key-expired'] })).toHaveLength(1);
     await server.stop();
   });
 });

@@ -89,7 +89,7 @@ describe('checkpoints the server must have signed', () => {
     const health = async () => (await call(`http://127.0.0.1:${web.port}/v1/admin/server`, 'GET', undefined, { headers: { authorization: `Bearer ${token}` } })).body['logAnchor'];
     const started = idsOf(dataDir, 'server-started')[0]!;
     expect(await health()).toEqual({ entry: started, hash: checkpointAt(dataDir, started), signedAt: new Date(clock.now()).toISOString() });
-    expect(s.floatd.status().logAnchor).toMatchObject({ entry: started, hash: checkpointAt(dataDir, started) });
+    expect((await s.floatd.status()).logAnchor).toMatchObject({ entry: started, hash: checkpointAt(dataDir, started) });
     // New entries, then the timer's checkpoint ten minutes on: the anchor moves with it.
     await traffic(s, clock, 2);
     clock.advance(10 * 60_000 + 1000);

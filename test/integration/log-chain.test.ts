@@ -178,7 +178,7 @@ describe('lease-log retention', () => {
     const clock = new FakeClock(built.toMs + 60_000);
     const retention = new LogRetention(store, clock, silentLogger(), config.leaseLog, 200);
     const cutoff = clock.now() - 5 * DAY;
-    const oldBefore = store.queryEvents({ untilMs: cutoff }).length;
+    const oldBefore = (await store.queryEvents({ untilMs: cutoff })).length;
     expect(oldBefore).toBeGreaterThan(1000);
 
     // While the run goes on, other work gets turns: it sees the log part-pruned and still verifiable,
@@ -189,19 +189,19 @@ describe('lease-log retention', () => {
     let midway: ReturnType<SqliteLeaseStore['verifyLog']> | null = null;
     let turns = 0;
     const run = retention.run();
-    await new Promise<void>((resolve) => {
-      const turn = () => {
+    await new Promise<void>((resolve, reject) => {
+      const turn = async () => {
         turns++;
-        const left = store.queryEvents({ untilMs: cutoff }).length;
+        const left = (await store.queryEvents({ untilMs: cutoff })).length;
         seen.push(left);
         if (left > 0 && left < oldBefore && midway === null) {
           midway = store.verifyLog(verifier);
-          store.appendEvent({ ts: clock.now(), event: 'server-started' });
+          await store.appendEvent({ ts: clock.now(), event: 'server-started' });
         }
         if (left === 0 || turns > 1000) resolve();
-        else setImmediate(turn);
+        else setImmediate(() => void turn().catch(reject));
       };
-      setImmediate(turn);
+      setImmediate(() => void turn().catch(reject));
     });
     const result = await run;
     expect(result.pruned).toBe(oldBefore);
@@ -257,9 +257,9 @@ describe('lease-log retention', () => {
     clock.advance(3_600_000);
     const second = new LogRetention(store, clock, silentLogger(), config.leaseLog, 100);
     const part = second.run();
-    await new Promise<void>((resolve) => {
-      const look = () => (store.queryEvents({ first: 1 })[0]!.id > 300 ? resolve() : setImmediate(look));
-      setImmediate(look);
+    await new Promise<void>((resolve, reject) => {
+      const look = async () => ((await store.queryEvents({ first: 1 }))[0]!.id > 300 ? resolve() : setImmediate(() => void look().catch(reject)));
+      setImmediate(() => void look().catch(reject));
     });
     await second.stop();
     const partial = await part;
@@ -268,7 +268,7 @@ describe('lease-log retention', () => {
     // Another hour: the rest goes. Every entry pruned is in exactly one export file, none twice.
     clock.advance(3_600_000);
     await new LogRetention(store, clock, silentLogger(), config.leaseLog, 100).run();
-    const firstKept = store.queryEvents({ first: 1 })[0]!.id;
+    const firstKept = (await store.queryEvents({ first: 1 }))[0]!.id;
     store.close();
     const ids = exportedIds();
     expect(ids.length).toBeGreaterThan(once.length);
@@ -283,10 +283,10 @@ describe('lease-log retention', () => {
     writeFileSync(blocker, 'a file where the export folder should be');
     const config = loadConfig({ env: {}, flags: { dataDir: built.dataDir, 'leaseLog.retentionDays': 3, 'leaseLog.exportDir': join(blocker, 'exports') } });
     const store = new SqliteLeaseStore(config.dbFile);
-    const before = store.queryEvents({}).length;
+    const before = (await store.queryEvents({})).length;
     const retention = new LogRetention(store, new FakeClock(built.toMs), silentLogger(), config.leaseLog);
     await expect(retention.run()).rejects.toMatchObject({ code: 'EXPORT_FAILED', message: expect.stringContaining('leaseLog.exportDir') });
-    expect(store.queryEvents({})).toHaveLength(before);
+    expect(await store.queryEvents({})).toHaveLength(before);
     store.close();
   });
 });
@@ -308,7 +308,7 @@ describe('entries recorded before the chain', () => {
     expect(first.prev_hash).toBe(GENESIS);
     expect(chained.prepare('SELECT COUNT(*) AS n FROM events WHERE hash IS NULL').get()).toEqual({ n: 0 });
     chained.close();
-    store.appendEvent({ ts: 1_800_000_000_000, event: 'server-started' });
+    await store.appendEvent({ ts: 1_800_000_000_000, event: 'server-started' });
     const config = loadConfig({ env: {}, flags: { dataDir: built.dataDir } });
     const verifier = logVerifier({ ...readJwkFile(config.serverKeyFile, 'private'), kid: 'k' });
     expect(store.verifyLog(verifier)).toMatchObject({ ok: true, entries: 51, first: { id: 1 }, checkpoints: 0, unsigned: 51 });
@@ -317,22 +317,22 @@ describe('entries recorded before the chain', () => {
     // transaction, and text SQLite cannot keep as given (a lone surrogate): the chain stays whole.
     const other = new SqliteLeaseStore(file);
     for (let i = 0; i < 5; i++) {
-      store.appendEvent({ ts: 1_800_000_000_000 + i, event: 'granted', user: `a${i}` });
-      other.appendEvent({ ts: 1_800_000_000_000 + i, event: 'key-added', message: `b${i}` });
+      await store.appendEvent({ ts: 1_800_000_000_000 + i, event: 'granted', user: `a${i}` });
+      await other.appendEvent({ ts: 1_800_000_000_000 + i, event: 'key-added', message: `b${i}` });
     }
     expect(() => store.transact((tx) => {
       tx.appendEvent({ ts: 1_800_000_000_100, event: 'denied', user: 'rolled-back' });
       throw new Error('abandoned');
     })).toThrow('abandoned');
-    store.appendEvent({ ts: 1_800_000_000_200, event: 'denied', user: 'lone\ud800surrogate' });
+    await store.appendEvent({ ts: 1_800_000_000_200, event: 'denied', user: 'lone\ud800surrogate' });
     other.close();
     // Repeated identical denials: one chained entry whose count is raised in place, which verify accepts.
     const window = { sinceMs: 1_800_000_000_000, perAddress: 10, overflowMessage: 'too many' };
     const denial = { ts: 1_800_000_000_300, event: 'denied' as const, user: 'eve', remote: '10.0.0.9', listener: 'tcp', code: 'NO_FREE_SEATS' };
     for (let i = 0; i < 3; i++) store.transact((tx) => tx.recordDenial(denial, window));
-    expect(store.queryEvents({ user: 'eve' }).map((e) => e.count)).toEqual([3]);
+    expect((await store.queryEvents({ user: 'eve' })).map((e) => e.count)).toEqual([3]);
     expect(store.verifyLog(verifier)).toMatchObject({ ok: true, entries: 63 });
-    expect(store.queryEvents({ user: 'lone\ufffdsurrogate' })).toHaveLength(1);
+    expect(await store.queryEvents({ user: 'lone\ufffdsurrogate' })).toHaveLength(1);
     store.close();
   });
 });
@@ -373,20 +373,20 @@ describe('the running server', () => {
     const s = await startServer({ clock, dataDir: built.dataDir, evaluation: true, flags: { 'leaseLog.retentionDays': 3, 'leaseLog.checkpointMinutes': 5 } });
     const store = s.floatd.store as SqliteLeaseStore;
     const cutoff = now - 3 * DAY;
-    const old = store.queryEvents({ untilMs: cutoff }).length;
+    const old = (await store.queryEvents({ untilMs: cutoff })).length;
     expect(old).toBeGreaterThan(1000);
     // The first maintenance tick starts a pruning run; it goes on in the background.
     clock.advance(1000);
-    for (let i = 0; i < 200 && store.queryEvents({ untilMs: cutoff, limit: 1 }).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 200 && (await store.queryEvents({ untilMs: cutoff, limit: 1 })).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
     await s.floatd.retention.idle();
-    expect(store.queryEvents({ untilMs: cutoff })).toEqual([]);
-    expect(store.queryEvents({ events: ['log-pruned'] })).toHaveLength(1);
+    expect(await store.queryEvents({ untilMs: cutoff })).toEqual([]);
+    expect(await store.queryEvents({ events: ['log-pruned'] })).toHaveLength(1);
     expect(await verifyLeaseLog(s.config)).toMatchObject({ ok: true, prunedBefore: old + 1 });
 
     // A grant, then five quiet minutes: the timer signs a checkpoint of it.
     const alice = await s.connect('alice');
     const lease = leaseOf(await alice.request('acquire'));
-    const head = store.queryEvents({ limit: 1 })[0]!;
+    const head = (await store.queryEvents({ limit: 1 }))[0]!;
     expect(head).toMatchObject({ event: 'granted', leaseId: lease.id });
     expect(store.latestCheckpoint()?.eventId).toBeLessThan(head.id);
     clock.advance(5 * 60_000 + 1000);

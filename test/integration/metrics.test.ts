@@ -41,7 +41,7 @@ describe('GET /metrics', () => {
     const clock = new FakeClock(Date.now());
     server = await startServer({ seats: 2, clock, flags: { 'http.listen': ['127.0.0.1:0'], leaseSeconds: 60 } });
     const http = `http://127.0.0.1:${server.floatd.listenerStatus().find((l) => l.scheme === 'http')!.port}`;
-    const keyId = server.floatd.status().keys[0]!.id;
+    const keyId = (await server.floatd.status()).keys[0]!.id;
     const a = await server.connect('a');
     const b = await server.connect('b');
     const c = await server.connect('c');

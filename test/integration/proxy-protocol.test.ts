@@ -122,8 +122,8 @@ function port(s: TestServer, name: string): number {
   return l.port;
 }
 
-function granted(s: TestServer, user: string) {
-  const events = s.floatd.store.queryEvents({ user, events: ['granted'] });
+async function granted(s: TestServer, user: string) {
+  const events = await s.floatd.store.queryEvents({ user, events: ['granted'] });
   expect(events).toHaveLength(1);
   return events[0]!;
 }
@@ -154,9 +154,9 @@ describe('PROXY protocol on the NDJSON TCP listener', () => {
     expect(acquire).toMatchObject({ ok: true, lease: { product: 'cad' } });
     const shown = address.replace('2001:db8:0:0:0:0:0:7', '2001:db8::7');
     // The host defaults to the remote address; both come from the header.
-    expect(granted(server, 'alice')).toMatchObject({ remote: shown, host: shown, listener: 'lb' });
+    expect(await granted(server, 'alice')).toMatchObject({ remote: shown, host: shown, listener: 'lb' });
     // And the admin API's lease list (floatd admin leases) shows it too.
-    expect(server.floatd.status().leasesHeld).toBe(1);
+    expect((await server.floatd.status()).leasesHeld).toBe(1);
     const http = server.floatd.listenerStatus().find((l) => l.scheme === 'http')!;
     const token = readFileSync(server.config.adminTokenFile, 'utf8').trim();
     const listed = await call(`http://127.0.0.1:${http.port}/v1/admin/leases`, 'GET', undefined, { headers: { authorization: `Bearer ${token}` } });
@@ -172,7 +172,7 @@ describe('PROXY protocol on the NDJSON TCP listener', () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     expect((await peer.lines(2))[1]).toMatchObject({ ok: true });
-    expect(granted(server, 'bob')).toMatchObject({ remote: '2001:db8::99' });
+    expect(await granted(server, 'bob')).toMatchObject({ remote: '2001:db8::99' });
   });
 
   it('uses the connection address for a v2 LOCAL header (a load balancer health check)', async () => {
@@ -180,7 +180,7 @@ describe('PROXY protocol on the NDJSON TCP listener', () => {
     const peer = await Peer.to(port(server, 'lb'));
     peer.write(V2_LOCAL, HELLO_AND_ACQUIRE('carol'));
     expect((await peer.lines(2))[1]).toMatchObject({ ok: true });
-    expect(granted(server, 'carol')).toMatchObject({ remote: '127.0.0.1' });
+    expect(await granted(server, 'carol')).toMatchObject({ remote: '127.0.0.1' });
   });
 
   it('closes a connection without a header unanswered, and warns about it', async () => {
@@ -190,7 +190,7 @@ describe('PROXY protocol on the NDJSON TCP listener', () => {
     peer.write(HELLO_AND_ACQUIRE('dave'));
     await refused(peer);
     expect(warnings(lines)).toMatchObject([{ listener: 'lb', source: '127.0.0.1', reason: 'no-header' }]);
-    expect(server.floatd.store.queryEvents({ user: 'dave' })).toEqual([]);
+    expect(await server.floatd.store.queryEvents({ user: 'dave' })).toEqual([]);
     // The start-up log says which listeners expect headers, and from whom.
     expect(lines.filter((l) => l['level'] === 30 && String(l['msg']).includes('PROXY protocol'))).toMatchObject([{ listener: 'lb', trustedProxies: ['127.0.0.1/32'] }]);
   });
@@ -226,7 +226,7 @@ describe('PROXY protocol on the NDJSON TCP listener', () => {
     await refused(later);
     expect(warnings(lines)).toHaveLength(2);
     expect(warnings(lines)[1]).toMatchObject({ reason: 'untrusted-source', heldBack: 2, msg: expect.stringContaining('127.0.0.1 is not in trustedProxies') });
-    expect(server.floatd.store.queryEvents({ user: 'frank' })).toEqual([]);
+    expect(await server.floatd.store.queryEvents({ user: 'frank' })).toEqual([]);
   });
 
   it('looks for no header on a listener without the setting: a PROXY line there is a bad request, as any other garbage', async () => {
@@ -238,12 +238,12 @@ describe('PROXY protocol on the NDJSON TCP listener', () => {
     expect(bad).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
     expect(hello).toMatchObject({ ok: true });
     expect(acquire).toMatchObject({ ok: true });
-    expect(granted(server, 'gina')).toMatchObject({ remote: '127.0.0.1', listener: 'tcp' });
+    expect(await granted(server, 'gina')).toMatchObject({ remote: '127.0.0.1', listener: 'tcp' });
     // The same bytes on the PROXY-protocol listener are a header.
     const viaProxy = await Peer.to(port(server, 'lb'));
     viaProxy.write(line, HELLO_AND_ACQUIRE('hank'));
     expect((await viaProxy.lines(2))[1]).toMatchObject({ ok: true });
-    expect(granted(server, 'hank')).toMatchObject({ remote: '203.0.113.7', listener: 'lb' });
+    expect(await granted(server, 'hank')).toMatchObject({ remote: '203.0.113.7', listener: 'lb' });
   });
 });
 
@@ -256,7 +256,7 @@ describe('PROXY protocol on the web endpoint and TLS listeners', () => {
     const peer = await Peer.to(port(server, 'web-lb'));
     peer.write(header(version, address), httpAcquire('ivy'));
     expect(await peer.response()).toMatchObject({ status: 201, body: { ok: true, lease: { product: 'cad' } } });
-    expect(granted(server, 'ivy')).toMatchObject({ remote: address, host: address, listener: 'web-lb' });
+    expect(await granted(server, 'ivy')).toMatchObject({ remote: address, host: address, listener: 'web-lb' });
   });
 
   it('refuses HTTP without a header, or from an untrusted address, with no HTTP answer', async () => {
@@ -273,7 +273,7 @@ describe('PROXY protocol on the web endpoint and TLS listeners', () => {
     await refused(untrusted);
     // Both from 127.0.0.1 within a minute: one warning.
     expect(warnings(lines)).toMatchObject([{ listener: 'web-lb', reason: 'no-header' }]);
-    expect(server.floatd.store.queryEvents({ user: 'jack' })).toEqual([]);
+    expect(await server.floatd.store.queryEvents({ user: 'jack' })).toEqual([]);
   });
 
   it('reads the header before the TLS handshake on tls:// and HTTPS listeners', async () => {
@@ -289,12 +289,12 @@ describe('PROXY protocol on the web endpoint and TLS listeners', () => {
     const ndjsonPeer = await Peer.tlsTo(port(server, 'tls-lb'), header(2, '198.51.100.30'), certs.ca);
     ndjsonPeer.write(HELLO_AND_ACQUIRE('kate'));
     expect((await ndjsonPeer.lines(2))[1]).toMatchObject({ ok: true });
-    expect(granted(server, 'kate')).toMatchObject({ remote: '198.51.100.30', listener: 'tls-lb' });
+    expect(await granted(server, 'kate')).toMatchObject({ remote: '198.51.100.30', listener: 'tls-lb' });
 
     const httpsPeer = await Peer.tlsTo(port(server, 'https-lb'), header(1, '2001:db8::31'), certs.ca);
     httpsPeer.write(httpAcquire('liam'));
     expect(await httpsPeer.response()).toMatchObject({ status: 201, body: { ok: true } });
-    expect(granted(server, 'liam')).toMatchObject({ remote: '2001:db8::31', listener: 'https-lb' });
+    expect(await granted(server, 'liam')).toMatchObject({ remote: '2001:db8::31', listener: 'https-lb' });
 
     // TLS straight away, without a header: closed before any TLS byte is answered.
     const bare = netConnect({ host: '127.0.0.1', port: port(server, 'https-lb') });

@@ -122,11 +122,11 @@ describe('the Python example client (docs/client.md)', () => {
     expect(kinds.filter((k) => k === 'renewed').length).toBeGreaterThanOrEqual(2);
     const leaseId = r.lines[1]!['acquired'];
     expect(r.lines.at(-1)).toEqual({ released: leaseId });
-    const log = s.floatd.store.queryEvents({ user: 'py' });
+    const log = await s.floatd.store.queryEvents({ user: 'py' });
     expect(log[0]).toMatchObject({ event: 'granted', leaseId, instance: 'py-1' });
     expect(log.filter((e) => e.event === 'renewed').length).toBeGreaterThanOrEqual(2);
     expect(log.at(-1)).toMatchObject({ event: 'released', leaseId });
-    expect(s.floatd.store.allLeases()).toEqual([]);
+    expect(await s.floatd.store.allLeases()).toEqual([]);
   });
 
   it('reports no free seat and gives up when retrying is off', async () => {
@@ -148,7 +148,7 @@ describe('the Python example client (docs/client.md)', () => {
     const acquired = await run.waitFor('lease', (l) => 'acquired' in l);
     const granted = Date.now();
     const leaseId = acquired['acquired'];
-    expect(s.floatd.store.allLeases()).toMatchObject([{ id: leaseId, leaseMs: 30_000 }]);
+    expect(await s.floatd.store.allLeases()).toMatchObject([{ id: leaseId, leaseMs: 30_000 }]);
 
     await sleep(granted + 500 - Date.now());
     await s.stop();
@@ -167,7 +167,7 @@ describe('the Python example client (docs/client.md)', () => {
     expect(Math.max(...failed.map((f) => f['retry_in_s'] as number))).toBeLessThanOrEqual(1);
     expect(run.lines.some((l) => 'lost' in l || 'regained' in l)).toBe(false);
     expect(run.lines.at(-1)).toEqual({ released: leaseId });
-    const log = restarted.floatd.store.queryEvents({ user: 'py' });
+    const log = await restarted.floatd.store.queryEvents({ user: 'py' });
     expect(log.filter((e) => e.event === 'granted').map((e) => e.leaseId)).toEqual([leaseId]);
     expect(log.filter((e) => e.event === 'renewed').map((e) => e.leaseId)).toContain(leaseId);
     expect(log.some((e) => e.event === 'expired')).toBe(false);
@@ -191,12 +191,12 @@ describe('the Python example client (docs/client.md)', () => {
     const s = await server();
     const run = startPython(['--server', s.address, '--user', 'py', '--instance', 'py-1', '--hold', '3', '--retry-seconds', '1']);
     const first = (await run.waitFor('lease', (l) => 'acquired' in l))['acquired'];
-    const keyId = s.floatd.status().keys[0]!.id;
+    const keyId = (await s.floatd.status()).keys[0]!.id;
     // The key is replaced: its leases are revoked, and the new key has seats.
     const renewal = await s.vendor.issue({ product: 'cad', seats: 5 });
     await withLicensing(s.config, new SystemClock(), async (l) => {
       await l.add(renewal);
-      l.remove(keyId);
+      await l.remove(keyId);
     });
 
     expect(await run.exited).toEqual({ code: 0, signal: null });
@@ -208,7 +208,7 @@ describe('the Python example client (docs/client.md)', () => {
     expect(second).toEqual(expect.any(String));
     expect(second).not.toBe(first);
     expect(run.lines.at(-1)).toEqual({ released: second });
-    const log = s.floatd.store.queryEvents({ user: 'py' });
+    const log = await s.floatd.store.queryEvents({ user: 'py' });
     expect(log.filter((e) => e.leaseId === first).map((e) => e.event)).toEqual(['granted', 'revoked']);
     expect(log.at(-1)).toMatchObject({ event: 'released', leaseId: second });
   });
@@ -263,7 +263,7 @@ describe('the Python example client (docs/client.md)', () => {
     expect(leaseId).toEqual(expect.any(String));
     expect(r.lines.filter((l) => l['renewed'] === leaseId).length).toBeGreaterThanOrEqual(2);
     expect(r.lines.at(-1)).toEqual({ released: leaseId });
-    const log = s.floatd.store.queryEvents({ user: 'py' });
+    const log = await s.floatd.store.queryEvents({ user: 'py' });
     expect(log.map((e) => e.listener)).toEqual(log.map(() => 'tls'));
     expect([log[0]?.event, log.at(-1)?.event]).toEqual(['granted', 'released']);
 
@@ -278,7 +278,7 @@ describe('the Python example client (docs/client.md)', () => {
       expect({ code: run.code, err: run.err }).toEqual({ code: 1, err: '' });
       expect(run.lines).toEqual([{ unreachable: expect.stringMatching(why), retry_in_s: null }]);
     }
-    expect(s.floatd.store.allLeases()).toEqual([]);
+    expect(await s.floatd.store.allLeases()).toEqual([]);
   });
 
   it('refuses TLS flags that do not go together', async () => {
@@ -302,6 +302,6 @@ describe('the Python example client (docs/client.md)', () => {
       expect(run.err()).toBe('');
       expect(run.lines.slice(-2)).toEqual([{ stopping: signal }, { released: leaseId }]);
     }
-    expect(s.floatd.store.allLeases()).toEqual([]);
+    expect(await s.floatd.store.allLeases()).toEqual([]);
   });
 });

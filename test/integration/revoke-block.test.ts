@@ -36,7 +36,7 @@ describe('revoke with a block keeps the holder out for a while', () => {
     }
     // Others are not affected.
     leaseOf(await (await server.connect('alice')).request('acquire', { product: 'cad' }));
-    const log = server.floatd.store.queryEvents({ user: 'mallory' });
+    const log = await server.floatd.store.queryEvents({ user: 'mallory' });
     expect(log.map((e) => e.event)).toEqual(['granted', 'revoked', 'blocked', 'denied', 'denied']);
     expect(log[2]).toMatchObject({ product: 'cad', actor: 'token:local', reason: 'seat hog', message: expect.stringContaining(until) });
 
@@ -62,7 +62,7 @@ describe('revoke with a block keeps the holder out for a while', () => {
     const bad = await call(`${web(server)}/v1/admin/leases/${lease.id}/revoke`, 'POST', { reason: 'x', blockSeconds: 60, blockScope: 'host' }, bearer(server));
     expect(bad.status).toBe(400);
     expect(bad.body).toMatchObject({ error: { code: 'BAD_REQUEST', field: 'blockScope' } });
-    expect(server.floatd.store.allLeases()).toHaveLength(1);
+    expect(await server.floatd.store.allLeases()).toHaveLength(1);
     const ok = await call(`${web(server)}/v1/admin/leases/${lease.id}/revoke`, 'POST', { reason: 'stuck instance', blockSeconds: 600, blockScope: 'instance' }, bearer(server));
     expect(ok.body).toMatchObject({ ok: true, block: { scope: 'instance', user: 'bob', instance: 'b-1' } });
     expect(errorOf(await (await server.connect('bob', 'b-1')).request('acquire', { product: 'cad' }))).toMatchObject({ code: 'RULE_DENIED', reason: 'revoked' });
@@ -78,7 +78,7 @@ describe('revoke with a block keeps the holder out for a while', () => {
     const usage = await cli(['admin', 'revoke', lease.id, '--reason', 'x', '--block', 'soon', ...auth]);
     expect(usage.code).toBe(2);
     expect(usage.err).toContain('--block must be a span such as 90s, 30m');
-    expect(server.floatd.store.allLeases()).toHaveLength(1);
+    expect(await server.floatd.store.allLeases()).toHaveLength(1);
 
     const revoked = await cli(['admin', 'revoke', lease.id.slice(0, 8), '--reason', 'audit', '--block', '2h', ...auth]);
     expect(revoked.code, revoked.err).toBe(0);
@@ -96,7 +96,7 @@ describe('revoke with a block keeps the holder out for a while', () => {
     expect(lifted.out).toMatch(/^block [0-9a-f-]{36} lifted: user carol may take seats of cad again$/);
     leaseOf(await (await server.connect('carol', 'c-2')).request('acquire', { product: 'cad' }));
     expect((await cli(['admin', 'unblock', id, ...auth])).code).not.toBe(0);
-    expect(server.floatd.store.queryEvents({ events: ['blocked', 'unblocked'] }).map((e) => [e.event, e.user, e.actor])).toEqual([
+    expect((await server.floatd.store.queryEvents({ events: ['blocked', 'unblocked'] })).map((e) => [e.event, e.user, e.actor])).toEqual([
       ['blocked', 'carol', 'token:local'],
       ['unblocked', 'carol', 'token:local'],
     ]);

@@ -34,9 +34,9 @@ describe('CLT rules on a real server', () => {
     expect(denied).toMatchObject({ code: 'RULE_DENIED', reason: 'count', message: 'user alice breaks lease count limit 2 on listener tcp' });
     // Another user is not affected, and the denial took no seat.
     leaseOf(await (await server.connect('bob', 'b1')).request('acquire', {}));
-    expect(server.floatd.status().leasesHeld).toBe(3);
+    expect((await server.floatd.status()).leasesHeld).toBe(3);
 
-    const logged = server.floatd.store.queryEvents({ events: ['denied'] });
+    const logged = await server.floatd.store.queryEvents({ events: ['denied'] });
     expect(logged).toHaveLength(1);
     expect(logged[0]).toMatchObject({ user: 'alice', instance: 'a3', listener: 'tcp', code: 'RULE_DENIED', reason: 'count', message: denied.message });
 
@@ -91,7 +91,7 @@ describe('CLT rules on a real server', () => {
       reason: 'blocked',
       message: 'user carol is blocked on listener tcp',
     });
-    const granted = server.floatd.store.queryEvents({ events: ['granted'] });
+    const granted = await server.floatd.store.queryEvents({ events: ['granted'] });
     expect(granted.map((e) => e.message)).toEqual(['user alice now holds 1 lease(s) on listener tcp']);
   });
 
@@ -112,17 +112,17 @@ describe('CLT rules on a real server', () => {
     expect(errorOf(await a2.request('acquire', {}))).toMatchObject({ reason: 'count' });
 
     writeFileSync(file, 'CLT alice connection_limit=2\n');
-    expect(server.floatd.reloadRules()).toMatchObject({ ok: true });
-    expect(server.floatd.status().rules).toBe(`1 CLT rule(s) from ${file}`);
+    expect(await server.floatd.reloadRules()).toMatchObject({ ok: true });
+    expect((await server.floatd.status()).rules).toBe(`1 CLT rule(s) from ${file}`);
     leaseOf(await a2.request('acquire', {}));
 
     writeFileSync(file, 'CLT alice connection_limit=5\nCLT bob limit=3\n');
-    const refused = server.floatd.reloadRules();
+    const refused = await server.floatd.reloadRules();
     expect(refused).toMatchObject({ ok: false, errors: [{ file, line: 2, kind: 'unknown-property' }] });
     // Still the limit of 2: the broken file changed nothing.
     expect(errorOf(await a3.request('acquire', {}))).toMatchObject({ reason: 'count', message: expect.stringContaining('limit 2') });
 
-    const log = server.floatd.store.queryEvents({ events: ['rules-reloaded', 'rules-rejected'] });
+    const log = await server.floatd.store.queryEvents({ events: ['rules-reloaded', 'rules-rejected'] });
     expect(log.map((e) => e.event)).toEqual(['rules-reloaded', 'rules-reloaded', 'rules-rejected']);
     expect(log[2]!.message).toContain(`${file}:2: unknown-property`);
   });

@@ -37,7 +37,7 @@ describe('floatd run over TLS and HTTPS', () => {
     expect(r).toMatchObject({ code: 3, out: 'running' });
     expect(r.err).toMatch(/^floatd run: lease \S+ on cad held \(renewing every 15 min\); starting \S*node\n/);
     expect(r.err).toMatch(/exited with status 3; lease \S+ released$/);
-    expect(s.floatd.store.queryEvents({ user: 'ci' }).map((e) => [e.event, e.listener])).toEqual([
+    expect((await s.floatd.store.queryEvents({ user: 'ci' })).map((e) => [e.event, e.listener])).toEqual([
       ['granted', 'https'],
       ['released', 'https'],
     ]);
@@ -47,7 +47,7 @@ describe('floatd run over TLS and HTTPS', () => {
     const { s, tls } = await server({ 'tls.clientCertificates': 'require', 'tls.clientCaFile': certs.caFile });
     const r = await floatdAsync(['run', '--server', tls, '--ca', certs.caFile, '--cert', certs.clientCert, '--key', certs.clientKey, '--user', 'ci', '--', node, '-e', 'process.exit(0)']);
     expect(r, r.err).toMatchObject({ code: 0 });
-    expect(s.floatd.store.queryEvents({ user: 'ci' }).map((e) => [e.event, e.listener])).toEqual([
+    expect((await s.floatd.store.queryEvents({ user: 'ci' })).map((e) => [e.event, e.listener])).toEqual([
       ['granted', 'tls'],
       ['released', 'tls'],
     ]);
@@ -65,7 +65,7 @@ describe('floatd run over TLS and HTTPS', () => {
           "the server's certificate is not trusted: unable to verify the first certificate (UNABLE_TO_VERIFY_LEAF_SIGNATURE); check the CA file and the host name",
       );
     }
-    expect(s.floatd.store.allLeases()).toEqual([]);
+    expect(await s.floatd.store.allLeases()).toEqual([]);
   });
 
   it('says what is wrong with its TLS flags: usage (2), or a file it cannot use (1), naming it', async () => {

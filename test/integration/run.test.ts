@@ -35,8 +35,8 @@ describe('floatd run', () => {
     expect(r.code).toBe(3);
     expect(r.out).toBe('running');
     expect(r.err).toMatch(/lease .* on cad held \(renewing every 15 min\)/);
-    expect(s.floatd.store.allLeases()).toEqual([]);
-    const log = s.floatd.store.queryEvents({ events: ['granted', 'released'] });
+    expect(await s.floatd.store.allLeases()).toEqual([]);
+    const log = await s.floatd.store.queryEvents({ events: ['granted', 'released'] });
     expect(log.map((e) => [e.event, e.user])).toEqual([
       ['granted', 'ci'],
       ['released', 'ci'],
@@ -54,7 +54,7 @@ describe('floatd run', () => {
     expect(notOnPath.code).toBe(127);
     expect(notOnPath.err).toContain('not found on PATH');
     expect(notExecutable.code).toBe(126);
-    expect(s.floatd.store.queryEvents({ events: ['granted'] })).toEqual([]);
+    expect(await s.floatd.store.queryEvents({ events: ['granted'] })).toEqual([]);
   });
 
   it('forwards SIGTERM to the command, releases the lease and exits like the command', async () => {
@@ -63,11 +63,11 @@ describe('floatd run', () => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     await until(() => out.includes('up'), 'the command to start');
-    expect(s.floatd.store.allLeases()).toHaveLength(1);
+    expect(await s.floatd.store.allLeases()).toHaveLength(1);
     child.kill('SIGTERM');
     expect(await exited(child)).toEqual({ code: 143, signal: null });
-    expect(s.floatd.store.allLeases()).toEqual([]);
-    expect(s.floatd.store.queryEvents({ events: ['released'] })).toHaveLength(1);
+    expect(await s.floatd.store.allLeases()).toEqual([]);
+    expect(await s.floatd.store.queryEvents({ events: ['released'] })).toHaveLength(1);
   });
 
   it('waits for a seat, saying why, and runs the command once one frees', async () => {
@@ -139,7 +139,7 @@ describe('floatd run', () => {
       const closed = await Promise.race([exited(child).then(() => true), new Promise((r) => setTimeout(() => r(false), 5000))]);
       expect(closed, 'the command outlived the group kill').toBe(true);
       // Nothing was released: the seat stays taken until the lease expires.
-      expect(s.floatd.store.allLeases()).toHaveLength(1);
+      expect(await s.floatd.store.allLeases()).toHaveLength(1);
     } finally {
       try {
         process.kill(group, 'SIGKILL');
@@ -166,7 +166,7 @@ describe('floatd run', () => {
   it('warns loudly when the server key changes under it, and does not call the new lease regained', async () => {
     const port = await unusedPort();
     const first = await server(5, { listeners: [`127.0.0.1:${port}`] });
-    const firstKey = first.floatd.status().serverKeyFingerprint;
+    const firstKey = (await first.floatd.status()).serverKeyFingerprint;
     const child = spawnFloatd(['run', '--server', `127.0.0.1:${port}`, '--retry-seconds', '1', '--', node, '-e', 'setInterval(() => {}, 1000)']);
     let err = '';
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -175,7 +175,7 @@ describe('floatd run', () => {
     servers.splice(servers.indexOf(first), 1);
     // Another server (another data directory, so another key) at the same address.
     const other = await server(5, { listeners: [`127.0.0.1:${port}`] });
-    const otherKey = other.floatd.status().serverKeyFingerprint;
+    const otherKey = (await other.floatd.status()).serverKeyFingerprint;
     await until(() => err.includes('taken from a server with another key'), 'the lease from the other server');
     expect(err).toContain(`WARNING: the server key fingerprint changed from ${firstKey} to ${otherKey}`);
     expect(err).not.toContain('lease regained');
@@ -189,7 +189,7 @@ describe('floatd run', () => {
     let err = '';
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     await until(() => err.includes('starting'), 'the command to start');
-    const keyId = s.floatd.status().keys[0]!.id;
+    const keyId = (await s.floatd.status()).keys[0]!.id;
     await withLicensing(s.config, new SystemClock(), async (l) => l.remove(keyId));
     expect(await exited(child)).toEqual({ code: 143, signal: null });
     expect(err).toMatch(/the server revoked the lease \(its license key was removed\); stopping \S*node in 0 s/);

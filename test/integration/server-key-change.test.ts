@@ -33,10 +33,10 @@ async function swapped(extra: Partial<LeaseClientOptions>) {
   const changes: Array<{ from: string; to: string; refused: boolean }> = [];
   c.on('serverKeyChanged', (e) => changes.push(e));
   await c.acquire();
-  const firstKey = first.floatd.status().serverKeyFingerprint;
+  const firstKey = (await first.floatd.status()).serverKeyFingerprint;
   await first.stop();
   const other = await server({ clock, vendor: first.vendor, flags: { listeners: [first.address] } });
-  const otherKey = other.floatd.status().serverKeyFingerprint;
+  const otherKey = (await other.floatd.status()).serverKeyFingerprint;
   expect(otherKey).not.toBe(firstKey);
   return { clock, c, seen, changes, other, firstKey, otherKey };
 }
@@ -47,7 +47,7 @@ describe('a server whose key changed under a client', () => {
     await advanceUntil(clock, () => seen.includes('regained'), 60_000, 1000);
     expect(changes).toEqual([{ from: firstKey, to: otherKey, refused: false }]);
     expect(seen.indexOf('serverKeyChanged')).toBeLessThan(seen.indexOf('regained'));
-    expect(other.floatd.store.allLeases().map((l) => l.id)).toEqual([c.lease!.id]);
+    expect((await other.floatd.store.allLeases()).map((l) => l.id)).toEqual([c.lease!.id]);
   });
 
   it('with pinServerKey (true: the first key seen) refuses the changed server: SERVER_KEY_CHANGED, no lease from it', async () => {
@@ -56,7 +56,7 @@ describe('a server whose key changed under a client', () => {
     expect(changes[0]).toEqual({ from: firstKey, to: otherKey, refused: true });
     expect(seen).not.toContain('regained');
     expect(seen).toContain('lost');
-    expect(other.floatd.store.allLeases()).toEqual([]);
+    expect(await other.floatd.store.allLeases()).toEqual([]);
   });
 
   it('with vendorPublicKey refuses a server whose key changed (SERVER_KEY_CHANGED), before looking at its lease', async () => {
@@ -71,14 +71,14 @@ describe('a server whose key changed under a client', () => {
     const other = await server({ vendor: first.vendor, flags: { listeners: [first.address] } });
     await expect(c.acquire()).rejects.toMatchObject({ code: 'SERVER_KEY_CHANGED', message: expect.stringContaining('vendorPublicKey') });
     expect(changes).toMatchObject([{ refused: true }]);
-    expect(other.floatd.store.allLeases()).toEqual([]);
+    expect(await other.floatd.store.allLeases()).toEqual([]);
   });
 
   it('with pinServerKey set to a fingerprint refuses any other key from the start', async () => {
     const s = await server();
     const c = new LeaseClient({ server: s.address, user: 'bob', instance: 'b-1', pinServerKey: 'not-this-servers-key', retryIntervalMs: 0 });
     clients.push(c);
-    await expect(c.acquire()).rejects.toMatchObject({ code: 'SERVER_KEY_CHANGED', message: expect.stringContaining(String(s.floatd.status().serverKeyFingerprint)) });
-    expect(s.floatd.store.allLeases()).toEqual([]);
+    await expect(c.acquire()).rejects.toMatchObject({ code: 'SERVER_KEY_CHANGED', message: expect.stringContaining(String((await s.floatd.status()).serverKeyFingerprint)) });
+    expect(await s.floatd.store.allLeases()).toEqual([]);
   });
 });

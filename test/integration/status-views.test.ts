@@ -33,7 +33,7 @@ describe('status: seats and health for anyone, the rest for administrators', () 
     server = await startServer({
       flags: adminCertificateFlags(certs),
     });
-    const keyId = server.floatd.status().keys[0]!.id;
+    const keyId = (await server.floatd.status()).keys[0]!.id;
     const t = await server.connect('mallory');
     leaseOf(await t.request('acquire', { product: 'cad' }));
 
@@ -55,7 +55,7 @@ describe('status: seats and health for anyone, the rest for administrators', () 
 
   it('floatd status --server shows the reduced view and says so; with --token-file over the web endpoint, everything', async () => {
     server = await startServer({ flags: { 'http.listen': ['127.0.0.1:0'] } });
-    const keyId = server.floatd.status().keys[0]!.id;
+    const keyId = (await server.floatd.status()).keys[0]!.id;
     const t = await server.connect('alice');
     leaseOf(await t.request('acquire', { product: 'cad' }));
 

@@ -97,7 +97,7 @@ describe('TLS', () => {
     const id = (acquired['lease'] as { id: string }).id;
     expect(await t.request('renew', { lease: id })).toMatchObject({ ok: true, lease: { id } });
     expect(await t.request('release', { lease: id })).toEqual({ id: 4, ok: true, released: true });
-    expect(s.floatd.store.queryEvents({ events: ['granted'] })[0]).toMatchObject({ listener: 'tls', user: 'alice' });
+    expect((await s.floatd.store.queryEvents({ events: ['granted'] }))[0]).toMatchObject({ listener: 'tls', user: 'alice' });
     t.close();
   });
 
@@ -142,7 +142,7 @@ describe('TLS', () => {
     expect(other).toMatchObject({ status: 403, body: { error: { code: 'IDENTITY_MISMATCH' } } });
     const own = await call(`${https}/v1/leases`, 'POST', { client: { instance: 'a-2' }, product: 'cad' }, mine);
     expect(own.status).toBe(201);
-    expect(s.floatd.store.allLeases().map((l) => l.user)).toEqual(['alice', 'alice']);
+    expect((await s.floatd.store.allLeases()).map((l) => l.user)).toEqual(['alice', 'alice']);
   });
 
   it('reloads the certificate for new connections; a broken new pair is refused and the old one stays', async () => {

@@ -64,7 +64,7 @@ describe('time belongs to the server: the clock high-water mark', () => {
     const reported = setBack.lines.find((l) => l['level'] === 50 && String(l['msg']).includes('set back'));
     expect(reported).toMatchObject({ behindMs: 2 * DAY });
     expect(String(reported!['msg'])).toMatch(/2 days before the latest time this server has seen/);
-    expect(setBack.floatd.status().keys[0]!.state).toBe('expired');
+    expect((await setBack.floatd.status()).keys[0]!.state).toBe('expired');
   });
 });
 
@@ -87,13 +87,13 @@ describe('evaluation belongs to the vendor: the product file and evaluation exte
     expect(await trustFile(greedy, productFile)).toMatch(/products cad; evaluation at most 10 seat\(s\) for 20 day\(s\)/);
     const clock = new FakeClock(Date.now());
     const first = await start(greedy, clock);
-    expect(first.floatd.status().evaluation).toMatchObject({ seats: 10, daysLeft: 20 });
+    expect((await first.floatd.status()).evaluation).toMatchObject({ seats: 10, daysLeft: 20 });
     await first.stop();
 
     // Lower is fine.
     const modest = testConfig({ 'evaluation.seats': 3 }, dataDir);
     const second = await start(modest, clock);
-    expect(second.floatd.status().evaluation).toMatchObject({ seats: 3, daysLeft: 20 });
+    expect((await second.floatd.status()).evaluation).toMatchObject({ seats: 3, daysLeft: 20 });
     await second.stop();
 
     // An evaluation extension key from the vendor: 30 more days, 15 seats.
@@ -101,17 +101,17 @@ describe('evaluation belongs to the vendor: the product file and evaluation exte
     const third = await start(greedy, clock);
     await withLicensing(greedy, clock, (l) => l.add(extension));
     await third.floatd.reloadLicenses();
-    expect(third.floatd.status().evaluation).toMatchObject({ seats: 15, daysLeft: 50 });
+    expect((await third.floatd.status()).evaluation).toMatchObject({ seats: 15, daysLeft: 50 });
     leaseOf(await third.acquire('cad'));
 
     // A license key ends evaluation; removing it does not bring evaluation back.
     const key = await vendor.issue({ product: 'cad', seats: 2 });
     const installed = await withLicensing(greedy, clock, (l) => l.add(key));
     await third.floatd.reloadLicenses();
-    expect(third.floatd.status().mode).toBe('licensed');
+    expect((await third.floatd.status()).mode).toBe('licensed');
     await withLicensing(greedy, clock, async (l) => l.remove(installed.id));
     await third.floatd.reloadLicenses();
-    expect(third.floatd.status().mode).toBe('unlicensed');
+    expect((await third.floatd.status()).mode).toBe('unlicensed');
     const denied = errorOf(await third.acquire('cad', 'bob'));
     expect(denied.code).toBe('EVALUATION_ENDED');
     expect(denied.message).toMatch(/evaluation has ended for good \(license key .* was installed/);

@@ -51,7 +51,7 @@ describe('the web endpoint: lease API over HTTP', () => {
     expect((await call(`${http}/v1/status`, 'GET')).body).toMatchObject({ ok: true, products: [{ product: 'cad', seatsInUse: 1 }] });
     expect((await call(`${http}/v1/leases/${lease.id}/release`, 'POST', { client: alice, leaseSecret })).body).toEqual({ ok: true, released: true });
     expect((await call(`${http}/v1/leases/${lease.id}/release`, 'POST', { client: alice })).body).toEqual({ ok: true, released: false });
-    const log = s.floatd.store.queryEvents({ user: 'alice' }).map((e) => [e.event, e.listener]);
+    const log = (await s.floatd.store.queryEvents({ user: 'alice' })).map((e) => [e.event, e.listener]);
     expect(log).toEqual([['granted', 'http'], ['renewed', 'http'], ['renewed', 'http'], ['released', 'http']]);
   });
 
@@ -108,7 +108,7 @@ describe('the web endpoint: lease API over HTTP', () => {
     );
     expect(replies.filter((r) => r.status === 201)).toHaveLength(20);
     expect(replies.filter((r) => r.status === 409)).toHaveLength(80);
-    expect(s.floatd.store.allLeases()).toHaveLength(20);
+    expect(await s.floatd.store.allLeases()).toHaveLength(20);
   });
 
   it('serves health, readiness and an OpenAPI 3.1 document listing every route', async () => {

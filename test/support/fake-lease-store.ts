@@ -42,9 +42,10 @@ function networked(unit: LeaseUnit): LeaseUnit {
 
 /**
  * An in-memory LeaseStore. The contract suite runs against it and SQLite
- * alike. With `{ networked: true }` every call of a unit of work waits a
- * macrotask first, as a database across the network would: other units'
- * requests arrive meanwhile, and the store must still keep them apart.
+ * alike. With `{ networked: true }` every call of a unit of work, and of the
+ * store's other methods, waits a macrotask first, as a database across the
+ * network would: other units' requests arrive meanwhile, and the store must
+ * still keep them apart.
  */
 export class FakeLeaseStore implements LeaseStore {
   readonly changes = new CounterChangeFeed(() => this.version);
@@ -136,7 +137,7 @@ export class FakeLeaseStore implements LeaseStore {
       const published: Array<() => void> = [];
       const rollbacks: Array<() => void> = [];
       try {
-        const unit = new TxUnit({ tx: this.tx, leases: () => this.allLeases(), publish: (f) => published.push(f), onRollback: (f) => rollbacks.push(f) });
+        const unit = new TxUnit({ tx: this.tx, leases: () => this.sortedLeases(), publish: (f) => published.push(f), onRollback: (f) => rollbacks.push(f) });
         const value = await fn(this.options.networked ? networked(unit) : unit);
         for (const f of published) f();
         return value;
@@ -158,6 +159,12 @@ export class FakeLeaseStore implements LeaseStore {
   }
 
   configureCommits(): void {}
+
+  /** Answers a call of the port, a macrotask later when networked (as a database across the network would). */
+  private async answer<T>(fn: () => T): Promise<T> {
+    if (this.options.networked) await macrotask();
+    return fn();
+  }
 
   private snapshot() {
     return { leases: new Map(this.leases), events: [...this.events], next: this.nextEventId, blocks: [...this.blockList] };
@@ -194,88 +201,110 @@ export class FakeLeaseStore implements LeaseStore {
     });
   }
 
-  nextExpiry(after = -Infinity): number | undefined {
-    const times = [...this.leases.values()].map((l) => l.expiresAt).filter((t) => t > after);
-    return times.length === 0 ? undefined : Math.min(...times);
+  nextExpiry(after = -Infinity): Promise<number | undefined> {
+    return this.answer(() => {
+      const times = [...this.leases.values()].map((l) => l.expiresAt).filter((t) => t > after);
+      return times.length === 0 ? undefined : Math.min(...times);
+    });
   }
 
-  latestRecordedTime(): number | undefined {
-    const times = [...this.events.map((e) => e.ts), ...[...this.leases.values()].map((l) => l.renewedAt)];
-    return times.length === 0 ? undefined : Math.max(...times);
+  latestRecordedTime(): Promise<number | undefined> {
+    return this.answer(() => {
+      const times = [...this.events.map((e) => e.ts), ...[...this.leases.values()].map((l) => l.renewedAt)];
+      return times.length === 0 ? undefined : Math.max(...times);
+    });
   }
 
-  blocks(now: number): Block[] {
-    return this.blockList.filter((b) => b.until > now).sort((a, b) => a.until - b.until || a.id.localeCompare(b.id));
+  blocks(now: number): Promise<Block[]> {
+    return this.answer(() => this.blockList.filter((b) => b.until > now).sort((a, b) => a.until - b.until || a.id.localeCompare(b.id)));
   }
 
-  allLeases(): Lease[] {
+  allLeases(): Promise<Lease[]> {
+    return this.answer(() => this.sortedLeases());
+  }
+
+  private sortedLeases(): Lease[] {
     return [...this.leases.values()].sort((a, b) => a.product.localeCompare(b.product) || a.grantedAt - b.grantedAt);
   }
 
-  getMeta(key: string): string | undefined {
-    return this.meta.get(key);
+  getMeta(key: string): Promise<string | undefined> {
+    return this.answer(() => this.meta.get(key));
   }
 
-  setMeta(key: string, value: string): void {
-    this.meta.set(key, value);
+  setMeta(key: string, value: string): Promise<void> {
+    return this.answer(() => {
+      this.meta.set(key, value);
+    });
   }
 
-  initMeta(key: string, value: string): string {
-    if (!this.meta.has(key)) this.meta.set(key, value);
-    return this.meta.get(key)!;
+  initMeta(key: string, value: string): Promise<string> {
+    return this.answer(() => {
+      if (!this.meta.has(key)) this.meta.set(key, value);
+      return this.meta.get(key)!;
+    });
   }
 
-  listLicenses(): StoredLicense[] {
-    return [...this.licenses].sort((a, b) => a.addedAt - b.addedAt || a.id.localeCompare(b.id));
+  listLicenses(): Promise<StoredLicense[]> {
+    return this.answer(() => [...this.licenses].sort((a, b) => a.addedAt - b.addedAt || a.id.localeCompare(b.id)));
   }
 
-  addLicense(license: StoredLicense, event: LeaseEventInput): void {
-    if (this.licenses.some((l) => l.id === license.id)) throw new Error('UNIQUE constraint failed: licenses.id');
-    this.licenses.push(license);
-    this.tx.appendEvent(event);
+  addLicense(license: StoredLicense, event: LeaseEventInput): Promise<void> {
+    return this.answer(() => {
+      if (this.licenses.some((l) => l.id === license.id)) throw new Error('UNIQUE constraint failed: licenses.id');
+      this.licenses.push(license);
+      this.tx.appendEvent(event);
+    });
   }
 
-  removeLicense(id: string, event: LeaseEventInput): boolean {
-    const before = this.licenses.length;
-    this.licenses = this.licenses.filter((l) => l.id !== id);
-    if (this.licenses.length === before) return false;
-    this.tx.appendEvent(event);
-    return true;
+  removeLicense(id: string, event: LeaseEventInput): Promise<boolean> {
+    return this.answer(() => {
+      const before = this.licenses.length;
+      this.licenses = this.licenses.filter((l) => l.id !== id);
+      if (this.licenses.length === before) return false;
+      this.tx.appendEvent(event);
+      return true;
+    });
   }
 
-  appendEvent(event: LeaseEventInput): void {
-    this.tx.appendEvent(event);
+  appendEvent(event: LeaseEventInput): Promise<void> {
+    return this.answer(() => {
+      this.tx.appendEvent(event);
+    });
   }
 
-  queryEvents(f: EventFilter): LeaseEvent[] {
-    const out = this.events.filter(
-      (e) =>
-        (f.afterId === undefined || e.id > f.afterId) &&
-        (f.beforeId === undefined || e.id < f.beforeId) &&
-        (f.sinceMs === undefined || e.ts >= f.sinceMs) &&
-        (f.untilMs === undefined || e.ts < f.untilMs) &&
-        (f.user === undefined || e.user === f.user) &&
-        (f.host === undefined || e.host === f.host) &&
-        (f.instance === undefined || e.instance === f.instance) &&
-        (f.leaseId === undefined || (e.leaseId ?? '').startsWith(f.leaseId)) &&
-        (f.listener === undefined || e.listener === f.listener) &&
-        (f.actor === undefined || e.actor === f.actor) &&
-        (f.product === undefined || e.product === f.product) &&
-        (f.pool === undefined || e.poolId === f.pool) &&
-        (f.events === undefined || f.events.length === 0 || f.events.includes(e.event)),
-    );
-    if (f.first !== undefined) return out.slice(0, f.first);
-    return f.limit === undefined ? out : out.slice(-f.limit);
+  queryEvents(f: EventFilter): Promise<LeaseEvent[]> {
+    return this.answer(() => {
+      const out = this.events.filter(
+        (e) =>
+          (f.afterId === undefined || e.id > f.afterId) &&
+          (f.beforeId === undefined || e.id < f.beforeId) &&
+          (f.sinceMs === undefined || e.ts >= f.sinceMs) &&
+          (f.untilMs === undefined || e.ts < f.untilMs) &&
+          (f.user === undefined || e.user === f.user) &&
+          (f.host === undefined || e.host === f.host) &&
+          (f.instance === undefined || e.instance === f.instance) &&
+          (f.leaseId === undefined || (e.leaseId ?? '').startsWith(f.leaseId)) &&
+          (f.listener === undefined || e.listener === f.listener) &&
+          (f.actor === undefined || e.actor === f.actor) &&
+          (f.product === undefined || e.product === f.product) &&
+          (f.pool === undefined || e.poolId === f.pool) &&
+          (f.events === undefined || f.events.length === 0 || f.events.includes(e.event)),
+      );
+      if (f.first !== undefined) return out.slice(0, f.first);
+      return f.limit === undefined ? out : out.slice(-f.limit);
+    });
   }
 
-  pruneBoundary(beforeMs: number): number | undefined {
-    return this.events.find((e) => e.ts >= beforeMs)?.id;
+  pruneBoundary(beforeMs: number): Promise<number | undefined> {
+    return this.answer(() => this.events.find((e) => e.ts >= beforeMs)?.id);
   }
 
-  pruneEvents(beforeId: number, limit: number): number {
-    const gone = this.events.slice(0, limit).filter((e) => e.id < beforeId).length;
-    this.events = this.events.slice(gone);
-    return gone;
+  pruneEvents(beforeId: number, limit: number): Promise<number> {
+    return this.answer(() => {
+      const gone = this.events.slice(0, limit).filter((e) => e.id < beforeId).length;
+      this.events = this.events.slice(gone);
+      return gone;
+    });
   }
 
   close(): void {}

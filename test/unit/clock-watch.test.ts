@@ -48,7 +48,7 @@ describe('ClockWatch', () => {
     expect(await watch.check()).toBeNull();
     wall.jumpWall(-9_998);
     expect(await watch.check()).toBeNull();
-    expect(store.queryEvents({ events: ['clock-jump'] })).toEqual([]);
+    expect(await store.queryEvents({ events: ['clock-jump'] })).toEqual([]);
   });
 
   it('on a jump forward moves every expiry with the wall clock, so each lease keeps the time it had left', async () => {
@@ -62,9 +62,9 @@ describe('ClockWatch', () => {
     expect(jump).toMatchObject({ shiftMs: HOUR, leases: 1 });
     expect(jump!.message).toMatch(/^the wall clock jumped forward by 1 h 0 min 0 s against the monotonic clock: the expiry of 1 lease\(s\) moved/);
     expect(clock.now()).toBe(wall.now());
-    expect(store.allLeases()[0]!.expiresAt - clock.now()).toBe(100_000);
-    expect(store.allLeases()[0]!.expiresAt).toBe(lease.expiresAt + HOUR);
-    expect(store.queryEvents({ events: ['clock-jump'] })).toMatchObject([{ ts: wall.now(), message: jump!.message }]);
+    expect((await store.allLeases())[0]!.expiresAt - clock.now()).toBe(100_000);
+    expect((await store.allLeases())[0]!.expiresAt).toBe(lease.expiresAt + HOUR);
+    expect(await store.queryEvents({ events: ['clock-jump'] })).toMatchObject([{ ts: wall.now(), message: jump!.message }]);
     wall.advance(99_999);
     expect(await service.sweep()).toBe(0);
     wall.advance(1);
@@ -87,7 +87,7 @@ describe('ClockWatch', () => {
     await acquire('a');
     wall.jumpWall(HOUR);
     await watch.check();
-    expect(store.allLeases()[0]!.expiresAt).toBe(wall.now() + 60_000);
+    expect((await store.allLeases())[0]!.expiresAt).toBe(wall.now() + 60_000);
   });
 
   it('at start, lets stored times rule but cuts a lease with more than its full length left', async () => {
@@ -100,7 +100,7 @@ describe('ClockWatch', () => {
     const jump = await watch.atStart();
     expect(jump).toMatchObject({ shiftMs: -HOUR, leases: 1 });
     expect(jump!.message).toMatch(/^the wall clock is 1 h 0 min 0 s behind the latest time recorded in the database/);
-    expect(store.allLeases()[0]!.expiresAt).toBe(later.now() + 120_000);
+    expect((await store.allLeases())[0]!.expiresAt).toBe(later.now() + 120_000);
     // Nothing to say on a start with the clock where it was.
     expect(await new ClockWatch(new SteadyClock(wall), store, new LeaseService(store, new SteadyClock(wall), new PoolRegistry(), { leaseMs: 1, logLevel: 'detailed' })).atStart()).toBeNull();
   });

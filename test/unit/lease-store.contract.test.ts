@@ -52,7 +52,7 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
     store.close();
   });
 
-  it('counts only running leases of a pool', () => {
+  it('counts only running leases of a pool', async () => {
     const store = make();
     store.transact((tx) => {
       tx.insertLease(lease({ id: 'a', instance: 'a', expiresAt: 5000 }));
@@ -65,7 +65,7 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
     expect(store.transact((tx) => tx.countActive('none', 0))).toBe(0);
     expect(store.transact((tx) => tx.earliestExpiry(['key-1'], 0))).toBe(5000);
     expect(store.transact((tx) => tx.earliestExpiry(['key-1'], 5000))).toBe(8000);
-    expect(store.nextExpiry()).toBe(5000);
+    expect(await store.nextExpiry()).toBe(5000);
     const expired = store.transact((tx) => tx.expiredLeases(8000, 10)).map((l) => l.id);
     expect(expired[0]).toBe('a');
     expect([...expired].sort()).toEqual(['a', 'b', 'c']);
@@ -81,7 +81,7 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
     store.close();
   });
 
-  it('rolls back every write of a failed transaction', () => {
+  it('rolls back every write of a failed transaction', async () => {
     const store = make();
     expect(() =>
       store.transact((tx) => {
@@ -90,8 +90,8 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
         throw new Error('boom');
       }),
     ).toThrow('boom');
-    expect(store.allLeases()).toEqual([]);
-    expect(store.queryEvents({})).toEqual([]);
+    expect(await store.allLeases()).toEqual([]);
+    expect(await store.queryEvents({})).toEqual([]);
     store.close();
   });
 
@@ -117,30 +117,30 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
     store.close();
   });
 
-  it('queries and prunes the lease log', () => {
+  it('queries and prunes the lease log', async () => {
     const store = make();
-    for (let i = 1; i <= 5; i++) store.appendEvent({ ts: i * 100, event: i % 2 ? 'granted' : 'released', user: i < 3 ? 'alice' : 'bob', product: 'cad' });
-    expect(store.queryEvents({}).map((e) => e.ts)).toEqual([100, 200, 300, 400, 500]);
-    expect(store.queryEvents({ user: 'alice' }).map((e) => e.ts)).toEqual([100, 200]);
-    expect(store.queryEvents({ events: ['released'] }).map((e) => e.ts)).toEqual([200, 400]);
-    expect(store.queryEvents({ sinceMs: 200, untilMs: 400 }).map((e) => e.ts)).toEqual([200, 300]);
-    expect(store.queryEvents({ limit: 2 }).map((e) => e.ts)).toEqual([400, 500]);
-    const third = store.queryEvents({})[2]!;
-    expect(store.queryEvents({ afterId: third.id }).map((e) => e.ts)).toEqual([400, 500]);
-    expect(store.queryEvents({ first: 2 }).map((e) => e.ts)).toEqual([100, 200]);
-    expect(store.queryEvents({ first: 2, afterId: third.id }).map((e) => e.ts)).toEqual([400, 500]);
-    expect(store.pruneBoundary(250)).toBe(third.id);
-    expect(store.pruneBoundary(501)).toBeUndefined();
+    for (let i = 1; i <= 5; i++) await store.appendEvent({ ts: i * 100, event: i % 2 ? 'granted' : 'released', user: i < 3 ? 'alice' : 'bob', product: 'cad' });
+    expect((await store.queryEvents({})).map((e) => e.ts)).toEqual([100, 200, 300, 400, 500]);
+    expect((await store.queryEvents({ user: 'alice' })).map((e) => e.ts)).toEqual([100, 200]);
+    expect((await store.queryEvents({ events: ['released'] })).map((e) => e.ts)).toEqual([200, 400]);
+    expect((await store.queryEvents({ sinceMs: 200, untilMs: 400 })).map((e) => e.ts)).toEqual([200, 300]);
+    expect((await store.queryEvents({ limit: 2 })).map((e) => e.ts)).toEqual([400, 500]);
+    const third = (await store.queryEvents({}))[2]!;
+    expect((await store.queryEvents({ afterId: third.id })).map((e) => e.ts)).toEqual([400, 500]);
+    expect((await store.queryEvents({ first: 2 })).map((e) => e.ts)).toEqual([100, 200]);
+    expect((await store.queryEvents({ first: 2, afterId: third.id })).map((e) => e.ts)).toEqual([400, 500]);
+    expect(await store.pruneBoundary(250)).toBe(third.id);
+    expect(await store.pruneBoundary(501)).toBeUndefined();
     // In slices: the oldest first, never past the boundary.
-    expect(store.pruneEvents(third.id, 1)).toBe(1);
-    expect(store.queryEvents({}).map((e) => e.ts)).toEqual([200, 300, 400, 500]);
-    expect(store.pruneEvents(third.id, 10)).toBe(1);
-    expect(store.pruneEvents(third.id, 10)).toBe(0);
-    expect(store.queryEvents({}).map((e) => e.ts)).toEqual([300, 400, 500]);
+    expect(await store.pruneEvents(third.id, 1)).toBe(1);
+    expect((await store.queryEvents({})).map((e) => e.ts)).toEqual([200, 300, 400, 500]);
+    expect(await store.pruneEvents(third.id, 10)).toBe(1);
+    expect(await store.pruneEvents(third.id, 10)).toBe(0);
+    expect((await store.queryEvents({})).map((e) => e.ts)).toEqual([300, 400, 500]);
     store.close();
   });
 
-  it('folds identical denials into one counted entry per window, and past the per-address cap into one catch-all entry', () => {
+  it('folds identical denials into one counted entry per window, and past the per-address cap into one catch-all entry', async () => {
     const store = make();
     const window = (sinceMs: number) => ({ sinceMs, perAddress: 3, overflowMessage: 'the rest' });
     const denial = (ts: number, user: string, remote = '10.0.0.1') =>
@@ -156,7 +156,7 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       tx.recordDenial(denial(60_500, 'erin', '10.0.0.2'), window(60_000));
       tx.recordDenial(denial(120_000, 'alice'), window(120_000));
     });
-    const rows = store.queryEvents({ events: ['denied'] }).map((e) => [e.ts, e.user ?? null, e.code ?? null, e.remote, e.count, e.message]);
+    const rows = (await store.queryEvents({ events: ['denied'] })).map((e) => [e.ts, e.user ?? null, e.code ?? null, e.remote, e.count, e.message]);
     expect(rows).toEqual([
       [60_000, 'alice', 'NO_FREE_SEATS', '10.0.0.1', 51, 'full'],
       [60_100, 'alice', 'RULE_DENIED', '10.0.0.1', 1, 'full'],
@@ -165,26 +165,26 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       [60_500, 'erin', 'NO_FREE_SEATS', '10.0.0.2', 1, 'full'],
       [120_000, 'alice', 'NO_FREE_SEATS', '10.0.0.1', 1, 'full'],
     ]);
-    expect(store.queryEvents({}).filter((e) => e.event !== 'denied').every((e) => e.count === 1)).toBe(true);
+    expect((await store.queryEvents({})).filter((e) => e.event !== 'denied').every((e) => e.count === 1)).toBe(true);
     store.close();
   });
 
-  it('moves every lease\'s renewal and expiry time together, and knows the latest time it recorded', () => {
+  it('moves every lease\'s renewal and expiry time together, and knows the latest time it recorded', async () => {
     const store = make();
-    expect(store.latestRecordedTime()).toBeUndefined();
+    expect(await store.latestRecordedTime()).toBeUndefined();
     store.transact((tx) => {
       tx.insertLease(lease({ id: 'a', instance: 'a', renewedAt: 1000, expiresAt: 5000 }));
       tx.insertLease(lease({ id: 'b', instance: 'b', renewedAt: 3000, expiresAt: 7000 }));
     });
-    expect(store.latestRecordedTime()).toBe(3000);
-    store.appendEvent({ ts: 4000, event: 'server-started' });
-    expect(store.latestRecordedTime()).toBe(4000);
+    expect(await store.latestRecordedTime()).toBe(3000);
+    await store.appendEvent({ ts: 4000, event: 'server-started' });
+    expect(await store.latestRecordedTime()).toBe(4000);
     expect(store.transact((tx) => tx.shiftExpiries(3_600_000))).toBe(2);
-    expect(store.allLeases().map((l) => [l.id, l.grantedAt, l.renewedAt, l.expiresAt])).toEqual([
+    expect((await store.allLeases()).map((l) => [l.id, l.grantedAt, l.renewedAt, l.expiresAt])).toEqual([
       ['a', 1000, 3_601_000, 3_605_000],
       ['b', 1000, 3_603_000, 3_607_000],
     ]);
-    expect(store.nextExpiry()).toBe(3_605_000);
+    expect(await store.nextExpiry()).toBe(3_605_000);
     // Moving back frees nothing and counts nothing twice: seats in use stay exact.
     expect(store.transact((tx) => tx.shiftExpiries(-3_600_000))).toBe(2);
     expect(store.transact((tx) => tx.countActive('key-1', 4999))).toBe(2);
@@ -192,17 +192,17 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
     store.close();
   });
 
-  it('keeps meta values and license keys', () => {
+  it('keeps meta values and license keys', async () => {
     const store = make();
-    expect(store.initMeta('k', 'first')).toBe('first');
-    expect(store.initMeta('k', 'second')).toBe('first');
-    store.setMeta('k', 'third');
-    expect(store.getMeta('k')).toBe('third');
-    store.addLicense({ id: 'x', token: 'a.b.c', addedAt: 5 }, { ts: 5, event: 'key-added' });
-    expect(store.listLicenses()).toEqual([{ id: 'x', token: 'a.b.c', addedAt: 5 }]);
-    expect(store.removeLicense('x', { ts: 6, event: 'key-removed' })).toBe(true);
-    expect(store.removeLicense('x', { ts: 6, event: 'key-removed' })).toBe(false);
-    expect(store.queryEvents({}).map((e) => e.event)).toEqual(['key-added', 'key-removed']);
+    expect(await store.initMeta('k', 'first')).toBe('first');
+    expect(await store.initMeta('k', 'second')).toBe('first');
+    await store.setMeta('k', 'third');
+    expect(await store.getMeta('k')).toBe('third');
+    await store.addLicense({ id: 'x', token: 'a.b.c', addedAt: 5 }, { ts: 5, event: 'key-added' });
+    expect(await store.listLicenses()).toEqual([{ id: 'x', token: 'a.b.c', addedAt: 5 }]);
+    expect(await store.removeLicense('x', { ts: 6, event: 'key-removed' })).toBe(true);
+    expect(await store.removeLicense('x', { ts: 6, event: 'key-removed' })).toBe(false);
+    expect((await store.queryEvents({})).map((e) => e.event)).toEqual(['key-added', 'key-removed']);
     store.close();
   });
 
@@ -225,7 +225,7 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       const third = await service.acquire(client('c'), 'cad');
       expect(third).toMatchObject({ ok: false, code: 'NO_FREE_SEATS' });
       if (!third.ok) expect(third.details.retryAfterMs).toBe(10_000);
-      const log = store.queryEvents({});
+      const log = await store.queryEvents({});
       expect(log.map((e) => e.event)).toEqual(['granted', 'granted', 'denied']);
       expect(log.map((e) => e.seatsInUse)).toEqual([1, 2, 2]);
       expect(log[2]).toMatchObject({ user: 'c', code: 'NO_FREE_SEATS' });
@@ -241,7 +241,7 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       expect(again.ok && first.ok && again.lease.id === first.lease.id).toBe(true);
       expect(again.ok && again.renewed).toBe(true);
       expect(again.ok && again.lease.expiresAt).toBe(clock.now() + 60_000);
-      expect(store.allLeases()).toHaveLength(1);
+      expect(await store.allLeases()).toHaveLength(1);
       expect(await service.acquire(client('a', 'a-2'), 'cad')).toMatchObject({ ok: false, code: 'NO_FREE_SEATS' });
     });
 
@@ -265,7 +265,7 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       if (!got.ok) throw new Error('no lease');
       clock.advance(60_000);
       expect(await service.renew(client('a'), got.lease.id, { secret: got.secret! })).toMatchObject({ ok: false, code: 'LEASE_EXPIRED' });
-      expect(store.allLeases()).toHaveLength(0);
+      expect(await store.allLeases()).toHaveLength(0);
       expect((await service.acquire(client('b'), 'cad')).ok).toBe(true);
     });
 
@@ -278,7 +278,7 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       expect(await service.release(client('a'), got.lease.id, { secret: got.secret! })).toEqual({ ok: true, released: true });
       expect(await service.release(client('a'), got.lease.id)).toEqual({ ok: true, released: false });
       expect((await service.acquire(client('b'), 'cad')).ok).toBe(true);
-      expect(store.queryEvents({ events: ['released'] })[0]).toMatchObject({ user: 'a', seatsInUse: 0, seatsTotal: 1 });
+      expect((await store.queryEvents({ events: ['released'] }))[0]).toMatchObject({ user: 'a', seatsInUse: 0, seatsTotal: 1 });
     });
 
     it('sweeps exactly the leases that expired', async () => {
@@ -289,8 +289,8 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       clock.advance(50_000);
       expect(await service.sweep()).toBe(1);
       expect(ended).toEqual(['expired:a']);
-      expect(store.allLeases().map((l) => l.user)).toEqual(['b']);
-      expect(store.queryEvents({ events: ['expired'] })[0]).toMatchObject({ user: 'a', seatsInUse: 1 });
+      expect((await store.allLeases()).map((l) => l.user)).toEqual(['b']);
+      expect((await store.queryEvents({ events: ['expired'] }))[0]).toMatchObject({ user: 'a', seatsInUse: 1 });
     });
 
     it('caps the lease length at the key maximum', async () => {
@@ -313,7 +313,7 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       expect((await service.acquire(client('a'), 'viewer')).ok).toBe(true);
       clock.advance(1000);
       expect(await service.acquire(client('b'), 'viewer')).toMatchObject({ ok: false, code: 'LICENSE_EXPIRED' });
-      expect(store.queryEvents({ events: ['denied'] }).map((e) => e.code)).toEqual(['UNKNOWN_PRODUCT', 'PRODUCT_REQUIRED', 'LICENSE_EXPIRED']);
+      expect((await store.queryEvents({ events: ['denied'] })).map((e) => e.code)).toEqual(['UNKNOWN_PRODUCT', 'PRODUCT_REQUIRED', 'LICENSE_EXPIRED']);
     });
 
     it('revokes leases whose pool is gone', async () => {
@@ -322,7 +322,7 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       pools.set([], null, 0);
       expect(await service.revokeInvalid((id) => (pools.get(id) ? null : 'gone'))).toBe(1);
       expect(ended).toEqual(['revoked:a']);
-      expect(store.queryEvents({ events: ['revoked'] })[0]).toMatchObject({ user: 'a', reason: 'gone' });
+      expect((await store.queryEvents({ events: ['revoked'] }))[0]).toMatchObject({ user: 'a', reason: 'gone' });
     });
 
     it('leaves renewals out of the lease log at summary level', async () => {
@@ -331,7 +331,7 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       const got = await service.acquire(client('a'), 'cad');
       if (!got.ok) throw new Error('no lease');
       await service.renew(client('a'), got.lease.id);
-      expect(store.queryEvents({}).map((e) => e.event)).toEqual(['granted']);
+      expect((await store.queryEvents({})).map((e) => e.event)).toEqual(['granted']);
     });
 
     it('grants exactly the seats there are to 200 concurrent acquires for 50 seats', async () => {
@@ -339,8 +339,8 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
       const outcomes = await Promise.all(Array.from({ length: 200 }, (_, i) => service.acquire(client(`u${i}`), 'cad', undefined, `u${i}`)));
       expect(outcomes.filter((o) => o.ok)).toHaveLength(50);
       expect(outcomes.filter((o) => !o.ok).map((o) => !o.ok && o.code)).toEqual(Array(150).fill('NO_FREE_SEATS'));
-      expect(store.allLeases()).toHaveLength(50);
-      expect(store.queryEvents({ events: ['granted'] }).map((e) => e.seatsInUse).sort((a, b) => a! - b!)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+      expect(await store.allLeases()).toHaveLength(50);
+      expect((await store.queryEvents({ events: ['granted'] })).map((e) => e.seatsInUse).sort((a, b) => a! - b!)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
       await store.drained();
     });
   });
@@ -359,14 +359,19 @@ describe.each(STORES)('LeaseStore contract: %s', (_name, make) => {
         }),
       ).rejects.toThrow('a bug half-way');
       expect(told).toEqual(['undone']);
-      expect(store.allLeases()).toEqual([]);
-      expect(store.queryEvents({})).toEqual([]);
-      // The next unit commits, and tells after its commit.
+      expect(await store.allLeases()).toEqual([]);
+      expect(await store.queryEvents({})).toEqual([]);
+      // The next unit commits, and tells after its commit: what is read from then on is committed.
+      let readWhenTold: Promise<unknown[]> | undefined;
       await store.unit(async (u) => {
         await u.apply({ writes: [{ op: 'insert', lease: lease() }], log: [] });
-        u.publish(() => told.push(`published with ${store.allLeases().length} lease(s) committed`));
+        u.publish(() => {
+          told.push('published');
+          readWhenTold = store.allLeases();
+        });
       });
-      expect(told).toEqual(['undone', 'published with 1 lease(s) committed']);
+      expect(told).toEqual(['undone', 'published']);
+      expect(await readWhenTold).toHaveLength(1);
     });
 
     it('run one at a time: a unit never sees another half-done', async () => {
@@ -406,8 +411,8 @@ describe('SqliteLeaseStore units whose commit fails', () => {
     control.fail = false;
     await service.acquire(client('d'), 'cad');
     expect(told).toEqual(['granted', 'granted']);
-    expect(store.allLeases().map((l) => l.user)).toEqual(['a', 'd']);
-    expect(store.queryEvents({}).map((e) => `${e.id}:${e.user}`)).toEqual(['1:a', '2:d']);
+    expect((await store.allLeases()).map((l) => l.user)).toEqual(['a', 'd']);
+    expect((await store.queryEvents({})).map((e) => `${e.id}:${e.user}`)).toEqual(['1:a', '2:d']);
     const pair = await newEd25519KeyPair();
     expect(store.verifyLog(logVerifier(pair.publicJwk as typeof pair.publicJwk & { kid: string }))).toMatchObject({ ok: true, entries: 2 });
     store.close();

@@ -37,7 +37,7 @@ const APPENDERS: Array<[string, (s: SqliteLeaseStore) => unknown]> = [
 ];
 
 describe('the lease-log chain when a transaction that appended fails', () => {
-  it.each(APPENDERS)('%s: the rolled-back entry leaves no gap and no wrong link', (_name, append) => {
+  it.each(APPENDERS)('%s: the rolled-back entry leaves no gap and no wrong link', async (_name, append) => {
     const store = new SqliteLeaseStore(join(tempDir(), 'floatd.db'));
     try {
       // Something for each method to change, written while signing works.
@@ -47,17 +47,18 @@ describe('the lease-log chain when a transaction that appended fails', () => {
         everyEntries: 1,
         everyMs: 60_000,
       });
-      store.addLicense({ id: 'k-old', token: 'token', addedAt: T }, entry('k-old'));
-      store.putActivation({ keyId: 'k-act', activationId: 'a-1', token: 't', source: 'online', url: null, activatedAt: T, validatedAt: T }, null, { ts: T, event: 'activated' });
-      store.putAdminToken('ops', 'hash', false, { ts: T, event: 'admin-token-created' });
-      const before = store.queryEvents({}).length;
+      await store.addLicense({ id: 'k-old', token: 'token', addedAt: T }, entry('k-old'));
+      await store.putActivation({ keyId: 'k-act', activationId: 'a-1', token: 't', source: 'online', url: null, activatedAt: T, validatedAt: T }, null, { ts: T, event: 'activated' });
+      await store.putAdminToken('ops', 'hash', false, { ts: T, event: 'admin-token-created' });
+      const before = (await store.queryEvents({})).length;
 
       failNext = true;
-      expect(() => append(store)).toThrow('disk full');
+      // The port's methods reject; the synchronous ones throw: either way the write fails.
+      await expect(Promise.resolve().then(() => append(store))).rejects.toThrow('disk full');
       failNext = false;
-      expect(store.queryEvents({})).toHaveLength(before);
+      expect(await store.queryEvents({})).toHaveLength(before);
 
-      store.appendEvent(entry('after'));
+      await store.appendEvent(entry('after'));
       expect(store.verifyLog(verifier)).toMatchObject({ ok: true, entries: before + 1 });
     } finally {
       store.close();

@@ -17,9 +17,9 @@ export const GLOBAL_FAILURES = { perSecond: 1, burst: 20 } as const;
 /** What the gate asks of the admin use cases. */
 export interface AdminCredentials {
   /** The actor these credentials stand for (`token:NAME`, `cert:SUBJECT`), or null. */
-  authenticate(bearer: string | null, certificateSubject: string | null): string | null;
+  authenticate(bearer: string | null, certificateSubject: string | null): Promise<string | null>;
   /** An admin token's actor and a check that it has not been revoked since, or null (the dashboard's sign-in). */
-  signIn(token: string): { actor: string; stillValid: () => boolean } | null;
+  signIn(token: string): Promise<{ actor: string; stillValid: () => Promise<boolean> } | null>;
 }
 
 export interface AdminGateDeps {
@@ -100,34 +100,34 @@ export class AdminGate {
   }
 
   /** The actor of a request's credentials: the Authorization header, else an admin client certificate, else the session cookie. */
-  identify(request: FastifyRequest): Identified {
+  async identify(request: FastifyRequest): Promise<Identified> {
     const { certificateSubject } = this.deps.who(request);
     const header = request.headers.authorization;
     if (typeof header === 'string') {
       const bearer = /^Bearer\s+/i.test(header) ? header.replace(/^Bearer\s+/i, '') : null;
-      const actor = this.deps.admin.authenticate(bearer, certificateSubject);
+      const actor = await this.deps.admin.authenticate(bearer, certificateSubject);
       return actor === null ? { actor: null, how: 'bearer', presented: header } : { actor, how: 'bearer' };
     }
     if (certificateSubject !== null) {
-      const actor = this.deps.admin.authenticate(null, certificateSubject);
+      const actor = await this.deps.admin.authenticate(null, certificateSubject);
       if (actor !== null) return { actor, how: 'certificate' };
     }
     const cookie = cookieOf(request, SESSION_COOKIE);
     if (cookie !== null && cookie !== '') {
-      const actor = this.sessions.actorOf(cookie);
+      const actor = await this.sessions.actorOf(cookie);
       return actor === null ? { actor: null, how: 'cookie', presented: cookie } : { actor, how: 'cookie' };
     }
     return { actor: null, how: 'none', presented: null };
   }
 
   /** An admin token's actor and its revocation check, or null (the dashboard's sign-in form). */
-  signIn(token: string): { actor: string; stillValid: () => boolean } | null {
+  signIn(token: string): Promise<{ actor: string; stillValid: () => Promise<boolean> } | null> {
     return this.deps.admin.signIn(token);
   }
 
   /** The actor of a request to the admin API: 401 (or 429 past the limits) without a valid credential; 403 for a cross-site use of the cookie. */
-  require(request: FastifyRequest): string {
-    const who = this.identify(request);
+  async require(request: FastifyRequest): Promise<string> {
+    const who = await this.identify(request);
     if (who.actor === null) {
       const { certificateSubject } = this.deps.who(request);
       this.refuse(request, who.presented, who.how === 'none' && certificateSubject === null ? 'no credentials' : 'wrong credentials');

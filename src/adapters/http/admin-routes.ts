@@ -25,16 +25,16 @@ import type { AdminCredentials, AdminGate } from './admin-gate.js';
 
 /** What the admin routes ask of the server (the app implements it). */
 export interface AdminApi extends AdminCredentials {
-  leases(filter: { user?: string; host?: string; product?: string }): readonly LeaseView[];
+  leases(filter: { user?: string; host?: string; product?: string }): Promise<readonly LeaseView[]>;
   revoke(leaseId: string, reason: string, actor: string, block?: { seconds: number; scope: 'user' | 'instance' }): Promise<RevokeReply | Denial>;
   /** Blocks in force (floatd admin blocks). */
-  blocks(): readonly BlockView[];
+  blocks(): Promise<readonly BlockView[]>;
   unblock(blockId: string, actor: string): Promise<UnblockReply | Denial>;
-  reloadRules(actor: string): RulesReloadReply;
-  reloadTls(actor: string): TlsReloadReply | Denial;
-  suspend(listener: string | null, actor: string): SuspensionReply | Denial;
-  resume(listener: string | null, actor: string): SuspensionReply | Denial;
-  log(filter: EventFilter): readonly LeaseEvent[];
+  reloadRules(actor: string): Promise<RulesReloadReply>;
+  reloadTls(actor: string): Promise<TlsReloadReply | Denial>;
+  suspend(listener: string | null, actor: string): Promise<SuspensionReply | Denial>;
+  resume(listener: string | null, actor: string): Promise<SuspensionReply | Denial>;
+  log(filter: EventFilter): Promise<readonly LeaseEvent[]>;
   /** `floatd report usage` over the lease log (computed off the event loop). */
   usageReport(query: ReportRequest & { by: 'hour' | 'day' | 'week' | 'month'; user?: string }): Promise<UsageReportJson>;
   /** `floatd report users`. */
@@ -90,7 +90,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps, 
   const actors = new WeakMap<FastifyRequest, string>();
   const authenticate = async (request: FastifyRequest, reply: { header(name: string, value: string): unknown }) => {
     try {
-      actors.set(request, gate.require(request));
+      actors.set(request, await gate.require(request));
     } catch (err) {
       if ((err as { code?: unknown }).code === 'UNAUTHORIZED') void reply.header('www-authenticate', 'Bearer realm="floatd admin"');
       throw err;
@@ -128,7 +128,7 @@ function registerHolderRoutes(admin: FastifyInstance, { deps, actorOf, answer, v
   admin.get(
     '/leases',
     { schema: { summary: 'Live leases (the lmstat -a view)', tags: ['admin'], security, querystring: leasesQuery, response: { 200: anyReply } }, validatorCompiler },
-    async (request): Promise<LeasesReply> => ({ ok: true, leases: deps.admin.leases(request.query as Infer<typeof LEASES_QUERY>) }),
+    async (request): Promise<LeasesReply> => ({ ok: true, leases: await deps.admin.leases(request.query as Infer<typeof LEASES_QUERY>) }),
   );
   admin.post(
     '/leases/:id/revoke',
@@ -153,7 +153,7 @@ function registerHolderRoutes(admin: FastifyInstance, { deps, actorOf, answer, v
   admin.get(
     '/blocks',
     { schema: { summary: 'Holders kept out after a revoke, until when, and why', tags: ['admin'], security, response: { 200: anyReply } } },
-    async (): Promise<BlocksReply> => ({ ok: true, blocks: deps.admin.blocks() }),
+    async (): Promise<BlocksReply> => ({ ok: true, blocks: await deps.admin.blocks() }),
   );
   admin.post(
     '/blocks/:id/lift',
@@ -165,19 +165,19 @@ function registerHolderRoutes(admin: FastifyInstance, { deps, actorOf, answer, v
 /** What the operator changes on the running server: rules and TLS reloads, listener suspension. */
 function registerControlRoutes(admin: FastifyInstance, { deps, actorOf, answer, validatorCompiler }: AdminRouteContext): void {
   admin.post('/rules/reload', { schema: { summary: 'Re-read the CLT rules and groups', tags: ['admin'], security, response: { 200: anyReply, 400: anyReply } } }, async (request, reply) => {
-    const outcome: RulesReloadReply = deps.admin.reloadRules(actorOf(request));
+    const outcome: RulesReloadReply = await deps.admin.reloadRules(actorOf(request));
     return reply.code(outcome.ok ? 200 : 400).send(outcome);
   });
   admin.post('/tls/reload', { schema: { summary: 'Re-read the TLS certificate and key', tags: ['admin'], security, response: { 200: anyReply, 400: anyReply } } }, async (request, reply) => {
-    const outcome = deps.admin.reloadTls(actorOf(request));
+    const outcome = await deps.admin.reloadTls(actorOf(request));
     if ('code' in outcome) answer(outcome);
     return reply.code(outcome.ok ? 200 : 400).send(outcome);
   });
   admin.post('/listeners/suspend', { schema: { summary: 'Refuse new lease connections (one listener, or all); open ones keep renewing', tags: ['admin'], security, body: listenerBody, response: { 200: anyReply } }, validatorCompiler }, async (request): Promise<SuspensionReply> =>
-    answer(deps.admin.suspend((request.body as { listener?: string } | undefined)?.listener ?? null, actorOf(request))),
+    answer(await deps.admin.suspend((request.body as { listener?: string } | undefined)?.listener ?? null, actorOf(request))),
   );
   admin.post('/listeners/resume', { schema: { summary: 'Take new lease connections again', tags: ['admin'], security, body: listenerBody, response: { 200: anyReply } }, validatorCompiler }, async (request): Promise<SuspensionReply> =>
-    answer(deps.admin.resume((request.body as { listener?: string } | undefined)?.listener ?? null, actorOf(request))),
+    answer(await deps.admin.resume((request.body as { listener?: string } | undefined)?.listener ?? null, actorOf(request))),
   );
 }
 
@@ -218,7 +218,7 @@ function registerLogRoute(admin: FastifyInstance, { deps, validatorCompiler }: A
         events: q.event?.split(','),
         limit: q.limit === undefined ? 1000 : Number(q.limit),
       };
-      return { ok: true, events: deps.admin.log(filter) };
+      return { ok: true, events: await deps.admin.log(filter) };
     },
   );
 }

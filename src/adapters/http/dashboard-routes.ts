@@ -105,7 +105,7 @@ class DashboardReplies {
 /** The dashboard itself and its login form. */
 function registerPages(scope: FastifyInstance, deps: DashboardDeps, ui: DashboardReplies): void {
   scope.get('/', { schema: { ...html, summary: 'The dashboard (a login form without a valid session)' } }, async (request, reply) => {
-    const who = deps.gate.identify(request);
+    const who = await deps.gate.identify(request);
     if (who.actor === null) {
       if (who.how === 'cookie') {
         // A session ended since (sign-out, expiry, token revoked, restart), or a forged cookie.
@@ -119,7 +119,7 @@ function registerPages(scope: FastifyInstance, deps: DashboardDeps, ui: Dashboar
   });
 
   scope.get('/login', { schema: { ...html, summary: 'The dashboard\'s login form: an admin token' } }, async (request, reply) => {
-    const who = deps.gate.identify(request);
+    const who = await deps.gate.identify(request);
     if (who.actor !== null) return reply.code(303).header('location', '/').send();
     if (who.how !== 'none') {
       const wait = deps.gate.failed(request, who.presented, 'unknown dashboard session at the login form');
@@ -145,7 +145,7 @@ function registerSignInOut(scope: FastifyInstance, deps: DashboardDeps, ui: Dash
     async (request, reply) => {
       if (!ui.sameOrigin(request)) return ui.loginPage(reply, 403, 'This form may only be sent from this server\'s own page.');
       const token = (request.body as { token: string }).token.trim();
-      const signedIn = token === '' ? null : deps.gate.signIn(token);
+      const signedIn = token === '' ? null : await deps.gate.signIn(token);
       if (signedIn === null) {
         const wait = deps.gate.failed(request, token, 'wrong token at the dashboard login');
         if (wait !== null) return ui.tooMany(reply, wait);

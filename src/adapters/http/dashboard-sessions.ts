@@ -9,7 +9,7 @@ const MAX_SESSIONS = 1000;
 
 interface Session {
   readonly actor: string;
-  readonly stillValid: () => boolean;
+  readonly stillValid: () => Promise<boolean>;
   readonly createdAt: number;
   usedAt: number;
 }
@@ -26,7 +26,7 @@ export class DashboardSessions {
   constructor(private readonly now: () => number) {}
 
   /** Opens a session for `actor`; returns the id for the cookie. */
-  open(actor: string, stillValid: () => boolean): string {
+  open(actor: string, stillValid: () => Promise<boolean>): string {
     const id = randomBytes(32).toString('base64url');
     if (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
     const now = this.now();
@@ -35,15 +35,17 @@ export class DashboardSessions {
   }
 
   /** The actor of a live session, or null (unknown, expired, or its token revoked: then it is ended). */
-  actorOf(id: string): string | null {
+  async actorOf(id: string): Promise<string | null> {
     const k = key(id);
     const s = this.sessions.get(k);
     if (s === undefined) return null;
     const now = this.now();
-    if (now - s.createdAt >= SESSION_ABSOLUTE_MS || now - s.usedAt >= SESSION_IDLE_MS || !s.stillValid()) {
+    if (now - s.createdAt >= SESSION_ABSOLUTE_MS || now - s.usedAt >= SESSION_IDLE_MS || !(await s.stillValid())) {
       this.sessions.delete(k);
       return null;
     }
+    // Signed out while its token was looked up: over.
+    if (this.sessions.get(k) !== s) return null;
     s.usedAt = now;
     return s.actor;
   }

@@ -336,7 +336,7 @@ export class WebServer {
    */
   private async adminOrNull(request: FastifyRequest, reply: FastifyReply): Promise<string | null> {
     if (this.gate === null) return null;
-    const who = this.gate.identify(request);
+    const who = await this.gate.identify(request);
     if (who.actor !== null || who.how !== 'bearer') return who.actor;
     void reply.header('www-authenticate', 'Bearer realm="floatd admin"');
     this.gate.refuse(request, who.presented, 'wrong credentials');
@@ -460,7 +460,7 @@ export class WebServer {
     const app = this.app;
     const { api } = this.deps;
     // Without an admin credential: seats and health; with one (token, admin certificate, dashboard session): everything.
-    app.get('/v1/status', { schema: schemas.status }, async (request, reply) => ((await this.adminOrNull(request, reply)) === null ? { ok: true, ...api.publicStatus() } : { ok: true, view: 'full', ...api.status() }));
+    app.get('/v1/status', { schema: schemas.status }, async (request, reply) => ((await this.adminOrNull(request, reply)) === null ? { ok: true, ...(await api.publicStatus()) } : { ok: true, view: 'full', ...(await api.status()) }));
     app.get('/v1/server', { schema: schemas.server }, async () => ({ ok: true, ...api.hello() }));
     app.get('/healthz', { schema: schemas.healthz }, async () => ({ ok: true }));
     app.get('/readyz', { schema: schemas.readyz }, async (_request, reply) => {

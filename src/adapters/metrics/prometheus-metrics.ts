@@ -47,7 +47,7 @@ export class PrometheusMetrics {
   private readonly limitHits: Counter<'limit'>;
   private readonly clockJumps: Counter;
 
-  constructor(version: string, state: () => MetricsState) {
+  constructor(version: string, state: () => Promise<MetricsState>) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'floatd_' });
     // prom-client's *_active_{handles,requests,resources}_total are gauges named like counters, which
@@ -142,34 +142,35 @@ export class PrometheusMetrics {
   }
 }
 
-/** The last scrape's reading of the server's state, shared by the gauges of one scrape. */
+/** The scrape's reading of the server's state, shared by the gauges of one scrape. */
 interface Snapshot {
-  current: MetricsState;
+  reading: Promise<MetricsState>;
 }
 
 /**
  * The gauges read from the server at a scrape. The server's state is read once per scrape, by the
- * first of them (a registry collects in the order metrics were registered), and the others show
- * that same snapshot.
+ * first of them (a registry starts collecting each metric in the order they were registered, before
+ * it waits for any), and the others wait for that same reading.
  */
-function registerStateGauges(registers: Registry[], read: () => MetricsState): void {
-  const snapshot: Snapshot = { current: { pools: [], keys: [], connections: 0, unsentReplyBytes: 0, pausedConnections: 0, earliestExpiry: null, now: 0, storageFault: null } };
+function registerStateGauges(registers: Registry[], read: () => Promise<MetricsState>): void {
+  const snapshot: Snapshot = { reading: Promise.resolve({ pools: [], keys: [], connections: 0, unsentReplyBytes: 0, pausedConnections: 0, earliestExpiry: null, now: 0, storageFault: null }) };
   registerPoolGauges(registers, read, snapshot);
   registerServerGauges(registers, snapshot);
   registerKeyExpiryGauge(registers, snapshot);
 }
 
 /** Seats per pool and activation per key; the first of these reads the snapshot. */
-function registerPoolGauges(registers: Registry[], read: () => MetricsState, snapshot: Snapshot): void {
+function registerPoolGauges(registers: Registry[], read: () => Promise<MetricsState>, snapshot: Snapshot): void {
   new Gauge({
     name: 'floatd_pool_seats',
     help: 'Seats of a pool (license key or evaluation)',
     labelNames: ['pool', 'product'],
     registers,
-    collect() {
-      snapshot.current = read();
+    async collect() {
+      snapshot.reading = read();
+      const current = await snapshot.reading;
       this.reset();
-      for (const p of snapshot.current.pools) this.set({ pool: p.pool, product: p.product }, p.seats);
+      for (const p of current.pools) this.set({ pool: p.pool, product: p.product }, p.seats);
     },
   });
   new Gauge({
@@ -177,9 +178,10 @@ function registerPoolGauges(registers: Registry[], read: () => MetricsState, sna
     help: 'Seats of a pool that can be granted now: its size while its key is valid and, if it needs one, activated here; else 0',
     labelNames: ['pool', 'product'],
     registers,
-    collect() {
+    async collect() {
+      const current = await snapshot.reading;
       this.reset();
-      for (const p of snapshot.current.pools) this.set({ pool: p.pool, product: p.product }, p.grantable);
+      for (const p of current.pools) this.set({ pool: p.pool, product: p.product }, p.grantable);
     },
   });
   new Gauge({
@@ -187,9 +189,10 @@ function registerPoolGauges(registers: Registry[], read: () => MetricsState, sna
     help: 'Activation state of each license key that needs activation: 1 for its current state, 0 for the others',
     labelNames: ['key', 'product', 'state'],
     registers,
-    collect() {
+    async collect() {
+      const current = await snapshot.reading;
       this.reset();
-      for (const k of snapshot.current.keys) {
+      for (const k of current.keys) {
         if (k.activation === null) continue;
         for (const state of ACTIVATION_STATES) this.set({ key: k.key, product: k.product, state }, k.activation === state ? 1 : 0);
       }
@@ -200,9 +203,10 @@ function registerPoolGauges(registers: Registry[], read: () => MetricsState, sna
     help: 'Seats of a pool held by running leases',
     labelNames: ['pool', 'product'],
     registers,
-    collect() {
+    async collect() {
+      const current = await snapshot.reading;
       this.reset();
-      for (const p of snapshot.current.pools) if (p.inUse !== null) this.set({ pool: p.pool, product: p.product }, p.inUse);
+      for (const p of current.pools) if (p.inUse !== null) this.set({ pool: p.pool, product: p.product }, p.inUse);
     },
   });
 }
@@ -213,41 +217,46 @@ function registerServerGauges(registers: Registry[], snapshot: Snapshot): void {
     name: 'floatd_storage_fault',
     help: '1 while the database cannot be written (full disk, I/O errors, a lock another process holds; see /readyz), else 0',
     registers,
-    collect() {
-      this.set(snapshot.current.storageFault === null ? 0 : 1);
+    async collect() {
+      const current = await snapshot.reading;
+      this.set(current.storageFault === null ? 0 : 1);
     },
   });
   new Gauge({
     name: 'floatd_tcp_connections',
     help: 'Open NDJSON connections (TCP and TLS)',
     registers,
-    collect() {
-      this.set(snapshot.current.connections);
+    async collect() {
+      const current = await snapshot.reading;
+      this.set(current.connections);
     },
   });
   new Gauge({
     name: 'floatd_unsent_reply_bytes',
     help: 'Bytes of NDJSON replies written but not yet taken by the kernel (clients reading slowly or not at all)',
     registers,
-    collect() {
-      this.set(snapshot.current.unsentReplyBytes);
+    async collect() {
+      const current = await snapshot.reading;
+      this.set(current.unsentReplyBytes);
     },
   });
   new Gauge({
     name: 'floatd_connections_paused',
     help: 'NDJSON connections not read now because too many of their replies are unsent',
     registers,
-    collect() {
-      this.set(snapshot.current.pausedConnections);
+    async collect() {
+      const current = await snapshot.reading;
+      this.set(current.pausedConnections);
     },
   });
   new Gauge({
     name: 'floatd_earliest_lease_expiry_seconds',
     help: 'Seconds until the first running lease expires (how long the server may be down); absent without leases',
     registers,
-    collect() {
+    async collect() {
+      const current = await snapshot.reading;
       this.reset();
-      if (snapshot.current.earliestExpiry !== null) this.set(Math.max(0, (snapshot.current.earliestExpiry - snapshot.current.now) / 1000));
+      if (current.earliestExpiry !== null) this.set(Math.max(0, (current.earliestExpiry - current.now) / 1000));
     },
   });
 }
@@ -258,9 +267,10 @@ function registerKeyExpiryGauge(registers: Registry[], snapshot: Snapshot): void
     help: 'When each license key expires (Unix time); keys that never expire are left out',
     labelNames: ['key', 'product'],
     registers,
-    collect() {
+    async collect() {
+      const current = await snapshot.reading;
       this.reset();
-      for (const k of snapshot.current.keys) if (k.expiresAt !== null) this.set({ key: k.key, product: k.product }, k.expiresAt / 1000);
+      for (const k of current.keys) if (k.expiresAt !== null) this.set({ key: k.key, product: k.product }, k.expiresAt / 1000);
     },
   });
 }

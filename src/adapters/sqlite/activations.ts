@@ -1,5 +1,5 @@
 import type { LeaseEventInput } from '../../domain/events.js';
-import type { ActivationStore, StoredActivation } from '../../domain/ports.js';
+import type { StoredActivation, StoredActivationRequest } from '../../domain/ports.js';
 import type { SqliteConnection } from './connection.js';
 
 interface ActivationRow {
@@ -16,8 +16,8 @@ function toActivation(r: ActivationRow): StoredActivation {
   return { keyId: r.key_id, activationId: r.activation_id, token: r.token, source: r.source, url: r.url, activatedAt: r.activated_at, validatedAt: r.validated_at };
 }
 
-/** The activations table and the offline activation requests (migrations add both); every change of an activation is a lease-log entry. */
-export class SqliteActivations implements ActivationStore {
+/** The activations table and the offline activation requests (migrations add both); every change of an activation is a lease-log entry. Synchronous: SqliteLeaseStore answers the ActivationStore port with it. */
+export class SqliteActivations {
   constructor(private readonly c: SqliteConnection) {}
 
   listActivations(): StoredActivation[] {
@@ -61,7 +61,7 @@ export class SqliteActivations implements ActivationStore {
     this.c.guard(() => this.c.db.prepare<[string, string, string, number]>('INSERT INTO activation_requests (nonce, key_id, kind, created_at) VALUES (?, ?, ?, ?)').run(nonce, keyId, kind, createdAt));
   }
 
-  findActivationRequest(nonce: string): { keyId: string; kind: 'activation' | 'deactivation'; createdAt: number; consumedAt: number | null } | undefined {
+  findActivationRequest(nonce: string): StoredActivationRequest | undefined {
     const row = this.c.guard(() => this.c.db
       .prepare<[string], { key_id: string; kind: 'activation' | 'deactivation'; created_at: number; consumed_at: number | null }>('SELECT key_id, kind, created_at, consumed_at FROM activation_requests WHERE nonce = ?')
       .get(nonce));

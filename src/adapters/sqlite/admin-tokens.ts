@@ -1,9 +1,9 @@
 import type { LeaseEventInput } from '../../domain/events.js';
-import type { AdminToken, AdminTokenStore } from '../../domain/ports.js';
+import type { AdminToken } from '../../domain/ports.js';
 import type { SqliteConnection } from './connection.js';
 
-/** The admin API's bearer tokens, kept only as hashes; every change is a lease-log entry. */
-export class SqliteAdminTokens implements AdminTokenStore {
+/** The admin API's bearer tokens, kept only as hashes; every change is a lease-log entry. Synchronous: SqliteLeaseStore answers the AdminTokenStore port with it. */
+export class SqliteAdminTokens {
   constructor(private readonly c: SqliteConnection) {}
 
   listAdminTokens(): AdminToken[] {

@@ -2,7 +2,7 @@ import type Database from 'better-sqlite3';
 import type { EventFilter, LeaseEvent, LeaseEventInput, ReportEvent, ReportEventQuery, ReportEventSource } from '../../domain/events.js';
 import type { Lease } from '../../domain/lease.js';
 import type { Block } from '../../domain/blocks.js';
-import type { ActivationStore, AdminToken, AdminTokenStore, CommitPolicy, LeaseStore, LeaseTx, LeaseUnit, StoredActivation, StoredLicense, StoreMaintenance, UnitOptions } from '../../domain/ports.js';
+import type { ActivationStore, AdminToken, AdminTokenStore, CommitPolicy, LeaseStore, LeaseTx, LeaseUnit, StoredActivation, StoredActivationRequest, StoredLicense, StoreMaintenance, UnitOptions } from '../../domain/ports.js';
 import { CommitQueue } from '../../domain/commit-queue.js';
 import { FloatdError, isStorageFault } from '../../domain/errors.js';
 import { GroupCommit, type GroupCommitBudget } from '../store/group-commit.js';
@@ -294,31 +294,31 @@ export class SqliteLeaseStore implements LeaseStore, StoreMaintenance, AdminToke
     this.commits.afterCommit(fn);
   }
 
-  nextExpiry(after?: number): number | undefined {
+  async nextExpiry(after?: number): Promise<number | undefined> {
     return this.guard(() => (after === undefined ? this.stmt.nextExpiry.get() : this.stmt.nextExpiryAfter.get(after))!.t ?? undefined);
   }
 
-  latestRecordedTime(): number | undefined {
+  async latestRecordedTime(): Promise<number | undefined> {
     return this.guard(() => this.stmt.latestRecorded.get()!.t ?? undefined);
   }
 
-  allLeases(): Lease[] {
+  async allLeases(): Promise<Lease[]> {
     return this.guard(() => this.tx.allLeases());
   }
 
-  blocks(now: number): Block[] {
+  async blocks(now: number): Promise<Block[]> {
     return this.guard(() => this.blockStore.blocks(now));
   }
 
-  getMeta(key: string): string | undefined {
+  async getMeta(key: string): Promise<string | undefined> {
     return this.guard(() => this.stmt.getMeta.get(key)?.value);
   }
 
-  setMeta(key: string, value: string): void {
+  async setMeta(key: string, value: string): Promise<void> {
     this.guard(() => this.stmt.setMeta.run(key, value));
   }
 
-  initMeta(key: string, value: string): string {
+  async initMeta(key: string, value: string): Promise<string> {
     return this.guard(() => this.db
       .transaction(() => {
         this.stmt.initMeta.run(key, value);
@@ -327,18 +327,18 @@ export class SqliteLeaseStore implements LeaseStore, StoreMaintenance, AdminToke
       .immediate());
   }
 
-  listLicenses(): StoredLicense[] {
+  async listLicenses(): Promise<StoredLicense[]> {
     return this.guard(() => this.stmt.listLicenses.all().map((r) => ({ id: r.id, token: r.token, addedAt: r.added_at })));
   }
 
-  addLicense(license: StoredLicense, event: LeaseEventInput): void {
+  async addLicense(license: StoredLicense, event: LeaseEventInput): Promise<void> {
     this.connection.write(() => {
       this.stmt.addLicense.run(license.id, license.token, license.addedAt);
       this.connection.appendEvent(event);
     });
   }
 
-  removeLicense(id: string, event: LeaseEventInput): boolean {
+  async removeLicense(id: string, event: LeaseEventInput): Promise<boolean> {
     return this.connection.write(() => {
       const removed = this.stmt.removeLicense.run(id).changes > 0;
       if (removed) this.connection.appendEvent(event);
@@ -346,56 +346,56 @@ export class SqliteLeaseStore implements LeaseStore, StoreMaintenance, AdminToke
     });
   }
 
-  appendEvent(event: LeaseEventInput): void {
+  async appendEvent(event: LeaseEventInput): Promise<void> {
     this.transact((tx) => tx.appendEvent(event));
   }
 
-  listActivations(): StoredActivation[] {
+  async listActivations(): Promise<StoredActivation[]> {
     return this.activations.listActivations();
   }
 
-  getActivation(keyId: string): StoredActivation | undefined {
+  async getActivation(keyId: string): Promise<StoredActivation | undefined> {
     return this.activations.getActivation(keyId);
   }
 
-  putActivation(a: StoredActivation, consumeNonce: string | null, event: LeaseEventInput): boolean {
+  async putActivation(a: StoredActivation, consumeNonce: string | null, event: LeaseEventInput): Promise<boolean> {
     return this.activations.putActivation(a, consumeNonce, event);
   }
 
-  revalidated(keyId: string, token: string, at: number): void {
+  async revalidated(keyId: string, token: string, at: number): Promise<void> {
     this.activations.revalidated(keyId, token, at);
   }
 
-  removeActivation(keyId: string, event: LeaseEventInput): boolean {
+  async removeActivation(keyId: string, event: LeaseEventInput): Promise<boolean> {
     return this.activations.removeActivation(keyId, event);
   }
 
-  addActivationRequest(nonce: string, keyId: string, kind: 'activation' | 'deactivation', createdAt: number): void {
+  async addActivationRequest(nonce: string, keyId: string, kind: 'activation' | 'deactivation', createdAt: number): Promise<void> {
     this.activations.addActivationRequest(nonce, keyId, kind, createdAt);
   }
 
-  findActivationRequest(nonce: string): ReturnType<ActivationStore['findActivationRequest']> {
+  async findActivationRequest(nonce: string): Promise<StoredActivationRequest | undefined> {
     return this.activations.findActivationRequest(nonce);
   }
 
-  listAdminTokens(): AdminToken[] {
+  async listAdminTokens(): Promise<AdminToken[]> {
     return this.adminTokens.listAdminTokens();
   }
 
-  adminTokenByHash(hash: string): string | undefined {
+  async adminTokenByHash(hash: string): Promise<string | undefined> {
     return this.adminTokens.adminTokenByHash(hash);
   }
 
   /** Adds a token (or, with `replace`, gives a name a new one) and records it in the lease log, in one transaction. */
-  putAdminToken(name: string, hash: string, replace: boolean, event: LeaseEventInput): boolean {
+  async putAdminToken(name: string, hash: string, replace: boolean, event: LeaseEventInput): Promise<boolean> {
     return this.adminTokens.putAdminToken(name, hash, replace, event);
   }
 
-  removeAdminToken(name: string, event: LeaseEventInput): boolean {
+  async removeAdminToken(name: string, event: LeaseEventInput): Promise<boolean> {
     return this.adminTokens.removeAdminToken(name, event);
   }
 
-  queryEvents(filter: EventFilter): LeaseEvent[] {
+  async queryEvents(filter: EventFilter): Promise<LeaseEvent[]> {
     return this.guard(() => queryEvents(this.db, filter));
   }
 
@@ -408,11 +408,11 @@ export class SqliteLeaseStore implements LeaseStore, StoreMaintenance, AdminToke
     return reportEvents(this.db, query);
   }
 
-  pruneBoundary(beforeMs: number): number | undefined {
+  async pruneBoundary(beforeMs: number): Promise<number | undefined> {
     return this.guard(() => this.stmt.pruneBoundary.get(beforeMs)?.id);
   }
 
-  pruneEvents(beforeId: number, limit: number): number {
+  async pruneEvents(beforeId: number, limit: number): Promise<number> {
     return this.guard(() => this.db
       .transaction(() => {
         const n = this.stmt.pruneEvents.run(beforeId, limit).changes;

@@ -128,7 +128,7 @@ export class NdjsonProtocol implements ConnectionHandler {
         const r = validate(NDJSON_REQUESTS.status, msg);
         if (!r.ok) return this.refuse(conn, id, r);
         // The NDJSON door has no admin credential: seats and health only.
-        return { id, ok: true, ...this.api.publicStatus() };
+        return this.api.publicStatus().then((s) => ({ id, ok: true, ...s }));
       }
       default: {
         const r = validate(NDJSON_REQUESTS.ping, msg);
