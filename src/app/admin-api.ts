@@ -66,7 +66,7 @@ function serverFacts(ctx: AppContext) {
     uptimeSeconds: startedAt === 0 ? 0 : Math.max(0, Math.round((now - startedAt) / 1000)),
     listeners: ctx.doors.listenerStatus(),
     leaseSeconds: ctx.config.leaseSeconds,
-    logAnchor: logAnchorOf(ctx.store.latestCheckpoint()),
+    logAnchor: logAnchorOf(ctx.store.kind === 'sqlite' ? ctx.store.latestCheckpoint() : undefined),
   };
 }
 

@@ -127,6 +127,7 @@ export class AdminService {
         renewedAt: iso(l.renewedAt),
         expiresAt: iso(l.expiresAt),
         expiresInMs: l.expiresAt - now,
+        ...(l.node === undefined ? {} : { node: l.node }),
       }));
   }
 

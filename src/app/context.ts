@@ -10,7 +10,6 @@ import { createLogger, type Logger } from '../adapters/log/logger.js';
 import { PrometheusMetrics } from '../adapters/metrics/prometheus-metrics.js';
 import { ConnectionBudget } from '../adapters/net/connection-budget.js';
 import type { DataDirLock } from '../adapters/sqlite/data-dir-lock.js';
-import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 import { TlsContext } from '../adapters/tls/tls-context.js';
 import type { Timers } from '../adapters/tcp/timers.js';
 import { softFdLimit } from '../config/fd-limit.js';
@@ -36,10 +35,12 @@ import { TokenBuckets } from './rate-limit.js';
 import { loadRules, type LoadedRules } from './rules.js';
 import { RulesInForce } from './rules-in-force.js';
 import { RuntimeRecord } from './runtime-record.js';
-import { collectStatus } from './status.js';
+import { clusterStatus } from './cluster-status.js';
+import { collectStatus, type ServerStatus } from './status.js';
+import { ClusterMembership } from './cluster-membership.js';
 import { StatusView } from './status-view.js';
 import { StorageHealth, STORAGE_RETRY_MS } from './storage-health.js';
-import { openServerStore, closeAfterFailedStart, type OpenedServerStore } from './stores.js';
+import { openServerStore, closeAfterFailedStart, type OpenedServerStore, type ServerStore } from './stores.js';
 import { Sweeper } from './sweeper.js';
 import { VERSION } from './version.js';
 
@@ -73,7 +74,7 @@ interface Opened {
   readonly config: Config;
   readonly clock: SteadyClock;
   readonly logger: Logger;
-  readonly store: SqliteLeaseStore;
+  readonly store: ServerStore;
   readonly lock: DataDirLock;
   /** This start made the data directory: a start that fails removes it again. */
   readonly createdDataDir: boolean;
@@ -100,7 +101,7 @@ export class AppContext {
   /** Lease time: wall-clock time that only the monotonic clock moves (see ClockWatch). */
   readonly clock: SteadyClock;
   readonly logger: Logger;
-  readonly store: SqliteLeaseStore;
+  readonly store: ServerStore;
   readonly lock: DataDirLock;
   readonly createdDataDir: boolean;
   readonly settings: LicensingSettings;
@@ -131,6 +132,8 @@ export class AppContext {
   readonly admin: AdminService;
   readonly runtime: RuntimeRecord;
   readonly doors: Doors;
+  /** This node's place among the nodes sharing a PostgreSQL store; null on a single server. */
+  readonly cluster: ClusterMembership | null;
 
   static async create(config: Config, deps: AppDeps = {}): Promise<AppContext> {
     // Every part of the server decides on lease time; only ClockWatch compares it with the wall clock.
@@ -157,9 +160,12 @@ export class AppContext {
   ): Promise<Opened> {
     const { config, clock, logger } = a;
     const { store, key } = opened;
+    // A node of a cluster times everything on the database's clock from the start (the database decides every lease on it).
+    if (store.kind === 'postgres') clock.rebase((await store.databaseTime()) - clock.now());
     const signer = await LeaseTokenSigner.create(key.privateJwk);
     const settings = underProductTerms(a.plainSettings, await productTermsOf(store), config);
-    store.enableLogCheckpoints(await logChainOptions(config, key.privateJwk));
+    // The SQLite log's single chain is signed at checkpoints; a cluster's per-writer chains are verified by floatd log verify.
+    if (store.kind === 'sqlite') store.enableLogCheckpoints(await logChainOptions(config, key.privateJwk));
     warnClampedTerms(logger, settings.evaluationClamped ?? []);
     for (const message of config.unknownEnvironment) logger.warn(message);
     const evaluation = new ServerEvaluation(evaluationKeeper(store, config.evaluationStateDir, config.hostRoot, logger), store, logger);
@@ -209,6 +215,16 @@ export class AppContext {
     this.adminTokens = new AdminTokens(store, clock);
     this.admin = new AdminService({ store, leases: this.leases, clock });
     this.doors = new Doors({ config, clock, api: this.api, tls: this.tls, metrics: this.metrics, warnings: this.warnings, budget: this.budget, admin: serverAdminApi(this), readiness: () => this.readiness(), timers: o.connectionTimers });
+    this.cluster =
+      store.kind === 'postgres'
+        ? new ClusterMembership(store, clock, logger, () => ({
+            listeners: this.doors.listenerStatus().map((l) => `${l.scheme}://${l.address}:${l.port}`),
+            version: VERSION,
+            startedAt: this.runtime.startedAt,
+          }))
+        : null;
+    // A lease of this node's client that another node ended (an operator's revoke there, a sweep): its client is told here.
+    if (store.kind === 'postgres') store.changes.onLeaseEnded((e) => (this.statusView.changed(), this.api.leaseEnded(e.lease, e.kind, e.reason)));
   }
 
   private leaseService(): LeaseService {
@@ -295,11 +311,15 @@ export class AppContext {
     if (fault !== null) return { ready: false, reason: `storage unavailable: ${fault}` };
     const suspended = this.doors.suspended();
     if (suspended.length > 0) return { ready: false, reason: `suspended: ${suspended.join(', ')}` };
+    const database = this.cluster?.replication;
+    if (database !== null && database !== undefined && database.role === 'primary' && !database.synchronous) {
+      return { ready: true, reason: 'serving; the database has no synchronous standby (a failover may lose leases granted just before it)' };
+    }
     return { ready: true, reason: 'serving' };
   }
 
-  private computeStatus() {
-    return collectStatus({
+  private async computeStatus(): Promise<ServerStatus> {
+    const status = await collectStatus({
       store: this.store,
       pools: this.pools,
       now: this.clock.now(),
@@ -308,8 +328,9 @@ export class AppContext {
       listeners: this.doors.listenerStatus(),
       running: true,
       rules: this.rules.current().summary,
-      logAnchor: logAnchorOf(this.store.latestCheckpoint()),
+      logAnchor: logAnchorOf(this.store.kind === 'sqlite' ? this.store.latestCheckpoint() : undefined),
       settings: this.settings,
     });
+    return this.cluster === null ? status : { ...status, cluster: await clusterStatus(this.cluster, this.store, this.clock.now()) };
   }
 }

@@ -201,7 +201,8 @@ function checkIsFolder(dir: string): boolean {
  * locked for as long as the server runs, so a second server on it is refused;
  * its files are made private, and an existing database is checked page by page.
  */
-export function openServerDataDir(config: Config): ServerDataDir {
+/** The data directory of a starting server, made (if new) and locked: one server per folder. */
+export function lockServerDataDir(config: Config): { lock: DataDirLock; created: boolean; tightened: Tightened[] } {
   const created = !checkIsFolder(config.dataDir);
   if (created) {
     try {
@@ -224,12 +225,21 @@ export function openServerDataDir(config: Config): ServerDataDir {
     );
   }
   try {
-    const tightened = tightenDataDir(config);
-    const freshDatabase = !existsSync(config.dbFile);
-    if (freshDatabase) createDatabase(config.dbFile);
-    return { store: openDatabase(config, false, !freshDatabase, SERVER_BUSY_TIMEOUT_MS), lock: result.lock, created, freshDatabase, tightened };
+    return { lock: result.lock, created, tightened: tightenDataDir(config) };
   } catch (err) {
     result.lock.release();
+    throw err;
+  }
+}
+
+export function openServerDataDir(config: Config): ServerDataDir {
+  const { lock, created, tightened } = lockServerDataDir(config);
+  try {
+    const freshDatabase = !existsSync(config.dbFile);
+    if (freshDatabase) createDatabase(config.dbFile);
+    return { store: openDatabase(config, false, !freshDatabase, SERVER_BUSY_TIMEOUT_MS), lock, created, freshDatabase, tightened };
+  } catch (err) {
+    lock.release();
     throw err;
   }
 }

@@ -11,8 +11,17 @@ import { Jobs, type Job } from './jobs.js';
 import { anchorFields, checkpointPolicy } from './log-anchor.js';
 import { logCertificate, reloadTls } from './tls-certificate.js';
 import { VERSION } from './version.js';
+import type { ServerStore } from './stores.js';
+import type { LeaseEventInput } from '../domain/events.js';
 
 const SECOND_MS = 1000;
+
+/** A lease-log entry that the SQLite log signs a checkpoint of at once (a start, a stop); a cluster's log is checked per writer by floatd log verify. */
+async function appendAnchored(store: ServerStore, event: LeaseEventInput): Promise<Checkpoint | undefined> {
+  if (store.kind === 'sqlite') return store.appendAnchored(event);
+  await store.appendEvent(event);
+  return undefined;
+}
 const HOUR_MS = 3_600_000;
 
 export interface LeaseServerOptions {
@@ -86,13 +95,16 @@ export class LeaseServer {
       logger.info({ file: config.adminTokenFile }, `admin token "local" made: it is in ${config.adminTokenFile} (mode 0600); floatd admin uses it`);
     }
     await ctx.licenses.reload(true);
-    this.clockJumped(await ctx.clockWatch.atStart());
+    // On a single server, lease time is the wall clock kept steady; in a cluster it is the database's, which no node's clock moves.
+    if (ctx.cluster === null) this.clockJumped(await ctx.clockWatch.atStart());
+    else await ctx.cluster.beat();
     ctx.sweeper.start();
     const now = clock.now();
     ctx.runtime.startedAt = now;
     await ctx.runtime.record();
     const listening = bound.map((b) => `${b.address}:${b.port}`).join(', ');
-    const anchor = store.appendAnchored({ ts: now, event: 'server-started', message: `floatd ${VERSION} listening on ${listening}; ${policyNote(checkpointPolicy(config))}` });
+    const started = { ts: now, event: 'server-started' as const, message: `floatd ${VERSION} listening on ${listening}; ${policyNote(checkpointPolicy(config))}` };
+    const anchor = await appendAnchored(store, ctx.cluster === null ? started : { ...started, message: `node ${ctx.cluster.nodeId}: floatd ${VERSION} listening on ${listening}` });
     const rules = ctx.rules.current();
     if (rules.book !== null || rules.groups.size > 0) await store.appendEvent({ ts: now, event: 'rules-reloaded', message: `in force at start: ${rules.summary}` });
     return anchor;
@@ -126,14 +138,27 @@ export class LeaseServer {
     const { ctx } = this;
     const { store, clock, licenses } = ctx;
     const jobs: Job[] = [
-      { name: 'clock-watch', everyMs: SECOND_MS, storage: true, run: async () => this.clockJumped(await ctx.clockWatch.check()), failure: 'moving lease expiries after a wall-clock jump failed' },
       { name: 'clock-high-water', everyMs: SECOND_MS, storage: true, run: () => licenses.trackClock(clock.now()), failure: 'recording the clock high-water mark failed' },
       { name: 'license-watch', everyMs: SECOND_MS, storage: true, run: () => licenses.tick(clock.now()), failure: 'reloading license keys failed' },
       { name: 'tls-watch', everyMs: SECOND_MS, run: () => void (ctx.tls?.changed() && reloadTls(ctx)), failure: 'reloading the TLS certificate failed' },
-      { name: 'log-checkpoint', everyMs: SECOND_MS, storage: true, once: true, run: () => void store.checkpointLogIfDue(clock.now()), failure: 'signing a lease-log checkpoint failed' },
-      { name: 'wal-checkpoint', everyMs: SECOND_MS, storage: true, run: () => store.checkpoint(), failure: 'checkpointing the database failed' },
-      { name: 'activation-check', everyMs: HOUR_MS, firstAfterMs: 0, once: true, run: () => ctx.activations.check(), failure: 'checking activations failed' },
+      // A node's own activation: each node of a cluster checks its own.
+      { name: 'activation-check', everyMs: HOUR_MS, firstAfterMs: 0, once: ctx.cluster === null, run: () => ctx.activations.check(), failure: 'checking activations failed' },
     ];
+    if (store.kind === 'sqlite') {
+      jobs.push(
+        { name: 'clock-watch', everyMs: SECOND_MS, storage: true, run: async () => this.clockJumped(await ctx.clockWatch.check()), failure: 'moving lease expiries after a wall-clock jump failed' },
+        { name: 'log-checkpoint', everyMs: SECOND_MS, storage: true, once: true, run: () => void store.checkpointLogIfDue(clock.now()), failure: 'signing a lease-log checkpoint failed' },
+        { name: 'wal-checkpoint', everyMs: SECOND_MS, storage: true, run: () => store.checkpoint(), failure: 'checkpointing the database failed' },
+      );
+    }
+    const cluster = ctx.cluster;
+    if (cluster !== null) {
+      jobs.push(
+        // The heartbeat keeps this node's row fresh and its lease time in step with the database's clock.
+        { name: 'cluster-heartbeat', everyMs: 5 * SECOND_MS, storage: true, run: () => cluster.beat(), failure: 'writing this node\'s heartbeat failed' },
+        { name: 'replication-watch', everyMs: 10 * SECOND_MS, firstAfterMs: 0, storage: true, run: async () => (await cluster.watchReplication(), ctx.statusView.changed()), failure: 'reading the database\'s replication state failed' },
+      );
+    }
     if (ctx.config.leaseLog.retentionDays > 0) {
       // Looked at every second, run at most once an hour: a turn that falls in a storage fault runs when it is over, not an hour later.
       let lastRun = -Infinity;
@@ -215,7 +240,8 @@ export class LeaseServer {
       await ctx.licenses.settled();
       if (this.listening) stopAnchor = await this.recordStop();
     } finally {
-      ctx.store.close();
+      if (ctx.store.kind === 'postgres') await ctx.store.end();
+      else ctx.store.close();
       ctx.lock.release();
     }
     // Only a server that started stops; one whose start failed has logged its error.
@@ -228,7 +254,8 @@ export class LeaseServer {
     const { ctx } = this;
     try {
       await ctx.runtime.clear();
-      return ctx.store.appendAnchored({ ts: ctx.clock.now(), event: 'server-stopped', message: 'clean stop' });
+      if (ctx.cluster !== null) await ctx.cluster.leave();
+      return await appendAnchored(ctx.store, { ts: ctx.clock.now(), event: 'server-stopped', message: ctx.cluster === null ? 'clean stop' : `node ${ctx.cluster.nodeId}: clean stop` });
     } catch (err) {
       // A storage fault does not stop a stop: every acknowledged change is committed already.
       if (!isStorageFault(err)) throw err;

@@ -2,12 +2,15 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { FloatdError, type ErrorCode } from '../domain/errors.js';
-import type { ReportEventSource } from '../domain/events.js';
-import { usageReport, usersReport, type ReportQuery, type UsageReport, type UsersReport } from './reports.js';
+import type { AsyncReportEventSource, ReportEventSource } from '../domain/events.js';
+import { usageReport, usageReportAsync, usersReport, usersReportAsync, type ReportQuery, type UsageReport, type UsersReport } from './reports.js';
 
 export type ReportJob =
   | { readonly dbFile: string; readonly kind: 'usage'; readonly query: ReportQuery }
   | { readonly dbFile: string; readonly kind: 'users'; readonly query: Omit<ReportQuery, 'by'> & { readonly top?: number } };
+
+/** Where a running server's reports read from: its SQLite file (in a worker), or its cluster's database. */
+export type ReportSource = ReportEventSource | (AsyncReportEventSource & { readonly kind: 'postgres' });
 
 const WORKER = fileURLToPath(new URL('./report-worker.js', import.meta.url));
 
@@ -17,12 +20,15 @@ const WORKER = fileURLToPath(new URL('./report-worker.js', import.meta.url));
  * leases. (Where the compiled worker is absent, as when running from the
  * TypeScript sources, on the given store instead.)
  */
-export function runReport(job: Extract<ReportJob, { kind: 'usage' }>, store: ReportEventSource): Promise<UsageReport>;
-export function runReport(job: Extract<ReportJob, { kind: 'users' }>, store: ReportEventSource): Promise<UsersReport>;
-export function runReport(job: ReportJob, store: ReportEventSource): Promise<UsageReport | UsersReport> {
+export function runReport(job: Extract<ReportJob, { kind: 'usage' }>, store: ReportSource): Promise<UsageReport>;
+export function runReport(job: Extract<ReportJob, { kind: 'users' }>, store: ReportSource): Promise<UsersReport>;
+export function runReport(job: ReportJob, store: ReportSource): Promise<UsageReport | UsersReport> {
+  // A cluster's lease log comes a page at a time from its database: the server's event loop goes on between pages.
+  if ('kind' in store && store.kind === 'postgres') return job.kind === 'usage' ? usageReportAsync(store, job.query) : usersReportAsync(store, job.query);
   if (!existsSync(WORKER)) {
     try {
-      return Promise.resolve(job.kind === 'usage' ? usageReport(store, job.query) : usersReport(store, job.query));
+      const source = store as ReportEventSource;
+      return Promise.resolve(job.kind === 'usage' ? usageReport(source, job.query) : usersReport(source, job.query));
     } catch (err) {
       return Promise.reject(err);
     }

@@ -1,5 +1,5 @@
 import { FloatdError } from '../domain/errors.js';
-import type { ReportEvent, ReportEventSource } from '../domain/events.js';
+import type { AsyncReportEventSource, ReportEvent, ReportEventSource } from '../domain/events.js';
 import { EVALUATION_POOL_ID } from '../domain/pool.js';
 
 import { GRANULARITIES, type DenialCount, type Granularity, type UsageReport, type UsageReportJson, type UsageRow, type UsersReport, type UsersReportJson, type UserRow } from '../domain/usage-reports.js';
@@ -369,19 +369,39 @@ function usageRow(b: Pick<Bucket, 'start' | 'end' | 'area' | 'peak' | 'poolSize'
   };
 }
 
-function replay(source: ReportEventSource, q: ReportQuery): Replay {
+function startReplay(q: ReportQuery): Replay {
   if (!(q.toMs > q.fromMs)) throw new FloatdError('USAGE', `the report's end (${new Date(q.toMs).toISOString()}) must come after its start (${new Date(q.fromMs).toISOString()})`);
   if (q.fromMs > q.nowMs) throw new FloatdError('USAGE', `the report's start (${new Date(q.fromMs).toISOString()}) is in the future`);
-  const r = new Replay(q);
+  return new Replay(q);
+}
+
+function replay(source: ReportEventSource, q: ReportQuery): Replay {
+  const r = startReplay(q);
   // Grants up to the true-denial window after the end still answer denials made before it.
   for (const e of source.reportEvents({ untilMs: r.end + q.trueDenialMs, product: q.product })) r.feed(e);
   r.finish();
   return r;
 }
 
+/** The same over a lease log that streams its entries from a database across the network. */
+async function replayAsync(source: AsyncReportEventSource, q: ReportQuery): Promise<Replay> {
+  const r = startReplay(q);
+  for await (const e of source.reportEvents({ untilMs: r.end + q.trueDenialMs, product: q.product })) r.feed(e);
+  r.finish();
+  return r;
+}
+
 /** `floatd report usage`: seats in use, grants and denials per bucket, and over the whole range. */
 export function usageReport(source: ReportEventSource, q: ReportQuery): UsageReport {
-  const r = replay(source, q);
+  return usageOf(replay(source, q), q);
+}
+
+/** `floatd report usage` over a networked lease log (a cluster's PostgreSQL). */
+export async function usageReportAsync(source: AsyncReportEventSource, q: ReportQuery): Promise<UsageReport> {
+  return usageOf(await replayAsync(source, q), q);
+}
+
+function usageOf(r: Replay, q: ReportQuery): UsageReport {
   const all: Bucket = { start: q.fromMs, end: r.end, area: 0, peak: 0, poolSize: 0, ungrantable: 0, grants: 0, denials: 0, trueDenials: 0, denialsBy: new Map(), users: new Set() };
   for (const b of r.buckets) {
     all.area += b.area;
@@ -412,7 +432,15 @@ export function usageReport(source: ReportEventSource, q: ReportQuery): UsageRep
 
 /** `floatd report users`: seat time, peak concurrent leases and denials per user, most seat time first. */
 export function usersReport(source: ReportEventSource, q: Omit<ReportQuery, 'by'> & { readonly top?: number }): UsersReport {
-  const r = replay(source, { ...q, by: 'month' });
+  return usersOf(replay(source, { ...q, by: 'month' }), q);
+}
+
+/** `floatd report users` over a networked lease log (a cluster's PostgreSQL). */
+export async function usersReportAsync(source: AsyncReportEventSource, q: Omit<ReportQuery, 'by'> & { readonly top?: number }): Promise<UsersReport> {
+  return usersOf(await replayAsync(source, { ...q, by: 'month' }), q);
+}
+
+function usersOf(r: Replay, q: Omit<ReportQuery, 'by'> & { readonly top?: number }): UsersReport {
   const users = [...r.users]
     .map(([user, u]) => ({ user, usageHours: round(u.usageMs / 3_600_000, 2), peakConcurrent: u.peak, grants: u.grants, denials: u.denials, trueDenials: u.trueDenials }))
     .filter((u) => u.usageHours > 0 || u.grants > 0 || u.denials > 0 || u.peakConcurrent > 0)

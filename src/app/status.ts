@@ -73,6 +73,36 @@ export interface ServerStatus {
   readonly rules: string | null;
   /** The lease log's newest signed checkpoint, to keep outside the database (floatd log verify --anchor). */
   readonly logAnchor: LogAnchor | null;
+  /** Several nodes on one PostgreSQL database: the nodes, the database's replication; absent on a single server. */
+  readonly cluster?: ClusterStatus;
+}
+
+/** A cluster as one of its nodes sees it. */
+export interface ClusterStatus {
+  /** The node answering. */
+  readonly node: string;
+  readonly nodes: ReadonlyArray<{
+    readonly id: string;
+    readonly up: boolean;
+    readonly listeners: readonly string[];
+    readonly version: string;
+    readonly startedAt: string;
+    readonly lastSeen: string;
+    /** Running leases whose client is on this node. */
+    readonly leases: number;
+  }>;
+  /** The database's replication as this node last saw it (null before the first look). */
+  readonly database: null | {
+    readonly role: 'primary' | 'standby';
+    /** Commits wait for a streaming synchronous standby: a failover to it loses no acknowledged lease. */
+    readonly synchronous: boolean;
+    readonly synchronousStandbyNames: string;
+    readonly standbys: ReadonlyArray<{ readonly name: string; readonly state: string | null; readonly syncState: string | null }>;
+  };
+  /** This node's wall clock minus the database's (ms): leases are timed on the database's. */
+  readonly clockSkewMs: number;
+  /** What an operator should know: a node down, no synchronous standby, a clock far off. */
+  readonly warnings: readonly string[];
 }
 
 export interface StatusInputs {

@@ -32,8 +32,8 @@ export class StorageHealth {
   constructor(
     private readonly clock: Pick<Clock, 'monotonic' | 'setTimer'>,
     private readonly logger: Logger,
-    /** A small write committed and taken back: throws while the storage refuses writes. */
-    private readonly probe: () => void,
+    /** A small write committed and taken back (or a networked database's check that it takes writes): throws, or rejects, while the storage refuses writes. */
+    private readonly probe: () => void | Promise<void>,
     /** Told of operations answered UNAVAILABLE (for the metrics). */
     private readonly counted: (reason: string, operations: number) => void = () => {},
   ) {}
@@ -99,13 +99,24 @@ export class StorageHealth {
    */
   succeeded(): void {
     if (this.episode === null) return;
-    try {
-      this.probe();
-    } catch (err) {
+    this.tryProbe(() => this.ended(), () => {});
+  }
+
+  /** Runs the probe: `passed` once it took a write, `refused` (after the failure is counted) when it did not. */
+  private tryProbe(passed: () => void, refused: () => void): void {
+    const failed = (err: unknown) => {
       if (this.failed(err, 0) === null) this.logger.error({ err }, 'storage probe failed');
+      refused();
+    };
+    let pending: void | Promise<void>;
+    try {
+      pending = this.probe();
+    } catch (err) {
+      failed(err);
       return;
     }
-    this.ended();
+    if (pending instanceof Promise) pending.then(passed, failed);
+    else passed();
   }
 
   private ended(): void {
@@ -139,13 +150,11 @@ export class StorageHealth {
       this.timer = null;
       if (this.episode === null || this.stopped) return;
       if (this.mayTry()) {
-        try {
-          this.probe();
-          this.ended();
-          return;
-        } catch (err) {
-          if (this.failed(err, 0) === null) this.logger.error({ err }, 'storage probe failed');
-        }
+        this.tryProbe(
+          () => this.ended(),
+          () => this.scheduleProbe(),
+        );
+        return;
       }
       this.scheduleProbe();
     });

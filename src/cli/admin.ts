@@ -243,10 +243,12 @@ async function showLeases(t: Target, values: AdminValues, io: Io): Promise<numbe
   if (values.json) io.out(JSON.stringify(leases, null, 2));
   else if (leases.length === 0) io.out('no leases held');
   else {
+    // A cluster says which node each client is on.
+    const nodes = leases.some((l) => l.node !== undefined);
     io.out(
       table(
-        leases.map((l) => [l.id.slice(0, 8), `${l.user}@${l.host}`, l.instance, l.product, localTime(l.grantedAt), inWords(l.expiresInMs), l.remote, l.listener]),
-        ['LEASE', 'USER@HOST', 'INSTANCE', 'PRODUCT', 'SINCE', 'EXPIRES IN', 'REMOTE', 'LISTENER'],
+        leases.map((l) => [l.id.slice(0, 8), `${l.user}@${l.host}`, l.instance, l.product, localTime(l.grantedAt), inWords(l.expiresInMs), l.remote, l.listener, ...(nodes ? [l.node ?? ''] : [])]),
+        ['LEASE', 'USER@HOST', 'INSTANCE', 'PRODUCT', 'SINCE', 'EXPIRES IN', 'REMOTE', 'LISTENER', ...(nodes ? ['NODE'] : [])],
       ),
     );
   }

@@ -21,6 +21,8 @@ export interface LeaseView {
   readonly renewedAt: string;
   readonly expiresAt: string;
   readonly expiresInMs: number;
+  /** The cluster node the holder's client is on (several nodes on PostgreSQL only). */
+  readonly node?: string;
 }
 
 /** A block in force, as the admin API shows it. */

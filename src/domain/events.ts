@@ -108,3 +108,8 @@ export interface ReportEventQuery {
 export interface ReportEventSource {
   reportEvents(query: ReportEventQuery): Iterable<ReportEvent>;
 }
+
+/** A lease log that streams the entries reports read from across the network, a page at a time. */
+export interface AsyncReportEventSource {
+  reportEvents(query: ReportEventQuery): AsyncIterable<ReportEvent>;
+}

@@ -17,6 +17,8 @@ export interface Lease {
    * lease granted before leases had secrets (renewable by identity alone).
    */
   readonly secretHash?: string | null;
+  /** The cluster node the holder's client is on (PostgreSQL store); absent on a single server. */
+  readonly node?: string;
 }
 
 /** Who asks: the identity a client gave in hello plus what the server saw. */

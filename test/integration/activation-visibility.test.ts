@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import type { SqliteLeaseStore } from '../../src/adapters/sqlite/sqlite-lease-store.js';
 import { existsSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import { readFileSync } from 'node:fs';
@@ -137,7 +138,7 @@ describe('keys that need an activation they lack look unusable everywhere', () =
     clock.advance(H);
     await s.activation((a, keys) => a.activateOnline(keys.find((k) => k.id === gated.id)!));
     clock.advance(10 * 60_000);
-    const report = usageReport(s.floatd.store, { fromMs: t0, toMs: t0 + 2 * H, by: 'hour', utc: true, trueDenialMs: 5 * 60_000, nowMs: clock.now() });
+    const report = usageReport(s.floatd.store as SqliteLeaseStore, { fromMs: t0, toMs: t0 + 2 * H, by: 'hour', utc: true, trueDenialMs: 5 * 60_000, nowMs: clock.now() });
     expect(report.buckets[0]).toMatchObject({ poolSize: 28, ungrantableSeats: 8 });
     expect(report.buckets[1]).toMatchObject({ poolSize: 36, ungrantableSeats: 8 });
     expect(report.buckets[0]!.utilisationPercent).toBeCloseTo((100 * report.buckets[0]!.average) / 28, 1);

@@ -227,7 +227,7 @@ describe.skipIf(!HAVE_POSTGRES && !IN_CI)('PostgreSQL store', () => {
       let changed = 0;
       b.changes.subscribe(() => changed++);
       const ends: string[] = [];
-      b.changes.onLeaseEnded((e) => ends.push(`${e.event}:${e.leaseId}`));
+      b.changes.onLeaseEnded((e) => ends.push(`${e.kind}:${e.lease.id}`));
       await a.addLicense({ id: 'x', token: 'a.b.c', addedAt: 5 }, { ts: 5, event: 'key-added' });
       await until(() => (b.changes.poll(), changed === 1));
       const got = await services[1]!.acquire(client('a'), 'cad');

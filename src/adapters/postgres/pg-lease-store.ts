@@ -1,15 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import type { Block } from '../../domain/blocks.js';
-import type { EventFilter, LeaseEvent, LeaseEventInput } from '../../domain/events.js';
+import type { AsyncReportEventSource, EventFilter, LeaseEvent, LeaseEventInput, ReportEvent, ReportEventQuery } from '../../domain/events.js';
 import { FloatdError } from '../../domain/errors.js';
 import type { Lease } from '../../domain/lease.js';
-import type { AdminToken, CommitGuard, CommitPolicy, LeaseUnit, StoredActivation, StoredLicense, UnitOptions } from '../../domain/ports.js';
+import type { ActivationStore, AdminToken, AdminTokenStore, CommitGuard, CommitPolicy, LeaseStore, LeaseUnit, StoredActivation, StoredLicense, UnitOptions } from '../../domain/ports.js';
 import { WriterChain } from './pg-chain.js';
 import { CHANGES_CHANNEL, LEASES_CHANNEL, PgChangeFeed } from './pg-change-feed.js';
 import { PgCluster } from './pg-cluster.js';
-import { databaseFault, isRetryable } from './pg-errors.js';
+import { DATABASE_RETRY_MS, databaseFault, isRetryable } from './pg-errors.js';
 import { migratePg } from './pg-migrate.js';
 import { LEASE_COLUMNS, PG_TYPES, toBlock, toEvent, toLease, type BlockRow, type EventRow, type LeaseRow } from './pg-rows.js';
 import { PgUnit } from './pg-unit.js';
@@ -20,7 +21,7 @@ export interface PgStoreOptions {
   /** The password, read from a secret file, when the URL carries none. */
   readonly password?: string;
   /** TLS to the database: false for none; otherwise Node TLS options (a CA, rejectUnauthorized). Overrides the URL's sslmode. */
-  readonly ssl?: false | { readonly ca?: string; readonly rejectUnauthorized?: boolean };
+  readonly ssl?: false | ConnectionOptions;
   /** Connections for units of work (each runs on one; more wait for a free one). */
   readonly poolSize?: number;
   /** This node's name in the cluster (the nodes table, leases, the lease log's writers). */
@@ -32,6 +33,9 @@ export interface PgStoreOptions {
   /** Tests only: lease time from this clock (a fake one) instead of the database's. */
   readonly leaseClock?: () => number;
 }
+
+/** Entries a report reads per query. */
+const REPORT_PAGE = 20_000;
 
 const NO_GUARD: CommitGuard = { refuse: () => null, failed: () => null, succeeded: () => {} };
 
@@ -62,8 +66,8 @@ export function readPasswordFile(path: string): string {
  * LISTEN/NOTIFY, and each connection extends a hash chain of its own in the
  * lease log.
  */
-export class PgLeaseStore {
-  readonly kind = 'postgres';
+export class PgLeaseStore implements LeaseStore, AdminTokenStore, ActivationStore, AsyncReportEventSource {
+  readonly kind = 'postgres' as const;
   private readonly pool: pg.Pool;
   readonly changes: PgChangeFeed;
   readonly cluster: PgCluster;
@@ -75,11 +79,16 @@ export class PgLeaseStore {
   private inFlight = 0;
   private idle: Array<() => void> = [];
   private ended: Promise<void> | null = null;
+  /** Connections units may hold at once, and the units waiting for one. */
+  private slots: number;
+  private readonly waiting: Array<() => void> = [];
 
   private constructor(private readonly options: PgStoreOptions) {
     this.where = describeUrl(options.url);
     const config = PgLeaseStore.clientConfig(options);
-    this.pool = new pg.Pool({ ...config, max: options.poolSize ?? 10 });
+    this.slots = options.poolSize ?? 10;
+    // Units take at most poolSize connections (they wait their turn here, not in the pool, whose wait would time out like a failed connect); two more serve reads and once-per-cluster jobs.
+    this.pool = new pg.Pool({ ...config, max: this.slots + 2 });
     // An idle connection the database dropped: the next unit takes another; nothing to answer here.
     this.pool.on('error', (err) => options.onError?.(err));
     this.cluster = new PgCluster(this.pool, options.nodeId);
@@ -161,6 +170,18 @@ export class PgLeaseStore {
   }
 
   private async attempt<T>(fn: (u: LeaseUnit) => Promise<T>): Promise<T> {
+    if (this.slots > 0) this.slots--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await this.attemptOnConnection(fn);
+    } finally {
+      const next = this.waiting.shift();
+      if (next !== undefined) next();
+      else this.slots++;
+    }
+  }
+
+  private async attemptOnConnection<T>(fn: (u: LeaseUnit) => Promise<T>): Promise<T> {
     const started = performance.now();
     const client = await this.pool.connect();
     let broken: Error | undefined;
@@ -232,6 +253,18 @@ export class PgLeaseStore {
       return (await this.pool.query<R>(text, values)).rows;
     } catch (err) {
       throw databaseFault(err, this.where) ?? err;
+    }
+  }
+
+  /**
+   * Throws (rejects) UNAVAILABLE while the database cannot take writes: not
+   * reachable, or a standby (read-only). The server's storage health probes
+   * with it until a fault is over.
+   */
+  async probe(): Promise<void> {
+    const [r] = await this.rows<{ standby: boolean; ro: string }>("SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') AS ro");
+    if (r!.standby || r!.ro === 'on') {
+      throw new FloatdError('UNAVAILABLE', `storage unavailable: the database refuses writes (a standby, or a primary in read-only mode) (${this.where})`, { reason: 'read-only', retryAfterMs: DATABASE_RETRY_MS });
     }
   }
 
@@ -331,6 +364,32 @@ export class PgLeaseStore {
       sql += ' ORDER BY id';
     }
     return (await this.rows<EventRow>(sql, params)).map(toEvent);
+  }
+
+  /**
+   * The entries reports read, oldest first, a page at a time (keyset on id):
+   * a report over millions of entries holds one page, and the node serves
+   * leases between pages.
+   */
+  async *reportEvents(query: ReportEventQuery): AsyncIterableIterator<ReportEvent> {
+    const kinds = ['granted', 'released', 'expired', 'revoked', 'denied', 'key-added', 'key-removed', 'key-expired', 'activation-changed'];
+    const params: unknown[] = [query.untilMs, kinds];
+    let where = 'ts < $2 AND event = ANY($3)';
+    if (query.product !== undefined) {
+      params.push(query.product);
+      where += " AND (product = $4 OR event = 'key-removed')";
+    }
+    for (let after = 0; ; ) {
+      const rows = await this.rows<{ id: number; ts: number; event: string; pool_id: string | null; product: string | null; lease_id: string | null; user: string | null; instance: string | null; seats_total: number | null; code: string | null; reason: string | null; count: number }>(
+        `SELECT id, ts, event, pool_id, product, lease_id, "user", instance, seats_total, code, reason, count FROM events WHERE id > $1 AND ${where} ORDER BY id LIMIT ${REPORT_PAGE}`,
+        [after, ...params],
+      );
+      if (rows.length === 0) return;
+      after = rows.at(-1)!.id;
+      for (const r of rows) {
+        yield { ts: r.ts, event: r.event, poolId: r.pool_id, product: query.product ?? r.product, leaseId: r.lease_id, user: r.user, instance: r.instance, seatsTotal: r.seats_total, code: r.code, reason: r.reason, count: r.count };
+      }
+    }
   }
 
   async pruneBoundary(beforeMs: number): Promise<number | undefined> {

@@ -43,6 +43,7 @@ export function toLease(r: LeaseRow): Lease {
     expiresAt: r.expires_at,
     leaseMs: r.lease_ms,
     ...(r.secret_hash === null ? {} : { secretHash: r.secret_hash }),
+    ...(r.node === '' ? {} : { node: r.node }),
   };
 }
 

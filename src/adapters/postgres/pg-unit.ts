@@ -9,9 +9,10 @@ import { LEASE_COLUMNS, toBlock, toLease, type BlockRow, type LeaseRow } from '.
 
 /** A lease that ended in a unit, for the node whose client holds it. */
 export interface EndedLease {
-  readonly leaseId: string;
+  readonly lease: Lease;
+  /** The node whose client holds it. */
   readonly node: string;
-  readonly event: string;
+  readonly kind: 'released' | 'expired' | 'revoked';
   readonly reason: string | null;
 }
 
@@ -125,10 +126,11 @@ export class PgUnit implements LeaseUnit {
       } else if (w.op === 'extend') {
         await this.client.query('UPDATE leases SET renewed_at = $1, expires_at = $2, node = $3 WHERE id = $4', [w.renewedAt, w.expiresAt, this.nodeId, w.leaseId]);
       } else {
-        const [gone] = await this.rows<{ node: string }>('DELETE FROM leases WHERE id = $1 RETURNING node', [w.leaseId]);
+        const [gone] = await this.rows<LeaseRow>(`DELETE FROM leases WHERE id = $1 RETURNING ${LEASE_COLUMNS}`, [w.leaseId]);
         if (gone !== undefined && gone.node !== this.nodeId && gone.node !== '') {
-          const entry = changes.log.find((e) => e.leaseId === w.leaseId);
-          this.ended.push({ leaseId: w.leaseId, node: gone.node, event: entry?.event ?? 'revoked', reason: entry?.reason ?? null });
+          const event = changes.log.find((e) => e.leaseId === w.leaseId)?.event;
+          const kind = event === 'released' || event === 'expired' ? event : 'revoked';
+          this.ended.push({ lease: toLease(gone), node: gone.node, kind, reason: changes.log.find((e) => e.leaseId === w.leaseId)?.reason ?? null });
         }
       }
     }

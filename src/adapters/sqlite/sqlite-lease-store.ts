@@ -76,6 +76,7 @@ function storeStatements(db: Database.Database) {
  * tokens (admin-tokens.ts) and the lease log's read models (lease-log-reads.ts).
  */
 export class SqliteLeaseStore implements LeaseStore, StoreMaintenance, AdminTokenStore, ReportEventSource, ActivationStore {
+  readonly kind = 'sqlite' as const;
   private readonly db: Database.Database;
   /** Units of work, committed in groups (one transaction, a savepoint each). */
   private readonly units: GroupCommit<LeaseUnit>;
