@@ -41,11 +41,12 @@ function readInstanceFile(file: string): string {
 type State = 'idle' | 'acquiring' | 'held' | 'closed';
 
 /**
- * Holds one lease on a floatd server for a product instance: acquires it
- * (retrying while no seat is free or the server is down), renews it when the
- * server says, rides out server outages shorter than the time left, verifies
- * every lease token, and releases it on `release()`, `close()` or (if asked)
- * process exit.
+ * Holds one lease on a floatd server (or one of a cluster's) for a product
+ * instance: acquires it (retrying while no seat is free or the server is down),
+ * renews it when the server says, rides out server outages shorter than the time
+ * left (renewing on the next server of the list when the one in use fails; see
+ * ServerConnection), verifies every lease token, and releases it on `release()`,
+ * `close()` or (if asked) process exit.
  */
 export class LeaseClient extends EventEmitter<LeaseClientEvents> {
   readonly user: string;
