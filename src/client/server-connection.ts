@@ -136,7 +136,7 @@ export class ServerConnection {
     // Refused for good only when every server refused for good; otherwise one may yet come back.
     const permanent = failures.every((e) => e instanceof LeaseClientError && PERMANENT_HELLO.has(e.code));
     if (permanent) throw failures[0]!;
-    throw new TransportError(`no server of ${n} could be used: ${failures.map((e) => e.message).join('; ')}`);
+    throw new TransportError(`none of the ${n} servers could be used: ${failures.map((e) => e.message).join('; ')}`);
   }
 
   private async connectTo(endpoint: Endpoint): Promise<Transport> {
