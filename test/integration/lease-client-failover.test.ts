@@ -238,6 +238,12 @@ describe('LeaseClient with several servers', () => {
     await expect(refused.acquire()).rejects.toMatchObject({ code: 'TOKEN_INVALID', message: expect.stringContaining('pinned') });
   });
 
+  it('when no server of the list can be reached, says what went wrong with each', async () => {
+    const [p1, p2] = [await unusedPort(), await unusedPort()];
+    const failed = client({ server: `127.0.0.1:${p1},127.0.0.1:${p2}`, retryIntervalMs: 0 }).acquire();
+    await expect(failed).rejects.toMatchObject({ code: 'SERVER_UNREACHABLE', message: expect.stringMatching(new RegExp(`^none of the 2 servers could be used: .*127\\.0\\.0\\.1:${p1}.*; .*127\\.0\\.0\\.1:${p2}`)) });
+  });
+
   it('takes a list on one line or as an array, and says which entry is wrong', () => {
     expect(() => client({ server: '127.0.0.1:1,,127.0.0.1:2' })).toThrow(/server 2 of the list .* is empty/);
     expect(() => client({ server: ['127.0.0.1:1', 'ftp://x'] })).toThrow(/"ftp:\/\/" is not a floatd address/);
