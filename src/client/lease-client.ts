@@ -308,12 +308,8 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
       if (code === 'LEASE_NOT_FOUND' && typeof reason === 'string') this.ended('revoked', reason);
       else if (code === 'LEASE_EXPIRED' || code === 'LEASE_NOT_FOUND' || code === 'LEASE_NOT_YOURS' || code === 'LEASE_SECRET_MISMATCH') this.ended('lost', message);
       else if (code === 'LICENSE_EXPIRED') this.ended('revoked', message);
-      else {
-        // Every server asked answered that it cannot serve now: the next round starts at the next one.
-        const transport = this.server.open;
-        if (transport !== null && this.server.shouldLeave(code)) this.server.leave(transport, `${code}: ${message}`);
-        this.renewLater();
-      }
+      // UNAVAILABLE and the like, from every server asked: try again after the back-off.
+      else this.renewLater();
     } catch (err) {
       if (this.current !== lease || this.state !== 'held') return;
       if (err instanceof LeaseClientError && err.code === 'TOKEN_INVALID') {

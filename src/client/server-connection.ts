@@ -70,7 +70,9 @@ export class ServerConnection {
   /**
    * Sends `op` to a server, going on to the next server of the list while the one
    * in use cannot be reached or answers TRY_ANOTHER_SERVER; each server is asked
-   * at most once. The last answer (or error) is the result.
+   * at most once, and the last one is left too, so the next round starts after it.
+   * The last answer (or error) is the result. A lone server is left only when it
+   * cannot be reached: an answer keeps its connection, as the next try would go back to it.
    */
   async request(op: string, fields: Record<string, unknown>): Promise<Reply> {
     for (let tries = 1; ; tries++) {
@@ -92,7 +94,7 @@ export class ServerConnection {
 
   /**
    * Stops using `transport` (a server that failed the client): the next connection goes to
-   * the server after it. A lone server is kept for an answer, as the next try goes back to it.
+   * the server after it, and the client hears of it as a dropped connection.
    */
   leave(transport: Transport, why: string): void {
     if (this.transport !== transport) return;
@@ -102,11 +104,6 @@ export class ServerConnection {
     this.cursor++;
     transport.close();
     this.options.onDropped(`left ${server}: ${why}`, server);
-  }
-
-  /** Whether to leave the server after this answer: only when there is another one to go to. */
-  shouldLeave(code: string): boolean {
-    return TRY_ANOTHER_SERVER.has(code) && this.serverCount > 1;
   }
 
   close(): void {

@@ -1,5 +1,5 @@
 import { lookup } from 'node:dns/promises';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { advanceUntil, FakeClock } from '../support/fake-clock.js';
 import { LeaseClient, type LeaseClientOptions } from '../../src/client/index.js';
@@ -69,6 +69,41 @@ async function dropper(): Promise<{ address: string; visits: () => number }> {
   sinks.push(sink);
   await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
   return { address: `127.0.0.1:${(sink.address() as { port: number }).port}`, visits: () => visits };
+}
+
+/**
+ * A node whose database cannot be written: a proxy in front of `target` that answers every
+ * renewal UNAVAILABLE, as a node does when it cannot write the shared database, and passes
+ * everything else through.
+ */
+async function unavailableNode(target: string): Promise<{ address: string; refused: () => number }> {
+  let refused = 0;
+  const [host, port] = [target.split(':')[0]!, Number(target.split(':')[1])];
+  const proxy = createServer((client: Socket) => {
+    const upstream = connect({ host, port });
+    upstream.pipe(client);
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+    client.on('close', () => upstream.destroy());
+    let buffer = '';
+    client.on('data', (d: Buffer) => {
+      buffer += d.toString();
+      for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
+        const line = buffer.slice(0, nl + 1);
+        buffer = buffer.slice(nl + 1);
+        const msg = JSON.parse(line) as { id: number; op: string };
+        if (msg.op !== 'renew') {
+          upstream.write(line);
+          continue;
+        }
+        refused++;
+        client.write(`${JSON.stringify({ id: msg.id, ok: false, error: { code: 'UNAVAILABLE', reason: 'disk-full', message: 'storage unavailable: the disk is full', retryAfterMs: 5000 } })}\n`);
+      }
+    });
+  });
+  sinks.push(proxy);
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  return { address: `127.0.0.1:${(proxy.address() as { port: number }).port}`, refused: () => refused };
 }
 
 /** A fake clock that keeps the delay of every timer set on it: the lease client's waits. */
@@ -155,6 +190,29 @@ describe('LeaseClient with several servers', () => {
     // Half of each bound (the draw is 0.5): 1 s, 2 s, 4 s, 8 s, then the cap of 8 s.
     expect(clock.delays.slice(1, 7)).toEqual([500, 1000, 2000, 4000, 4000, 4000]);
     expect(seen).toEqual(['acquired']);
+  });
+
+  it('renews on the next server when the one in use answers UNAVAILABLE, and keeps a lone server that does', async () => {
+    const clock = new FakeClock(start);
+    const a = await server({ clock });
+    const sick = await unavailableNode(a.address);
+    const c = client({ server: [sick.address, a.address], clock, random: () => 0.5 });
+    const { seen, connected } = record(c);
+    const lease = await c.acquire();
+    expect(connected).toEqual([sick.address]);
+    await advanceUntil(clock, () => seen.includes('renewed'), 31_000, 1000, 200);
+    expect(sick.refused()).toBe(1);
+    expect(connected).toEqual([sick.address, a.address]);
+    expect(c.lease?.id).toBe(lease.id);
+    expect(await logOf(a, lease.id)).toEqual(['granted', 'renewed']);
+
+    // Alone, the server is kept, and asked again after the back-off: the lease runs on meanwhile.
+    const alone = client({ server: sick.address, clock, random: () => 0.5 });
+    const solo = record(alone);
+    await alone.acquire();
+    await advanceUntil(clock, () => sick.refused() >= 4, 35_000, 250, 200);
+    expect(solo.connected).toEqual([sick.address]);
+    expect(solo.seen).toEqual(['acquired']);
   });
 
   it('leaves a server that answers SUSPENDED for a lease, and passes over one that turns connections away suspended', async () => {
