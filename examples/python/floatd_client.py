@@ -16,6 +16,16 @@ Written against docs/protocol.md, it does what a product instance should do:
 
     python3 floatd_client.py --server licenses.example.com --product cad --hold 3600
 
+--server may name several servers, the nodes of one floatd cluster: a comma-
+separated list (or --server again), and a name that resolves to several
+addresses counts as several servers. The client holds its lease through one;
+when that one drops the connection, cannot be reached, or answers UNAVAILABLE,
+SUSPENDED or SHUTTING_DOWN, it renews the same lease (same id, same secret) on
+the next, after a short jittered back-off (below 0.1 s, the bound doubling up
+to 5 s), so the loss of a node costs nothing while the lease has time left:
+
+    python3 floatd_client.py --server lic-a.example.com,lic-b.example.com --product cad
+
 With --tls it speaks the same protocol inside TLS (a floatd listener written
 tls://HOST:PORT, port 8991 by default), checking the server's certificate
 against --ca FILE (the system's CAs without it) and, if the server asks for
@@ -64,6 +74,11 @@ REQUEST_TIMEOUT = 10.0  # seconds; a request unanswered this long means the serv
 PERMANENT = {"BAD_REQUEST", "UNKNOWN_PRODUCT", "PRODUCT_REQUIRED", "UNSUPPORTED_VERSION", "TOKEN_INVALID", "LEASE_NOT_YOURS"}
 # Answers to a renewal that mean the server no longer holds the lease for us.
 LEASE_GONE = {"LEASE_EXPIRED", "LEASE_NOT_FOUND", "LEASE_NOT_YOURS", "LEASE_SECRET_MISMATCH", "TOKEN_INVALID"}
+# Answers that say this server cannot serve us now, though another node of the cluster may.
+TRY_ANOTHER_SERVER = {"UNAVAILABLE", "SUSPENDED", "SHUTTING_DOWN"}
+# The back-off between tries at reaching a server: below 0.1 s at first, the bound doubling up to 5 s.
+BACKOFF_INITIAL = 0.1
+BACKOFF_MAX = 5.0
 
 
 class FloatdError(Exception):
@@ -95,6 +110,26 @@ def split_address(address, default_port=DEFAULT_PORT):
     return address, default_port
 
 
+def endpoints(servers, default_port):
+    """The servers to try, in order: each of the list, and each address a name resolves to
+    as a server of its own (looked up now, at connect time). A name that does not resolve
+    stays, so that connecting to it says why. The same address is tried once."""
+    found = []
+    seen = set()
+    for server in servers:
+        host, port = split_address(server, default_port)
+        try:
+            infos = [(family, sockaddr) for family, _, _, _, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+        except socket.gaierror:
+            infos = [(None, (host, port))]
+        for family, sockaddr in infos:
+            if (sockaddr[0], sockaddr[1]) in seen:
+                continue
+            seen.add((sockaddr[0], sockaddr[1]))
+            found.append({"server": server, "host": host, "port": port, "family": family, "sockaddr": sockaddr})
+    return found
+
+
 def tls_context(ca_file, cert_file, key_file):
     """What --tls connections use: the server's certificate checked against `ca_file` (the
     system's CAs when None) and its name, TLS 1.2 at least, and a client certificate if given."""
@@ -112,9 +147,19 @@ def say(**fields):
 class Connection:
     """One NDJSON connection: requests with ids, replies matched by id, pushed events put in `events`."""
 
-    def __init__(self, address, events, tls=None):
-        host, port = split_address(address, DEFAULT_TLS_PORT if tls else DEFAULT_PORT)
-        sock = socket.create_connection((host, port), timeout=REQUEST_TIMEOUT)
+    def __init__(self, endpoint, events, tls=None):
+        host = endpoint["host"]
+        if endpoint["family"] is None:
+            sock = socket.create_connection((host, endpoint["port"]), timeout=REQUEST_TIMEOUT)
+        else:
+            # The one address of the endpoint; the name still serves for the TLS certificate check.
+            sock = socket.socket(endpoint["family"], socket.SOCK_STREAM)
+            sock.settimeout(REQUEST_TIMEOUT)
+            try:
+                sock.connect(endpoint["sockaddr"])
+            except BaseException:
+                sock.close()
+                raise
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls:
             try:
@@ -184,19 +229,22 @@ class Connection:
 
 
 class Backoff:
-    """Waits between renewal attempts: 0.5 s doubling up to `cap`, each 50-100 % of
-    that at random, so the clients of a restarted server do not all come back at once."""
+    """Waits between renewal attempts, "full jitter": at random below a bound that starts
+    at BACKOFF_INITIAL and doubles up to `cap`, so the clients of a server that went down
+    do not all come at the next one (or at it, restarted) in the same instant."""
 
-    def __init__(self, cap):
+    def __init__(self, cap, initial=BACKOFF_INITIAL):
         self.cap = cap
-        self.step = 0.0
+        self.initial = min(initial, cap)
+        self.attempt = 0
 
     def next(self):
-        self.step = min(self.cap, self.step * 2 if self.step else 0.5)
-        return self.step * random.uniform(0.5, 1.0)
+        bound = min(self.cap, self.initial * 2 ** min(self.attempt, 30))
+        self.attempt += 1
+        return random.uniform(0.0, bound)
 
     def reset(self):
-        self.step = 0.0
+        self.attempt = 0
 
 
 def b64decode(text):
@@ -276,8 +324,10 @@ class VendorChain:
 class LeaseHolder:
     """One product instance's lease: acquires, renews, notices its end, releases."""
 
-    def __init__(self, server, product, user, host, instance, retry_seconds, renew_after_ms=None, tls=None, chain=None):
-        self.server = server
+    def __init__(self, servers, product, user, host, instance, retry_seconds, renew_after_ms=None, tls=None, chain=None):
+        self.servers = servers  # the list, as given: several nodes of one cluster, or one server
+        self.cursor = 0  # the server to try first: the one in use, or the one after a server that failed
+        self.server_count = len(servers)  # the servers the list came to when names were last resolved
         self.chain = chain  # a VendorChain with --vendor-public-key, else None
         self.server_key = None  # the lease-signing key hello announced
         self.tls = tls  # an ssl.SSLContext for --tls, else None
@@ -296,25 +346,54 @@ class LeaseHolder:
         self.renew_at = 0.0  # when to renew it (monotonic clock)
         self.expires_at = 0.0  # when it runs out, counted from when its request was sent
         self.held_before = False
-        # Renewal retries back off up to the retry interval, at least 1 s and at most 10 s.
-        self.backoff = Backoff(max(1.0, min(retry_seconds or 10.0, 10.0)))
+        # Renewal retries back off up to the retry interval, at least 1 s and at most 5 s.
+        self.backoff = Backoff(max(1.0, min(retry_seconds or BACKOFF_MAX, BACKOFF_MAX)))
 
     def connect(self):
-        """The open connection, or a new one that has said hello."""
-        if self.conn is None:
-            conn = Connection(self.server, self.events, self.tls)
+        """The open connection, or a new one that has said hello: to the server at the cursor,
+        or the next one that answers. OSError when none can be reached (naming each)."""
+        if self.conn is not None:
+            return self.conn
+        found = endpoints(self.servers, DEFAULT_TLS_PORT if self.tls else DEFAULT_PORT)
+        self.server_count = len(found)
+        start = self.cursor % len(found)
+        failures = []
+        for k in range(len(found)):
+            endpoint = found[(start + k) % len(found)]
+            try:
+                conn = Connection(endpoint, self.events, self.tls)
+            except OSError as err:
+                failures.append(err)
+                continue
             hello = {"v": 1, "client": {"user": self.user, "host": self.host, "instance": self.instance}}
             if self.product:
                 hello["product"] = self.product
             try:
                 reply = conn.request("hello", **hello)
+            except FloatdError as err:
+                conn.close()
+                if err.code in PERMANENT or len(found) == 1:
+                    raise  # every node would say the same
+                failures.append(OSError(str(err)))
+                continue
+            except OSError as err:
+                conn.close()
+                failures.append(err)
+                continue
             except BaseException:
                 conn.close()
                 raise
             self.conn = conn
+            self.cursor = (start + k) % len(found)
             self.server_key = reply.get("publicKey")
-            say(connected=self.server, server_version=reply.get("version"))
-        return self.conn
+            say(connected=endpoint["server"], server_version=reply.get("version"))
+            return conn
+        self.cursor = start + 1
+        if len(failures) == 1:
+            raise failures[0]
+        raise ConnectionError("no server could be reached: " + "; ".join(
+            f"{e['server']}{'' if e['family'] is None else ' (' + str(e['sockaddr'][0]) + ')'}: {err}"
+            for e, err in zip([found[(start + k) % len(found)] for k in range(len(found))], failures)))
 
     def with_secret(self):
         return {"leaseSecret": self.secret} if self.secret is not None else {}
@@ -323,6 +402,12 @@ class LeaseHolder:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+    def leave(self):
+        """Stops using a server that failed us: the next connection goes to the one after it."""
+        if self.conn is not None:
+            self.drop_connection()
+            self.cursor += 1
 
     def check(self, lease):
         """The lease of a reply, once its token's claims name this lease, product, user and instance."""
@@ -369,26 +454,46 @@ class LeaseHolder:
 
     def acquire(self, end):
         """One try at a lease. False when the run should stop: the refusal is permanent,
-        retrying is off, or the next try would come after `end`."""
-        try:
-            conn = self.connect()
-            sent = time.monotonic()
-            reply = conn.request("acquire", **({"product": self.product} if self.product else {}), **self.with_secret())
-            self.hold(self.check(reply.get("lease")), sent)
-            if isinstance(reply.get("leaseSecret"), str):
-                self.secret = reply["leaseSecret"]
-            kind = "regained" if self.held_before else "acquired"
-            self.held_before = True
-            say(**{kind: self.lease["id"]}, product=self.lease["product"],
-                expires_in_ms=self.lease["expiresInMs"], renew_after_ms=self.lease["renewAfterMs"])
-            return True
-        except FloatdError as err:
-            permanent = err.code in PERMANENT
-            outcome = {"denied": err.code, "reason": err.details.get("reason"), "message": err.message}
-        except OSError as err:
-            self.drop_connection()
-            permanent = False
-            outcome = {"unreachable": str(err)}
+        retrying is off, or the next try would come after `end`. A server that cannot be
+        reached, or cannot serve now (TRY_ANOTHER_SERVER), sends it to the next one at once."""
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                conn = self.connect()
+            except FloatdError as err:
+                permanent = err.code in PERMANENT
+                outcome = {"denied": err.code, "reason": err.details.get("reason"), "message": err.message}
+                break
+            except OSError as err:  # no server of the list could be reached
+                permanent = False
+                outcome = {"unreachable": str(err)}
+                break
+            try:
+                sent = time.monotonic()
+                reply = conn.request("acquire", **({"product": self.product} if self.product else {}), **self.with_secret())
+                self.hold(self.check(reply.get("lease")), sent)
+                if isinstance(reply.get("leaseSecret"), str):
+                    self.secret = reply["leaseSecret"]
+                kind = "regained" if self.held_before else "acquired"
+                self.held_before = True
+                say(**{kind: self.lease["id"]}, product=self.lease["product"],
+                    expires_in_ms=self.lease["expiresInMs"], renew_after_ms=self.lease["renewAfterMs"])
+                return True
+            except FloatdError as err:
+                if err.code in TRY_ANOTHER_SERVER and tries < self.server_count:
+                    self.leave()
+                    continue
+                permanent = err.code in PERMANENT
+                outcome = {"denied": err.code, "reason": err.details.get("reason"), "message": err.message}
+                break
+            except OSError as err:
+                self.leave()
+                if tries < self.server_count:
+                    continue
+                permanent = False
+                outcome = {"unreachable": str(err)}
+                break
         retry_at = time.monotonic() + self.retry_seconds
         retry = self.retry_seconds > 0 and not permanent and retry_at < end
         say(**outcome, retry_in_s=self.retry_seconds if retry else None)
@@ -411,10 +516,12 @@ class LeaseHolder:
             elif err.code in LEASE_GONE:
                 self.end("lost", code=err.code, message=err.message)
             else:
+                if err.code in TRY_ANOTHER_SERVER and self.server_count > 1:
+                    self.leave()  # the next try goes to the next server of the list
                 self.renew_later(f"{err.code}: {err.message}")
             return
         except OSError as err:
-            self.drop_connection()
+            self.leave()
             self.handle_events()
             if self.lease is not None:
                 self.renew_later(str(err))
@@ -429,9 +536,9 @@ class LeaseHolder:
             self.end("lost", code="SERVER_UNREACHABLE", message=f"the lease ran out before it could be renewed: {error}")
             return
         # The last try goes out a moment before the lease runs out; after that, nothing is left to try.
-        wait = min(self.backoff.next(), left - 0.25)
-        self.renew_at = time.monotonic() + wait if wait > 0 else self.expires_at
-        say(renew_failed=self.lease["id"], error=error, retry_in_s=round(wait, 1) if wait > 0 else None, expires_in_s=round(left, 1))
+        wait = min(self.backoff.next(), left - 0.25) if left > 0.25 else None
+        self.renew_at = time.monotonic() + wait if wait is not None else self.expires_at
+        say(renew_failed=self.lease["id"], error=error, retry_in_s=round(wait, 2) if wait is not None else None, expires_in_s=round(left, 1))
 
     def wait_until(self, until):
         """Waits until `until` (monotonic clock), acting on what the server pushes meanwhile."""
@@ -442,7 +549,7 @@ class LeaseHolder:
             try:
                 self.conn.read(until)
             except OSError as err:
-                self.drop_connection()
+                self.leave()
                 self.handle_events()
                 say(disconnected=str(err))
                 # Renew on a fresh connection soon: the server pushes events only to the
@@ -501,18 +608,24 @@ def seconds(text):
 
 
 def server_address(text):
-    if "://" in text:
-        raise argparse.ArgumentTypeError(f"{text}: give host, host:port or [v6addr]:port (add --tls for a tls:// listener)")
-    try:
-        split_address(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text}: give host, host:port or [v6addr]:port")
-    return text
+    """One --server: an address, or a comma-separated list of them."""
+    servers = [part.strip() for part in text.split(",")]
+    for server in servers:
+        if server == "":
+            raise argparse.ArgumentTypeError(f"{text}: an empty server in the list")
+        if "://" in server:
+            raise argparse.ArgumentTypeError(f"{server}: give host, host:port or [v6addr]:port (add --tls for a tls:// listener)")
+        try:
+            split_address(server)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{server}: give host, host:port or [v6addr]:port")
+    return servers
 
 
 def main():
     parser = argparse.ArgumentParser(description="Hold a floatd lease for a while.")
-    parser.add_argument("--server", required=True, type=server_address, help="host, host:port or [v6addr]:port (port 8989 by default, 8991 with --tls)")
+    parser.add_argument("--server", required=True, type=server_address, action="append",
+                        help="host, host:port or [v6addr]:port (port 8989 by default, 8991 with --tls); several: a comma-separated list, or --server again")
     parser.add_argument("--tls", action="store_true", help="speak to a tls:// listener: the protocol inside TLS")
     parser.add_argument("--ca", metavar="FILE", help="with --tls: the CA certificate(s) to trust (default: the system's)")
     parser.add_argument("--cert", metavar="FILE", help="with --tls: a client certificate to show the server (with --key)")
@@ -550,7 +663,8 @@ def main():
         except (OSError, ValueError, KeyError) as err:
             parser.error(f"--vendor-public-key: {err}")
 
-    holder = LeaseHolder(args.server, args.product, args.user, args.host, args.instance, args.retry_seconds, args.renew_after_ms, tls, chain)
+    servers = [server for servers in args.server for server in servers]
+    holder = LeaseHolder(servers, args.product, args.user, args.host, args.instance, args.retry_seconds, args.renew_after_ms, tls, chain)
 
     def stop(signum, _frame):
         raise Stopped(signum)

@@ -8,11 +8,13 @@ import { LeaseClient, LeaseClientError } from '../client/lease-client.js';
 import { FloatdError } from '../domain/errors.js';
 import { intFlag, parse, type Io } from './common.js';
 
-export const RUN_USAGE = `floatd run --server ADDRESS [--product P] [--retry-seconds N] [--user U] [--instance ID | --instance-file FILE]
+export const RUN_USAGE = `floatd run --server ADDRESS[,ADDRESS]... [--product P] [--retry-seconds N] [--user U] [--instance ID | --instance-file FILE]
            [--on-lost warn|stop] [--grace-seconds N] [--server-key-fingerprint FP] [--vendor-public-key FILE]... [--ca FILE] [--cert FILE --key FILE] -- COMMAND [ARG]...
   Waits for a lease, runs COMMAND while keeping the lease renewed, releases it when COMMAND exits, and exits with its status.
   Exits 75 without running COMMAND when no lease can be had (refused, or the server unreachable, with retrying off or for good).
   ADDRESS: HOST[:PORT] (TCP, port 8989), tls://HOST[:PORT] (TCP inside TLS, 8991), https://HOST[:PORT] (8443) or http://HOST[:PORT] (8990).
+  Several servers (the nodes of a cluster): a comma-separated list, or --server again; a HOST with several addresses is several servers.
+  The lease is kept through one and renewed on the next when that one fails.
   --ca FILE: the CA certificate(s) to trust for tls:// and https:// (default: Node.js's built-in CAs);
   --cert FILE --key FILE: a client certificate and its key to show the server;
   --vendor-public-key FILE: accept only leases that chain to this vendor (license key, activation naming the server's key, lease token).`;
@@ -36,7 +38,7 @@ export function formatDuration(ms: number): string {
 }
 
 const RUN_FLAGS = {
-  server: { type: 'string' },
+  server: { type: 'string', multiple: true },
   product: { type: 'string' },
   'retry-seconds': { type: 'string' },
   user: { type: 'string' },
@@ -56,7 +58,8 @@ type RunValues = ReturnType<typeof parse<typeof RUN_FLAGS>>['values'];
 /** floatd run's settings, checked: the command, how to reach the server, what to do when the lease is lost. */
 interface RunOptions {
   readonly command: readonly [string, ...string[]];
-  readonly server: string;
+  /** The servers, as given (each may be a comma-separated list). */
+  readonly servers: readonly string[];
   readonly values: RunValues;
   readonly onLost: 'warn' | 'stop';
   readonly graceMs: number;
@@ -77,13 +80,19 @@ export async function run(args: string[], io: Io): Promise<number> {
   }
   const client = leaseClient(options);
   // Another key at the server's address: never a quiet "lease regained".
-  const server = { keyChangedTo: null as string | null };
+  const server = { keyChangedTo: null as string | null, using: null as string | null };
+  const where = options.servers.join(',');
   client.on('serverKeyChanged', ({ from, to, refused }) => {
     server.keyChangedTo = to;
     say(
-      `WARNING: the server key fingerprint changed from ${from} to ${to}: another server answers at ${options.server}, or the server lost its key; ` +
+      `WARNING: the server key fingerprint changed from ${from} to ${to}: another server answers at ${where}, or the server lost its key; ` +
         (refused ? 'its leases are refused (SERVER_KEY_CHANGED) because --vendor-public-key is given' : 'its leases are taken as they come (give --vendor-public-key or --server-key-fingerprint to refuse them)'),
     );
+  });
+  // A move to another server of the list is said; reconnecting to the same one is not.
+  client.on('connected', ({ server: to }) => {
+    if (server.using !== null && server.using !== to) say(`now using server ${to} (was ${server.using})`);
+    server.using = to;
   });
   // Only the waits are said here; a refusal that ends the wait is said once, below.
   client.on('denied', (d) => {
@@ -99,10 +108,12 @@ function runOptions(args: string[]): RunOptions {
   if (sep < 0 || sep === args.length - 1) throw new FloatdError('USAGE', `floatd run needs the command after "--"\n${RUN_USAGE}`);
   const command = args.slice(sep + 1) as [string, ...string[]];
   const { values } = parse(args.slice(0, sep), RUN_FLAGS);
-  if (values.server === undefined) throw new FloatdError('USAGE', `floatd run needs --server ADDRESS\n${RUN_USAGE}`);
+  const servers = values.server ?? [];
+  if (servers.length === 0) throw new FloatdError('USAGE', `floatd run needs --server ADDRESS\n${RUN_USAGE}`);
   if ((values.cert === undefined) !== (values.key === undefined)) throw new FloatdError('USAGE', '--cert and --key go together: a client certificate needs its key');
-  if ((values.ca ?? values.cert) !== undefined && !/^(tls|https):\/\//i.test(values.server.trim())) {
-    throw new FloatdError('USAGE', `--ca, --cert and --key are for tls:// and https:// servers; "${values.server}" is not one`);
+  const plain = servers.flatMap((s) => s.split(',')).find((s) => s.trim() !== '' && !/^(tls|https):\/\//i.test(s.trim()));
+  if ((values.ca ?? values.cert) !== undefined && plain !== undefined) {
+    throw new FloatdError('USAGE', `--ca, --cert and --key are for tls:// and https:// servers; "${plain.trim()}" is not one`);
   }
   const onLost = values['on-lost'] ?? 'warn';
   if (onLost !== 'warn' && onLost !== 'stop') throw new FloatdError('USAGE', `--on-lost must be warn or stop; got "${onLost}"`);
@@ -115,14 +126,14 @@ function runOptions(args: string[]): RunOptions {
       throw new FloatdError('INPUT_INVALID', `--vendor-public-key: ${(err as Error).message}`);
     }
   });
-  return { command, server: values.server, values, onLost, graceMs, retrySeconds, vendorKeys };
+  return { command, servers, values, onLost, graceMs, retrySeconds, vendorKeys };
 }
 
 /** The lease client for the flags; a file it cannot read or use is the caller's mistake. */
-function leaseClient({ server, values, vendorKeys, retrySeconds }: RunOptions): LeaseClient {
+function leaseClient({ servers, values, vendorKeys, retrySeconds }: RunOptions): LeaseClient {
   try {
     return new LeaseClient({
-      server,
+      server: servers,
       ...(values.product !== undefined ? { product: values.product } : {}),
       ...(values.user !== undefined ? { user: values.user } : {}),
       ...(values.instance !== undefined ? { instance: values.instance } : {}),

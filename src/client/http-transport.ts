@@ -1,4 +1,5 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import type { LookupFunction } from 'node:net';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { parseServerAddress, type ServerAddress } from './server-address.js';
 import { explainConnectError, tlsConnectOptions, type TlsMaterial } from './tls-material.js';
@@ -7,6 +8,10 @@ import { TransportError, type Reply, type ReplyError, type Transport, type Trans
 export interface HttpTransportOptions extends Pick<TransportOptions, 'requestTimeoutMs' | 'onClose'> {
   /** For `https://` addresses: the CA and client certificate (read by readTlsFiles). */
   readonly tls?: TlsMaterial;
+  /** Resolves the host name to the one address to connect to (see pinnedLookup); the name still serves for TLS and `Host`. */
+  readonly lookup?: LookupFunction;
+  /** The address as messages name it (default: as given). */
+  readonly label?: string;
   /** Largest reply body accepted. Default 1 MiB. */
   readonly maxBodyBytes?: number;
 }
@@ -43,6 +48,8 @@ interface Call {
  */
 export class HttpTransport implements Transport {
   private readonly target: ServerAddress;
+  /** The address as messages name it. */
+  private readonly name: string;
   private readonly agent: HttpAgent;
   private identity: Record<string, unknown> | null = null;
   private product: string | undefined;
@@ -54,6 +61,7 @@ export class HttpTransport implements Transport {
     private readonly options: HttpTransportOptions = {},
   ) {
     this.target = parseServerAddress(address);
+    this.name = options.label ?? this.target.text;
     if (this.target.scheme !== 'http' && this.target.scheme !== 'https') {
       throw new TransportError(`${address}: HttpTransport speaks to http:// and https:// addresses; use TcpTransport for host[:port] and tls://`);
     }
@@ -117,7 +125,7 @@ export class HttpTransport implements Transport {
           const stale = (err as { reusedSocket?: boolean }).reusedSocket === true && /^(ECONNRESET|EPIPE)$/.test(String((err as NodeJS.ErrnoException).code));
           // Every lease operation may be repeated safely: acquire is idempotent per instance, renew and release too.
           if (stale && attempt === 0 && this.closedError === null) continue;
-          const failure = err instanceof TransportError ? err : new TransportError(`cannot reach floatd at ${this.target.text}: ${explainConnectError(err as Error)}`);
+          const failure = err instanceof TransportError ? err : new TransportError(`cannot reach floatd at ${this.name}: ${explainConnectError(err as Error)}`);
           this.fail(failure);
           throw failure;
         }
@@ -146,6 +154,7 @@ export class HttpTransport implements Transport {
         method: call.method,
         path: call.path,
         agent: this.agent,
+        ...(this.options.lookup !== undefined ? { lookup: this.options.lookup } : {}),
         headers: {
           accept: 'application/json',
           ...(payload !== undefined ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
@@ -162,7 +171,7 @@ export class HttpTransport implements Transport {
         let size = 0;
         res.on('data', (chunk: Buffer) => {
           size += chunk.length;
-          if (size > maxBytes) req.destroy(new TransportError(`${this.target.text} sent a reply larger than ${maxBytes} bytes`));
+          if (size > maxBytes) req.destroy(new TransportError(`${this.name} sent a reply larger than ${maxBytes} bytes`));
           else chunks.push(chunk);
         });
         res.once('end', () => {
@@ -192,13 +201,13 @@ export class HttpTransport implements Transport {
     }
     const status = `HTTP ${res.statusCode ?? '?'}${res.statusMessage ? ` ${res.statusMessage}` : ''}`;
     if (typeof body !== 'object' || body === null || Array.isArray(body) || typeof (body as { ok?: unknown }).ok !== 'boolean') {
-      throw new TransportError(`${this.target.text} answered ${status} without a floatd reply: is it floatd's web endpoint?`);
+      throw new TransportError(`${this.name} answered ${status} without a floatd reply: is it floatd's web endpoint?`);
     }
     const reply = body as Record<string, unknown>;
     if (reply['ok'] === true) return reply as Reply;
     const error = reply['error'];
     if (typeof error !== 'object' || error === null || typeof (error as { code?: unknown }).code !== 'string') {
-      throw new TransportError(`${this.target.text} answered ${status} with an error that has no code`);
+      throw new TransportError(`${this.name} answered ${status} with an error that has no code`);
     }
     const e = error as ReplyError;
     const retryAfterMs = e.retryAfterMs ?? retryAfter(res.headers['retry-after']);

@@ -11,4 +11,6 @@ export { HttpTransport, type HttpTransportOptions } from './http-transport.js';
 export { TransportError } from './transport.js';
 export type { Reply, ReplyError, Transport, TransportOptions } from './transport.js';
 export { parseServerAddress, DEFAULT_PORTS, type ServerAddress, type ServerScheme } from './server-address.js';
+export { parseServerList, resolveEndpoints, type Endpoint, type ResolveHost } from './server-list.js';
+export { Backoff, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
 export { readTlsFiles, type TlsFiles, type TlsMaterial } from './tls-material.js';

@@ -5,6 +5,8 @@
 import type { JWK } from 'jose';
 import type { LeaseTokenClaims } from '../adapters/crypto/lease-tokens.js';
 import type { Clock } from '../domain/clock.js';
+import type { BackoffOptions } from './backoff.js';
+import type { ResolveHost } from './server-list.js';
 
 export const DEFAULT_RETRY_INTERVAL_MS = 10_000;
 export interface LeaseClientOptions {
@@ -12,8 +14,13 @@ export interface LeaseClientOptions {
    * Where the server is: `host[:port]` (the NDJSON protocol over TCP, port 8989),
    * `tls://host[:port]` (the same inside TLS, 8991), `https://host[:port]` (the web
    * endpoint, 8443) or `http://host[:port]` (8990). IPv6 addresses go in brackets.
+   *
+   * Several servers (the nodes of one cluster) are a list: an array, or one string
+   * with commas (`a:8989,b:8989`); a name that resolves to several addresses counts
+   * as several servers. The client holds its lease through one of them and goes on
+   * to the next when that one fails (see `backoff`).
    */
-  readonly server: string;
+  readonly server: string | readonly string[];
   /** For `tls://` and `https://`: a PEM file of the CA(s) to trust instead of Node.js's built-in ones. */
   readonly caFile?: string;
   /** For `tls://` and `https://`: a PEM client certificate (chain) to show the server, with its key. */
@@ -60,8 +67,17 @@ export interface LeaseClientOptions {
   readonly releaseOnExit?: boolean;
   /** Time for one request before the server counts as unreachable. Default 10 s. */
   readonly requestTimeoutMs?: number;
+  /**
+   * The wait before trying the servers again after a dropped connection or a failed renewal:
+   * drawn at random below a bound that starts at `initialMs` (100) and doubles up to `maxMs` (5000).
+   */
+  readonly backoff?: BackoffOptions;
   /** Injected for tests; the system clock otherwise. */
   readonly clock?: Clock;
+  /** Injected for tests: the back-off's random source in [0, 1); Math.random otherwise. */
+  readonly random?: () => number;
+  /** Injected for tests: resolves a host name to its addresses; dns.lookup (all) otherwise. */
+  readonly resolveHost?: ResolveHost;
 }
 
 /** A lease as the client holds it. */
@@ -99,8 +115,10 @@ export interface LeaseClientEvents {
   revoked: [{ readonly leaseId: string; readonly reason: string }];
   /** An acquisition was refused or could not reach the server. */
   denied: [DenialInfo];
-  connected: [];
-  disconnected: [{ readonly message: string }];
+  /** A connection to `server` (one of the list, with the address its name resolved to) said hello. */
+  connected: [{ readonly server: string }];
+  /** The connection to `server` ended (it dropped, or the client left a server that failed it). */
+  disconnected: [{ readonly message: string; readonly server: string }];
   /**
    * The server's lease-signing key is not the one this client saw before (another server
    * answers at the address, or the server lost its key): `refused` when pinServerKey or

@@ -6,13 +6,13 @@ import { dirname } from 'node:path';
 import type { JWK } from 'jose';
 import { SystemClock } from '../adapters/clock/system-clock.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
-import { HttpTransport } from './http-transport.js';
+import { Backoff } from './backoff.js';
 import { DEFAULT_RETRY_INTERVAL_MS, LeaseClientError, type DenialInfo, type LeaseClientEvents, type LeaseClientOptions, type LeaseInfo } from './lease-client-types.js';
 import { LeaseVerifier } from './lease-verifier.js';
-import { parseServerAddress, type ServerAddress } from './server-address.js';
-import { TcpTransport } from './tcp-transport.js';
+import { ServerConnection } from './server-connection.js';
+import { parseServerList } from './server-list.js';
 import { readTlsFiles, type TlsMaterial } from './tls-material.js';
-import { TransportError, type Reply, type ReplyError, type Transport } from './transport.js';
+import { TransportError, type Reply, type ReplyError } from './transport.js';
 
 export { DEFAULT_RETRY_INTERVAL_MS, LeaseClientError };
 export type { DenialInfo, LeaseClientEvents, LeaseClientOptions, LeaseInfo };
@@ -41,11 +41,12 @@ function readInstanceFile(file: string): string {
 type State = 'idle' | 'acquiring' | 'held' | 'closed';
 
 /**
- * Holds one lease on a floatd server for a product instance: acquires it
- * (retrying while no seat is free or the server is down), renews it when the
- * server says, rides out server outages shorter than the time left, verifies
- * every lease token, and releases it on `release()`, `close()` or (if asked)
- * process exit.
+ * Holds one lease on a floatd server (or one of a cluster's) for a product
+ * instance: acquires it (retrying while no seat is free or the server is down),
+ * renews it when the server says, rides out server outages shorter than the time
+ * left (renewing on the next server of the list when the one in use fails; see
+ * ServerConnection), verifies every lease token, and releases it on `release()`,
+ * `close()` or (if asked) process exit.
  */
 export class LeaseClient extends EventEmitter<LeaseClientEvents> {
   readonly user: string;
@@ -54,17 +55,15 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
   private readonly clock: Clock;
   private readonly retryMs: number;
   private state: State = 'idle';
-  private readonly address: ServerAddress;
   private readonly tls: TlsMaterial;
-  private transport: Transport | null = null;
-  private connecting: Promise<Transport> | null = null;
+  private readonly server: ServerConnection;
   private readonly verifier: LeaseVerifier;
   private current: LeaseInfo | null = null;
   /** Monotonic time the current lease runs out (measured from when its request was sent). */
   private deadline = 0;
   private timer: TimerHandle | null = null;
   private renewing = false;
-  private backoffMs = 0;
+  private readonly backoff: Backoff;
   private needsRegain = false;
   /**
    * The secret of the lease held (or last held), from the reply that granted it: kept in memory only,
@@ -81,16 +80,23 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     this.clock = options.clock ?? new SystemClock();
     this.retryMs = options.retryIntervalMs ?? DEFAULT_RETRY_INTERVAL_MS;
     if (!Number.isFinite(this.retryMs) || this.retryMs < 0) throw new RangeError('retryIntervalMs must be 0 or more');
+    let servers;
     try {
-      this.address = parseServerAddress(options.server);
+      servers = parseServerList(options.server);
     } catch (err) {
       // A malformed address would otherwise be retried for ever as "unreachable".
-      throw new LeaseClientError('BAD_REQUEST', `server address "${options.server}": ${(err as Error).message}`);
+      throw new LeaseClientError('BAD_REQUEST', `server address "${String(options.server)}": ${(err as Error).message}`);
     }
     const tlsFiles = { caFile: options.caFile, certFile: options.certFile, keyFile: options.keyFile };
-    if (!this.address.secure && Object.values(tlsFiles).some((f) => f !== undefined)) {
+    const plain = servers.find((a) => !a.secure);
+    if (plain !== undefined && Object.values(tlsFiles).some((f) => f !== undefined)) {
       // Plain TCP or HTTP would quietly ignore the files: the operator meant TLS.
-      throw new LeaseClientError('BAD_REQUEST', `caFile, certFile and keyFile are for tls:// and https:// servers; "${options.server}" is plain ${this.address.scheme === 'http' ? 'HTTP' : 'TCP'}`);
+      throw new LeaseClientError('BAD_REQUEST', `caFile, certFile and keyFile are for tls:// and https:// servers; "${plain.text}" is plain ${plain.scheme === 'http' ? 'HTTP' : 'TCP'}`);
+    }
+    try {
+      this.backoff = new Backoff(options.backoff, options.random);
+    } catch (err) {
+      throw new LeaseClientError('BAD_REQUEST', (err as Error).message);
     }
     if ((options.certFile === undefined) !== (options.keyFile === undefined)) {
       throw new LeaseClientError('BAD_REQUEST', 'a client certificate needs its key: give certFile and keyFile together');
@@ -104,6 +110,21 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     this.host = options.host ?? hostname();
     this.instance = options.instance ?? (options.instanceFile ? readInstanceFile(options.instanceFile) : randomUUID());
     this.verifier = new LeaseVerifier(options, this, this.clock, (change) => this.emit('serverKeyChanged', change));
+    this.server = new ServerConnection({
+      servers,
+      tls: this.tls,
+      timeoutMs: options.requestTimeoutMs ?? 10_000,
+      ...(options.resolveHost !== undefined ? { resolveHost: options.resolveHost } : {}),
+      hello: () => ({ v: 1, client: { user: this.user, host: this.host, instance: this.instance }, ...(options.product ? { product: options.product } : {}) }),
+      trust: (hello) => this.verifier.trustServer(hello['publicKey'] as JWK | undefined, hello['serverTimeMs']),
+      onEvent: (msg) => this.pushed(msg),
+      onConnected: (server) => this.emit('connected', { server }),
+      onDropped: (message, server) => {
+        if (this.state !== 'closed') this.emit('disconnected', { message, server });
+        // Renew on a fresh connection soon, so a restarted server (or the next one) learns of the lease.
+        if (this.state === 'held' && !this.renewing) this.schedule(this.backoff.next(), () => void this.renew());
+      },
+    });
     if (options.releaseOnExit) this.hookExit();
   }
 
@@ -140,9 +161,10 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     this.settle(new LeaseClientError('SHUTTING_DOWN', 'released before a lease was granted'));
     const secret = this.withSecret();
     this.secret = null;
-    if (lease === null || this.transport === null || this.transport.closed) return;
+    const transport = this.server.open;
+    if (lease === null || transport === null) return;
     try {
-      await this.transport.request('release', { lease: lease.id, ...secret });
+      await transport.request('release', { lease: lease.id, ...secret });
     } catch {
       // The server will expire it; nothing else to do.
     }
@@ -150,12 +172,11 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
 
   /** Releases the lease and closes the connection. Idempotent. */
   async close(): Promise<void> {
-    if (this.state === 'closed' && this.transport === null) return;
+    if (this.state === 'closed' && this.server.open === null) return;
     await this.release();
     this.state = 'closed';
     for (const [event, fn] of this.exitHooks.splice(0)) process.off(event, fn);
-    this.transport?.close();
-    this.transport = null;
+    this.server.close();
   }
 
   private settle(result: LeaseInfo | Error): void {
@@ -195,54 +216,6 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     });
   }
 
-  private async connection(): Promise<Transport> {
-    if (this.transport !== null && !this.transport.closed) return this.transport;
-    this.connecting ??= this.connect().finally(() => (this.connecting = null));
-    return this.connecting;
-  }
-
-  private async connect(): Promise<Transport> {
-    const timeout = this.options.requestTimeoutMs ?? 10_000;
-    const onClose = (err: Error | null) => {
-      if (this.transport !== transport) return;
-      this.transport = null;
-      if (this.state !== 'closed') this.emit('disconnected', { message: err?.message ?? 'connection closed' });
-      // Renew on a fresh connection soon, so a restarted server learns of the lease again.
-      if (this.state === 'held' && !this.renewing) this.schedule(this.nextBackoff(), () => void this.renew());
-    };
-    // Over HTTP(S) "connected" means a request reached the server, and "disconnected" that one did not.
-    const transport: Transport =
-      this.address.scheme === 'http' || this.address.scheme === 'https'
-        ? new HttpTransport(this.options.server, { requestTimeoutMs: timeout, tls: this.tls, onClose })
-        : await TcpTransport.connect(this.options.server, {
-            connectTimeoutMs: timeout,
-            requestTimeoutMs: timeout,
-            keepProcessAlive: false,
-            tls: this.tls,
-            onEvent: (msg) => this.pushed(msg),
-            onClose,
-          });
-    const hello = await transport.request('hello', {
-      v: 1,
-      client: { user: this.user, host: this.host, instance: this.instance },
-      ...(this.options.product ? { product: this.options.product } : {}),
-    });
-    if (!hello.ok) {
-      transport.close();
-      throw new LeaseClientError(hello.error.code, `the server refused hello: ${hello.error.message}`);
-    }
-    try {
-      await this.verifier.trustServer(hello['publicKey'] as JWK | undefined, hello['serverTimeMs']);
-    } catch (err) {
-      transport.close();
-      throw err;
-    }
-    this.transport = transport;
-    this.backoffMs = 0;
-    this.emit('connected');
-    return transport;
-  }
-
   /** Verifies a reply's lease token (and, with vendorPublicKey, its chain to the vendor); the lease runs out `expiresInMs` after `sentAt`. */
   private async verified(reply: Reply, sentAt: number): Promise<LeaseInfo> {
     const lease = await this.verifier.lease(reply);
@@ -272,8 +245,7 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     const sentAt = this.clock.monotonic();
     let reply: Reply;
     try {
-      const transport = await this.connection();
-      reply = await transport.request('acquire', { ...(this.options.product ? { product: this.options.product } : {}), ...this.withSecret() });
+      reply = await this.server.request('acquire', { ...(this.options.product ? { product: this.options.product } : {}), ...this.withSecret() });
     } catch (err) {
       if (this.state !== 'acquiring') return;
       const code = err instanceof LeaseClientError ? err.code : 'SERVER_UNREACHABLE';
@@ -284,7 +256,7 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
       // Released or closed while the request was out: give back what came.
       if (reply.ok) {
         const secret = (reply as { leaseSecret?: unknown }).leaseSecret;
-        void this.transport?.request('release', { lease: String((reply as { lease?: { id?: unknown } }).lease?.id), ...(typeof secret === 'string' ? { leaseSecret: secret } : this.withSecret()) }).catch(() => {});
+        void this.server.open?.request('release', { lease: String((reply as { lease?: { id?: unknown } }).lease?.id), ...(typeof secret === 'string' ? { leaseSecret: secret } : this.withSecret()) }).catch(() => {});
       }
       return;
     }
@@ -311,19 +283,12 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
   }
 
   private hold(lease: LeaseInfo, event: 'acquired' | 'renewed' | 'regained'): void {
+    this.backoff.reset();
     this.current = lease;
     this.state = 'held';
     this.schedule(lease.renewAfterMs, () => void this.renew());
     this.emit(event, lease);
     this.settle(lease);
-  }
-
-  private nextBackoff(): number {
-    // Jittered exponential back-off, 0.5 s doubling up to the retry interval (or 10 s), so a
-    // restarted server is not hit by every client at the same instant.
-    const cap = Math.max(1000, Math.min(this.retryMs || DEFAULT_RETRY_INTERVAL_MS, DEFAULT_RETRY_INTERVAL_MS));
-    this.backoffMs = Math.min(cap, this.backoffMs === 0 ? 500 : this.backoffMs * 2);
-    return Math.round(this.backoffMs * (0.5 + Math.random() * 0.5));
   }
 
   private async renew(): Promise<void> {
@@ -332,8 +297,7 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
     this.renewing = true;
     const sentAt = this.clock.monotonic();
     try {
-      const transport = await this.connection();
-      const reply = await transport.request('renew', { lease: lease.id, ...this.withSecret() });
+      const reply = await this.server.request('renew', { lease: lease.id, ...this.withSecret() });
       if (this.current !== lease || this.state !== 'held') return;
       if (reply.ok) {
         this.hold(await this.verified(reply, sentAt), 'renewed');
@@ -344,6 +308,7 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
       if (code === 'LEASE_NOT_FOUND' && typeof reason === 'string') this.ended('revoked', reason);
       else if (code === 'LEASE_EXPIRED' || code === 'LEASE_NOT_FOUND' || code === 'LEASE_NOT_YOURS' || code === 'LEASE_SECRET_MISMATCH') this.ended('lost', message);
       else if (code === 'LICENSE_EXPIRED') this.ended('revoked', message);
+      // UNAVAILABLE and the like, from every server asked: try again after the back-off.
       else this.renewLater();
     } catch (err) {
       if (this.current !== lease || this.state !== 'held') return;
@@ -365,7 +330,7 @@ export class LeaseClient extends EventEmitter<LeaseClientEvents> {
       this.ended('lost', 'the server could not be reached before the lease expired');
       return;
     }
-    const wait = Math.min(this.nextBackoff(), left);
+    const wait = Math.min(this.backoff.next(), left);
     this.schedule(wait, () => {
       if (this.deadline - this.clock.monotonic() <= 0) this.ended('lost', 'the server could not be reached before the lease expired');
       else void this.renew();

@@ -1,4 +1,4 @@
-import { connect, type Socket } from 'node:net';
+import { connect, type LookupFunction, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { NdjsonDecoder, encodeFrame, parseFrame } from '../adapters/tcp/ndjson-codec.js';
 import { parseServerAddress } from './server-address.js';
@@ -11,6 +11,13 @@ export type { Reply, ReplyError, TransportOptions } from './transport.js';
 export interface TcpTransportOptions extends TransportOptions {
   /** For `tls://` addresses: the CA and client certificate (read by readTlsFiles). */
   readonly tls?: TlsMaterial;
+  /**
+   * Resolves the host name to the one address to connect to (see pinnedLookup), so a
+   * client can try each address of a name in turn; the name still serves for TLS.
+   */
+  readonly lookup?: LookupFunction;
+  /** The address as messages name it (default: as given). */
+  readonly label?: string;
 }
 
 /** One NDJSON connection to floatd, over TCP or inside TLS: request/reply by id, plus pushed events. */
@@ -18,6 +25,8 @@ export class TcpTransport implements Transport {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private closedError: Error | null = null;
+  /** An error the server sent without an id (SUSPENDED, SHUTTING_DOWN, IDLE_TIMEOUT…), to say why it closed. */
+  private serverError: string | null = null;
 
   private constructor(
     private readonly socket: Socket,
@@ -40,6 +49,8 @@ export class TcpTransport implements Transport {
           clearTimeout(p.timer);
           p.resolve(msg as unknown as Reply);
         } else if (msg['event'] !== undefined || msg['error'] !== undefined) {
+          const error = msg['error'] as { code?: unknown; message?: unknown } | undefined;
+          if (msg['id'] === undefined && typeof error?.code === 'string') this.serverError = `${error.code}: ${String(error.message ?? '')}`;
           options.onEvent?.(msg);
         }
       }
@@ -48,7 +59,7 @@ export class TcpTransport implements Transport {
       this.closedError ??= err;
     });
     socket.on('close', () => {
-      const err = this.closedError ?? new TransportError('connection closed by the server');
+      const err = this.closedError ?? new TransportError(`connection closed by the server${this.serverError !== null ? ` (${this.serverError})` : ''}`);
       this.closedError = err;
       for (const p of this.pending.values()) {
         clearTimeout(p.timer);
@@ -68,12 +79,14 @@ export class TcpTransport implements Transport {
     if (target.scheme !== 'tcp' && target.scheme !== 'tls') {
       return Promise.reject(new TransportError(`${address}: the NDJSON protocol runs over host[:port] or tls://host[:port]; use HttpTransport for ${target.scheme}://`));
     }
+    const name = options.label ?? address;
+    const lookup = options.lookup !== undefined ? { lookup: options.lookup } : {};
     return new Promise((resolve, reject) => {
       const socket =
-        target.scheme === 'tls' ? tlsConnect(tlsConnectOptions(target, options.tls ?? {})) : connect({ host: target.host, port: target.port });
+        target.scheme === 'tls' ? tlsConnect({ ...tlsConnectOptions(target, options.tls ?? {}), ...lookup }) : connect({ host: target.host, port: target.port, ...lookup });
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new TransportError(`cannot reach floatd at ${address}: timed out`));
+        reject(new TransportError(`cannot reach floatd at ${name}: timed out`));
       }, options.connectTimeoutMs ?? 10_000);
       if (options.keepProcessAlive === false) {
         socket.unref();
@@ -81,7 +94,7 @@ export class TcpTransport implements Transport {
       }
       socket.once('error', (err) => {
         clearTimeout(timer);
-        reject(new TransportError(`cannot reach floatd at ${address}: ${explainConnectError(err)}`));
+        reject(new TransportError(`cannot reach floatd at ${name}: ${explainConnectError(err)}`));
       });
       // A TLS socket is ready once the handshake is done and the server's certificate verified.
       socket.once(target.scheme === 'tls' ? 'secureConnect' : 'connect', () => {

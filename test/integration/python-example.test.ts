@@ -231,6 +231,31 @@ describe('the Python example client (docs/client.md)', () => {
     expect(run.lines.at(-1)).toEqual({ released: second });
   });
 
+  it('renews the same lease on the next server of the list when the one it uses goes away', async () => {
+    const first = await startServer({ flags: { leaseSeconds: 30 } });
+    const next = `127.0.0.1:${await closedPort()}`;
+    const run = startPython(['--server', `${first.address},${next}`, '--user', 'py', '--instance', 'py-1', '--hold', '60'], 30_000);
+    const acquired = await run.waitFor('lease', (l) => 'acquired' in l);
+    const leaseId = acquired['acquired'];
+    expect(run.lines[0]).toMatchObject({ connected: first.address });
+    await first.stop();
+    // The same cluster's next node: the first one's data directory (its leases, its key) at the next address.
+    const node = await server({ dataDir: first.config.dataDir, vendor: first.vendor, flags: { leaseSeconds: 30, listeners: [next] } });
+    await run.waitFor('a connection to the next server', (l) => l['connected'] === next);
+    await run.waitFor('the renewal there', (l) => l['renewed'] === leaseId);
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toEqual({ code: 143, signal: null });
+    expect(run.err()).toBe('');
+    expect(run.lines.some((l) => 'lost' in l || 'regained' in l)).toBe(false);
+    expect(run.lines.at(-1)).toEqual({ released: leaseId });
+    const log = (await node.floatd.store.queryEvents({ user: 'py' })).filter((e) => e.leaseId !== null);
+    expect(log.map((e) => [e.event, e.leaseId])).toEqual([
+      ['granted', leaseId],
+      ['renewed', leaseId],
+      ['released', leaseId],
+    ]);
+  });
+
   it('ends cleanly with the code and message when the server refuses for good or cannot be reached', async () => {
     const s = await server();
     // Retrying is on (every 10 s), but no amount of waiting installs a key for another product.

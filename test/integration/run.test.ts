@@ -183,6 +183,33 @@ describe('floatd run', () => {
     await exited(child);
   });
 
+  it('keeps its lease when the server it uses goes away, renewing it on the next of the list', async () => {
+    const first = await startServer({ seats: 5 });
+    const next = `127.0.0.1:${await unusedPort()}`;
+    const down = `127.0.0.1:${await unusedPort()}`;
+    // A list on one line, and --server again: both count.
+    const child = spawnFloatd(['run', '--server', `${down},${first.address}`, '--server', next, '--', node, '-e', 'setInterval(() => {}, 1000)']);
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    await until(() => err.includes('starting'), 'the command to start');
+    const id = /lease (\S+) on cad held/.exec(err)![1]!;
+    await first.stop();
+    // The same cluster's next node: the first one's data directory (its leases, its key) at the next address.
+    const node2 = await startServer({ dataDir: first.config.dataDir, vendor: first.vendor, flags: { listeners: [next] } });
+    servers.push(node2);
+    await until(() => err.includes(`now using server ${next} (was ${first.address})`), 'the move to the next server');
+    child.kill('SIGTERM');
+    expect(await exited(child)).toEqual({ code: 143, signal: null });
+    expect(err).not.toMatch(/lost|regained/);
+    // One lease from start to end: neither expired nor granted again.
+    const log = (await node2.floatd.store.queryEvents({})).filter((e) => e.leaseId !== null);
+    expect(log.map((e) => [e.event, e.leaseId])).toEqual([
+      ['granted', id],
+      ['renewed', id],
+      ['released', id],
+    ]);
+  });
+
   it('with --on-lost stop, stops the command when the lease is revoked and none can be had', async () => {
     const s = await server();
     const child = spawnFloatd(['run', '--server', s.address, '--on-lost', 'stop', '--grace-seconds', '0', '--', node, '-e', 'setInterval(() => {}, 1000)']);
@@ -206,5 +233,8 @@ describe('floatd run', () => {
     expect(port).toMatchObject({ code: 2, err: expect.stringContaining('"x" is not a port number') });
     expect(url).toMatchObject({ code: 2, err: expect.stringContaining('is not a floatd address') });
     expect(url.err).not.toMatch(/\n\s+at /);
+    // In a list, the entry that is wrong is named.
+    expect(await cli(['run', '--server', '127.0.0.1:1,127.0.0.1:y', '--', 'true'])).toMatchObject({ code: 2, err: expect.stringContaining('"y" is not a port number') });
+    expect(await cli(['run', '--server', 'tls://a', '--server', 'b', '--ca', 'ca.pem', '--', 'true'])).toMatchObject({ code: 2, err: expect.stringContaining('"b" is not one') });
   });
 });
