@@ -25,10 +25,16 @@ function newToken(): string {
 
 /** Admin tokens on the data directory: the server's `local` one and those `floatd admin token` manages. */
 export class AdminTokens {
+  /** The name of this server's own token: `local`, or `local@NODE` for a node of a cluster (each node has its own file). */
+  readonly localName: string;
+
   constructor(
     private readonly store: AdminTokenStore,
     private readonly clock: Pick<Clock, 'now'>,
-  ) {}
+    nodeId: string | null = null,
+  ) {
+    this.localName = nodeId === null ? LOCAL_TOKEN : `${LOCAL_TOKEN}@${nodeId}`;
+  }
 
   /**
    * Makes sure `file` holds a token the server accepts as `local` (made at first
@@ -38,22 +44,22 @@ export class AdminTokens {
   async ensureLocal(file: string): Promise<{ created: boolean }> {
     if (existsSync(file)) {
       const token = readFileSync(file, 'utf8').trim();
-      if (token !== '' && (await this.store.adminTokenByHash(hashToken(token))) === LOCAL_TOKEN) return { created: false };
+      if (token !== '' && (await this.store.adminTokenByHash(hashToken(token))) === this.localName) return { created: false };
       if (token !== '') {
-        await this.put(LOCAL_TOKEN, token, true, 'server');
+        await this.put(this.localName, token, true, 'server');
         return { created: false };
       }
     }
     const token = newToken();
     writeSecretFile(file, `${token}\n`);
-    await this.put(LOCAL_TOKEN, token, true, 'server');
+    await this.put(this.localName, token, true, 'server');
     return { created: true };
   }
 
   /** A new token named `name`; returns it (shown once, never stored in clear). */
   async create(name: string, actor: string): Promise<string> {
     if (!NAME_RE.test(name)) throw new FloatdError('USAGE', `a token name is 1-64 letters, digits or _ . @ -; got "${name}"`);
-    if (name === LOCAL_TOKEN) throw new FloatdError('USAGE', `"${LOCAL_TOKEN}" is the server's own token (in the data directory's admin-token file)`);
+    if (name === LOCAL_TOKEN || name.startsWith(`${LOCAL_TOKEN}@`)) throw new FloatdError('USAGE', `"${LOCAL_TOKEN}" is the server's own token (in the data directory's admin-token file)`);
     const token = newToken();
     if (!(await this.put(name, token, false, actor))) throw new FloatdError('USAGE', `an admin token named "${name}" exists; revoke it first, or choose another name`);
     return token;

@@ -212,7 +212,7 @@ export class AppContext {
     this.activations = new ActivationWatch({ activation: this.activation, pools: this.pools, store, clock, logger, changed, stopping: () => this.phase.stopping });
     this.licenses = new LicenseWatch({ config, settings: this.settings, store, licensing: this.licensing, pools: this.pools, leases: this.leases, activations: this.activations, evaluation: this.evaluation, clock, logger, changed });
     this.api = this.leaseApi(o);
-    this.adminTokens = new AdminTokens(store, clock);
+    this.adminTokens = new AdminTokens(store, clock, store.kind === 'postgres' ? store.cluster.nodeId : null);
     this.admin = new AdminService({ store, leases: this.leases, clock });
     this.doors = new Doors({ config, clock, api: this.api, tls: this.tls, metrics: this.metrics, warnings: this.warnings, budget: this.budget, admin: serverAdminApi(this), readiness: () => this.readiness(), timers: o.connectionTimers });
     this.cluster =

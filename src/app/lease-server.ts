@@ -92,7 +92,7 @@ export class LeaseServer {
     await ctx.evaluation.keysFound(pools.licenseKeys().map((k) => k.id), clock.now());
     await ctx.licenses.saveEvaluation();
     if ((await ctx.adminTokens.ensureLocal(config.adminTokenFile)).created) {
-      logger.info({ file: config.adminTokenFile }, `admin token "local" made: it is in ${config.adminTokenFile} (mode 0600); floatd admin uses it`);
+      logger.info({ file: config.adminTokenFile }, `admin token "${ctx.adminTokens.localName}" made: it is in ${config.adminTokenFile} (mode 0600); floatd admin uses it`);
     }
     await ctx.licenses.reload(true);
     // On a single server, lease time is the wall clock kept steady; in a cluster it is the database's, which no node's clock moves.

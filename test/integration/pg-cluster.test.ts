@@ -1,0 +1,145 @@
+import type { ChildProcess } from 'node:child_process';
+import { copyFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { LeaseClient } from '../../src/client/index.js';
+import { exited, killChildren, requireBuild, spawnFloatd } from '../support/cli.js';
+import { tempDir } from '../support/helpers.js';
+import { IN_CI, POSTGRES_BIN, startPostgres, type PgServer } from '../support/postgres.js';
+
+/** A node of a cluster: `floatd serve` on the shared database, its own data directory, listening on free ports. */
+interface Node {
+  readonly child: ChildProcess;
+  readonly tcp: number;
+  readonly http: number;
+  readonly dataDir: string;
+  readonly log: () => string;
+}
+
+function startNode(url: string, id: string, dataDir: string): Promise<Node> {
+  const child = spawnFloatd(['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--lease-seconds', '30'], {
+    FLOATD_STORE_KIND: 'postgres',
+    FLOATD_STORE_URL: url,
+    FLOATD_CLUSTER_NODE_ID: id,
+    FLOATD_LOG_FORMAT: 'json',
+    FLOATD_EVALUATION_STATE: tempDir('floatd-evaluation-'),
+  });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const look = () => {
+      if (!/"msg":"started"/.test(out)) return;
+      const port = (scheme: string) => Number(new RegExp(`"scheme":"${scheme}"[^\\n]*"port":(\\d+)[^\\n]*"msg":"listening"`).exec(out)?.[1]);
+      resolve({ child, tcp: port('tcp'), http: port('http'), dataDir, log: () => out });
+    };
+    child.stdout!.on('data', (d: Buffer) => ((out += d.toString()), look()));
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('exit', (code) => reject(new Error(`floatd serve (node ${id}) exited with ${code}: ${out}`)));
+  });
+}
+
+async function admin(node: Node, path: string, method = 'GET', body?: unknown): Promise<Record<string, unknown>> {
+  const token = readFileSync(join(node.dataDir, 'admin-token'), 'utf8').trim();
+  const res = await fetch(`http://127.0.0.1:${node.http}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return (await res.json()) as Record<string, unknown>;
+}
+
+/** Asks for a seat once: the lease, or the code of the first refusal. */
+function take(c: LeaseClient): Promise<string> {
+  return new Promise((resolve) => {
+    c.once('denied', (d) => resolve(`denied:${d.code}`));
+    c.acquire().then((l) => resolve(l.id), () => {});
+  });
+}
+
+function until(check: () => boolean, what: string, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  return new Promise((resolve, reject) => {
+    const tick = () => (check() ? resolve() : Date.now() > end ? reject(new Error(`timed out waiting for ${what}`)) : setTimeout(tick, 20));
+    tick();
+  });
+}
+
+describe.skipIf(POSTGRES_BIN === null && !IN_CI)('floatd serve as several nodes on PostgreSQL', () => {
+  let pg: PgServer;
+  const clients: LeaseClient[] = [];
+
+  beforeAll(async () => {
+    requireBuild();
+    pg = await startPostgres();
+  }, 60_000);
+
+  afterAll(() => pg?.destroy());
+
+  afterEach(async () => {
+    for (const c of clients.splice(0)) await c.close();
+    killChildren();
+  });
+
+  it('serve one seat count across nodes, show the cluster, push a revoke to the other node, and keep every lease when a node is killed', async () => {
+    const url = await pg.createDatabase();
+    const dirA = tempDir();
+    const dirB = tempDir();
+    const a = await startNode(url, 'node-a', dirA);
+    // A node without the cluster's key refuses to start: clients pin one fingerprint for every node.
+    await expect(startNode(url, 'node-b', dirB)).rejects.toThrow(/CLUSTER_KEY_MISMATCH|this node has no server key .* copy server-key.jwk from a node of the cluster/);
+    killChildren();
+    // (killChildren ended node A too: start it again, then B with a copy of the key.)
+    const a2 = await startNode(url, 'node-a', dirA);
+    copyFileSync(join(dirA, 'server-key.jwk'), join(dirB, 'server-key.jwk'));
+    const b = await startNode(url, 'node-b', dirB);
+    void a;
+
+    // Eight clients race for the evaluation's five seats, half through each node.
+    const list = (first: Node, second: Node) => `127.0.0.1:${first.tcp},127.0.0.1:${second.tcp}`;
+    for (let i = 0; i < 8; i++) {
+      clients.push(new LeaseClient({ server: i % 2 === 0 ? list(a2, b) : list(b, a2), product: 'cad', user: `u${i}`, instance: `i${i}`, retryIntervalMs: 600_000, pinServerKey: true }));
+    }
+    const outcomes = await Promise.all(clients.map(take));
+    expect(outcomes.filter((o) => !o.startsWith('denied'))).toHaveLength(5);
+    expect(outcomes.filter((o) => o === 'denied:NO_FREE_SEATS')).toHaveLength(3);
+    const held = clients.filter((_, i) => !outcomes[i]!.startsWith('denied'));
+
+    // Either node shows the whole cluster.
+    const status = (await admin(b, '/v1/status')) as { leasesHeld: number; cluster: { node: string; nodes: Array<{ id: string; up: boolean; leases: number }>; database: { role: string; synchronous: boolean } } };
+    expect(status.leasesHeld).toBe(5);
+    expect(status.cluster.node).toBe('node-b');
+    expect(status.cluster.nodes.map((n) => [n.id, n.up])).toEqual([['node-a', true], ['node-b', true]]);
+    expect(status.cluster.nodes.reduce((n, x) => n + x.leases, 0)).toBe(5);
+    const leases = (await admin(a2, '/v1/admin/leases')).leases as Array<{ id: string; node: string }>;
+    expect(leases.map((l) => l.node).sort()).toEqual(status.cluster.nodes.flatMap((n) => Array(n.leases).fill(n.id)).sort());
+
+    // An operator revokes on node B a lease whose client is on node A: the client hears it.
+    const onA = leases.find((l) => l.node === 'node-a')!;
+    const holder = held.find((c) => c.lease?.id === onA.id)!;
+    const revoked: string[] = [];
+    holder.on('revoked', (r) => revoked.push(r.leaseId));
+    expect(await admin(b, `/v1/admin/leases/${onA.id}/revoke`, 'POST', { reason: 'maintenance' })).toMatchObject({ ok: true });
+    await until(() => revoked.length === 1, 'the revoke to reach the client on the other node');
+    expect(revoked).toEqual([onA.id]);
+    // (It would take a seat again: it leaves instead.)
+    await holder.close();
+
+    // Node A dies: its clients renew the same leases through node B.
+    const survivors = held.filter((c) => c !== holder);
+    const before = new Map(survivors.map((c) => [c, c.lease!.id]));
+    const renewedOnB = new Set<LeaseClient>();
+    for (const c of survivors) c.on('connected', (e) => e.server.includes(`:${b.tcp}`) && renewedOnB.add(c));
+    const lost: string[] = [];
+    for (const c of survivors) c.on('lost', (l) => lost.push(l.leaseId));
+    a2.child.kill('SIGKILL');
+    await exited(a2.child);
+    const onNodeA = leases.filter((l) => l.node === 'node-a' && l.id !== onA.id).length;
+    await until(() => renewedOnB.size >= onNodeA, 'the clients of node A to reach node B');
+    for (const c of survivors) {
+      await until(() => c.lease !== null, 'a lease held');
+      expect(c.lease!.id).toBe(before.get(c));
+    }
+    expect(lost).toEqual([]);
+    const after = (await admin(b, '/v1/admin/leases')).leases as Array<{ id: string }>;
+    expect(after.map((l) => l.id).sort()).toEqual([...before.values()].sort());
+  }, 90_000);
+});
