@@ -6,6 +6,7 @@ import { ACTIVATE_USAGE, activate, deactivate, fingerprint } from './activate.js
 import { ADMIN_USAGE, admin } from './admin.js';
 import { TRUST_USAGE, trust } from './trust.js';
 import { LICENSE_USAGE, license } from './license.js';
+import { HA_USAGE, ha } from './ha.js';
 import { LOG_USAGE, log } from './log.js';
 import { REPORT_USAGE, report } from './report.js';
 import { RULES_USAGE, rules } from './rules.js';
@@ -25,6 +26,7 @@ ${ACTIVATE_USAGE}
 ${TRUST_USAGE}
 ${RULES_USAGE}
 ${ADMIN_USAGE}
+${HA_USAGE}
 ${RUN_USAGE}
 ${VENDOR_ALIAS_USAGE}
 floatd version | --version
@@ -43,6 +45,7 @@ const COMMANDS: Record<string, { usage: string; run: (args: string[], io: Io) =>
   trust: { usage: TRUST_USAGE, run: trust },
   rules: { usage: RULES_USAGE, run: rules },
   admin: { usage: ADMIN_USAGE, run: admin },
+  ha: { usage: HA_USAGE, run: ha },
   run: { usage: RUN_USAGE, run: run },
   vendor: { usage: VENDOR_ALIAS_HELP, run: vendorAlias },
   version: {

@@ -7,7 +7,8 @@ import { writerEncoding } from '../../src/adapters/postgres/pg-chain.js';
 import { verifyClusterLog } from '../../src/adapters/postgres/pg-log-verify.js';
 import { chainHash, GENESIS } from '../../src/adapters/sqlite/log-chain.js';
 import type { Lease } from '../../src/domain/lease.js';
-import { FakeClock, client, licenseKey } from '../support/helpers.js';
+import { FakeClock, client, licenseKey, tempDir } from '../support/helpers.js';
+import { cli } from '../support/cli.js';
 import { IN_CI, POSTGRES_BIN, startPostgres, type PgServer } from '../support/postgres.js';
 
 function lease(overrides: Partial<Lease> = {}): Lease {
@@ -311,6 +312,28 @@ describe.skipIf(!HAVE_POSTGRES && !IN_CI)('PostgreSQL store', () => {
       );
       const problems = (await verifyClusterLog(db)).problems;
       expect(problems.map((p) => p.kind)).toEqual(['removed', 'changed', 'inserted']);
+    });
+  });
+
+  describe('the operator\'s checks', () => {
+    it('floatd ha verify fails on a pool that ran more leases than its seats, and floatd log verify names a changed entry', async () => {
+      const { store, url } = await setup(1);
+      const db = store['pool'];
+      const now = Date.now();
+      await store.unit(async (u) => {
+        await u.seatsInUse('key-1', now, 1);
+        await u.apply({ writes: [{ op: 'insert', lease: lease({ expiresAt: now + 600_000 }) }], log: [{ ts: now, event: 'granted', leaseId: 'l1', user: 'alice' }] });
+      });
+      const env = { FLOATD_STORE_KIND: 'postgres', FLOATD_STORE_URL: url, FLOATD_DATA_DIR: tempDir() };
+      expect(await cli(['ha', 'verify', '--duration', '50ms', '--interval', '10ms'], { env })).toMatchObject({ code: 0, out: expect.stringContaining('key-1: at most 1 of 1 seat(s) running') });
+      // What the trigger exists to stop, done behind its back.
+      await db.query('ALTER TABLE leases DISABLE TRIGGER leases_within_seats');
+      await db.query(`INSERT INTO leases SELECT 'l2', pool_id, product, "user", host, 'i2', remote, listener, granted_at, renewed_at, expires_at, lease_ms, secret_hash, node FROM leases WHERE id = 'l1'`);
+      expect(await cli(['ha', 'verify', '--duration', '50ms', '--interval', '10ms'], { env })).toMatchObject({ code: 1, err: expect.stringContaining('OVER-GRANT: pool key-1 ran 2 leases for 1 seats') });
+      expect(await cli(['log', 'verify'], { env })).toMatchObject({ code: 0 });
+      await db.query(`UPDATE events SET "user" = 'mallory'`);
+      expect(await cli(['log', 'verify'], { env })).toMatchObject({ code: 1, err: expect.stringMatching(/LOG_TAMPERED|changed: entry \d+ .* differs from what was recorded/) });
+      expect(await cli(['ha', 'verify'], { env: { FLOATD_DATA_DIR: tempDir() } })).toMatchObject({ code: 2, err: expect.stringContaining('floatd ha verify checks a cluster') });
     });
   });
 

@@ -14,6 +14,7 @@ import { DATABASE_RETRY_MS, databaseFault, isRetryable } from './pg-errors.js';
 import { migratePg } from './pg-migrate.js';
 import { LEASE_COLUMNS, PG_TYPES, toBlock, toEvent, toLease, type BlockRow, type EventRow, type LeaseRow } from './pg-rows.js';
 import { PgUnit } from './pg-unit.js';
+import { verifyClusterLog, type ClusterLogReport } from './pg-log-verify.js';
 
 export interface PgStoreOptions {
   /** postgres://user[:password]@host[:port]/database[?sslmode=…] */
@@ -495,6 +496,26 @@ export class PgLeaseStore implements LeaseStore, AdminTokenStore, ActivationStor
     const waits = s!.commit !== 'off' && s!.commit !== 'local' && s!.names.trim() !== '';
     const synchronous = waits && standbys.some((b) => b.state === 'streaming' && (b.syncState === 'sync' || b.syncState === 'quorum'));
     return { role: s!.standby ? 'standby' : 'primary', synchronousStandbyNames: s!.names, synchronousCommit: s!.commit, standbys, synchronous };
+  }
+
+  /** Checks every writer's hash chain of the cluster's lease log and the merged order (floatd log verify). */
+  async verifyLog(): Promise<ClusterLogReport> {
+    try {
+      return await verifyClusterLog(this.pool);
+    } catch (err) {
+      throw databaseFault(err, this.where) ?? err;
+    }
+  }
+
+  /**
+   * Every pool's seats and running leases, counted in one statement on the
+   * database's clock: what `floatd ha verify` samples during a drill.
+   */
+  async seatSample(): Promise<Array<{ readonly pool: string; readonly seats: number; readonly running: number }>> {
+    return this.rows<{ pool: string; seats: number; running: number }>(
+      `SELECT p.id AS pool, p.seats, count(l.id) FILTER (WHERE l.expires_at > floatd_now_ms())::int AS running
+         FROM pools p LEFT JOIN leases l ON l.pool_id = p.id GROUP BY p.id, p.seats ORDER BY p.id`,
+    );
   }
 
   /** Every node's activations, for status: which nodes may serve which keys. */
