@@ -3,11 +3,10 @@ import type { Config } from '../config/config.js';
 import type { Clock } from '../domain/clock.js';
 import { publicPart, readJwkFile, thumbprint } from '../adapters/crypto/keys.js';
 import { trustVendorKeys } from '../adapters/crypto/license-keys.js';
-import type { SqliteLeaseStore } from '../adapters/sqlite/sqlite-lease-store.js';
 import { ServerActivation } from './activation.js';
 import { licensingFor, recordedLicensingSettings, type LicensingSettings } from './data-dir.js';
 import type { Licensing } from './licensing.js';
-import { openStore } from './stores.js';
+import { closeCommandStore, openCommandStore, type ServerStore } from './stores.js';
 
 /**
  * What a command other than `serve` works with: the store of an existing data
@@ -19,17 +18,17 @@ export class CommandContext {
   private constructor(
     readonly config: Config,
     readonly clock: Clock,
-    readonly store: SqliteLeaseStore,
+    readonly store: ServerStore,
     readonly settings: LicensingSettings,
   ) {}
 
-  /** Runs `fn` on the data directory (opened for reading or writing), closing it after. */
+  /** Runs `fn` on the data directory, or on the cluster's database (opened for reading or writing), closing it after. */
   static async with<T>(config: Config, clock: Clock, mode: 'read' | 'write', fn: (ctx: CommandContext) => Promise<T>): Promise<T> {
-    const store = openStore(config, mode);
+    const store = await openCommandStore(config, mode);
     try {
       return await fn(new CommandContext(config, clock, store, await recordedLicensingSettings(store, config)));
     } finally {
-      store.close();
+      await closeCommandStore(store);
     }
   }
 

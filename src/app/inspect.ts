@@ -51,7 +51,7 @@ export function offlineStatus(config: Config, clock: Clock): Promise<ServerStatu
       listeners: runtime?.listeners.map((l) => ({ name: l.name, scheme: l.scheme ?? 'tcp', address: l.address, port: l.port, suspended: l.suspended ?? false })) ?? [],
       running: runtime !== null,
       rules: runtime?.rules ?? null,
-      logAnchor: logAnchorOf(store.latestCheckpoint()),
+      logAnchor: logAnchorOf(store.kind === 'sqlite' ? store.latestCheckpoint() : undefined),
       settings,
     });
   });

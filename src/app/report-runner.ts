@@ -24,7 +24,7 @@ export function runReport(job: Extract<ReportJob, { kind: 'usage' }>, store: Rep
 export function runReport(job: Extract<ReportJob, { kind: 'users' }>, store: ReportSource): Promise<UsersReport>;
 export function runReport(job: ReportJob, store: ReportSource): Promise<UsageReport | UsersReport> {
   // A cluster's lease log comes a page at a time from its database: the server's event loop goes on between pages.
-  if ('kind' in store && store.kind === 'postgres') return job.kind === 'usage' ? usageReportAsync(store, job.query) : usersReportAsync(store, job.query);
+  if (typeof store === 'object' && store !== null && 'kind' in store && store.kind === 'postgres') return job.kind === 'usage' ? usageReportAsync(store, job.query) : usersReportAsync(store, job.query);
   if (!existsSync(WORKER)) {
     try {
       const source = store as ReportEventSource;

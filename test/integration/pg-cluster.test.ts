@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LeaseClient } from '../../src/client/index.js';
 import { cli, exited, killChildren, requireBuild, spawnFloatd } from '../support/cli.js';
 import { tempDir } from '../support/helpers.js';
+import { makeVendor } from '../support/server.js';
 import { IN_CI, POSTGRES_BIN, startPostgres, type PgServer } from '../support/postgres.js';
 
 /** A node of a cluster: `floatd serve` on the shared database, its own data directory, listening on free ports. */
@@ -16,11 +17,12 @@ interface Node {
   readonly log: () => string;
 }
 
-function startNode(url: string, id: string, dataDir: string): Promise<Node> {
+function startNode(url: string, id: string, dataDir: string, vendorKey: string): Promise<Node> {
   const child = spawnFloatd(['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--lease-seconds', '30'], {
     FLOATD_STORE_KIND: 'postgres',
     FLOATD_STORE_URL: url,
     FLOATD_CLUSTER_NODE_ID: id,
+    FLOATD_VENDOR_PUBLIC_KEYS: vendorKey,
     FLOATD_LOG_FORMAT: 'json',
     FLOATD_EVALUATION_STATE: tempDir('floatd-evaluation-'),
   });
@@ -81,19 +83,28 @@ describe.skipIf(POSTGRES_BIN === null && !IN_CI)('floatd serve as several nodes 
 
   it('serve one seat count across nodes, show the cluster, push a revoke to the other node, and keep every lease when a node is killed', async () => {
     const url = await pg.createDatabase();
+    const vendor = await makeVendor();
     const dirA = tempDir();
     const dirB = tempDir();
-    const a = await startNode(url, 'node-a', dirA);
+    const a = await startNode(url, 'node-a', dirA, vendor.publicFile);
     // A node without the cluster's key refuses to start: clients pin one fingerprint for every node.
-    await expect(startNode(url, 'node-b', dirB)).rejects.toThrow(/CLUSTER_KEY_MISMATCH|this node has no server key .* copy server-key.jwk from a node of the cluster/);
+    await expect(startNode(url, 'node-b', dirB, vendor.publicFile)).rejects.toThrow(/CLUSTER_KEY_MISMATCH|this node has no server key .* copy server-key.jwk from a node of the cluster/);
     killChildren();
     // (killChildren ended node A too: start it again, then B with a copy of the key.)
-    const a2 = await startNode(url, 'node-a', dirA);
+    const a2 = await startNode(url, 'node-a', dirA, vendor.publicFile);
     copyFileSync(join(dirA, 'server-key.jwk'), join(dirB, 'server-key.jwk'));
-    const b = await startNode(url, 'node-b', dirB);
+    const b = await startNode(url, 'node-b', dirB, vendor.publicFile);
     void a;
 
-    // Eight clients race for the evaluation's five seats, half through each node.
+    // A license key installed with the store settings reaches every node.
+    const env = { FLOATD_STORE_KIND: 'postgres', FLOATD_STORE_URL: url, FLOATD_DATA_DIR: dirB };
+    expect(await cli(['license', 'add', await vendor.issue({ seats: 5 })], { env })).toMatchObject({ code: 0 });
+    for (const n of [a2, b]) {
+      for (let i = 0; i < 100 && (await admin(n, '/v1/status')).mode !== 'licensed'; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(await admin(n, '/v1/status')).toMatchObject({ mode: 'licensed', products: [{ product: 'cad', seatsTotal: 5 }] });
+    }
+
+    // Eight clients race for the key's five seats, half through each node.
     const list = (first: Node, second: Node) => `127.0.0.1:${first.tcp},127.0.0.1:${second.tcp}`;
     for (let i = 0; i < 8; i++) {
       clients.push(new LeaseClient({ server: i % 2 === 0 ? list(a2, b) : list(b, a2), product: 'cad', user: `u${i}`, instance: `i${i}`, retryIntervalMs: 600_000, pinServerKey: true }));
@@ -145,9 +156,8 @@ describe.skipIf(POSTGRES_BIN === null && !IN_CI)('floatd serve as several nodes 
     expect(after.filter((l) => l.user !== holderUser).map((l) => l.id).sort()).toEqual([...before.values()].sort());
 
     // The operator's checks after the drill: no pool ran over its seats, every writer's chain checks.
-    const env = { FLOATD_STORE_KIND: 'postgres', FLOATD_STORE_URL: url, FLOATD_DATA_DIR: dirB };
     const ha = await cli(['ha', 'verify', '--duration', '300ms'], { env });
-    expect(ha).toMatchObject({ code: 0, out: expect.stringMatching(/evaluation: at most [45] of 5 seat\(s\) running[\s\S]*OK: no pool ever ran more leases than its seats/) });
+    expect(ha).toMatchObject({ code: 0, out: expect.stringMatching(/: at most [45] of 5 seat\(s\) running[\s\S]*OK: no pool ever ran more leases than its seats/) });
     const verified = await cli(['log', 'verify'], { env });
     expect(verified).toMatchObject({ code: 0, out: expect.stringMatching(/^OK: \d+ entries, .* from \d+ writers: every writer's chain and the merged order check/) });
 

@@ -103,7 +103,7 @@ describe.skipIf(!HAVE_POSTGRES && !IN_CI)('PostgreSQL store', () => {
           await u.apply({ writes: [{ op: 'insert', lease: lease() }], log: [{ ts: 1, event: 'granted', leaseId: 'l1' }] });
           u.publish(() => told.push('published'));
           u.onRollback(() => told.push('undone'));
-          expect(await u.findLease('l1')).toEqual(lease());
+          expect(await u.findLease('l1')).toEqual({ ...lease(), node: 'node-1' });
           throw new Error('a bug half-way');
         }),
       ).rejects.toThrow('a bug half-way');
