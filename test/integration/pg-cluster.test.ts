@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { copyFileSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LeaseClient } from '../../src/client/index.js';
@@ -7,6 +7,9 @@ import { cli, exited, killChildren, requireBuild, spawnFloatd } from '../support
 import { tempDir } from '../support/helpers.js';
 import { makeVendor } from '../support/server.js';
 import { IN_CI, POSTGRES_BIN, startPostgres, type PgServer } from '../support/postgres.js';
+
+/** libfaketime, to run a node whose clock is wrong. */
+const FAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 
 /** A node of a cluster: `floatd serve` on the shared database, its own data directory, listening on free ports. */
 interface Node {
@@ -17,7 +20,7 @@ interface Node {
   readonly log: () => string;
 }
 
-function startNode(url: string, id: string, dataDir: string, vendorKey: string): Promise<Node> {
+function startNode(url: string, id: string, dataDir: string, vendorKey: string, extraEnv: Record<string, string> = {}): Promise<Node> {
   const child = spawnFloatd(['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--lease-seconds', '30'], {
     FLOATD_STORE_KIND: 'postgres',
     FLOATD_STORE_URL: url,
@@ -25,6 +28,7 @@ function startNode(url: string, id: string, dataDir: string, vendorKey: string):
     FLOATD_VENDOR_PUBLIC_KEYS: vendorKey,
     FLOATD_LOG_FORMAT: 'json',
     FLOATD_EVALUATION_STATE: tempDir('floatd-evaluation-'),
+    ...extraEnv,
   });
   let out = '';
   return new Promise((resolve, reject) => {
@@ -175,4 +179,34 @@ describe.skipIf(POSTGRES_BIN === null && !IN_CI)('floatd serve as several nodes 
     pg.start();
     await waitReady(200);
   }, 90_000);
+
+  it('times every lease on the database\'s clock: a node whose clock is 10 minutes ahead grants, renews and sweeps as the others do, and warns', async () => {
+    expect(existsSync(FAKETIME), `${FAKETIME} is missing (apt-get install faketime): a node with a wrong clock cannot be run`).toBe(true);
+    const url = await pg.createDatabase();
+    const vendor = await makeVendor();
+    const dirA = tempDir();
+    const dirB = tempDir();
+    const a = await startNode(url, 'node-a', dirA, vendor.publicFile);
+    copyFileSync(join(dirA, 'server-key.jwk'), join(dirB, 'server-key.jwk'));
+    // Node B's whole process sees a clock 10 minutes ahead (libfaketime).
+    const b = await startNode(url, 'node-b', dirB, vendor.publicFile, { LD_PRELOAD: FAKETIME, FAKETIME: '+10m', FAKETIME_DONT_FAKE_MONOTONIC: '1' });
+    const onA = new LeaseClient({ server: `127.0.0.1:${a.tcp}`, product: 'cad', user: 'ann', instance: 'a1', retryIntervalMs: 600_000 });
+    const onB = new LeaseClient({ server: `127.0.0.1:${b.tcp}`, product: 'cad', user: 'bob', instance: 'b1', retryIntervalMs: 600_000 });
+    clients.push(onA, onB);
+    const leaseA = await onA.acquire();
+    const leaseB = await onB.acquire();
+    // Both leases run 30 s from the database's now, whichever node granted them.
+    expect(leaseB.expiresInMs).toBeGreaterThan(25_000);
+    expect(leaseB.expiresInMs).toBeLessThanOrEqual(30_000);
+    const rows = (await admin(a, '/v1/admin/leases')).leases as Array<{ id: string; expiresAt: string; node: string }>;
+    for (const r of rows) expect(Math.abs(Date.parse(r.expiresAt) - (Date.now() + 30_000))).toBeLessThan(10_000);
+    // Node B sweeps with the others: a few seconds on, node A's lease is still there (B's own clock would have it long gone).
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(((await admin(b, '/v1/admin/leases')).leases as Array<{ id: string }>).map((l) => l.id).sort()).toEqual([leaseA.id, leaseB.id].sort());
+    // Node B says its clock is off; the leases do not care.
+    const status = (await admin(b, '/v1/status')) as { cluster: { clockSkewMs: number; warnings: string[] } };
+    expect(status.cluster.clockSkewMs).toBeGreaterThan(590_000);
+    expect(status.cluster.warnings.join('\n')).toMatch(/this node's clock is 10 min \d+ s ahead of the database's/);
+    expect(b.log()).toMatch(/this node's clock is .* ahead of the database's: leases are timed on the database's clock/);
+  }, 60_000);
 });
