@@ -87,12 +87,18 @@ describe.skipIf(POSTGRES_BIN === null && !IN_CI)('PostgreSQL failover', () => {
       }
     };
     const load = [...Array.from({ length: 40 }, (_, i) => worker(i)), sampler()];
-    await new Promise((r) => setTimeout(r, 800));
+    const until = async (check: () => boolean, what: string) => {
+      for (const end = Date.now() + 30_000; !check(); await new Promise((r) => setTimeout(r, 20))) if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    };
+    // Seats change hands before the failover…
+    await until(() => released.size >= 5, 'seats to change hands');
     // The primary is lost; the synchronous standby takes over at the same address.
     primary.kill();
     standby.promote();
     proxy.retarget(standby.port);
-    await new Promise((r) => setTimeout(r, 1500));
+    // …and after it, on the promoted standby.
+    const before = acknowledged.size;
+    await until(() => acknowledged.size >= before + 5, 'grants after the failover');
     running = false;
     await Promise.all(load);
 
@@ -103,7 +109,6 @@ describe.skipIf(POSTGRES_BIN === null && !IN_CI)('PostgreSQL failover', () => {
     // Every lease a client was told it holds (and did not give back) is still there after the failover.
     const lost = [...acknowledged].filter((id) => !released.has(id) && [...held.values()].includes(id) && !after.has(id));
     expect(lost).toEqual([]);
-    expect(acknowledged.size).toBeGreaterThan(SEATS);
     const log = await verifyClusterLog(nodes[0]!['pool']);
     expect(log.problems).toEqual([]);
     expect(log.ok).toBe(true);
