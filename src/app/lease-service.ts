@@ -303,7 +303,7 @@ export class LeaseService {
           proven: mine && proven(lease, proof),
           revokedReason: lease === undefined ? this.revokedReasons.get(leaseId) : undefined,
           pool,
-          inUse: pool !== undefined && renewCounts(lease, now, settings) ? await u.seatsInUse(pool.id, now, pool.seats) : null,
+          inUse: pool !== undefined && renewCounts(lease, now, settings) ? await u.seatsInUse(pool.id, now, pool.seats, 'read') : null,
           poolValid: pool !== undefined && poolIsValid(pool, this.pools.judgedAt(now)),
           blocked: pool === undefined ? null : this.pools.blocked(pool.id),
         },

@@ -21,9 +21,12 @@ export interface LeaseUnit {
   /**
    * Leases of a pool that are still running at `now`. `seats` is the pool's
    * size as this node's license key says: a shared database records it and
-   * refuses a commit that would run more leases than that.
+   * refuses a commit that would run more leases than that. With `intent`
+   * `grant` (the default) the count holds until the unit ends: a shared
+   * database locks the pool for it, so grants to one pool are decided one at a
+   * time; `read` only counts (a renewal's log entry), taking no lock.
    */
-  seatsInUse(poolId: string, now: number, seats: number): Promise<number>;
+  seatsInUse(poolId: string, now: number, seats: number, intent?: 'grant' | 'read'): Promise<number>;
   /** Earliest expiry among running leases of the given pools, if any. */
   earliestExpiry(poolIds: readonly string[], now: number): Promise<number | undefined>;
   /** What CLT rules count for one user on one listener (`product` null: every product). */

@@ -20,7 +20,7 @@ function networked(unit: LeaseUnit): LeaseUnit {
   return {
     findLease: late((id) => unit.findLease(id)),
     findByHolder: late((user, instance, product) => unit.findByHolder(user, instance, product)),
-    seatsInUse: late((poolId, now, seats) => unit.seatsInUse(poolId, now, seats)),
+    seatsInUse: late((poolId, now, seats, intent) => unit.seatsInUse(poolId, now, seats, intent)),
     earliestExpiry: late((poolIds, now) => unit.earliestExpiry(poolIds, now)),
     ruleUsage: (listener, user, now) => {
       const usage = unit.ruleUsage(listener, user, now);

@@ -75,6 +75,9 @@ export class PgLeaseStore implements LeaseStore, AdminTokenStore, ActivationStor
   private readonly where: string;
   private readonly origin = randomUUID();
   private readonly chains = new WeakMap<pg.PoolClient, WriterChain>();
+  /** Pools whose seats this node has recorded in the database (a unit then only locks their row). */
+  private readonly knownPools = new Map<string, number>();
+  private readonly poolSeats = { registered: (pool: string, seats: number) => this.knownPools.get(pool) === seats };
   private guard: CommitGuard = NO_GUARD;
   private committed: (units: number, seconds: number) => void = () => {};
   private inFlight = 0;
@@ -197,11 +200,12 @@ export class PgLeaseStore implements LeaseStore, AdminTokenStore, ActivationStor
       chain = await this.chainOf(client);
       const fixed = this.options.leaseClock === undefined ? '' : ` SET LOCAL floatd.now_ms = ${Math.trunc(this.options.leaseClock())};`;
       const results = (await client.query(`BEGIN;${fixed} SELECT floatd_now_ms() AS now`)) as unknown as pg.QueryResult<{ now: number }>[];
-      unit = new PgUnit(client, chain, this.options.nodeId, results.at(-1)!.rows[0]!.now);
+      unit = new PgUnit(client, chain, this.options.nodeId, results.at(-1)!.rows[0]!.now, this.poolSeats);
       const value = await fn(unit);
       for (const e of unit.ended) await client.query('SELECT pg_notify($1, $2)', [LEASES_CHANNEL, JSON.stringify(e)]);
       await client.query('COMMIT');
       chain.committed();
+      for (const [pool, seats] of unit.registeredPools) this.knownPools.set(pool, seats);
       this.guard.succeeded();
       this.committed(1, (performance.now() - started) / 1000);
       for (const told of unit.takePublished()) {

@@ -35,6 +35,7 @@ export class PgUnit implements LeaseUnit {
     private readonly chain: WriterChain,
     private readonly nodeId: string,
     private readonly time: number,
+    private readonly pools: { registered(poolId: string, seats: number): boolean },
   ) {}
 
   now(): number {
@@ -60,13 +61,29 @@ export class PgUnit implements LeaseUnit {
     return r && toLease(r);
   }
 
-  async seatsInUse(poolId: string, now: number, seats: number): Promise<number> {
-    // The pool's row, locked (and its seats as this node's license key says): grants to one pool are decided one at a time, cluster-wide.
-    await this.client.query('INSERT INTO pools (id, seats) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET seats = EXCLUDED.seats', [poolId, seats]);
-    // A statement of its own: it sees what the transactions that held the lock committed.
+  async seatsInUse(poolId: string, now: number, seats: number, intent: 'grant' | 'read' = 'grant'): Promise<number> {
+    if (intent === 'grant') await this.lockPool(poolId, seats);
+    // A statement of its own: after a lock, it sees what the transactions that held the lock committed.
     const [r] = await this.rows<{ n: number }>('SELECT count(*) AS n FROM leases WHERE pool_id = $1 AND expires_at > $2', [poolId, now]);
     return r!.n;
   }
+
+  /**
+   * Locks the pool's row for the rest of the unit: grants to one pool are
+   * decided one at a time, cluster-wide. The first unit of a node to grant
+   * from a pool also records its seats there (an upsert, which locks too).
+   */
+  private async lockPool(poolId: string, seats: number): Promise<void> {
+    if (this.pools.registered(poolId, seats)) {
+      const { rowCount } = await this.client.query('SELECT 1 FROM pools WHERE id = $1 AND seats = $2 FOR UPDATE', [poolId, seats]);
+      if ((rowCount ?? 0) > 0) return;
+    }
+    await this.client.query('INSERT INTO pools (id, seats) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET seats = EXCLUDED.seats', [poolId, seats]);
+    this.registeredPools.push([poolId, seats]);
+  }
+
+  /** Pools whose seats this unit recorded: known to the node once it commits. */
+  readonly registeredPools: Array<[string, number]> = [];
 
   async earliestExpiry(poolIds: readonly string[], now: number): Promise<number | undefined> {
     const [r] = await this.rows<{ t: number | null }>('SELECT min(expires_at) AS t FROM leases WHERE pool_id = ANY($1) AND expires_at > $2', [poolIds, now]);
