@@ -115,7 +115,22 @@ export function formatStatus(s: ServerStatus): string {
   if (s.listeners.length > 0) {
     lines.push(`listeners: ${s.listeners.map((l) => `${l.name} ${l.scheme ?? 'tcp'}://${l.address.includes(':') ? `[${l.address}]` : l.address}:${l.port}${l.suspended ? ' (SUSPENDED)' : ''}`).join(', ')}`);
   }
+  if (s.cluster !== undefined) lines.push(...clusterLines(s.cluster));
   return lines.join('\n');
+}
+
+/** The cluster a node belongs to: its nodes, the database's replication, what to look at. */
+function clusterLines(c: NonNullable<ServerStatus['cluster']>): string[] {
+  const db = c.database;
+  return [
+    '',
+    `cluster (answered by node ${c.node}):`,
+    ...c.nodes.map((n) => `  node ${n.id}: ${n.up ? 'up' : 'NOT ANSWERING'}, ${n.leases} lease(s), floatd ${n.version}, last seen ${n.lastSeen}${n.listeners.length > 0 ? `, ${n.listeners.join(' ')}` : ''}`),
+    db === null
+      ? '  database: replication not read yet'
+      : `  database: ${db.role}, ${db.synchronous ? `synchronous standby streaming (${db.standbys.filter((b) => b.syncState === 'sync' || b.syncState === 'quorum').map((b) => b.name).join(', ')})` : 'NO synchronous standby'}${db.standbys.length > 0 ? `; standbys: ${db.standbys.map((b) => `${b.name} ${b.state ?? '?'}/${b.syncState ?? '?'}`).join(', ')}` : ''}`,
+    ...c.warnings.map((w) => `  warning: ${w}`),
+  ];
 }
 
 async function remoteStatus(address: string, tls: TlsMaterial): Promise<ServerStatus> {

@@ -124,6 +124,8 @@ describe.skipIf(POSTGRES_BIN === null && !IN_CI)('floatd serve as several nodes 
     expect(status.cluster.node).toBe('node-b');
     expect(status.cluster.nodes.map((n) => [n.id, n.up])).toEqual([['node-a', true], ['node-b', true]]);
     expect(status.cluster.nodes.reduce((n, x) => n + x.leases, 0)).toBe(5);
+    const human = await cli(['status', '--server', `http://127.0.0.1:${b.http}`, '--token-file', join(dirB, 'admin-token')]);
+    expect(human.out).toMatch(/cluster \(answered by node node-b\):\n  node node-a: up, \d lease\(s\)[^\n]*\n  node node-b: up[^\n]*\n  database: primary, NO synchronous standby/);
     const leases = (await admin(a2, '/v1/admin/leases')).leases as Array<{ id: string; node: string }>;
     expect(leases.map((l) => l.node).sort()).toEqual(status.cluster.nodes.flatMap((n) => Array(n.leases).fill(n.id)).sort());
 
