@@ -12,7 +12,7 @@ import { CHANGES_CHANNEL, LEASES_CHANNEL, PgChangeFeed } from './pg-change-feed.
 import { PgCluster } from './pg-cluster.js';
 import { DATABASE_RETRY_MS, databaseFault, isRetryable } from './pg-errors.js';
 import { migratePg } from './pg-migrate.js';
-import { LEASE_COLUMNS, PG_TYPES, toBlock, toEvent, toLease, type BlockRow, type EventRow, type LeaseRow } from './pg-rows.js';
+import { LEASE_COLUMNS, PG_TYPES, toActivation, toBlock, toEvent, toLease, type ActivationRow, type BlockRow, type EventRow, type LeaseRow } from './pg-rows.js';
 import { PgUnit } from './pg-unit.js';
 import { verifyClusterLog, type ClusterLogReport } from './pg-log-verify.js';
 
@@ -549,20 +549,6 @@ export interface ReplicationState {
   readonly standbys: ReadonlyArray<{ readonly name: string; readonly state: string | null; readonly syncState: string | null; readonly client: string | null }>;
   /** Commits wait for at least one streaming synchronous standby: a failover to it loses no acknowledged grant. */
   readonly synchronous: boolean;
-}
-
-interface ActivationRow {
-  key_id: string;
-  activation_id: string;
-  token: string;
-  source: 'online' | 'offline';
-  url: string | null;
-  activated_at: number;
-  validated_at: number;
-}
-
-function toActivation(r: ActivationRow): StoredActivation {
-  return { keyId: r.key_id, activationId: r.activation_id, token: r.token, source: r.source, url: r.url, activatedAt: r.activated_at, validatedAt: r.validated_at };
 }
 
 /** The connection a unit runs on (for the store's own short writes beside the lease path). */

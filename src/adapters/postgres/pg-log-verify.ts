@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { LeaseEventInput } from '../../domain/events.js';
 import { chainHash, GENESIS } from '../sqlite/log-chain.js';
 import { writerEncoding } from './pg-chain.js';
+import type { EventRow } from '../store/rows.js';
 
 /** What is wrong with one writer's chain, where it shows first. */
 export interface WriterProblem {
@@ -31,24 +32,8 @@ export interface ClusterLogReport {
   readonly problems: readonly WriterProblem[];
 }
 
-interface Row {
-  id: number;
-  ts: number;
-  event: string;
-  pool_id: string | null;
-  product: string | null;
-  lease_id: string | null;
-  user: string | null;
-  host: string | null;
-  instance: string | null;
-  remote: string | null;
-  listener: string | null;
-  seats_in_use: number | null;
-  seats_total: number | null;
-  code: string | null;
-  reason: string | null;
-  message: string | null;
-  actor: string | null;
+/** An event row with its chain columns. */
+interface Row extends Omit<EventRow, 'count'> {
   writer: string;
   seq: number;
   prev_hash: string;

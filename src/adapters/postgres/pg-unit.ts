@@ -144,10 +144,11 @@ export class PgUnit implements LeaseUnit {
         await this.client.query('UPDATE leases SET renewed_at = $1, expires_at = $2, node = $3 WHERE id = $4', [w.renewedAt, w.expiresAt, this.nodeId, w.leaseId]);
       } else {
         const [gone] = await this.rows<LeaseRow>(`DELETE FROM leases WHERE id = $1 RETURNING ${LEASE_COLUMNS}`, [w.leaseId]);
-        if (gone !== undefined && gone.node !== this.nodeId && gone.node !== '') {
-          const event = changes.log.find((e) => e.leaseId === w.leaseId)?.event;
-          const kind = event === 'released' || event === 'expired' ? event : 'revoked';
-          this.ended.push({ lease: toLease(gone), node: gone.node, kind, reason: changes.log.find((e) => e.leaseId === w.leaseId)?.reason ?? null });
+        const holderNode = gone?.node;
+        if (gone !== undefined && holderNode !== undefined && holderNode !== this.nodeId && holderNode !== '') {
+          const entry = changes.log.find((e) => e.leaseId === w.leaseId);
+          const kind = entry?.event === 'released' || entry?.event === 'expired' ? entry.event : 'revoked';
+          this.ended.push({ lease: toLease(gone), node: holderNode, kind, reason: entry?.reason ?? null });
         }
       }
     }

@@ -1,20 +1,7 @@
 import type { LeaseEventInput } from '../../domain/events.js';
 import type { StoredActivation, StoredActivationRequest } from '../../domain/ports.js';
 import type { SqliteConnection } from './connection.js';
-
-interface ActivationRow {
-  key_id: string;
-  activation_id: string;
-  token: string;
-  source: 'online' | 'offline';
-  url: string | null;
-  activated_at: number;
-  validated_at: number;
-}
-
-function toActivation(r: ActivationRow): StoredActivation {
-  return { keyId: r.key_id, activationId: r.activation_id, token: r.token, source: r.source, url: r.url, activatedAt: r.activated_at, validatedAt: r.validated_at };
-}
+import { toActivation, type ActivationRow } from '../store/rows.js';
 
 /** The activations table and the offline activation requests (migrations add both); every change of an activation is a lease-log entry. Synchronous: SqliteLeaseStore answers the ActivationStore port with it. */
 export class SqliteActivations {

@@ -1,22 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { Block } from '../../domain/blocks.js';
-
-interface BlockRow {
-  id: string;
-  scope: 'user' | 'instance';
-  user: string;
-  instance: string | null;
-  product: string;
-  created_at: number;
-  until: number;
-  reason: string;
-  actor: string;
-  lease_id: string | null;
-}
-
-function toBlock(r: BlockRow): Block {
-  return { id: r.id, scope: r.scope, user: r.user, instance: r.instance, product: r.product, createdAt: r.created_at, until: r.until, reason: r.reason, actor: r.actor, leaseId: r.lease_id };
-}
+import { toBlock, type BlockRow } from '../store/rows.js';
 
 /** The blocks table (migration 006): holders kept out after a revoke. Runs inside the store's transactions. */
 export function blockStatements(db: Database.Database) {

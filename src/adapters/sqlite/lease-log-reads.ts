@@ -1,49 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { EventFilter, LeaseEvent, ReportEvent, ReportEventQuery } from '../../domain/events.js';
-
-interface EventRow {
-  id: number;
-  ts: number;
-  event: string;
-  pool_id: string | null;
-  product: string | null;
-  lease_id: string | null;
-  user: string | null;
-  host: string | null;
-  instance: string | null;
-  remote: string | null;
-  listener: string | null;
-  seats_in_use: number | null;
-  seats_total: number | null;
-  code: string | null;
-  reason: string | null;
-  message: string | null;
-  actor: string | null;
-  count: number;
-}
-
-function toEvent(r: EventRow): LeaseEvent {
-  return {
-    id: r.id,
-    ts: r.ts,
-    event: r.event as LeaseEvent['event'],
-    poolId: r.pool_id,
-    product: r.product,
-    leaseId: r.lease_id,
-    user: r.user,
-    host: r.host,
-    instance: r.instance,
-    remote: r.remote,
-    listener: r.listener,
-    seatsInUse: r.seats_in_use,
-    seatsTotal: r.seats_total,
-    code: r.code,
-    reason: r.reason,
-    message: r.message,
-    actor: r.actor,
-    count: r.count,
-  };
-}
+import { toEvent, type EventRow } from '../store/rows.js';
 
 /** How many entries a report reads at a time. */
 const REPORT_CHUNK = 20_000;

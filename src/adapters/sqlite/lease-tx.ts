@@ -2,44 +2,11 @@ import type Database from 'better-sqlite3';
 import type { Block } from '../../domain/blocks.js';
 import type { LeaseEventInput } from '../../domain/events.js';
 import type { Lease } from '../../domain/lease.js';
+import { toLease, type LeaseRow } from '../store/rows.js';
 import type { DenialWindow, LeaseTx } from '../../domain/ports.js';
 import type { blockStatements } from './blocks.js';
 import type { LogChainAppender } from './log-chain-appender.js';
 import type { SeatCounts } from './seat-counts.js';
-
-interface LeaseRow {
-  id: string;
-  pool_id: string;
-  product: string;
-  user: string;
-  host: string;
-  instance: string;
-  remote: string;
-  listener: string;
-  granted_at: number;
-  renewed_at: number;
-  expires_at: number;
-  lease_ms: number;
-  secret_hash: string | null;
-}
-
-function toLease(r: LeaseRow): Lease {
-  return {
-    id: r.id,
-    poolId: r.pool_id,
-    product: r.product,
-    user: r.user,
-    host: r.host,
-    instance: r.instance,
-    remote: r.remote,
-    listener: r.listener,
-    grantedAt: r.granted_at,
-    renewedAt: r.renewed_at,
-    expiresAt: r.expires_at,
-    leaseMs: r.lease_ms,
-    ...(r.secret_hash === null ? {} : { secretHash: r.secret_hash }),
-  };
-}
 
 function leaseStatements(db: Database.Database) {
   return {
