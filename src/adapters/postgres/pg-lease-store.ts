@@ -12,8 +12,10 @@ import { CHANGES_CHANNEL, LEASES_CHANNEL, PgChangeFeed } from './pg-change-feed.
 import { PgCluster } from './pg-cluster.js';
 import { DATABASE_RETRY_MS, databaseFault, isRetryable } from './pg-errors.js';
 import { migratePg } from './pg-migrate.js';
-import { LEASE_COLUMNS, PG_TYPES, toActivation, toBlock, toEvent, toLease, type ActivationRow, type BlockRow, type EventRow, type LeaseRow } from './pg-rows.js';
+import { LEASE_COLUMNS, PG_TYPES, toActivation, toBlock, toLease, type ActivationRow, type BlockRow, type EventRow, type LeaseRow } from './pg-rows.js';
 import { PgUnit } from './pg-unit.js';
+import { queryEvents, reportEvents } from './pg-log-reads.js';
+import { readReplication, type ReplicationState } from './pg-replication.js';
 import { verifyClusterLog, type ClusterLogReport } from './pg-log-verify.js';
 
 export interface PgStoreOptions {
@@ -34,9 +36,6 @@ export interface PgStoreOptions {
   /** Tests only: lease time from this clock (a fake one) instead of the database's. */
   readonly leaseClock?: () => number;
 }
-
-/** Entries a report reads per query. */
-const REPORT_PAGE = 20_000;
 
 const NO_GUARD: CommitGuard = { refuse: () => null, failed: () => null, succeeded: () => {} };
 
@@ -293,11 +292,6 @@ export class PgLeaseStore implements LeaseStore, AdminTokenStore, ActivationStor
     return (await this.rows<LeaseRow>(`SELECT ${LEASE_COLUMNS} FROM leases ORDER BY product, granted_at`)).map(toLease);
   }
 
-  /** Which node each lease's client is on, by lease id. */
-  async leaseNodes(): Promise<Map<string, string>> {
-    return new Map((await this.rows<{ id: string; node: string }>('SELECT id, node FROM leases')).map((r) => [r.id, r.node]));
-  }
-
   async blocks(now: number): Promise<Block[]> {
     return (await this.rows<BlockRow>('SELECT * FROM blocks WHERE until > $1 ORDER BY until, id', [now])).map(toBlock);
   }
@@ -338,63 +332,13 @@ export class PgLeaseStore implements LeaseStore, AdminTokenStore, ActivationStor
     await this.unit((u) => u.appendEvent(event));
   }
 
-  async queryEvents(filter: EventFilter): Promise<LeaseEvent[]> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    const add = (sql: string, value: unknown) => {
-      params.push(value);
-      where.push(sql.replace('?', `$${params.length}`));
-    };
-    if (filter.afterId !== undefined) add('id > ?', filter.afterId);
-    if (filter.beforeId !== undefined) add('id < ?', filter.beforeId);
-    if (filter.sinceMs !== undefined) add('ts >= ?', filter.sinceMs);
-    if (filter.untilMs !== undefined) add('ts < ?', filter.untilMs);
-    if (filter.user !== undefined) add('"user" = ?', filter.user);
-    if (filter.host !== undefined) add('host = ?', filter.host);
-    if (filter.instance !== undefined) add('instance = ?', filter.instance);
-    if (filter.leaseId !== undefined) add('starts_with(lease_id, ?)', filter.leaseId);
-    if (filter.listener !== undefined) add('listener = ?', filter.listener);
-    if (filter.actor !== undefined) add('actor = ?', filter.actor);
-    if (filter.product !== undefined) add('product = ?', filter.product);
-    if (filter.pool !== undefined) add('pool_id = ?', filter.pool);
-    if (filter.events !== undefined && filter.events.length > 0) add('event = ANY(?)', [...filter.events]);
-    let sql = `SELECT * FROM events${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''}`;
-    if (filter.first !== undefined) {
-      params.push(filter.first);
-      sql += ` ORDER BY id LIMIT $${params.length}`;
-    } else if (filter.limit !== undefined) {
-      params.push(filter.limit);
-      sql = `SELECT * FROM (${sql} ORDER BY id DESC LIMIT $${params.length}) newest ORDER BY id`;
-    } else {
-      sql += ' ORDER BY id';
-    }
-    return (await this.rows<EventRow>(sql, params)).map(toEvent);
+  queryEvents(filter: EventFilter): Promise<LeaseEvent[]> {
+    return queryEvents((text, values) => this.rows<EventRow>(text, values), filter);
   }
 
-  /**
-   * The entries reports read, oldest first, a page at a time (keyset on id):
-   * a report over millions of entries holds one page, and the node serves
-   * leases between pages.
-   */
-  async *reportEvents(query: ReportEventQuery): AsyncIterableIterator<ReportEvent> {
-    const kinds = ['granted', 'released', 'expired', 'revoked', 'denied', 'key-added', 'key-removed', 'key-expired', 'activation-changed'];
-    const params: unknown[] = [query.untilMs, kinds];
-    let where = 'ts < $2 AND event = ANY($3)';
-    if (query.product !== undefined) {
-      params.push(query.product);
-      where += " AND (product = $4 OR event = 'key-removed')";
-    }
-    for (let after = 0; ; ) {
-      const rows = await this.rows<{ id: number; ts: number; event: string; pool_id: string | null; product: string | null; lease_id: string | null; user: string | null; instance: string | null; seats_total: number | null; code: string | null; reason: string | null; count: number }>(
-        `SELECT id, ts, event, pool_id, product, lease_id, "user", instance, seats_total, code, reason, count FROM events WHERE id > $1 AND ${where} ORDER BY id LIMIT ${REPORT_PAGE}`,
-        [after, ...params],
-      );
-      if (rows.length === 0) return;
-      after = rows.at(-1)!.id;
-      for (const r of rows) {
-        yield { ts: r.ts, event: r.event, poolId: r.pool_id, product: query.product ?? r.product, leaseId: r.lease_id, user: r.user, instance: r.instance, seatsTotal: r.seats_total, code: r.code, reason: r.reason, count: r.count };
-      }
-    }
+  /** The entries reports read, oldest first, a page at a time. */
+  reportEvents(query: ReportEventQuery): AsyncIterableIterator<ReportEvent> {
+    return reportEvents((text, values) => this.rows(text, values), query);
   }
 
   async pruneBoundary(beforeMs: number): Promise<number | undefined> {
@@ -483,23 +427,9 @@ export class PgLeaseStore implements LeaseStore, AdminTokenStore, ActivationStor
     return r && { keyId: r.key_id, kind: r.kind, createdAt: r.created_at, consumedAt: r.consumed_at };
   }
 
-  /**
-   * The database's replication as this node sees it: whether it is a
-   * primary, which standbys stream from it and which of them are synchronous.
-   * A primary without a synchronous standby can lose acknowledged grants when
-   * it fails over (status warns, /readyz reports it). Seeing the standbys
-   * needs the pg_monitor role (or pg_read_all_stats) for floatd's user.
-   */
-  async replication(): Promise<ReplicationState> {
-    const [s] = await this.rows<{ standby: boolean; names: string; commit: string }>(
-      "SELECT pg_is_in_recovery() AS standby, current_setting('synchronous_standby_names') AS names, current_setting('synchronous_commit') AS commit",
-    );
-    const standbys = (await this.rows<{ name: string; state: string | null; sync_state: string | null; client: string | null }>(
-      'SELECT application_name AS name, state, sync_state, client_addr::text AS client FROM pg_stat_replication ORDER BY application_name',
-    )).map((r) => ({ name: r.name, state: r.state, syncState: r.sync_state, client: r.client }));
-    const waits = s!.commit !== 'off' && s!.commit !== 'local' && s!.names.trim() !== '';
-    const synchronous = waits && standbys.some((b) => b.state === 'streaming' && (b.syncState === 'sync' || b.syncState === 'quorum'));
-    return { role: s!.standby ? 'standby' : 'primary', synchronousStandbyNames: s!.names, synchronousCommit: s!.commit, standbys, synchronous };
+  /** The database's replication as this node sees it (status, /readyz). */
+  replication(): Promise<ReplicationState> {
+    return readReplication(<R,>(text: string) => this.rows<R & pg.QueryResultRow>(text) as Promise<R[]>);
   }
 
   /** Checks every writer's hash chain of the cluster's lease log and the merged order (floatd log verify). */
@@ -541,18 +471,10 @@ export class PgLeaseStore implements LeaseStore, AdminTokenStore, ActivationStor
   }
 }
 
-/** The database's replication, for status and /readyz. */
-export interface ReplicationState {
-  readonly role: 'primary' | 'standby';
-  readonly synchronousStandbyNames: string;
-  readonly synchronousCommit: string;
-  readonly standbys: ReadonlyArray<{ readonly name: string; readonly state: string | null; readonly syncState: string | null; readonly client: string | null }>;
-  /** Commits wait for at least one streaming synchronous standby: a failover to it loses no acknowledged grant. */
-  readonly synchronous: boolean;
-}
-
 /** The connection a unit runs on (for the store's own short writes beside the lease path). */
 function unitClient(unit: PgUnit): pg.PoolClient {
   return unit.connection;
 }
 
+
+export type { ReplicationState } from './pg-replication.js';
