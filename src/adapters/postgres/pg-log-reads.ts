@@ -41,20 +41,8 @@ export async function queryEvents(rows: Rows<EventRow>, filter: EventFilter): Pr
   return (await rows(sql, params)).map(toEvent);
 }
 
-interface ReportRow {
-  id: number;
-  ts: number;
-  event: string;
-  pool_id: string | null;
-  product: string | null;
-  lease_id: string | null;
-  user: string | null;
-  instance: string | null;
-  seats_total: number | null;
-  code: string | null;
-  reason: string | null;
-  count: number;
-}
+/** The columns of an entry that reports read. */
+type ReportRow = Pick<EventRow, 'id' | 'ts' | 'event' | 'pool_id' | 'product' | 'lease_id' | 'user' | 'instance' | 'seats_total' | 'code' | 'reason' | 'count'>;
 
 /**
  * The entries reports read, oldest first, a page at a time (keyset on id):
